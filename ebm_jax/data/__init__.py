@@ -1,0 +1,5 @@
+"""Datasets that work offline and deterministic, resumable batching."""
+from ebm_jax.data.batching import Batches, batch_indices, epoch_permutation
+from ebm_jax.data.digits import ArrayDataset, load_digits
+
+__all__ = ["ArrayDataset", "Batches", "batch_indices", "epoch_permutation", "load_digits"]

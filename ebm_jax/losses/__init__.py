@@ -1,0 +1,8 @@
+"""Loss transforms: ``init/loss`` pairs ready for ``jax.value_and_grad(..., has_aux=True)``."""
+from ebm_jax.losses.base import LossTransform, combine
+from ebm_jax.losses.classification import cross_entropy
+from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergence
+from ebm_jax.losses.jem import jem_hybrid
+
+__all__ = ["CDState", "LossTransform", "combine", "contrastive_divergence", "cross_entropy",
+           "jem_hybrid"]

@@ -1,0 +1,38 @@
+"""The JEM hybrid loss (Grathwohl et al. 2020): log p(y|x) + log p(x) from one classifier."""
+from __future__ import annotations
+
+from ebm_jax.energies import LogitsFn, energy_from_logits
+from ebm_jax.losses.base import LossTransform, combine
+from ebm_jax.losses.classification import cross_entropy
+from ebm_jax.losses.contrastive_divergence import contrastive_divergence
+from ebm_jax.samplers.base import Sampler
+
+
+def jem_hybrid(logits_fn: LogitsFn, sampler: Sampler, *, classification_weight: float = 1.0,
+               generative_weight: float = 1.0, **cd_options) -> LossTransform:
+    """JEM's hybrid objective: cross-entropy on p(y|x) plus contrastive divergence on p(x).
+
+    The classifier ``logits_fn(params, x) -> [K]`` is read as the energy
+    ``E(x) = -logsumexp f(x)``; ``sampler`` must sample that energy (build it
+    with ``langevin(energy_from_logits(logits_fn), ...)``).
+
+    Args:
+      logits_fn: per-example logits.
+      sampler: SGLD on ``energy_from_logits(logits_fn)``.
+      classification_weight: weight of the cross-entropy term.
+      generative_weight: weight of the generative (CD) term.
+      **cd_options: passed to :func:`~ebm_jax.losses.contrastive_divergence`
+        (``num_steps``, ``buffer_capacity``, ``reinit_prob``, ``energy_l2``, ...).
+
+    Info keys are ``classification/...`` and ``generative/...``.
+
+    Example::
+
+      >>> energy = energy_from_logits(model.apply)
+      >>> loss = jem_hybrid(model.apply, langevin(energy, 1.0, 0.01), num_steps=20)
+    """
+    return combine(
+        classification=(classification_weight, cross_entropy(logits_fn)),
+        generative=(generative_weight,
+                    contrastive_divergence(energy_from_logits(logits_fn), sampler, **cd_options)),
+    )

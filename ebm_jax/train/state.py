@@ -1,0 +1,56 @@
+"""The one training-state pytree and its constructor."""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ebm_jax.losses.base import LossTransform
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training.
+
+    Attributes:
+      step: scalar int32, number of optimizer updates taken.
+      params: the model's parameter pytree.
+      opt_state: the optax optimizer state.
+      loss_state: the loss transform's state (replay buffer, persistent chains).
+      rng_key: a raw ``uint32[2]`` PRNG key (raw so that checkpoints hold plain arrays).
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    loss_state: Any
+    rng_key: jax.Array
+
+
+def init_train_state(rng_key: jax.Array, params: Any, optimizer: optax.GradientTransformation,
+                     loss: LossTransform, example_batch: dict) -> TrainState:
+    """Build the initial :class:`TrainState`.
+
+    Args:
+      rng_key: a PRNG key (raw ``uint32[2]`` or typed); split for the loss state
+        and the training key.
+      params: initial parameters.
+      optimizer: any ``optax.GradientTransformation``.
+      loss: a :class:`~ebm_jax.losses.LossTransform`.
+      example_batch: a batch with the training shapes (``{"x": [B, ...], "y": [B]}``).
+
+    Example::
+
+      >>> state = init_train_state(jax.random.PRNGKey(0), params, optax.adam(1e-4), loss, batch)
+    """
+    if jax.dtypes.issubdtype(jnp.asarray(rng_key).dtype, jax.dtypes.prng_key):
+        rng_key = jax.random.key_data(rng_key)
+    loss_key, train_key = jax.random.split(rng_key)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        loss_state=loss.init(loss_key, params, example_batch),
+        rng_key=train_key,
+    )

@@ -1,0 +1,40 @@
+"""One training step as a pure function: sample, compute the loss, apply the optimizer."""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import optax
+
+from ebm_jax.losses.base import LossTransform
+from ebm_jax.train.state import TrainState
+
+TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
+
+
+def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation) -> TrainStep:
+    """Compose a loss transform and an optax optimizer into ``train_step(state, batch)``.
+
+    The returned function is pure and not jitted: jit it once at the outermost
+    level (``jax.jit(train_step, donate_argnums=0)``) so that sampling, the
+    loss and the update are one XLA program.
+
+    Metrics: ``loss``, ``grad_norm`` and the loss's info.
+
+    Example::
+
+      >>> train_step = jax.jit(make_train_step(loss, optax.adam(1e-4)), donate_argnums=0)
+      >>> state, metrics = train_step(state, {"x": x, "y": y})
+    """
+    value_and_grad = jax.value_and_grad(loss.loss, has_aux=True)
+
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        rng_key, loss_key = jax.random.split(state.rng_key)
+        (value, (loss_state, info)), grads = value_and_grad(state.params, state.loss_state, batch,
+                                                            loss_key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": value, "grad_norm": optax.global_norm(grads), **info}
+        return TrainState(state.step + 1, params, opt_state, loss_state, rng_key), metrics
+
+    return train_step
