@@ -1,0 +1,256 @@
+"""Run configurations: one flat, typed, validated dataclass and the named presets.
+
+A config is built from a preset and ``key=value`` overrides::
+
+    config = make_config("jem_digits", ["num_steps=2000", "hidden=128,128"])
+
+Every field is checked (type and range) before any compute; an error names
+the field, the value and what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Optional
+
+TOY_NAMES = ("8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "pinwheel")
+DATASETS = ("digits",) + TOY_NAMES
+MODELS = ("mlp", "conv")
+OBJECTIVES = ("jem", "cd", "softmax")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+# Fields that may change between a run and its resumption (they do not change what is learned).
+RESUMABLE_FIELDS = frozenset({"num_steps", "eval_every", "log_every", "checkpoint_every",
+                              "keep_checkpoints", "num_eval_samples", "fresh_sample_steps"})
+
+
+class ConfigError(ValueError):
+    """A bad configuration value: the message names the field, the value and what is expected."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a run. See :data:`PRESETS` for the named starting points."""
+
+    name: str = "jem_digits"
+    dataset: str = "digits"
+    # network
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    channels: tuple[int, ...] = (32, 64)
+    activation: str = "swish"
+    spectral_norm: bool = False
+    # objective and sampler
+    objective: str = "jem"
+    sgld_steps: int = 20
+    sgld_step_size: float = 1.0
+    sgld_noise: Optional[float] = 0.01
+    sgld_grad_clip: Optional[float] = None
+    sgld_clamp: bool = True
+    buffer_size: int = 10_000
+    reinit_prob: float = 0.05
+    per_class_buffer: bool = False
+    energy_l2: float = 0.0
+    generative_weight: float = 1.0
+    # optimisation
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    clip_grad_norm: Optional[float] = None
+    warmup_steps: int = 0
+    batch_size: int = 64
+    num_steps: int = 6000
+    seed: int = 0
+    # bookkeeping
+    log_every: int = 100
+    eval_every: int = 2000
+    checkpoint_every: int = 2000
+    keep_checkpoints: int = 3
+    num_eval_samples: int = 1000
+    fresh_sample_steps: int = 200
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _probability(v):
+    return 0.0 <= v <= 1.0
+
+
+# field -> (predicate, what is expected)
+_CHECKS = {
+    "dataset": (lambda v: v in DATASETS, f"one of {list(DATASETS)}"),
+    "model": (lambda v: v in MODELS, f"one of {list(MODELS)}"),
+    "objective": (lambda v: v in OBJECTIVES, f"one of {list(OBJECTIVES)}"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {list(OPTIMIZERS)}"),
+    "activation": (lambda v: v in ("swish", "leaky_relu", "relu", "elu", "softplus", "tanh"),
+                   "one of ['elu', 'leaky_relu', 'relu', 'softplus', 'swish', 'tanh']"),
+    "hidden": (lambda v: len(v) > 0 and all(w > 0 for w in v), "a non-empty list of positive ints"),
+    "channels": (lambda v: len(v) > 0 and all(w > 0 for w in v), "a non-empty list of positive ints"),
+    "sgld_steps": (_positive, "a positive int"),
+    "sgld_step_size": (_positive, "a positive number"),
+    "sgld_noise": (lambda v: v is None or v >= 0, "a number >= 0, or none for the temperature form"),
+    "sgld_grad_clip": (lambda v: v is None or v > 0, "a positive number or none"),
+    "buffer_size": (_positive, "a positive int"),
+    "reinit_prob": (_probability, "a probability in [0, 1]"),
+    "energy_l2": (_non_negative, "a number >= 0"),
+    "generative_weight": (_non_negative, "a number >= 0"),
+    "learning_rate": (_positive, "a positive number"),
+    "weight_decay": (_non_negative, "a number >= 0"),
+    "clip_grad_norm": (lambda v: v is None or v > 0, "a positive number or none"),
+    "warmup_steps": (_non_negative, "an int >= 0"),
+    "batch_size": (_positive, "a positive int"),
+    "num_steps": (_positive, "a positive int"),
+    "seed": (_non_negative, "an int >= 0"),
+    "log_every": (_positive, "a positive int"),
+    "eval_every": (_positive, "a positive int"),
+    "checkpoint_every": (_positive, "a positive int"),
+    "keep_checkpoints": (_positive, "a positive int"),
+    "num_eval_samples": (_positive, "a positive int"),
+    "fresh_sample_steps": (_positive, "a positive int"),
+}
+
+
+def _field_types() -> dict:
+    return typing.get_type_hints(Config)
+
+
+def _type_ok(value, hint) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        return value is None or any(_type_ok(value, a) for a in args if a is not type(None))
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_type_ok(v, args[0]) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        return " or ".join(_describe(a) for a in args if a is not type(None)) + " or none"
+    if origin is tuple:
+        return f"a comma-separated list of {_describe(args[0])}"
+    return {int: "an int", float: "a number", bool: "true or false", str: "a string"}[hint]
+
+
+def validate(config: Config) -> Config:
+    """Check every field's type and range, and their consistency; return the config.
+
+    Raises:
+      ConfigError: naming the first bad field, its value and what was expected.
+    """
+    hints = _field_types()
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _type_ok(value, hints[f.name]):
+            raise ConfigError(f"{f.name}={value!r}: expected {_describe(hints[f.name])}")
+        check = _CHECKS.get(f.name)
+        if check is not None and not check[0](value):
+            raise ConfigError(f"{f.name}={value!r}: expected {check[1]}")
+    is_toy = config.dataset in TOY_NAMES
+    if is_toy and config.objective != "cd":
+        raise ConfigError(f"objective={config.objective!r} with dataset={config.dataset!r}: "
+                          "expected objective='cd' (2-D toys have no labels)")
+    if is_toy and config.model != "mlp":
+        raise ConfigError(f"model={config.model!r} with dataset={config.dataset!r}: expected 'mlp'")
+    if config.per_class_buffer and config.buffer_size % 10:
+        raise ConfigError(f"buffer_size={config.buffer_size} with per_class_buffer=true: "
+                          "expected a multiple of the number of classes (10)")
+    return config
+
+
+def parse_value(name: str, text: str):
+    """Parse the text of a ``--set name=text`` override into the field's type."""
+    hints = _field_types()
+    if name not in hints:
+        raise ConfigError(f"unknown config key {name!r}: expected one of {sorted(hints)}")
+    hint = hints[name]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    optional = origin is typing.Union
+    if optional:
+        if text.strip().lower() in ("none", "null"):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    try:
+        if origin is tuple:
+            return tuple(int(t) for t in text.split(",") if t.strip())
+        if hint is bool:
+            lowered = text.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return lowered in ("true", "1", "yes")
+        return hint(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: expected {_describe(hints[name])}") from None
+
+
+def _toy_preset(toy: str) -> Config:
+    return Config(name=f"cd_2d_{toy}", dataset=toy, model="mlp", hidden=(128, 128, 128),
+                  activation="swish", objective="cd", sgld_steps=20, sgld_step_size=0.01,
+                  sgld_noise=None, sgld_clamp=True, buffer_size=10_000, reinit_prob=0.05,
+                  energy_l2=0.0, learning_rate=1e-3, batch_size=256, num_steps=4000,
+                  eval_every=2000, checkpoint_every=2000, num_eval_samples=2000)
+
+
+PRESETS: dict[str, Config] = {
+    # JEM hybrid on the embedded digits: the main job.
+    "jem_digits": Config(),
+    # The same network as a plain softmax classifier: the baseline JEM is compared with.
+    "softmax_digits": Config(name="softmax_digits", objective="softmax"),
+    # An unconditional generative EBM on the digits, trained by contrastive divergence.
+    "cd_digits": Config(name="cd_digits", objective="cd", hidden=(256, 256), energy_l2=0.1),
+    **{f"cd_2d_{toy}": _toy_preset(toy) for toy in TOY_NAMES},
+}
+
+
+def make_config(preset: str = "jem_digits", overrides: typing.Iterable[str] = ()) -> Config:
+    """Build a validated config from a preset name and ``key=value`` overrides.
+
+    Example::
+
+      >>> make_config("jem_digits", ["num_steps=100", "seed=3"]).num_steps
+      100
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
+    values = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        values[key.strip()] = parse_value(key.strip(), text.strip())
+    return validate(dataclasses.replace(PRESETS[preset], **values))
+
+
+def config_from_dict(values: dict) -> Config:
+    """Rebuild a config saved with :meth:`Config.to_dict` (lists become tuples), validated."""
+    hints = _field_types()
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown config keys {unknown}: expected a subset of {sorted(hints)}")
+    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return validate(Config(**converted))
+
+
+def config_differences(a: Config, b: Config, ignore=RESUMABLE_FIELDS) -> dict:
+    """Fields (outside ``ignore``) whose values differ: ``{name: (a_value, b_value)}``."""
+    return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+            if f.name not in ignore and getattr(a, f.name) != getattr(b, f.name)}
+
+
+__all__ = ["Config", "ConfigError", "PRESETS", "config_differences", "config_from_dict",
+           "make_config", "parse_value", "validate"]

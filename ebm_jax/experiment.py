@@ -1,0 +1,344 @@
+"""From a :class:`~ebm_jax.config.Config` to a trained, evaluated run directory.
+
+This is what ``ebm-jax train`` does, as importable functions: :func:`build`
+assembles the pure pieces (data, network, energy, sampler, loss, optimizer),
+:func:`train` runs them with checkpoints and writes the run directory, and
+:func:`evaluate` computes the summary and the figures.
+
+Run directory::
+
+    config.json  metrics.jsonl  checkpoints/  samples.png  curves.png  summary.json
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from ebm_jax import metrics, plots
+from ebm_jax.config import TOY_NAMES, Config, ConfigError, config_differences, config_from_dict
+from ebm_jax.data import Batches, load_digits
+from ebm_jax.energies import batch_energy, energy_from_logits
+from ebm_jax.losses import LossTransform, contrastive_divergence, cross_entropy, jem_hybrid
+from ebm_jax.nets import MLP, ConvNet, as_energy_fn, pure
+from ebm_jax.samplers import Sampler, langevin, run_chains, uniform_init
+from ebm_jax.train import Checkpointer, TrainState, fit, init_train_state, make_train_step
+from ebm_jax.train.checkpoint import params_fingerprint
+
+TOY_LIMIT = 4.5  # 2-D toys live in [-4.5, 4.5]^2
+TOY_TRAIN_SIZE = 50_000
+
+
+class Data(NamedTuple):
+    """Arrays a run trains and evaluates on."""
+
+    x_train: np.ndarray
+    y_train: Optional[np.ndarray]
+    x_test: np.ndarray
+    y_test: Optional[np.ndarray]
+    data_range: tuple
+    image_shape: Optional[tuple]
+    num_classes: Optional[int]
+    log_prob: Optional[Callable]  # closed-form density of a 2-D toy, when there is one
+
+
+class Experiment(NamedTuple):
+    """The pure pieces of a run, built from its config."""
+
+    config: Config
+    data: Data
+    params: Any
+    energy_fn: Callable
+    logits_fn: Optional[Callable]
+    sampler: Sampler
+    loss: LossTransform
+    optimizer: optax.GradientTransformation
+
+
+def load_data(config: Config) -> Data:
+    """The embedded digits or a seeded sample of a 2-D toy density."""
+    if config.dataset == "digits":
+        d = load_digits()
+        return Data(d.x_train, d.y_train, d.x_test, d.y_test, d.data_range, d.image_shape,
+                    d.num_classes, None)
+    from ebm_jax.data.toy2d import get_toy
+
+    toy = get_toy(config.dataset)
+    key_train, key_test = jax.random.split(jax.random.PRNGKey(10_000 + config.seed))
+    x_train = np.asarray(toy.sample(key_train, TOY_TRAIN_SIZE), np.float32)
+    x_test = np.asarray(toy.sample(key_test, 5_000), np.float32)
+    return Data(x_train, None, x_test, None, (-TOY_LIMIT, TOY_LIMIT), None, None, toy.log_prob)
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """Adam/AdamW/SGD with optional linear warm-up and global-norm gradient clipping."""
+    lr = config.learning_rate
+    if config.warmup_steps:
+        lr = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
+    if config.optimizer == "adam":
+        opt = optax.adam(lr)
+    elif config.optimizer == "adamw":
+        opt = optax.adamw(lr, weight_decay=config.weight_decay)
+    else:
+        opt = optax.sgd(lr, momentum=0.9)
+    if config.clip_grad_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(config.clip_grad_norm), opt)
+    return opt
+
+
+def build(config: Config, data: Optional[Data] = None) -> Experiment:
+    """Assemble data, network, energy, sampler, loss and optimizer from ``config``."""
+    data = data if data is not None else load_data(config)
+    rngs = nnx.Rngs(config.seed)
+    in_features = int(np.prod(data.x_train.shape[1:]))
+    classifier = config.objective in ("jem", "softmax")
+    if classifier and data.num_classes is None:
+        raise ConfigError(f"objective={config.objective!r} needs labels: dataset={config.dataset!r} has none")
+    out = data.num_classes if classifier else 1
+    if config.model == "mlp":
+        net = MLP(in_features, config.hidden, out, activation=config.activation,
+                  spectral_norm=config.spectral_norm, rngs=rngs)
+    else:
+        net = ConvNet(data.image_shape, config.channels, out, activation=config.activation,
+                      spectral_norm=config.spectral_norm, rngs=rngs)
+    if classifier:
+        model = pure(net)
+        logits_fn, energy_fn = model.apply, energy_from_logits(model.apply)
+    else:
+        model = as_energy_fn(net)
+        logits_fn, energy_fn = None, model.apply
+    sampler = langevin(energy_fn, config.sgld_step_size, config.sgld_noise,
+                       grad_clip=config.sgld_grad_clip,
+                       clip_range=data.data_range if config.sgld_clamp else None)
+    cd_options = dict(num_steps=config.sgld_steps, buffer_capacity=config.buffer_size,
+                      reinit_prob=config.reinit_prob, init_fn=uniform_init(*data.data_range),
+                      energy_l2=config.energy_l2)
+    if config.objective == "jem":
+        loss = jem_hybrid(logits_fn, sampler, generative_weight=config.generative_weight, **cd_options)
+    elif config.objective == "softmax":
+        loss = cross_entropy(logits_fn)
+    else:
+        loss = contrastive_divergence(energy_fn, sampler, **cd_options)
+    return Experiment(config, data, model.params, energy_fn, logits_fn, sampler, loss,
+                      make_optimizer(config))
+
+
+def initial_state(exp: Experiment) -> TrainState:
+    """The state at step 0 for ``exp`` (also the template that checkpoints restore into)."""
+    data = exp.data
+    example = {"x": data.x_train[:exp.config.batch_size]}
+    if data.y_train is not None:
+        example["y"] = data.y_train[:exp.config.batch_size]
+    return init_train_state(jax.random.PRNGKey(exp.config.seed), exp.params, exp.optimizer,
+                            exp.loss, example)
+
+
+def find_buffer(loss_state: Any):
+    """The replay buffer inside a loss state, or None (losses without one)."""
+    from ebm_jax.losses import CDState
+
+    if isinstance(loss_state, CDState):
+        return loss_state.buffer
+    if isinstance(loss_state, dict):
+        for value in loss_state.values():
+            found = find_buffer(value)
+            if found is not None:
+                return found
+    return None
+
+
+# --------------------------------------------------------------------------- workdir
+
+
+def prepare_workdir(config: Config, workdir: str, *, resume: bool, overwrite: bool) -> Checkpointer:
+    """Check that ``workdir`` may take this run, before any compute; write ``config.json``.
+
+    Raises:
+      ConfigError: the workdir holds another run (a different config), or a
+        run of this config while neither ``resume`` nor ``overwrite`` is set.
+    """
+    config_path = os.path.join(workdir, "config.json")
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    has_run = os.path.exists(config_path) or (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir))
+    if has_run and overwrite:
+        for name in ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "samples.png",
+                     "curves.png"):
+            path = os.path.join(workdir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    elif has_run:
+        if os.path.exists(config_path):
+            with open(config_path) as f:
+                saved = config_from_dict(json.load(f))
+            diff = config_differences(saved, config)
+            if diff:
+                listed = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
+                raise ConfigError(f"workdir {workdir!r} holds a run with a different config ({listed}): "
+                                  "expected the same config, another --workdir, or --overwrite")
+        if not resume:
+            raise ConfigError(f"workdir {workdir!r} already holds a run: expected --resume to continue "
+                              "it, --overwrite to start over, or another --workdir")
+    os.makedirs(workdir, exist_ok=True)
+    with open(config_path, "w") as f:
+        json.dump(config.to_dict(), f, indent=2)
+    return Checkpointer(ckpt_dir, max_to_keep=config.keep_checkpoints,
+                        save_every=config.checkpoint_every)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def fresh_samples(exp: Experiment, params: Any, rng_key: jax.Array, num: int) -> np.ndarray:
+    """``num`` samples by ``fresh_sample_steps`` SGLD steps from the uniform init distribution."""
+    x0 = uniform_init(*exp.data.data_range)(rng_key, (num, *exp.data.x_train.shape[1:]))
+    states = jax.vmap(exp.sampler.init)(x0)
+    run = jax.jit(lambda k, s, p: run_chains(k, exp.sampler, s, p, exp.config.fresh_sample_steps)[0])
+    return np.asarray(run(jax.random.fold_in(rng_key, 1), states, params).position)
+
+
+def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = None) -> dict:
+    """Summary metrics of a trained state; with ``workdir``, also write ``samples.png``.
+
+    Keys (where they apply): ``test_accuracy``, ``nll``, ``ece`` (15 bins),
+    ``energy_data_mean``, ``energy_noise_mean``, ``auroc_uniform_noise``,
+    ``sample_confidence``, ``sample_class_fractions``, ``sample_in_range_fraction``,
+    ``kl_nats`` (2-D toys with a closed-form density), ``steps``, ``params_fingerprint``.
+    """
+    cfg, data, params = exp.config, exp.data, state.params
+    key = jax.random.PRNGKey(cfg.seed + 7919)
+    k_noise, k_pick, k_fresh = jax.random.split(key, 3)
+    summary: dict[str, Any] = {"steps": int(state.step)}
+    if exp.logits_fn is not None:
+        logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0)))(params, data.x_test)
+        report = metrics.classification_report(logits, jnp.asarray(data.y_test))
+        summary.update(test_accuracy=report["accuracy"], nll=report["nll"], ece=report["ece"])
+    energy = jax.jit(batch_energy(exp.energy_fn))
+    noise = uniform_init(*data.data_range)(k_noise, (1000, *data.x_test.shape[1:]))
+    e_data, e_noise = energy(params, data.x_test), energy(params, noise)
+    summary.update(energy_data_mean=float(e_data.mean()), energy_noise_mean=float(e_noise.mean()),
+                   auroc_uniform_noise=float(metrics.auroc(-e_data, -e_noise)))
+
+    buffer = find_buffer(state.loss_state)
+    num = cfg.num_eval_samples
+    if buffer is not None:
+        pick = jax.random.choice(k_pick, buffer.samples.shape[0], (min(num, buffer.samples.shape[0]),),
+                                 replace=False)
+        samples = np.asarray(buffer.samples[pick])
+    else:
+        samples = fresh_samples(exp, params, k_pick, num)
+    fresh = fresh_samples(exp, params, k_fresh, 100 if data.image_shape else 2000)
+    source = "replay buffer" if buffer is not None else f"{cfg.fresh_sample_steps} SGLD steps from noise"
+
+    if data.num_classes is not None:
+        judge = metrics.fit_reference_classifier(data.x_train, data.y_train, seed=cfg.seed)
+        summary.update(metrics.classifier_sample_quality(samples, judge.predict_proba,
+                                                         data.num_classes, data.data_range))
+    if data.log_prob is not None:
+        summary["kl_nats"] = float(metrics.kl_by_quadrature(
+            data.log_prob, lambda x: exp.energy_fn(params, x), limit=TOY_LIMIT))
+    summary["params_fingerprint"] = params_fingerprint(params)
+
+    if workdir is not None:
+        path = os.path.join(workdir, "samples.png")
+        if data.image_shape is not None:
+            plots.save_image_grids(path, {
+                f"{source} (100 of {len(samples)})": samples[:100],
+                f"fresh noise, {cfg.fresh_sample_steps} SGLD steps": fresh[:100],
+            }, data.image_shape, value_range=data.data_range)
+        else:
+            plots.save_scatter(path, {"data": data.x_test[:2000], source: samples[:2000],
+                                      f"fresh noise, {cfg.fresh_sample_steps} SGLD steps": fresh})
+    return summary
+
+
+CURVE_PANELS = (
+    ("loss", "classification/loss", "generative/loss"),
+    ("energy_data", "energy_sample", "generative/energy_data", "generative/energy_sample"),
+    ("classification/accuracy", "accuracy", "eval/test_accuracy"),
+    ("eval/ece", "eval/auroc_uniform_noise"),
+)
+
+
+def _quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
+    """Cheap periodic evaluation during training: test accuracy/ECE, data and noise energies."""
+    data = exp.data
+    energy = jax.jit(batch_energy(exp.energy_fn))
+    noise = uniform_init(*data.data_range)(jax.random.PRNGKey(1), (500, *data.x_test.shape[1:]))
+    logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0))) if exp.logits_fn else None
+
+    def eval_fn(state):
+        out = {}
+        if logits is not None:
+            report = metrics.classification_report(logits(state.params, data.x_test),
+                                                   jnp.asarray(data.y_test))
+            out.update(test_accuracy=report["accuracy"], ece=report["ece"])
+        e_data, e_noise = energy(state.params, data.x_test), energy(state.params, noise)
+        out["auroc_uniform_noise"] = float(metrics.auroc(-e_data, -e_noise))
+        return out
+
+    return eval_fn
+
+
+def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> dict:
+    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint with ``resume``).
+
+    Writes ``config.json``, ``metrics.jsonl``, ``checkpoints/``, ``samples.png``,
+    ``curves.png`` and ``summary.json``; returns the summary.
+
+    Example::
+
+      >>> summary = train(make_config("jem_digits", ["num_steps=500"]), "runs/quick")
+    """
+    started = time.perf_counter()
+    checkpointer = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
+    try:
+        exp = build(config)
+        n_train = exp.data.x_train.shape[0]
+        if config.batch_size > n_train:
+            raise ConfigError(f"batch_size={config.batch_size}: expected at most the {n_train} "
+                              f"training examples of {config.dataset!r}")
+        state = initial_state(exp)
+        if resume:
+            restored = checkpointer.restore_latest(state)
+            if restored is not None:
+                state = restored
+                print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
+        batches = Batches(exp.data.x_train, exp.data.y_train, config.batch_size, seed=config.seed,
+                          start_step=int(state.step))
+        train_step = jax.jit(make_train_step(exp.loss, exp.optimizer), donate_argnums=0)
+        metrics_path = os.path.join(workdir, "metrics.jsonl")
+        train_started = time.perf_counter()
+        first_step = int(state.step)
+        state = fit(train_step, state, batches, config.num_steps, log_every=config.log_every,
+                    eval_fn=_quick_eval_fn(exp), eval_every=config.eval_every,
+                    checkpointer=checkpointer, metrics_path=metrics_path, progress=progress)
+        train_seconds = time.perf_counter() - train_started
+        summary = evaluate(exp, state, workdir=workdir)
+        summary.update(train_seconds=train_seconds,
+                       train_steps_per_s=(int(state.step) - first_step) / max(train_seconds, 1e-9),
+                       wall_seconds=time.perf_counter() - started, config=config.name,
+                       seed=config.seed)
+        plots.save_curves(os.path.join(workdir, "curves.png"), plots.read_metrics(metrics_path),
+                          CURVE_PANELS)
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(_finite(summary), f, indent=2)
+        return summary
+    finally:
+        checkpointer.close()
+
+
+def _finite(summary: dict) -> dict:
+    """JSON has no NaN: write non-finite floats as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
