@@ -34,7 +34,7 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
                                                             loss_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": value, "grad_norm": optax.global_norm(grads), **info}
+        metrics = {"loss": value, "grad_norm": optax.tree.norm(grads), **info}
         return TrainState(state.step + 1, params, opt_state, loss_state, rng_key), metrics
 
     return train_step

@@ -1,0 +1,134 @@
+"""The main job end to end on tiny settings: run directory, resume, interrupts, bad workdirs, CLI."""
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from ebm_jax import cli
+from ebm_jax.config import ConfigError, make_config
+from ebm_jax.data import Batches
+from ebm_jax.experiment import build, initial_state, train
+from ebm_jax.train import Checkpointer, fit, make_train_step, params_fingerprint
+
+TINY = ["hidden=32", "buffer_size=200", "sgld_steps=5", "batch_size=32", "log_every=5",
+        "eval_every=10", "checkpoint_every=10", "num_eval_samples=100", "fresh_sample_steps=5"]
+
+
+def tiny(preset="jem_digits", *extra):
+    return make_config(preset, TINY + list(extra))
+
+
+def test_train_writes_the_run_directory_and_summary(tmp_path):
+    summary = train(tiny("jem_digits", "num_steps=20"), str(tmp_path), progress=False)
+    for name in ("config.json", "metrics.jsonl", "samples.png", "curves.png", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    with open(tmp_path / "summary.json") as f:
+        saved = json.load(f)
+    for key in ("test_accuracy", "ece", "energy_data_mean", "energy_noise_mean", "auroc_uniform_noise",
+                "sample_confidence", "sample_class_fractions", "sample_in_range_fraction", "steps",
+                "wall_seconds", "params_fingerprint"):
+        assert key in saved, key
+    assert saved["steps"] == 20 and summary["params_fingerprint"] == saved["params_fingerprint"]
+    assert len(saved["sample_class_fractions"]) == 10
+    assert sum(saved["sample_class_fractions"]) == pytest.approx(1.0)
+    assert Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [10, 20]
+    with open(tmp_path / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records if "loss" in r] == [5, 10, 15, 20]
+    assert any("eval/test_accuracy" in r for r in records)
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
+    full = train(tiny("jem_digits", "num_steps=30"), str(tmp_path / "full"), progress=False)
+    # Stop after 10 steps (a checkpoint is written there), then resume to 30.
+    train(tiny("jem_digits", "num_steps=10"), str(tmp_path / "split"), progress=False)
+    resumed = train(tiny("jem_digits", "num_steps=30"), str(tmp_path / "split"), resume=True,
+                    progress=False)
+    assert resumed["steps"] == 30
+    assert resumed["params_fingerprint"] == full["params_fingerprint"]
+    # And a different seed really gives different parameters (the fingerprint is not constant).
+    other = train(tiny("jem_digits", "num_steps=10", "seed=1"), str(tmp_path / "other"), progress=False)
+    assert other["params_fingerprint"] != full["params_fingerprint"]
+
+
+def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
+    config = tiny("cd_2d_8gaussians", "num_steps=12", "checkpoint_every=100")
+    exp = build(config)
+    step_fn = jax.jit(make_train_step(exp.loss, exp.optimizer))
+
+    def reference():
+        state = initial_state(exp)
+        return fit(step_fn, state, Batches(exp.data.x_train, None, config.batch_size, seed=0),
+                   config.num_steps, progress=False)
+
+    expected = params_fingerprint(reference().params)
+
+    calls = {"n": 0}
+
+    def interrupting_step(state, batch):
+        calls["n"] += 1
+        if calls["n"] == 5:  # a real SIGINT, delivered while step 5 runs
+            os.kill(os.getpid(), signal.SIGINT)
+        return step_fn(state, batch)
+
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=100)
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupting_step, initial_state(exp),
+            Batches(exp.data.x_train, None, config.batch_size, seed=0), config.num_steps,
+            checkpointer=ckpt, progress=False)
+    assert ckpt.all_steps() == [5]  # the step in flight finished, then the state was saved
+    state = ckpt.restore_latest(initial_state(exp))
+    state = fit(step_fn, state, Batches(exp.data.x_train, None, config.batch_size, seed=0,
+                                        start_step=int(state.step)), config.num_steps, progress=False)
+    assert params_fingerprint(state.params) == expected
+
+
+def test_workdir_with_another_config_is_refused_before_compute(tmp_path):
+    train(tiny("jem_digits", "num_steps=10"), str(tmp_path), progress=False)
+    before = sorted(os.listdir(tmp_path / "checkpoints"))
+    with pytest.raises(ConfigError, match=r"different config \(learning_rate: saved 0.001, now 0.5\)"):
+        train(tiny("jem_digits", "num_steps=10", "learning_rate=0.5"), str(tmp_path), resume=True)
+    with pytest.raises(ConfigError, match="already holds a run: expected --resume"):
+        train(tiny("jem_digits", "num_steps=10"), str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+    # --overwrite starts over.
+    summary = train(tiny("jem_digits", "num_steps=10", "learning_rate=0.5"), str(tmp_path),
+                    overwrite=True, progress=False)
+    assert summary["steps"] == 10
+
+
+def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
+    summary = train(tiny("cd_2d_8gaussians", "num_steps=10"), str(tmp_path), progress=False)
+    assert np.isfinite(summary["kl_nats"]) and summary["kl_nats"] > 0
+    assert "test_accuracy" not in summary
+    assert (tmp_path / "samples.png").is_file()
+
+
+def test_softmax_baseline_has_no_buffer_and_still_reports_samples(tmp_path):
+    summary = train(tiny("softmax_digits", "num_steps=10"), str(tmp_path), progress=False)
+    assert 0.0 <= summary["sample_confidence"] <= 1.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--set", "batch_size=0"], "batch_size=0: expected a positive int"),
+    (["train", "--set", "sgld_step_size=-0.1"], "sgld_step_size=-0.1: expected a positive number"),
+    (["train", "--set", "colour=blue"], "unknown config key 'colour'"),
+    (["train", "--config", "nope"], "unknown preset 'nope'"),
+    (["train", "--set", "dataset=mnist"], "dataset='mnist': expected one of"),
+    (["train", "--set", "batch_size=5000"], "batch_size=5000: expected at most the 1437 training examples"),
+])
+def test_cli_bad_input_is_one_clear_line_and_exit_status_2(tmp_path, capsys, argv, message):
+    code = cli.main(argv + ["--workdir", str(tmp_path / "w")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "w" / "checkpoints").exists() or not os.listdir(tmp_path / "w" / "checkpoints")
+
+
+def test_cli_presets_lists_the_named_configs(capsys):
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "jem_digits" in out and "cd_2d_rings" in out
