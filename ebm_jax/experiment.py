@@ -25,7 +25,7 @@ import optax
 from flax import nnx
 
 from ebm_jax import metrics, plots
-from ebm_jax.config import TOY_NAMES, Config, ConfigError, config_differences, config_from_dict
+from ebm_jax.config import Config, ConfigError, config_differences, config_from_dict
 from ebm_jax.data import Batches, load_digits
 from ebm_jax.energies import batch_energy, energy_from_logits
 from ebm_jax.losses import LossTransform, contrastive_divergence, cross_entropy, jem_hybrid

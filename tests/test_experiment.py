@@ -132,3 +132,26 @@ def test_cli_presets_lists_the_named_configs(capsys):
     assert cli.main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "jem_digits" in out and "cd_2d_rings" in out
+
+
+def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
+    config = tiny("cd_2d_8gaussians", "num_steps=30")
+    exp = build(config)
+    step_fn = jax.jit(make_train_step(exp.loss, exp.optimizer))
+    saved = {}
+
+    def crashing_step(state, batch):
+        if int(state.step) == 15:
+            raise RuntimeError("simulated crash")
+        new_state, metrics = step_fn(state, batch)
+        if int(new_state.step) == 10:
+            saved["params"] = params_fingerprint(new_state.params)
+        return new_state, metrics
+
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=10)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(crashing_step, initial_state(exp), Batches(exp.data.x_train, None, 32, seed=0), 30,
+            checkpointer=ckpt, progress=False)
+    assert ckpt.all_steps() == [10]
+    restored = Checkpointer(str(tmp_path / "ckpt")).restore_latest(initial_state(exp))
+    assert int(restored.step) == 10 and params_fingerprint(restored.params) == saved["params"]
