@@ -59,7 +59,7 @@ _EIGHT_ANGLES = np.arange(8) * (np.pi / 4)
 # NumPy, not jnp: importing this module must not initialise a JAX backend.
 EIGHT_GAUSSIANS_MEANS = (_EIGHT_SCALE * np.stack(
     [np.cos(_EIGHT_ANGLES), np.sin(_EIGHT_ANGLES)], axis=-1)).astype(np.float32)
-"""``[8, 2]`` NumPy float32 component means of ``8gaussians``: radius ``4 / 1.414`` at angles ``k π/4``."""
+"""``[8, 2]`` NumPy float32 means of ``8gaussians``: radius ``4 / 1.414``, angles ``k π/4``."""
 
 
 def _eight_gaussians_sample(rng_key: jax.Array, n: int) -> jax.Array:
@@ -127,9 +127,9 @@ def _rings_log_prob(x: jax.Array) -> jax.Array:
     below ``r = 0`` (a draw with ``r < 0`` lands at radius ``|r|``), which is
     ``Φ(-0.75 / 0.08) ≈ 3e-21`` for the innermost ring: negligible, so the
     density is normalised to float precision. ``|x|`` is floored at ``1e-6``
-    so that the origin (density ``~1e-19``, true value an integrable
-    ``1/|x|`` spike of negligible mass) gives a finite value and a finite
-    gradient.
+    so that the origin gives a finite value (``≈ -31.7``, density ``~1e-14``;
+    the exact density has an integrable ``1/|x|`` spike there of negligible
+    mass) and a finite gradient.
     """
     r = jnp.sqrt(jnp.maximum(jnp.sum(x**2), _RINGS_MIN_RADIUS**2))
     radii = jnp.asarray(RINGS_RADII, jnp.float32)
@@ -142,7 +142,7 @@ def _rings_log_prob(x: jax.Array) -> jax.Array:
 # --------------------------------------------------------------------------- checkerboard
 
 def _checkerboard_sample(rng_key: jax.Array, n: int) -> jax.Array:
-    """``[n, 2]`` draws of FFJORD's checkerboard: uniform on the black squares of side 2 in [-4, 4)²."""
+    """``[n, 2]`` draws of FFJORD's checkerboard: uniform on the 8 black squares of [-4, 4)²."""
     k1, k2, k3 = jax.random.split(rng_key, 3)
     x1 = 4.0 * jax.random.uniform(k1, (n,), jnp.float32) - 2.0
     x2 = jax.random.uniform(k2, (n,), jnp.float32) - 2.0 * jax.random.randint(k3, (n,), 0, 2)

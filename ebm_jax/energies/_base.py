@@ -81,8 +81,12 @@ def joint_energy_from_logits(logits_fn: LogitsFn) -> EnergyFn:
 
 
 def with_temperature(energy_fn: EnergyFn, temperature: float) -> EnergyFn:
-    """Scale an energy by ``1 / temperature``: p_T(x) ∝ exp(-E(x) / T)."""
-    if not temperature > 0:
+    """Scale an energy by ``1 / temperature``: p_T(x) ∝ exp(-E(x) / T).
+
+    ``temperature`` may be a traced value (an annealing schedule under jit);
+    a Python number is checked to be positive.
+    """
+    if isinstance(temperature, (int, float)) and not temperature > 0:
         raise ValueError(f"temperature={temperature!r}: expected a positive number")
 
     def tempered(params, x, *cond):

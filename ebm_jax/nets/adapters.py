@@ -41,8 +41,14 @@ def pure(module: nnx.Module) -> PureModel:
     graphdef, params_state, rest = nnx.split(module, nnx.Param, ...)
     treedef = jax.tree.structure(params_state)
     params = nnx.to_pure_dict(params_state)
+    expected = jax.tree.structure(params)
 
     def apply(params, x):
+        # Leaves are matched by position, so the structure (keys included) must be the one we made.
+        got = jax.tree.structure(params)
+        if got != expected:
+            raise ValueError(f"params have structure {got}: expected {expected}, "
+                             "the structure of PureModel.params")
         state = jax.tree.unflatten(treedef, jax.tree.leaves(params))
         return nnx.merge(graphdef, state, rest)(x[None])[0]
 

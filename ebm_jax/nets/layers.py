@@ -28,6 +28,17 @@ class PowerIterationVector(nnx.Variable):
     """The fixed start vector of spectral normalisation's power iteration (not trained)."""
 
 
+def _top_right_singular_vector(kernel: jax.Array) -> jax.Array:
+    """Start the power iteration at the initial kernel's exact top singular vector.
+
+    The kernel drifts slowly during training, so a few iterations from this
+    start keep the estimate of its largest singular value close (a random
+    start with 3 iterations overestimates the normalised norm by 7-15%).
+    """
+    _, _, vt = jnp.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), full_matrices=False)
+    return vt[0]
+
+
 def spectral_normalize(kernel: jax.Array, u0: jax.Array, num_iterations: int) -> jax.Array:
     """Divide ``kernel`` by an estimate of its largest singular value.
 
@@ -37,6 +48,8 @@ def spectral_normalize(kernel: jax.Array, u0: jax.Array, num_iterations: int) ->
     done inside the forward pass and outside the gradient (Miyato et al. 2018),
     so the energy stays a pure function of its parameters.
     """
+    if num_iterations < 1:
+        raise ValueError(f"num_iterations={num_iterations!r}: expected a positive int")
     w = kernel.reshape(-1, kernel.shape[-1])
     u = u0
     v = None
@@ -56,11 +69,12 @@ class SNLinear(nnx.Module):
     def __init__(self, in_features: int, out_features: int, *, spectral_norm: bool = False,
                  power_iterations: int = 3, rngs: nnx.Rngs):
         self.linear = nnx.Linear(in_features, out_features, rngs=rngs)
+        if power_iterations < 1:
+            raise ValueError(f"power_iterations={power_iterations!r}: expected a positive int")
         self.spectral_norm = spectral_norm
         self.power_iterations = power_iterations
         if spectral_norm:
-            self.u0 = PowerIterationVector(
-                jax.random.normal(rngs.params(), (out_features,)) / jnp.sqrt(out_features))
+            self.u0 = PowerIterationVector(_top_right_singular_vector(self.linear.kernel[...]))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.linear.kernel[...]
@@ -77,12 +91,13 @@ class SNConv(nnx.Module):
                  rngs: nnx.Rngs):
         self.conv = nnx.Conv(in_features, out_features, (kernel_size, kernel_size),
                              strides=(strides, strides), padding="SAME", rngs=rngs)
+        if power_iterations < 1:
+            raise ValueError(f"power_iterations={power_iterations!r}: expected a positive int")
         self.spectral_norm = spectral_norm
         self.power_iterations = power_iterations
         self.strides = strides
         if spectral_norm:
-            self.u0 = PowerIterationVector(
-                jax.random.normal(rngs.params(), (out_features,)) / jnp.sqrt(out_features))
+            self.u0 = PowerIterationVector(_top_right_singular_vector(self.conv.kernel[...]))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.conv.kernel[...]
