@@ -48,7 +48,10 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
         for uniformly drawn ``y``; data energies use ``batch["y"]``.
       unroll: scan unroll factor of the chain loop.
 
-    Info: ``energy_data``, ``energy_sample``, ``sample_grad_norm``, ``nonfinite_steps``.
+    Info: ``energy_data``, ``energy_sample`` (means over the batch), ``sample_grad_norm``
+    (mean energy-gradient norm over all chain steps), ``nonfinite_steps`` (number of
+    chain steps, over all chains, whose energy or gradient was not finite). The
+    sampler's Info must have ``grad_norm`` and ``nonfinite`` fields.
 
     Example::
 
@@ -79,8 +82,10 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
                                         init_fn=init_fn, labels=labels, num_classes=num_classes)
         cond = (labels,) if conditional else ()
         frozen = jax.lax.stop_gradient(params)
+        # trace=True keeps every step's scalar diagnostics ([chains, num_steps], a few KB), so a
+        # non-finite step early in a chain is counted, not only the last one.
         chains, info = run_chains(k_chain, sampler, jax.vmap(sampler.init)(x0), frozen, num_steps,
-                                  *cond, unroll=unroll)
+                                  *cond, unroll=unroll, trace=True)
         samples = jax.lax.stop_gradient(chains.position)
         e_data = batched(params, x, *((batch["y"],) if conditional else ()))
         e_sample = batched(params, samples, *cond)

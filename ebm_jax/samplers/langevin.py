@@ -12,6 +12,7 @@ Euler discretisation of the Langevin diffusion targeting exp(-E/T).
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple, Optional
 
 import jax
@@ -45,7 +46,8 @@ class LangevinInfo(NamedTuple):
 def _check_positive(name: str, value) -> None:
     if value is None:
         return
-    if isinstance(value, (int, float)) and not value > 0:
+    # numbers.Real covers Python and NumPy scalars; traced values are left to the caller.
+    if isinstance(value, numbers.Real) and not value > 0:
         raise ValueError(f"{name}={value!r}: expected a positive number")
 
 
@@ -83,7 +85,7 @@ def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float]
                          "(temperature form), not both")
     if noise_scale is None:
         noise_scale = (2.0 * step_size * (1.0 if temperature is None else temperature)) ** 0.5
-    elif isinstance(noise_scale, (int, float)) and noise_scale < 0:
+    elif isinstance(noise_scale, numbers.Real) and noise_scale < 0:
         raise ValueError(f"noise_scale={noise_scale!r}: expected a number >= 0")
     if clip_range is not None:
         low, high = clip_range

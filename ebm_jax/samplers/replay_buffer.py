@@ -103,6 +103,9 @@ def sample(rng_key: jax.Array, buffer: ReplayBuffer, batch_size: int, *, reinit_
     else:
         if num_classes is None:
             raise ValueError("labels were given without num_classes: expected the buffer's num_classes")
+        if num_classes < 1 or capacity % num_classes:
+            raise ValueError(f"num_classes={num_classes} does not divide the buffer's capacity "
+                             f"{capacity}: expected the num_classes the buffer was made with")
         per_class = capacity // num_classes
         indices = labels * per_class + jax.random.randint(k_idx, (batch_size,), 0, per_class)
     stored = buffer.samples[indices]
@@ -124,6 +127,9 @@ def push(buffer: ReplayBuffer, samples: jax.Array, indices: Optional[jax.Array] 
         raise ValueError(f"samples have shape {samples.shape}: expected [B, "
                          f"{', '.join(map(str, buffer.samples.shape[1:]))}] to match the buffer")
     batch = samples.shape[0]
+    if indices is None and batch > capacity:
+        raise ValueError(f"pushing {batch} samples without indices into a buffer of capacity "
+                         f"{capacity}: expected at most {capacity}")
     if indices is None:
         indices = (buffer.pointer + jnp.arange(batch)) % capacity
         pointer = (buffer.pointer + batch) % capacity

@@ -40,6 +40,10 @@ def init_train_state(rng_key: jax.Array, params: Any, optimizer: optax.GradientT
       loss: a :class:`~ebm_jax.losses.LossTransform`.
       example_batch: a batch with the training shapes (``{"x": [B, ...], "y": [B]}``).
 
+    The state holds ``params`` as given: a train step jitted with
+    ``donate_argnums=0`` frees those arrays after its first call, so keep a
+    copy (``jax.tree.map(jnp.copy, params)``) if you need the initial values.
+
     Example::
 
       >>> state = init_train_state(jax.random.PRNGKey(0), params, optax.adam(1e-4), loss, batch)
