@@ -59,6 +59,7 @@ class Config:
     weight_decay: float = 0.0
     clip_grad_norm: Optional[float] = None
     warmup_steps: int = 0
+    ema_decay: Optional[float] = None
     batch_size: int = 64
     num_steps: int = 6000
     seed: int = 0
@@ -108,6 +109,7 @@ _CHECKS = {
     "weight_decay": (_non_negative, "a number >= 0"),
     "clip_grad_norm": (lambda v: v is None or v > 0, "a positive number or none"),
     "warmup_steps": (_non_negative, "an int >= 0"),
+    "ema_decay": (lambda v: v is None or 0.0 <= v < 1.0, "a value in [0, 1) or none"),
     "batch_size": (_positive, "a positive int"),
     "num_steps": (_positive, "a positive int"),
     "seed": (_non_negative, "an int >= 0"),

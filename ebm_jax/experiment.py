@@ -214,8 +214,10 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     ``energy_data_mean``, ``energy_noise_mean``, ``auroc_uniform_noise``,
     ``sample_confidence``, ``sample_class_fractions``, ``sample_in_range_fraction``,
     ``kl_nats`` (2-D toys with a closed-form density), ``steps``, ``params_fingerprint``.
+    Everything is measured with ``state.ema_params`` (the raw params when the
+    run keeps no moving average); the fingerprint is of the raw params.
     """
-    cfg, data, params = exp.config, exp.data, state.params
+    cfg, data, params = exp.config, exp.data, state.ema_params
     key = jax.random.PRNGKey(cfg.seed + 7919)
     k_noise, k_pick, k_fresh = jax.random.split(key, 3)
     summary: dict[str, Any] = {"steps": int(state.step)}
@@ -247,7 +249,7 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     if data.log_prob is not None:
         summary["kl_nats"] = float(metrics.kl_by_quadrature(
             data.log_prob, lambda x: exp.energy_fn(params, x), limit=TOY_LIMIT))
-    summary["params_fingerprint"] = params_fingerprint(params)
+    summary["params_fingerprint"] = params_fingerprint(state.params)
 
     if workdir is not None:
         path = os.path.join(workdir, "samples.png")
@@ -279,11 +281,12 @@ def _quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
 
     def eval_fn(state):
         out = {}
+        params = state.ema_params
         if logits is not None:
-            report = metrics.classification_report(logits(state.params, data.x_test),
+            report = metrics.classification_report(logits(params, data.x_test),
                                                    jnp.asarray(data.y_test))
             out.update(test_accuracy=report["accuracy"], ece=report["ece"])
-        e_data, e_noise = energy(state.params, data.x_test), energy(state.params, noise)
+        e_data, e_noise = energy(params, data.x_test), energy(params, noise)
         out["auroc_uniform_noise"] = float(metrics.auroc(-e_data, -e_noise))
         return out
 
@@ -317,7 +320,8 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
                 print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
         batches = Batches(exp.data.x_train, exp.data.y_train, config.batch_size, seed=config.seed,
                           start_step=int(state.step))
-        train_step = jax.jit(make_train_step(exp.loss, exp.optimizer), donate_argnums=0)
+        train_step = jax.jit(make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay),
+                             donate_argnums=0)
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         train_started = time.perf_counter()
         first_step = int(state.step)

@@ -137,3 +137,29 @@ def test_jem_on_digits_learns_to_classify():
     # The generative term ran: the replay buffer holds SGLD samples, not its U(-1, 1) start.
     buffer = np.asarray(state.loss_state["generative"].buffer.samples)
     assert np.mean(np.any(buffer != buffer0, axis=1)) > 0.9
+
+
+def test_ema_params_follow_the_exponential_moving_average():
+    optimizer = optax.sgd(0.1)
+    loss = deterministic_cd(quadratic)
+    init = {"mu": jnp.zeros(2)}
+    state = init_train_state(jax.random.PRNGKey(0), init, optimizer, loss, data_batch())
+    decay = 0.9
+    step = jax.jit(make_train_step(loss, optimizer, ema_decay=decay))
+    ema = np.zeros(2)
+    for _ in range(5):
+        state, _ = step(state, data_batch())
+        ema = decay * ema + (1 - decay) * np.asarray(state.params["mu"])
+    np.testing.assert_allclose(state.ema_params["mu"], ema, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(state.ema_params["mu"], state.params["mu"])
+    # Without a decay the average is the current params.
+    plain = jax.jit(make_train_step(loss, optimizer))
+    state, _ = plain(state, data_batch())
+    np.testing.assert_array_equal(state.ema_params["mu"], state.params["mu"])
+
+
+def test_ema_decay_out_of_range():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"ema_decay=1.0: expected a value in \[0, 1\)"):
+        make_train_step(deterministic_cd(quadratic), optax.sgd(0.1), ema_decay=1.0)

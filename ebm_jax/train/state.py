@@ -19,6 +19,8 @@ class TrainState(NamedTuple):
       opt_state: the optax optimizer state.
       loss_state: the loss transform's state (replay buffer, persistent chains).
       rng_key: a raw ``uint32[2]`` PRNG key (raw so that checkpoints hold plain arrays).
+      ema_params: an exponential moving average of ``params`` (equal to
+        ``params`` when the train step keeps no average); evaluate with it.
     """
 
     step: jax.Array
@@ -26,6 +28,7 @@ class TrainState(NamedTuple):
     opt_state: Any
     loss_state: Any
     rng_key: jax.Array
+    ema_params: Any
 
 
 def init_train_state(rng_key: jax.Array, params: Any, optimizer: optax.GradientTransformation,
@@ -57,4 +60,5 @@ def init_train_state(rng_key: jax.Array, params: Any, optimizer: optax.GradientT
         opt_state=optimizer.init(params),
         loss_state=loss.init(loss_key, params, example_batch),
         rng_key=train_key,
+        ema_params=jax.tree.map(jnp.array, params),  # a copy: donation must not free it twice
     )

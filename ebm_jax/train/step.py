@@ -1,7 +1,7 @@
 """One training step as a pure function: sample, compute the loss, apply the optimizer."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import optax
@@ -12,8 +12,14 @@ from ebm_jax.train.state import TrainState
 TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
 
 
-def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation) -> TrainStep:
+def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation, *,
+                    ema_decay: Optional[float] = None) -> TrainStep:
     """Compose a loss transform and an optax optimizer into ``train_step(state, batch)``.
+
+    With ``ema_decay`` (in [0, 1)), ``state.ema_params`` follows
+    ``ema <- decay * ema + (1 - decay) * params`` after every update; raw
+    weights of CD and recovery likelihood oscillate between steps, so evaluate
+    with the average. Without it, ``ema_params`` is the current ``params``.
 
     The returned function is pure and not jitted: jit it once at the outermost
     level (``jax.jit(train_step, donate_argnums=0)``) so that sampling, the
@@ -26,6 +32,8 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
       >>> train_step = jax.jit(make_train_step(loss, optax.adam(1e-4)), donate_argnums=0)
       >>> state, metrics = train_step(state, {"x": x, "y": y})
     """
+    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay={ema_decay!r}: expected a value in [0, 1) or None")
     value_and_grad = jax.value_and_grad(loss.loss, has_aux=True)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -34,7 +42,12 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
                                                             loss_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if ema_decay is None:
+            ema_params = params
+        else:
+            ema_params = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
         metrics = {"loss": value, "grad_norm": optax.tree.norm(grads), **info}
-        return TrainState(state.step + 1, params, opt_state, loss_state, rng_key), metrics
+        new_state = TrainState(state.step + 1, params, opt_state, loss_state, rng_key, ema_params)
+        return new_state, metrics
 
     return train_step
