@@ -370,3 +370,78 @@ def test_cd_counts_nonfinite_steps_anywhere_in_the_chain():
     state = cd.init(jax.random.PRNGKey(0), None, batch)
     _, (_, info) = cd.loss(None, state, batch, jax.random.PRNGKey(1))
     assert int(info["nonfinite_steps"]) == 12
+
+
+# ----------------------------------------------------------------- CD variants (IGEBM, Du et al.)
+
+from ebm_jax.losses.contrastive_divergence import (  # noqa: E402
+    maximum_likelihood_term,
+    nearest_neighbour_entropy,
+)
+
+
+def test_objectives_values_and_gradients():
+    e_data, e_sample = jnp.array([1.0, 2.0]), jnp.array([0.0, 3.0])
+    assert float(maximum_likelihood_term(e_data, e_sample, "ml", 2.0)) == pytest.approx(0.0)
+    softplus = np.mean(np.log1p(np.exp(2.0 * np.array([1.0, -1.0]))))
+    assert float(maximum_likelihood_term(e_data, e_sample, "softplus", 2.0)) == pytest.approx(softplus,
+                                                                                             rel=1e-6)
+    # logsumexp: self-normalised weights w ∝ exp(-τ E_s), held constant in the gradient.
+    w = np.exp(-2.0 * np.array([0.0, 3.0]))
+    w /= w.sum()
+    grad = jax.grad(lambda es: maximum_likelihood_term(e_data, es, "logsumexp", 2.0))(e_sample)
+    np.testing.assert_allclose(grad, -2.0 * w, rtol=1e-6)
+    grad_data = jax.grad(lambda ed: maximum_likelihood_term(ed, e_sample, "logsumexp", 2.0))(e_data)
+    np.testing.assert_allclose(grad_data, [1.0, 1.0], rtol=1e-6)
+
+
+def _quadratic_cd(**options):
+    # E(x) = ½ (x - μ)²; noise-free chains of step h from 0, every chain restarted (reinit 1).
+    def energy(params, x):
+        return 0.5 * jnp.sum((x - params["mu"]) ** 2)
+
+    sampler = langevin(energy, 0.1, 0.0)
+    cd = contrastive_divergence(energy, sampler, num_steps=3, buffer_capacity=8, reinit_prob=1.0,
+                                init_fn=lambda k, shape: jnp.zeros(shape), **options)
+    return energy, cd
+
+
+def test_kl_term_differentiates_through_the_last_sampler_step():
+    h, mu = 0.1, 1.5
+    batch = {"x": jnp.full((4, 1), 2.0)}
+    params = {"mu": jnp.array([mu])}
+    grads = {}
+    for kl_weight in (0.0, 1.0):
+        _, cd = _quadratic_cd(kl_weight=kl_weight)
+        state = cd.init(jax.random.PRNGKey(0), params, batch)
+        grads[kl_weight] = jax.grad(lambda p: cd.loss(p, state, batch, jax.random.PRNGKey(1))[0])(
+            params)["mu"]
+    # Chains from 0: x_k = (1 - (1-h)^k) μ, and x_3 = x_2 - h (x_2 - μ) so ∂x_3/∂μ = h.
+    # KL term E_frozen(x_3) = ½ (x_3 - μ̄)² has gradient (x_3 - μ) h with respect to μ.
+    x3 = (1 - (1 - h) ** 3) * mu
+    np.testing.assert_allclose(grads[1.0] - grads[0.0], [(x3 - mu) * h], rtol=1e-5)
+
+
+def test_entropy_term_and_estimate():
+    samples = jnp.array([[0.0, 0.0], [3.0, 0.0]])
+    reference = jnp.array([[0.0, 1.0], [3.0, 2.0], [10.0, 10.0]])
+    # nearest distances 1 and 2
+    assert float(nearest_neighbour_entropy(samples, reference)) == pytest.approx(np.mean(np.log([1, 2])),
+                                                                                 rel=1e-5)
+    _, cd = _quadratic_cd(entropy_weight=0.5)
+    batch = {"x": jnp.full((4, 1), 2.0)}
+    params = {"mu": jnp.array([1.5])}
+    state = cd.init(jax.random.PRNGKey(0), params, batch)
+    _, (_, info) = cd.loss(params, state, batch, jax.random.PRNGKey(1))
+    assert "entropy" in info and np.isfinite(float(info["entropy"]))
+
+
+def test_cd_variant_errors():
+    energy, _ = _quadratic_cd()
+    sampler = langevin(energy, 0.1, 0.0)
+    with pytest.raises(ValueError, match=r"objective='hinge': expected one of \['ml', 'softplus'"):
+        contrastive_divergence(energy, sampler, objective="hinge")
+    with pytest.raises(ValueError, match="temperature=0: expected a positive number"):
+        contrastive_divergence(energy, sampler, temperature=0)
+    with pytest.raises(ValueError, match="num_steps=1 with kl_weight"):
+        contrastive_divergence(energy, sampler, num_steps=1, kl_weight=1.0)
