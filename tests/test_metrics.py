@@ -88,3 +88,19 @@ def test_classifier_sample_quality():
     assert out["sample_confidence"] == pytest.approx(0.9)
     assert out["sample_class_fractions"] == [1.0, 0.0]
     assert out["sample_in_range_fraction"] == pytest.approx(7 / 8)  # 2.0 is outside [-1.1, 1.1]
+
+
+def test_mmd_is_near_zero_for_the_same_distribution_and_grows_with_a_shift():
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(k1, (500, 2))
+    y = jax.random.normal(k2, (500, 2))
+    same = float(metrics.mmd(x, y))
+    # The unbiased estimator's std at n=500 is O(1/n) of the kernel sum (6 kernels here, each ≤ 1):
+    # |MMD²| < 0.02 for identical distributions; a 1-sd shift gives about 0.5 (measured 0.4-0.6).
+    assert abs(same) < 0.02
+    shifted = float(metrics.mmd(x, jax.random.normal(k3, (500, 2)) + jnp.array([1.0, 0.0])))
+    assert shifted > 10 * max(abs(same), 0.01)
+    # More shift, more discrepancy.
+    assert float(metrics.mmd(x, y + 2.0)) > shifted
+    with pytest.raises(ValueError, match="expected at least 2 examples"):
+        metrics.mmd(x[:1], y)
