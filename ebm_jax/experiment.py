@@ -171,7 +171,7 @@ def prepare_workdir(config: Config, workdir: str, *, resume: bool, overwrite: bo
     has_run = os.path.exists(config_path) or (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir))
     if has_run and overwrite:
         for name in ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "samples.png",
-                     "curves.png"):
+                     "curves.png", "landscape.png"):
             path = os.path.join(workdir, name)
             if os.path.isdir(path):
                 shutil.rmtree(path)
@@ -213,7 +213,8 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     Keys (where they apply): ``test_accuracy``, ``nll``, ``ece`` (15 bins),
     ``energy_data_mean``, ``energy_noise_mean``, ``auroc_uniform_noise``,
     ``sample_confidence``, ``sample_class_fractions``, ``sample_in_range_fraction``,
-    ``kl_nats`` (2-D toys with a closed-form density), ``steps``, ``params_fingerprint``.
+    ``kl_nats`` (2-D toys with a closed-form density), ``mmd`` (2-D toys: model
+    samples vs true samples), ``steps``, ``params_fingerprint``.
     Everything is measured with ``state.ema_params`` (the raw params when the
     run keeps no moving average); the fingerprint is of the raw params.
     """
@@ -249,6 +250,8 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     if data.log_prob is not None:
         summary["kl_nats"] = float(metrics.kl_by_quadrature(
             data.log_prob, lambda x: exp.energy_fn(params, x), limit=TOY_LIMIT))
+    if data.image_shape is None:  # 2-D toys: compare samples with true samples
+        summary["mmd"] = float(metrics.mmd(samples[:2000], data.x_test[:2000]))
     summary["params_fingerprint"] = params_fingerprint(state.params)
 
     if workdir is not None:
@@ -261,6 +264,9 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
         else:
             plots.save_scatter(path, {"data": data.x_test[:2000], source: samples[:2000],
                                       f"fresh noise, {cfg.fresh_sample_steps} SGLD steps": fresh})
+            plots.save_energy_landscape(os.path.join(workdir, "landscape.png"),
+                                        lambda x: exp.energy_fn(params, x), true_log_prob=data.log_prob,
+                                        samples=samples[:2000], limit=TOY_LIMIT)
     return summary
 
 

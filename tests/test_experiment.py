@@ -103,8 +103,9 @@ def test_workdir_with_another_config_is_refused_before_compute(tmp_path):
 def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
     summary = train(tiny("cd_2d_8gaussians", "num_steps=10"), str(tmp_path), progress=False)
     assert np.isfinite(summary["kl_nats"]) and summary["kl_nats"] > 0
+    assert np.isfinite(summary["mmd"])
     assert "test_accuracy" not in summary
-    assert (tmp_path / "samples.png").is_file()
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "landscape.png").is_file()
 
 
 def test_softmax_baseline_has_no_buffer_and_still_reports_samples(tmp_path):
