@@ -13,14 +13,24 @@ get one jitted train step::
     state = ej.init_train_state(jax.random.PRNGKey(0), model.params, optimizer, loss, batch)
     train_step = jax.jit(ej.make_train_step(loss, optimizer), donate_argnums=0)
 """
-from ebm_jax import config, data, energies, losses, metrics, nets, plots, samplers, train
+from ebm_jax import config, data, distributions, energies, losses, metrics, nets, plots, samplers, train
 from ebm_jax.energies import (
     batch_energy,
     energy_from_logits,
     joint_energy_from_logits,
     with_temperature,
 )
-from ebm_jax.losses import LossTransform, combine, contrastive_divergence, cross_entropy, jem_hybrid
+from ebm_jax.losses import (
+    LossTransform,
+    combine,
+    contrastive_divergence,
+    cross_entropy,
+    denoising_score_matching,
+    jem_hybrid,
+    nce,
+    nce_params,
+    sliced_score_matching,
+)
 from ebm_jax.samplers import (
     ReplayBuffer,
     Sampler,
@@ -53,6 +63,8 @@ __all__ = [
     "contrastive_divergence",
     "cross_entropy",
     "data",
+    "denoising_score_matching",
+    "distributions",
     "energies",
     "energy_from_logits",
     "fit",
@@ -64,12 +76,15 @@ __all__ = [
     "losses",
     "make_train_step",
     "metrics",
+    "nce",
+    "nce_params",
     "nets",
     "params_fingerprint",
     "plots",
     "run_chain",
     "run_chains",
     "samplers",
+    "sliced_score_matching",
     "train",
     "uniform_init",
     "with_temperature",

@@ -17,7 +17,9 @@ from typing import Optional
 TOY_NAMES = ("8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "pinwheel")
 DATASETS = ("digits",) + TOY_NAMES
 MODELS = ("mlp", "conv")
-OBJECTIVES = ("jem", "cd", "softmax")
+OBJECTIVES = ("jem", "cd", "softmax", "nce", "dsm", "ssm")
+UNSUPERVISED_OBJECTIVES = ("cd", "nce", "dsm", "ssm")
+NCE_NOISES = ("gaussian", "diagonal_gaussian", "uniform")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 # Fields that may change between a run and its resumption (they do not change what is learned).
@@ -53,6 +55,14 @@ class Config:
     per_class_buffer: bool = False
     energy_l2: float = 0.0
     generative_weight: float = 1.0
+    cd_objective: str = "ml"
+    kl_weight: float = 0.0
+    entropy_weight: float = 0.0
+    # noise-contrastive estimation and score matching
+    nce_noise: str = "gaussian"
+    nce_noise_scale: float = 1.25
+    nce_ratio: float = 1.0
+    dsm_sigma: float = 0.1
     # optimisation
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -105,6 +115,14 @@ _CHECKS = {
     "reinit_prob": (_probability, "a probability in [0, 1]"),
     "energy_l2": (_non_negative, "a number >= 0"),
     "generative_weight": (_non_negative, "a number >= 0"),
+    "cd_objective": (lambda v: v in ("ml", "softplus", "logsumexp"),
+                     "one of ['ml', 'softplus', 'logsumexp']"),
+    "kl_weight": (_non_negative, "a number >= 0"),
+    "entropy_weight": (_non_negative, "a number >= 0"),
+    "nce_noise": (lambda v: v in NCE_NOISES, f"one of {list(NCE_NOISES)}"),
+    "nce_noise_scale": (_positive, "a positive number"),
+    "nce_ratio": (_positive, "a positive number"),
+    "dsm_sigma": (_positive, "a positive number"),
     "learning_rate": (_positive, "a positive number"),
     "weight_decay": (_non_negative, "a number >= 0"),
     "clip_grad_norm": (lambda v: v is None or v > 0, "a positive number or none"),
@@ -163,9 +181,9 @@ def validate(config: Config) -> Config:
         if check is not None and not check[0](value):
             raise ConfigError(f"{f.name}={value!r}: expected {check[1]}")
     is_toy = config.dataset in TOY_NAMES
-    if is_toy and config.objective != "cd":
+    if is_toy and config.objective not in UNSUPERVISED_OBJECTIVES:
         raise ConfigError(f"objective={config.objective!r} with dataset={config.dataset!r}: "
-                          "expected objective='cd' (2-D toys have no labels)")
+                          f"expected one of {list(UNSUPERVISED_OBJECTIVES)} (2-D toys have no labels)")
     if is_toy and config.model != "mlp":
         raise ConfigError(f"model={config.model!r} with dataset={config.dataset!r}: expected 'mlp'")
     if config.per_class_buffer and config.buffer_size % 10:
@@ -200,12 +218,13 @@ def parse_value(name: str, text: str):
         raise ConfigError(f"{name}={text!r}: expected {_describe(hints[name])}") from None
 
 
-def _toy_preset(toy: str) -> Config:
-    return Config(name=f"cd_2d_{toy}", dataset=toy, model="mlp", hidden=(128, 128, 128),
-                  activation="swish", objective="cd", sgld_steps=20, sgld_step_size=0.01,
+def _toy_preset(toy: str, objective: str = "cd", **changes) -> Config:
+    base = Config(name=f"{objective}_2d_{toy}", dataset=toy, model="mlp", hidden=(128, 128, 128),
+                  activation="swish", objective=objective, sgld_steps=20, sgld_step_size=0.01,
                   sgld_noise=None, sgld_clamp=True, buffer_size=10_000, reinit_prob=0.05,
                   energy_l2=0.0, learning_rate=1e-3, batch_size=256, num_steps=4000,
                   eval_every=2000, checkpoint_every=2000, num_eval_samples=2000)
+    return dataclasses.replace(base, **changes)
 
 
 PRESETS: dict[str, Config] = {
@@ -216,6 +235,11 @@ PRESETS: dict[str, Config] = {
     # An unconditional generative EBM on the digits, trained by contrastive divergence.
     "cd_digits": Config(name="cd_digits", objective="cd", hidden=(256, 256), energy_l2=0.1),
     **{f"cd_2d_{toy}": _toy_preset(toy) for toy in TOY_NAMES},
+    # Noise-contrastive estimation against a widened Gaussian fitted to the data; samples for
+    # the pictures come from longer Langevin runs (NCE itself never samples).
+    **{f"nce_2d_{toy}": _toy_preset(toy, "nce", fresh_sample_steps=500) for toy in TOY_NAMES},
+    # Denoising score matching: no sampling during training either.
+    **{f"dsm_2d_{toy}": _toy_preset(toy, "dsm", fresh_sample_steps=500) for toy in TOY_NAMES},
 }
 
 

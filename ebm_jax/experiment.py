@@ -28,7 +28,10 @@ from ebm_jax import metrics, plots
 from ebm_jax.config import Config, ConfigError, config_differences, config_from_dict
 from ebm_jax.data import Batches, load_digits
 from ebm_jax.energies import batch_energy, energy_from_logits
+from ebm_jax import distributions
 from ebm_jax.losses import LossTransform, contrastive_divergence, cross_entropy, jem_hybrid
+from ebm_jax.losses.nce import nce, nce_params
+from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
 from ebm_jax.nets import MLP, ConvNet, as_energy_fn, pure
 from ebm_jax.samplers import Sampler, langevin, run_chains, uniform_init
 from ebm_jax.train import Checkpointer, TrainState, fit, init_train_state, make_train_step
@@ -74,8 +77,9 @@ def load_data(config: Config) -> Data:
 
     toy = get_toy(config.dataset)
     key_train, key_test = jax.random.split(jax.random.PRNGKey(10_000 + config.seed))
-    x_train = np.asarray(toy.sample(key_train, TOY_TRAIN_SIZE), np.float32)
-    x_test = np.asarray(toy.sample(key_test, 5_000), np.float32)
+    sample = jax.jit(toy.sample, static_argnums=1)
+    x_train = np.asarray(sample(key_train, TOY_TRAIN_SIZE), np.float32)
+    x_test = np.asarray(sample(key_test, 5_000), np.float32)
     return Data(x_train, None, x_test, None, (-TOY_LIMIT, TOY_LIMIT), None, None, toy.log_prob)
 
 
@@ -112,10 +116,18 @@ def build(config: Config, data: Optional[Data] = None) -> Experiment:
                       spectral_norm=config.spectral_norm, rngs=rngs)
     if classifier:
         model = pure(net)
-        logits_fn, energy_fn = model.apply, energy_from_logits(model.apply)
+        logits_fn, energy_fn, params = model.apply, energy_from_logits(model.apply), model.params
+    elif config.objective == "nce":
+        # NCE learns the log normaliser beside the energy: params = {"energy", "log_z"}.
+        model = as_energy_fn(net)
+        base_energy = model.apply
+        logits_fn, params = None, nce_params(model.params)
+
+        def energy_fn(p, x):
+            return base_energy(p["energy"], x)
     else:
         model = as_energy_fn(net)
-        logits_fn, energy_fn = None, model.apply
+        logits_fn, energy_fn, params = None, model.apply, model.params
     sampler = langevin(energy_fn, config.sgld_step_size, config.sgld_noise,
                        grad_clip=config.sgld_grad_clip,
                        clip_range=data.data_range if config.sgld_clamp else None)
@@ -126,10 +138,27 @@ def build(config: Config, data: Optional[Data] = None) -> Experiment:
         loss = jem_hybrid(logits_fn, sampler, generative_weight=config.generative_weight, **cd_options)
     elif config.objective == "softmax":
         loss = cross_entropy(logits_fn)
+    elif config.objective == "nce":
+        loss = nce(base_energy, make_noise(config, data), noise_ratio=config.nce_ratio)
+    elif config.objective == "dsm":
+        loss = denoising_score_matching(energy_fn, sigma=config.dsm_sigma)
+    elif config.objective == "ssm":
+        loss = sliced_score_matching(energy_fn)
     else:
-        loss = contrastive_divergence(energy_fn, sampler, **cd_options)
-    return Experiment(config, data, model.params, energy_fn, logits_fn, sampler, loss,
+        loss = contrastive_divergence(energy_fn, sampler, objective=config.cd_objective,
+                                      kl_weight=config.kl_weight,
+                                      entropy_weight=config.entropy_weight, **cd_options)
+    return Experiment(config, data, params, energy_fn, logits_fn, sampler, loss,
                       make_optimizer(config))
+
+
+def make_noise(config: Config, data: Data) -> distributions.NoiseDistribution:
+    """NCE's noise: a Gaussian fitted to the training data (widened) or the data-range box."""
+    if config.nce_noise == "uniform":
+        low, high = data.data_range
+        return distributions.uniform_box(low, high, data.x_train.shape[1:])
+    covariance = "diagonal" if config.nce_noise == "diagonal_gaussian" else "full"
+    return distributions.fit_gaussian(data.x_train, covariance, scale=config.nce_noise_scale)
 
 
 def initial_state(exp: Experiment) -> TrainState:

@@ -156,3 +156,20 @@ def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
     assert ckpt.all_steps() == [10]
     restored = Checkpointer(str(tmp_path / "ckpt")).restore_latest(initial_state(exp))
     assert int(restored.step) == 10 and params_fingerprint(restored.params) == saved["params"]
+
+
+@pytest.mark.parametrize("preset", ["nce_2d_8gaussians", "dsm_2d_8gaussians"])
+def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset):
+    config = make_config(preset, TINY + ["num_steps=400", "batch_size=256", "hidden=64,64",
+                                         "learning_rate=3e-3", "eval_every=400",
+                                         "checkpoint_every=400"])
+    exp = build(config)
+    untrained = initial_state(exp)
+    from ebm_jax.metrics import kl_by_quadrature
+
+    kl_before = float(kl_by_quadrature(exp.data.log_prob, lambda x: exp.energy_fn(untrained.params, x)))
+    summary = train(config, str(tmp_path), progress=False)
+    # 400 steps take an untrained MLP (KL 1.7 nats: one blob) a good way toward the 8 modes
+    # (measured: NCE 0.28, DSM 0.53); a sign-flipped or detached objective does not lower it.
+    assert summary["kl_nats"] < 0.7 * kl_before
+    assert (tmp_path / "landscape.png").is_file()

@@ -3,6 +3,8 @@ from ebm_jax.losses.base import LossTransform, combine
 from ebm_jax.losses.classification import cross_entropy
 from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergence
 from ebm_jax.losses.jem import jem_hybrid
+from ebm_jax.losses.nce import nce, nce_params
+from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
 
 __all__ = ["CDState", "LossTransform", "combine", "contrastive_divergence", "cross_entropy",
-           "jem_hybrid"]
+           "denoising_score_matching", "jem_hybrid", "nce", "nce_params", "sliced_score_matching"]

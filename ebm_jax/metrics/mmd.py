@@ -1,6 +1,7 @@
 """Kernel maximum mean discrepancy between two samples."""
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import jax
@@ -33,6 +34,11 @@ def mmd(x: jax.Array, y: jax.Array, bandwidths: Optional[Sequence[float]] = None
     if x.shape[0] < 2 or y.shape[0] < 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"samples have shapes {x.shape} and {y.shape}: expected at least 2 examples "
                          "each and the same size per example")
+    return _mmd(x, y, None if bandwidths is None else tuple(float(b) for b in bandwidths))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _mmd(x: jax.Array, y: jax.Array, bandwidths: Optional[tuple]) -> jax.Array:
     dxx, dyy, dxy = _sq_distances(x, x), _sq_distances(y, y), _sq_distances(x, y)
     if bandwidths is None:
         pooled = jnp.concatenate([dxx.ravel(), dyy.ravel(), dxy.ravel()])

@@ -23,6 +23,11 @@ def auroc(scores_in: jax.Array, scores_out: jax.Array) -> jax.Array:
     if scores_in.ndim != 1 or scores_out.ndim != 1 or scores_in.size == 0 or scores_out.size == 0:
         raise ValueError(f"scores have shapes {scores_in.shape} and {scores_out.shape}: "
                          "expected two non-empty vectors")
+    return _auroc(scores_in, scores_out)
+
+
+@jax.jit
+def _auroc(scores_in: jax.Array, scores_out: jax.Array) -> jax.Array:
     sorted_out = jnp.sort(scores_out)
     below = jnp.searchsorted(sorted_out, scores_in, side="left")
     below_or_equal = jnp.searchsorted(sorted_out, scores_in, side="right")

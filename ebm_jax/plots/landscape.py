@@ -10,13 +10,17 @@ from ebm_jax.metrics.likelihood import grid_points
 from ebm_jax.plots.grids import _figure
 
 
-def density_on_grid(log_density: Callable, limit: float = 4.5, size: int = 200) -> np.ndarray:
-    """``[size, size]`` density ``exp(log_density)`` normalised on the grid (rows are y)."""
-    points, area = grid_points(limit, size)
-    log_p = np.asarray(jax.jit(jax.vmap(log_density))(points), np.float64)
+def _normalise(log_p: np.ndarray, area: float, size: int) -> np.ndarray:
+    log_p = np.asarray(log_p, np.float64)
     log_p = log_p - log_p[np.isfinite(log_p)].max()
     p = np.where(np.isfinite(log_p), np.exp(log_p), 0.0)
     return (p / (p.sum() * area)).reshape(size, size)
+
+
+def density_on_grid(log_density: Callable, limit: float = 4.5, size: int = 200) -> np.ndarray:
+    """``[size, size]`` density ``exp(log_density)`` normalised on the grid (rows are y)."""
+    points, area = grid_points(limit, size)
+    return _normalise(jax.jit(jax.vmap(log_density))(points), area, size)
 
 
 def save_energy_landscape(path: str, model_energy: Callable, *, true_log_prob: Optional[Callable] = None,
@@ -34,11 +38,10 @@ def save_energy_landscape(path: str, model_energy: Callable, *, true_log_prob: O
     panels = []
     if true_log_prob is not None:
         panels.append(("true density", density_on_grid(true_log_prob, limit, size), "viridis"))
-    panels.append(("model density ∝ exp(-E)", density_on_grid(lambda x: -model_energy(x), limit, size),
-                   "viridis"))
-    points, _ = grid_points(limit, size)
-    energy = np.asarray(jax.jit(jax.vmap(model_energy))(points)).reshape(size, size)
-    panels.append(("energy E(x)", energy, "magma_r"))
+    points, area = grid_points(limit, size)
+    energy = np.asarray(jax.jit(jax.vmap(model_energy))(points))
+    panels.append(("model density ∝ exp(-E)", _normalise(-energy, area, size), "viridis"))
+    panels.append(("energy E(x)", energy.reshape(size, size), "magma_r"))
     count = len(panels) + (samples is not None)
     fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 4.2), squeeze=False)
     extent = (-limit, limit, -limit, limit)
