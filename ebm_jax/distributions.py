@@ -31,6 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["NoiseDistribution", "check_noise", "fit_gaussian", "from_pair", "mixture",
+           "uniform_box"]
+
 SampleFn = Callable[[jax.Array, int], jax.Array]
 LogProbFn = Callable[[jax.Array], jax.Array]
 

@@ -84,9 +84,13 @@ def load_data(config: Config) -> Data:
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """Adam/AdamW/SGD with optional linear warm-up and global-norm gradient clipping."""
+    """Adam/AdamW/SGD with optional warm-up, cosine decay and global-norm gradient clipping."""
     lr = config.learning_rate
-    if config.warmup_steps:
+    if config.lr_schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup_steps,
+                                                max(config.num_steps, config.warmup_steps + 1),
+                                                end_value=0.01 * config.learning_rate)
+    elif config.warmup_steps:
         lr = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
     if config.optimizer == "adam":
         opt = optax.adam(lr)

@@ -46,6 +46,10 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
             ema_params = params
         else:
             ema_params = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
+        clash = {"loss", "grad_norm"} & set(info)
+        if clash:
+            raise ValueError(f"the loss's info has keys {sorted(clash)}: expected other names, "
+                             "the train step reports these itself")
         metrics = {"loss": value, "grad_norm": optax.tree.norm(grads), **info}
         new_state = TrainState(state.step + 1, params, opt_state, loss_state, rng_key, ema_params)
         return new_state, metrics
