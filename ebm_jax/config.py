@@ -52,6 +52,7 @@ class Config:
     sgld_clamp: bool = True
     buffer_size: int = 10_000
     reinit_prob: float = 0.05
+    reinit_from_data: bool = False
     per_class_buffer: bool = False
     energy_l2: float = 0.0
     generative_weight: float = 1.0
@@ -224,8 +225,9 @@ def _toy_preset(toy: str, objective: str = "cd", **changes) -> Config:
     base = Config(name=f"{objective}_2d_{toy}", dataset=toy, model="mlp", hidden=(128, 128, 128),
                   activation="swish", objective=objective, sgld_steps=20, sgld_step_size=0.01,
                   sgld_noise=None, sgld_clamp=True, buffer_size=10_000, reinit_prob=0.05,
-                  energy_l2=0.0, learning_rate=1e-3, batch_size=256, num_steps=4000,
-                  eval_every=2000, checkpoint_every=2000, num_eval_samples=2000)
+                  energy_l2=0.0, learning_rate=1e-3, batch_size=256, num_steps=6000,
+                  lr_schedule="cosine", ema_decay=0.999, eval_every=2000, checkpoint_every=2000,
+                  num_eval_samples=2000)
     return dataclasses.replace(base, **changes)
 
 
@@ -236,7 +238,11 @@ PRESETS: dict[str, Config] = {
     "softmax_digits": Config(name="softmax_digits", objective="softmax"),
     # An unconditional generative EBM on the digits, trained by contrastive divergence.
     "cd_digits": Config(name="cd_digits", objective="cd", hidden=(256, 256), energy_l2=0.1),
-    **{f"cd_2d_{toy}": _toy_preset(toy) for toy in TOY_NAMES},
+    # CD on the rings needs a small step (step 0.01 spreads the sampler's stationary law to
+    # twice the ring width) and restarts from data (uniform restarts collapse onto the inner ring).
+    **{f"cd_2d_{toy}": _toy_preset(toy, **({"sgld_step_size": 0.001, "reinit_from_data": True}
+                                          if toy == "rings" else {}))
+       for toy in TOY_NAMES},
     # Noise-contrastive estimation against a widened Gaussian fitted to the data; samples for
     # the pictures come from longer Langevin runs (NCE itself never samples).
     **{f"nce_2d_{toy}": _toy_preset(toy, "nce", fresh_sample_steps=500, nce_noise_scale=1.0,

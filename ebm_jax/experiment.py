@@ -151,6 +151,7 @@ def build(config: Config, data: Optional[Data] = None) -> Experiment:
     else:
         loss = contrastive_divergence(energy_fn, sampler, objective=config.cd_objective,
                                       kl_weight=config.kl_weight,
+                                      reinit_from_data=config.reinit_from_data,
                                       entropy_weight=config.entropy_weight, **cd_options)
     return Experiment(config, data, params, energy_fn, logits_fn, sampler, loss,
                       make_optimizer(config))

@@ -445,3 +445,21 @@ def test_cd_variant_errors():
         contrastive_divergence(energy, sampler, temperature=0)
     with pytest.raises(ValueError, match="num_steps=1 with kl_weight"):
         contrastive_divergence(energy, sampler, num_steps=1, kl_weight=1.0)
+
+
+def test_reinit_from_data_restarts_chains_at_the_batch():
+    # A flat energy and a noise-free sampler leave chains where they start, so with
+    # reinit_prob=1 the pushed samples must be exactly a permutation of the batch.
+    def energy(params, x):
+        return 0.0 * jnp.sum(x)
+
+    cd = contrastive_divergence(energy, langevin(energy, 0.1, 0.0), num_steps=2, buffer_capacity=16,
+                                reinit_prob=1.0, reinit_from_data=True)
+    batch = {"x": jnp.arange(12.0).reshape(6, 2)}
+    state = cd.init(jax.random.PRNGKey(0), None, batch)
+    _, (new_state, _) = cd.loss(None, state, batch, jax.random.PRNGKey(1))
+    changed = ~np.all(np.asarray(new_state.buffer.samples) == np.asarray(state.buffer.samples), axis=1)
+    written = np.asarray(new_state.buffer.samples)[changed]
+    assert len(written) > 0
+    rows = {tuple(r) for r in np.asarray(batch["x"]).tolist()}
+    assert all(tuple(r) in rows for r in written.tolist())

@@ -91,7 +91,8 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
                            init_fn: Optional[rb.InitFn] = None, energy_l2: float = 0.0,
                            num_classes: Optional[int] = None, objective: str = "ml",
                            temperature: float = 1.0, kl_weight: float = 0.0,
-                           entropy_weight: float = 0.0, unroll: int = 1) -> LossTransform:
+                           entropy_weight: float = 0.0, reinit_from_data: bool = False,
+                           unroll: int = 1) -> LossTransform:
     """Persistent contrastive divergence with a replay buffer.
 
     Args:
@@ -109,6 +110,9 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
       temperature: ``τ`` of the objectives (> 0).
       kl_weight: weight of the KL term through the last sampler step (>= 0).
       entropy_weight: weight of the nearest-neighbour entropy bonus (>= 0).
+      reinit_from_data: restart chains from the batch's data (Hinton's CD-k start)
+        instead of ``init_fn``; on multi-modal toys this keeps every mode
+        populated where uniform restarts let mass collapse onto one.
       unroll: scan unroll factor of the chain loop.
 
     Info: ``energy_data``, ``energy_sample`` (means over the batch), ``sample_grad_norm``
@@ -141,8 +145,10 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
         batch_size = x.shape[0]
         k_label, k_buffer, k_chain, k_last, k_ref = jax.random.split(rng_key, 5)
         labels = (jax.random.randint(k_label, (batch_size,), 0, num_classes) if conditional else None)
+        restart_fn = (lambda key, shape: x[jax.random.permutation(key, batch_size)]) \
+            if reinit_from_data else init_fn
         x0, labels, indices = rb.sample(k_buffer, state.buffer, batch_size, reinit_prob=reinit_prob,
-                                        init_fn=init_fn, labels=labels, num_classes=num_classes)
+                                        init_fn=restart_fn, labels=labels, num_classes=num_classes)
         cond = (labels,) if conditional else ()
         frozen = jax.lax.stop_gradient(params)
         chain_steps = num_steps - 1 if differentiable_last_step else num_steps
