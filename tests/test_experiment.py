@@ -162,7 +162,8 @@ def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
 def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset):
     config = make_config(preset, TINY + ["num_steps=400", "batch_size=256", "hidden=64,64",
                                          "learning_rate=3e-3", "eval_every=400",
-                                         "checkpoint_every=400"])
+                                         "checkpoint_every=400", "ema_decay=none",
+                                         "lr_schedule=constant"])
     exp = build(config)
     untrained = initial_state(exp)
     from ebm_jax.metrics import kl_by_quadrature
