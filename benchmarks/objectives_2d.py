@@ -64,7 +64,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 with open(out, "a") as f:
                     f.write(json.dumps(row) + "\n")
-    print(f"\n| objective | toy | KL nats (median) | MMD (median) | wall s (median) | steps |")
+    print("\n| objective | toy | KL nats (median) | MMD (median) | wall s (median) | steps |")
     print("|---|---|---|---|---|---|")
     for objective in args.objectives:
         for toy in args.toys:
