@@ -436,8 +436,8 @@ def _recovery_chains(rng_key, energy_fn, params, schedule, level, x_next, *, num
                                  num_candidates)
     if clip_range is not None:
         start = jnp.clip(start, clip_range[0], clip_range[1])
-    keys = jax.random.split(rng_key, x_next.shape[0])
     if metropolis:
+        keys = jax.random.split(rng_key, x_next.shape[0])
         samples, info, acceptance = jax.vmap(
             lambda k, x0, xt: _mala_chain(k, conditional_energy, params, x0, xt, step_size,
                                           num_steps, clip_range, unroll))(keys, start, x_tilde)
@@ -551,14 +551,15 @@ def recovery_likelihood(energy_fn: EnergyFn, schedule: Union[NoiseSchedule, str,
         otherwise every level sees the whole batch.
       energy_l2: weight of the energy L2 regulariser (>= 0).
       grad_clip, clip_range: passed to the Langevin sampler.
-      per_level_info: add ``loss/level_t``, ``energy_data/level_t`` and
-        ``energy_sample/level_t`` to the info.
+      per_level_info: add ``loss/level_t``, ``energy_data/level_t``,
+        ``energy_sample/level_t`` (and ``acceptance_rate/level_t``) to the info.
       unroll: scan unroll factor of the chain loop.
 
     State: ``()``. Info: ``energy_data`` and ``energy_sample`` (means over levels
     and examples), ``sample_grad_norm`` (mean conditional-energy gradient norm
     over all chain steps), ``sample_displacement`` (mean distance a chain
-    moved), ``nonfinite_steps`` (count over all chains and steps).
+    moved), ``nonfinite_steps`` (count over all chains and steps) and, with
+    ``metropolis``, ``acceptance_rate``.
 
     Example::
 
