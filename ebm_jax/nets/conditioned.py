@@ -39,7 +39,8 @@ def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -
       max_period: the longest period, in levels.
 
     Returns:
-      ``[B, dim]``: ``sin(t ω_k)`` then ``cos(t ω_k)`` with ``ω_k = max_period^(-k / (dim/2 - 1))``
+      ``[B, dim]``: ``sin(t ω_k)`` then ``cos(t ω_k)``, with
+      ``ω_k = max_period^(-k / (dim/2 - 1))``
       (``ω_0 = 1``).
     """
     if dim < 2 or dim % 2:
@@ -96,7 +97,8 @@ class ConditionedMLP(nnx.Module):
         if embedding not in EMBEDDINGS:
             raise ValueError(f"embedding={embedding!r}: expected one of {list(EMBEDDINGS)}")
         if conditioning not in CONDITIONINGS:
-            raise ValueError(f"conditioning={conditioning!r}: expected one of {list(CONDITIONINGS)}")
+            raise ValueError(f"conditioning={conditioning!r}: expected one of "
+                             f"{list(CONDITIONINGS)}")
         embed_dim = hidden[0] if embed_dim is None else embed_dim
         if not isinstance(embed_dim, numbers.Integral) or embed_dim < 1 or (
                 embedding == "sinusoidal" and embed_dim % 2):
