@@ -31,8 +31,10 @@ from ebm_jax.energies import batch_energy, energy_from_logits
 from ebm_jax import distributions
 from ebm_jax.losses import LossTransform, contrastive_divergence, cross_entropy, jem_hybrid
 from ebm_jax.losses.nce import nce, nce_params
+from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule, progressive_sample,
+                                                recovery_likelihood)
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
-from ebm_jax.nets import MLP, ConvNet, as_energy_fn, pure
+from ebm_jax.nets import MLP, ConditionedMLP, ConvNet, as_conditioned_energy_fn, as_energy_fn, pure
 from ebm_jax.samplers import Sampler, langevin, run_chains, uniform_init
 from ebm_jax.train import Checkpointer, TrainState, fit, init_train_state, make_train_step
 from ebm_jax.train.checkpoint import params_fingerprint
@@ -65,6 +67,9 @@ class Experiment(NamedTuple):
     sampler: Sampler
     loss: LossTransform
     optimizer: optax.GradientTransformation
+    # Objectives with their own generator (recovery likelihood: progressive sampling from
+    # noise): generate(rng_key, params, num) -> [num, *example_shape]; None means SGLD from noise.
+    generate: Optional[Callable] = None
 
 
 def load_data(config: Config) -> Data:
@@ -112,6 +117,8 @@ def build(config: Config, data: Optional[Data] = None) -> Experiment:
     if classifier and data.num_classes is None:
         raise ConfigError(f"objective={config.objective!r} needs labels: dataset={config.dataset!r} has none")
     out = data.num_classes if classifier else 1
+    if config.objective == "rl":
+        return _build_recovery_likelihood(config, data, rngs, in_features)
     if config.model == "mlp":
         net = MLP(in_features, config.hidden, out, activation=config.activation,
                   spectral_norm=config.spectral_norm, rngs=rngs)
@@ -155,6 +162,49 @@ def build(config: Config, data: Optional[Data] = None) -> Experiment:
                                       entropy_weight=config.entropy_weight, **cd_options)
     return Experiment(config, data, params, energy_fn, logits_fn, sampler, loss,
                       make_optimizer(config))
+
+
+def rl_schedule(config: Config) -> NoiseSchedule:
+    """The recovery-likelihood noise schedule of ``config`` (T6, or DDPM-style with T levels)."""
+    if config.rl_schedule == "t6":
+        return noise_schedule("t6")
+    return noise_schedule(config.rl_schedule, num_levels=config.rl_num_levels)
+
+
+def _build_recovery_likelihood(config: Config, data: Data, rngs: nnx.Rngs,
+                               in_features: int) -> Experiment:
+    """Recovery likelihood: a level-conditioned MLP E(x, t), the loss over all levels, and
+    progressive sampling as the generator. ``energy_fn`` is the level-0 energy, the model of
+    the data that every metric evaluates."""
+    schedule = rl_schedule(config)
+    net = ConditionedMLP(in_features, config.hidden, schedule.num_levels,
+                         activation=config.activation, spectral_norm=config.spectral_norm,
+                         rngs=rngs)
+    model = as_conditioned_energy_fn(net)
+    level_energy = model.apply
+    clip_range = data.data_range if config.sgld_clamp else None
+    # The conditional chains are not confined to the data range: noisy levels live outside it,
+    # and MALA rejects every proposal that leaves a box, which freezes chains that start on
+    # its faces (the digits' constant pixels sit at -1).
+    chain = dict(step_size_scale=config.rl_step_size_scale, chain_init=config.rl_chain_init,
+                 metropolis=config.rl_metropolis)
+    loss = recovery_likelihood(level_energy, schedule, num_langevin_steps=config.rl_langevin_steps,
+                               data_noise=config.rl_data_noise, split_batch=config.rl_split_batch,
+                               energy_l2=config.energy_l2, **chain)
+
+    def energy_fn(params, x):
+        return level_energy(params, x, 0)
+
+    example_shape = data.x_train.shape[1:]
+
+    def generate(rng_key, params, num):
+        return progressive_sample(rng_key, level_energy, params, schedule, example_shape, num,
+                                  num_langevin_steps=config.rl_langevin_steps, **chain)
+
+    sampler = langevin(energy_fn, config.sgld_step_size, config.sgld_noise,
+                       grad_clip=config.sgld_grad_clip, clip_range=clip_range)
+    return Experiment(config, data, model.params, energy_fn, None, sampler, loss,
+                      make_optimizer(config), generate)
 
 
 def make_noise(config: Config, data: Data) -> distributions.NoiseDistribution:
@@ -234,7 +284,10 @@ def prepare_workdir(config: Config, workdir: str, *, resume: bool, overwrite: bo
 
 
 def fresh_samples(exp: Experiment, params: Any, rng_key: jax.Array, num: int) -> np.ndarray:
-    """``num`` samples by ``fresh_sample_steps`` SGLD steps from the uniform init distribution."""
+    """``num`` samples from noise: the objective's own generator when it has one (progressive
+    sampling for recovery likelihood), else ``fresh_sample_steps`` SGLD steps from uniform noise."""
+    if exp.generate is not None:
+        return np.asarray(jax.jit(exp.generate, static_argnums=2)(rng_key, params, num))
     x0 = uniform_init(*exp.data.data_range)(rng_key, (num, *exp.data.x_train.shape[1:]))
     states = jax.vmap(exp.sampler.init)(x0)
     run = jax.jit(lambda k, s, p: run_chains(k, exp.sampler, s, p, exp.config.fresh_sample_steps)[0])
@@ -275,7 +328,7 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     else:
         samples = fresh_samples(exp, params, k_pick, num)
     fresh = fresh_samples(exp, params, k_fresh, 100 if data.image_shape else 2000)
-    source = "replay buffer" if buffer is not None else f"{cfg.fresh_sample_steps} SGLD steps from noise"
+    source = "replay buffer" if buffer is not None else _generator_name(exp)
 
     if data.num_classes is not None:
         judge = metrics.fit_reference_classifier(data.x_train, data.y_train, seed=cfg.seed)
@@ -293,15 +346,21 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
         if data.image_shape is not None:
             plots.save_image_grids(path, {
                 f"{source} (100 of {len(samples)})": samples[:100],
-                f"fresh noise, {cfg.fresh_sample_steps} SGLD steps": fresh[:100],
+                f"fresh from noise: {_generator_name(exp)}": fresh[:100],
             }, data.image_shape, value_range=data.data_range)
         else:
             plots.save_scatter(path, {"data": data.x_test[:2000], source: samples[:2000],
-                                      f"fresh noise, {cfg.fresh_sample_steps} SGLD steps": fresh})
+                                      f"fresh from noise: {_generator_name(exp)}": fresh})
             plots.save_energy_landscape(os.path.join(workdir, "landscape.png"),
                                         lambda x: exp.energy_fn(params, x), true_log_prob=data.log_prob,
                                         samples=samples[:2000], limit=TOY_LIMIT)
     return summary
+
+
+def _generator_name(exp: Experiment) -> str:
+    if exp.generate is not None:
+        return "progressive sampling"
+    return f"{exp.config.fresh_sample_steps} SGLD steps from noise"
 
 
 CURVE_PANELS = (

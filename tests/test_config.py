@@ -49,6 +49,13 @@ def test_overrides_are_parsed_into_the_field_types():
     (["hidden=0,4"], r"hidden=\(0, 4\): expected a non-empty list of positive ints"),
     (["num_steps"], r"override 'num_steps': expected key=value"),
     (["objective=softmax", "dataset=rings"], r"objective='softmax' with dataset='rings'"),
+    (["objective=rl", "batch_size=100"],
+     r"batch_size=100 with rl_split_batch=true: expected a multiple of the number of noise "
+     r"levels \(6\)"),
+    (["objective=rl", "model=conv"], r"model='conv' with objective='rl': expected 'mlp'"),
+    (["objective=rl", "rl_schedule=cosine"], r"rl_schedule='cosine': expected one of"),
+    (["objective=rl", "rl_data_noise=1.0"], r"rl_data_noise=1.0: expected a noise std in \[0, 1\)"),
+    (["objective=rl", "rl_num_levels=1"], r"rl_num_levels=1: expected an int in \[2, 501\]"),
 ])
 def test_bad_overrides_name_the_field_the_value_and_the_expectation(override, message):
     with pytest.raises(ConfigError, match=message):

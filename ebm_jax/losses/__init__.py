@@ -4,7 +4,10 @@ from ebm_jax.losses.classification import cross_entropy
 from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergence
 from ebm_jax.losses.jem import jem_hybrid
 from ebm_jax.losses.nce import nce, nce_params
+from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule,
+                                                progressive_sample, recovery_likelihood)
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
 
 __all__ = ["CDState", "LossTransform", "combine", "contrastive_divergence", "cross_entropy",
-           "denoising_score_matching", "jem_hybrid", "nce", "nce_params", "sliced_score_matching"]
+           "denoising_score_matching", "jem_hybrid", "nce", "nce_params", "NoiseSchedule",
+           "noise_schedule", "progressive_sample", "recovery_likelihood", "sliced_score_matching"]

@@ -1,8 +1,9 @@
 """Flax NNX networks and adapters to pure ``fn(params, x)`` functions."""
 from ebm_jax.nets.adapters import PureModel, as_energy_fn, pure
+from ebm_jax.nets.conditioned import ConditionedMLP, as_conditioned_energy_fn
 from ebm_jax.nets.conv import ConvNet
 from ebm_jax.nets.layers import ACTIVATIONS, SNConv, SNLinear, spectral_normalize
 from ebm_jax.nets.mlp import MLP
 
-__all__ = ["ACTIVATIONS", "ConvNet", "MLP", "PureModel", "SNConv", "SNLinear", "as_energy_fn",
+__all__ = ["ACTIVATIONS", "ConditionedMLP", "ConvNet", "MLP", "PureModel", "SNConv", "SNLinear", "as_conditioned_energy_fn", "as_energy_fn",
            "pure", "spectral_normalize"]
