@@ -21,7 +21,7 @@ import tempfile
 from ebm_jax.config import make_config
 from ebm_jax.experiment import train
 
-TOYS = ("8gaussians", "rings", "checkerboard")
+TOYS = ("8gaussians", "rings", "checkerboard", "two_spirals")
 OBJECTIVES = ("cd", "nce", "dsm", "rl")
 
 

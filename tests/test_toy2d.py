@@ -20,8 +20,9 @@ from ebm_jax.data import TOY_DENSITIES, Toy2D, get_toy
 from ebm_jax.data.toy2d import (EIGHT_GAUSSIANS_MEANS, RINGS_NOISE, RINGS_RADII,
                                 SWISS_ROLL_SCALE)
 
-NAMES = ["8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "pinwheel"]
-WITH_LOG_PROB = ["8gaussians", "rings", "checkerboard"]
+NAMES = ["8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "pinwheel",
+         "two_spirals"]
+WITH_LOG_PROB = ["8gaussians", "rings", "checkerboard", "two_spirals"]
 N = 100_000  # samples for the statistical tests
 
 # Quadrature grid: 400x400 midpoints over [-4.5, 4.5]^2.
@@ -134,7 +135,7 @@ def test_log_prob_scalar_float32_and_batches(name):
 # --------------------------------------------------------------------------- normalisation
 
 
-@pytest.mark.parametrize("name", ["8gaussians", "rings"])
+@pytest.mark.parametrize("name", ["8gaussians", "rings", "two_spirals"])
 def test_smooth_log_prob_integrates_to_one(name):
     # Midpoint rule on 400x400 cells of side h = 0.0225 over [-4.5, 4.5]^2.
     # Error budget, all far below 1e-4: mass outside the box (8gaussians: the
@@ -142,7 +143,8 @@ def test_smooth_log_prob_integrates_to_one(name):
     # outer ring at 3.0 + 0.08 noise is > 18 stds inside), midpoint error on
     # Gaussians sampled at h/std <= 0.32 (~1e-7), float32 log-densities summed
     # in float64 (~1e-7). A wrong normaliser (e.g. 2π vs π, log 8 vs log 4, a
-    # missing Jacobian 1/(2π|x|)) is off by a factor, not by 1e-4.
+    # missing Jacobian 1/(2π|x|)) is off by a factor, not by 1e-4. two_spirals: the
+    # outermost centre is at radius 3.14, 13 noise stds inside; h/std = 0.225.
     total = np.exp(_grid_log_prob(name)).sum() * GRID_H**2
     assert abs(total - 1.0) < 1e-4, total
 
@@ -212,14 +214,14 @@ def _chi2_against_density(name, n_bins_side=36, sub=10):
     return chi2, len(obs) - 1
 
 
-@pytest.mark.parametrize("name", ["8gaussians", "rings"])
+@pytest.mark.parametrize("name", ["8gaussians", "rings", "two_spirals"])
 def test_histogram_matches_log_prob(name):
     chi2, df = _chi2_against_density(name)
     assert df > 100
     assert chi2 < _chi2_bound(df), (chi2, df)
 
 
-@pytest.mark.parametrize("name", ["8gaussians", "rings"])
+@pytest.mark.parametrize("name", ["8gaussians", "rings", "two_spirals"])
 def test_mean_log_prob_of_samples_is_minus_entropy(name):
     # E_p[log p] from the samples vs -H(p) = ∫ p log p by quadrature (same grid and
     # error budget as the normalisation test); 5 standard errors of the mean.
@@ -320,6 +322,24 @@ def _distance_to_arc(x, centre, upper, radius=2.0):
     ends = np.array([[radius, 0.0], [-radius, 0.0]])
     to_ends = np.min(np.linalg.norm(rel[:, None, :] - ends[None], axis=-1), axis=1)
     return np.where(on_side, radial, to_ends)
+
+
+def test_two_spirals_follow_ffjord_curve():
+    """Both arms lie on FFJORD's 2spirals curve theta (-cos theta, sin theta) / 3, theta up to
+    3 pi, mirrored; samples sit 0.1-std noise from the nearest centre (mean distance from
+    the nearest centre < the Rayleigh mean 0.1 sqrt(pi/2) = 0.125, since a nearer
+    centre than the drawn one often exists)."""
+    from ebm_jax.data.toy2d import TWO_SPIRALS_CENTRES as c
+
+    arm = c[:200].astype(np.float64)
+    theta = 3.0 * np.linalg.norm(arm, axis=1)
+    np.testing.assert_allclose(arm, np.stack([-np.cos(theta), np.sin(theta)], -1) * theta[:, None]
+                               / 3.0, atol=1e-5)
+    assert theta.max() < 3 * np.pi and theta.max() > 0.99 * 3 * np.pi
+    np.testing.assert_allclose(c[200:], -c[:200])
+    x = _samples("two_spirals")[:5000]
+    nearest = np.min(np.linalg.norm(x[:, None] - c[None], axis=-1), axis=1)
+    assert 0.05 < nearest.mean() < 0.125
 
 
 def test_two_moons_matches_sklearn_and_geometry():

@@ -15,6 +15,7 @@ name             density                                              log_prob
 ``checkerboard`` uniform on the 8 black squares of a 4x4 board        exact
 ``swiss_roll``   a noisy 2-D spiral                                   ``None``
 ``pinwheel``     five curved arms                                     ``None``
+``two_spirals``  two interleaved spirals: a 400-Gaussian mixture      exact
 ===============  ===================================================  ==========
 
 Example::
@@ -209,6 +210,48 @@ def _pinwheel_sample(rng_key: jax.Array, n: int) -> jax.Array:
     return (2.0 * out).astype(jnp.float32)
 
 
+# --------------------------------------------------------------------------- two_spirals
+
+_SPIRAL_CENTRES_PER_ARM = 200
+_SPIRAL_NOISE = 0.1
+_SPIRAL_TURN = 3 * np.pi           # FFJORD's 540 degrees
+
+
+def _spiral_centres() -> np.ndarray:
+    """``[400, 2]`` centres: FFJORD's 2spirals curve ``θ (-cos θ, sin θ) / 3`` (and its
+    mirror image) at ``θ = 3π sqrt(u)``, ``u`` on an even grid of 200 midpoints in (0, 1),
+    FFJORD's ``θ = 3π sqrt(U)`` with ``U`` uniform quantised to the grid."""
+    u = (np.arange(_SPIRAL_CENTRES_PER_ARM) + 0.5) / _SPIRAL_CENTRES_PER_ARM
+    theta = _SPIRAL_TURN * np.sqrt(u)
+    arm = np.stack([-np.cos(theta) * theta, np.sin(theta) * theta], axis=-1) / 3.0
+    return np.concatenate([arm, -arm]).astype(np.float32)
+
+
+TWO_SPIRALS_CENTRES = _spiral_centres()
+"""``[400, 2]`` NumPy float32 component means of ``two_spirals`` (200 per arm)."""
+
+
+def _two_spirals_sample(rng_key: jax.Array, n: int) -> jax.Array:
+    """``[n, 2]`` draws: a uniform one of the 400 centres plus ``0.1 ε``.
+
+    FFJORD's ``2spirals`` draws the position along the curve continuously; here it is
+    one of 200 evenly spaced quantiles per arm (neighbours at most 0.08 apart, under
+    the noise std 0.1), so that the density is a finite mixture with an exact
+    ``log_prob``.
+    """
+    k_comp, k_noise = jax.random.split(rng_key)
+    comp = jax.random.randint(k_comp, (n,), 0, len(TWO_SPIRALS_CENTRES))
+    noise = jax.random.normal(k_noise, (n, 2), jnp.float32)
+    return jnp.asarray(TWO_SPIRALS_CENTRES)[comp] + _SPIRAL_NOISE * noise
+
+
+def _two_spirals_log_prob(x: jax.Array) -> jax.Array:
+    """``log (1/400) Σ_k N(x; c_k, 0.1² I)`` for one point ``x[2]``."""
+    sq = jnp.sum((x - jnp.asarray(TWO_SPIRALS_CENTRES)) ** 2, axis=-1)
+    log_comp = -0.5 * sq / _SPIRAL_NOISE**2 - jnp.log(2 * jnp.pi * _SPIRAL_NOISE**2)
+    return jax.nn.logsumexp(log_comp) - jnp.log(float(len(TWO_SPIRALS_CENTRES)))
+
+
 # --------------------------------------------------------------------------- registry
 
 TOY_DENSITIES: dict[str, Toy2D] = {
@@ -218,6 +261,7 @@ TOY_DENSITIES: dict[str, Toy2D] = {
     "checkerboard": Toy2D("checkerboard", _checkerboard_sample, _checkerboard_log_prob),
     "swiss_roll": Toy2D("swiss_roll", _swiss_roll_sample, None),
     "pinwheel": Toy2D("pinwheel", _pinwheel_sample, None),
+    "two_spirals": Toy2D("two_spirals", _two_spirals_sample, _two_spirals_log_prob),
 }
 """All toy densities by name."""
 
