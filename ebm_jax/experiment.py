@@ -35,7 +35,7 @@ from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule, p
                                                 recovery_likelihood)
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
 from ebm_jax.nets import MLP, ConditionedMLP, ConvNet, as_conditioned_energy_fn, as_energy_fn, pure
-from ebm_jax.samplers import Sampler, langevin, run_chains, uniform_init
+from ebm_jax.samplers import Sampler, init_chains, langevin, run_chains, uniform_init
 from ebm_jax.train import Checkpointer, TrainState, fit, init_train_state, make_train_step
 from ebm_jax.train.checkpoint import params_fingerprint
 
@@ -289,7 +289,7 @@ def fresh_samples(exp: Experiment, params: Any, rng_key: jax.Array, num: int) ->
     if exp.generate is not None:
         return np.asarray(jax.jit(exp.generate, static_argnums=2)(rng_key, params, num))
     x0 = uniform_init(*exp.data.data_range)(rng_key, (num, *exp.data.x_train.shape[1:]))
-    states = jax.vmap(exp.sampler.init)(x0)
+    states = init_chains(exp.sampler, x0, params)
     run = jax.jit(lambda k, s, p: run_chains(k, exp.sampler, s, p, exp.config.fresh_sample_steps)[0])
     return np.asarray(run(jax.random.fold_in(rng_key, 1), states, params).position)
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from ebm_jax.energies import EnergyFn, batch_energy
 from ebm_jax.losses.base import LossTransform, require_keys
 from ebm_jax.samplers import replay_buffer as rb
-from ebm_jax.samplers.base import Sampler, run_chains
+from ebm_jax.samplers.base import Sampler, init_chains, run_chains
 
 OBJECTIVES = ("ml", "softplus", "logsumexp")
 
@@ -154,8 +154,9 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
         chain_steps = num_steps - 1 if differentiable_last_step else num_steps
         # trace=True keeps every step's scalar diagnostics ([chains, num_steps], a few KB), so a
         # non-finite step early in a chain is counted, not only the last one.
-        chains, info = run_chains(k_chain, sampler, jax.vmap(sampler.init)(x0), frozen, chain_steps,
-                                  *cond, unroll=unroll, trace=True)
+        states = init_chains(sampler, x0, frozen, *cond)
+        chains, info = run_chains(k_chain, sampler, states, frozen, chain_steps, *cond,
+                                  unroll=unroll, trace=True)
         info_out = {}
         extra = jnp.zeros(())
         if differentiable_last_step:

@@ -54,7 +54,7 @@ import numpy as np
 
 from ebm_jax.energies import EnergyFn
 from ebm_jax.losses.base import LossTransform, require_keys
-from ebm_jax.samplers.base import run_chains
+from ebm_jax.samplers.base import init_chains, run_chains
 from ebm_jax.samplers.langevin import LangevinInfo, langevin
 
 SCHEDULES = ("t6", "ddpm", "linear", "geometric")
@@ -463,8 +463,9 @@ def _recovery_chains(rng_key, energy_fn, params, schedule, level, x_next, *, num
         # check; step_size_scale was checked by _chain_options.
         sampler = langevin(conditional_energy, step_size, grad_clip=grad_clip,
                            clip_range=clip_range)
-        chains, info = run_chains(rng_key, sampler, jax.vmap(sampler.init)(start), params,
-                                  num_steps, x_tilde, unroll=unroll, trace=True)
+        states = init_chains(sampler, start, params, x_tilde)
+        chains, info = run_chains(rng_key, sampler, states, params, num_steps, x_tilde,
+                                  unroll=unroll, trace=True)
         samples = chains.position
         acceptance = jnp.ones(x_next.shape[0], jnp.float32)
     flat = (samples - start).reshape(samples.shape[0], -1)

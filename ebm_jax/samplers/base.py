@@ -2,11 +2,16 @@
 
 A sampler is a NamedTuple of two pure functions for **one chain**::
 
-    state = sampler.init(position)
+    state = sampler.init(position, params, *cond)
     state, info = sampler.step(rng_key, state, params, *cond)
 
 Params are a step argument because they change every training step; many
-chains are a ``jax.vmap`` over keys and states (see :func:`run_chains`).
+chains are a ``jax.vmap`` over keys and states (see :func:`init_chains` and
+:func:`run_chains`). ``init`` takes the params too, so that samplers whose
+state caches the energy and its gradient (MALA, HMC) can fill the cache;
+samplers without a cache (SGLD) accept and ignore them (``params`` may be
+omitted there). Re-initialise after the params change: a cached energy of
+old params is stale.
 """
 from __future__ import annotations
 
@@ -16,10 +21,23 @@ import jax
 
 
 class Sampler(NamedTuple):
-    """``init(position) -> State`` and ``step(rng_key, state, params, *cond) -> (State, Info)``."""
+    """``init(position, params, *cond) -> State`` and
+    ``step(rng_key, state, params, *cond) -> (State, Info)``."""
 
     init: Callable[..., Any]
     step: Callable[..., tuple[Any, Any]]
+
+
+def init_chains(sampler: Sampler, positions: Any, params: Any, *cond: Any) -> Any:
+    """Initialise one chain per row of ``positions`` (``[C, ...]``; every ``cond`` too).
+
+    Example::
+
+      >>> states = init_chains(sampler, jnp.zeros((128, 2)), params)
+      >>> states, info = run_chains(jax.random.key(0), sampler, states, params, 100)
+    """
+    in_axes = (0, None) + (0,) * len(cond)
+    return jax.vmap(sampler.init, in_axes=in_axes)(positions, params, *cond)
 
 
 def run_chain(rng_key: jax.Array, sampler: Sampler, state: Any, params: Any, num_steps: int,
@@ -43,7 +61,8 @@ def run_chain(rng_key: jax.Array, sampler: Sampler, state: Any, params: Any, num
     Example::
 
       >>> sampler = langevin(lambda p, x: 0.5 * x @ x, step_size=0.1)
-      >>> state, info = run_chain(jax.random.key(0), sampler, sampler.init(jnp.ones(2)), None, 50)
+      >>> state, info = run_chain(jax.random.key(0), sampler, sampler.init(jnp.ones(2), None),
+      ...                         None, 50)
     """
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps={num_steps!r}: expected a positive Python int")

@@ -94,7 +94,8 @@ def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float]
 
     value_and_grad = jax.value_and_grad(energy_fn, argnums=1)
 
-    def init(position: jax.Array) -> LangevinState:
+    def init(position: jax.Array, params=None, *cond) -> LangevinState:
+        del params, cond  # SGLD caches nothing
         return LangevinState(jnp.asarray(position))
 
     def step(rng_key, state: LangevinState, params, *cond):
