@@ -1,0 +1,257 @@
+"""Step-size adaptation by dual averaging (Hoffman & Gelman 2014, Algorithm 5).
+
+The dual-averaging scheme drives the mean Metropolis acceptance probability
+``α`` of a kernel to a target ``δ``. With ``H̄_0 = 0``, ``μ = log(10 h_0)`` and
+``m = 1, 2, ...``::
+
+    H̄_m       = (1 - 1/(m + t0)) H̄_{m-1} + (δ - α_m) / (m + t0)
+    log h_m   = μ - sqrt(m) / γ · H̄_m                      # the step size used next
+    log h̄_m   = m^-κ log h_m + (1 - m^-κ) log h̄_{m-1}      # the averaged step size
+
+(``γ = 0.05, t0 = 10, κ = 0.75``). The iterates ``h_m`` explore; the average
+``h̄_m`` converges and is the step size to sample with after warm-up.
+
+The pure pieces (:func:`dual_averaging_init`, :func:`dual_averaging_update`,
+:func:`final_step_size`) compose into any loop. :func:`adapt_step_size` runs a
+warm-up of one chain and :func:`adapt_step_size_chains` of many chains that
+share one step size (adapted on their mean acceptance), as one ``lax.scan``.
+Both drive a low-level kernel ``kernel(rng_key, state, params, step_size, *cond)``
+such as :func:`~ebm_jax.samplers.mala_kernel` or :func:`~ebm_jax.samplers.hmc_kernel`.
+
+Targets: 0.574 is optimal for MALA (Roberts & Rosenthal 1998), about 0.65-0.8 for HMC.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ebm_jax.samplers.mala import _check_positive_finite
+
+GAMMA = 0.05
+T0 = 10.0
+KAPPA = 0.75
+
+
+class DualAveragingState(NamedTuple):
+    """State of the dual-averaging scheme (all float32 scalars but ``step``).
+
+    Attributes:
+      log_step_size: ``log h_m``, the step size to use for the next transition.
+      log_step_size_avg: ``log h̄_m``, the averaged step size (``log h_0`` before any update).
+      avg_error: ``H̄_m``, the running mean of ``target - acceptance``.
+      step: ``m``, the number of updates so far (int32).
+      mu: ``log(10 h_0)``, the point the iterates shrink toward.
+    """
+
+    log_step_size: jax.Array
+    log_step_size_avg: jax.Array
+    avg_error: jax.Array
+    step: jax.Array
+    mu: jax.Array
+
+
+class AdaptationInfo(NamedTuple):
+    """The trace of a warm-up of ``num_warmup`` steps.
+
+    Attributes:
+      step_size: ``[num_warmup]`` the step size each warm-up transition used.
+      acceptance_rate: ``[num_warmup]`` the acceptance probability each update saw (the
+        mean over chains for :func:`adapt_step_size_chains`).
+      info: the kernel's Info of every step, stacked: ``[num_warmup, ...]``, or
+        ``[num_warmup, C, ...]`` for :func:`adapt_step_size_chains`.
+    """
+
+    step_size: jax.Array
+    acceptance_rate: jax.Array
+    info: Any
+
+
+def _check_target(target: Any) -> None:
+    if isinstance(target, numbers.Real) and not 0 < target < 1:
+        raise ValueError(f"target_acceptance={target!r}: expected a number in (0, 1)")
+
+
+def _check_hyperparameters(gamma: Any, t0: Any, kappa: Any) -> None:
+    _check_positive_finite("gamma", gamma)
+    if isinstance(t0, numbers.Real) and not (np.isfinite(t0) and t0 >= 0):
+        raise ValueError(f"t0={t0!r}: expected a finite number >= 0")
+    if isinstance(kappa, numbers.Real) and not 0.5 < kappa <= 1:
+        raise ValueError(f"kappa={kappa!r}: expected a number in (0.5, 1]")
+
+
+def dual_averaging_init(step_size) -> DualAveragingState:
+    """Start dual averaging from the initial step size ``h_0 > 0`` (``μ = log(10 h_0)``).
+
+    Example::
+
+      >>> state = dual_averaging_init(0.1)
+      >>> float(jnp.exp(state.log_step_size)), float(final_step_size(state))
+      (0.1, 0.1)
+    """
+    _check_positive_finite("step_size", step_size)
+    log_h = jnp.log(jnp.asarray(step_size, jnp.float32))
+    zero = jnp.zeros((), jnp.float32)
+    return DualAveragingState(log_h, log_h, zero, jnp.zeros((), jnp.int32),
+                              log_h + jnp.log(jnp.float32(10.0)))
+
+
+def dual_averaging_update(state: DualAveragingState, acceptance_rate, target, *,
+                          gamma: float = GAMMA, t0: float = T0,
+                          kappa: float = KAPPA) -> DualAveragingState:
+    """One dual-averaging update from an observed acceptance probability.
+
+    Args:
+      state: the current :class:`DualAveragingState`.
+      acceptance_rate: scalar ``α_m`` in [0, 1] observed with step ``exp(state.log_step_size)``.
+      target: ``δ`` in (0, 1). Acceptance below target shrinks the step, above grows it.
+      gamma, t0, kappa: the scheme's constants (Hoffman & Gelman's defaults).
+
+    Returns:
+      The new state; ``exp(new.log_step_size)`` is the next step size to try.
+
+    Example::
+
+      >>> state = dual_averaging_update(dual_averaging_init(0.1), 0.9, 0.574)
+      >>> float(jnp.exp(state.log_step_size)) > 0.1   # accepted more than wanted: grow
+      True
+    """
+    _check_target(target)
+    _check_hyperparameters(gamma, t0, kappa)
+    m = state.step + 1
+    m_f = m.astype(jnp.float32)
+    weight = 1.0 / (m_f + t0)
+    avg_error = (1.0 - weight) * state.avg_error + weight * (target - acceptance_rate)
+    log_step_size = state.mu - jnp.sqrt(m_f) / gamma * avg_error
+    eta = m_f ** (-kappa)
+    log_step_size_avg = eta * log_step_size + (1.0 - eta) * state.log_step_size_avg
+    return DualAveragingState(log_step_size.astype(jnp.float32),
+                              log_step_size_avg.astype(jnp.float32),
+                              avg_error.astype(jnp.float32), m, state.mu)
+
+
+def final_step_size(state: DualAveragingState) -> jax.Array:
+    """The averaged step size ``h̄ = exp(log_step_size_avg)``: the one to sample with."""
+    return jnp.exp(state.log_step_size_avg)
+
+
+def _check_warmup(num_warmup: Any, initial_step_size: Any, target_acceptance: Any) -> None:
+    if isinstance(num_warmup, (bool, np.bool_)) or not isinstance(num_warmup, numbers.Integral) \
+            or num_warmup < 1:
+        raise ValueError(f"num_warmup={num_warmup!r}: expected a positive int")
+    _check_positive_finite("initial_step_size", initial_step_size)
+    _check_target(target_acceptance)
+
+
+def _warmup(rng_key, transition: Callable, state, initial_step_size, num_warmup: int,
+            target_acceptance, gamma, t0, kappa):
+    """Scan ``transition(key, state, step_size) -> (state, info, acceptance)`` with
+    dual averaging; returns ``(state, final step size, AdaptationInfo)``."""
+
+    def body(carry, key):
+        chain_state, da_state = carry
+        step_size = jnp.exp(da_state.log_step_size)
+        chain_state, info, acceptance = transition(key, chain_state, step_size)
+        da_state = dual_averaging_update(da_state, acceptance, target_acceptance,
+                                         gamma=gamma, t0=t0, kappa=kappa)
+        return (chain_state, da_state), AdaptationInfo(step_size, acceptance, info)
+
+    keys = jax.random.split(rng_key, int(num_warmup))
+    carry = (state, dual_averaging_init(initial_step_size))
+    (state, da_state), trace = jax.lax.scan(body, carry, keys)
+    return state, final_step_size(da_state), trace
+
+
+def adapt_step_size(rng_key: jax.Array, kernel: Callable, state: Any, params: Any, *cond: Any,
+                    initial_step_size, num_warmup: int, target_acceptance: float = 0.574,
+                    gamma: float = GAMMA, t0: float = T0,
+                    kappa: float = KAPPA) -> tuple[Any, jax.Array, AdaptationInfo]:
+    """Warm up one chain while adapting the step size by dual averaging (one ``lax.scan``).
+
+    Args:
+      rng_key: one PRNG key (split into a key per warm-up step).
+      kernel: ``kernel(rng_key, state, params, step_size, *cond) -> (state, info)`` whose
+        info has an ``acceptance_rate`` (e.g. :func:`~ebm_jax.samplers.mala_kernel`).
+      state: the chain's state (from the matching sampler's ``init``).
+      params: energy parameters.
+      *cond: conditioning arguments passed to every step.
+      initial_step_size: ``h_0 > 0``.
+      num_warmup: number of warm-up transitions (a positive Python int).
+      target_acceptance: the target mean acceptance probability, in (0, 1); the default
+        0.574 is MALA's optimum; use about 0.65-0.8 for HMC.
+      gamma, t0, kappa: dual-averaging constants.
+
+    Returns:
+      ``(state, step_size, info)``: the chain's state after warm-up, the averaged step
+      size (a JAX float32 scalar) and an :class:`AdaptationInfo` trace.
+
+    Example::
+
+      >>> energy = lambda p, x: 0.5 * jnp.sum(x**2)
+      >>> state = mala(energy, 0.1).init(jnp.zeros(2), None)
+      >>> state, h, _ = adapt_step_size(jax.random.key(0), mala_kernel(energy), state, None,
+      ...                               initial_step_size=0.1, num_warmup=500)
+      >>> sampler = mala(energy, h)   # sample with the adapted step
+    """
+    _check_warmup(num_warmup, initial_step_size, target_acceptance)
+    _check_hyperparameters(gamma, t0, kappa)
+
+    def transition(key, chain_state, step_size):
+        chain_state, info = kernel(key, chain_state, params, step_size, *cond)
+        return chain_state, info, info.acceptance_rate
+
+    return _warmup(rng_key, transition, state, initial_step_size, num_warmup, target_acceptance,
+                   gamma, t0, kappa)
+
+
+def adapt_step_size_chains(rng_key: jax.Array, kernel: Callable, states: Any, params: Any,
+                           *cond: Any, initial_step_size, num_warmup: int,
+                           target_acceptance: float = 0.574, gamma: float = GAMMA,
+                           t0: float = T0,
+                           kappa: float = KAPPA) -> tuple[Any, jax.Array, AdaptationInfo]:
+    """Warm up many chains that share one step size, adapted on their mean acceptance.
+
+    Every warm-up step runs the kernel on all chains (vmapped, independent keys) with
+    the same step size, then makes one dual-averaging update from the acceptance
+    probability averaged over chains: less noisy than one chain, and one step size for
+    the batched chains of an EBM.
+
+    Args:
+      rng_key: one PRNG key.
+      kernel: ``kernel(rng_key, state, params, step_size, *cond) -> (state, info)``.
+      states: chain states with a leading chain axis ``[C, ...]`` (e.g. from
+        :func:`~ebm_jax.samplers.init_chains`); every ``cond`` is ``[C, ...]`` too.
+      params: shared energy parameters.
+      initial_step_size, num_warmup, target_acceptance, gamma, t0, kappa: as in
+        :func:`adapt_step_size`.
+
+    Returns:
+      ``(states, step_size, info)``: the states after warm-up ``[C, ...]``, the shared
+      averaged step size (a JAX float32 scalar) and an :class:`AdaptationInfo` whose
+      ``info`` fields are ``[num_warmup, C]``.
+
+    Example::
+
+      >>> energy = lambda p, x: 0.5 * jnp.sum(x**2)
+      >>> sampler = mala(energy, 0.1)
+      >>> states = init_chains(sampler, jnp.zeros((128, 2)), None)
+      >>> states, h, info = adapt_step_size_chains(
+      ...     jax.random.key(0), mala_kernel(energy), states, None,
+      ...     initial_step_size=0.1, num_warmup=300)
+    """
+    _check_warmup(num_warmup, initial_step_size, target_acceptance)
+    _check_hyperparameters(gamma, t0, kappa)
+    num_chains = jax.tree.leaves(states)[0].shape[0]
+    in_axes = (0, 0, None, None) + (0,) * len(cond)
+    vmapped = jax.vmap(kernel, in_axes=in_axes)
+
+    def transition(key, chain_states, step_size):
+        keys = jax.random.split(key, num_chains)
+        chain_states, info = vmapped(keys, chain_states, params, step_size, *cond)
+        return chain_states, info, jnp.mean(info.acceptance_rate)
+
+    return _warmup(rng_key, transition, states, initial_step_size, num_warmup,
+                   target_acceptance, gamma, t0, kappa)

@@ -1,0 +1,243 @@
+"""MCMC convergence diagnostics: effective sample size and split R-hat.
+
+Pure ``jax.numpy`` (they jit and vmap), for draws laid out ``[chains, draws]`` or
+``[chains, draws, ...]`` (then computed independently per trailing element),
+following Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021), "Rank-normalization,
+folding, and localization: an improved R-hat for assessing convergence of MCMC",
+as implemented in Stan and ArviZ:
+
+* :func:`effective_sample_size`: chains are split in half (``2C`` chains of
+  ``N // 2`` draws; the middle draw of an odd ``N`` is dropped), per-chain
+  autocovariances come from an FFT, and the autocorrelation is the combined
+  multi-chain estimate ``ρ_t = 1 - (W - mean_c acov_c(t)) / var⁺``; the sum
+  ``τ = -1 + 2 Σ_k (ρ_2k + ρ_2k+1)`` is truncated with Geyer's initial positive
+  sequence (stop before the first negative pair sum) made monotone (each pair sum
+  is capped by the previous one: Geyer's initial monotone sequence), plus ArviZ's
+  last positive even lag; ``ESS = C N / max(τ, 1 / log10(C N))``. ``method="mean"``
+  (default) applies this to the raw draws: the ESS that gives the Monte Carlo
+  standard error of a mean, ``sd / sqrt(ESS)`` (ArviZ ``ess(method="mean")``).
+  ``method="bulk"`` applies it to the rank-normalised draws (ArviZ's default
+  ``ess_bulk``), robust to heavy tails.
+* :func:`split_rhat`: the rank-normalised split-R-hat of Vehtari et al. (2021),
+  ``max(R̂(z(split draws)), R̂(z(split |draws - median|)))``: the bulk part catches
+  chains with different locations, the folded part chains with different scales
+  (ArviZ ``rhat(method="rank")``). ``rank_normalize=False`` gives the classic split
+  R-hat (Gelman et al., BDA3) of the raw draws.
+
+Ranks are average ranks (ties share their mean rank, as ``scipy.stats.rankdata``).
+As in ArviZ, constant draws have an ESS of ``C * N`` and an R-hat of NaN (no variance
+to compare).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import ndtri
+
+_MIN_DRAWS = 4
+
+
+def _as_draws(samples, name: str = "samples") -> jax.Array:
+    shape = getattr(samples, "shape", None)
+    if shape is None:
+        samples = jnp.asarray(samples)
+        shape = samples.shape
+    if len(shape) < 2:
+        raise ValueError(f"{name} has shape {tuple(shape)}: expected [chains, draws] or "
+                         "[chains, draws, ...] (one chain is [1, draws])")
+    if shape[0] < 1 or shape[1] < _MIN_DRAWS:
+        raise ValueError(f"{name} has shape {tuple(shape)}: expected at least 1 chain and "
+                         f"{_MIN_DRAWS} draws per chain ([chains, draws, ...])")
+    x = jnp.asarray(samples)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    return x
+
+
+def _per_element(fn: Callable, x: jax.Array) -> jax.Array:
+    """Apply ``fn([C, N]) -> scalar`` to every trailing element of ``x [C, N, ...]``."""
+    c, n, *rest = x.shape
+    flat = x.reshape(c, n, -1)
+    out = jax.vmap(fn, in_axes=2)(flat)
+    return out.reshape(rest)
+
+
+def _split_chains(x: jax.Array) -> jax.Array:
+    """``[C, N] -> [2C, N // 2]``: first and last halves (the middle draw of an odd N dropped)."""
+    half = x.shape[1] // 2
+    return jnp.concatenate([x[:, :half], x[:, x.shape[1] - half:]], axis=0)
+
+
+def _z_scale(x: jax.Array) -> jax.Array:
+    """Rank-normalise all draws of ``x [C, N]`` jointly: ``Φ⁻¹((r - 3/8) / (S + 1/4))``."""
+    flat = x.reshape(-1)
+    ordered = jnp.sort(flat)
+    low = jnp.searchsorted(ordered, flat, side="left")
+    high = jnp.searchsorted(ordered, flat, side="right")
+    rank = 0.5 * (low + high + 1).astype(x.dtype)  # average 1-based rank of ties
+    z = ndtri((rank - 0.375) / (flat.shape[0] + 0.25))
+    return z.reshape(x.shape)
+
+
+def _autocov(x: jax.Array) -> jax.Array:
+    """Biased autocovariance of each chain, ``[C, N] -> [C, N]`` (lag 0..N-1), via FFT."""
+    n = x.shape[1]
+    centred = x - x.mean(axis=1, keepdims=True)
+    n_fft = 1 << (2 * n - 1).bit_length()  # >= 2N - 1: no circular wrap-around
+    f = jnp.fft.rfft(centred, n=n_fft, axis=1)
+    acov = jnp.fft.irfft(f * jnp.conj(f), n=n_fft, axis=1)[:, :n]
+    return acov.real.astype(x.dtype) / n
+
+
+def _ess_2d(x: jax.Array) -> jax.Array:
+    """ESS of ``x [C, N]`` (chains already split, draws already transformed)."""
+    c, n = x.shape
+    acov = _autocov(x)
+    mean_var = jnp.mean(acov[:, 0]) * n / (n - 1.0)  # W, the mean within-chain variance
+    var_plus = mean_var * (n - 1.0) / n
+    if c > 1:
+        var_plus = var_plus + jnp.var(x.mean(axis=1), ddof=1)
+    rho = 1.0 - (mean_var - jnp.mean(acov, axis=0)) / var_plus  # [N], rho[0] = 1
+    num_pairs = n // 2
+    pairs = rho[0:2 * num_pairs:2] + rho[1:2 * num_pairs:2]  # P_k = rho_2k + rho_2k+1
+    # Geyer's initial positive sequence: keep the pairs before the first negative one
+    # (P_0 = 1 + rho_1 is always kept).
+    negative = (pairs < 0).at[0].set(False)
+    m = jnp.where(jnp.any(negative), jnp.argmax(negative), num_pairs)
+    kept = jnp.arange(num_pairs) < m
+    # ... made monotone: each pair sum capped by the one before (initial monotone sequence).
+    monotone = jax.lax.cummin(pairs)
+    tau = -1.0 + 2.0 * jnp.sum(jnp.where(kept, monotone, 0.0))
+    # ArviZ adds the even lag of the first negative pair once when it is positive.
+    last_even = rho[jnp.minimum(2 * m, n - 1)]
+    tau = tau + jnp.where((m < num_pairs) & (last_even > 0), last_even, 0.0)
+    total = c * n
+    tau = jnp.maximum(tau, 1.0 / math.log10(total))
+    # Constant draws carry no autocorrelation to estimate: ArviZ reports their count.
+    return jnp.where(jnp.max(x) == jnp.min(x), float(total), total / tau)
+
+
+def effective_sample_size(samples, *, method: str = "mean") -> jax.Array:
+    """Effective sample size of MCMC draws (Vehtari et al. 2021; Stan/ArviZ).
+
+    Args:
+      samples: ``[chains, draws]`` or ``[chains, draws, ...]`` (at least 4 draws).
+        One chain is fine (it is split in two).
+      method: ``"mean"`` (default): ESS of the raw draws, the one that gives the
+        Monte Carlo standard error of their mean, ``sd / sqrt(ess)``. ``"bulk"``:
+        ESS of the rank-normalised draws (Stan's/ArviZ's ``ess_bulk``).
+
+    Returns:
+      ESS with shape ``samples.shape[2:]`` (a scalar for ``[chains, draws]``), in
+      draws: iid draws give about ``chains * draws``, anti-correlated ones more.
+
+    Example::
+
+      >>> ess = effective_sample_size(draws)          # draws [4, 1000, 2] -> ess [2]
+      >>> mcse = draws.std(axis=(0, 1)) / jnp.sqrt(ess)
+    """
+    if method not in ("mean", "bulk"):
+        raise ValueError(f"method={method!r}: expected 'mean' or 'bulk'")
+    x = _as_draws(samples)
+
+    def one(x2):
+        split = _split_chains(x2)
+        return _ess_2d(_z_scale(split) if method == "bulk" else split)
+
+    return _per_element(one, x)
+
+
+def _rhat_2d(x: jax.Array) -> jax.Array:
+    """Classic R-hat of ``x [C, N]`` (chains already split)."""
+    n = x.shape[1]
+    between = n * jnp.var(x.mean(axis=1), ddof=1)
+    within = jnp.mean(jnp.var(x, axis=1, ddof=1))
+    var_hat = (n - 1.0) / n * within + between / n
+    return jnp.sqrt(var_hat / within)
+
+
+def split_rhat(samples, *, rank_normalize: bool = True) -> jax.Array:
+    """Potential scale reduction factor R-hat of MCMC draws.
+
+    Args:
+      samples: ``[chains, draws]`` or ``[chains, draws, ...]`` (at least 4 draws;
+        a single chain is split in two, so it is compared with itself).
+      rank_normalize: True (default): the rank-normalised, folded split-R-hat of
+        Vehtari et al. (2021), the max of the bulk (rank-normalised split draws) and
+        tail (rank-normalised split ``|draws - median|``) R-hats, which also sees
+        chains that differ only in scale (ArviZ ``method="rank"``). False: the
+        classic split-R-hat of the raw draws (ArviZ ``method="split"``).
+
+    Returns:
+      R-hat with shape ``samples.shape[2:]``: about 1 for well-mixed chains;
+      Vehtari et al. recommend trusting the draws only below 1.01.
+
+    Example::
+
+      >>> split_rhat(draws)   # draws [4, 1000] -> scalar
+    """
+    x = _as_draws(samples)
+
+    def one(x2):
+        if not rank_normalize:
+            return _rhat_2d(_split_chains(x2))
+        split = _split_chains(x2)
+        bulk = _rhat_2d(_z_scale(split))
+        tail = _rhat_2d(_z_scale(jnp.abs(split - jnp.median(split))))
+        return jnp.maximum(bulk, tail)
+
+    return _per_element(one, x)
+
+
+class ChainSummary(NamedTuple):
+    """Summary of a statistic over MCMC draws; every field has the statistic's shape.
+
+    ``summary._asdict()`` gives a dict.
+
+    Attributes:
+      mean: mean over all chains and draws.
+      sd: standard deviation over all chains and draws (ddof=1).
+      ess: :func:`effective_sample_size` (``method="mean"``).
+      rhat: :func:`split_rhat` (rank-normalised).
+    """
+
+    mean: jax.Array
+    sd: jax.Array
+    ess: jax.Array
+    rhat: jax.Array
+
+    @property
+    def mcse(self) -> jax.Array:
+        """Monte Carlo standard error of ``mean``: ``sd / sqrt(ess)``."""
+        return self.sd / jnp.sqrt(self.ess)
+
+
+def chain_summary(samples, statistic: Optional[Callable] = None) -> ChainSummary:
+    """Mean, sd, ESS and R-hat of a statistic of the draws.
+
+    Args:
+      samples: positions ``[chains, draws, *position_shape]``.
+      statistic: a function of ONE position, ``f(x[*position_shape]) -> array``
+        (vmapped over chains and draws); default the identity (every coordinate).
+
+    Returns:
+      A :class:`ChainSummary` whose fields have the statistic's shape (plus the
+      ``mcse`` property).
+
+    Example::
+
+      >>> s = chain_summary(draws, lambda x: jnp.stack([x[0], x[0] * x[1]]))
+      >>> s.mean, s.mcse, s.rhat     # each [2]
+    """
+    x = _as_draws(samples)
+    if statistic is not None:
+        if not callable(statistic):
+            raise ValueError(f"statistic={statistic!r}: expected a function of one position")
+        x = _as_draws(jax.vmap(jax.vmap(statistic))(x), "statistic(samples)")
+    count = x.shape[0] * x.shape[1]
+    mean = jnp.mean(x, axis=(0, 1))
+    sd = jnp.sqrt(jnp.sum(jnp.square(x - mean), axis=(0, 1)) / (count - 1))
+    return ChainSummary(mean, sd, effective_sample_size(x), split_rhat(x))

@@ -1,0 +1,221 @@
+"""Hamiltonian Monte Carlo (HMC) as a pure ``init/step`` sampler.
+
+The target is ``π(x) ∝ exp(-E(x) / T)``. With a diagonal mass matrix ``M``
+(given by its inverse, ``inverse_mass``), one step
+
+1. draws a momentum ``p ~ N(0, M)``;
+2. runs ``L`` leapfrog steps of size ``ε`` on ``H(x, p) = E(x)/T + ½ pᵀ M⁻¹ p``::
+
+       p ← p - ε/2 ∇E(x)/T;   x ← x + ε M⁻¹ p;   p ← p - ε/2 ∇E(x)/T
+
+3. accepts the end point with probability ``min(1, exp(-(H_new - H_old)))``.
+
+The state caches the energy and its gradient, so a step costs ``L``
+energy-and-gradient evaluations. A trajectory that meets a NaN/inf energy or
+gradient is rejected and counted in ``HMCInfo.nonfinite``.
+
+As in :mod:`ebm_jax.samplers.mala`, :func:`hmc_kernel` takes the step size as an
+argument (for :mod:`ebm_jax.samplers.adaptation`) and :func:`hmc` fixes it.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ebm_jax.energies import EnergyFn
+from ebm_jax.samplers.base import Sampler
+from ebm_jax.samplers.mala import (
+    _all_finite,
+    _check_positive_finite,
+    _grad_norm,
+    _init_cached,
+    _metropolis,
+    _value_and_grad,
+)
+
+
+class HMCState(NamedTuple):
+    """One chain: its position and the energy and gradient there.
+
+    Attributes:
+      position: one example, any shape ``[...]`` (floating point).
+      energy: scalar ``E(position)`` for the params given to ``init``/``step``.
+      grad: ``∇E(position)``, the shape of ``position``.
+    """
+
+    position: jax.Array
+    energy: jax.Array
+    grad: jax.Array
+
+
+class HMCInfo(NamedTuple):
+    """Diagnostics of one step.
+
+    Attributes:
+      energy: scalar energy at the position the step started from.
+      grad_norm: L2 norm of the energy gradient there.
+      acceptance_rate: ``min(1, exp(-energy_error))`` (0 for a non-finite trajectory).
+      is_accepted: whether the trajectory's end point was accepted (bool).
+      nonfinite: 1 if an energy or gradient along the trajectory, or the Hamiltonian
+        change, was NaN/inf (the trajectory is then rejected), else 0.
+      energy_error: the Hamiltonian change ``H_new - H_old`` over the trajectory, in
+        units of ``T`` (``H = E/T + ½ pᵀM⁻¹p``); ``+inf`` for a non-finite trajectory.
+        Zero for exact integration; large values mean the step size is too big.
+    """
+
+    energy: jax.Array
+    grad_norm: jax.Array
+    acceptance_rate: jax.Array
+    is_accepted: jax.Array
+    nonfinite: jax.Array
+    energy_error: jax.Array
+
+
+def _check_num_leapfrog_steps(value: Any) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"num_leapfrog_steps={value!r}: expected a positive int")
+
+
+def _check_inverse_mass(inverse_mass: Any) -> Any:
+    """Validate a diagonal inverse mass (``None`` = identity); return it as an array or None.
+
+    Concrete values are checked (1-D, finite, positive); a traced array only for its rank.
+    """
+    if inverse_mass is None:
+        return None
+    traced = isinstance(inverse_mass, jax.core.Tracer)
+    arr = inverse_mass if traced else np.asarray(inverse_mass)
+    if arr.ndim != 1:
+        raise ValueError(f"inverse_mass has shape {tuple(arr.shape)}: expected a 1-D array [D] "
+                         "(the diagonal of the inverse mass, one entry per position element)")
+    if not traced and (not np.issubdtype(arr.dtype, np.number)
+                       or not np.all(np.isfinite(arr) & (arr > 0))):
+        raise ValueError(f"inverse_mass={arr!r}: expected finite positive entries")
+    return arr
+
+
+def _check_mass_size(inverse_mass: Any, position_shape: tuple) -> None:
+    expected = (int(np.prod(position_shape)),)
+    if inverse_mass is not None and tuple(inverse_mass.shape) != expected:
+        raise ValueError(
+            f"inverse_mass has shape {tuple(inverse_mass.shape)}: expected {expected}, the "
+            f"flattened size of the position (shape {tuple(position_shape)})")
+
+
+def _mass_like(inverse_mass: Any, position: jax.Array) -> jax.Array:
+    """The inverse mass reshaped to ``position.shape`` (ones for the identity)."""
+    if inverse_mass is None:
+        return jnp.ones(position.shape, position.dtype)
+    _check_mass_size(inverse_mass, position.shape)
+    return jnp.asarray(inverse_mass, position.dtype).reshape(position.shape)
+
+
+def _leapfrog(value_and_grad, params, cond, x, p, energy, grad, step_size, inv_mass,
+              temperature, num_steps):
+    """``num_steps`` leapfrog steps from ``(x, p)``; returns the end point, its energy and
+    gradient, and whether every energy and gradient on the way was finite."""
+
+    def body(_, carry):
+        x, p, energy, grad, finite = carry
+        p = p - 0.5 * step_size * grad / temperature
+        x = x + step_size * inv_mass * p
+        energy, grad = value_and_grad(params, x, *cond)
+        p = p - 0.5 * step_size * grad / temperature
+        return x, p, energy, grad, finite & _all_finite(energy, grad)
+
+    return jax.lax.fori_loop(0, num_steps, body, (x, p, energy, grad, jnp.array(True)))
+
+
+def hmc_kernel(energy_fn: EnergyFn, num_leapfrog_steps: int, *, inverse_mass=None,
+               temperature: float = 1.0) -> Callable:
+    """The HMC transition with the step size as an argument.
+
+    Args:
+      energy_fn: pure per-example energy ``energy_fn(params, x, *cond) -> scalar``.
+      num_leapfrog_steps: ``L``, a positive int (static).
+      inverse_mass: ``None`` (identity mass) or a 1-D array ``[D]`` of positive finite
+        diagonal entries of ``M⁻¹``, ``D`` the position's flattened size. Set it to the
+        target's marginal variances to precondition.
+      temperature: ``T > 0``; the kernel targets ``exp(-E/T)``.
+
+    Returns:
+      ``kernel(rng_key, state, params, step_size, *cond) -> (HMCState, HMCInfo)`` for one
+      chain; ``step_size`` (``ε > 0``) may be a traced scalar.
+
+    Example::
+
+      >>> kernel = hmc_kernel(lambda p, x: 0.5 * jnp.sum(x**2), 10)
+      >>> state = hmc(lambda p, x: 0.5 * jnp.sum(x**2), 0.1, 10).init(jnp.zeros(3), None)
+      >>> state, info = kernel(jax.random.key(0), state, None, jnp.float32(0.2))
+    """
+    _check_num_leapfrog_steps(num_leapfrog_steps)
+    inverse_mass = _check_inverse_mass(inverse_mass)
+    _check_positive_finite("temperature", temperature)
+    value_and_grad = _value_and_grad(energy_fn)
+    num_leapfrog_steps = int(num_leapfrog_steps)
+
+    def kernel(rng_key, state: HMCState, params, step_size, *cond):
+        x, energy, grad = state
+        inv_mass = _mass_like(inverse_mass, x)
+        key_momentum, key_accept = jax.random.split(rng_key)
+        # p ~ N(0, M) with M = diag(1 / inverse_mass).
+        p = jax.random.normal(key_momentum, x.shape, x.dtype) / jnp.sqrt(inv_mass)
+        x_new, p_new, energy_new, grad_new, finite = _leapfrog(
+            value_and_grad, params, cond, x, p, energy, grad, step_size, inv_mass, temperature,
+            num_leapfrog_steps)
+        h_old = energy / temperature + 0.5 * jnp.sum(inv_mass * jnp.square(p))
+        h_new = energy_new / temperature + 0.5 * jnp.sum(inv_mass * jnp.square(p_new))
+        energy_error = h_new - h_old
+        acceptance_rate, accept, ok = _metropolis(key_accept, -energy_error,
+                                                  finite & jnp.isfinite(energy_error))
+        new_state = HMCState(jnp.where(accept, x_new, x), jnp.where(accept, energy_new, energy),
+                             jnp.where(accept, grad_new, grad))
+        info = HMCInfo(energy, _grad_norm(grad), acceptance_rate, accept,
+                       (~ok).astype(jnp.int32), jnp.where(ok, energy_error, jnp.inf))
+        return new_state, info
+
+    return kernel
+
+
+def hmc(energy_fn: EnergyFn, step_size: float, num_leapfrog_steps: int, *, inverse_mass=None,
+        temperature: float = 1.0) -> Sampler:
+    """Build an HMC sampler targeting ``exp(-E/T)`` for the per-example ``energy_fn``.
+
+    Args:
+      energy_fn: pure per-example energy ``energy_fn(params, x, *cond) -> scalar``.
+      step_size: leapfrog step ``ε > 0``. A Python/NumPy number is checked here; a JAX
+        array (e.g. from :func:`~ebm_jax.samplers.adapt_step_size`) is used as is.
+      num_leapfrog_steps: ``L``, a positive int; a step costs ``L`` gradient evaluations.
+      inverse_mass: ``None`` (identity) or a 1-D array ``[D]`` of positive finite diagonal
+        entries of ``M⁻¹``, ``D`` the flattened position size (checked in ``init``).
+      temperature: ``T > 0``.
+
+    Returns:
+      A :class:`~ebm_jax.samplers.Sampler`: ``init(position, params, *cond) -> HMCState``
+      for one chain and ``step(rng_key, state, params, *cond) -> (HMCState, HMCInfo)``.
+
+    Example::
+
+      >>> energy = lambda p, x: 0.5 * jnp.sum(x**2 / jnp.array([1.0, 100.0]))
+      >>> sampler = hmc(energy, 0.5, 5, inverse_mass=jnp.array([1.0, 100.0]))
+      >>> states = init_chains(sampler, jnp.zeros((64, 2)), None)
+      >>> states, info = run_chains(jax.random.key(0), sampler, states, None, 100)
+    """
+    _check_positive_finite("step_size", step_size)
+    kernel = hmc_kernel(energy_fn, num_leapfrog_steps, inverse_mass=inverse_mass,
+                        temperature=temperature)
+    checked_mass = _check_inverse_mass(inverse_mass)
+
+    def init(position, params, *cond) -> HMCState:
+        position = jnp.asarray(position)
+        _check_mass_size(checked_mass, position.shape)
+        return HMCState(*_init_cached(energy_fn, position, params, *cond))
+
+    def step(rng_key, state: HMCState, params, *cond):
+        return kernel(rng_key, state, params, step_size, *cond)
+
+    return Sampler(init, step)

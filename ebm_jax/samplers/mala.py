@@ -1,0 +1,243 @@
+"""Metropolis-adjusted Langevin (MALA) as a pure ``init/step`` sampler.
+
+The target is ``π(x) ∝ exp(-E(x) / T)``. One step proposes a Langevin move::
+
+    x' = x - h ∇E(x) + sqrt(2 h T) ε,   ε ~ N(0, I)
+
+so that ``q(x' | x) = N(x'; x - h ∇E(x), 2 h T I)``, and accepts it with
+probability ``min(1, exp(-(E(x') - E(x)) / T) q(x | x') / q(x' | x))``.
+This is the unadjusted Langevin step of :func:`~ebm_jax.samplers.langevin`
+(temperature form) plus a Metropolis-Hastings correction, which removes its
+discretisation bias: the chain leaves ``π`` exactly invariant at any step size.
+
+The state caches the energy and its gradient, so one step costs one
+energy-and-gradient evaluation (at the proposal). A proposal whose energy or
+gradient is NaN/inf is rejected and counted in ``MALAInfo.nonfinite``.
+
+Two levels, as in blackjax:
+
+* :func:`mala_kernel` builds ``kernel(rng_key, state, params, step_size, *cond)``,
+  with the step size an argument (possibly traced): what step-size adaptation
+  (:mod:`ebm_jax.samplers.adaptation`) drives;
+* :func:`mala` fixes the step size and returns a :class:`~ebm_jax.samplers.Sampler`.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ebm_jax.energies import EnergyFn
+from ebm_jax.samplers.base import Sampler
+
+
+class MALAState(NamedTuple):
+    """One chain: its position and the energy and gradient there.
+
+    Attributes:
+      position: one example, any shape ``[...]`` (floating point).
+      energy: scalar ``E(position)`` for the params given to ``init``/``step``.
+      grad: ``∇E(position)``, the shape of ``position``.
+    """
+
+    position: jax.Array
+    energy: jax.Array
+    grad: jax.Array
+
+
+class MALAInfo(NamedTuple):
+    """Diagnostics of one step.
+
+    Attributes:
+      energy: scalar energy at the position the step started from (as in
+        :class:`~ebm_jax.samplers.LangevinInfo`; the new one is ``state.energy``).
+      grad_norm: L2 norm of the energy gradient there.
+      acceptance_rate: the Metropolis-Hastings acceptance probability
+        ``min(1, ratio)`` of this step's proposal (0 for a non-finite proposal).
+        Its mean over steps or chains is the usual acceptance rate.
+      is_accepted: whether the proposal was accepted (bool).
+      nonfinite: 1 if the proposal's energy, gradient or acceptance ratio was
+        NaN/inf (the proposal is then rejected), else 0.
+    """
+
+    energy: jax.Array
+    grad_norm: jax.Array
+    acceptance_rate: jax.Array
+    is_accepted: jax.Array
+    nonfinite: jax.Array
+
+
+# -- shared helpers (also used by hmc.py) ---------------------------------------------
+
+def _check_positive_finite(name: str, value: Any) -> None:
+    """Raise if a concrete (Python/NumPy) scalar is not a positive finite number.
+
+    JAX arrays (possibly traced, e.g. a step size under adaptation) are left to the caller.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r}: expected a positive finite number")
+    if isinstance(value, np.ndarray):
+        if value.shape != ():
+            raise ValueError(f"{name} has shape {value.shape}: expected a scalar")
+        value = value[()]
+    if isinstance(value, numbers.Real) and not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name}={value!r}: expected a positive finite number")
+
+
+def _value_and_grad(energy_fn: EnergyFn) -> Callable:
+    """``(params, x, *cond) -> (energy, grad)``, the energy with a strong (non-weak) dtype.
+
+    A constant energy (``lambda p, x: 0.0``) returns a weakly-typed scalar; a fixed
+    dtype keeps ``lax.scan`` carries stable.
+    """
+    value_and_grad = jax.value_and_grad(energy_fn, argnums=1)
+
+    def fn(params, x, *cond):
+        energy, grad = value_and_grad(params, x, *cond)
+        return jnp.asarray(energy).astype(jnp.result_type(energy)), grad
+
+    return fn
+
+
+def _check_position(energy_fn: EnergyFn, position: jax.Array, params: Any, *cond: Any) -> None:
+    """Raise unless ``position`` is floating point and ``energy_fn`` maps it to a scalar.
+
+    Uses ``jax.eval_shape``: a trace, no compute.
+    """
+    if not jnp.issubdtype(position.dtype, jnp.floating):
+        raise ValueError(f"position has dtype {position.dtype}: expected a floating-point array "
+                         "(the sampler differentiates the energy with respect to it)")
+    try:
+        out = jax.eval_shape(energy_fn, params, position, *cond)
+    except (TypeError, ValueError) as err:  # typically a shape mismatch: a batch was passed
+        raise ValueError(
+            f"position has shape {tuple(position.shape)}: energy_fn raised "
+            f"{type(err).__name__} for it ({err}); expected one chain's position: init takes "
+            "one chain's position, use init_chains for a batch") from err
+    if getattr(out, "shape", None) != ():
+        raise ValueError(
+            f"position has shape {tuple(position.shape)}: energy_fn returned shape "
+            f"{getattr(out, 'shape', type(out).__name__)} for it; expected a scalar: init takes "
+            "one chain's position, use init_chains for a batch")
+
+
+def _init_cached(energy_fn: EnergyFn, position: Any, params: Any, *cond: Any):
+    """``(position, energy, grad)`` for one chain, after checking the energy is a scalar."""
+    position = jnp.asarray(position)
+    _check_position(energy_fn, position, params, *cond)
+    energy, grad = _value_and_grad(energy_fn)(params, position, *cond)
+    return position, energy, grad
+
+
+def _grad_norm(grad: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(jnp.square(grad)))
+
+
+def _all_finite(energy: jax.Array, grad: jax.Array) -> jax.Array:
+    return jnp.isfinite(energy) & jnp.all(jnp.isfinite(grad))
+
+
+def _metropolis(rng_key: jax.Array, log_ratio: jax.Array, finite: jax.Array):
+    """Accept/reject from a log acceptance ratio; a non-finite proposal is rejected.
+
+    Returns ``(acceptance_rate, is_accepted, ok)``: ``min(1, exp(log_ratio))`` (0 where
+    not ``ok``), the accept decision, and ``ok = finite & log_ratio is not NaN``.
+    """
+    ok = finite & ~jnp.isnan(log_ratio)
+    log_ratio = jnp.where(ok, log_ratio, -jnp.inf)
+    acceptance_rate = jnp.exp(jnp.minimum(log_ratio, 0.0))
+    # u in [0, 1): probability 1 always accepts, probability 0 never does.
+    u = jax.random.uniform(rng_key, dtype=acceptance_rate.dtype)
+    return acceptance_rate, u < acceptance_rate, ok
+
+
+# -- MALA -----------------------------------------------------------------------------
+
+def _mala_log_ratio(x, energy, grad, x_new, energy_new, grad_new, step_size, temperature):
+    """``log [π(x') q(x | x')] - log [π(x) q(x' | x)]`` for ``π ∝ exp(-E/T)``.
+
+    ``log q(b | a) = -|b - a + h ∇E(a)|² / (4 h T)`` up to a constant that cancels.
+    """
+    scale = 4.0 * step_size * temperature
+    log_forward = -jnp.sum(jnp.square(x_new - x + step_size * grad)) / scale
+    log_backward = -jnp.sum(jnp.square(x - x_new + step_size * grad_new)) / scale
+    return -(energy_new - energy) / temperature + log_backward - log_forward
+
+
+def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0) -> Callable:
+    """The MALA transition with the step size as an argument.
+
+    Args:
+      energy_fn: pure per-example energy ``energy_fn(params, x, *cond) -> scalar``.
+      temperature: ``T > 0``; the kernel targets ``exp(-E/T)``.
+
+    Returns:
+      ``kernel(rng_key, state, params, step_size, *cond) -> (MALAState, MALAInfo)`` for
+      one chain; ``step_size`` (``h > 0``) may be a traced scalar. States come from
+      ``mala(...).init`` (the step size plays no part in them).
+
+    Example::
+
+      >>> kernel = mala_kernel(lambda p, x: 0.5 * jnp.sum(x**2))
+      >>> state = mala(lambda p, x: 0.5 * jnp.sum(x**2), 0.1).init(jnp.zeros(3), None)
+      >>> state, info = kernel(jax.random.key(0), state, None, jnp.float32(0.3))
+    """
+    _check_positive_finite("temperature", temperature)
+    value_and_grad = _value_and_grad(energy_fn)
+
+    def kernel(rng_key, state: MALAState, params, step_size, *cond):
+        x, energy, grad = state
+        key_noise, key_accept = jax.random.split(rng_key)
+        noise = jax.random.normal(key_noise, x.shape, x.dtype)
+        x_new = x - step_size * grad + jnp.sqrt(2.0 * step_size * temperature) * noise
+        energy_new, grad_new = value_and_grad(params, x_new, *cond)
+        log_ratio = _mala_log_ratio(x, energy, grad, x_new, energy_new, grad_new, step_size,
+                                    temperature)
+        acceptance_rate, accept, ok = _metropolis(key_accept, log_ratio,
+                                                  _all_finite(energy_new, grad_new))
+        new_state = MALAState(jnp.where(accept, x_new, x), jnp.where(accept, energy_new, energy),
+                              jnp.where(accept, grad_new, grad))
+        info = MALAInfo(energy, _grad_norm(grad), acceptance_rate, accept,
+                        (~ok).astype(jnp.int32))
+        return new_state, info
+
+    return kernel
+
+
+def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0) -> Sampler:
+    """Build a MALA sampler targeting ``exp(-E/T)`` for the per-example ``energy_fn``.
+
+    Args:
+      energy_fn: pure per-example energy ``energy_fn(params, x, *cond) -> scalar``.
+      step_size: ``h > 0`` in ``x' = x - h ∇E(x) + sqrt(2 h T) ε``. A Python/NumPy number
+        is checked here; a JAX array (e.g. from :func:`~ebm_jax.samplers.adapt_step_size`)
+        is used as is.
+      temperature: ``T > 0``; the stationary law is ``exp(-E/T)`` (a Gaussian's
+        covariance scales by ``T``).
+
+    Returns:
+      A :class:`~ebm_jax.samplers.Sampler`: ``init(position, params, *cond) -> MALAState``
+      for one chain (computes and caches the energy and gradient; re-initialise after the
+      params change) and ``step(rng_key, state, params, *cond) -> (MALAState, MALAInfo)``.
+
+    Example::
+
+      >>> sampler = mala(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), step_size=0.5)
+      >>> states = init_chains(sampler, jnp.zeros((64, 2)), jnp.ones(2))
+      >>> states, info = run_chains(jax.random.key(0), sampler, states, jnp.ones(2), 100)
+      >>> info.acceptance_rate.shape
+      (64,)
+    """
+    _check_positive_finite("step_size", step_size)
+    kernel = mala_kernel(energy_fn, temperature)
+
+    def init(position, params, *cond) -> MALAState:
+        return MALAState(*_init_cached(energy_fn, position, params, *cond))
+
+    def step(rng_key, state: MALAState, params, *cond):
+        return kernel(rng_key, state, params, step_size, *cond)
+
+    return Sampler(init, step)
