@@ -264,10 +264,11 @@ PRESETS: dict[str, Config] = {
     "softmax_digits": Config(name="softmax_digits", objective="softmax"),
     # An unconditional generative EBM on the digits, trained by contrastive divergence.
     "cd_digits": Config(name="cd_digits", objective="cd", hidden=(256, 256), energy_l2=0.1),
-    # CD on the rings needs a small step (step 0.01 spreads the sampler's stationary law to
-    # twice the ring width) and restarts from data (uniform restarts collapse onto the inner ring).
+    # CD on the thin toys (rings, spirals: width 0.08-0.1) needs a small step (step 0.01
+    # spreads the sampler's stationary law to twice the width) and restarts from data (uniform
+    # restarts collapse onto the inner ring; on the spirals, step 0.01 diverged: KL 1e8).
     **{f"cd_2d_{toy}": _toy_preset(toy, **({"sgld_step_size": 0.001, "reinit_from_data": True}
-                                          if toy == "rings" else {}))
+                                          if toy in ("rings", "two_spirals") else {}))
        for toy in TOY_NAMES},
     # Noise-contrastive estimation against a widened Gaussian fitted to the data; samples for
     # the pictures come from longer Langevin runs (NCE itself never samples).

@@ -16,7 +16,8 @@ def _finite_1d(name: str, values) -> tuple[np.ndarray, int]:
                          "of per-example energies")
     finite = np.isfinite(arr)
     if not finite.any():
-        raise ValueError(f"{name}: all {arr.size} values are NaN/inf; expected some finite energies")
+        raise ValueError(f"{name}: all {arr.size} values are NaN/inf; expected some finite "
+                         "energies")
     return arr[finite], int(arr.size - finite.sum())
 
 
@@ -55,17 +56,22 @@ def save_energy_trace(path: str, energies, *, steps: Optional[Sequence[float]] =
         if x.shape != (num_steps,):
             raise ValueError(f"steps has shape {x.shape}: expected ({num_steps},) to match "
                              f"energies {arr.shape}")
+    finite = np.isfinite(arr)
+    if not finite.any():
+        raise ValueError(f"energies: all {arr.size} values are NaN/inf; expected some finite "
+                         "energies")
+    arr = np.where(finite, arr, np.nan)  # non-finite steps show as gaps
+    count = finite.sum(axis=0)
+    mean = np.where(count > 0, np.nansum(arr, axis=0) / np.maximum(count, 1), np.nan)
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     shown = min(max_chains, num_chains)
     marker = "o" if num_steps < 20 else None
     for i in range(shown):
         ax.plot(x, arr[i], lw=0.8, alpha=0.5, marker=marker, ms=3,
-                label="chains" if i == 0 and num_chains > 1 else None)
-    if num_chains > 1 or shown == 0:
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(np.where(np.isfinite(arr), arr, np.nan), axis=0) \
-                if np.isfinite(arr).any(axis=0).all() else np.full(num_steps, np.nan)
+                label=f"chains (first {shown} of {num_chains})" if i == 0 else None)
+    with_mean = num_chains > 1 or shown == 0
+    if with_mean:
         ax.plot(x, mean, color="black", lw=2.0, marker=marker,
                 label=f"mean over {num_chains} chain{'s' if num_chains > 1 else ''}")
     ax.set_xlabel("step")
@@ -74,7 +80,7 @@ def save_energy_trace(path: str, energies, *, steps: Optional[Sequence[float]] =
         ax.set_yscale("symlog")
     if title:
         ax.set_title(title)
-    if num_chains > 1 or shown == 0:
+    if with_mean:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -111,7 +111,7 @@ class AnnealingSchedule(NamedTuple):
         temperature mode and ``L - 1 - stage`` in noise mode.
         """
         stage = jnp.minimum(jnp.asarray(step) // self.steps_per_level, self.num_levels - 1)
-        return (self.num_levels - 1 - stage) if self.mode == "noise" else stage
+        return (self.num_levels - 1 - stage)
 
 
 class AnnealedSampler(Sampler):
@@ -151,7 +151,8 @@ def _per_level(name: str, value, num_levels: int, *, allow_zero: bool) -> np.nda
     bad = ~np.isfinite(arr) | ((arr < 0) if allow_zero else (arr <= 0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{name}={value!r}: element {i} is {arr[i]!r}; expected {expected}")
+        raise ValueError(f"{name}={value!r}: element {i} is {float(arr[i])!r}; "
+                         f"expected {expected}")
     return arr
 
 
@@ -168,13 +169,14 @@ def _check_levels(levels, mode: str) -> np.ndarray:
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"levels={levels!r}: element {i} is {arr[i]!r}; expected {expected}")
+        raise ValueError(f"levels={levels!r}: element {i} is {float(arr[i])!r}; "
+                         f"expected {expected}")
     wrong = np.diff(arr) < 0 if mode == "noise" else np.diff(arr) > 0
     if wrong.any():
         i = int(np.argmax(wrong))
         relation = "<" if mode == "noise" else ">"
-        raise ValueError(f"levels={levels!r}: levels[{i + 1}]={arr[i + 1]!r} {relation} "
-                         f"levels[{i}]={arr[i]!r}; expected {what}")
+        raise ValueError(f"levels={levels!r}: levels[{i + 1}]={float(arr[i + 1])!r} {relation} "
+                         f"levels[{i}]={float(arr[i])!r}; expected {what}")
     return arr
 
 
