@@ -39,6 +39,29 @@ def run(objective: str, toy: str, seed: int, quick: bool) -> dict:
             "date": datetime.date.today().isoformat()}
 
 
+def print_table(rows: list, objectives, toys) -> None:
+    """Markdown table of medians over seeds (the latest row of each objective/toy/seed)."""
+    latest = {}
+    for r in rows:
+        latest[(r["objective"], r["toy"], r["seed"])] = r
+    print("\n| objective | toy | seeds | KL nats (median) | KL (min-max) | MMD (median) "
+          "| wall s (median, max) | steps |")
+    print("|---|---|---|---|---|---|---|---|")
+    for objective in objectives:
+        for toy in toys:
+            group = [r for (o, t, _), r in sorted(latest.items()) if o == objective and t == toy]
+            if not group:
+                continue
+            kls = [r["kl_nats"] for r in group if r["kl_nats"] is not None]
+            mmds = [r["mmd"] for r in group if r["mmd"] is not None]
+            walls = [r["wall_seconds"] for r in group]
+            kl = f"{statistics.median(kls):.4f}" if kls else "n/a"
+            spread = f"{min(kls):.4f}-{max(kls):.4f}" if kls else "n/a"
+            mmd = f"{statistics.median(mmds):.4f}" if mmds else "n/a"
+            print(f"| {objective} | {toy} | {len(group)} | {kl} | {spread} | {mmd} | "
+                  f"{statistics.median(walls):.0f}, {max(walls):.0f} | {group[0]['steps']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
@@ -46,7 +69,15 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="one seed, a quarter of the steps")
     parser.add_argument("--out", default=None, help="JSON-lines file (default benchmarks/results/)")
+    parser.add_argument("--summarize", metavar="FILE", default=None,
+                        help="print the table of an earlier results file and exit")
     args = parser.parse_args()
+    if args.summarize:
+        with open(args.summarize) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        rows = [r for r in rows if r.get("benchmark") == "objectives_2d" and not r.get("quick")]
+        print_table(rows, args.objectives, args.toys)
+        return
     seeds = args.seeds[:1] if args.quick else args.seeds
     import jax
 
@@ -64,18 +95,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 with open(out, "a") as f:
                     f.write(json.dumps(row) + "\n")
-    print("\n| objective | toy | KL nats (median) | MMD (median) | wall s (median) | steps |")
-    print("|---|---|---|---|---|---|")
-    for objective in args.objectives:
-        for toy in args.toys:
-            group = [r for r in rows if r["objective"] == objective and r["toy"] == toy]
-            kls = [r["kl_nats"] for r in group if r["kl_nats"] is not None]
-            med = statistics.median(kls) if kls else float("nan")
-            mmds = [r["mmd"] for r in group if r["mmd"] is not None]
-            print(f"| {objective} | {toy} | {med:.4f} | "
-                  f"{statistics.median(mmds) if mmds else float('nan'):.4f} | "
-                  f"{statistics.median(r['wall_seconds'] for r in group):.0f} | {group[0]['steps']} |")
-
+    print_table(rows, args.objectives, args.toys)
 
 if __name__ == "__main__":
     main()

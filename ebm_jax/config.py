@@ -40,6 +40,8 @@ class Config:
 
     name: str = "jem_digits"
     dataset: str = "digits"
+    # semi-supervised: the share of training labels kept (stratified; the rest become -1)
+    label_fraction: float = 1.0
     # network
     model: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
@@ -121,6 +123,7 @@ _CHECKS = {
                    "one of ['elu', 'leaky_relu', 'relu', 'softplus', 'swish', 'tanh']"),
     "hidden": (lambda v: len(v) > 0 and all(w > 0 for w in v), "a non-empty list of positive ints"),
     "channels": (lambda v: len(v) > 0 and all(w > 0 for w in v), "a non-empty list of positive ints"),
+    "label_fraction": (lambda v: 0.0 < v <= 1.0, "a fraction in (0, 1]"),
     "sgld_steps": (_positive, "a positive int"),
     "sgld_step_size": (_positive, "a positive number"),
     "sgld_noise": (lambda v: v is None or v >= 0, "a number >= 0, or none for the temperature form"),
@@ -207,6 +210,10 @@ def validate(config: Config) -> Config:
                           f"expected one of {list(UNSUPERVISED_OBJECTIVES)} (2-D toys have no labels)")
     if is_toy and config.model != "mlp":
         raise ConfigError(f"model={config.model!r} with dataset={config.dataset!r}: expected 'mlp'")
+    if config.label_fraction < 1.0 and config.objective not in ("jem", "softmax"):
+        raise ConfigError(f"label_fraction={config.label_fraction} with objective="
+                          f"{config.objective!r}: expected 'jem' or 'softmax' (objectives that "
+                          "use labels)")
     if config.objective == "rl":
         if config.model != "mlp":
             raise ConfigError(f"model={config.model!r} with objective='rl': expected 'mlp' (the "
@@ -262,6 +269,11 @@ PRESETS: dict[str, Config] = {
     "jem_digits": Config(),
     # The same network as a plain softmax classifier: the baseline JEM is compared with.
     "softmax_digits": Config(name="softmax_digits", objective="softmax"),
+    # Semi-supervised JEM: 10% of the training labels (144 digits); the unlabelled digits enter
+    # only the generative term. Its baseline is the softmax classifier of the labelled 10%.
+    "jem_digits_semi": Config(name="jem_digits_semi", label_fraction=0.1),
+    "softmax_digits_semi": Config(name="softmax_digits_semi", objective="softmax",
+                                  label_fraction=0.1),
     # An unconditional generative EBM on the digits, trained by contrastive divergence.
     "cd_digits": Config(name="cd_digits", objective="cd", hidden=(256, 256), energy_l2=0.1),
     # CD on the thin toys (rings, spirals: width 0.08-0.1) needs a small step (step 0.01

@@ -76,7 +76,14 @@ def load_data(config: Config) -> Data:
     """The embedded digits or a seeded sample of a 2-D toy density."""
     if config.dataset == "digits":
         d = load_digits()
-        return Data(d.x_train, d.y_train, d.x_test, d.y_test, d.data_range, d.image_shape,
+        x_train, y_train = d.x_train, d.y_train
+        if config.label_fraction < 1.0:
+            keep = labelled_subset(y_train, config.label_fraction, seed=config.seed)
+            if config.objective == "softmax":  # the baseline sees the labelled share only
+                x_train, y_train = x_train[keep], y_train[keep]
+            else:
+                y_train = np.where(keep, y_train, -1).astype(y_train.dtype)
+        return Data(x_train, y_train, d.x_test, d.y_test, d.data_range, d.image_shape,
                     d.num_classes, None)
     from ebm_jax.data.toy2d import get_toy
 
@@ -86,6 +93,18 @@ def load_data(config: Config) -> Data:
     x_train = np.asarray(sample(key_train, TOY_TRAIN_SIZE), np.float32)
     x_test = np.asarray(sample(key_test, 5_000), np.float32)
     return Data(x_train, None, x_test, None, (-TOY_LIMIT, TOY_LIMIT), None, None, toy.log_prob)
+
+
+def labelled_subset(labels: np.ndarray, fraction: float, *, seed: int) -> np.ndarray:
+    """A boolean mask keeping ``fraction`` of the labels, stratified (at least one per class),
+    a deterministic function of ``seed``."""
+    rng = np.random.default_rng(20_000 + seed)
+    keep = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        index = np.flatnonzero(labels == c)
+        count = max(1, int(round(fraction * len(index))))
+        keep[rng.choice(index, count, replace=False)] = True
+    return keep
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
@@ -331,7 +350,9 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     source = "replay buffer" if buffer is not None else _generator_name(exp)
 
     if data.num_classes is not None:
-        judge = metrics.fit_reference_classifier(data.x_train, data.y_train, seed=cfg.seed)
+        labelled = data.y_train >= 0  # the judge learns from the labelled training rows
+        judge = metrics.fit_reference_classifier(data.x_train[labelled], data.y_train[labelled],
+                                                 seed=cfg.seed)
         summary.update(metrics.classifier_sample_quality(samples, judge.predict_proba,
                                                          data.num_classes, data.data_range))
     if data.log_prob is not None:

@@ -52,6 +52,8 @@ def test_overrides_are_parsed_into_the_field_types():
     (["objective=rl", "batch_size=100"],
      r"batch_size=100 with rl_split_batch=true: expected a multiple of the number of noise "
      r"levels \(6\)"),
+    (["objective=cd", "label_fraction=0.5"], r"label_fraction=0.5 with objective='cd'"),
+    (["label_fraction=0"], r"label_fraction=0.0: expected a fraction in \(0, 1\]"),
     (["objective=rl", "model=conv"], r"model='conv' with objective='rl': expected 'mlp'"),
     (["objective=rl", "rl_schedule=cosine"], r"rl_schedule='cosine': expected one of"),
     (["objective=rl", "rl_data_noise=1.0"], r"rl_data_noise=1.0: expected a noise std in \[0, 1\)"),

@@ -206,3 +206,22 @@ def test_recovery_likelihood_digits_generates_by_progressive_sampling(tmp_path):
     summary = train(config, str(tmp_path), progress=False)
     assert 0.0 <= summary["sample_confidence"] <= 1.0
     assert (tmp_path / "samples.png").is_file()
+
+
+def test_semi_supervised_runs_keep_a_stratified_share_of_the_labels(tmp_path):
+    from ebm_jax.experiment import labelled_subset, load_data
+
+    labels = np.repeat(np.arange(10), 30)
+    keep = labelled_subset(labels, 0.1, seed=0)
+    assert keep.sum() == 30 and all(keep[labels == c].sum() == 3 for c in range(10))
+    np.testing.assert_array_equal(keep, labelled_subset(labels, 0.1, seed=0))
+    assert not np.array_equal(keep, labelled_subset(labels, 0.1, seed=1))
+    jem = load_data(tiny("jem_digits_semi"))
+    softmax = load_data(tiny("softmax_digits_semi"))
+    # JEM keeps every image (unlabelled ones enter the generative term), labels -1 for 90%.
+    assert len(jem.x_train) == 1437 and 0.09 < np.mean(jem.y_train >= 0) < 0.11
+    # The baseline trains on the labelled share alone: the same images with the same labels.
+    np.testing.assert_array_equal(softmax.x_train, jem.x_train[jem.y_train >= 0])
+    np.testing.assert_array_equal(softmax.y_train, jem.y_train[jem.y_train >= 0])
+    summary = train(tiny("jem_digits_semi", "num_steps=10"), str(tmp_path), progress=False)
+    assert 0.0 <= summary["test_accuracy"] <= 1.0

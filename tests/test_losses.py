@@ -321,6 +321,26 @@ def test_cross_entropy_label_smoothing_and_errors():
         cross_entropy(linear_logits).init(None, params, {"x": batch["x"]})
 
 
+def test_cross_entropy_ignores_unlabelled_examples():
+    """Labels -1 (unlabelled, semi-supervised) leave value, gradient and accuracy those of the
+    labelled rows alone; a batch with no labels gives 0 and a zero gradient."""
+    params, batch = classifier_setup()
+    ce = cross_entropy(linear_logits)
+    hidden = batch["y"].at[::3].set(-1)
+    keep = np.asarray(hidden) >= 0
+    (value, (_, info)), grads = vg(ce.loss)(params, (), {"x": batch["x"], "y": hidden}, None)
+    labelled = {"x": batch["x"][keep], "y": batch["y"][keep]}
+    (ref, (_, ref_info)), ref_grads = vg(ce.loss)(params, (), labelled, None)
+    np.testing.assert_allclose(value, ref, rtol=1e-6)
+    np.testing.assert_allclose(info["accuracy"], ref_info["accuracy"], rtol=1e-6)
+    jax.tree.map(lambda g, r: np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-7),
+                 grads, ref_grads)
+    none = {"x": batch["x"], "y": jnp.full_like(batch["y"], -1)}
+    (value, _), grads = vg(ce.loss)(params, (), none, None)
+    assert float(value) == 0.0
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+
+
 def test_jem_hybrid_equals_ce_plus_cd():
     """With a constant buffer and a noise-free sampler the CD term does not depend on the
     key, so the hybrid loss must equal the separately computed weighted sum exactly."""

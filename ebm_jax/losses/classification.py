@@ -12,7 +12,11 @@ from ebm_jax.losses.base import LossTransform, require_keys
 def cross_entropy(logits_fn: LogitsFn, *, label_smoothing: float = 0.0) -> LossTransform:
     """Mean softmax cross-entropy of ``logits_fn(params, x) -> [K]`` on ``batch["y"]``.
 
-    Stateless (its state is ``()``). Info: ``accuracy``.
+    Labels ``-1`` mark unlabelled examples (semi-supervised batches): they are left
+    out of the mean and of the accuracy (a batch with no labels gives 0 and no
+    gradient).
+
+    Stateless (its state is ``()``). Info: ``accuracy`` (of the labelled examples).
 
     Example::
 
@@ -29,10 +33,15 @@ def cross_entropy(logits_fn: LogitsFn, *, label_smoothing: float = 0.0) -> LossT
     def loss(params, state, batch, rng_key):
         logits = jax.vmap(logits_fn, in_axes=(None, 0))(params, batch["x"])
         num_classes = logits.shape[-1]
-        targets = optax.smooth_labels(jax.nn.one_hot(batch["y"], num_classes), label_smoothing) \
-            if label_smoothing else jax.nn.one_hot(batch["y"], num_classes)
-        value = jnp.mean(optax.softmax_cross_entropy(logits, targets))
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
+        labels = batch["y"]
+        labelled = (labels >= 0).astype(logits.dtype)
+        targets = jax.nn.one_hot(jnp.maximum(labels, 0), num_classes)
+        if label_smoothing:
+            targets = optax.smooth_labels(targets, label_smoothing)
+        count = jnp.maximum(jnp.sum(labelled), 1.0)
+        value = jnp.sum(optax.softmax_cross_entropy(logits, targets) * labelled) / count
+        correct = (jnp.argmax(logits, -1) == labels).astype(logits.dtype)
+        accuracy = jnp.sum(correct * labelled) / count
         return value, (state, {"accuracy": accuracy})
 
     return LossTransform(init, loss)
