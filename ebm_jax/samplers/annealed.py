@@ -111,7 +111,7 @@ class AnnealingSchedule(NamedTuple):
         temperature mode and ``L - 1 - stage`` in noise mode.
         """
         stage = jnp.minimum(jnp.asarray(step) // self.steps_per_level, self.num_levels - 1)
-        return (self.num_levels - 1 - stage)
+        return (self.num_levels - 1 - stage) if self.mode == "noise" else stage
 
 
 class AnnealedSampler(Sampler):

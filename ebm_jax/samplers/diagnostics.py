@@ -30,6 +30,7 @@ to compare).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple, Optional
 
@@ -52,8 +53,8 @@ def _as_draws(samples, name: str = "samples") -> jax.Array:
         raise ValueError(f"{name} has shape {tuple(shape)}: expected at least 1 chain and "
                          f"{_MIN_DRAWS} draws per chain ([chains, draws, ...])")
     x = jnp.asarray(samples)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
+    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize < 4:
+        x = x.astype(jnp.float32)  # integers, booleans and half precision (FFT needs >= f32)
     return x
 
 
@@ -100,20 +101,24 @@ def _ess_2d(x: jax.Array) -> jax.Array:
     var_plus = mean_var * (n - 1.0) / n
     if c > 1:
         var_plus = var_plus + jnp.var(x.mean(axis=1), ddof=1)
-    rho = 1.0 - (mean_var - jnp.mean(acov, axis=0)) / var_plus  # [N], rho[0] = 1
-    num_pairs = n // 2
-    pairs = rho[0:2 * num_pairs:2] + rho[1:2 * num_pairs:2]  # P_k = rho_2k + rho_2k+1
-    # Geyer's initial positive sequence: keep the pairs before the first negative one
+    rho = 1.0 - (mean_var - jnp.mean(acov, axis=0)) / var_plus  # [N]
+    rho = rho.at[0].set(1.0)  # as Stan/ArviZ (the formula gives 1 - W / (N var+))
+    # Pairs P_k = rho_2k + rho_2k+1, k = 0..K, as far as Stan/ArviZ look (lag 2K+1 <= N-2).
+    last = max((n - 3) // 2, 0)  # K
+    pairs = rho[0:2 * last + 1:2] + rho[1:2 * last + 2:2]
+    # Geyer's initial positive sequence: the pairs before the first negative one
     # (P_0 = 1 + rho_1 is always kept).
     negative = (pairs < 0).at[0].set(False)
-    m = jnp.where(jnp.any(negative), jnp.argmax(negative), num_pairs)
-    kept = jnp.arange(num_pairs) < m
+    terminated = jnp.any(negative)
+    stop = jnp.where(terminated, jnp.argmax(negative), last)
+    kept = jnp.arange(last + 1) < stop
     # ... made monotone: each pair sum capped by the one before (initial monotone sequence).
     monotone = jax.lax.cummin(pairs)
     tau = -1.0 + 2.0 * jnp.sum(jnp.where(kept, monotone, 0.0))
-    # ArviZ adds the even lag of the first negative pair once when it is positive.
-    last_even = rho[jnp.minimum(2 * m, n - 1)]
-    tau = tau + jnp.where((m < num_pairs) & (last_even > 0), last_even, 0.0)
+    # Stan/ArviZ then add the even lag of the pair where the search stopped once: when
+    # stopped by a negative pair only if that lag is positive; at the end of the lags as is.
+    even = rho[2 * stop]
+    tau = tau + jnp.where(terminated, jnp.maximum(even, 0.0), even)
     total = c * n
     tau = jnp.maximum(tau, 1.0 / math.log10(total))
     # Constant draws carry no autocorrelation to estimate: ArviZ reports their count.
@@ -141,8 +146,11 @@ def effective_sample_size(samples, *, method: str = "mean") -> jax.Array:
     """
     if method not in ("mean", "bulk"):
         raise ValueError(f"method={method!r}: expected 'mean' or 'bulk'")
-    x = _as_draws(samples)
+    return _ess_impl(_as_draws(samples), method)
 
+
+@functools.partial(jax.jit, static_argnums=1)
+def _ess_impl(x: jax.Array, method: str) -> jax.Array:
     def one(x2):
         split = _split_chains(x2)
         return _ess_2d(_z_scale(split) if method == "bulk" else split)
@@ -179,8 +187,11 @@ def split_rhat(samples, *, rank_normalize: bool = True) -> jax.Array:
 
       >>> split_rhat(draws)   # draws [4, 1000] -> scalar
     """
-    x = _as_draws(samples)
+    return _rhat_impl(_as_draws(samples), bool(rank_normalize))
 
+
+@functools.partial(jax.jit, static_argnums=1)
+def _rhat_impl(x: jax.Array, rank_normalize: bool) -> jax.Array:
     def one(x2):
         if not rank_normalize:
             return _rhat_2d(_split_chains(x2))
