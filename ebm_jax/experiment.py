@@ -340,14 +340,17 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
 
     buffer = find_buffer(state.loss_state)
     num = cfg.num_eval_samples
+    num_fresh = 100 if data.image_shape else 2000
     if buffer is not None:
         pick = jax.random.choice(k_pick, buffer.samples.shape[0], (min(num, buffer.samples.shape[0]),),
                                  replace=False)
         samples = np.asarray(buffer.samples[pick])
-    else:
-        samples = fresh_samples(exp, params, k_pick, num)
-    fresh = fresh_samples(exp, params, k_fresh, 100 if data.image_shape else 2000)
+        fresh = fresh_samples(exp, params, k_fresh, num_fresh)
+    else:  # one draw serves both roles (a second draw of another size would compile again)
+        fresh = fresh_samples(exp, params, k_fresh, max(num, num_fresh))
+        samples = fresh[:num]
     source = "replay buffer" if buffer is not None else _generator_name(exp)
+    fresh_panel = {} if buffer is None else {f"fresh from noise: {_generator_name(exp)}": fresh}
 
     if data.num_classes is not None:
         labelled = data.y_train >= 0  # the judge learns from the labelled training rows
@@ -365,13 +368,12 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     if workdir is not None:
         path = os.path.join(workdir, "samples.png")
         if data.image_shape is not None:
-            plots.save_image_grids(path, {
-                f"{source} (100 of {len(samples)})": samples[:100],
-                f"fresh from noise: {_generator_name(exp)}": fresh[:100],
-            }, data.image_shape, value_range=data.data_range)
+            panels = {f"{source} (100 of {len(samples)})": samples[:100]}
+            panels.update({k: v[:100] for k, v in fresh_panel.items()})
+            plots.save_image_grids(path, panels, data.image_shape, value_range=data.data_range)
         else:
             plots.save_scatter(path, {"data": data.x_test[:2000], source: samples[:2000],
-                                      f"fresh from noise: {_generator_name(exp)}": fresh})
+                                      **fresh_panel})
             plots.save_energy_landscape(os.path.join(workdir, "landscape.png"),
                                         lambda x: exp.energy_fn(params, x), true_log_prob=data.log_prob,
                                         samples=samples[:2000], limit=TOY_LIMIT)

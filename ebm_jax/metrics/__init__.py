@@ -1,4 +1,5 @@
-"""Metrics: classification and calibration, OOD detection, sample quality, divergences."""
+"""Metrics: classification and calibration, OOD detection, adversarial robustness, sample
+quality, divergences."""
 from ebm_jax.metrics.classification import (
     accuracy,
     calibration_bins,
@@ -9,8 +10,19 @@ from ebm_jax.metrics.classification import (
 from ebm_jax.metrics.likelihood import grid_points, kl_by_quadrature
 from ebm_jax.metrics.mmd import mmd
 from ebm_jax.metrics.ood import auroc
+from ebm_jax.metrics.ood_scores import (
+    aupr,
+    grad_norm_score,
+    log_px_score,
+    max_softmax_score,
+    ood_report,
+    roc_curve,
+)
+from ebm_jax.metrics.robustness import pgd_attack, robust_accuracy_curve, sgld_purification
 from ebm_jax.metrics.samples import classifier_sample_quality, fit_reference_classifier
 
-__all__ = ["accuracy", "auroc", "calibration_bins", "classification_report",
+__all__ = ["accuracy", "aupr", "auroc", "calibration_bins", "classification_report",
            "classifier_sample_quality", "expected_calibration_error", "fit_reference_classifier",
-           "grid_points", "kl_by_quadrature", "mmd", "negative_log_likelihood"]
+           "grad_norm_score", "grid_points", "kl_by_quadrature", "log_px_score",
+           "max_softmax_score", "mmd", "negative_log_likelihood", "ood_report", "pgd_attack",
+           "robust_accuracy_curve", "roc_curve", "sgld_purification"]

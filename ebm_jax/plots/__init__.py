@@ -1,9 +1,16 @@
 """Plots: sample grids, 2-D scatters and energy landscapes, training curves, chain diagnostics."""
 from ebm_jax.plots.curves import read_metrics, save_curves
 from ebm_jax.plots.diagnostics import save_energy_histogram, save_energy_trace
+from ebm_jax.plots.evaluation import (
+    save_ood_histograms,
+    save_reliability_diagram,
+    save_robustness_curve,
+    save_roc_curves,
+)
 from ebm_jax.plots.grids import save_image_grids, save_scatter, tile_images
 from ebm_jax.plots.landscape import density_on_grid, save_energy_landscape
 
 __all__ = ["density_on_grid", "read_metrics", "save_curves", "save_energy_histogram", "save_energy_landscape",
            "save_energy_trace",
-           "save_image_grids", "save_scatter", "tile_images"]
+           "save_image_grids", "save_ood_histograms", "save_reliability_diagram",
+           "save_robustness_curve", "save_roc_curves", "save_scatter", "tile_images"]
