@@ -5,12 +5,14 @@
     ebm-jax train                                  # JEM on the embedded digits
     ebm-jax train --config cd_2d_8gaussians --set num_steps=2000
     ebm-jax train --workdir runs/a --resume        # continue from the latest checkpoint
+    ebm-jax evaluate runs/jem_digits               # report.json + figures, beside the baseline
     ebm-jax presets                                # list the named configs
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -32,8 +34,36 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     train.add_argument("--overwrite", action="store_true", help="discard a previous run in the workdir")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    evaluate = sub.add_parser("evaluate", help="calibration, OOD detection and robustness of a "
+                              "trained run, beside its softmax baseline")
+    evaluate.add_argument("run_dir", help="a run directory written by `ebm-jax train`")
+    evaluate.add_argument("--baseline", default=None,
+                          help="the baseline's run directory (default: a sibling softmax run of "
+                               "the same dataset and network, if there is one)")
+    evaluate.add_argument("--metrics", nargs="+", default=None,
+                          help="classification ood robustness (default: all that apply)")
+    evaluate.add_argument("--purify", action="store_true",
+                          help="also classify the attacks after SGLD purification")
+    evaluate.add_argument("--no-figures", action="store_true", help="write report.json only")
     sub.add_parser("presets", help="list the named configs")
     return parser
+
+
+def _evaluate(args) -> int:
+    from ebm_jax.evaluation import comparison_table, evaluate_run, find_baseline
+
+    options = dict(metrics_requested=args.metrics, purify=args.purify,
+                   figures=not args.no_figures)
+    report = evaluate_run(args.run_dir, **options)
+    baseline_dir = args.baseline or find_baseline(args.run_dir)
+    baseline = None
+    if baseline_dir is not None:
+        options["metrics_requested"] = [m for m in report["metrics"]]
+        baseline = evaluate_run(baseline_dir, **options)
+    print(comparison_table(report, baseline))
+    print(f"report: {os.path.join(args.run_dir, 'evaluation', 'report.json')}"
+          + (f" (baseline: {baseline_dir})" if baseline_dir else " (no baseline found)"))
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -42,6 +72,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name, cfg in sorted(PRESETS.items()):
             print(f"{name:22s} dataset={cfg.dataset} objective={cfg.objective} model={cfg.model}")
         return 0
+    if args.command == "evaluate":
+        try:
+            return _evaluate(args)
+        except ConfigError as error:
+            print(f"ebm-jax: error: {error}", file=sys.stderr)
+            return 2
     try:
         config = make_config(args.config, args.overrides)
         workdir = args.workdir or f"runs/{config.name}"
