@@ -13,7 +13,19 @@ get one jitted train step::
     state = ej.init_train_state(jax.random.PRNGKey(0), model.params, optimizer, loss, batch)
     train_step = jax.jit(ej.make_train_step(loss, optimizer), donate_argnums=0)
 """
-from ebm_jax import config, data, distributions, energies, losses, metrics, nets, plots, samplers, train
+from ebm_jax import (
+    applications,
+    config,
+    data,
+    distributions,
+    energies,
+    losses,
+    metrics,
+    nets,
+    plots,
+    samplers,
+    train,
+)
 from ebm_jax.energies import (
     batch_energy,
     energy_from_logits,

@@ -33,8 +33,7 @@ from ebm_jax.samplers import (
     run_chains,
 )
 
-Z = 5.0
-NUM_CHAINS, BURN_IN, NUM_SAMPLES = 512, 200, 1000
+from sampler_stats import NUM_CHAINS, check_moments, effective_sample_size, sample_chains
 
 MEAN = np.array([1.0, -2.0])
 # Non-diagonal covariance; eigenvalues ~1.391 and ~0.359.
@@ -43,71 +42,7 @@ COV = np.array([[1.0, 0.5], [0.5, 0.75]])
 MIXTURE = dict(weights=[0.4, 0.6], means=[[-1.2, -0.4], [1.0, 0.6]], stds=[0.6, 0.8])
 
 
-# -- statistics helpers -----------------------------------------------------------------
-
-def effective_sample_size(x):
-    """Multi-chain ESS of draws ``x [C, N]`` (Vehtari et al. 2021 without rank normalisation).
-
-    rho_t = 1 - (W - mean_c acov_c(t)) / var_plus, with W the mean within-chain variance and
-    var_plus = (N-1)/N W + B/N (B/N the variance of the chain means); tau = -1 + 2 sum_k
-    Gamma_k over the pair sums Gamma_k = rho_2k + rho_2k+1 while positive, made monotone
-    (Geyer 1992). ESS = C N / tau, capped at C N log10(C N) as Stan does.
-    """
-    x = np.asarray(x, np.float64)
-    c, n = x.shape
-    centred = x - x.mean(axis=1, keepdims=True)
-    spec = np.fft.rfft(centred, n=2 * n, axis=1)
-    acov = np.fft.irfft(spec * np.conj(spec), n=2 * n, axis=1)[:, :n].mean(0) / n
-    within = acov[0] * n / (n - 1)
-    var_plus = within * (n - 1) / n + x.mean(axis=1).var(ddof=1)
-    rho = 1.0 - (within - acov) / var_plus
-    rho[0] = 1.0
-    pairs = rho[: n - n % 2].reshape(-1, 2).sum(1)
-    first_nonpositive = np.argmax(pairs <= 0) if np.any(pairs <= 0) else len(pairs)
-    pairs = np.minimum.accumulate(pairs[:first_nonpositive])
-    tau = -1.0 + 2.0 * pairs.sum()
-    return c * n / max(tau, 1.0 / np.log10(c * n))
-
-
-def check_moments(x, mean, cov):
-    """Assert that draws ``x [C, N, D]`` have this mean and these centred second moments.
-
-    Every statistic is the mean of a scalar f (``x_i - m_i``, or ``(x_i - m_i)(x_j - m_j)
-    - S_ij``) whose expectation is 0 under the target; it must be within
-    ``Z * sd(f) / sqrt(ESS(f))``. Returns the z-scores (for the failure message).
-    """
-    x = np.asarray(x, np.float64)
-    d = x.shape[-1]
-    stats = {f"mean[{i}]": x[..., i] - mean[i] for i in range(d)}
-    for i in range(d):
-        for j in range(i, d):
-            stats[f"cov[{i},{j}]"] = (x[..., i] - mean[i]) * (x[..., j] - mean[j]) - cov[i][j]
-    z = {name: f.mean() / (f.std() / np.sqrt(effective_sample_size(f)))
-         for name, f in stats.items()}
-    assert all(abs(v) < Z for v in z.values()), f"z-scores beyond {Z}: {z}"
-    return z
-
-
-def sample_chains(rng_key, sampler, x0, params=None):
-    """Positions ``[C, NUM_SAMPLES, D]`` after BURN_IN steps, and the mean acceptance."""
-
-    @jax.jit
-    def run(rng_key, x0):
-        key_burn, key_sample = jax.random.split(rng_key)
-        states = init_chains(sampler, x0, params)
-        states, _ = run_chains(key_burn, sampler, states, params, BURN_IN)
-        step = jax.vmap(sampler.step, in_axes=(0, 0, None))
-
-        def body(states, key):
-            states, info = step(jax.random.split(key, x0.shape[0]), states, params)
-            return states, (states.position, info.acceptance_rate)
-
-        _, (xs, acc) = jax.lax.scan(body, states, jax.random.split(key_sample, NUM_SAMPLES))
-        return jnp.swapaxes(xs, 0, 1), jnp.mean(acc)
-
-    xs, acc = run(rng_key, x0)
-    return np.asarray(xs), float(acc)
-
+# -- statistics helpers: tests/sampler_stats.py ---------------------------------------
 
 @pytest.mark.parametrize("phi", [0.0, 0.9, -0.5])
 def test_effective_sample_size_recovers_ar1_truth(phi):

@@ -1,4 +1,5 @@
-"""Energies: the protocol, classifier-as-EBM readings, and analytic energies."""
+"""Energies: the protocol, classifier-as-EBM readings, composition (AND/OR/NOT), and analytic
+energies."""
 from ebm_jax.energies._base import (
     EnergyFn,
     LogitsFn,
@@ -8,15 +9,35 @@ from ebm_jax.energies._base import (
     with_temperature,
 )
 from ebm_jax.energies.analytic import AnalyticEnergy, gaussian, gaussian_mixture
+from ebm_jax.energies.composition import (
+    ClassConditional,
+    class_conditional,
+    class_energy,
+    classes_and,
+    classes_or,
+    composed_class_energy,
+    mixture,
+    negation,
+    product,
+)
 
 __all__ = [
     "AnalyticEnergy",
+    "ClassConditional",
     "EnergyFn",
     "LogitsFn",
     "batch_energy",
+    "class_conditional",
+    "class_energy",
+    "classes_and",
+    "classes_or",
+    "composed_class_energy",
     "energy_from_logits",
     "gaussian",
     "gaussian_mixture",
     "joint_energy_from_logits",
+    "mixture",
+    "negation",
+    "product",
     "with_temperature",
 ]
