@@ -8,6 +8,11 @@ checkpoint, evaluated with the EMA parameters) this computes:
   scores, log p(x) (= -E(x)), max p(y|x) and the input-gradient norm, against the offline
   sets of :func:`ebm_jax.data.offline_ood_sets` (noise, inverted, flipped, interpolated
   digits); histograms and ROC curves;
+* generation: ``inpainting`` (the bottom half of 100 test digits filled by Langevin on
+  E(x) over the masked pixels only: MSE and PSNR against the held-out truth, beside filling
+  with the training mean) and, for classifiers, ``conditional_accuracy`` (an independent
+  logistic regression's agreement with the requested class of 100 class-conditional
+  samples) and ``composed_3_or_8`` (the share of "3 or 8" samples it calls a 3 or an 8);
 * adversarial robustness: ``robust_accuracy["linf:EPS"]`` / ``["l2:EPS"]`` under PGD, and
   with ``purify`` the same attacks classified after SGLD purification (the transfer
   setting: the attack sees the undefended classifier);
@@ -39,7 +44,8 @@ from ebm_jax.experiment import Experiment, build, evaluate, initial_state
 from ebm_jax.train import Checkpointer, TrainState
 
 CLASSIFIER_METRICS = ("classification", "robustness")
-METRICS = ("classification", "ood", "robustness")
+METRICS = ("classification", "ood", "robustness", "generation")
+COMPOSED_CLASSES = (3, 8)  # "a 3 or an 8"
 LINF_BUDGETS = (0.05, 0.1, 0.2)   # digits live in [-1, 1]: 0.1 is 5% of the range
 L2_BUDGETS = (0.5, 1.0, 2.0)      # over 64 pixels
 PGD_STEPS = 20
@@ -88,7 +94,7 @@ def _check_requested(config: Config, requested: Sequence[str], is_classifier: bo
             raise ConfigError(f"metric {metric!r} needs a classifier: the run's objective="
                               f"{config.objective!r} is an unconditional EBM (expected a 'jem' or "
                               "'softmax' run)")
-        if metric in ("ood", "robustness") and not has_images:
+        if metric in ("ood", "robustness", "generation") and not has_images:
             raise ConfigError(f"metric {metric!r} needs an image dataset: dataset="
                               f"{config.dataset!r} is a 2-D toy")
     return tuple(requested)
@@ -195,10 +201,59 @@ def evaluate_run(run_dir: str, *, metrics_requested: Optional[Sequence[str]] = N
             for norm, by_model in curves.items():
                 plots.save_robustness_curve(os.path.join(out_dir, f"robustness_{norm}.png"),
                                             by_model, norm)
+    if "generation" in requested:
+        report.update(_generation(exp, params, jax.random.fold_in(key, 7), out_dir, figures))
     report["metrics"] = list(requested)
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     return report
+
+
+def _generation(exp: Experiment, params: Any, rng_key: jax.Array, out_dir: str,
+                figures: bool) -> dict:
+    """Inpainting error and (classifiers) conditional and composed sampling quality."""
+    from ebm_jax.applications import (half_image_mask, inpaint, reconstruction_error,
+                                      sample_composed, sample_conditional)
+
+    cfg, data = exp.config, exp.data
+    k_fill, k_cond, k_comp = jax.random.split(rng_key, 3)
+    sgld = dict(num_steps=cfg.fresh_sample_steps, step_size=cfg.sgld_step_size,
+                noise_scale=cfg.sgld_noise, clip_range=data.data_range)
+    if cfg.sgld_noise is None:  # temperature form
+        sgld.pop("noise_scale")
+    x_true = jnp.asarray(data.x_test[:100])
+    mask = jnp.asarray(half_image_mask(data.image_shape, "bottom").reshape(1, -1))
+    filled = inpaint(k_fill, exp.energy_fn, params, x_true, mask, **sgld)
+    error = reconstruction_error(filled, x_true, mask,
+                                 data_range=data.data_range[1] - data.data_range[0])
+    mean_fill = jnp.where(mask > 0, jnp.asarray(data.x_train.mean(0)), x_true)
+    mean_error = reconstruction_error(mean_fill, x_true, mask,
+                                      data_range=data.data_range[1] - data.data_range[0])
+    out: dict[str, Any] = {"inpainting": {"mse": float(error.mse), "psnr": float(error.psnr),
+                                          "mse_mean_fill": float(mean_error.mse)}}
+    grids = {"truth": np.asarray(x_true[:30]),
+             "observed (bottom half hidden)": np.asarray(jnp.where(mask > 0, 0.0, x_true)[:30]),
+             "inpainted by Langevin": np.asarray(filled[:30])}
+    if exp.logits_fn is not None:
+        labels = jnp.repeat(jnp.arange(data.num_classes), 10)
+        shape = data.x_train.shape[1:]
+        conditional = sample_conditional(k_cond, exp.logits_fn, params, labels, shape=shape,
+                                         init_range=data.data_range, **sgld)
+        composed = sample_composed(k_comp, exp.logits_fn, params, 100, shape=shape,
+                                   any_of=COMPOSED_CLASSES, init_range=data.data_range, **sgld)
+        labelled = data.y_train >= 0
+        judge = metrics.fit_reference_classifier(data.x_train[labelled], data.y_train[labelled],
+                                                 seed=cfg.seed)
+        predicted = judge.predict(np.asarray(conditional))
+        out["conditional_accuracy"] = float(np.mean(predicted == np.asarray(labels)))
+        out["composed_3_or_8"] = float(np.mean(np.isin(judge.predict(np.asarray(composed)),
+                                                       COMPOSED_CLASSES)))
+        grids["class-conditional, 10 per class"] = np.asarray(conditional)
+        grids["composed: a 3 or an 8"] = np.asarray(composed[:30])
+    if figures:
+        plots.save_image_grids(os.path.join(out_dir, "generation.png"), grids, data.image_shape,
+                               value_range=data.data_range)
+    return out
 
 
 def find_baseline(run_dir: str) -> Optional[str]:
@@ -224,10 +279,11 @@ def find_baseline(run_dir: str) -> Optional[str]:
 def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     """A markdown table of the report's scalar metrics, beside the baseline's."""
     rows = []
-    for key in ("accuracy", "nll", "ece", "kl_nats", "mmd"):
+    for key in ("accuracy", "nll", "ece", "kl_nats", "mmd", "conditional_accuracy",
+                "composed_3_or_8"):
         if key in report:
             rows.append((key, report[key], (baseline or {}).get(key)))
-    for section in ("ood", "robust_accuracy", "robust_accuracy_purified"):
+    for section in ("inpainting", "ood", "robust_accuracy", "robust_accuracy_purified"):
         for name, value in report.get(section, {}).items():
             other = (baseline or {}).get(section, {}).get(name)
             if isinstance(value, dict):

@@ -39,7 +39,11 @@ def test_report_has_the_named_metrics_and_they_are_consistent(runs):
     # Budget 0 is the clean accuracy; an attack never helps.
     assert robust["linf:0"] == pytest.approx(report["accuracy"], abs=1e-6)
     assert robust["linf:0.1"] <= robust["linf:0"] and robust["l2:1"] <= robust["l2:0"]
-    for name in ("reliability.png", "ood_histograms.png", "ood_roc.png", "robustness_linf.png"):
+    inpainting = report["inpainting"]
+    assert inpainting["mse"] > 0 and inpainting["mse_mean_fill"] > 0
+    assert 0.0 <= report["conditional_accuracy"] <= 1.0 and 0.0 <= report["composed_3_or_8"] <= 1
+    for name in ("reliability.png", "ood_histograms.png", "ood_roc.png", "robustness_linf.png",
+                 "generation.png"):
         assert os.path.getsize(runs / "jem" / "evaluation" / name) > 1000
 
 
@@ -57,6 +61,7 @@ def test_baseline_is_found_and_tabled_beside_the_run(runs):
 def test_unconditional_ebm_gets_the_energy_ood_score_only(runs):
     report = evaluate_run(str(runs / "cd"), figures=False)
     assert "accuracy" not in report and "robust_accuracy" not in report
+    assert "inpainting" in report and "conditional_accuracy" not in report
     assert all(set(s) == {"log_px"} for s in report["ood"].values())
 
 
