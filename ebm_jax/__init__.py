@@ -69,6 +69,7 @@ __all__ = [
     "ReplayBuffer",
     "Sampler",
     "TrainState",
+    "applications",
     "batch_energy",
     "combine",
     "config",
