@@ -58,7 +58,7 @@ def _evaluate(args) -> int:
     baseline_dir = args.baseline or find_baseline(args.run_dir)
     baseline = None
     if baseline_dir is not None:
-        options["metrics_requested"] = [m for m in report["metrics"]]
+        options["metrics_requested"] = report["metrics"]
         baseline = evaluate_run(baseline_dir, **options)
     print(comparison_table(report, baseline))
     print(f"report: {os.path.join(args.run_dir, 'evaluation', 'report.json')}"

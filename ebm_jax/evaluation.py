@@ -181,9 +181,7 @@ def evaluate_run(run_dir: str, *, metrics_requested: Optional[Sequence[str]] = N
         curves = {}
         defences = [("robust_accuracy", None)]
         if purify:
-            from ebm_jax.metrics import sgld_purification
-
-            defences.append(("robust_accuracy_purified", sgld_purification(
+            defences.append(("robust_accuracy_purified", metrics.sgld_purification(
                 exp.energy_fn, num_steps=10, step_size=cfg.sgld_step_size,
                 noise_scale=cfg.sgld_noise if cfg.sgld_noise is not None else 0.01,
                 clip_range=data.data_range)))
