@@ -5,6 +5,7 @@
     ebm-jax train                                  # JEM on the embedded digits
     ebm-jax train --config cd_2d_8gaussians --set num_steps=2000
     ebm-jax train --workdir runs/a --resume        # continue from the latest checkpoint
+    ebm-jax train --devices 4                      # data parallel over 4 devices (default: all)
     ebm-jax evaluate runs/jem_digits               # report.json + figures, beside the baseline
     ebm-jax presets                                # list the named configs
 """
@@ -20,7 +21,7 @@ from ebm_jax.config import PRESETS, ConfigError, make_config
 
 SUMMARY_KEYS = ("test_accuracy", "ece", "auroc_uniform_noise", "energy_data_mean",
                 "energy_noise_mean", "sample_confidence", "sample_in_range_fraction", "kl_nats",
-                "steps", "wall_seconds", "params_fingerprint")
+                "steps", "devices", "wall_seconds", "params_fingerprint")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     train.add_argument("--overwrite", action="store_true", help="discard a previous run in the workdir")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--devices", type=int, default=None, metavar="N",
+                       help="data-parallel over the first N devices (default: all; on CPU, "
+                            "JAX_NUM_CPU_DEVICES=8 makes eight)")
     evaluate = sub.add_parser("evaluate", help="calibration, OOD detection and robustness of a "
                               "trained run, beside its softmax baseline")
     evaluate.add_argument("run_dir", help="a run directory written by `ebm-jax train`")
@@ -84,8 +88,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ebm_jax.experiment import train  # imports jax: after the config is known to be good
 
         summary = train(config, workdir, resume=args.resume, overwrite=args.overwrite,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, devices=args.devices)
     except ConfigError as error:
+        print(f"ebm-jax: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a dataset that is not prepared: the message says how to prepare it
+        from ebm_jax.data.tfds_source import DatasetNotPreparedError
+
+        if not isinstance(error, DatasetNotPreparedError):
+            raise
         print(f"ebm-jax: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,7 +16,9 @@ from typing import Optional
 
 TOY_NAMES = ("8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "pinwheel",
              "two_spirals")
-DATASETS = ("digits",) + TOY_NAMES
+# Real image datasets, read through tensorflow-datasets (prepared beforehand; see ebm_jax.data.tfds_source).
+TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
+DATASETS = ("digits",) + TOY_NAMES + TFDS_NAMES
 MODELS = ("mlp", "conv")
 OBJECTIVES = ("jem", "cd", "softmax", "nce", "dsm", "ssm", "rl")
 UNSUPERVISED_OBJECTIVES = ("cd", "nce", "dsm", "ssm", "rl")
@@ -27,7 +29,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 # Fields that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_FIELDS = frozenset({"num_steps", "eval_every", "log_every", "checkpoint_every",
-                              "keep_checkpoints", "num_eval_samples", "fresh_sample_steps"})
+                              "keep_checkpoints", "num_eval_samples", "fresh_sample_steps",
+                              "data_dir"})
 
 
 class ConfigError(ValueError):
@@ -42,6 +45,10 @@ class Config:
     dataset: str = "digits"
     # semi-supervised: the share of training labels kept (stratified; the rest become -1)
     label_fraction: float = 1.0
+    # tfds datasets: where they are prepared (none: tfds's default), and the augmentation
+    data_dir: Optional[str] = None
+    dequantize: bool = True
+    flip: bool = False
     # network
     model: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
@@ -59,6 +66,8 @@ class Config:
     reinit_prob: float = 0.05
     reinit_from_data: bool = False
     per_class_buffer: bool = False
+    # replay-buffer blocks (see ebm_jax.samplers.replay_buffer); none: one per device
+    buffer_shards: Optional[int] = None
     energy_l2: float = 0.0
     generative_weight: float = 1.0
     cd_objective: str = "ml"
@@ -129,6 +138,7 @@ _CHECKS = {
     "sgld_noise": (lambda v: v is None or v >= 0, "a number >= 0, or none for the temperature form"),
     "sgld_grad_clip": (lambda v: v is None or v > 0, "a positive number or none"),
     "buffer_size": (_positive, "a positive int"),
+    "buffer_shards": (lambda v: v is None or v > 0, "a positive int or none (one per device)"),
     "reinit_prob": (_probability, "a probability in [0, 1]"),
     "energy_l2": (_non_negative, "a number >= 0"),
     "generative_weight": (_non_negative, "a number >= 0"),
@@ -210,6 +220,10 @@ def validate(config: Config) -> Config:
                           f"expected one of {list(UNSUPERVISED_OBJECTIVES)} (2-D toys have no labels)")
     if is_toy and config.model != "mlp":
         raise ConfigError(f"model={config.model!r} with dataset={config.dataset!r}: expected 'mlp'")
+    if config.label_fraction < 1.0 and config.dataset in TFDS_NAMES:
+        raise ConfigError(f"label_fraction={config.label_fraction} with dataset="
+                          f"{config.dataset!r}: expected 1.0 (label subsets are made for the "
+                          "in-memory datasets only)")
     if config.label_fraction < 1.0 and config.objective not in ("jem", "softmax"):
         raise ConfigError(f"label_fraction={config.label_fraction} with objective="
                           f"{config.objective!r}: expected 'jem' or 'softmax' (objectives that "
@@ -225,6 +239,11 @@ def validate(config: Config) -> Config:
     if config.per_class_buffer and config.buffer_size % 10:
         raise ConfigError(f"buffer_size={config.buffer_size} with per_class_buffer=true: "
                           "expected a multiple of the number of classes (10)")
+    if config.buffer_shards is not None:
+        for field in ("buffer_size", "batch_size"):
+            if getattr(config, field) % config.buffer_shards:
+                raise ConfigError(f"{field}={getattr(config, field)} with buffer_shards="
+                                  f"{config.buffer_shards}: expected a multiple of buffer_shards")
     return config
 
 

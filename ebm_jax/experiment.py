@@ -44,7 +44,13 @@ TOY_TRAIN_SIZE = 50_000
 
 
 class Data(NamedTuple):
-    """Arrays a run trains and evaluates on."""
+    """What a run trains and evaluates on.
+
+    For the in-memory datasets (digits, 2-D toys) ``x_train`` is the whole
+    training set. For tfds datasets it is the first :data:`TFDS_TRAIN_SAMPLE`
+    examples (for the example batch, fitted noise and the sample judge), and
+    training reads the whole split through ``train_batches``.
+    """
 
     x_train: np.ndarray
     y_train: Optional[np.ndarray]
@@ -54,6 +60,10 @@ class Data(NamedTuple):
     image_shape: Optional[tuple]
     num_classes: Optional[int]
     log_prob: Optional[Callable]  # closed-form density of a 2-D toy, when there is one
+    # train_batches(start_step, process_index, process_count) -> iterator of this process's
+    # batches; None: batches of x_train, y_train
+    train_batches: Optional[Callable] = None
+    num_train: Optional[int] = None  # training examples (None: len(x_train))
 
 
 class Experiment(NamedTuple):
@@ -72,8 +82,37 @@ class Experiment(NamedTuple):
     generate: Optional[Callable] = None
 
 
+TFDS_TRAIN_SAMPLE = 2000
+TFDS_TEST_LIMIT = 10_000
+
+
+def load_tfds_data(config: Config) -> Data:
+    """A prepared tensorflow-datasets dataset (raises DatasetNotPreparedError, naming the
+    command that prepares it, when it is not)."""
+    from ebm_jax.data.tfds_source import TFDSBatches, get_spec, load_arrays, load_source
+
+    spec = get_spec(config.dataset)
+    source = load_source(config.dataset, spec.train_split, data_dir=config.data_dir)
+    x_train, y_train = load_arrays(config.dataset, spec.train_split, data_dir=config.data_dir,
+                                   limit=TFDS_TRAIN_SAMPLE)
+    x_test, y_test = load_arrays(config.dataset, spec.test_split, data_dir=config.data_dir,
+                                 limit=TFDS_TEST_LIMIT)
+
+    def train_batches(start_step: int, process_index: int = 0, process_count: int = 1):
+        return TFDSBatches(source, spec, config.batch_size, seed=config.seed,
+                           start_step=start_step, dequantize=config.dequantize, flip=config.flip,
+                           process_index=process_index, process_count=process_count, prefetch=2)
+
+    return Data(x_train, y_train, x_test, y_test, (-1.0, 1.0), spec.image_shape,
+                spec.num_classes, None, train_batches, len(source))
+
+
 def load_data(config: Config) -> Data:
-    """The embedded digits or a seeded sample of a 2-D toy density."""
+    """The embedded digits, a seeded sample of a 2-D toy density, or a tfds dataset."""
+    from ebm_jax.config import TFDS_NAMES
+
+    if config.dataset in TFDS_NAMES:
+        return load_tfds_data(config)
     if config.dataset == "digits":
         d = load_digits()
         x_train, y_train = d.x_train, d.y_train
@@ -127,8 +166,12 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     return opt
 
 
-def build(config: Config, data: Optional[Data] = None) -> Experiment:
-    """Assemble data, network, energy, sampler, loss and optimizer from ``config``."""
+def build(config: Config, data: Optional[Data] = None, *, num_devices: int = 1) -> Experiment:
+    """Assemble data, network, energy, sampler, loss and optimizer from ``config``.
+
+    ``num_devices`` only sets the replay buffer's blocks when ``config.buffer_shards``
+    is none (one block per device); nothing else depends on it.
+    """
     data = data if data is not None else load_data(config)
     rngs = nnx.Rngs(config.seed)
     in_features = int(np.prod(data.x_train.shape[1:]))
@@ -163,7 +206,8 @@ def build(config: Config, data: Optional[Data] = None) -> Experiment:
                        clip_range=data.data_range if config.sgld_clamp else None)
     cd_options = dict(num_steps=config.sgld_steps, buffer_capacity=config.buffer_size,
                       reinit_prob=config.reinit_prob, init_fn=uniform_init(*data.data_range),
-                      energy_l2=config.energy_l2)
+                      energy_l2=config.energy_l2,
+                      buffer_shards=config.buffer_shards or num_devices)
     if config.objective == "jem":
         loss = jem_hybrid(logits_fn, sampler, generative_weight=config.generative_weight, **cd_options)
     elif config.objective == "softmax":
@@ -415,9 +459,38 @@ def _quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
     return eval_fn
 
 
+def device_mesh(config: Config, devices: Optional[int] = None):
+    """The data-parallel mesh of a run, after checking that its sizes split over it.
+
+    Raises:
+      ConfigError: more devices than present, or a batch or replay buffer that
+        does not divide by the device count (naming the field).
+    """
+    from ebm_jax.parallel import MeshError, make_data_mesh
+
+    try:
+        mesh = make_data_mesh(devices)
+    except MeshError as error:
+        raise ConfigError(str(error)) from None
+    n = mesh.shape["data"]
+    sizes = {"batch_size": config.batch_size}
+    if config.objective in ("jem", "cd"):
+        sizes["buffer_size"] = config.buffer_size
+        sizes["buffer_shards"] = config.buffer_shards or n
+    for field, value in sizes.items():
+        if value % n:
+            raise ConfigError(f"{field}={value} does not divide over {n} devices: expected a "
+                              f"multiple of {n}, or choose the device count with --devices")
+    return mesh
+
+
 def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True) -> dict:
+          progress: bool = True, devices: Optional[int] = None) -> dict:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint with ``resume``).
+
+    Training is data parallel over ``devices`` devices (default: all of them,
+    see :mod:`ebm_jax.parallel`): parameters replicated, batches and replay
+    buffers split along the mesh's ``data`` axis.
 
     Writes ``config.json``, ``metrics.jsonl``, ``checkpoints/``, ``samples.png``,
     ``curves.png`` and ``summary.json``; returns the summary.
@@ -426,24 +499,35 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
 
       >>> summary = train(make_config("jem_digits", ["num_steps=500"]), "runs/quick")
     """
+    from ebm_jax.parallel import shard_batch, shard_state, sharded_train_step
+
     started = time.perf_counter()
+    mesh = device_mesh(config, devices)
+    num_devices = mesh.shape["data"]
     checkpointer = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
     try:
-        exp = build(config)
-        n_train = exp.data.x_train.shape[0]
+        exp = build(config, num_devices=num_devices)
+        n_train = exp.data.num_train or exp.data.x_train.shape[0]
         if config.batch_size > n_train:
             raise ConfigError(f"batch_size={config.batch_size}: expected at most the {n_train} "
                               f"training examples of {config.dataset!r}")
-        state = initial_state(exp)
+        state = shard_state(initial_state(exp), mesh)
         if resume:
-            restored = checkpointer.restore_latest(state)
+            restored = checkpointer.restore_latest(state)  # into the template's shardings
             if restored is not None:
                 state = restored
                 print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
-        batches = Batches(exp.data.x_train, exp.data.y_train, config.batch_size, seed=config.seed,
-                          start_step=int(state.step))
-        train_step = jax.jit(make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay),
-                             donate_argnums=0)
+        if exp.data.train_batches is not None:
+            local_batches = exp.data.train_batches(int(state.step), jax.process_index(),
+                                                   jax.process_count())
+        else:
+            local_batches = Batches(exp.data.x_train, exp.data.y_train, config.batch_size,
+                                    seed=config.seed, start_step=int(state.step),
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+        batches = (shard_batch(batch, mesh) for batch in local_batches)
+        train_step = sharded_train_step(
+            make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay), mesh, state)
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         train_started = time.perf_counter()
         first_step = int(state.step)
@@ -455,7 +539,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
         summary.update(train_seconds=train_seconds,
                        train_steps_per_s=(int(state.step) - first_step) / max(train_seconds, 1e-9),
                        wall_seconds=time.perf_counter() - started, config=config.name,
-                       seed=config.seed)
+                       seed=config.seed, devices=num_devices)
         plots.save_curves(os.path.join(workdir, "curves.png"), plots.read_metrics(metrics_path),
                           CURVE_PANELS)
         with open(os.path.join(workdir, "summary.json"), "w") as f:

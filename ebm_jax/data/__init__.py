@@ -1,4 +1,4 @@
-"""Datasets that work offline, offline OOD sets, and deterministic, resumable batching."""
+"""Datasets that work offline, tfds datasets, OOD sets, and deterministic, resumable batching."""
 from ebm_jax.data.batching import Batches, batch_indices, epoch_permutation
 from ebm_jax.data.digits import ArrayDataset, load_digits
 from ebm_jax.data.ood import (
@@ -12,9 +12,20 @@ from ebm_jax.data.ood import (
     offline_ood_sets,
     uniform_noise,
 )
+from ebm_jax.data.tfds_source import (
+    TFDS_DATASETS,
+    DatasetNotPreparedError,
+    TFDSBatches,
+    TFDSSpec,
+    load_arrays,
+    load_source,
+    tfds_ood_sets,
+)
 from ebm_jax.data.toy2d import TOY_DENSITIES, Toy2D, get_toy
 
 __all__ = ["ArrayDataset", "Batches", "batch_indices", "epoch_permutation", "load_digits"]
 __all__ += ["TOY_DENSITIES", "Toy2D", "get_toy"]
 __all__ += ["OOD_SET_NAMES", "HeldOutSplit", "flipped", "gaussian_noise", "held_out_class",
             "interpolations", "inverted", "offline_ood_sets", "uniform_noise"]
+__all__ += ["TFDS_DATASETS", "DatasetNotPreparedError", "TFDSBatches", "TFDSSpec", "load_arrays",
+            "load_source", "tfds_ood_sets"]

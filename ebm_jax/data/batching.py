@@ -42,6 +42,8 @@ class Batches:
       batch_size: examples per batch.
       seed: shuffling seed.
       start_step: the step to resume from.
+      process_index, process_count: on several hosts, process ``p`` yields rows
+        ``p * B/P : (p+1) * B/P`` of each global batch (``batch_size`` is global).
 
     Example::
 
@@ -49,17 +51,26 @@ class Batches:
       >>> batch = next(it)      # the same batch step 100 of a fresh run sees
     """
 
-    def __init__(self, x: np.ndarray, y, batch_size: int, *, seed: int, start_step: int = 0):
+    def __init__(self, x: np.ndarray, y, batch_size: int, *, seed: int, start_step: int = 0,
+                 process_index: int = 0, process_count: int = 1):
         if y is not None and len(y) != len(x):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}: expected the same number")
         batch_indices(len(x), batch_size, 0, seed)  # validates batch_size up front
+        if process_count < 1 or not 0 <= process_index < process_count:
+            raise ValueError(f"process_index={process_index}, process_count={process_count}: "
+                             "expected 0 <= process_index < process_count")
+        if batch_size % process_count:
+            raise ValueError(f"batch_size={batch_size} with process_count={process_count}: "
+                             "expected a global batch divisible by the number of processes")
         self.x, self.y, self.batch_size, self.seed, self.step = x, y, batch_size, seed, start_step
+        local = batch_size // process_count
+        self._rows = slice(process_index * local, (process_index + 1) * local)
 
     def __iter__(self):
         return self
 
     def __next__(self) -> dict:
-        idx = batch_indices(len(self.x), self.batch_size, self.step, self.seed)
+        idx = batch_indices(len(self.x), self.batch_size, self.step, self.seed)[self._rows]
         self.step += 1
         batch = {"x": self.x[idx]}
         if self.y is not None:

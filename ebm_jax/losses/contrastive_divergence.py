@@ -92,7 +92,7 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
                            num_classes: Optional[int] = None, objective: str = "ml",
                            temperature: float = 1.0, kl_weight: float = 0.0,
                            entropy_weight: float = 0.0, reinit_from_data: bool = False,
-                           unroll: int = 1) -> LossTransform:
+                           unroll: int = 1, buffer_shards: int = 1) -> LossTransform:
     """Persistent contrastive divergence with a replay buffer.
 
     Args:
@@ -114,6 +114,11 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
         instead of ``init_fn``; on multi-modal toys this keeps every mode
         populated where uniform restarts let mass collapse onto one.
       unroll: scan unroll factor of the chain loop.
+      buffer_shards: split the buffer and the batch into this many blocks, chain
+        slice ``b`` drawing from block ``b`` only (see
+        :mod:`~ebm_jax.samplers.replay_buffer`): a multiple of the device count
+        keeps buffer sampling on each device; results depend on this number,
+        not on the devices.
 
     Info: ``energy_data``, ``energy_sample`` (means over the batch), ``sample_grad_norm``
     (mean energy-gradient norm over all chain steps), ``nonfinite_steps`` (number of
@@ -138,7 +143,7 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
         require_keys(example_batch, ("x", "y") if conditional else ("x",), "contrastive_divergence")
         shape = example_batch["x"].shape[1:]
         return CDState(rb.init_buffer(rng_key, shape, capacity=buffer_capacity, init_fn=init_fn,
-                                      num_classes=num_classes))
+                                      num_classes=num_classes, num_shards=buffer_shards))
 
     def loss(params, state, batch, rng_key):
         x = batch["x"]
@@ -148,7 +153,8 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
         restart_fn = (lambda key, shape: x[jax.random.permutation(key, batch_size)]) \
             if reinit_from_data else init_fn
         x0, labels, indices = rb.sample(k_buffer, state.buffer, batch_size, reinit_prob=reinit_prob,
-                                        init_fn=restart_fn, labels=labels, num_classes=num_classes)
+                                        init_fn=restart_fn, labels=labels, num_classes=num_classes,
+                                        num_shards=buffer_shards)
         cond = (labels,) if conditional else ()
         frozen = jax.lax.stop_gradient(params)
         chain_steps = num_steps - 1 if differentiable_last_step else num_steps
@@ -182,7 +188,7 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
         value = maximum_likelihood_term(e_data, e_sample, objective, temperature) + extra
         if energy_l2:
             value = value + energy_l2 * (jnp.mean(e_data**2) + jnp.mean(e_sample**2))
-        new_state = CDState(rb.push(state.buffer, samples, indices))
+        new_state = CDState(rb.push(state.buffer, samples, indices, num_shards=buffer_shards))
         info_out.update({
             "energy_data": jnp.mean(e_data),
             "energy_sample": jnp.mean(e_sample),

@@ -19,6 +19,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
+from ebm_jax.parallel.mesh import split_along_data
+
 
 class Sampler(NamedTuple):
     """``init(position, params, *cond) -> State`` and
@@ -89,6 +91,8 @@ def run_chains(rng_key: jax.Array, sampler: Sampler, states: Any, params: Any, n
     """
     num_chains = jax.tree.leaves(states)[0].shape[0]
     keys = jax.random.split(rng_key, num_chains)
+    # Under a device mesh, chains are split across devices (a no-op on one device).
+    keys, states, cond = split_along_data((keys, states, cond))
 
     def one(key, state, *c):
         return run_chain(key, sampler, state, params, num_steps, *c, unroll=unroll, trace=trace)

@@ -8,6 +8,15 @@ functions here take a :class:`ReplayBuffer` and return a new one.
 With ``num_classes`` set, the capacity is split into equal per-class slots,
 so class-conditional chains (``E(x, y)``) draw and return samples of their
 own class.
+
+Data parallelism: with ``num_shards = S`` the buffer is ``S`` contiguous
+blocks and the batch ``S`` contiguous slices; slice ``b`` of the chains draws
+from, and returns to, block ``b`` only. Laid out along a device mesh's
+``data`` axis (S a multiple of the device count), every device samples its
+own blocks with no communication: the blockwise gather is a ``vmap`` over
+blocks, which XLA partitions along the block axis. The result depends on
+``S``, not on the device count, so a run on 1 device with ``S = 8``
+reproduces a run on 8 devices.
 """
 from __future__ import annotations
 
@@ -15,6 +24,8 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+
+from ebm_jax.parallel.mesh import map_blocks
 
 InitFn = Callable[[jax.Array, tuple], jax.Array]
 
@@ -44,16 +55,30 @@ def uniform_init(low: float = -1.0, high: float = 1.0) -> InitFn:
     return init
 
 
+def _check_shards(capacity: int, num_shards: int, num_classes: Optional[int]) -> int:
+    if not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 1:
+        raise ValueError(f"num_shards={num_shards!r}: expected a positive int")
+    per_block = num_shards * (num_classes or 1)
+    if capacity % per_block:
+        raise ValueError(f"capacity={capacity} with num_shards={num_shards} and num_classes="
+                         f"{num_classes}: expected capacity divisible by {per_block} "
+                         "(num_shards x num_classes)")
+    return capacity // num_shards
+
+
 def init_buffer(rng_key: jax.Array, sample_shape: Sequence[int], *, capacity: int = 10_000,
-                init_fn: Optional[InitFn] = None, num_classes: Optional[int] = None) -> ReplayBuffer:
+                init_fn: Optional[InitFn] = None, num_classes: Optional[int] = None,
+                num_shards: int = 1) -> ReplayBuffer:
     """Create a buffer filled from ``init_fn`` (default ``U(-1, 1)``).
 
     Args:
       rng_key: PRNG key.
       sample_shape: shape of one sample, e.g. ``(64,)``.
-      capacity: number of slots (> 0; divisible by ``num_classes`` if given).
+      capacity: number of slots (> 0; divisible by ``num_classes * num_shards``).
       init_fn: ``init(rng_key, shape) -> array``.
-      num_classes: if given, slot ``i`` belongs to class ``i // (capacity // num_classes)``.
+      num_classes: if given, each block's slots are split into equal per-class
+        runs: slot ``j`` of a block belongs to class ``j // (block_size // num_classes)``.
+      num_shards: number of blocks (see the module docstring); 1 is one global block.
 
     Example::
 
@@ -66,18 +91,29 @@ def init_buffer(rng_key: jax.Array, sample_shape: Sequence[int], *, capacity: in
     if num_classes is not None and (num_classes < 1 or capacity % num_classes):
         raise ValueError(f"capacity={capacity} with num_classes={num_classes}: "
                          "expected capacity divisible by num_classes")
+    block = _check_shards(capacity, num_shards, num_classes)
     init_fn = init_fn or uniform_init()
     samples = init_fn(rng_key, (capacity, *sample_shape))
     if num_classes is None:
         labels = jnp.zeros((capacity,), jnp.int32)
     else:
-        labels = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), capacity // num_classes)
+        per_block = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), block // num_classes)
+        labels = jnp.tile(per_block, num_shards)
     return ReplayBuffer(samples, labels, jnp.zeros((), jnp.int32))
+
+
+def _blocks(array: jax.Array, num_shards: int) -> jax.Array:
+    """``[S * n, ...] -> [S, n, ...]``."""
+    return array.reshape(num_shards, array.shape[0] // num_shards, *array.shape[1:])
+
+
+def _unblock(array: jax.Array) -> jax.Array:
+    return array.reshape(array.shape[0] * array.shape[1], *array.shape[2:])
 
 
 def sample(rng_key: jax.Array, buffer: ReplayBuffer, batch_size: int, *, reinit_prob: float = 0.05,
            init_fn: Optional[InitFn] = None, labels: Optional[jax.Array] = None,
-           num_classes: Optional[int] = None):
+           num_classes: Optional[int] = None, num_shards: int = 1):
     """Draw chain starts: stored samples, each replaced by fresh noise w.p. ``reinit_prob``.
 
     Args:
@@ -88,51 +124,77 @@ def sample(rng_key: jax.Array, buffer: ReplayBuffer, batch_size: int, *, reinit_
       init_fn: initial distribution (default ``U(-1, 1)``).
       labels: ``[batch_size]`` classes to draw from (per-class buffers only).
       num_classes: the buffer's number of classes, required with ``labels``.
+      num_shards: the buffer's number of blocks (``batch_size`` must divide by it);
+        chain ``i`` draws from block ``i // (batch_size // num_shards)``.
 
     Returns:
       ``(x0 [batch_size, *shape], labels [batch_size], indices [batch_size])``;
-      pass ``indices`` to :func:`push` to write the chains' ends back.
+      ``indices`` are global slot numbers: pass them to :func:`push` (with the
+      same ``num_shards``) to write the chains' ends back.
     """
     if not 0.0 <= reinit_prob <= 1.0:
         raise ValueError(f"reinit_prob={reinit_prob!r}: expected a probability in [0, 1]")
     init_fn = init_fn or uniform_init()
     k_idx, k_reinit, k_init = jax.random.split(rng_key, 3)
     capacity = buffer.samples.shape[0]
-    if labels is None:
-        indices = jax.random.randint(k_idx, (batch_size,), 0, capacity)
-    else:
+    if labels is not None:
         if num_classes is None:
             raise ValueError("labels were given without num_classes: expected the buffer's num_classes")
         if num_classes < 1 or capacity % num_classes:
             raise ValueError(f"num_classes={num_classes} does not divide the buffer's capacity "
                              f"{capacity}: expected the num_classes the buffer was made with")
-        per_class = capacity // num_classes
-        indices = labels * per_class + jax.random.randint(k_idx, (batch_size,), 0, per_class)
-    stored = buffer.samples[indices]
+    block = _check_shards(capacity, num_shards, num_classes if labels is not None else None)
+    if batch_size % num_shards:
+        raise ValueError(f"batch_size={batch_size} with num_shards={num_shards}: expected a "
+                         "batch divisible by the buffer's number of blocks")
+    per_slice = batch_size // num_shards
+    offsets = jax.random.randint(k_idx, (num_shards, per_slice), 0,
+                                 block if labels is None else block // num_classes)
+    if labels is not None:
+        offsets = _blocks(labels, num_shards) * (block // num_classes) + offsets
+    # [S, b] slots within each block; one gather per block. Under a mesh each device gathers
+    # from the blocks it holds.
+    local = offsets
+    stored, stored_labels = map_blocks(lambda rows, row_labels, i: (rows[i], row_labels[i]),
+                                       _blocks(buffer.samples, num_shards),
+                                       _blocks(buffer.labels, num_shards), local)
+    stored, stored_labels = _unblock(stored), _unblock(stored_labels)
+    indices = _unblock(local + block * jnp.arange(num_shards)[:, None])
     fresh = init_fn(k_init, stored.shape)
     reinit = jax.random.bernoulli(k_reinit, reinit_prob, (batch_size,))
     reinit = reinit.reshape((batch_size,) + (1,) * (stored.ndim - 1))
-    return jnp.where(reinit, fresh, stored), buffer.labels[indices], indices
+    return jnp.where(reinit, fresh, stored), stored_labels, indices
 
 
-def push(buffer: ReplayBuffer, samples: jax.Array, indices: Optional[jax.Array] = None) -> ReplayBuffer:
+def push(buffer: ReplayBuffer, samples: jax.Array, indices: Optional[jax.Array] = None, *,
+         num_shards: int = 1) -> ReplayBuffer:
     """Write ``samples [B, *shape]`` into the buffer.
 
     With ``indices`` (from :func:`sample`), chains return to the slots they
     came from (JEM's scheme; per-class slots keep their class). Without,
-    samples go first-in-first-out at ``pointer``.
+    samples go first-in-first-out at ``pointer``; with ``num_shards`` blocks,
+    slice ``b`` of the batch goes first-in-first-out into block ``b``.
     """
     capacity = buffer.samples.shape[0]
     if samples.shape[1:] != buffer.samples.shape[1:]:
         raise ValueError(f"samples have shape {samples.shape}: expected [B, "
                          f"{', '.join(map(str, buffer.samples.shape[1:]))}] to match the buffer")
+    block = _check_shards(capacity, num_shards, None)
     batch = samples.shape[0]
-    if indices is None and batch > capacity:
+    if batch % num_shards:
+        raise ValueError(f"pushing {batch} samples into num_shards={num_shards} blocks: expected "
+                         "a batch divisible by the number of blocks")
+    per_slice = batch // num_shards
+    if indices is None and per_slice > block:
         raise ValueError(f"pushing {batch} samples without indices into a buffer of capacity "
                          f"{capacity}: expected at most {capacity}")
     if indices is None:
-        indices = (buffer.pointer + jnp.arange(batch)) % capacity
-        pointer = (buffer.pointer + batch) % capacity
+        local = jnp.broadcast_to((buffer.pointer + jnp.arange(per_slice)) % block,
+                                 (num_shards, per_slice))
+        pointer = (buffer.pointer + per_slice) % block
     else:
+        local = _blocks(indices, num_shards) - block * jnp.arange(num_shards)[:, None]
         pointer = buffer.pointer
-    return ReplayBuffer(buffer.samples.at[indices].set(samples), buffer.labels, pointer)
+    written = map_blocks(lambda rows, i, new: rows.at[i].set(new),
+                         _blocks(buffer.samples, num_shards), local, _blocks(samples, num_shards))
+    return ReplayBuffer(_unblock(written), buffer.labels, pointer)

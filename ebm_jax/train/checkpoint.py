@@ -16,6 +16,25 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose arrays do not fit the state it is restored into (another network)."""
+
+
+def _path_name(path) -> str:
+    parts = []
+    for key in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+    return "/".join(parts)
+
+
+def _shapes_by_path(tree: Any) -> dict:
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {_path_name(path): (tuple(leaf.shape), np.dtype(leaf.dtype)) for path, leaf in leaves}
+
+
 class Checkpointer:
     """Save and restore a train-state pytree under ``directory``.
 
@@ -36,7 +55,8 @@ class Checkpointer:
         self.save_every = save_every
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                enable_async_checkpointing=False)
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                              item_handlers=ocp.StandardCheckpointHandler())
 
     def latest_step(self) -> Optional[int]:
         """The newest complete checkpoint's step, or None."""
@@ -60,8 +80,36 @@ class Checkpointer:
             return False
         return self.save(state)
 
+    def check_compatible(self, step: int, template: Any) -> None:
+        """Raise :class:`CheckpointMismatchError` unless the checkpoint at ``step`` has
+        exactly the leaves, shapes and dtypes of ``template`` (checked from metadata, before
+        any array is read)."""
+        saved = _shapes_by_path(self._manager.item_metadata(step))
+        expected = _shapes_by_path(template)
+        where = f"the checkpoint at step {step} in {self.directory}"
+        missing = sorted(set(expected) - set(saved))
+        extra = sorted(set(saved) - set(expected))
+        if missing or extra:
+            raise CheckpointMismatchError(
+                f"{where} does not match the model: it lacks {missing[:3]} and has {extra[:3]} "
+                "that the model does not: expected a checkpoint of the same network and config")
+        for name, (shape, dtype) in expected.items():
+            if saved[name] != (shape, dtype):
+                raise CheckpointMismatchError(
+                    f"{where} does not match the model: {name} is saved as {saved[name][1]}"
+                    f"{list(saved[name][0])}, expected {dtype}{list(shape)}: expected a "
+                    "checkpoint of the same network and config")
+
     def restore(self, step: int, template: Any) -> Any:
-        """Restore the checkpoint at ``step`` into the structure, shapes and dtypes of ``template``."""
+        """Restore the checkpoint at ``step`` into the structure, shapes and dtypes of ``template``.
+
+        The restored arrays take the template's shardings, so a checkpoint written on
+        8 devices restores on 1 or 4 (and the reverse).
+
+        Raises:
+          CheckpointMismatchError: the checkpoint holds other arrays (another network).
+        """
+        self.check_compatible(step, template)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         # Orbax may return containers of another type (dicts for NamedTuples); re-impose the template's.
