@@ -19,7 +19,9 @@ TOY_NAMES = ("8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "
 # Real image datasets, read through tensorflow-datasets (prepared beforehand; see ebm_jax.data.tfds_source).
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
 DATASETS = ("digits",) + TOY_NAMES + TFDS_NAMES
-MODELS = ("mlp", "conv")
+MODELS = ("mlp", "conv", "wrn", "igebm_resnet", "resnet")
+IMAGE_MODELS = ("conv", "wrn", "igebm_resnet", "resnet")
+DTYPES = ("float32", "bfloat16")
 OBJECTIVES = ("jem", "cd", "softmax", "nce", "dsm", "ssm", "rl")
 UNSUPERVISED_OBJECTIVES = ("cd", "nce", "dsm", "ssm", "rl")
 RL_SCHEDULES = ("t6", "ddpm")
@@ -55,6 +57,15 @@ class Config:
     channels: tuple[int, ...] = (32, 64)
     activation: str = "swish"
     spectral_norm: bool = False
+    # Wide-ResNet (model "wrn"): depth 6n+4, width multiplier
+    depth: int = 28
+    widen_factor: int = 10
+    # IGEBM ResNet ("igebm_resnet") and the level-conditioned ResNet of recovery likelihood
+    # ("resnet"): base channels
+    resnet_channels: int = 128
+    resnet_blocks: Optional[int] = None  # residual blocks per stage (none: the paper's)
+    # compute dtype of the network; parameters, energies and SGLD stay float32
+    dtype: str = "float32"
     # objective and sampler
     objective: str = "jem"
     sgld_steps: int = 20
@@ -132,6 +143,11 @@ _CHECKS = {
                    "one of ['elu', 'leaky_relu', 'relu', 'softplus', 'swish', 'tanh']"),
     "hidden": (lambda v: len(v) > 0 and all(w > 0 for w in v), "a non-empty list of positive ints"),
     "channels": (lambda v: len(v) > 0 and all(w > 0 for w in v), "a non-empty list of positive ints"),
+    "depth": (lambda v: v >= 10 and (v - 4) % 6 == 0, "6n+4 with n >= 1 (10, 16, 22, 28, ...)"),
+    "widen_factor": (_positive, "a positive int"),
+    "resnet_channels": (_positive, "a positive int"),
+    "resnet_blocks": (lambda v: v is None or v > 0, "a positive int or none (the paper's)"),
+    "dtype": (lambda v: v in DTYPES, f"one of {list(DTYPES)}"),
     "label_fraction": (lambda v: 0.0 < v <= 1.0, "a fraction in (0, 1]"),
     "sgld_steps": (_positive, "a positive int"),
     "sgld_step_size": (_positive, "a positive number"),
@@ -220,6 +236,14 @@ def validate(config: Config) -> Config:
                           f"expected one of {list(UNSUPERVISED_OBJECTIVES)} (2-D toys have no labels)")
     if is_toy and config.model != "mlp":
         raise ConfigError(f"model={config.model!r} with dataset={config.dataset!r}: expected 'mlp'")
+    if config.model == "resnet" and config.objective != "rl":
+        raise ConfigError(f"model='resnet' with objective={config.objective!r}: expected "
+                          "objective 'rl' (the level-conditioned ResNet), or 'wrn' / "
+                          "'igebm_resnet' / 'conv' for other objectives")
+    if config.model == "igebm_resnet" and config.objective in ("jem", "softmax"):
+        raise ConfigError(f"model='igebm_resnet' with objective={config.objective!r}: expected an "
+                          "unconditional objective (it has one output, the energy); classifiers "
+                          "use 'wrn' or 'conv'")
     if config.label_fraction < 1.0 and config.dataset in TFDS_NAMES:
         raise ConfigError(f"label_fraction={config.label_fraction} with dataset="
                           f"{config.dataset!r}: expected 1.0 (label subsets are made for the "
@@ -229,9 +253,9 @@ def validate(config: Config) -> Config:
                           f"{config.objective!r}: expected 'jem' or 'softmax' (objectives that "
                           "use labels)")
     if config.objective == "rl":
-        if config.model != "mlp":
-            raise ConfigError(f"model={config.model!r} with objective='rl': expected 'mlp' (the "
-                              "level-conditioned network is an MLP)")
+        if config.model not in ("mlp", "resnet"):
+            raise ConfigError(f"model={config.model!r} with objective='rl': expected 'mlp' or "
+                              "'resnet' (the level-conditioned networks)")
         levels = 6 if config.rl_schedule == "t6" else config.rl_num_levels
         if config.rl_split_batch and config.batch_size % levels:
             raise ConfigError(f"batch_size={config.batch_size} with rl_split_batch=true: expected "
@@ -337,7 +361,38 @@ PRESETS: dict[str, Config] = {
                         num_steps=4000, rl_data_noise=0.1, lr_schedule="cosine",
                         ema_decay=0.999, eval_every=2000, checkpoint_every=2000,
                         num_eval_samples=500),
+    # The papers' settings for GPU/TPU (full size; tests shrink them with overrides).
+    # JEM (Grathwohl et al. 2020): WRN-28-10 without batch norm, SGLD 20 steps of size 1 with
+    # noise 0.01, replay buffer 10,000 with 5% restarts from uniform noise, Adam 1e-4, batch 64,
+    # horizontal flips and small Gaussian data noise (here: dequantisation).
+    **{f"jem_{name}": Config(name=f"jem_{name}", dataset=name, model="wrn", depth=28,
+                             widen_factor=10, activation="leaky_relu", objective="jem",
+                             sgld_steps=20, sgld_step_size=1.0, sgld_noise=0.01,
+                             buffer_size=10_000, reinit_prob=0.05, learning_rate=1e-4,
+                             batch_size=64, num_steps=150_000, warmup_steps=1000, flip=True,
+                             dtype="bfloat16", eval_every=5000, checkpoint_every=5000,
+                             num_eval_samples=1000)
+       for name in ("cifar10", "cifar100", "svhn_cropped")},
+    # IGEBM (Du & Mordatch 2019): its ResNet energy with spectral norm, 60 Langevin steps of
+    # size 10 with noise 0.005, gradient clipping 0.01 inside the sampler, energy L2 1.0.
+    "igebm_cifar10": Config(name="igebm_cifar10", dataset="cifar10", model="igebm_resnet",
+                            resnet_channels=128, spectral_norm=True, activation="leaky_relu",
+                            objective="cd", sgld_steps=60, sgld_step_size=10.0,
+                            sgld_noise=0.005, sgld_grad_clip=0.01, buffer_size=10_000,
+                            reinit_prob=0.05, energy_l2=1.0, learning_rate=1e-4,
+                            batch_size=128, num_steps=100_000, flip=True, dtype="bfloat16",
+                            eval_every=5000, checkpoint_every=5000),
+    # Diffusion recovery likelihood (Gao et al. 2021): the T6 schedule, a level-conditioned
+    # ResNet, 30 Langevin steps per level.
+    "drl_cifar10": Config(name="drl_cifar10", dataset="cifar10", model="resnet",
+                          resnet_channels=128, spectral_norm=False, activation="leaky_relu",
+                          objective="rl", rl_schedule="t6", rl_langevin_steps=30,
+                          rl_data_noise=0.01, learning_rate=1e-4, batch_size=120,
+                          num_steps=240_000, flip=True, ema_decay=0.9999, dtype="bfloat16",
+                          eval_every=10_000, checkpoint_every=5000),
 }
+PRESETS["jem_svhn"] = dataclasses.replace(PRESETS.pop("jem_svhn_cropped"), name="jem_svhn",
+                                          flip=False)  # digits are not mirror-symmetric
 
 
 def make_config(preset: str = "jem_digits", overrides: typing.Iterable[str] = ()) -> Config:

@@ -7,7 +7,9 @@ checkpoint, evaluated with the EMA parameters) this computes:
 * OOD detection: ``ood[set][score] = AUROC`` (and ``ood_aupr``) for the JEM paper's
   scores, log p(x) (= -E(x)), max p(y|x) and the input-gradient norm, against the offline
   sets of :func:`ebm_jax.data.offline_ood_sets` (noise, inverted, flipped, interpolated
-  digits); histograms and ROC curves;
+  digits) and, for CIFAR-10 models, the papers' SVHN, CIFAR-100 and CelebA test sets when
+  tfds has them prepared (:data:`PAPER_OOD_SETS`; else ``ood_unavailable`` says how to
+  prepare them); histograms and ROC curves;
 * generation: ``inpainting`` (the bottom half of 100 test digits filled by Langevin on
   E(x) over the masked pixels only: MSE and PSNR against the held-out truth, beside filling
   with the training mean) and, for classifiers, ``conditional_accuracy`` (an independent
@@ -82,6 +84,32 @@ def load_run(run_dir: str) -> tuple[Experiment, TrainState]:
         raise ConfigError(f"run_dir={run_dir!r}: no complete checkpoint in {ckpt_dir}: expected "
                           "a trained run")
     return exp, state
+
+
+# The real OOD sets of the papers (JEM, IGEBM) for a model of each tfds dataset.
+PAPER_OOD_SETS = {
+    "cifar10": ("svhn_cropped", "cifar100", "celeb_a"),
+    "cifar100": ("svhn_cropped", "cifar10", "celeb_a"),
+    "svhn_cropped": ("cifar10", "cifar100", "celeb_a"),
+}
+
+
+def paper_ood_sets(config: Config, limit: int) -> tuple[dict, Optional[str]]:
+    """SVHN / CIFAR-100 / CelebA test images against a CIFAR-10 model (and the analogues for
+    CIFAR-100 and SVHN models), read through tfds when they are prepared.
+
+    Returns ``({name: images}, None)``, or ``({}, message)`` naming the command that prepares
+    them when they are not (the offline sets are still evaluated).
+    """
+    from ebm_jax.data.tfds_source import DatasetNotPreparedError, tfds_ood_sets
+
+    names = PAPER_OOD_SETS.get(config.dataset)
+    if names is None:
+        return {}, None
+    try:
+        return tfds_ood_sets(config.dataset, names, limit=limit, data_dir=config.data_dir), None
+    except DatasetNotPreparedError as error:
+        return {}, str(error)
 
 
 def _check_requested(config: Config, requested: Sequence[str], is_classifier: bool,
@@ -164,6 +192,11 @@ def evaluate_run(run_dir: str, *, metrics_requested: Optional[Sequence[str]] = N
             scores = {"log_px": lambda p, x: -energy(p, x)}
         ood_sets = offline_ood_sets(k_ood, data.x_test, data.image_shape, data.data_range,
                                     y=data.y_test)
+        real_sets, missing = paper_ood_sets(cfg, len(data.x_test))
+        ood_sets.update(real_sets)
+        if missing:
+            report["ood_unavailable"] = missing
+            print(f"ebm-jax evaluate: the papers' OOD sets are skipped: {missing}")
         full = metrics.ood_report(scores, params, data.x_test, ood_sets)
         report["ood"] = {s: {n: v["auroc"] for n, v in by.items()} for s, by in full.items()}
         report["ood_aupr"] = {s: {n: v["aupr"] for n, v in by.items()} for s, by in full.items()}

@@ -34,7 +34,8 @@ from ebm_jax.losses.nce import nce, nce_params
 from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule, progressive_sample,
                                                 recovery_likelihood)
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
-from ebm_jax.nets import MLP, ConditionedMLP, ConvNet, as_conditioned_energy_fn, as_energy_fn, pure
+from ebm_jax.nets import (MLP, ConditionedMLP, ConditionedResNet, ConvNet, IGEBMResNet, WideResNet,
+                          as_conditioned_energy_fn, as_energy_fn, pure)
 from ebm_jax.samplers import Sampler, init_chains, langevin, run_chains, uniform_init
 from ebm_jax.train import Checkpointer, TrainState, fit, init_train_state, make_train_step
 from ebm_jax.train.checkpoint import params_fingerprint
@@ -181,12 +182,7 @@ def build(config: Config, data: Optional[Data] = None, *, num_devices: int = 1) 
     out = data.num_classes if classifier else 1
     if config.objective == "rl":
         return _build_recovery_likelihood(config, data, rngs, in_features)
-    if config.model == "mlp":
-        net = MLP(in_features, config.hidden, out, activation=config.activation,
-                  spectral_norm=config.spectral_norm, rngs=rngs)
-    else:
-        net = ConvNet(data.image_shape, config.channels, out, activation=config.activation,
-                      spectral_norm=config.spectral_norm, rngs=rngs)
+    net = make_network(config, data, out, rngs)
     if classifier:
         model = pure(net)
         logits_fn, energy_fn, params = model.apply, energy_from_logits(model.apply), model.params
@@ -227,6 +223,34 @@ def build(config: Config, data: Optional[Data] = None, *, num_devices: int = 1) 
                       make_optimizer(config))
 
 
+def compute_dtype(config: Config):
+    """The network's compute dtype (parameters, energies and SGLD stay float32)."""
+    return jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+
+
+def make_network(config: Config, data: Data, out: int, rngs: nnx.Rngs) -> nnx.Module:
+    """The network of ``config.model`` with ``out`` outputs (K logits, or 1 for an energy)."""
+    in_features = int(np.prod(data.x_train.shape[1:]))
+    common = dict(activation=config.activation, spectral_norm=config.spectral_norm, rngs=rngs)
+    if config.model != "mlp" and data.image_shape is None:
+        raise ConfigError(f"model={config.model!r} with dataset={config.dataset!r}: expected "
+                          "'mlp' (the dataset has no images)")
+    if config.model in ("mlp", "conv") and config.dtype != "float32":
+        raise ConfigError(f"dtype={config.dtype!r} with model={config.model!r}: expected "
+                          "'float32' (reduced precision is for 'wrn', 'igebm_resnet', 'resnet')")
+    if config.model == "mlp":
+        return MLP(in_features, config.hidden, out, **common)
+    if config.model == "conv":
+        return ConvNet(data.image_shape, config.channels, out, **common)
+    dtype = compute_dtype(config)
+    if config.model == "wrn":
+        return WideResNet(data.image_shape, out, depth=config.depth,
+                          widen_factor=config.widen_factor, dtype=dtype, **common)
+    blocks = {} if config.resnet_blocks is None else {"num_blocks_per_stage": config.resnet_blocks}
+    return IGEBMResNet(data.image_shape, channels=config.resnet_channels, dtype=dtype, **blocks,
+                       **common)
+
+
 def rl_schedule(config: Config) -> NoiseSchedule:
     """The recovery-likelihood noise schedule of ``config`` (T6, or DDPM-style with T levels)."""
     if config.rl_schedule == "t6":
@@ -240,9 +264,20 @@ def _build_recovery_likelihood(config: Config, data: Data, rngs: nnx.Rngs,
     progressive sampling as the generator. ``energy_fn`` is the level-0 energy, the model of
     the data that every metric evaluates."""
     schedule = rl_schedule(config)
-    net = ConditionedMLP(in_features, config.hidden, schedule.num_levels,
-                         activation=config.activation, spectral_norm=config.spectral_norm,
-                         rngs=rngs)
+    if config.model == "resnet":
+        if data.image_shape is None:
+            raise ConfigError(f"model='resnet' with dataset={config.dataset!r}: expected an "
+                              "image dataset, or model 'mlp'")
+        blocks = ({} if config.resnet_blocks is None
+                  else {"num_blocks_per_stage": config.resnet_blocks})
+        net = ConditionedResNet(data.image_shape, schedule.num_levels, **blocks,
+                                channels=config.resnet_channels, activation=config.activation,
+                                spectral_norm=config.spectral_norm, dtype=compute_dtype(config),
+                                rngs=rngs)
+    else:
+        net = ConditionedMLP(in_features, config.hidden, schedule.num_levels,
+                             activation=config.activation, spectral_norm=config.spectral_norm,
+                             rngs=rngs)
     model = as_conditioned_energy_fn(net)
     level_energy = model.apply
     clip_range = data.data_range if config.sgld_clamp else None

@@ -4,6 +4,8 @@ from ebm_jax.nets.conditioned import ConditionedMLP, as_conditioned_energy_fn
 from ebm_jax.nets.conv import ConvNet
 from ebm_jax.nets.layers import ACTIVATIONS, SNConv, SNLinear, spectral_normalize
 from ebm_jax.nets.mlp import MLP
+from ebm_jax.nets.resnet import ConditionedResNet, IGEBMResNet, WideResNet
 
-__all__ = ["ACTIVATIONS", "ConditionedMLP", "ConvNet", "MLP", "PureModel", "SNConv", "SNLinear", "as_conditioned_energy_fn", "as_energy_fn",
+__all__ = ["ACTIVATIONS", "ConditionedMLP", "ConditionedResNet", "ConvNet", "IGEBMResNet",
+           "WideResNet", "MLP", "PureModel", "SNConv", "SNLinear", "as_conditioned_energy_fn", "as_energy_fn",
            "pure", "spectral_normalize"]
