@@ -118,7 +118,7 @@ def test_softmax_baseline_has_no_buffer_and_still_reports_samples(tmp_path):
     (["train", "--set", "sgld_step_size=-0.1"], "sgld_step_size=-0.1: expected a positive number"),
     (["train", "--set", "colour=blue"], "unknown config key 'colour'"),
     (["train", "--config", "nope"], "unknown preset 'nope'"),
-    (["train", "--set", "dataset=mnist"], "dataset='mnist': expected one of"),
+    (["train", "--set", "dataset=imagenet"], "dataset='imagenet': expected one of"),
     (["train", "--set", "batch_size=5000"], "batch_size=5000: expected at most the 1437 training examples"),
 ])
 def test_cli_bad_input_is_one_clear_line_and_exit_status_2(tmp_path, capsys, argv, message):

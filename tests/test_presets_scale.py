@@ -16,7 +16,7 @@ from ebm_jax.config import PRESETS, ConfigError, make_config
 from ebm_jax.data import tfds_source
 from ebm_jax.data.tfds_source import DatasetNotPreparedError
 from ebm_jax.evaluation import evaluate_run
-from ebm_jax.experiment import build, initial_state
+from ebm_jax.experiment import build, find_buffer, initial_state
 from ebm_jax.train import make_train_step
 from tfds_mock import mocked
 
@@ -56,6 +56,9 @@ def test_paper_preset_takes_a_training_step(preset):
     assert config.dtype == "bfloat16"
     energy = exp.energy_fn(state.params, batch["x"][0])
     assert energy.dtype == jnp.float32 and energy.shape == ()
+    buffer = find_buffer(state.loss_state)
+    if buffer is not None:  # SGLD chains (and their noise) stay float32
+        assert buffer.samples.dtype == jnp.float32
 
 
 def test_paper_hyperparameters():
