@@ -16,7 +16,7 @@ from ebm_jax.experiment import build, initial_state
 from ebm_jax.parallel import (MeshError, make_data_mesh, shard_batch, shard_state,
                               sharded_train_step)
 from ebm_jax.samplers import replay_buffer as rb
-from ebm_jax.train import Checkpointer, make_train_step
+from ebm_jax.train import CheckpointMismatchError, Checkpointer, make_train_step
 
 NUM_STEPS = 3
 
@@ -174,3 +174,18 @@ def test_sharded_buffer_blocks_draw_from_their_own_block():
         rb.sample(jax.random.PRNGKey(1), buffer, 10, num_shards=4)
     with pytest.raises(ValueError, match="capacity=80 with num_shards=3"):
         rb.init_buffer(jax.random.PRNGKey(0), (1,), capacity=80, num_shards=3)
+
+
+def test_checkpoint_of_another_network_is_refused_before_reading(tmp_path):
+    exp, _ = _jem(8)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(initial_state(exp))
+    other, _ = _jem(8, hidden="48,32")
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"params/layers/0/linear/bias is saved as float32\[32\], "
+                             r"expected float32\[48\]"):
+        ckpt.restore_latest(initial_state(other))
+    deeper, _ = _jem(8, hidden="32,32,32")
+    with pytest.raises(CheckpointMismatchError, match=r"it lacks \['ema_params/layers/3/linear/bias'"):
+        ckpt.restore_latest(initial_state(deeper))
+    ckpt.close()

@@ -90,9 +90,11 @@ class Checkpointer:
         missing = sorted(set(expected) - set(saved))
         extra = sorted(set(saved) - set(expected))
         if missing or extra:
+            parts = ([f"it lacks {missing[:3]}"] if missing else []) + \
+                ([f"it has {extra[:3]} that the model does not"] if extra else [])
             raise CheckpointMismatchError(
-                f"{where} does not match the model: it lacks {missing[:3]} and has {extra[:3]} "
-                "that the model does not: expected a checkpoint of the same network and config")
+                f"{where} does not match the model: {' and '.join(parts)}: expected a "
+                "checkpoint of the same network and config")
         for name, (shape, dtype) in expected.items():
             if saved[name] != (shape, dtype):
                 raise CheckpointMismatchError(
