@@ -70,6 +70,20 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _exit_code(error: Exception) -> Optional[int]:
+    """Exit status of the failures that end a run with one clear line: 2 for a dataset that is
+    not prepared (the message says how to prepare it), 1 for training that diverged through
+    every rollback (the message names the intact checkpoint); None for anything else."""
+    from ebm_jax.data.tfds_source import DatasetNotPreparedError
+    from ebm_jax.train.guard import TrainingDiverged
+
+    if isinstance(error, DatasetNotPreparedError):
+        return 2
+    if isinstance(error, TrainingDiverged):
+        return 1
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "presets":
@@ -92,17 +106,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as error:
         print(f"ebm-jax: error: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # a dataset that is not prepared: the message says how to prepare it
-        from ebm_jax.data.tfds_source import DatasetNotPreparedError
-
-        if not isinstance(error, DatasetNotPreparedError):
-            raise
-        print(f"ebm-jax: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("ebm-jax: interrupted; the last checkpoint is intact, continue with --resume",
               file=sys.stderr)
         return 130
+    except Exception as error:
+        code = _exit_code(error)
+        if code is None:
+            raise
+        print(f"ebm-jax: error: {error}", file=sys.stderr)
+        return code
     shown = {k: summary[k] for k in SUMMARY_KEYS if k in summary}
     print(json.dumps(shown, indent=2))
     print(f"run directory: {workdir}")

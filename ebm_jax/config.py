@@ -32,7 +32,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 # Fields that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_FIELDS = frozenset({"num_steps", "eval_every", "log_every", "checkpoint_every",
                               "keep_checkpoints", "num_eval_samples", "fresh_sample_steps",
-                              "data_dir"})
+                              "data_dir", "rollback_retries"})
 
 
 class ConfigError(ValueError):
@@ -106,6 +106,13 @@ class Config:
     warmup_steps: int = 0
     lr_schedule: str = "constant"
     ema_decay: Optional[float] = None
+    # divergence guard (ebm_jax.train.guard): skip blown-up steps, roll back to the last good
+    # checkpoint with a new key and a scaled learning rate, at most rollback_retries times
+    guard: bool = True
+    guard_max_energy: float = 1e8
+    guard_max_grad_norm: float = 1e8
+    rollback_retries: int = 3
+    rollback_lr_factor: float = 0.5
     batch_size: int = 64
     num_steps: int = 6000
     seed: int = 0
@@ -178,6 +185,10 @@ _CHECKS = {
     "warmup_steps": (_non_negative, "an int >= 0"),
     "lr_schedule": (lambda v: v in ("constant", "cosine"), "one of ['constant', 'cosine']"),
     "ema_decay": (lambda v: v is None or 0.0 <= v < 1.0, "a value in [0, 1) or none"),
+    "guard_max_energy": (_positive, "a positive number"),
+    "guard_max_grad_norm": (_positive, "a positive number"),
+    "rollback_retries": (_non_negative, "an int >= 0"),
+    "rollback_lr_factor": (lambda v: 0.0 < v <= 1.0, "a factor in (0, 1]"),
     "batch_size": (_positive, "a positive int"),
     "num_steps": (_positive, "a positive int"),
     "seed": (_non_negative, "an int >= 0"),

@@ -37,7 +37,8 @@ from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score
 from ebm_jax.nets import (MLP, ConditionedMLP, ConditionedResNet, ConvNet, IGEBMResNet, WideResNet,
                           as_conditioned_energy_fn, as_energy_fn, pure)
 from ebm_jax.samplers import Sampler, init_chains, langevin, run_chains, uniform_init
-from ebm_jax.train import Checkpointer, TrainState, fit, init_train_state, make_train_step
+from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, TrainState, fit,
+                           init_train_state, make_train_step, with_lr_scale)
 from ebm_jax.train.checkpoint import params_fingerprint
 
 TOY_LIMIT = 4.5  # 2-D toys live in [-4.5, 4.5]^2
@@ -164,7 +165,7 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
         opt = optax.sgd(lr, momentum=0.9)
     if config.clip_grad_norm is not None:
         opt = optax.chain(optax.clip_by_global_norm(config.clip_grad_norm), opt)
-    return opt
+    return with_lr_scale(opt)  # a multiplier that a rollback can lower
 
 
 def build(config: Config, data: Optional[Data] = None, *, num_devices: int = 1) -> Experiment:
@@ -494,6 +495,21 @@ def _quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
     return eval_fn
 
 
+def global_batches(exp: Experiment, mesh, start_step: int):
+    """The run's batches from ``start_step`` on, as global arrays split over ``mesh``; each
+    process reads only its slice (tfds sources or the in-memory arrays)."""
+    from ebm_jax.parallel import shard_batch
+
+    process = (jax.process_index(), jax.process_count())
+    if exp.data.train_batches is not None:
+        local = exp.data.train_batches(start_step, *process)
+    else:
+        local = Batches(exp.data.x_train, exp.data.y_train, exp.config.batch_size,
+                        seed=exp.config.seed, start_step=start_step, process_index=process[0],
+                        process_count=process[1])
+    return (shard_batch(batch, mesh) for batch in local)
+
+
 def device_mesh(config: Config, devices: Optional[int] = None):
     """The data-parallel mesh of a run, after checking that its sizes split over it.
 
@@ -534,7 +550,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
 
       >>> summary = train(make_config("jem_digits", ["num_steps=500"]), "runs/quick")
     """
-    from ebm_jax.parallel import shard_batch, shard_state, sharded_train_step
+    from ebm_jax.parallel import shard_state, sharded_train_step
 
     started = time.perf_counter()
     mesh = device_mesh(config, devices)
@@ -552,23 +568,21 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
             if restored is not None:
                 state = restored
                 print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
-        if exp.data.train_batches is not None:
-            local_batches = exp.data.train_batches(int(state.step), jax.process_index(),
-                                                   jax.process_count())
-        else:
-            local_batches = Batches(exp.data.x_train, exp.data.y_train, config.batch_size,
-                                    seed=config.seed, start_step=int(state.step),
-                                    process_index=jax.process_index(),
-                                    process_count=jax.process_count())
-        batches = (shard_batch(batch, mesh) for batch in local_batches)
+        batches = global_batches(exp, mesh, int(state.step))
+        guard = (DivergenceGuard(config.guard_max_energy, config.guard_max_grad_norm)
+                 if config.guard else None)
         train_step = sharded_train_step(
-            make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay), mesh, state)
+            make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay, guard=guard),
+            mesh, state)
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         train_started = time.perf_counter()
         first_step = int(state.step)
         state = fit(train_step, state, batches, config.num_steps, log_every=config.log_every,
                     eval_fn=_quick_eval_fn(exp), eval_every=config.eval_every,
-                    checkpointer=checkpointer, metrics_path=metrics_path, progress=progress)
+                    checkpointer=checkpointer, metrics_path=metrics_path, progress=progress,
+                    rollback=(RollbackPolicy(config.rollback_retries, config.rollback_lr_factor)
+                              if config.guard else None),
+                    restart_batches=lambda step: global_batches(exp, mesh, step))
         train_seconds = time.perf_counter() - train_started
         summary = evaluate(exp, state, workdir=workdir)
         summary.update(train_seconds=train_seconds,

@@ -13,6 +13,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ebm_jax.train.checkpoint import Checkpointer
+from ebm_jax.train.guard import (RollbackPolicy, TrainingDiverged, learning_rate_scale,
+                                 scale_learning_rate)
 from ebm_jax.train.state import TrainState
 
 # Short names for the progress bar: the first metric of each group that is present is shown.
@@ -53,6 +55,13 @@ def _progress_postfix(record: dict) -> dict:
             if key in record:
                 postfix[short] = f"{record[key]:.3g}"
                 break
+    # The energy gap (sample minus data): near 0 or negative when samples look like data;
+    # a gap that runs away is the usual first sign of a blow-up.
+    if "E_data" in postfix and "E_sample" in postfix:
+        gap = float(postfix["E_sample"]) - float(postfix["E_data"])
+        postfix["gap"] = f"{gap:.3g}"
+    if record.get("diverged"):
+        postfix["diverged"] = f"{record['diverged']:.2g}"
     postfix["it/s"] = f"{record['steps_per_s']:.0f}"
     return postfix
 
@@ -85,7 +94,8 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
         batches: Iterator[dict], num_steps: int, *, log_every: int = 100,
         eval_fn: Optional[Callable[[TrainState], dict]] = None, eval_every: int = 1000,
         checkpointer: Optional[Checkpointer] = None, metrics_path: Optional[str] = None,
-        progress: bool = True) -> TrainState:
+        progress: bool = True, rollback: Optional[RollbackPolicy] = None,
+        restart_batches: Optional[Callable[[int], Iterator[dict]]] = None) -> TrainState:
     """Train from ``state.step`` up to ``num_steps``.
 
     Args:
@@ -102,6 +112,15 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
         raises ``KeyboardInterrupt``.
       metrics_path: the ``metrics.jsonl`` to append to.
       progress: show a tqdm progress bar.
+      rollback: with a train step made with a ``guard`` (its ``diverged``
+        metric), what to do when a logging window, or the window before a
+        checkpoint, holds a diverged step: restore the last good checkpoint
+        (a window with a diverged step is never saved), draw a new RNG key,
+        scale the learning rate, log a ``"event": "rollback"`` record, and go
+        on; past ``max_retries`` raise :class:`~ebm_jax.train.guard.TrainingDiverged`.
+        Needs ``checkpointer`` (an initial checkpoint is written if there is none).
+      restart_batches: ``restart_batches(step)`` returns the batches from
+        ``step`` on, used after a rollback (without it the iterator goes on).
 
     Returns:
       The final state.
@@ -110,6 +129,11 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
 
       >>> state = fit(jax.jit(train_step), state, Batches(x, y, 64, seed=0), 1000)
     """
+    if rollback is not None:
+        if checkpointer is None:
+            raise ValueError("rollback needs a checkpointer: expected checkpointer=Checkpointer(...)")
+        if checkpointer.latest_step() is None:
+            checkpointer.save(state)
     writer = MetricsWriter(metrics_path)
     start = int(state.step)
     bar = tqdm(total=num_steps, initial=start, disable=not progress, dynamic_ncols=True,
@@ -117,18 +141,50 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
     with _deferred_interrupt() as interrupt:
         try:
             state = _loop(train_step, state, batches, num_steps, start, log_every, eval_fn, eval_every,
-                          checkpointer, writer, bar, interrupt)
+                          checkpointer, writer, bar, interrupt, rollback, restart_batches)
         finally:
             bar.close()
             writer.close()
     return state
 
 
+def _window_diverged(window: list[dict]) -> bool:
+    """Whether a step of the window was not applied (one host sync, at check points only)."""
+    flags = [m["diverged"] for m in window if "diverged" in m]
+    return bool(flags) and bool(np.any(np.asarray(jax.device_get(flags)) > 0))
+
+
+def _roll_back(state, step, checkpointer, rollback, retries, writer, bar):
+    """Restore the last good checkpoint with a new key and a scaled learning rate."""
+    good = checkpointer.latest_step()
+    if retries > rollback.max_retries:
+        raise TrainingDiverged(
+            f"training diverged at step {step} after {rollback.max_retries} rollbacks: stopped; "
+            f"the last good checkpoint (step {good}) is intact in {checkpointer.directory}; "
+            "expected a smaller learning rate or SGLD step, energy_l2 > 0, or gradient clipping")
+    restored = checkpointer.restore(good, state)
+    key = jax.random.fold_in(restored.rng_key, 7_919 * retries)
+    restored = restored._replace(rng_key=key)
+    if rollback.lr_factor != 1.0:
+        restored = restored._replace(
+            opt_state=scale_learning_rate(restored.opt_state, rollback.lr_factor))
+    lr_scale = learning_rate_scale(restored.opt_state)
+    writer.write({"step": step, "event": "rollback", "to_step": good, "retry": retries,
+                  "lr_scale": lr_scale})
+    bar.write(f"diverged before step {step}: rolled back to step {good} (retry {retries}/"
+              f"{rollback.max_retries}, new RNG key"
+              + (f", learning rate x{lr_scale:.3g})" if lr_scale is not None else ")"))
+    bar.n = good
+    bar.refresh()
+    return restored, good
+
+
 def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_every, checkpointer,
-          writer, bar, interrupt):
+          writer, bar, interrupt, rollback=None, restart_batches=None):
     """The body of :func:`fit`; returns the final state."""
     window: list[dict] = []
     window_start = time.perf_counter()
+    retries = 0
     while step < num_steps:
         if interrupt["stop"]:
             if checkpointer is not None:
@@ -138,7 +194,16 @@ def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_
         state, metrics = train_step(state, next(batches))
         step += 1
         window.append(metrics)
-        if step % log_every == 0 or step == num_steps:
+        at_log = step % log_every == 0 or step == num_steps
+        at_save = checkpointer is not None and step % checkpointer.save_every == 0
+        if rollback is not None and (at_log or at_save) and _window_diverged(window):
+            retries += 1
+            state, step = _roll_back(state, step, checkpointer, rollback, retries, writer, bar)
+            if restart_batches is not None:
+                batches = restart_batches(step)
+            window, window_start = [], time.perf_counter()
+            continue
+        if at_log:
             record = _mean_metrics(window)
             record["steps_per_s"] = len(window) / (time.perf_counter() - window_start)
             record = {"step": step, **record}
@@ -149,7 +214,7 @@ def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_
         if eval_fn is not None and (step % eval_every == 0 or step == num_steps):
             writer.write({"step": step, **{f"eval/{k}": v for k, v in eval_fn(state).items()}})
             window_start = time.perf_counter()
-        if checkpointer is not None:
+        if at_save:
             checkpointer.maybe_save(state)
     if checkpointer is not None:
         checkpointer.save(state)

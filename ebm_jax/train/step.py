@@ -4,16 +4,19 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from ebm_jax.losses.base import LossTransform
+from ebm_jax.train.guard import DivergenceGuard, divergence_flags
 from ebm_jax.train.state import TrainState
 
 TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
 
 
 def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation, *,
-                    ema_decay: Optional[float] = None) -> TrainStep:
+                    ema_decay: Optional[float] = None,
+                    guard: Optional[DivergenceGuard] = None) -> TrainStep:
     """Compose a loss transform and an optax optimizer into ``train_step(state, batch)``.
 
     With ``ema_decay`` (in [0, 1)), ``state.ema_params`` follows
@@ -25,7 +28,14 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
     level (``jax.jit(train_step, donate_argnums=0)``) so that sampling, the
     loss and the update are one XLA program.
 
-    Metrics: ``loss``, ``grad_norm`` and the loss's info.
+    With ``guard`` (:class:`~ebm_jax.train.guard.DivergenceGuard`), a step
+    whose loss, gradient, energies or chains blow up is not applied: params,
+    optimizer state, loss state and average keep their values (the step count
+    and the RNG key move on), decided inside the program with no host sync.
+
+    Metrics: ``loss``, ``grad_norm`` and the loss's info; with a guard also
+    ``diverged`` (1.0 for a step that was not applied) and ``diverged/<cause>``
+    for ``nonfinite``, ``energy``, ``grad_norm``, ``sampler``.
 
     Example::
 
@@ -50,8 +60,17 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
         if clash:
             raise ValueError(f"the loss's info has keys {sorted(clash)}: expected other names, "
                              "the train step reports these itself")
-        metrics = {"loss": value, "grad_norm": optax.tree.norm(grads), **info}
+        grad_norm = optax.tree.norm(grads)
+        metrics = {"loss": value, "grad_norm": grad_norm, **info}
         new_state = TrainState(state.step + 1, params, opt_state, loss_state, rng_key, ema_params)
+        if guard is not None:
+            flags = divergence_flags(value, grad_norm, info, guard)
+            diverged = jnp.any(jnp.stack(list(flags.values())))
+            kept = state._replace(step=new_state.step, rng_key=rng_key)
+            new_state = jax.tree.map(lambda new, old: jnp.where(diverged, old, new), new_state,
+                                     kept)
+            metrics["diverged"] = diverged.astype(jnp.float32)
+            metrics.update({f"diverged/{k}": v.astype(jnp.float32) for k, v in flags.items()})
         return new_state, metrics
 
     return train_step

@@ -1,0 +1,120 @@
+"""Divergence guards: a blown-up step is not applied; fit rolls back and recovers, or stops."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ebm_jax.losses import LossTransform
+from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, TrainingDiverged,
+                           fit, init_train_state, make_train_step, with_lr_scale)
+
+
+def _quadratic():
+    """L(θ) = θ²/2 with an "energy" θ²: plain SGD with rate η multiplies θ by (1 - η) per
+    step, so η = 2.5 grows it by 1.5x a step (divergence) and η = 1.25 shrinks it by 4x."""
+    def loss(params, state, batch, rng_key):
+        theta = params["theta"]
+        return 0.5 * jnp.sum(theta**2), (state, {"energy_data": jnp.sum(theta**2)})
+
+    return LossTransform(lambda key, params, batch: (), loss)
+
+
+def _state(optimizer, theta=1.0):
+    params = {"theta": jnp.full((1,), theta, jnp.float32)}
+    return init_train_state(jax.random.PRNGKey(0), params, optimizer, _quadratic(), {"x": 0})
+
+
+def _batches():
+    while True:
+        yield {"x": jnp.zeros(())}
+
+
+def test_guard_skips_a_step_that_blows_up():
+    optimizer = optax.sgd(1.0)
+    guard = DivergenceGuard(max_abs_energy=10.0, max_grad_norm=1e8)
+    step = jax.jit(make_train_step(_quadratic(), optimizer, guard=guard))
+    state = _state(optimizer, theta=4.0)  # energy 16 > 10: the step must not be applied
+    new, metrics = step(state, {"x": 0})
+    assert float(metrics["diverged"]) == 1.0 and float(metrics["diverged/energy"]) == 1.0
+    np.testing.assert_array_equal(new.params["theta"], state.params["theta"])
+    assert int(new.step) == 1 and not np.array_equal(new.rng_key, state.rng_key)
+    fine, metrics = step(_state(optimizer, theta=0.5), {"x": 0})
+    assert float(metrics["diverged"]) == 0.0
+    np.testing.assert_allclose(fine.params["theta"], 0.0, atol=1e-7)  # 0.5 - 1.0 * 0.5
+
+
+def test_guard_catches_nan_and_unguarded_step_does_not():
+    def nan_loss(params, state, batch, rng_key):
+        return jnp.sum(params["theta"]) * jnp.nan, (state, {})
+
+    loss = LossTransform(lambda key, params, batch: (), nan_loss)
+    optimizer = optax.sgd(0.1)
+    state = _state(optimizer)
+    guarded, metrics = jax.jit(make_train_step(loss, optimizer, guard=DivergenceGuard()))(
+        state, {"x": 0})
+    assert float(metrics["diverged/nonfinite"]) == 1.0
+    assert np.all(np.isfinite(guarded.params["theta"]))
+    unguarded, _ = jax.jit(make_train_step(loss, optimizer))(state, {"x": 0})
+    assert not np.all(np.isfinite(unguarded.params["theta"]))
+
+
+def test_fit_rolls_back_lowers_the_rate_and_recovers(tmp_path):
+    optimizer = with_lr_scale(optax.sgd(2.5))
+    step = jax.jit(make_train_step(_quadratic(), optimizer,
+                                   guard=DivergenceGuard(max_grad_norm=50.0)))
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=4)
+    metrics_path = str(tmp_path / "metrics.jsonl")
+    state = fit(step, _state(optimizer), _batches(), 40, log_every=2, checkpointer=ckpt,
+                metrics_path=metrics_path, progress=False,
+                rollback=RollbackPolicy(max_retries=3, lr_factor=0.5))
+    ckpt.close()
+    # |θ| grows 1.5x a step: past 50 after ~10 steps. One rollback halves the rate to 1.25,
+    # which contracts θ by 4x a step: the run ends near 0 instead of blowing up.
+    assert abs(float(state.params["theta"][0])) < 1e-6
+    with open(metrics_path) as f:
+        events = [json.loads(line) for line in f if '"event"' in line]
+    assert len(events) == 1 and events[0]["event"] == "rollback"
+    assert events[0]["lr_scale"] == 0.5 and events[0]["to_step"] % 4 == 0
+    assert int(state.step) == 40
+
+
+def test_fit_stops_with_the_last_good_checkpoint_intact(tmp_path):
+    optimizer = with_lr_scale(optax.sgd(2.5))
+    step = jax.jit(make_train_step(_quadratic(), optimizer,
+                                   guard=DivergenceGuard(max_grad_norm=50.0)))
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=4)
+    with pytest.raises(TrainingDiverged, match=r"after 2 rollbacks.*last good checkpoint "
+                                               r"\(step 8\) is intact"):
+        # lr_factor 1: the same rate diverges again after every rollback.
+        fit(step, _state(optimizer), _batches(), 40, log_every=2, checkpointer=ckpt,
+            progress=False, rollback=RollbackPolicy(max_retries=2, lr_factor=1.0))
+    good = ckpt.restore_latest(_state(optimizer))
+    assert int(good.step) == 8 and abs(float(good.params["theta"][0])) < 50.0
+    ckpt.close()
+
+
+def test_rollback_needs_a_checkpointer_and_a_scalable_rate():
+    optimizer = optax.sgd(2.5)
+    step = jax.jit(make_train_step(_quadratic(), optimizer, guard=DivergenceGuard()))
+    with pytest.raises(ValueError, match="rollback needs a checkpointer"):
+        fit(step, _state(optimizer), _batches(), 4, progress=False, rollback=RollbackPolicy())
+
+
+def test_cli_run_that_keeps_diverging_stops_with_exit_1(tmp_path, capsys):
+    from ebm_jax import cli
+
+    workdir = tmp_path / "run"
+    argv = ["train", "--workdir", str(workdir), "--no-progress", "--devices", "1"]
+    for item in ("num_steps=60", "learning_rate=1000", "rollback_retries=1",
+                 "rollback_lr_factor=1.0", "log_every=5", "checkpoint_every=10", "hidden=32",
+                 "buffer_size=200", "sgld_steps=5", "guard_max_energy=1000"):
+        argv += ["--set", item]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "training diverged at step" in err and "last good checkpoint (step 0) is intact" in err
+    with open(workdir / "metrics.jsonl") as f:
+        assert any('"event": "rollback"' in line for line in f)
+    assert (workdir / "checkpoints" / "0").is_dir()
