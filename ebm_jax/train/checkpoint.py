@@ -20,6 +20,14 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint whose arrays do not fit the state it is restored into (another network)."""
 
 
+class CheckpointCorruptError(RuntimeError):
+    """Checkpoints exist but none can be read."""
+
+
+class CheckpointSaveError(OSError):
+    """A save failed (a full disk, say); the older checkpoints are untouched."""
+
+
 def _path_name(path) -> str:
     parts = []
     for key in path:
@@ -53,8 +61,11 @@ class Checkpointer:
     def __init__(self, directory: str, *, max_to_keep: int = 3, save_every: int = 1000):
         self.directory = os.path.abspath(directory)
         self.save_every = save_every
+        # Orbax writes into a temporary directory and renames it into place when complete, so
+        # a process killed mid-write leaves no partial checkpoint; leftovers are removed here.
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                               enable_async_checkpointing=False)
+                                               enable_async_checkpointing=False,
+                                               cleanup_tmp_directories=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_handlers=ocp.StandardCheckpointHandler())
 
@@ -70,8 +81,15 @@ class Checkpointer:
         step = int(state.step)
         if step in self._manager.all_steps():
             return False
-        saved = self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
-        self._manager.wait_until_finished()
+        try:
+            saved = self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+            self._manager.wait_until_finished()
+        except Exception as error:  # the write happens in a temporary directory: nothing older is lost
+            kept = self.all_steps()
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+            raise CheckpointSaveError(
+                f"saving the checkpoint of step {step} in {self.directory} failed ({reason}); "
+                f"the older checkpoints {kept} are intact: free disk space and --resume") from error
         return bool(saved)
 
     def maybe_save(self, state: Any) -> bool:
@@ -117,10 +135,37 @@ class Checkpointer:
         # Orbax may return containers of another type (dicts for NamedTuples); re-impose the template's.
         return jax.tree.unflatten(jax.tree.structure(template), jax.tree.leaves(restored))
 
-    def restore_latest(self, template: Any) -> Optional[Any]:
-        """Restore the newest checkpoint, or return None when there is none."""
-        step = self.latest_step()
-        return None if step is None else self.restore(step, template)
+    def restore_latest(self, template: Any, *, log=print) -> Optional[Any]:
+        """Restore the newest readable checkpoint, or return None when there is none.
+
+        A checkpoint that cannot be read (truncated or corrupted files, say after
+        a disk failure) is skipped for the one before it, and ``log`` says so.
+        One of another network (:class:`CheckpointMismatchError`) is not
+        skipped: that is a wrong directory, not damage.
+
+        Raises:
+          CheckpointCorruptError: checkpoints exist but none of them can be read.
+        """
+        steps = sorted(self.all_steps(), reverse=True)
+        failures = []
+        for step in steps:
+            try:
+                restored = self.restore(step, template)
+            except CheckpointMismatchError:
+                raise
+            except Exception as error:  # Orbax/TensorStore raise many kinds on damaged files
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+                failures.append(f"step {step} ({reason})")
+                log(f"checkpoint at step {step} in {self.directory} cannot be read ({reason}); "
+                    "falling back to the one before it")
+                continue
+            if failures:
+                log(f"restored step {step}; skipped damaged: {', '.join(failures)}")
+            return restored
+        if failures:
+            raise CheckpointCorruptError(f"no checkpoint in {self.directory} can be read: "
+                                         f"{'; '.join(failures)}")
+        return None
 
     def close(self) -> None:
         self._manager.wait_until_finished()

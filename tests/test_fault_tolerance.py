@@ -1,0 +1,170 @@
+"""A run survives SIGKILL at any moment, damaged checkpoints and a full disk.
+
+The kill test runs ``ebm-jax train`` in a real subprocess, kills it with
+SIGKILL (no handler runs) at several moments, including while a checkpoint is
+being written, and resumes: the run must end with exactly the parameters of
+an uninterrupted one.
+"""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from ebm_jax.config import make_config
+from ebm_jax.experiment import train
+from ebm_jax.train import CheckpointCorruptError, Checkpointer
+
+RUN = ["hidden=32", "buffer_size=200", "sgld_steps=5", "batch_size=32", "log_every=5",
+       "eval_every=1000", "checkpoint_every=5", "keep_checkpoints=2", "num_eval_samples=100",
+       "fresh_sample_steps=5", "num_steps=60"]
+
+
+class State(NamedTuple):
+    step: jax.Array
+    w: jax.Array
+
+
+def _save_steps(directory, steps):
+    ckpt = Checkpointer(directory, max_to_keep=5)
+    for step in steps:
+        ckpt.save(State(jnp.asarray(step), jnp.arange(100.0) * step))
+    ckpt.close()
+
+
+def _template():
+    return State(jnp.asarray(0), jnp.zeros(100))
+
+
+@pytest.mark.parametrize("damage", ["truncate_data", "truncate_metadata", "delete_manifest"])
+def test_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, damage):
+    directory = str(tmp_path / "ckpt")
+    _save_steps(directory, (1, 2))
+    files = [f for f in glob.glob(f"{directory}/2/default/**/*", recursive=True)
+             if os.path.isfile(f)]
+    if damage == "truncate_data":
+        targets = [f for f in files if "/d/" in f]
+    elif damage == "truncate_metadata":
+        targets = [f for f in files if f.endswith("_METADATA")]
+    else:
+        targets = [f for f in files if f.endswith("manifest.ocdbt")]
+    assert targets
+    for f in targets:
+        if damage == "delete_manifest":
+            os.remove(f)
+        else:
+            with open(f, "r+b") as handle:
+                handle.truncate(10)
+    said = []
+    ckpt = Checkpointer(directory)
+    restored = ckpt.restore_latest(_template(), log=said.append)
+    ckpt.close()
+    assert int(restored.step) == 1 and float(restored.w[3]) == 3.0
+    assert any("checkpoint at step 2" in s and "falling back" in s for s in said)
+
+
+def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
+    directory = str(tmp_path / "ckpt")
+    _save_steps(directory, (1,))
+    for f in glob.glob(f"{directory}/1/default/**/*", recursive=True):
+        if os.path.isfile(f) and "/d/" in f:
+            with open(f, "r+b") as handle:
+                handle.truncate(10)
+    ckpt = Checkpointer(directory)
+    with pytest.raises(CheckpointCorruptError, match="no checkpoint in .* can be read: step 1"):
+        ckpt.restore_latest(_template(), log=lambda s: None)
+    ckpt.close()
+
+
+def _cli(workdir, *extra):
+    argv = [sys.executable, "-m", "ebm_jax.cli", "train", "--workdir", str(workdir),
+            "--no-progress", "--devices", "1", *extra]
+    for item in RUN:
+        argv += ["--set", item]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill_when(process, condition, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        if condition():
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    process.wait()
+    with process.stderr:
+        return process.returncode, process.stderr.read().decode()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("full")
+    return train(make_config("jem_digits", RUN), str(workdir), progress=False,
+                 devices=1)["params_fingerprint"]
+
+
+def _entries(workdir):
+    return os.listdir(workdir / "checkpoints") if (workdir / "checkpoints").is_dir() else []
+
+
+KILL_POINTS = {
+    # after two checkpoints are complete
+    "between_checkpoints": lambda entries: sum(e.isdigit() for e in entries) >= 2,
+    # while Orbax writes a checkpoint into its temporary directory
+    "during_a_write": lambda entries: any("tmp" in e for e in entries),
+}
+
+
+@pytest.mark.parametrize("moment", sorted(KILL_POINTS))
+def test_sigkill_then_resume_ends_with_the_uninterrupted_parameters(tmp_path, moment,
+                                                                    uninterrupted):
+    workdir = tmp_path / "run"
+    process = _cli(workdir)
+    code, err = _kill_when(process, lambda: KILL_POINTS[moment](_entries(workdir)))
+    assert code == -signal.SIGKILL, err[-2000:]
+    resumed = train(make_config("jem_digits", RUN), str(workdir), resume=True, progress=False,
+                    devices=1)
+    assert resumed["params_fingerprint"] == uninterrupted
+
+
+FULL_DISK = """
+import resource, signal, sys
+import jax.numpy as jnp
+from test_fault_tolerance import State
+from ebm_jax.train import Checkpointer
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # no file may grow past 64 bytes
+ckpt = Checkpointer(sys.argv[1], max_to_keep=1)
+try:
+    ckpt.save(State(jnp.asarray(2), jnp.arange(100.0) * 2))
+except OSError as error:
+    print(error)
+    sys.exit(3)
+"""
+
+
+def test_a_full_disk_fails_the_save_loudly_and_keeps_older_checkpoints(tmp_path):
+    directory = str(tmp_path / "ckpt")
+    _save_steps(directory, (1,))
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
+                                           os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, directory], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "saving the checkpoint of step 2" in done.stdout and "[1] are intact" in done.stdout
+    ckpt = Checkpointer(directory)  # leftovers of the failed write are cleaned up
+    assert ckpt.all_steps() == [1]
+    assert int(ckpt.restore_latest(_template()).step) == 1
+    ckpt.close()
+    assert not [e for e in os.listdir(directory) if "tmp" in e]
