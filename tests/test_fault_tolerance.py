@@ -6,7 +6,6 @@ being written, and resumes: the run must end with exactly the parameters of
 an uninterrupted one.
 """
 import glob
-import json
 import os
 import signal
 import subprocess
