@@ -10,6 +10,7 @@ the field, the value and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from typing import Optional
@@ -238,6 +239,8 @@ def validate(config: Config) -> Config:
         value = getattr(config, f.name)
         if not _type_ok(value, hints[f.name]):
             raise ConfigError(f"{f.name}={value!r}: expected {_describe(hints[f.name])}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name}={value!r}: expected a finite number")
         check = _CHECKS.get(f.name)
         if check is not None and not check[0](value):
             raise ConfigError(f"{f.name}={value!r}: expected {check[1]}")
@@ -406,29 +409,65 @@ PRESETS["jem_svhn"] = dataclasses.replace(PRESETS.pop("jem_svhn_cropped"), name=
                                           flip=False)  # digits are not mirror-symmetric
 
 
+def load_config_file(path: str) -> Config:
+    """A config from a JSON file of fields (``config.json`` of a run, or a hand-written subset:
+    missing fields take the defaults of :class:`Config`), validated.
+
+    Raises:
+      ConfigError: a missing or unreadable file, invalid JSON (with line and column), not an
+        object, unknown keys, or a bad field (naming it, its value and what is expected).
+    """
+    import json
+
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist: expected a preset name "
+                          f"({', '.join(sorted(PRESETS)[:3])}, ...) or a JSON file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path!r} cannot be read ({error}): expected a UTF-8 "
+                          "JSON file") from None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {path!r} is not valid JSON (line {error.lineno}, column "
+                          f"{error.colno}: {error.msg})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path!r} holds a {type(values).__name__}: expected a "
+                          "JSON object of config fields")
+    return config_from_dict(values)
+
+
 def make_config(preset: str = "jem_digits", overrides: typing.Iterable[str] = ()) -> Config:
-    """Build a validated config from a preset name and ``key=value`` overrides.
+    """Build a validated config from a preset name (or a JSON file, see
+    :func:`load_config_file`) and ``key=value`` overrides.
 
     Example::
 
       >>> make_config("jem_digits", ["num_steps=100", "seed=3"]).num_steps
       100
     """
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
+    if preset.endswith(".json") or "/" in preset:
+        base = load_config_file(preset)
+    elif preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)} or a "
+                          "JSON file")
+    else:
+        base = PRESETS[preset]
     values = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value")
         key, text = item.split("=", 1)
         values[key.strip()] = parse_value(key.strip(), text.strip())
-    return validate(dataclasses.replace(PRESETS[preset], **values))
+    return validate(dataclasses.replace(base, **values))
 
 
 def config_from_dict(values: dict) -> Config:
     """Rebuild a config saved with :meth:`Config.to_dict` (lists become tuples), validated."""
     hints = _field_types()
-    unknown = sorted(set(values) - set(hints))
+    unknown = sorted(set(values) - set(hints), key=str)
     if unknown:
         raise ConfigError(f"unknown config keys {unknown}: expected a subset of {sorted(hints)}")
     converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
@@ -442,4 +481,4 @@ def config_differences(a: Config, b: Config, ignore=RESUMABLE_FIELDS) -> dict:
 
 
 __all__ = ["Config", "ConfigError", "PRESETS", "config_differences", "config_from_dict",
-           "make_config", "parse_value", "validate"]
+           "load_config_file", "make_config", "parse_value", "validate"]
