@@ -321,7 +321,10 @@ def initial_state(exp: Experiment) -> TrainState:
     example = {"x": data.x_train[:exp.config.batch_size]}
     if data.y_train is not None:
         example["y"] = data.y_train[:exp.config.batch_size]
-    return init_train_state(jax.random.PRNGKey(exp.config.seed), exp.params, exp.optimizer,
+    # A copy of the params: a donated train step frees the state's arrays, and exp.params must
+    # stay usable (another state, a restore template).
+    params = jax.tree.map(jnp.copy, exp.params)
+    return init_train_state(jax.random.PRNGKey(exp.config.seed), params, exp.optimizer,
                             exp.loss, example)
 
 

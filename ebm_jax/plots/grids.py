@@ -6,28 +6,46 @@ from typing import Optional, Sequence
 import numpy as np
 
 
-def _figure():
-    import matplotlib
+class _Figures:
+    """``subplots``/``close`` on ``matplotlib.figure.Figure``, without pyplot.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Figures made this way never touch pyplot's global state or its backend, so
+    saving a PNG from a notebook leaves the notebook's inline plots alone.
+    """
 
-    return plt
+    @staticmethod
+    def subplots(*args, figsize=None, **kwargs):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(*args, **kwargs)
+
+    @staticmethod
+    def close(fig) -> None:
+        fig.clear()
+
+
+def _figure() -> _Figures:
+    return _Figures()
 
 
 def tile_images(images: np.ndarray, image_shape: Sequence[int], columns: int = 10) -> np.ndarray:
-    """Tile ``[N, H*W*C]`` (or ``[N, H, W, C]``) images into one ``[rows*H, columns*W]`` array.
+    """Tile ``[N, H*W*C]`` (or ``[N, H, W, C]``) images into one array.
 
-    Only the first channel is kept (grids here are grayscale). Missing tiles stay blank.
+    Grayscale images (C = 1) give ``[rows*H, columns*W]``; colour images (C = 3)
+    keep their channels, ``[rows*H, columns*W, 3]``; other channel counts keep
+    the first. Missing tiles stay blank (NaN).
     """
     h, w = image_shape[0], image_shape[1]
-    images = np.asarray(images).reshape(len(images), h, w, -1)[..., 0]
+    images = np.asarray(images).reshape(len(images), h, w, -1)
+    if images.shape[-1] != 3:
+        images = images[..., :1]
     rows = int(np.ceil(len(images) / columns))
-    grid = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), np.nan)
+    grid = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1, images.shape[-1]), np.nan)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         grid[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = image
-    return grid
+    return grid if grid.shape[-1] == 3 else grid[..., 0]
 
 
 def save_image_grids(path: str, grids: dict, image_shape: Sequence[int], *, columns: int = 10,
@@ -35,9 +53,14 @@ def save_image_grids(path: str, grids: dict, image_shape: Sequence[int], *, colu
     """Save one or more titled image grids side by side: ``grids = {title: [N, D] images}``."""
     plt = _figure()
     fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), 5.4), squeeze=False)
+    low, high = value_range
     for ax, (title, images) in zip(axes[0], grids.items()):
-        ax.imshow(tile_images(images, image_shape, columns), cmap="gray_r",
-                  vmin=value_range[0], vmax=value_range[1], interpolation="nearest")
+        grid = tile_images(images, image_shape, columns)
+        if grid.ndim == 3:  # colour: map the value range to [0, 1], blanks to white
+            rgb = np.clip((grid - low) / (high - low), 0.0, 1.0)
+            ax.imshow(np.where(np.isnan(rgb), 1.0, rgb), interpolation="nearest")
+        else:
+            ax.imshow(grid, cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
