@@ -8,13 +8,32 @@ Batching is `jax.vmap`; :func:`batch_energy` does it for you.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 EnergyFn = Callable[..., jax.Array]
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
 LogitsFn = Callable[[Any, jax.Array], jax.Array]
+
+
+def _check_batched(xs: Any, conds: tuple) -> None:
+    """``xs`` must be ``[B, ...]`` and every ``cond`` leaf ``[B, ...]`` (static shapes)."""
+    shape = jnp.shape(xs)
+    if len(shape) == 0:
+        raise ValueError("xs has shape (): expected a batch [B, ...] of examples (for one "
+                         "example call energy_fn itself)")
+    for i, cond in enumerate(conds):
+        for leaf in jax.tree.leaves(cond):
+            if len(jnp.shape(leaf)) == 0 or jnp.shape(leaf)[0] != shape[0]:
+                raise ValueError(f"conds[{i}] has shape {tuple(jnp.shape(leaf))}: expected a "
+                                 f"leading axis of {shape[0]}, one entry per example of xs "
+                                 f"{tuple(shape)}")
 
 
 def batch_energy(energy_fn: EnergyFn) -> EnergyFn:
@@ -36,6 +55,7 @@ def batch_energy(energy_fn: EnergyFn) -> EnergyFn:
     """
 
     def batched(params, xs, *conds):
+        _check_batched(xs, conds)
         in_axes = (None, 0) + (0,) * len(conds)
         return jax.vmap(energy_fn, in_axes=in_axes)(params, xs, *conds)
 
@@ -71,23 +91,53 @@ def joint_energy_from_logits(logits_fn: LogitsFn) -> EnergyFn:
       logits_fn: ``logits_fn(params, x) -> [K]``.
 
     Returns:
-      ``energy_fn(params, x, y) -> scalar`` with ``y`` an integer class index.
+      ``energy_fn(params, x, y) -> scalar`` with ``y`` an integer class index (a scalar:
+      batch with :func:`batch_energy`). A concrete ``y`` outside ``[0, K)`` raises a
+      ``ValueError``; a traced one (under ``jit``/``vmap``) gives a NaN energy, which
+      samplers count in their ``nonfinite`` diagnostics, rather than a wrong class's energy.
     """
 
     def energy_fn(params, x, y):
-        return -jnp.take(logits_fn(params, x), y, axis=-1)
+        y = jnp.asarray(y)
+        if y.shape != () or not jnp.issubdtype(y.dtype, jnp.integer):
+            raise ValueError(f"y has shape {y.shape} and dtype {y.dtype}: expected one integer "
+                             "class index (a scalar; batch examples with batch_energy)")
+        logits = logits_fn(params, x)
+        num_classes = jnp.shape(logits)[-1]
+        if not isinstance(y, jax.core.Tracer) and not 0 <= int(y) < num_classes:
+            raise ValueError(f"y={int(y)}: expected a class index in [0, {num_classes})")
+        in_range = (y >= 0) & (y < num_classes)
+        value = -jnp.take(logits, jnp.clip(y, 0, num_classes - 1), axis=-1)
+        return jnp.where(in_range, value, jnp.nan)
 
     return energy_fn
+
+
+def _check_temperature(temperature: Any) -> None:
+    if isinstance(temperature, jax.core.Tracer):
+        return
+    if isinstance(temperature, (np.ndarray, jax.Array)):
+        if temperature.shape != ():
+            raise ValueError(f"temperature has shape {temperature.shape}: expected a scalar")
+        temperature = temperature.item()
+    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real):
+        raise TypeError(f"temperature={temperature!r} ({type(temperature).__name__}): expected "
+                        "a positive number")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature={temperature!r}: expected a positive number (finite)")
+    if not FLOAT32_TINY <= temperature <= FLOAT32_MAX and not jax.config.jax_enable_x64:
+        raise ValueError(f"temperature={temperature!r}: expected a positive number that float32 "
+                         f"can hold (in [{FLOAT32_TINY:.4g}, {FLOAT32_MAX:.4g}]; E / T would "
+                         "divide by 0 or inf)")
 
 
 def with_temperature(energy_fn: EnergyFn, temperature: float) -> EnergyFn:
     """Scale an energy by ``1 / temperature``: p_T(x) ∝ exp(-E(x) / T).
 
-    ``temperature`` may be a traced value (an annealing schedule under jit);
-    a Python number is checked to be positive.
+    ``temperature`` may be a traced value (an annealing schedule under jit); a
+    concrete one (Python, NumPy or JAX scalar) is checked to be a positive finite number.
     """
-    if isinstance(temperature, (int, float)) and not temperature > 0:
-        raise ValueError(f"temperature={temperature!r}: expected a positive number")
+    _check_temperature(temperature)
 
     def tempered(params, x, *cond):
         return energy_fn(params, x, *cond) / temperature

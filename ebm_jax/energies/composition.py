@@ -40,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax.energies._base import EnergyFn, LogitsFn, energy_from_logits, joint_energy_from_logits
+from ebm_jax.energies._base import (FLOAT32_MAX, FLOAT32_TINY, EnergyFn, LogitsFn,
+                                    energy_from_logits, joint_energy_from_logits)
 
 __all__ = [
     "ClassConditional",
@@ -94,6 +95,11 @@ def _check_weights(weights: Any, n: int, name: str) -> Any:
                          f"given to {name}()")
     if not np.all(np.isfinite(w) & (w > 0)):
         raise ValueError(f"weights={w.tolist()!r}: expected positive finite numbers")
+    if name == "product" and np.any((w > FLOAT32_MAX) | (w < FLOAT32_TINY)) \
+            and not jax.config.jax_enable_x64:
+        raise ValueError(f"weights={w.tolist()!r}: expected positive finite numbers that float32 "
+                         f"can hold (in [{FLOAT32_TINY:.4g}, {FLOAT32_MAX:.4g}]): they multiply "
+                         "float32 energies (a weight rounded to 0 times an infinite energy is NaN)")
     return tuple(float(v) for v in w)
 
 
@@ -108,6 +114,9 @@ def _check_positive_scalar(name: str, value: Any) -> None:
         value = float(value)
     if not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name}={value!r}: expected a positive finite number")
+    if not FLOAT32_TINY <= value <= FLOAT32_MAX and not jax.config.jax_enable_x64:
+        raise ValueError(f"{name}={value!r}: expected a positive finite number that float32 can "
+                         f"hold (in [{FLOAT32_TINY:.4g}, {FLOAT32_MAX:.4g}])")
 
 
 def _describe(params: Any) -> str:
@@ -202,8 +211,11 @@ def mixture(*energy_fns: EnergyFn, weights: Optional[Sequence[float]] = None,
     w = _check_weights(weights, len(energy_fns), "mixture")
     n = len(energy_fns)
     if isinstance(w, tuple):
-        total = sum(w)
-        log_w = tuple(math.log(v / total) for v in w)
+        # log(w_i / Σ w) in log space: the sum of huge weights (1e308) would overflow.
+        logs = [math.log(v) for v in w]
+        top = max(logs)
+        log_total = top + math.log(sum(math.exp(v - top) for v in logs))
+        log_w = tuple(v - log_total for v in logs)
     else:  # traced
         log_w = jnp.log(w) - jnp.log(jnp.sum(w))
 

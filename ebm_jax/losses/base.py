@@ -12,10 +12,13 @@ A loss transform is a NamedTuple of two pure functions, in the optax style::
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+import math
+import numbers
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class LossTransform(NamedTuple):
@@ -46,6 +49,7 @@ def combine(**terms: tuple[float, LossTransform]) -> LossTransform:
     for name, term in terms.items():
         if not (isinstance(term, tuple) and len(term) == 2 and isinstance(term[1], LossTransform)):
             raise TypeError(f"term {name!r}: expected a (weight, LossTransform) pair, got {term!r}")
+        check_weight(f"term {name!r} weight", term[0])
     names = sorted(terms)
 
     def init(rng_key, params, example_batch):
@@ -67,8 +71,71 @@ def combine(**terms: tuple[float, LossTransform]) -> LossTransform:
     return LossTransform(init, loss)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_weight(name: str, weight: Any, minimum: Optional[float] = None) -> None:
+    """A loss weight must be a finite real number (``>= minimum`` when given); a traced
+    weight is left alone."""
+    if isinstance(weight, jax.core.Tracer):
+        return
+    if isinstance(weight, (np.ndarray, jax.Array)) and weight.shape == ():
+        weight = weight.item()
+    if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
+        raise TypeError(f"{name}={weight!r} ({type(weight).__name__}): expected a finite number")
+    if not math.isfinite(weight) or (minimum is not None and weight < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name}={weight!r}: expected a finite number{bound}")
+    if abs(weight) > _FLOAT32_MAX and not jax.config.jax_enable_x64:
+        raise ValueError(f"{name}={weight!r}: expected a finite number that float32 can hold "
+                         f"(|{name}| <= {_FLOAT32_MAX:.4g}; it becomes inf in the loss)")
+
+
 def require_keys(batch: Mapping, keys: tuple[str, ...], who: str) -> None:
-    """Raise a clear error if ``batch`` lacks one of ``keys`` (checked at trace time)."""
+    """Raise a clear error if ``batch`` is not a dict or lacks one of ``keys`` (checked at
+    trace time)."""
+    if not isinstance(batch, Mapping):
+        raise TypeError(f"{who} got a batch of type {type(batch).__name__}: expected a dict "
+                        f"with keys {list(keys)}")
     for key in keys:
         if key not in batch:
             raise KeyError(f"{who} needs batch[{key!r}]: the batch has keys {sorted(batch)}")
+
+
+def check_examples(batch: Mapping, who: str, *, floating: bool = False) -> jax.Array:
+    """``batch["x"]`` as an array ``[B, ...]`` with ``B >= 1`` (floating point if ``floating``).
+
+    Shapes and dtypes are static, so this runs at trace time under ``jit`` too.
+    """
+    x = jnp.asarray(batch["x"])
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"{who}: batch['x'] has shape {tuple(x.shape)}: expected a non-empty "
+                         "batch [B, ...] with B >= 1")
+    if floating and not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{who}: batch['x'] has dtype {x.dtype}: expected floating-point data "
+                        "(cast it, e.g. x.astype(jnp.float32))")
+    return x
+
+
+def check_labels(batch: Mapping, who: str, batch_size: int, num_classes: Optional[int], *,
+                 unlabelled: bool = False) -> jax.Array:
+    """``batch["y"]`` as ``[batch_size]`` integer labels.
+
+    The shape and dtype are checked always (at trace time under ``jit``); the values, in
+    ``[0, num_classes)`` (``-1`` too when ``unlabelled``), only when they are concrete (an
+    eager call, e.g. ``init`` on an example batch): traced values cannot be inspected.
+    """
+    y = jnp.asarray(batch["y"])
+    if y.shape != (batch_size,):
+        raise ValueError(f"{who}: batch['y'] has shape {tuple(y.shape)}: expected "
+                         f"({batch_size},), one label per example of batch['x']")
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"{who}: batch['y'] has dtype {y.dtype}: expected integer class labels")
+    if num_classes is not None and batch_size and not isinstance(y, jax.core.Tracer):
+        low, high = int(jnp.min(y)), int(jnp.max(y))
+        lowest = -1 if unlabelled else 0
+        if low < lowest or high >= num_classes:
+            extra = " (-1 marks an unlabelled example)" if unlabelled else ""
+            raise ValueError(f"{who}: batch['y'] has labels in [{low}, {high}]: expected labels "
+                             f"in [{lowest}, {num_classes}){extra}")
+    return y

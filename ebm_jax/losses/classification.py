@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import optax
 
 from ebm_jax.energies import LogitsFn
-from ebm_jax.losses.base import LossTransform, require_keys
+from ebm_jax.losses.base import (LossTransform, check_examples, check_labels, check_weight,
+                                 require_keys)
 
 
 def cross_entropy(logits_fn: LogitsFn, *, label_smoothing: float = 0.0) -> LossTransform:
@@ -14,7 +15,9 @@ def cross_entropy(logits_fn: LogitsFn, *, label_smoothing: float = 0.0) -> LossT
 
     Labels ``-1`` mark unlabelled examples (semi-supervised batches): they are left
     out of the mean and of the accuracy (a batch with no labels gives 0 and no
-    gradient).
+    gradient). ``batch["y"]`` must be ``[B]`` integers (checked at trace time); labels
+    outside ``[-1, K)`` raise a ``ValueError`` where they are concrete (``init``, eager
+    calls; under ``jit`` values cannot be inspected).
 
     Stateless (its state is ``()``). Info: ``accuracy`` (of the labelled examples).
 
@@ -23,17 +26,30 @@ def cross_entropy(logits_fn: LogitsFn, *, label_smoothing: float = 0.0) -> LossT
       >>> ce = cross_entropy(model.apply)
       >>> value, (_, info) = ce.loss(params, (), {"x": x, "y": y}, key)
     """
+    check_weight("label_smoothing", label_smoothing, 0.0)
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing={label_smoothing!r}: expected a value in [0, 1)")
+    batched_logits = jax.vmap(logits_fn, in_axes=(None, 0))
+
+    def check_logits(logits, batch, x):
+        if len(logits.shape) != 2:
+            raise ValueError(f"cross_entropy: logits_fn returned shape {logits.shape[1:]} per "
+                             "example: expected logits [K]")
+        return check_labels(batch, "cross_entropy", x.shape[0], logits.shape[-1],
+                            unlabelled=True)
 
     def init(rng_key, params, example_batch):
         require_keys(example_batch, ("x", "y"), "cross_entropy")
+        x = check_examples(example_batch, "cross_entropy")
+        check_logits(jax.eval_shape(batched_logits, params, x), example_batch, x)  # no compute
         return ()
 
     def loss(params, state, batch, rng_key):
-        logits = jax.vmap(logits_fn, in_axes=(None, 0))(params, batch["x"])
+        require_keys(batch, ("x", "y"), "cross_entropy")
+        x = check_examples(batch, "cross_entropy")
+        logits = batched_logits(params, x)
         num_classes = logits.shape[-1]
-        labels = batch["y"]
+        labels = check_logits(logits, batch, x)
         labelled = (labels >= 0).astype(logits.dtype)
         targets = jax.nn.one_hot(jnp.maximum(labels, 0), num_classes)
         if label_smoothing:

@@ -24,13 +24,15 @@ with samples held constant (``stop_gradient``) and the energy L2 regulariser
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from ebm_jax.energies import EnergyFn, batch_energy
-from ebm_jax.losses.base import LossTransform, require_keys
+from ebm_jax.losses.base import (LossTransform, check_examples, check_labels, check_weight,
+                                 require_keys)
 from ebm_jax.samplers import replay_buffer as rb
 from ebm_jax.samplers.base import Sampler, init_chains, run_chains
 
@@ -43,20 +45,44 @@ class CDState(NamedTuple):
     buffer: rb.ReplayBuffer
 
 
-def _check(num_steps, energy_l2, reinit_prob, objective, temperature, kl_weight, entropy_weight):
-    if not isinstance(num_steps, int) or num_steps < 1:
+def _is_positive_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _check(num_steps, energy_l2, reinit_prob, objective, temperature, kl_weight, entropy_weight,
+           num_classes, buffer_capacity):
+    if not _is_positive_int(num_steps):
         raise ValueError(f"num_steps={num_steps!r}: expected a positive int")
-    if energy_l2 < 0:
-        raise ValueError(f"energy_l2={energy_l2!r}: expected a number >= 0")
+    if not _is_positive_int(buffer_capacity):
+        raise ValueError(f"buffer_capacity={buffer_capacity!r}: expected a positive int (the "
+                         "replay buffer's capacity)")
+    check_weight("energy_l2", energy_l2, 0.0)
+    check_weight("reinit_prob", reinit_prob)
     if not 0.0 <= reinit_prob <= 1.0:
         raise ValueError(f"reinit_prob={reinit_prob!r}: expected a probability in [0, 1]")
     if objective not in OBJECTIVES:
         raise ValueError(f"objective={objective!r}: expected one of {list(OBJECTIVES)}")
+    check_weight("temperature", temperature)
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r}: expected a positive number")
-    if kl_weight < 0 or entropy_weight < 0:
-        raise ValueError(f"kl_weight={kl_weight!r}, entropy_weight={entropy_weight!r}: "
-                         "expected numbers >= 0")
+    check_weight("kl_weight", kl_weight, 0.0)
+    check_weight("entropy_weight", entropy_weight, 0.0)
+    if num_classes is not None and not _is_positive_int(num_classes):
+        raise ValueError(f"num_classes={num_classes!r}: expected a positive int or None")
+
+
+def _check_batch(batch, num_classes, sample_shape=None) -> jax.Array:
+    """Static checks of a batch (trace time); labels' values only where concrete."""
+    require_keys(batch, ("x", "y") if num_classes is not None else ("x",),
+                 "contrastive_divergence")
+    x = check_examples(batch, "contrastive_divergence")
+    if sample_shape is not None and tuple(x.shape[1:]) != tuple(sample_shape):
+        raise ValueError(f"contrastive_divergence: batch['x'] has shape {tuple(x.shape)}: "
+                         f"expected [B, {', '.join(map(str, sample_shape))}], the example shape "
+                         "of the replay buffer made by init")
+    if num_classes is not None:
+        check_labels(batch, "contrastive_divergence", x.shape[0], num_classes)
+    return x
 
 
 def maximum_likelihood_term(e_data: jax.Array, e_sample: jax.Array, objective: str = "ml",
@@ -131,7 +157,10 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
       >>> sampler = langevin(energy_fn, step_size=1.0, noise_scale=0.01)
       >>> cd = contrastive_divergence(energy_fn, sampler, num_steps=20, energy_l2=0.1)
     """
-    _check(num_steps, energy_l2, reinit_prob, objective, temperature, kl_weight, entropy_weight)
+    _check(num_steps, energy_l2, reinit_prob, objective, temperature, kl_weight, entropy_weight,
+           num_classes, buffer_capacity)
+    num_steps, buffer_capacity = int(num_steps), int(buffer_capacity)
+    num_classes = None if num_classes is None else int(num_classes)
     conditional = num_classes is not None
     differentiable_last_step = kl_weight > 0 or entropy_weight > 0
     if differentiable_last_step and num_steps < 2:
@@ -140,13 +169,12 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
     batched = batch_energy(energy_fn)
 
     def init(rng_key, params, example_batch):
-        require_keys(example_batch, ("x", "y") if conditional else ("x",), "contrastive_divergence")
-        shape = example_batch["x"].shape[1:]
+        shape = _check_batch(example_batch, num_classes).shape[1:]
         return CDState(rb.init_buffer(rng_key, shape, capacity=buffer_capacity, init_fn=init_fn,
                                       num_classes=num_classes, num_shards=buffer_shards))
 
     def loss(params, state, batch, rng_key):
-        x = batch["x"]
+        x = _check_batch(batch, num_classes, state.buffer.samples.shape[1:])
         batch_size = x.shape[0]
         k_label, k_buffer, k_chain, k_last, k_ref = jax.random.split(rng_key, 5)
         labels = (jax.random.randint(k_label, (batch_size,), 0, num_classes) if conditional else None)

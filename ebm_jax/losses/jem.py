@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ebm_jax.energies import LogitsFn, energy_from_logits
-from ebm_jax.losses.base import LossTransform, combine
+from ebm_jax.losses.base import LossTransform, check_weight, combine
 from ebm_jax.losses.classification import cross_entropy
 from ebm_jax.losses.contrastive_divergence import contrastive_divergence
 from ebm_jax.samplers.base import Sampler
@@ -31,6 +31,8 @@ def jem_hybrid(logits_fn: LogitsFn, sampler: Sampler, *, classification_weight: 
       >>> energy = energy_from_logits(model.apply)
       >>> loss = jem_hybrid(model.apply, langevin(energy, 1.0, 0.01), num_steps=20)
     """
+    check_weight("classification_weight", classification_weight, 0.0)
+    check_weight("generative_weight", generative_weight, 0.0)
     return combine(
         classification=(classification_weight, cross_entropy(logits_fn)),
         generative=(generative_weight,

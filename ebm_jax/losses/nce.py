@@ -29,6 +29,7 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ebm_jax.distributions import NoiseDistribution, check_noise
 from ebm_jax.energies import EnergyFn, batch_energy
@@ -59,8 +60,16 @@ def _check_params(params) -> None:
                          "expected a scalar")
 
 
+_MAX_NOISE = 2**31 - 1  # an array dimension must fit in int32
+
+
 def _num_noise(noise_ratio: float, batch_size: int) -> int:
-    num = int(round(noise_ratio * batch_size))
+    total = noise_ratio * batch_size
+    if not total <= _MAX_NOISE:   # also catches an overflow to inf
+        raise ValueError(f"noise_ratio={noise_ratio!r} with a batch of {batch_size}: "
+                         f"noise_ratio * batch_size = {total:.4g} noise samples, expected at "
+                         f"most {_MAX_NOISE}")
+    num = int(round(total))
     if num < 1:
         raise ValueError(f"noise_ratio={noise_ratio!r} with a batch of {batch_size}: expected "
                          "noise_ratio * batch_size >= 0.5 (at least one noise sample)")
@@ -97,7 +106,10 @@ def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
       >>> params = nce_params(energy_params)
       >>> value, (_, info) = loss.loss(params, (), {"x": data[:256]}, key)
     """
-    if isinstance(noise_ratio, bool) or not isinstance(noise_ratio, numbers.Real) \
+    if isinstance(noise_ratio, (np.ndarray, jax.Array)) and noise_ratio.shape == () \
+            and not isinstance(noise_ratio, jax.core.Tracer):
+        noise_ratio = noise_ratio.item()  # a concrete 0-d array is a number
+    if isinstance(noise_ratio, (bool, np.bool_)) or not isinstance(noise_ratio, numbers.Real) \
             or not math.isfinite(noise_ratio) or noise_ratio <= 0:
         raise ValueError(f"noise_ratio={noise_ratio!r}: expected a positive finite number")
     if not isinstance(noise, NoiseDistribution):
@@ -110,8 +122,9 @@ def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
         require_keys(batch, ("x",), "nce")
         _check_params(params)
         x = batch["x"]
-        if jnp.ndim(x) < 1:
-            raise ValueError(f"batch['x'] has shape {jnp.shape(x)}: expected [B, ...]")
+        if jnp.ndim(x) < 1 or jnp.shape(x)[0] == 0:
+            raise ValueError(f"batch['x'] has shape {jnp.shape(x)}: expected a non-empty "
+                             "batch [B, ...] with B >= 1")
         check_noise(noise, jnp.shape(x)[1:], who="noise")
         return _num_noise(noise_ratio, jnp.shape(x)[0])
 

@@ -20,9 +20,10 @@ from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ebm_jax.energies import EnergyFn
-from ebm_jax.losses.base import LossTransform, require_keys
+from ebm_jax.losses.base import LossTransform, check_examples, require_keys
 
 
 def _sum_except_batch(a: jax.Array) -> jax.Array:
@@ -30,9 +31,16 @@ def _sum_except_batch(a: jax.Array) -> jax.Array:
 
 
 def _positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+    if isinstance(value, (np.ndarray, jax.Array)) and value.shape == () \
+            and not isinstance(value, jax.core.Tracer):
+        value = value.item()  # a concrete 0-d array is a number
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
             or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}={value!r}: expected a positive finite number")
+    info = np.finfo(np.float32)
+    if not float(info.tiny) <= value <= float(info.max):
+        raise ValueError(f"{name}={value!r}: expected a positive finite number that float32 "
+                         f"can hold (in [{float(info.tiny):.4g}, {float(info.max):.4g}])")
     return float(value)
 
 
@@ -89,11 +97,12 @@ def denoising_score_matching(energy_fn: EnergyFn, *, sigma: Optional[float] = No
 
     def init(rng_key, params, example_batch):
         require_keys(example_batch, ("x",), "denoising_score_matching")
+        check_examples(example_batch, "denoising_score_matching", floating=True)
         return ()
 
     def loss(params, state, batch, rng_key):
         require_keys(batch, ("x",), "denoising_score_matching")
-        x = batch["x"]
+        x = check_examples(batch, "denoising_score_matching", floating=True)
         k_level, k_eps = jax.random.split(rng_key)
         if len(levels) == 1:
             s = jnp.full((x.shape[0],), levels[0], jnp.float32)
@@ -162,11 +171,12 @@ def sliced_score_matching(energy_fn: EnergyFn, *, num_projections: int = 1,
 
     def init(rng_key, params, example_batch):
         require_keys(example_batch, ("x",), "sliced_score_matching")
+        check_examples(example_batch, "sliced_score_matching", floating=True)
         return ()
 
     def loss(params, state, batch, rng_key):
         require_keys(batch, ("x",), "sliced_score_matching")
-        x = batch["x"]
+        x = check_examples(batch, "sliced_score_matching", floating=True)
         shape = (x.shape[0], num_projections) + x.shape[1:]
         if projection == "gaussian":
             vs = jax.random.normal(rng_key, shape, x.dtype)

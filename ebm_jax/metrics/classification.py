@@ -1,4 +1,10 @@
-"""Classification metrics as pure, jit-friendly functions of logits or probabilities."""
+"""Classification metrics as pure, jit-friendly functions of logits or probabilities.
+
+Shapes and dtypes are checked at trace time; called eagerly, the functions also check the
+values (labels in ``[0, K)``, finite logits, probabilities in ``[0, 1]``) and raise a
+``ValueError`` rather than return a meaningless number. Under ``jit`` values are traced and
+not checked.
+"""
 from __future__ import annotations
 
 import jax
@@ -6,22 +12,67 @@ import jax.numpy as jnp
 import optax
 
 
-def _check_labels(logits_or_probs: jax.Array, labels: jax.Array) -> None:
+def _is_concrete(*arrays) -> bool:
+    return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def _check_labels(logits_or_probs, labels, name: str = "logits"):
+    """``(logits_or_probs [N, K] float, labels [N] int)`` as arrays, or a clear error.
+
+    Shapes and dtypes are checked always (they are static, so under ``jit`` too). Values
+    are checked only where the arrays are concrete (an eager call; traced values cannot be
+    inspected): labels must lie in ``[0, K)`` and ``name`` must be finite (NaN or inf
+    logits make every metric meaningless).
+    """
+    try:
+        logits_or_probs, labels = jnp.asarray(logits_or_probs), jnp.asarray(labels)
+    except TypeError as err:
+        raise TypeError(f"{name}/labels: expected arrays [N, K] and [N] ({err})") from None
     if logits_or_probs.ndim != 2:
-        raise ValueError(f"expected [N, K] logits/probabilities, got shape {logits_or_probs.shape}")
+        raise ValueError(f"{name} has shape {logits_or_probs.shape}: expected [N, K] "
+                         "logits/probabilities")
+    num, num_classes = logits_or_probs.shape
+    if num == 0 or num_classes == 0:
+        raise ValueError(f"{name} has shape {logits_or_probs.shape}: expected at least one "
+                         "example and one class (N >= 1, K >= 1)")
+    if not jnp.issubdtype(logits_or_probs.dtype, jnp.floating):
+        raise TypeError(f"{name} has dtype {logits_or_probs.dtype}: expected floating-point "
+                        "logits/probabilities")
     if labels.shape != logits_or_probs.shape[:1]:
-        raise ValueError(f"labels have shape {labels.shape}: expected ({logits_or_probs.shape[0]},)")
+        raise ValueError(f"labels have shape {labels.shape}: expected ({num},)")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(f"labels have dtype {labels.dtype}: expected integer class labels")
+    if _is_concrete(logits_or_probs, labels):
+        low, high = int(jnp.min(labels)), int(jnp.max(labels))
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"labels are in [{low}, {high}]: expected class labels in "
+                             f"[0, {num_classes}) for {name} with K={num_classes}")
+        bad = int(jnp.sum(~jnp.isfinite(logits_or_probs)))
+        if bad:
+            raise ValueError(f"{name} has {bad} non-finite values (NaN or inf): expected "
+                             "finite values")
+    return logits_or_probs, labels
+
+
+def _check_probs(probs, labels):
+    probs, labels = _check_labels(probs, labels, "probs")
+    if _is_concrete(probs):
+        low, high = float(jnp.min(probs)), float(jnp.max(probs))
+        if low < -1e-6 or high > 1 + 1e-6:
+            raise ValueError(f"probs are in [{low:g}, {high:g}]: expected probabilities in "
+                             "[0, 1] (apply jax.nn.softmax to logits first)")
+    return probs, labels
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Fraction of ``argmax(logits [N, K])`` equal to ``labels [N]``."""
-    _check_labels(logits, labels)
+    logits, labels = _check_labels(logits, labels)
     return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
 
 
 def negative_log_likelihood(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean ``-log softmax(logits)[label]`` over ``N`` examples."""
-    _check_labels(logits, labels)
+    logits, labels = _check_labels(logits, labels)
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
 
@@ -34,8 +85,8 @@ def calibration_bins(probs: jax.Array, labels: jax.Array, num_bins: int = 15):
       ``(counts [num_bins], confidence [num_bins], accuracy [num_bins])``; empty
       bins have confidence and accuracy 0.
     """
-    _check_labels(probs, labels)
-    if not isinstance(num_bins, int) or num_bins < 1:
+    probs, labels = _check_probs(probs, labels)
+    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
         raise ValueError(f"num_bins={num_bins!r}: expected a positive int")
     confidence = jnp.max(probs, axis=-1)
     correct = (jnp.argmax(probs, axis=-1) == labels).astype(jnp.float32)
@@ -60,11 +111,15 @@ def expected_calibration_error(probs: jax.Array, labels: jax.Array, num_bins: in
       >>> expected_calibration_error(jax.nn.softmax(logits), labels)
     """
     counts, conf, acc = calibration_bins(probs, labels, num_bins)
-    return jnp.sum(counts * jnp.abs(acc - conf)) / probs.shape[0]
+    return jnp.sum(counts * jnp.abs(acc - conf)) / jnp.shape(probs)[0]
 
 
 def classification_report(logits: jax.Array, labels: jax.Array, num_bins: int = 15) -> dict:
-    """Accuracy, NLL and ECE of ``logits [N, K]`` as Python floats."""
+    """Accuracy, NLL and ECE of ``logits [N, K]`` as Python floats.
+
+    Raises a ``ValueError`` for empty or non-finite logits and for labels outside ``[0, K)``.
+    """
+    logits, labels = _check_labels(logits, labels)
     probs = jax.nn.softmax(logits, axis=-1)
     return {
         "accuracy": float(accuracy(logits, labels)),

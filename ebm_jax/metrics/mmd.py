@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Optional, Sequence
 
 import jax
@@ -12,43 +13,103 @@ def _sq_distances(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.sum(a**2, 1)[:, None] + jnp.sum(b**2, 1)[None, :] - 2.0 * a @ b.T, 0.0)
 
 
+def _check_samples(name: str, samples) -> jax.Array:
+    """``samples [N, ...]`` as float32 ``[N, D]`` (``N >= 2``, ``D >= 1``), or a clear error.
+
+    Where the samples are concrete (an eager call), NaN/inf raise: the MMD of non-finite
+    samples is meaningless. Under ``jit`` the values are traced and not checked.
+    """
+    try:
+        a = jnp.asarray(samples)
+    except TypeError as err:
+        raise TypeError(f"{name}: expected an array [N, ...] of samples ({err})") from None
+    if not (jnp.issubdtype(a.dtype, jnp.integer) or jnp.issubdtype(a.dtype, jnp.floating)
+            or a.dtype == jnp.bool_):
+        raise TypeError(f"{name} has dtype {a.dtype}: expected real-valued samples")
+    if a.ndim < 1 or a.shape[0] < 2 or math.prod(a.shape[1:]) < 1:
+        raise ValueError(f"{name} has shape {tuple(a.shape)}: expected at least 2 examples "
+                         "[N, ...] (N >= 2) with at least one value each")
+    a = a.astype(jnp.float32).reshape(a.shape[0], -1)
+    if not isinstance(a, jax.core.Tracer):
+        bad = int(jnp.sum(~jnp.isfinite(a)))
+        if bad:
+            raise ValueError(f"{name} has {bad} non-finite values (NaN or inf): expected finite "
+                             "samples")
+    return a
+
+
+def _check_bandwidths(bandwidths) -> Optional[tuple]:
+    if bandwidths is None:
+        return None
+    try:
+        values = tuple(float(b) for b in bandwidths)
+    except (TypeError, ValueError):
+        raise TypeError(f"bandwidths={bandwidths!r}: expected a sequence of positive finite "
+                        "numbers or None") from None
+    if not values or not all(math.isfinite(b) and b > 0 for b in values):
+        raise ValueError(f"bandwidths={bandwidths!r}: expected a non-empty sequence of positive "
+                         "finite kernel widths (or None for the median heuristic)")
+    return values
+
+
 def mmd(x: jax.Array, y: jax.Array, bandwidths: Optional[Sequence[float]] = None) -> jax.Array:
     """Unbiased squared MMD with a sum of Gaussian kernels ``exp(-|a-b|² / (2 h²))``.
 
     Args:
-      x: ``[N, ...]`` samples (flattened per example).
-      y: ``[M, ...]`` samples.
+      x: ``[N, ...]`` samples (flattened per example), ``N >= 2``.
+      y: ``[M, ...]`` samples, ``M >= 2``, the same size per example.
       bandwidths: kernel widths ``h``; default ``(0.1, 0.2, 0.5, 1, 2, 5)`` times the
-        median pairwise distance of the pooled samples (robust to the scale of the data).
+        median pairwise distance of the pooled samples (robust to the scale of the data;
+        the root-mean-square distance where over half the distances are 0).
 
     Returns:
       A scalar, ~0 when ``x`` and ``y`` come from the same distribution (it can be
-      slightly negative, being unbiased).
+      slightly negative, being unbiased). The samples are centred and rescaled before
+      the distances are taken (the kernel sees the same ``|a-b| / h``), so values up to
+      float32's limit (e.g. 1e30) do not overflow.
+
+    Raises:
+      ValueError: for fewer than 2 examples, different sizes per example, non-positive
+        bandwidths, or (called eagerly) NaN/inf samples.
 
     Example::
 
       >>> mmd(jax.random.normal(k1, (500, 2)), jax.random.normal(k2, (500, 2)))   # ≈ 0
     """
-    x = jnp.asarray(x, jnp.float32).reshape(x.shape[0], -1)
-    y = jnp.asarray(y, jnp.float32).reshape(y.shape[0], -1)
-    if x.shape[0] < 2 or y.shape[0] < 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"samples have shapes {x.shape} and {y.shape}: expected at least 2 examples "
-                         "each and the same size per example")
-    return _mmd(x, y, None if bandwidths is None else tuple(float(b) for b in bandwidths))
+    x, y = _check_samples("x", x), _check_samples("y", y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"samples have shapes {x.shape} and {y.shape} (flattened): expected at "
+                         "least 2 examples each and the same size per example")
+    return _mmd(x, y, _check_bandwidths(bandwidths))
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def _mmd(x: jax.Array, y: jax.Array, bandwidths: Optional[tuple]) -> jax.Array:
+    # Centre and rescale: the kernel depends on |a - b| / h only, and distances of data near
+    # 1e30 would overflow float32 when squared.
+    centre = jnp.mean(jnp.concatenate([x, y]), axis=0)
+    x, y = x - centre, y - centre
+    scale = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    x, y = x / scale, y / scale
     dxx, dyy, dxy = _sq_distances(x, x), _sq_distances(y, y), _sq_distances(x, y)
     if bandwidths is None:
         pooled = jnp.concatenate([dxx.ravel(), dyy.ravel(), dxy.ravel()])
         median = jnp.sqrt(jnp.median(pooled))
+        # Over half the distances 0 (repeated points): fall back to the RMS distance (and to 1
+        # where every point is the same, when any width gives MMD = 0).
+        rms = jnp.sqrt(jnp.mean(pooled))
+        median = jnp.where(median > 0, median, jnp.where(rms > 0, rms, 1.0))
         scales = median * jnp.array([0.1, 0.2, 0.5, 1.0, 2.0, 5.0])
     else:
-        scales = jnp.asarray(bandwidths, jnp.float32)
+        scales = jnp.asarray(bandwidths, jnp.float32) / scale
+    # exp(-d / (2 h²)); for widths far below the data's scale 1 / (2 h²) overflows to inf:
+    # distinct points then get kernel 0 and identical ones (d = 0) 1, never inf * 0 = NaN.
+    inv_two_h2 = 1.0 / (2.0 * jnp.square(scales))
 
     def kernel(d):
-        return jnp.sum(jnp.exp(-d[None] / (2.0 * scales[:, None, None] ** 2)), axis=0)
+        arg = jnp.where(d[None] > 0, d[None] * inv_two_h2[:, None, None], 0.0)
+        return jnp.sum(jnp.exp(-arg), axis=0)
 
     n, m = x.shape[0], y.shape[0]
     kxx = (jnp.sum(kernel(dxx)) - jnp.trace(kernel(dxx))) / (n * (n - 1))

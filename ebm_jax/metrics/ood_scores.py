@@ -25,19 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_jax.energies._base import LogitsFn
-from ebm_jax.metrics.ood import auroc
+from ebm_jax.metrics.ood import _check_score_vectors, auroc
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
 
 _POSITIVES = ("in", "out")
-
-
-def _check_score_vectors(scores_in, scores_out) -> tuple[jax.Array, jax.Array]:
-    scores_in, scores_out = jnp.asarray(scores_in), jnp.asarray(scores_out)
-    if scores_in.ndim != 1 or scores_out.ndim != 1 or scores_in.size == 0 or scores_out.size == 0:
-        raise ValueError(f"scores have shapes {scores_in.shape} and {scores_out.shape}: "
-                         "expected two non-empty vectors [N] and [M]")
-    return scores_in, scores_out
 
 
 def _ranked(scores_in: jax.Array, scores_out: jax.Array):
@@ -261,6 +253,15 @@ def _scores_in_batches(score: Callable, params, x: np.ndarray, chunk: Optional[i
     return np.concatenate(out)[:n]
 
 
+def _check_finite_examples(name: str, x: np.ndarray) -> None:
+    """Examples with NaN/inf give NaN scores, and AUROC/AUPR of those mean nothing."""
+    if np.issubdtype(x.dtype, np.inexact):
+        bad = int(np.sum(~np.isfinite(x)))
+        if bad:
+            raise ValueError(f"{name} has {bad} non-finite values (NaN or inf): expected finite "
+                             "examples")
+
+
 def ood_report(score_fns: Mapping[str, ScoreFn], params, x_in, ood_sets: Mapping[str, Any], *,
                batch_size: Optional[int] = 1000) -> dict:
     """AUROC and AUPR-In of every score on every OOD set against the in-distribution set.
@@ -305,11 +306,13 @@ def ood_report(score_fns: Mapping[str, ScoreFn], params, x_in, ood_sets: Mapping
     x_in = np.asarray(x_in)
     if x_in.ndim < 1 or x_in.shape[0] == 0:
         raise ValueError(f"x_in has shape {x_in.shape}: expected a non-empty batch [N, ...]")
+    _check_finite_examples("x_in", x_in)
     sets = {name: np.asarray(x) for name, x in ood_sets.items()}
     for name, x in sets.items():
         if x.ndim != x_in.ndim or x.shape[1:] != x_in.shape[1:] or x.shape[0] == 0:
             raise ValueError(f"ood_sets[{name!r}] has shape {x.shape}: expected a non-empty "
                              f"[M, {', '.join(map(str, x_in.shape[1:]))}] like x_in {x_in.shape}")
+        _check_finite_examples(f"ood_sets[{name!r}]", x)
 
     # One chunk size for every set: each score compiles once.
     largest = max(x_in.shape[0], *(x.shape[0] for x in sets.values()))

@@ -150,6 +150,17 @@ def _rng(rng_key) -> np.random.Generator:
     return np.random.default_rng([int(v) for v in data.ravel()])
 
 
+def _std(values: np.ndarray) -> float:
+    """``std(values, ddof=1)`` (0 for one value) without overflowing for huge values: the
+    squares of 1e160 overflow float64, so the values are scaled by their largest magnitude."""
+    if len(values) < 2:
+        return 0.0
+    top = float(np.max(np.abs(values)))
+    if top == 0.0 or not math.isfinite(top):
+        return 0.0 if top == 0.0 else float("nan")
+    return top * float(np.std(values / top, ddof=1))
+
+
 def kid(features_x, features_y, *, num_subsets: int = 100, subset_size: int = 1000,
         degree: int = 3, gamma: Optional[float] = None, coef0: float = 1.0,
         rng_key: Optional[jax.Array] = None) -> KIDResult:
@@ -201,8 +212,7 @@ def kid(features_x, features_y, *, num_subsets: int = 100, subset_size: int = 10
         iy = np.stack([rng.choice(len(y), subset_size, replace=False) for _ in range(s)])
         values.append(_poly_mmd2(x[ix], y[iy], degree, gamma, coef0))
     values = np.concatenate(values)
-    std = float(np.std(values, ddof=1)) if num_subsets > 1 else 0.0
-    return KIDResult(float(np.mean(values)), std, values)
+    return KIDResult(float(np.mean(values)), _std(values), values)
 
 
 def kernel_mmd(features_x, features_y, kernel: str = "gaussian", *,

@@ -15,9 +15,11 @@ old params is stale.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from ebm_jax.parallel.mesh import split_along_data
 
@@ -30,6 +32,29 @@ class Sampler(NamedTuple):
     step: Callable[..., tuple[Any, Any]]
 
 
+def _check_chain_axis(what: str, tree: Any, cond: tuple) -> int:
+    """The number of chains ``C``: every leaf of ``tree`` and of every ``cond`` must have a
+    leading axis of that length (static shapes: checked at trace time, under jit too)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError(f"{what} has no arrays: expected a batch of chains [C, ...]")
+    shapes = [jnp.shape(leaf) for leaf in leaves]
+    if any(len(shape) == 0 for shape in shapes):
+        raise ValueError(f"{what} has a leaf of shape (): expected a leading chain axis [C, ...] "
+                         "on every leaf (batch one chain with init_chains)")
+    num_chains = shapes[0][0]
+    if any(shape[0] != num_chains for shape in shapes):
+        raise ValueError(f"{what} has leaves with leading axes {sorted({s[0] for s in shapes})}: "
+                         "expected one chain axis [C, ...] shared by every leaf")
+    for i, c in enumerate(cond):
+        for leaf in jax.tree.leaves(c):
+            shape = jnp.shape(leaf)
+            if len(shape) == 0 or shape[0] != num_chains:
+                raise ValueError(f"cond[{i}] has shape {tuple(shape)}: expected a leading axis "
+                                 f"of {num_chains}, one entry per chain of {what}")
+    return num_chains
+
+
 def init_chains(sampler: Sampler, positions: Any, params: Any, *cond: Any) -> Any:
     """Initialise one chain per row of ``positions`` (``[C, ...]``; every ``cond`` too).
 
@@ -38,6 +63,7 @@ def init_chains(sampler: Sampler, positions: Any, params: Any, *cond: Any) -> An
       >>> states = init_chains(sampler, jnp.zeros((128, 2)), params)
       >>> states, info = run_chains(jax.random.key(0), sampler, states, params, 100)
     """
+    _check_chain_axis("positions", positions, cond)
     in_axes = (0, None) + (0,) * len(cond)
     return jax.vmap(sampler.init, in_axes=in_axes)(positions, params, *cond)
 
@@ -66,8 +92,10 @@ def run_chain(rng_key: jax.Array, sampler: Sampler, state: Any, params: Any, num
       >>> state, info = run_chain(jax.random.key(0), sampler, sampler.init(jnp.ones(2), None),
       ...                         None, 50)
     """
-    if not isinstance(num_steps, int) or num_steps < 1:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) \
+            or num_steps < 1:
         raise ValueError(f"num_steps={num_steps!r}: expected a positive Python int")
+    num_steps = int(num_steps)
     keys = jax.random.split(rng_key, num_steps)
 
     def body(carry, key):
@@ -89,7 +117,7 @@ def run_chains(rng_key: jax.Array, sampler: Sampler, states: Any, params: Any, n
     ``params`` are shared. Info gains the chain axis first (``[C, ...]``, or
     ``[C, num_steps, ...]`` with ``trace=True``).
     """
-    num_chains = jax.tree.leaves(states)[0].shape[0]
+    num_chains = _check_chain_axis("states", states, cond)
     keys = jax.random.split(rng_key, num_chains)
     # Under a device mesh, chains are split across devices (a no-op on one device).
     keys, states, cond = split_along_data((keys, states, cond))

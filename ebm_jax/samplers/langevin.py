@@ -17,9 +17,11 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers.base import Sampler
+from ebm_jax.samplers.mala import _FLOAT32_MAX, _check_positive_finite
 
 
 class LangevinState(NamedTuple):
@@ -43,12 +45,50 @@ class LangevinInfo(NamedTuple):
     nonfinite: jax.Array
 
 
-def _check_positive(name: str, value) -> None:
-    if value is None:
+POSITIVE = "a positive number (finite)"
+
+
+def _check_noise_scale(noise_scale) -> None:
+    """A concrete ``noise_scale`` must be a finite number >= 0 (a traced one is left alone)."""
+    if isinstance(noise_scale, jax.core.Tracer):
         return
-    # numbers.Real covers Python and NumPy scalars; traced values are left to the caller.
-    if isinstance(value, numbers.Real) and not value > 0:
-        raise ValueError(f"{name}={value!r}: expected a positive number")
+    if isinstance(noise_scale, (np.ndarray, jax.Array)) and noise_scale.shape == () \
+            and np.issubdtype(noise_scale.dtype, np.floating):
+        noise_scale = float(noise_scale)
+    if isinstance(noise_scale, (bool, np.bool_)) or not isinstance(noise_scale, numbers.Real):
+        raise TypeError(f"noise_scale={noise_scale!r} ({type(noise_scale).__name__}): expected a "
+                        "number >= 0 (finite)")
+    if not (np.isfinite(noise_scale) and noise_scale >= 0):
+        raise ValueError(f"noise_scale={noise_scale!r}: expected a number >= 0 (finite)")
+    if noise_scale > _FLOAT32_MAX and not jax.config.jax_enable_x64:
+        raise ValueError(f"noise_scale={noise_scale!r}: expected a number >= 0 (finite) that "
+                         f"float32 can hold (<= {_FLOAT32_MAX:.4g})")
+
+
+def _check_clip_range(clip_range) -> None:
+    """``clip_range`` must be a ``(low, high)`` pair of numbers with ``low < high``."""
+    try:
+        low, high = clip_range
+    except (TypeError, ValueError):
+        raise ValueError(f"clip_range={clip_range!r}: expected (low, high) with low < high") \
+            from None
+    for bound in (low, high):
+        if isinstance(bound, (np.ndarray, jax.Array)) and bound.shape == () \
+                and not isinstance(bound, jax.core.Tracer):
+            bound = bound.item()
+        if isinstance(bound, (bool, np.bool_)) or not isinstance(bound, numbers.Real):
+            raise ValueError(f"clip_range={clip_range!r}: expected (low, high), two numbers "
+                             "with low < high")
+    if not low < high:
+        raise ValueError(f"clip_range={clip_range!r}: expected (low, high) with low < high")
+
+
+def _check_floating(position) -> None:
+    """The sampler differentiates the energy with respect to the position (static check)."""
+    if not jnp.issubdtype(jnp.result_type(position), jnp.floating):
+        raise ValueError(f"position has dtype {jnp.result_type(position)}: expected a "
+                         "floating-point array (the sampler differentiates the energy with "
+                         "respect to it)")
 
 
 def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float] = None, *,
@@ -77,29 +117,41 @@ def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float]
       >>> state = sampler.init(jnp.ones(3))
       >>> state, info = sampler.step(jax.random.key(0), state, None)
     """
-    _check_positive("step_size", step_size)
-    _check_positive("temperature", temperature)
-    _check_positive("grad_clip", grad_clip)
+    _check_positive_finite("step_size", step_size, POSITIVE)
+    if temperature is not None:
+        _check_positive_finite("temperature", temperature, POSITIVE)
+    if grad_clip is not None:
+        _check_positive_finite("grad_clip", grad_clip, POSITIVE)
     if noise_scale is not None and temperature is not None:
         raise ValueError("give either noise_scale (decoupled form) or temperature "
                          "(temperature form), not both")
     if noise_scale is None:
         noise_scale = (2.0 * step_size * (1.0 if temperature is None else temperature)) ** 0.5
-    elif isinstance(noise_scale, numbers.Real) and noise_scale < 0:
-        raise ValueError(f"noise_scale={noise_scale!r}: expected a number >= 0")
+    else:
+        _check_noise_scale(noise_scale)
     if clip_range is not None:
-        low, high = clip_range
-        if not low < high:
-            raise ValueError(f"clip_range={clip_range!r}: expected (low, high) with low < high")
+        _check_clip_range(clip_range)
 
-    value_and_grad = jax.value_and_grad(energy_fn, argnums=1)
+    def scalar_energy(params, x, *cond):
+        energy = energy_fn(params, x, *cond)
+        if jnp.shape(energy) != ():
+            raise ValueError(
+                f"position has shape {tuple(x.shape)}: energy_fn returned shape "
+                f"{jnp.shape(energy)} for it; expected a scalar (one chain's position per "
+                "state: use init_chains/run_chains for a batch)")
+        return energy
+
+    value_and_grad = jax.value_and_grad(scalar_energy, argnums=1)
 
     def init(position: jax.Array, params=None, *cond) -> LangevinState:
         del params, cond  # SGLD caches nothing
-        return LangevinState(jnp.asarray(position))
+        position = jnp.asarray(position)
+        _check_floating(position)
+        return LangevinState(position)
 
     def step(rng_key, state: LangevinState, params, *cond):
         x = state.position
+        _check_floating(x)
         energy, grad = value_and_grad(params, x, *cond)
         finite = jnp.isfinite(energy) & jnp.all(jnp.isfinite(grad))
         grad_norm = jnp.sqrt(jnp.sum(jnp.square(grad)))

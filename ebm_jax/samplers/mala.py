@@ -72,19 +72,39 @@ class MALAInfo(NamedTuple):
 
 # -- shared helpers (also used by hmc.py) ---------------------------------------------
 
-def _check_positive_finite(name: str, value: Any) -> None:
-    """Raise if a concrete (Python/NumPy) scalar is not a positive finite number.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
 
-    JAX arrays (possibly traced, e.g. a step size under adaptation) are left to the caller.
+
+def _check_positive_finite(name: str, value: Any,
+                           expected: str = "a positive finite number") -> None:
+    """Raise if a concrete scalar (Python, NumPy or JAX) is not a positive finite number.
+
+    A traced JAX value (e.g. a step size under adaptation, inside ``jit``) is only checked
+    to be a scalar: its value is not known at trace time. Anything that is not a number
+    (``None``, a string) raises a ``TypeError`` naming ``name``.
     """
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}={value!r}: expected a positive finite number")
-    if isinstance(value, np.ndarray):
+    if isinstance(value, jax.core.Tracer):
         if value.shape != ():
             raise ValueError(f"{name} has shape {value.shape}: expected a scalar")
-        value = value[()]
-    if isinstance(value, numbers.Real) and not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r}: expected a positive finite number")
+        return
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r}: expected {expected}")
+    if isinstance(value, (np.ndarray, jax.Array)):
+        if value.shape != ():
+            raise ValueError(f"{name} has shape {value.shape}: expected a scalar")
+        if not np.issubdtype(value.dtype, np.number) \
+                or np.issubdtype(value.dtype, np.complexfloating):
+            raise TypeError(f"{name} has dtype {value.dtype}: expected {expected}")
+        value = np.asarray(value)[()]
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} ({type(value).__name__}): expected {expected}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name}={value!r}: expected {expected}")
+    if not _FLOAT32_TINY <= value <= _FLOAT32_MAX and not jax.config.jax_enable_x64:
+        raise ValueError(f"{name}={value!r}: expected {expected} that float32 can hold "
+                         f"(in [{_FLOAT32_TINY:.4g}, {_FLOAT32_MAX:.4g}]; it becomes 0 or inf "
+                         "in the sampler's float32 arithmetic)")
 
 
 def _value_and_grad(energy_fn: EnergyFn) -> Callable:

@@ -20,10 +20,13 @@ reproduces a run on 8 devices.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ebm_jax.parallel.mesh import map_blocks
 
@@ -46,13 +49,62 @@ class ReplayBuffer(NamedTuple):
 
 def uniform_init(low: float = -1.0, high: float = 1.0) -> InitFn:
     """Initial distribution ``U(low, high)`` per element: ``init(rng_key, shape) -> array``."""
-    if not low < high:
-        raise ValueError(f"uniform_init(low={low}, high={high}): expected low < high")
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"uniform_init({name}={value!r}): expected a finite number")
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"uniform_init(low={low}, high={high}): expected finite numbers with "
+                         "low < high")
 
     def init(rng_key, shape):
         return jax.random.uniform(rng_key, shape, minval=low, maxval=high)
 
     return init
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    """A Python or NumPy int (not a bool) ``>= minimum``, returned as a Python int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name}={value!r}: expected {what}")
+    return int(value)
+
+
+def _check_sample_shape(sample_shape) -> tuple[int, ...]:
+    if isinstance(sample_shape, (numbers.Integral, str)) or not hasattr(sample_shape, "__iter__"):
+        raise TypeError(f"sample_shape={sample_shape!r}: expected a tuple of ints >= 0, e.g. (64,)")
+    shape = tuple(sample_shape)
+    for d in shape:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 0:
+            raise ValueError(f"sample_shape={shape!r}: expected a tuple of ints >= 0")
+    return tuple(int(d) for d in shape)
+
+
+def _check_buffer(buffer) -> None:
+    if not all(hasattr(buffer, field) for field in ReplayBuffer._fields):
+        raise TypeError(f"buffer is a {type(buffer).__name__}: expected a ReplayBuffer "
+                        "(from init_buffer) with fields samples, labels and pointer")
+
+
+def _check_index_vector(name: str, values, length: int, upper: int, what: str) -> jax.Array:
+    """``values`` as a ``[length]`` int array; concrete values must lie in ``[0, upper)``.
+
+    Shapes and dtypes are static (checked under jit too); the range is checked only when the
+    values are concrete (an eager call): under jit they are traced and cannot be inspected.
+    """
+    values = jnp.asarray(values)
+    if values.shape != (length,):
+        raise ValueError(f"{name} has shape {tuple(values.shape)}: expected ({length},), one "
+                         f"{what} per row")
+    if not jnp.issubdtype(values.dtype, jnp.integer):
+        raise TypeError(f"{name} has dtype {values.dtype}: expected an integer {what} per row")
+    if length and not isinstance(values, jax.core.Tracer):
+        low, high = int(jnp.min(values)), int(jnp.max(values))
+        if low < 0 or high >= upper:
+            raise ValueError(f"{name} has values in [{low}, {high}]: expected every {what} "
+                             f"in [0, {upper})")
+    return values
 
 
 def _check_shards(capacity: int, num_shards: int, num_classes: Optional[int]) -> int:
@@ -86,9 +138,14 @@ def init_buffer(rng_key: jax.Array, sample_shape: Sequence[int], *, capacity: in
       >>> buf.samples.shape, int(buf.labels[15])
       ((100, 64), 1)
     """
-    if not isinstance(capacity, int) or capacity < 1:
-        raise ValueError(f"capacity={capacity!r}: expected a positive int")
-    if num_classes is not None and (num_classes < 1 or capacity % num_classes):
+    capacity = _check_int("capacity", capacity, 1)
+    if num_classes is not None and (isinstance(num_classes, (bool, np.bool_))
+                                    or not isinstance(num_classes, numbers.Integral)
+                                    or num_classes < 1):
+        raise ValueError(f"capacity={capacity} with num_classes={num_classes!r}: expected "
+                         "num_classes a positive int dividing the capacity")
+    sample_shape = _check_sample_shape(sample_shape)
+    if num_classes is not None and capacity % num_classes:
         raise ValueError(f"capacity={capacity} with num_classes={num_classes}: "
                          "expected capacity divisible by num_classes")
     block = _check_shards(capacity, num_shards, num_classes)
@@ -109,6 +166,18 @@ def _blocks(array: jax.Array, num_shards: int) -> jax.Array:
 
 def _unblock(array: jax.Array) -> jax.Array:
     return array.reshape(array.shape[0] * array.shape[1], *array.shape[2:])
+
+
+def _check_probability(name: str, value) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    if isinstance(value, (np.ndarray, jax.Array)) and value.shape == ():
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} ({type(value).__name__}): expected a probability "
+                        "in [0, 1]")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={value!r}: expected a probability in [0, 1]")
 
 
 def sample(rng_key: jax.Array, buffer: ReplayBuffer, batch_size: int, *, reinit_prob: float = 0.05,
@@ -132,21 +201,25 @@ def sample(rng_key: jax.Array, buffer: ReplayBuffer, batch_size: int, *, reinit_
       ``indices`` are global slot numbers: pass them to :func:`push` (with the
       same ``num_shards``) to write the chains' ends back.
     """
-    if not 0.0 <= reinit_prob <= 1.0:
-        raise ValueError(f"reinit_prob={reinit_prob!r}: expected a probability in [0, 1]")
-    init_fn = init_fn or uniform_init()
-    k_idx, k_reinit, k_init = jax.random.split(rng_key, 3)
+    _check_buffer(buffer)
+    batch_size = _check_int("batch_size", batch_size, 0)
+    _check_probability("reinit_prob", reinit_prob)
     capacity = buffer.samples.shape[0]
     if labels is not None:
         if num_classes is None:
             raise ValueError("labels were given without num_classes: expected the buffer's num_classes")
-        if num_classes < 1 or capacity % num_classes:
+        num_classes = _check_int("num_classes", num_classes, 1)
+        if capacity % num_classes:
             raise ValueError(f"num_classes={num_classes} does not divide the buffer's capacity "
                              f"{capacity}: expected the num_classes the buffer was made with")
     block = _check_shards(capacity, num_shards, num_classes if labels is not None else None)
     if batch_size % num_shards:
         raise ValueError(f"batch_size={batch_size} with num_shards={num_shards}: expected a "
                          "batch divisible by the buffer's number of blocks")
+    if labels is not None:
+        labels = _check_index_vector("labels", labels, batch_size, num_classes, "class label")
+    init_fn = init_fn or uniform_init()
+    k_idx, k_reinit, k_init = jax.random.split(rng_key, 3)
     per_slice = batch_size // num_shards
     offsets = jax.random.randint(k_idx, (num_shards, per_slice), 0,
                                  block if labels is None else block // num_classes)
@@ -175,8 +248,10 @@ def push(buffer: ReplayBuffer, samples: jax.Array, indices: Optional[jax.Array] 
     samples go first-in-first-out at ``pointer``; with ``num_shards`` blocks,
     slice ``b`` of the batch goes first-in-first-out into block ``b``.
     """
+    _check_buffer(buffer)
+    samples = jnp.asarray(samples)
     capacity = buffer.samples.shape[0]
-    if samples.shape[1:] != buffer.samples.shape[1:]:
+    if samples.ndim < 1 or samples.shape[1:] != buffer.samples.shape[1:]:
         raise ValueError(f"samples have shape {samples.shape}: expected [B, "
                          f"{', '.join(map(str, buffer.samples.shape[1:]))}] to match the buffer")
     block = _check_shards(capacity, num_shards, None)
@@ -185,6 +260,8 @@ def push(buffer: ReplayBuffer, samples: jax.Array, indices: Optional[jax.Array] 
         raise ValueError(f"pushing {batch} samples into num_shards={num_shards} blocks: expected "
                          "a batch divisible by the number of blocks")
     per_slice = batch // num_shards
+    if indices is not None:
+        indices = _check_index_vector("indices", indices, batch, capacity, "slot index")
     if indices is None and per_slice > block:
         raise ValueError(f"pushing {batch} samples without indices into a buffer of capacity "
                          f"{capacity}: expected at most {capacity}")
