@@ -34,7 +34,8 @@ def test_train_writes_the_run_directory_and_summary(tmp_path):
     assert saved["steps"] == 20 and summary["params_fingerprint"] == saved["params_fingerprint"]
     assert len(saved["sample_class_fractions"]) == 10
     assert sum(saved["sample_class_fractions"]) == pytest.approx(1.0)
-    assert Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [10, 20]
+    # step 0 is the rollback point the divergence guard needs before the first periodic save
+    assert Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [0, 10, 20]
     with open(tmp_path / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
     assert [r["step"] for r in records if "loss" in r] == [5, 10, 15, 20]
