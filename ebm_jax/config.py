@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass
 from typing import Optional
 
+from ebm_jax.nets.patch_conv import CONV_IMPLS
+
 TOY_NAMES = ("8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "pinwheel",
              "two_spirals")
 # Real image datasets, read through tensorflow-datasets (prepared beforehand; see ebm_jax.data.tfds_source).
@@ -56,6 +58,9 @@ class Config:
     model: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     channels: tuple[int, ...] = (32, 64)
+    # how model "conv" computes its convolutions (same params and values): "auto" is
+    # patches + matmul on CPU (fast SGLD input gradients), lax.conv on GPU/TPU
+    conv_impl: str = "auto"
     activation: str = "swish"
     spectral_norm: bool = False
     # Wide-ResNet (model "wrn"): depth 6n+4, width multiplier
@@ -156,6 +161,7 @@ _CHECKS = {
     "resnet_channels": (_positive, "a positive int"),
     "resnet_blocks": (lambda v: v is None or v > 0, "a positive int or none (the paper's)"),
     "dtype": (lambda v: v in DTYPES, f"one of {list(DTYPES)}"),
+    "conv_impl": (lambda v: v in CONV_IMPLS, f"one of {list(CONV_IMPLS)}"),
     "label_fraction": (lambda v: 0.0 < v <= 1.0, "a fraction in (0, 1]"),
     "sgld_steps": (_positive, "a positive int"),
     "sgld_step_size": (_positive, "a positive number"),

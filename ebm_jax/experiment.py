@@ -242,7 +242,8 @@ def make_network(config: Config, data: Data, out: int, rngs: nnx.Rngs) -> nnx.Mo
     if config.model == "mlp":
         return MLP(in_features, config.hidden, out, **common)
     if config.model == "conv":
-        return ConvNet(data.image_shape, config.channels, out, **common)
+        return ConvNet(data.image_shape, config.channels, out, conv_impl=config.conv_impl,
+                       **common)
     dtype = compute_dtype(config)
     if config.model == "wrn":
         return WideResNet(data.image_shape, out, depth=config.depth,
@@ -478,21 +479,32 @@ CURVE_PANELS = (
 
 
 def _quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
-    """Cheap periodic evaluation during training: test accuracy/ECE, data and noise energies."""
+    """Cheap periodic evaluation during training: test accuracy/ECE, data and noise energies.
+
+    A model whose logits or energies are not finite (a run that blew up) gets NaN metrics
+    rather than an error from the metric functions, so the evaluation never ends the run.
+    """
     data = exp.data
     energy = jax.jit(batch_energy(exp.energy_fn))
     noise = uniform_init(*data.data_range)(jax.random.PRNGKey(1), (500, *data.x_test.shape[1:]))
     logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0))) if exp.logits_fn else None
 
+    def finite(*arrays) -> bool:
+        return all(bool(jnp.all(jnp.isfinite(a))) for a in arrays)
+
     def eval_fn(state):
         out = {}
         params = state.ema_params
         if logits is not None:
-            report = metrics.classification_report(logits(params, data.x_test),
-                                                   jnp.asarray(data.y_test))
-            out.update(test_accuracy=report["accuracy"], ece=report["ece"])
+            z = logits(params, data.x_test)
+            if finite(z):
+                report = metrics.classification_report(z, jnp.asarray(data.y_test))
+                out.update(test_accuracy=report["accuracy"], ece=report["ece"])
+            else:
+                out.update(test_accuracy=math.nan, ece=math.nan)
         e_data, e_noise = energy(params, data.x_test), energy(params, noise)
-        out["auroc_uniform_noise"] = float(metrics.auroc(-e_data, -e_noise))
+        out["auroc_uniform_noise"] = (float(metrics.auroc(-e_data, -e_noise))
+                                      if finite(e_data, e_noise) else math.nan)
         return out
 
     return eval_fn

@@ -23,6 +23,10 @@ class ConvNet(nnx.Module):
       out_features: 1 for an energy, K for a classifier.
       activation: a name from :data:`ebm_jax.nets.layers.ACTIVATIONS`.
       spectral_norm: spectrally normalise every kernel.
+      conv_impl: how the convolutions are computed (same parameters and values):
+        "auto" (patches + matmul on CPU, where SGLD's input gradient through
+        ``lax.conv`` is slow; ``lax.conv`` on GPU/TPU), "lax", "patches" or
+        "patch_grad" (see :mod:`ebm_jax.nets.patch_conv`).
       rngs: ``nnx.Rngs``.
 
     Example::
@@ -33,12 +37,14 @@ class ConvNet(nnx.Module):
     """
 
     def __init__(self, image_shape: Sequence[int], channels: Sequence[int], out_features: int, *,
-                 activation: str = "leaky_relu", spectral_norm: bool = False, rngs: nnx.Rngs):
+                 activation: str = "leaky_relu", spectral_norm: bool = False,
+                 conv_impl: str = "auto", rngs: nnx.Rngs):
         self.image_shape = tuple(image_shape)
         self.activation = get_activation(activation)
         in_channels = [self.image_shape[-1], *channels[:-1]]
         self.convs = nnx.List([
-            SNConv(c_in, c_out, 3, strides=1 if i == 0 else 2, spectral_norm=spectral_norm, rngs=rngs)
+            SNConv(c_in, c_out, 3, strides=1 if i == 0 else 2, spectral_norm=spectral_norm,
+                   conv_impl=conv_impl, rngs=rngs)
             for i, (c_in, c_out) in enumerate(zip(in_channels, channels))])
         self.head = SNLinear(channels[-1], out_features, spectral_norm=spectral_norm, rngs=rngs)
 

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ebm_jax.nets.patch_conv import CONV_IMPLS, conv2d
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "swish": jax.nn.swish,
     "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.2),
@@ -84,11 +86,20 @@ class SNLinear(nnx.Module):
 
 
 class SNConv(nnx.Module):
-    """A 2-D convolution (NHWC) with optional spectral normalisation of its kernel."""
+    """A 2-D convolution (NHWC) with optional spectral normalisation of its kernel.
+
+    ``conv_impl`` picks how the convolution is computed (same parameters, same
+    values up to float rounding): "lax" (``lax.conv_general_dilated``),
+    "patches" (patches + one matmul, whose input gradient is fast on CPU),
+    "patch_grad" or "auto"; see :mod:`ebm_jax.nets.patch_conv`.
+    """
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, *,
                  strides: int = 1, spectral_norm: bool = False, power_iterations: int = 3,
-                 rngs: nnx.Rngs):
+                 conv_impl: str = "lax", rngs: nnx.Rngs):
+        if conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv_impl={conv_impl!r}: expected one of {CONV_IMPLS}")
+        self.conv_impl = conv_impl
         self.conv = nnx.Conv(in_features, out_features, (kernel_size, kernel_size),
                              strides=(strides, strides), padding="SAME", rngs=rngs)
         if power_iterations < 1:
@@ -103,7 +114,4 @@ class SNConv(nnx.Module):
         kernel = self.conv.kernel[...]
         if self.spectral_norm:
             kernel = spectral_normalize(kernel, self.u0[...], self.power_iterations)
-        y = jax.lax.conv_general_dilated(
-            x, kernel, (self.strides, self.strides), "SAME",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + self.conv.bias[...]
+        return conv2d(x, kernel, self.strides, "SAME", self.conv_impl) + self.conv.bias[...]

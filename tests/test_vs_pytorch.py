@@ -1,0 +1,80 @@
+"""benchmarks/vs_pytorch.py: its command line without torch, and torch's SGLD step == JAX's."""
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "benchmarks", "vs_pytorch.py")
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import vs_pytorch  # noqa: E402
+
+TINY = vs_pytorch.Arch("conv", (8, 8, 3), 3, (4, 8, 8), 10)  # JEM-style: -logsumexp of logits
+TINY_ENERGY = vs_pytorch.Arch("conv", (7, 7, 1), 2, (4, 8), 1)  # odd size, energy = output
+TINY_MLP = vs_pytorch.Arch("mlp", (2,), 5, (16, 16), 1)
+
+
+def test_help_without_torch():
+    # `import torch` fails in the child (a None entry in sys.modules), as when it is not installed.
+    code = ("import runpy, sys; sys.modules['torch'] = None; "
+            f"sys.argv = [{SCRIPT!r}, '--help']; runpy.run_path({SCRIPT!r}, run_name='__main__')")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "--quick" in result.stdout and "torch==2.13.0" in result.stdout
+
+
+def test_torch_missing_is_reported(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert vs_pytorch.torch_available() is None
+
+
+def _jax_update(arch, energy_fn, params, x, noise):
+    grad = vs_pytorch.summed_grad(energy_fn)(params, x)
+    return x - vs_pytorch.STEP_SIZE * grad + vs_pytorch.NOISE * noise
+
+
+@pytest.mark.parametrize("arch", [TINY, TINY_MLP], ids=["conv", "mlp"])
+def test_jax_rows_compute_the_same_chains(arch, monkeypatch):
+    # Without noise every JAX row (toolkit, batched, patches, NCHW, fused...) is the same map.
+    monkeypatch.setattr(vs_pytorch, "NOISE", 0.0)
+    names = ["plain_scan", "toolkit", "batched_scan", "vmap_plain", "plain_scan_fused"]
+    if arch.kind == "conv":
+        names += ["plain_scan_nchw", "toolkit_lax", "plain_scan_patches_fused",
+                  "plain_scan_patchgrad"]
+    key = jax.random.PRNGKey(0)
+    results = {}
+    for name in names:
+        run, x, params = vs_pytorch.jax_program(arch, vs_pytorch.VARIANTS[name], 2)
+        out = np.asarray(jax.jit(run)(key, x, params))
+        results[name] = np.transpose(out, (0, 2, 3, 1)) if out.ndim == 4 and \
+            vs_pytorch.VARIANTS[name].layout == "NCHW" else out
+    for name in names[1:]:
+        np.testing.assert_allclose(results[name], results["plain_scan"], rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+    assert not np.allclose(results["plain_scan"], np.asarray(vs_pytorch.start_positions(arch)))
+
+
+@pytest.mark.parametrize("arch", [TINY, TINY_ENERGY, TINY_MLP], ids=["jem", "energy", "mlp"])
+def test_torch_and_jax_sgld_steps_agree(arch):
+    torch = pytest.importorskip("torch")
+    x = vs_pytorch.start_positions(arch)
+    noise = jax.random.normal(jax.random.PRNGKey(3), x.shape)
+    energy_fn, params = vs_pytorch.jax_network(arch)
+    expected = np.asarray(_jax_update(arch, energy_fn, params, x, noise))
+    # The patch convolution computes the same update from the same params.
+    patch_fn, patch_params = vs_pytorch.jax_network(arch, "patches")
+    np.testing.assert_allclose(np.asarray(_jax_update(arch, patch_fn, patch_params, x, noise)),
+                               expected, rtol=1e-5, atol=1e-5)
+    net = vs_pytorch.torch_network(arch, jax_same_padding=True)
+    vs_pytorch.load_jax_params(arch, net, params)
+    to_torch = (lambda a: np.transpose(np.asarray(a), (0, 3, 1, 2))) if arch.kind == "conv" \
+        else np.asarray
+    got = vs_pytorch.torch_sgld_update(arch, net, torch.from_numpy(np.array(to_torch(x))),
+                                       torch.from_numpy(np.array(to_torch(noise))))
+    np.testing.assert_allclose(got.numpy(), to_torch(expected), rtol=1e-4, atol=1e-5)
