@@ -3,10 +3,13 @@
 The kill test runs ``ebm-jax train`` in a real subprocess, kills it with
 SIGKILL (no handler runs) at several moments, including while a checkpoint is
 being written, and resumes: the run must end with exactly the parameters of
-an uninterrupted one.
+an uninterrupted one. The Ctrl-C test sends SIGINT instead: the run saves a
+checkpoint at the step it reached, exits with status 130 and no traceback, and
+resumes from that step to the same parameters.
 """
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +47,14 @@ def _template():
 
 # (Deleting the OCDBT manifest also falls back, but Orbax then leaves an asyncio warning
 # behind at interpreter level, which the suite's warnings-as-errors turns into a flaky failure.)
+# Truncated data does the same at times: a tensorstore read callback of the failed restore
+# reaches Orbax's event loop after it closed ("RuntimeError: Event loop is closed", raised
+# where nothing can catch it), which pytest reports as an unraisable-exception warning.
+LEFTOVER_CALLBACK = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@LEFTOVER_CALLBACK
 @pytest.mark.parametrize("damage", ["truncate_data", "truncate_metadata"])
 def test_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, damage):
     directory = str(tmp_path / "ckpt")
@@ -66,6 +77,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, damage
     assert any("checkpoint at step 2" in s and "falling back" in s for s in said)
 
 
+@LEFTOVER_CALLBACK
 def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
     directory = str(tmp_path / "ckpt")
     _save_steps(directory, (1,))
@@ -79,25 +91,32 @@ def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
     ckpt.close()
 
 
-def _cli(workdir, *extra):
+def _cli(workdir, *extra, run=RUN, stdout=subprocess.DEVNULL):
     argv = [sys.executable, "-m", "ebm_jax.cli", "train", "--workdir", str(workdir),
             "--no-progress", "--devices", "1", *extra]
-    for item in RUN:
+    for item in run:
         argv += ["--set", item]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.PIPE)
 
 
-def _kill_when(process, condition, timeout=120.0):
+def _kill_when(process, condition, timeout=120.0, sig=signal.SIGKILL, exit_timeout=None):
+    """Send ``sig`` once ``condition()`` holds; wait for the exit (at most ``exit_timeout``
+    seconds after the signal, then SIGKILL and fail); return the status and stderr."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
         if condition():
-            process.send_signal(signal.SIGKILL)
+            process.send_signal(sig)
             break
         time.sleep(0.01)
-    process.wait()
+    try:
+        process.wait(timeout=exit_timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(f"no exit within {exit_timeout} s of signal {sig!r}")
     with process.stderr:
         return process.returncode, process.stderr.read().decode()
 
@@ -130,6 +149,46 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_parameters(tmp_path, mo
     assert code == -signal.SIGKILL, err[-2000:]
     resumed = train(make_config("jem_digits", RUN), str(workdir), resume=True, progress=False,
                     devices=1)
+    assert resumed["params_fingerprint"] == uninterrupted
+
+
+# Fields that do not change the run (resumable): with checkpoint_every=1000 the only periodic
+# checkpoint is the initial one at step 0, so a later one can only be the Ctrl-C save; with
+# eval_every=5 the evaluation that follows the first metrics line (its first call compiles,
+# seconds) leaves a wide window for the signal to land before the run ends.
+SIGINT_RUN = [item for item in RUN if not item.startswith(("checkpoint_every=", "eval_every="))] \
+    + ["checkpoint_every=1000", "eval_every=5"]
+
+
+def _metrics_written(workdir):
+    path = workdir / "metrics.jsonl"
+    return path.is_file() and path.stat().st_size > 0
+
+
+def test_ctrl_c_saves_the_step_it_reached_exits_130_and_resumes_to_the_same_parameters(
+        tmp_path, uninterrupted, capsys):
+    workdir = tmp_path / "run"
+    with open(tmp_path / "stdout.txt", "wb") as out:
+        process = _cli(workdir, run=SIGINT_RUN, stdout=out)
+        # The first metrics line (step 5) is written inside fit, after its Ctrl-C handler is set.
+        code, err = _kill_when(process, lambda: _metrics_written(workdir), sig=signal.SIGINT,
+                               exit_timeout=60.0)
+    said = (tmp_path / "stdout.txt").read_text()
+    assert code == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    assert "ebm-jax: interrupted; the last checkpoint is intact, continue with --resume" in err
+    match = re.search(r"interrupted at step (\d+): saving a checkpoint", said)
+    assert match, said[-2000:]
+    stopped = int(match.group(1))
+    assert 5 <= stopped < 60
+    assert sorted(int(e) for e in _entries(workdir) if e.isdigit()) == [0, stopped]
+    capsys.readouterr()
+    resumed = train(make_config("jem_digits", SIGINT_RUN), str(workdir), resume=True,
+                    progress=False, devices=1)
+    # The Ctrl-C checkpoint restores (no fall back to step 0) and the run ends where an
+    # uninterrupted one does.
+    assert f"resumed from step {stopped} in" in capsys.readouterr().out
+    assert resumed["steps"] == 60
     assert resumed["params_fingerprint"] == uninterrupted
 
 

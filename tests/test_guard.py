@@ -118,3 +118,97 @@ def test_cli_run_that_keeps_diverging_stops_with_exit_1(tmp_path, capsys):
     with open(workdir / "metrics.jsonl") as f:
         assert any('"event": "rollback"' in line for line in f)
     assert (workdir / "checkpoints" / "0").is_dir()
+
+
+def _nan_model_step(optimizer):
+    """An unguarded step whose loss is NaN: after the first step the parameters are NaN."""
+    def nan_loss(params, state, batch, rng_key):
+        return jnp.sum(params["theta"]) * jnp.nan, (state, {})
+
+    return jax.jit(make_train_step(LossTransform(lambda key, params, batch: (), nan_loss),
+                                   optimizer))
+
+
+def _nan_model_eval(calls):
+    """A periodic evaluation through the real metrics, which refuse NaN logits."""
+    from ebm_jax import metrics
+
+    def eval_fn(state):
+        calls.append(int(state.step))
+        theta = state.params["theta"]
+        logits = jnp.stack([theta, -theta], axis=-1)  # [1, 2]
+        return {"accuracy": float(metrics.accuracy(logits, jnp.zeros((1,), jnp.int32)))}
+
+    return eval_fn
+
+
+def test_eval_on_a_nan_model_is_logged_and_training_goes_on(tmp_path, capsys):
+    optimizer = optax.sgd(0.1)
+    metrics_path = str(tmp_path / "metrics.jsonl")
+    calls = []
+    state = fit(_nan_model_step(optimizer), _state(optimizer), _batches(), 10, log_every=5,
+                eval_fn=_nan_model_eval(calls), eval_every=4, metrics_path=metrics_path,
+                progress=False)
+    assert int(state.step) == 10 and calls == [4, 8, 10]  # every eval ran, to the end
+    with open(metrics_path) as f:
+        errors = [r for r in map(json.loads, f) if "eval/error" in r]
+    assert [r["step"] for r in errors] == [4, 8, 10]
+    assert all(r["eval/error"].startswith("ValueError: logits has 2 non-finite values")
+               for r in errors)
+    assert "evaluation at step 4 failed on non-finite values" in capsys.readouterr().out
+
+
+def test_eval_error_on_a_nan_model_is_caught_by_its_message_or_by_the_params():
+    optimizer = optax.sgd(0.1)
+
+    def nan_message(state):
+        raise ValueError("energies have 3 NaN values: expected real scores")
+
+    def own_wording(state):
+        raise ValueError("cannot score this model")
+
+    # A message about NaN values (parameters finite) ...
+    state = fit(jax.jit(make_train_step(_quadratic(), optimizer)), _state(optimizer), _batches(),
+                3, eval_fn=nan_message, eval_every=1, progress=False)
+    assert int(state.step) == 3
+    # ... and a user eval_fn's own wording while the parameters are NaN.
+    state = fit(_nan_model_step(optimizer), _state(optimizer), _batches(), 3,
+                eval_fn=own_wording, eval_every=1, progress=False)
+    assert int(state.step) == 3
+
+
+@pytest.mark.parametrize("error", [TypeError("eval_fn has a bug"),
+                                   ValueError("labels have shape (3,): expected (1,)"),
+                                   KeyError("accuracy")])
+def test_eval_errors_that_are_not_about_nan_still_end_the_run(error):
+    optimizer = optax.sgd(0.1)
+    step = jax.jit(make_train_step(_quadratic(), optimizer))  # finite parameters throughout
+
+    def eval_fn(state):
+        raise error
+
+    with pytest.raises(type(error), match=str(error.args[0]).replace("(", r"\(")
+                       .replace(")", r"\)")):
+        fit(step, _state(optimizer), _batches(), 10, eval_fn=eval_fn, eval_every=4,
+            progress=False)
+
+
+def test_quick_eval_of_a_nan_model_gives_nan_metrics():
+    from types import SimpleNamespace
+
+    from ebm_jax.energies import energy_from_logits
+    from ebm_jax.experiment import Data, Experiment, _quick_eval_fn
+
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.2], [-0.3, 0.8]], np.float32)
+    data = Data(x, np.array([0, 1, 0, 1]), x, np.array([0, 1, 0, 1]), (-1.0, 1.0), None, 2,
+                None)
+
+    def logits_fn(params, x):
+        return params["w"] @ x
+
+    exp = Experiment(None, data, None, energy_from_logits(logits_fn), logits_fn, None, None,
+                     None)
+    # The metric functions refuse NaN logits and energies; the quick evaluation reports NaN.
+    blown = _quick_eval_fn(exp)(SimpleNamespace(ema_params={"w": jnp.full((2, 2), jnp.nan)}))
+    assert set(blown) == {"test_accuracy", "ece", "auroc_uniform_noise"}
+    assert all(np.isnan(v) for v in blown.values())

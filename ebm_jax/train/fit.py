@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import threading
 import time
@@ -106,7 +107,10 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
       log_every: average the metrics over this many steps, write them and
         update the progress bar (the only host syncs of the loop).
       eval_fn: ``eval_fn(state) -> dict`` of scalars, run every ``eval_every``
-        steps and at the end; written with an ``eval/`` prefix.
+        steps and at the end; written with an ``eval/`` prefix. An evaluation
+        that raises ValueError/FloatingPointError on non-finite values (a NaN
+        model) is written as ``{"step": s, "eval/error": message}`` and
+        training goes on; any other exception propagates.
       checkpointer: saves every ``checkpointer.save_every`` steps, at the end,
         and on Ctrl-C: the first Ctrl-C finishes the current step, saves and
         raises ``KeyboardInterrupt``.
@@ -129,16 +133,15 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
 
       >>> state = fit(jax.jit(train_step), state, Batches(x, y, 64, seed=0), 1000)
     """
-    if rollback is not None:
-        if checkpointer is None:
-            raise ValueError("rollback needs a checkpointer: expected checkpointer=Checkpointer(...)")
-        if checkpointer.latest_step() is None:
+    if rollback is not None and checkpointer is None:
+        raise ValueError("rollback needs a checkpointer: expected checkpointer=Checkpointer(...)")
+    with _deferred_interrupt() as interrupt:  # a Ctrl-C during the first save waits for it too
+        if rollback is not None and checkpointer.latest_step() is None:
             checkpointer.save(state)
-    writer = MetricsWriter(metrics_path)
-    start = int(state.step)
-    bar = tqdm(total=num_steps, initial=start, disable=not progress, dynamic_ncols=True,
-               desc="train")
-    with _deferred_interrupt() as interrupt:
+        writer = MetricsWriter(metrics_path)
+        start = int(state.step)
+        bar = tqdm(total=num_steps, initial=start, disable=not progress, dynamic_ncols=True,
+                   desc="train")
         try:
             state = _loop(train_step, state, batches, num_steps, start, log_every, eval_fn, eval_every,
                           checkpointer, writer, bar, interrupt, rollback, restart_batches)
@@ -179,6 +182,43 @@ def _roll_back(state, step, checkpointer, rollback, retries, writer, bar):
     return restored, good
 
 
+_NONFINITE = re.compile(r"non-?finite|\bnan\b|\binf\b|infinit", re.IGNORECASE)
+
+
+def _nonfinite_cause(error: BaseException, state) -> bool:
+    """Whether a ValueError/FloatingPointError of an evaluation comes from non-finite values:
+    a FloatingPointError (``jax_debug_nans``), a message (of the error or of one it was raised
+    from) that names NaN/inf/non-finite values, or a state whose parameters are not finite."""
+    if isinstance(error, FloatingPointError):
+        return True
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    if any(_NONFINITE.search(str(e)) for e in chain):
+        return True
+    params = [getattr(state, name, None) for name in ("params", "ema_params")]
+    leaves = jax.device_get(jax.tree.leaves([p for p in params if p is not None]))
+    return any(np.issubdtype(np.asarray(v).dtype, np.inexact) and not np.all(np.isfinite(v))
+               for v in leaves)
+
+
+def _evaluate(eval_fn, state, step, bar) -> dict:
+    """The ``eval/`` record of ``eval_fn(state)``. An evaluation that fails on non-finite values
+    (a blown-up model) gives an ``eval/error`` record and a line instead of ending the run:
+    the guard and rollbacks deal with divergence. Any other error propagates."""
+    try:
+        results = eval_fn(state)
+    except (ValueError, FloatingPointError) as error:
+        if not _nonfinite_cause(error, state):
+            raise
+        message = f"{type(error).__name__}: {error}"
+        bar.write(f"evaluation at step {step} failed on non-finite values, training goes on: "
+                  f"{message}")
+        return {"step": step, "eval/error": message}
+    return {"step": step, **{f"eval/{k}": v for k, v in results.items()}}
+
+
 def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_every, checkpointer,
           writer, bar, interrupt, rollback=None, restart_batches=None):
     """The body of :func:`fit`; returns the final state."""
@@ -212,7 +252,7 @@ def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_
             bar.update(len(window))
             window, window_start = [], time.perf_counter()
         if eval_fn is not None and (step % eval_every == 0 or step == num_steps):
-            writer.write({"step": step, **{f"eval/{k}": v for k, v in eval_fn(state).items()}})
+            writer.write(_evaluate(eval_fn, state, step, bar))
             window_start = time.perf_counter()
         if at_save:
             checkpointer.maybe_save(state)
