@@ -1,6 +1,7 @@
 """SGLD throughput of ebm_jax against the PyTorch way (JEM/IGEBM code), with the levers measured.
 
     python benchmarks/vs_pytorch.py                   # every architecture, every lever
+    python benchmarks/vs_pytorch.py --arch wrn28_10   # accelerator scale (minutes a step on CPU)
     python benchmarks/vs_pytorch.py --quick           # under a minute: mlp2d and jem32, few rows
     python benchmarks/vs_pytorch.py --arch jem32 --variants toolkit toolkit_lax plain_scan
 
@@ -15,16 +16,32 @@ Architectures (the same shapes in both frameworks, same SGLD update, same chains
 * ``jem28`` / ``jem32``: "JEM-style" four 3x3 convs (64, 128, 256, 256 channels, stride 2
   after the first, as ebm_jax's ConvNet), LeakyReLU 0.2, global mean pool, dense to 10
   logits, energy = -logsumexp(logits); 28x28x1 and 32x32x3, 64 chains.
+* ``wrn28_10``: JEM's Wide-ResNet-28-10 (``ebm_jax.nets.WideResNet``: a 3x3 stem to 16
+  channels, three groups of four pre-activation basic blocks without batch norm, widths
+  160-320-640 with stride 1, 2, 2 on each group's first block (on its second conv and its
+  1x1 shortcut conv), LeakyReLU 0.2, global mean pool, dense to 10 logits; 36.5M
+  parameters), energy = -logsumexp(logits), 32x32x3, 64 chains. It is in the default list
+  only when JAX's backend is not the CPU (one SGLD step of 64 chains takes minutes on 2
+  cores); ``--arch wrn28_10`` asks for it anywhere. Its compute dtype is ``--dtype``
+  (``auto``: bfloat16 on accelerators, float32 on CPU), on both sides: ebm_jax's
+  ``WideResNet(dtype=...)`` (float32 params, convolutions and matmuls in the dtype, pooling,
+  head output and the chains in float32), and for torch ``torch.autocast(device,
+  dtype=torch.bfloat16)`` around the energy, as a JEM user would write it (the backward
+  pass outside it, the logits cast to float32 before the logsumexp; ``--dtype bfloat16``
+  on a CPU uses torch's CPU autocast). The other architectures are always float32.
 
 Every row runs ``--steps`` (20) SGLD steps ``x <- x - step * dE/dx + noise * randn`` with
 JEM's step 1 and noise 0.01 on all chains, from the same start.
 
-PyTorch rows (NCHW, ``torch.set_num_threads`` = every core this process may use):
+PyTorch rows (NCHW, ``torch.set_num_threads`` = every core this process may use; on the
+GPU when ``torch.cuda.is_available()``, net and chains moved there, the clock read after
+``torch.cuda.synchronize()``; else on the CPU):
 
 * ``torch_eager``: the JEM/IGEBM code structure: a Python loop over steps,
   ``g = torch.autograd.grad(energy(x).sum(), [x])[0]``, ``x = x - step*g + noise*randn_like(x)``.
   Convolutions use ``padding=1`` as in that code (JAX's "SAME" pads stride-2 layers on the
-  other side: the same shapes and FLOPs).
+  other side: the same shapes and FLOPs). ebm_jax's WideResNet pads PyTorch-style
+  (``kernel_size // 2`` on each side), so ``TorchWideResNet`` is exactly it.
 * ``torch_compile``: the same step function under ``torch.compile`` (inductor), called in the
   same loop; its compile time is reported apart; a failure is caught and reported.
 
@@ -48,6 +65,9 @@ from the timing and reported as ``compile_seconds``):
   toolkit's ``sampler.step`` vmapped over chains (instead of ``run_chains``' vmap of
   per-chain scans); ``vmap_plain`` a vmap of per-chain plain scans (no Info, no
   non-finite guard).
+* ``wrn28_10`` runs the rows whose lever means something for WideResNet (which always
+  uses ``lax.conv``): not the patches and NCHW levers (they exist for ebm_jax's ``ConvNet``
+  only) nor ``toolkit_lax*`` (the same program as ``toolkit`` there); see ``applies``.
 
 Timing: each row is run ``--repeats`` times, interleaved with the other rows of its
 architecture (so drifting load hits all rows alike), and the median is reported. Ratios
@@ -64,14 +84,31 @@ convolution FLOPs of the forward pass and the input gradient, border taps exclud
 divided by the chains; ``xla_flops_per_chain_step`` is XLA's cost analysis
 (``compiled_flops``) of the same one-step program (it adds the elementwise work). The
 fraction of peak of every row, torch's included, is ``chain_steps_per_s *
-model_flops_per_chain_step / peak`` with the CPU's FP32 peak from ``this_cpu_peak()``: the
-same useful work for every implementation (patches multiply the border zeros, and each
-framework does different elementwise work, so a per-implementation count would reward
-wasted work). One JSON object per row, appended to benchmarks/results/<device>-<date>.json.
+model_flops_per_chain_step / peak``: the same useful work for every implementation
+(patches multiply the border zeros, and each framework does different elementwise work,
+so a per-implementation count would reward wasted work). The peak is
+``device_peak_flops`` of the device the row ran on (JAX's default device; torch's GPU by
+name, or this CPU) for the row's compute dtype: the bfloat16 peak for a bfloat16 row, the
+FP32 peak otherwise (each row records ``dtype``, ``peak_dtype`` and ``peak_flops_per_s``).
+
+TF32 (NVIDIA GPUs from Ampere on, float32 rows only; bfloat16 rows do not use it): JAX's
+default precision computes float32 convolutions and matmuls on GPU with TF32 tensor cores,
+and torch's default does the same for cuDNN convolutions (``cudnn.allow_tf32`` is True)
+but not for cuBLAS matmuls. So that both frameworks compute at the same precision, the
+torch rows on CUDA set ``torch.backends.cuda.matmul.allow_tf32 = True`` and
+``torch.backends.cudnn.allow_tf32 = True`` (JAX's behaviour; only the dense layers change,
+the convolutions already used TF32) and record it as ``torch_tf32``. Such a float32 row is
+measured against the FP32 (non-tensor-core) peak, which TF32 can exceed. For a strict
+IEEE float32 comparison run with ``JAX_DEFAULT_MATMUL_PRECISION=highest`` and set both
+torch flags to False. The agreement tests (tests/test_vs_pytorch.py) run on the CPU, where
+neither applies.
+
+One JSON object per row, appended to benchmarks/results/<device>-<date>.json.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -85,10 +122,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from device_peaks import compiled_flops, jaxpr_flops, this_cpu_peak  # noqa: E402
+from device_peaks import compiled_flops, device_peak_flops, jaxpr_flops  # noqa: E402
 
 from ebm_jax.energies import energy_from_logits  # noqa: E402
-from ebm_jax.nets import MLP, ConvNet, as_energy_fn, pure  # noqa: E402
+from ebm_jax.nets import MLP, ConvNet, WideResNet, as_energy_fn, pure  # noqa: E402
 from ebm_jax.samplers import init_chains, langevin, run_chains  # noqa: E402
 
 STEP_SIZE = 1.0  # JEM's SGLD step and noise
@@ -97,11 +134,15 @@ LEAKY_SLOPE = 0.2
 
 
 class Arch(NamedTuple):
-    kind: str  # "mlp" or "conv"
+    kind: str  # "mlp", "conv" (ebm_jax's ConvNet) or "wrn" (ebm_jax's WideResNet)
     shape: tuple  # one chain's position: (features,) or (H, W, C)
     chains: int
-    channels: tuple = ()  # conv channels; for "mlp" the hidden widths
+    channels: tuple = ()  # conv channels; for "mlp" the hidden widths; unused by "wrn"
     out: int = 1  # 1: energy = output; K: energy = -logsumexp of K logits
+    depth: int = 28  # "wrn" only: 6n + 4
+    widen_factor: int = 10  # "wrn" only
+    dtype: str = "float32"  # compute dtype: float32, bfloat16, or auto (see compute_dtype)
+    accelerator_only: bool = False  # left out of the default list on CPU
 
 
 ARCHS = {
@@ -109,7 +150,38 @@ ARCHS = {
     "conv_digits": Arch("conv", (8, 8, 1), 128, (32, 64, 128), 1),
     "jem28": Arch("conv", (28, 28, 1), 64, (64, 128, 256, 256), 10),
     "jem32": Arch("conv", (32, 32, 3), 64, (64, 128, 256, 256), 10),
+    "wrn28_10": Arch("wrn", (32, 32, 3), 64, (), 10, depth=28, widen_factor=10, dtype="auto",
+                     accelerator_only=True),
 }
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def on_accelerator() -> bool:
+    return jax.default_backend() != "cpu"
+
+
+def compute_dtype(dtype: str) -> str:
+    """``auto`` -> bfloat16 on accelerators, float32 on CPU; else ``dtype`` itself."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: expected one of {DTYPES}")
+    if dtype == "auto":
+        return "bfloat16" if on_accelerator() else "float32"
+    return dtype
+
+
+def arch_dtype(arch: Arch) -> str:
+    """The architecture's concrete compute dtype ("float32" or "bfloat16")."""
+    return compute_dtype(arch.dtype)
+
+
+def with_dtype(arch: Arch, dtype: str) -> Arch:
+    """``--dtype`` applies to the Wide-ResNet only; the other architectures stay float32."""
+    return arch._replace(dtype=compute_dtype(dtype)) if arch.kind == "wrn" else arch
+
+
+def default_archs() -> list:
+    """Every architecture, less the accelerator-scale ones when JAX runs on the CPU."""
+    return [name for name, a in ARCHS.items() if on_accelerator() or not a.accelerator_only]
 
 class Variant(NamedTuple):
     impl: str  # toolkit | plain_scan | batched_scan | vmap_plain
@@ -144,6 +216,9 @@ VARIANTS = {
     "plain_scan_patchgrad": Variant("plain_scan", conv="patch_grad"),
 }
 CONV_ONLY = ("patch", "nchw", "lax")
+# WideResNet always uses lax.conv in NHWC: no patches or NCHW lever, and toolkit_lax* would
+# repeat toolkit's program.
+NOT_FOR_WRN = ("patch", "nchw", "_lax")
 # Every lever, less the rows that only repeat one (and NCHW: XLA's CPU NCHW convolution is
 # ~20x slower than NHWC, so its row alone takes minutes; ask for it with --variants).
 DEFAULT_VARIANTS = ["toolkit", "toolkit_u4", "toolkit_full", "toolkit_lax", "toolkit_lax_u4",
@@ -169,8 +244,17 @@ def num_cpus() -> int:
 
 
 def applies(name: str, arch: Arch) -> bool:
-    """Conv-only levers (patches, NCHW) have no meaning for the MLP."""
-    return arch.kind == "conv" or not any(word in name for word in CONV_ONLY)
+    """Conv-only levers (patches, NCHW) have no meaning for the MLP; they exist for ebm_jax's
+    ``ConvNet`` only, so the Wide-ResNet skips them (and ``toolkit_lax*``, the same as
+    ``toolkit`` there)."""
+    if arch.kind == "conv":
+        return True
+    words = NOT_FOR_WRN if arch.kind == "wrn" else CONV_ONLY
+    return not any(word in name for word in words)
+
+
+def is_image(arch: Arch) -> bool:
+    return arch.kind in ("conv", "wrn")
 
 
 # --------------------------------------------------------------------------- JAX side
@@ -180,14 +264,21 @@ def jax_network(arch: Arch, conv: str = "lax"):
     """``(per-example energy_fn(params, x), params)``: ebm_jax's nets, seed 0.
 
     ``conv`` is ConvNet's ``conv_impl`` ("lax", "patches", "patch_grad", "auto"); the
-    params are the same whichever it is.
+    params are the same whichever it is. WideResNet ignores it (always ``lax.conv``) and
+    computes in ``arch_dtype(arch)`` (its params are float32 either way).
     """
     if arch.kind == "mlp":
         model = as_energy_fn(MLP(arch.shape[0], arch.channels, 1, activation="swish",
                                  rngs=nnx.Rngs(0)))
         return model.apply, model.params
-    net = ConvNet(arch.shape, arch.channels, arch.out, activation="leaky_relu",
-                  conv_impl=conv, rngs=nnx.Rngs(0))
+    if arch.kind == "wrn":
+        dtype = jnp.bfloat16 if arch_dtype(arch) == "bfloat16" else jnp.float32
+        net = WideResNet(arch.shape, arch.out, depth=arch.depth,
+                         widen_factor=arch.widen_factor, activation="leaky_relu", dtype=dtype,
+                         rngs=nnx.Rngs(0))
+    else:
+        net = ConvNet(arch.shape, arch.channels, arch.out, activation="leaky_relu",
+                      conv_impl=conv, rngs=nnx.Rngs(0))
     if arch.out == 1:
         model = as_energy_fn(net)
         return model.apply, model.params
@@ -217,7 +308,7 @@ def start_positions(arch: Arch, layout: str = "NHWC") -> jax.Array:
     """The chains' start ``[C, *shape]`` (NCHW images transposed from the NHWC draw)."""
     x = jax.random.uniform(jax.random.PRNGKey(1), (arch.chains, *arch.shape), minval=-1.0,
                            maxval=1.0)
-    if layout == "NCHW" and arch.kind == "conv":
+    if layout == "NCHW" and is_image(arch):
         x = jnp.transpose(x, (0, 3, 1, 2))
     return x
 
@@ -307,6 +398,8 @@ def vmap_plain_sgld(energy_fn, num_steps: int, unroll: int):
 def jax_program(arch: Arch, variant: Variant, num_steps: int):
     """``(run(key, x, params), x0, params)`` of one JAX row."""
     if variant.layout == "NCHW":
+        if arch.kind != "conv":
+            raise ValueError("the NCHW rows are for ebm_jax's ConvNet only")
         _, params = jax_network(arch)
         energy_fn = nchw_energy(arch)
     else:
@@ -405,11 +498,18 @@ def _jax_same_pads(size: int, stride: int, kernel: int = 3) -> tuple[int, int]:
 
 def torch_network(arch: Arch, jax_same_padding: bool = False):
     """The architecture in torch (NCHW). ``jax_same_padding`` pads like JAX's "SAME" (for
-    exact comparisons with the JAX nets); by default convs use ``padding=1`` as JEM does."""
+    exact comparisons with the JAX nets); by default convs use ``padding=1`` as JEM does.
+
+    The Wide-ResNet (:class:`TorchWideResNet` below) ignores ``jax_same_padding``: ebm_jax's
+    WideResNet pads PyTorch-style (``kernel_size // 2`` on each side, stride-2 layers
+    included), so ``padding=1`` (3x3) and 0 (1x1) are already exact.
+    """
     import torch
     import torch.nn.functional as F
     from torch import nn
 
+    if arch.kind == "wrn":
+        return _torch_wide_resnet(arch)
     if arch.kind == "mlp":
         widths = [arch.shape[0], *arch.channels, arch.out]
         layers = []
@@ -442,11 +542,75 @@ def torch_network(arch: Arch, jax_same_padding: bool = False):
     return TorchConvNet()
 
 
-def torch_energy(arch: Arch, net, x):
-    """Per-example energies ``[B]`` of a batch."""
+def _torch_wide_resnet(arch: Arch):
+    """``TorchWideResNet``: ebm_jax's WideResNet in torch, layer for layer (JEM's
+    ``wide_basic`` blocks without batch norm or dropout)::
+
+        h = stem(x)                                    # 3x3 conv to 16, padding 1
+        for block in blocks:                           # (depth - 4) / 6 per group
+            h = conv2(act(conv1(act(h)))) + shortcut(h)  # conv2 and shortcut carry the stride
+        logits = head(mean_hw(act(h)))                 # act = leaky_relu(0.2)
+
+    The shortcut is a 1x1 conv (padding 0) when the stride or width changes, else the
+    identity. Pooling is in float32 as in ebm_jax (under autocast the head still runs in
+    bfloat16).
+    """
+    import torch.nn.functional as F
+    from torch import nn
+
+    def act(h):
+        return F.leaky_relu(h, LEAKY_SLOPE)
+
+    class TorchWideBlock(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+            self.conv2 = nn.Conv2d(cout, cout, 3, stride=stride, padding=1)
+            self.shortcut = (nn.Conv2d(cin, cout, 1, stride=stride)
+                             if stride != 1 or cin != cout else None)
+
+        def forward(self, x):
+            h = self.conv2(act(self.conv1(act(x))))
+            return h + (x if self.shortcut is None else self.shortcut(x))
+
+    class TorchWideResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            n, k = (arch.depth - 4) // 6, arch.widen_factor
+            self.stem = nn.Conv2d(arch.shape[-1], 16, 3, padding=1)
+            blocks, cin = [], 16
+            for width, stride in ((16 * k, 1), (32 * k, 2), (64 * k, 2)):
+                for i in range(n):
+                    blocks.append(TorchWideBlock(cin, width, stride if i == 0 else 1))
+                    cin = width
+            self.blocks = nn.ModuleList(blocks)
+            self.head = nn.Linear(cin, arch.out)
+
+        def forward(self, x):
+            h = self.stem(x)
+            for block in self.blocks:
+                h = block(h)
+            return self.head(act(h).float().mean(dim=(2, 3)))
+
+    if arch.depth < 10 or (arch.depth - 4) % 6:
+        raise ValueError(f"depth={arch.depth}: expected 6n + 4 with n >= 1")
+    return TorchWideResNet()
+
+
+def torch_autocast(arch: Arch, device_type: str):
+    """``torch.autocast(device_type, dtype=torch.bfloat16)`` for a bfloat16 arch, else a no-op."""
     import torch
 
-    out = net(x)
+    if arch_dtype(arch) == "bfloat16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def torch_energy(arch: Arch, net, x):
+    """Per-example energies ``[B]`` of a batch (float32, the logits cast before logsumexp)."""
+    import torch
+
+    out = net(x).float()
     return out[:, 0] if arch.out == 1 else -torch.logsumexp(out, dim=1)
 
 
@@ -459,6 +623,10 @@ def load_jax_params(arch: Arch, net, params) -> None:
         with torch.no_grad():
             param.copy_(torch.from_numpy(np.array(value, dtype=np.float32)))
 
+    def conv(module, layer):  # HWIO -> OIHW
+        put(module.weight, np.transpose(np.asarray(layer["kernel"]), (3, 2, 0, 1)))
+        put(module.bias, layer["bias"])
+
     if arch.kind == "mlp":
         linears = [m for m in net if isinstance(m, torch.nn.Linear)]
         for i, lin in enumerate(linears):
@@ -466,20 +634,39 @@ def load_jax_params(arch: Arch, net, params) -> None:
             put(lin.weight, np.asarray(layer["kernel"]).T)
             put(lin.bias, layer["bias"])
         return
-    for i, conv in enumerate(net.convs):
-        layer = params["convs"][i]["conv"]
-        put(conv.weight, np.transpose(np.asarray(layer["kernel"]), (3, 2, 0, 1)))
-        put(conv.bias, layer["bias"])
+    if arch.kind == "wrn":
+        conv(net.stem, params["stem"])
+        if len(net.blocks) != len(params["blocks"]):
+            raise ValueError(f"{len(net.blocks)} torch blocks, {len(params['blocks'])} in params")
+        for i, block in enumerate(net.blocks):
+            layer = params["blocks"][i]
+            conv(block.conv1, layer["conv1"])
+            conv(block.conv2, layer["conv2"])
+            if (block.shortcut is None) != ("shortcut" not in layer):
+                raise ValueError(f"block {i}: the shortcut convs do not match")
+            if block.shortcut is not None:
+                conv(block.shortcut, layer["shortcut"])
+        put(net.head.weight, np.asarray(params["head"]["kernel"]).T)  # [in, out] -> [out, in]
+        put(net.head.bias, params["head"]["bias"])
+        return
+    for i, module in enumerate(net.convs):
+        conv(module, params["convs"][i]["conv"])
     put(net.head.weight, np.asarray(params["head"]["linear"]["kernel"]).T)
     put(net.head.bias, params["head"]["linear"]["bias"])
 
 
 def torch_sgld_update(arch: Arch, net, x, noise):
-    """One SGLD step the JEM way, with the noise given: ``x - step * dE/dx + noise_scale * noise``."""
+    """One SGLD step the JEM way, with the noise given: ``x - step * dE/dx + noise_scale * noise``.
+
+    A bfloat16 arch runs the energy under ``torch.autocast`` (the backward outside it, as
+    torch recommends); the chains and their gradient stay float32.
+    """
     import torch
 
     x = x.detach().requires_grad_(True)
-    grad = torch.autograd.grad(torch_energy(arch, net, x).sum(), [x])[0]
+    with torch_autocast(arch, x.device.type):
+        energy = torch_energy(arch, net, x).sum()
+    grad = torch.autograd.grad(energy, [x])[0]
     return (x - STEP_SIZE * grad + NOISE * noise).detach()
 
 
@@ -493,12 +680,35 @@ def torch_sgld_step(arch: Arch, net):
     return step
 
 
-def torch_start_positions(arch: Arch):
-    """The same start as the JAX rows, NCHW for images."""
+def torch_start_positions(arch: Arch, device: str = "cpu"):
+    """The same start as the JAX rows, NCHW for images, on ``device``."""
     import numpy as np
     import torch
 
-    return torch.from_numpy(np.array(start_positions(arch, "NCHW")))
+    return torch.from_numpy(np.array(start_positions(arch, "NCHW"))).to(device)
+
+
+def torch_device() -> str:
+    """"cuda" when torch sees a GPU, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_device_kind(device: str) -> str:
+    """The name ``device_peak_flops`` reads: the GPU's name, or "cpu"."""
+    import torch
+
+    return torch.cuda.get_device_name() if device == "cuda" else "cpu"
+
+
+def set_torch_tf32(enabled: bool = True) -> None:
+    """TF32 for torch's float32 matmuls and cuDNN convolutions (JAX's default precision on
+    NVIDIA GPUs; see the module docstring). Process-wide; no effect on the CPU."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 class TorchTimed(Timed):
@@ -508,14 +718,24 @@ class TorchTimed(Timed):
         torch.set_num_threads(num_cpus())
         torch.manual_seed(0)
         self.torch = torch
+        self.device = torch_device()
+        self.tf32 = None
+        if self.device == "cuda":
+            set_torch_tf32(True)
+            self.tf32 = True
         self.net = torch_network(arch)
         _, params = jax_network(arch)
         load_jax_params(arch, self.net, params)  # same weights as the JAX rows
+        self.net.to(self.device)
         self.net.eval()  # JEM samples with the model's parameters requiring grad, as here
-        self.x = torch_start_positions(arch)
+        self.x = torch_start_positions(arch, self.device)
         self.num_steps = num_steps
         self.step = torch_sgld_step(arch, self.net)
         self.compiled = compiled
+
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
 
     def _loop(self, step, num_steps):
         x = self.x
@@ -529,6 +749,7 @@ class TorchTimed(Timed):
                 started = time.perf_counter()
                 step = self.torch.compile(self.step)
                 step(self.x)  # compiles
+                self._sync()
                 self.compile_seconds = time.perf_counter() - started
                 self.step = step
             except Exception as exc:  # torch.compile is best effort: report, go on
@@ -536,12 +757,15 @@ class TorchTimed(Timed):
                 return
         else:
             self.compile_seconds = 0.0
-        self._loop(self.step, 2)  # warm-up (oneDNN primitive caches, allocator)
+        self._loop(self.step, 2)  # warm-up (oneDNN/cuDNN algorithm caches, allocator)
+        self._sync()
 
     def once(self, repeat: int) -> float:
         self.torch.manual_seed(repeat + 1)
+        self._sync()
         started = time.perf_counter()
         self._loop(self.step, self.num_steps)
+        self._sync()
         return time.perf_counter() - started
 
 
@@ -574,10 +798,23 @@ def _own_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+_PEAKS: dict = {}
+
+
+def peak_for(device, dtype: str) -> tuple[Optional[float], str]:
+    """``device_peak_flops(device, dtype)`` (a JAX device, a GPU name or "cpu"), cached."""
+    key = (device if isinstance(device, str) else getattr(device, "device_kind", str(device)),
+           getattr(device, "platform", None), dtype)
+    if key not in _PEAKS:
+        _PEAKS[key] = device_peak_flops(device, dtype)
+    return _PEAKS[key]
+
+
 def measure_arch(name: str, num_steps: int, variants: list, repeats: int, *, torch_rows: list,
-                 max_load: float, max_wait: float, peak: Optional[float],
+                 max_load: float, max_wait: float, dtype: str = "auto",
                  min_seconds: float = 0.5) -> list:
-    arch = ARCHS[name]
+    arch = with_dtype(ARCHS[name], dtype)
+    dtype = arch_dtype(arch)
     model_flops, xla_flops = step_flops(arch)
     timed: dict[str, Timed] = {}
     for row in torch_rows:
@@ -608,13 +845,25 @@ def measure_arch(name: str, num_steps: int, variants: list, repeats: int, *, tor
     for row, t in timed.items():
         v = VARIANTS.get(row)
         rate = rates.get(row)
+        if isinstance(t, TorchTimed):
+            run_on = t.device
+            peak, peak_description = peak_for(torch_device_kind(t.device), dtype)
+        else:
+            run_on = jax.devices()[0].platform
+            peak, peak_description = peak_for(jax.devices()[0], dtype)
+        conv = None
+        if arch.kind == "conv":
+            conv = "torch" if v is None else v.conv
+        elif arch.kind == "wrn":  # WideResNet: lax.conv whatever the variant says
+            conv = "torch" if v is None else "lax"
         out = {
             "benchmark": "vs_pytorch", "arch": name, "row": row,
             "framework": "torch" if row in TORCH_ROWS else "jax",
+            "run_on": run_on, "dtype": dtype,
             "impl": row if v is None else v.impl,
             "unroll": None if v is None else v.unroll,
-            "conv": ("torch" if v is None else v.conv) if arch.kind == "conv" else None,
-            "layout": ("NCHW" if v is None else v.layout) if arch.kind == "conv" else None,
+            "conv": conv,
+            "layout": ("NCHW" if v is None else v.layout) if is_image(arch) else None,
             "fused": None if v is None else v.fused,
             "donate": None if v is None else v.donate,
             "chains": arch.chains, "steps": num_steps, "shape": list(arch.shape),
@@ -625,11 +874,17 @@ def measure_arch(name: str, num_steps: int, variants: list, repeats: int, *, tor
             "error": t.error,
             "model_flops_per_chain_step": model_flops / arch.chains,
             "xla_flops_per_chain_step": xla_flops / arch.chains,
-            "fraction_of_fp32_peak": (rate * model_flops / arch.chains / peak
-                                      if rate and peak else None),
+            "peak_flops_per_s": peak, "peak_dtype": dtype,
+            "peak_description": peak_description,
+            "fraction_of_peak": (rate * model_flops / arch.chains / peak
+                                 if rate and peak else None),
             "load1_start": load_start, "load1_end": load_end, "waited_seconds": waited,
             "other_cpu": other_cpu,
         }
+        if isinstance(t, TorchTimed):
+            out["torch_tf32"] = t.tf32
+            out["cudnn_benchmark"] = (bool(t.torch.backends.cudnn.benchmark)
+                                      if t.device == "cuda" else None)
         for base, key in (("torch_eager", "ratio_vs_torch_eager"),
                           ("torch_compile", "ratio_vs_torch_compile"),
                           ("plain_scan", "ratio_vs_plain_scan")):
@@ -647,19 +902,21 @@ def pct(value) -> str:
     return "" if value is None else f"{100 * value:.0f}%"
 
 
-def print_tables(rows: list, peak: Optional[float]) -> None:
-    print("\n| arch | row | chain-steps/s | compile s | vs torch eager | vs torch.compile | "
-          "vs plain scan | % FP32 peak |")
-    print("|---|---|---|---|---|---|---|---|")
+def print_tables(rows: list) -> None:
+    print("\n| arch | row | dtype | chain-steps/s | compile s | vs torch eager | "
+          "vs torch.compile | vs plain scan | % peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["error"]:
-            print(f"| {r['arch']} | {r['row']} | failed: {r['error'][:80]} | | | | | |")
+            print(f"| {r['arch']} | {r['row']} | {r['dtype']} | failed: {r['error'][:80]} "
+                  "| | | | | |")
             continue
-        print(f"| {r['arch']} | {r['row']} | {fmt(r['chain_steps_per_s'], ',.0f')} | "
+        print(f"| {r['arch']} | {r['row']} | {r['dtype']} | "
+              f"{fmt(r['chain_steps_per_s'], ',.0f')} | "
               f"{fmt(r['compile_seconds'], '.1f')} | {fmt(r.get('ratio_vs_torch_eager'), '.2f')} | "
               f"{fmt(r.get('ratio_vs_torch_compile'), '.2f')} | "
               f"{fmt(r.get('ratio_vs_plain_scan'), '.2f')} | "
-              f"{pct(r['fraction_of_fp32_peak'])} |")
+              f"{pct(r['fraction_of_peak'])} |")
     print("\nSummary (chain-steps/s; ratio = / torch eager):")
     print("| arch | torch eager | torch.compile | toolkit | plain scan | best JAX row | "
           "best / eager | best / compile | best % peak | load1 start-end | other CPU |")
@@ -677,26 +934,38 @@ def print_tables(rows: list, peak: Optional[float]) -> None:
               f"{'' if best is None else best['row']} {fmt(best and best['chain_steps_per_s'], ',.0f')} | "
               f"{fmt(best and best.get('ratio_vs_torch_eager'), '.2f')} | "
               f"{fmt(best and best.get('ratio_vs_torch_compile'), '.2f')} | "
-              f"{pct(best and best['fraction_of_fp32_peak'])} | "
+              f"{pct(best and best['fraction_of_peak'])} | "
               f"{any_row['load1_start']:.2f}-{any_row['load1_end']:.2f} | "
               f"{pct(other)} |")
-    if peak:
-        print(f"\nFP32 peak {peak / 1e9:.0f} GFLOP/s (benchmarks/device_peaks.py this_cpu_peak); "
-              "% peak = chain-steps/s x model FLOPs per chain-step (jaxpr_flops, lax.conv) / peak.")
+    peaks = {}
+    for r in rows:
+        peaks.setdefault((r["run_on"], r["peak_dtype"]), (r["peak_flops_per_s"],
+                                                          r["peak_description"]))
+    print("\n% peak = chain-steps/s x model FLOPs per chain-step (jaxpr_flops, lax.conv) / the "
+          "peak of the row's device and dtype (benchmarks/device_peaks.py device_peak_flops):")
+    for (run_on, dtype), (peak, description) in peaks.items():
+        value = "unknown" if not peak else f"{peak / 1e9:,.0f} GFLOP/s"
+        print(f"  {run_on} {dtype}: {value} ({description})")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         epilog="torch is optional: pip install torch==2.13.0 (without it: JAX rows only).")
-    parser.add_argument("--arch", nargs="+", default=list(ARCHS), choices=list(ARCHS))
+    parser.add_argument("--arch", nargs="+", default=default_archs(), choices=list(ARCHS),
+                        help="architectures (default: all but wrn28_10 when JAX runs on the "
+                        "CPU, all elsewhere)")
     parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
                         metavar="ROW", help="JAX rows (default: all; conv-only levers skip "
-                        "the MLP): " + ", ".join(VARIANTS))
+                        "the MLP and wrn28_10): " + ", ".join(VARIANTS))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per row (median)")
     parser.add_argument("--min-seconds", type=float, default=0.5,
                         help="a repeat calls a row's sampler until it lasts this long")
+    parser.add_argument("--dtype", default="auto", choices=list(DTYPES),
+                        help="compute dtype of wrn28_10 on both sides (auto: bfloat16 on "
+                        "accelerators, float32 on CPU; torch: autocast); the other "
+                        "architectures are float32")
     parser.add_argument("--no-torch", action="store_true", help="JAX rows only")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
     parser.add_argument("--max-load", type=float, default=1.5,
@@ -725,16 +994,15 @@ def main(argv=None) -> None:
               "pip install torch==2.13.0)", flush=True)
     else:
         torch_rows = ["torch_eager"] + (["torch_compile"] if compile_row else [])
-    peak = this_cpu_peak().float32 if jax.devices()[0].platform == "cpu" else None
     device, date = device_name(), datetime.date.today().isoformat()
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{device}-{date}.json")
     rows = []
     for arch in archs:
         for row in measure_arch(arch, args.steps, variants, repeats, torch_rows=torch_rows,
-                                max_load=args.max_load, max_wait=max_wait, peak=peak,
+                                max_load=args.max_load, max_wait=max_wait, dtype=args.dtype,
                                 min_seconds=min_seconds):
             row.update(device=device, jax=jax.__version__, torch=torch_version, date=date,
-                       quick=args.quick, fp32_peak=peak, threads=num_cpus(),
+                       quick=args.quick, threads=num_cpus(),
                        step_size=STEP_SIZE, noise=NOISE)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -742,7 +1010,7 @@ def main(argv=None) -> None:
                 os.makedirs(os.path.dirname(out), exist_ok=True)
                 with open(out, "a") as f:
                     f.write(json.dumps(row) + "\n")
-    print_tables(rows, peak)
+    print_tables(rows)
 
 
 if __name__ == "__main__":
