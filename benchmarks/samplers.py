@@ -83,6 +83,7 @@ from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from device_peaks import compiled_flops, device_peak_flops, jaxpr_flops  # noqa: E402
+from results_file import append_row, device_name, results_path  # noqa: E402
 
 from ebm_jax.energies import energy_from_logits  # noqa: E402
 from ebm_jax.nets import MLP, ConvNet, WideResNet, as_energy_fn, pure  # noqa: E402
@@ -171,13 +172,6 @@ def default_archs(quick: bool = False) -> list[str]:
 def default_chains(arch: Arch, quick: bool = False) -> list[int]:
     counts = arch.chains if on_cpu() else arch.accel_chains
     return [counts[len(counts) // 2]] if quick else list(counts)
-
-
-def device_name() -> str:
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return f"cpu-{os.cpu_count()}cores"
-    return device.device_kind.lower().replace(" ", "-")
 
 
 def _finite_or_none(value):
@@ -382,8 +376,7 @@ def main(argv=None) -> None:
     repeats = args.repeats or (2 if args.quick else 3)
     unrolls = args.unroll or (["1"] if args.quick else None)
     device, date = device_name(), datetime.date.today().isoformat()
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                       f"{device}-{date}.json")
+    out = results_path(date)
     rows = []
     for arch in args.arch or default_archs(args.quick):
         for row in measure(arch, args.steps, unrolls, args.samplers, args.leapfrog, repeats,
@@ -392,9 +385,7 @@ def main(argv=None) -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             if not args.no_save:
-                os.makedirs(os.path.dirname(out), exist_ok=True)
-                with open(out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_row(row, out)
     print_table(rows)
     if not args.no_save and rows:
         print(f"appended to {out}")

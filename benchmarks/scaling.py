@@ -52,6 +52,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from device_peaks import compiled_flops, device_peak_flops, jaxpr_flops  # noqa: E402
+from results_file import append_row, device_name, results_path  # noqa: E402
 
 from ebm_jax.config import make_config  # noqa: E402
 from ebm_jax.data import Batches  # noqa: E402
@@ -64,13 +65,6 @@ PRESET = "jem_cifar10"
 CPU_DEFAULTS = ["depth=16", "widen_factor=2", "dtype=float32"]
 QUICK = ["depth=10", "widen_factor=1", "batch_size=16"]
 IMAGE_SHAPE = (32, 32, 3)
-
-
-def device_name() -> str:
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return f"cpu-{os.cpu_count()}cores"
-    return device.device_kind.lower().replace(" ", "-")
 
 
 def synthetic_cifar(num_train: int = 2048, num_test: int = 256, seed: int = 0) -> Data:
@@ -263,8 +257,7 @@ def main(argv=None) -> None:
     data = synthetic_cifar(args.num_train)
 
     device, date = device_name(), datetime.date.today().isoformat()
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                       f"{device}-{date}.json")
+    out = results_path(date)
     ceiling_size = 2048 if on_cpu else 8192
     ceiling = matmul_ceiling(config.dtype, ceiling_size)
     rows = []
@@ -283,9 +276,7 @@ def main(argv=None) -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
         if not args.no_save:
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            with open(out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(row, out)
     print_table(rows)
     if not args.no_save:
         print(f"appended to {out}")

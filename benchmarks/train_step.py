@@ -54,6 +54,7 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from device_peaks import compiled_flops, device_peak_flops, jaxpr_flops  # noqa: E402
+from results_file import append_row, device_name, results_path  # noqa: E402
 
 from ebm_jax.config import make_config  # noqa: E402
 from ebm_jax.data import Batches  # noqa: E402
@@ -62,13 +63,6 @@ from ebm_jax.train import DivergenceGuard, make_train_step  # noqa: E402
 
 PRESETS = ["jem_digits", "cd_digits", "nce_2d_8gaussians", "rl_digits", "dsm_2d_8gaussians"]
 QUICK_STEPS = 20
-
-
-def device_name() -> str:
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return f"cpu-{os.cpu_count()}cores"
-    return device.device_kind.lower().replace(" ", "-")
 
 
 def _finite_or_none(value):
@@ -192,8 +186,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results")
     args = parser.parse_args(argv)
     steps = QUICK_STEPS if args.quick else args.steps
-    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    path = os.path.join(out_dir, f"{device_name()}-{datetime.date.today().isoformat()}.json")
+    path = results_path()
     rows = []
     for preset in args.config or PRESETS:
         row = measure(preset, args.overrides, steps)
@@ -201,9 +194,7 @@ def main(argv=None) -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
         if not args.no_save:
-            os.makedirs(out_dir, exist_ok=True)
-            with open(path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(row, path)
     print_table(rows)
     if not args.no_save:
         print(f"appended to {path}")

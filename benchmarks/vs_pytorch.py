@@ -123,6 +123,7 @@ from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from device_peaks import compiled_flops, device_peak_flops, jaxpr_flops  # noqa: E402
+from results_file import append_row, device_name, results_path  # noqa: E402
 
 from ebm_jax.energies import energy_from_logits  # noqa: E402
 from ebm_jax.nets import MLP, ConvNet, WideResNet, as_energy_fn, pure  # noqa: E402
@@ -219,21 +220,14 @@ CONV_ONLY = ("patch", "nchw", "lax")
 # WideResNet always uses lax.conv in NHWC: no patches or NCHW lever, and toolkit_lax* would
 # repeat toolkit's program.
 NOT_FOR_WRN = ("patch", "nchw", "_lax")
-# Every lever, less the rows that only repeat one (and NCHW: XLA's CPU NCHW convolution is
-# ~20x slower than NHWC, so its row alone takes minutes; ask for it with --variants).
+# Every lever, less the rows that only repeat one (and NCHW: XLA's CPU NCHW convolution ran
+# at 0.15x of NHWC on the digits conv, minutes for the big convs; ask for it with --variants).
 DEFAULT_VARIANTS = ["toolkit", "toolkit_u4", "toolkit_full", "toolkit_lax", "toolkit_lax_u4",
                     "toolkit_patchgrad", "batched_scan", "vmap_plain", "plain_scan",
                     "plain_scan_u4", "plain_scan_full", "plain_scan_fused", "plain_scan_donate",
                     "plain_scan_patches", "plain_scan_patches_fused", "plain_scan_patches_full"]
 QUICK_VARIANTS = ["toolkit", "toolkit_lax", "plain_scan", "plain_scan_patches_fused"]
 TORCH_ROWS = ("torch_eager", "torch_compile")
-
-
-def device_name() -> str:
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return f"cpu-{os.cpu_count()}cores"
-    return device.device_kind.lower().replace(" ", "-")
 
 
 def num_cpus() -> int:
@@ -890,6 +884,10 @@ def measure_arch(name: str, num_steps: int, variants: list, repeats: int, *, tor
                           ("plain_scan", "ratio_vs_plain_scan")):
             if rate and rates.get(base) and row != base:
                 out[key] = rate / rates[base]
+                # Repeats are interleaved, so repeat r of two rows ran side by side: the
+                # spread of these paired ratios shows how much the machine's noise moves it.
+                paired = sorted(b / a for a, b in zip(times[row], times[base]))
+                out[key + "_range"] = [paired[0], paired[-1]]
         rows.append(out)
     return rows
 
@@ -995,7 +993,7 @@ def main(argv=None) -> None:
     else:
         torch_rows = ["torch_eager"] + (["torch_compile"] if compile_row else [])
     device, date = device_name(), datetime.date.today().isoformat()
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{device}-{date}.json")
+    out = results_path(date)
     rows = []
     for arch in archs:
         for row in measure_arch(arch, args.steps, variants, repeats, torch_rows=torch_rows,
@@ -1007,9 +1005,7 @@ def main(argv=None) -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             if not args.no_save:
-                os.makedirs(os.path.dirname(out), exist_ok=True)
-                with open(out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_row(row, out)
     print_tables(rows)
 
 

@@ -1,4 +1,5 @@
 """Shared test configuration: CPU only, float32, fixed keys."""
+import contextlib
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -14,3 +15,30 @@ jax.config.update("jax_num_cpu_devices", 8)
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
+
+
+@contextlib.contextmanager
+def _fewer_xla_optimisations():
+    previous = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+        jax.clear_caches()  # no later test reuses a program compiled this way
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+    """Compile with fewer XLA optimisations for a module whose time is mostly compilation
+    (tiny networks, a few steps). Values stay the same to float rounding."""
+    with _fewer_xla_optimisations():
+        yield
+
+
+@pytest.fixture
+def fast_compile_test():
+    """:func:`fast_compile` for one test (a module-scoped fixture would stay on for the
+    tests after it)."""
+    with _fewer_xla_optimisations():
+        yield

@@ -14,6 +14,10 @@ TINY = ["hidden=32", "buffer_size=200", "sgld_steps=5", "batch_size=32", "log_ev
         "num_steps=20"]
 
 
+# 20-step runs and their evaluation: mostly compilation (see conftest.fast_compile).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")

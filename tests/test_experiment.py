@@ -21,6 +21,7 @@ def tiny(preset="jem_digits", *extra):
     return make_config(preset, TINY + list(extra))
 
 
+@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_train_writes_the_run_directory_and_summary(tmp_path):
     summary = train(tiny("jem_digits", "num_steps=20"), str(tmp_path), progress=False)
     for name in ("config.json", "metrics.jsonl", "samples.png", "curves.png", "summary.json"):
@@ -42,6 +43,7 @@ def test_train_writes_the_run_directory_and_summary(tmp_path):
     assert any("eval/test_accuracy" in r for r in records)
 
 
+@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
     full = train(tiny("jem_digits", "num_steps=30"), str(tmp_path / "full"), progress=False)
     # Stop after 10 steps (a checkpoint is written there), then resume to 30.
@@ -87,6 +89,7 @@ def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
     assert params_fingerprint(state.params) == expected
 
 
+@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_workdir_with_another_config_is_refused_before_compute(tmp_path):
     train(tiny("jem_digits", "num_steps=10"), str(tmp_path), progress=False)
     before = sorted(os.listdir(tmp_path / "checkpoints"))
@@ -101,6 +104,7 @@ def test_workdir_with_another_config_is_refused_before_compute(tmp_path):
     assert summary["steps"] == 10
 
 
+@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
     summary = train(tiny("cd_2d_8gaussians", "num_steps=10"), str(tmp_path), progress=False)
     assert np.isfinite(summary["kl_nats"]) and summary["kl_nats"] > 0
@@ -109,6 +113,7 @@ def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "landscape.png").is_file()
 
 
+@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_softmax_baseline_has_no_buffer_and_still_reports_samples(tmp_path):
     summary = train(tiny("softmax_digits", "num_steps=10"), str(tmp_path), progress=False)
     assert 0.0 <= summary["sample_confidence"] <= 1.0
@@ -198,6 +203,7 @@ def test_recovery_likelihood_trains_through_the_same_runner(tmp_path):
     assert (tmp_path / "landscape.png").is_file() and (tmp_path / "samples.png").is_file()
 
 
+@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_recovery_likelihood_digits_generates_by_progressive_sampling(tmp_path):
     config = make_config("rl_digits", TINY + ["num_steps=10", "batch_size=60",
                                                "rl_langevin_steps=3", "num_eval_samples=20"])
@@ -210,6 +216,7 @@ def test_recovery_likelihood_digits_generates_by_progressive_sampling(tmp_path):
     assert (tmp_path / "samples.png").is_file()
 
 
+@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_semi_supervised_runs_keep_a_stratified_share_of_the_labels(tmp_path):
     from ebm_jax.experiment import labelled_subset, load_data
 

@@ -47,14 +47,11 @@ def _template():
 
 # (Deleting the OCDBT manifest also falls back, but Orbax then leaves an asyncio warning
 # behind at interpreter level, which the suite's warnings-as-errors turns into a flaky failure.)
-# Truncated data does the same at times: a tensorstore read callback of the failed restore
-# reaches Orbax's event loop after it closed ("RuntimeError: Event loop is closed", raised
-# where nothing can catch it), which pytest reports as an unraisable-exception warning.
-LEFTOVER_CALLBACK = pytest.mark.filterwarnings(
-    "ignore::pytest.PytestUnraisableExceptionWarning")
+# A failed restore can leave a tensorstore read callback that reaches Orbax's event loop after
+# it closed ("RuntimeError: Event loop is closed", at garbage collection, in whatever test runs
+# then): setup.cfg ignores that one unraisable exception for the whole suite.
 
 
-@LEFTOVER_CALLBACK
 @pytest.mark.parametrize("damage", ["truncate_data", "truncate_metadata"])
 def test_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, damage):
     directory = str(tmp_path / "ckpt")
@@ -77,7 +74,6 @@ def test_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, damage
     assert any("checkpoint at step 2" in s and "falling back" in s for s in said)
 
 
-@LEFTOVER_CALLBACK
 def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
     directory = str(tmp_path / "ckpt")
     _save_steps(directory, (1,))
@@ -96,7 +92,9 @@ def _cli(workdir, *extra, run=RUN, stdout=subprocess.DEVNULL):
             "--no-progress", "--devices", "1", *extra]
     for item in run:
         argv += ["--set", item]
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    # The same compile mode as this module's in-process runs (fast_compile), so that the
+    # fingerprints of the two can be compared bit for bit.
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
     return subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.PIPE)
 
 
@@ -119,6 +117,10 @@ def _kill_when(process, condition, timeout=120.0, sig=signal.SIGKILL, exit_timeo
         pytest.fail(f"no exit within {exit_timeout} s of signal {sig!r}")
     with process.stderr:
         return process.returncode, process.stderr.read().decode()
+
+
+# Short runs, mostly compilation: fewer XLA optimisations here and in the subprocesses.
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @pytest.fixture(scope="module")

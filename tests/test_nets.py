@@ -10,6 +10,9 @@ from flax import nnx
 from ebm_jax.nets import (ACTIVATIONS, MLP, ConvNet, SNConv, SNLinear, as_energy_fn, pure,
                           spectral_normalize)
 
+# Small networks, mostly compilation: see conftest.fast_compile.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 
 def _np_normal(seed, shape):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 
-import jax
 import matplotlib
 
 matplotlib.use("Agg")
@@ -121,18 +120,6 @@ def test_notebook_functions_are_short(name):
                 assert length <= MAX_FUNCTION_LINES, (
                     f"{name}, code cell {i}: a function of {length} lines at line {node.lineno} "
                     f"(at most {MAX_FUNCTION_LINES}): move its logic into ebm_jax")
-
-
-@pytest.fixture(scope="module")
-def fast_compile():
-    """Compile with fewer XLA optimisations while the notebooks run, then drop those programs."""
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", previous)
-        jax.clear_caches()
 
 
 def _no_pip(*args, **kwargs):

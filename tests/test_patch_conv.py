@@ -9,6 +9,9 @@ from ebm_jax.nets import ConvNet, SNConv, pure
 from ebm_jax.nets.patch_conv import (conv2d, conv2d_patch_grad, conv2d_patches, extract_patches,
                                     resolve_conv_impl)
 
+# Small networks, mostly compilation: see conftest.fast_compile.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 
 def lax_conv(x, kernel, strides, padding):
     return jax.lax.conv_general_dilated(x, kernel, strides, padding,

@@ -20,6 +20,9 @@ from ebm_jax.experiment import build, find_buffer, initial_state
 from ebm_jax.train import make_train_step
 from tfds_mock import mocked
 
+# Mostly compilation of tiny networks: see conftest.fast_compile.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 TINY = {
     "wrn": ["depth=10", "widen_factor=1"],
     "igebm_resnet": ["resnet_channels=8", "resnet_blocks=1"],

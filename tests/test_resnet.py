@@ -11,6 +11,9 @@ from flax import nnx
 from ebm_jax.nets import as_conditioned_energy_fn, as_energy_fn, pure
 from ebm_jax.nets.resnet import ConditionedResNet, IGEBMResNet, WideResNet
 
+# Small networks, mostly compilation: see conftest.fast_compile.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 # Building a network eagerly compiles each random initialiser once per kernel
 # shape (~0.7 s on a 2-core CPU with the default threefry keys, about a third of
 # that with "unsafe_rbg" keys). The tiny networks below share their shapes:

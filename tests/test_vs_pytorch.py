@@ -14,6 +14,9 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import vs_pytorch  # noqa: E402
 
+# Mostly compilation of tiny networks: see conftest.fast_compile.
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 TINY = vs_pytorch.Arch("conv", (8, 8, 3), 3, (4, 8, 8), 10)  # JEM-style: -logsumexp of logits
 TINY_ENERGY = vs_pytorch.Arch("conv", (7, 7, 1), 2, (4, 8), 1)  # odd size, energy = output
 TINY_MLP = vs_pytorch.Arch("mlp", (2,), 5, (16, 16), 1)
