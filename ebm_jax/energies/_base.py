@@ -8,17 +8,14 @@ Batching is `jax.vmap`; :func:`batch_energy` does it for you.
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from ebm_jax._checks import check_positive_finite
 
 EnergyFn = Callable[..., jax.Array]
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
 LogitsFn = Callable[[Any, jax.Array], jax.Array]
 
 
@@ -113,31 +110,13 @@ def joint_energy_from_logits(logits_fn: LogitsFn) -> EnergyFn:
     return energy_fn
 
 
-def _check_temperature(temperature: Any) -> None:
-    if isinstance(temperature, jax.core.Tracer):
-        return
-    if isinstance(temperature, (np.ndarray, jax.Array)):
-        if temperature.shape != ():
-            raise ValueError(f"temperature has shape {temperature.shape}: expected a scalar")
-        temperature = temperature.item()
-    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real):
-        raise TypeError(f"temperature={temperature!r} ({type(temperature).__name__}): expected "
-                        "a positive number")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature={temperature!r}: expected a positive number (finite)")
-    if not FLOAT32_TINY <= temperature <= FLOAT32_MAX and not jax.config.jax_enable_x64:
-        raise ValueError(f"temperature={temperature!r}: expected a positive number that float32 "
-                         f"can hold (in [{FLOAT32_TINY:.4g}, {FLOAT32_MAX:.4g}]; E / T would "
-                         "divide by 0 or inf)")
-
-
 def with_temperature(energy_fn: EnergyFn, temperature: float) -> EnergyFn:
     """Scale an energy by ``1 / temperature``: p_T(x) ∝ exp(-E(x) / T).
 
     ``temperature`` may be a traced value (an annealing schedule under jit); a
     concrete one (Python, NumPy or JAX scalar) is checked to be a positive finite number.
     """
-    _check_temperature(temperature)
+    check_positive_finite("temperature", temperature, "a positive number (finite)")
 
     def tempered(params, x, *cond):
         return energy_fn(params, x, *cond) / temperature

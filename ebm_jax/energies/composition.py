@@ -40,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax.energies._base import (FLOAT32_MAX, FLOAT32_TINY, EnergyFn, LogitsFn,
+from ebm_jax._checks import FLOAT32_MAX, FLOAT32_TINY, check_positive_finite
+from ebm_jax.energies._base import (EnergyFn, LogitsFn,
                                     energy_from_logits, joint_energy_from_logits)
 
 __all__ = [
@@ -101,22 +102,6 @@ def _check_weights(weights: Any, n: int, name: str) -> Any:
                          f"can hold (in [{FLOAT32_TINY:.4g}, {FLOAT32_MAX:.4g}]): they multiply "
                          "float32 energies (a weight rounded to 0 times an infinite energy is NaN)")
     return tuple(float(v) for v in w)
-
-
-def _check_positive_scalar(name: str, value: Any) -> None:
-    if _is_traced(value):
-        return
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}={value!r}: expected a positive finite number")
-    if isinstance(value, (np.ndarray, jax.Array)):
-        if value.shape != ():
-            raise ValueError(f"{name} has shape {tuple(value.shape)}: expected a scalar")
-        value = float(value)
-    if not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r}: expected a positive finite number")
-    if not FLOAT32_TINY <= value <= FLOAT32_MAX and not jax.config.jax_enable_x64:
-        raise ValueError(f"{name}={value!r}: expected a positive finite number that float32 can "
-                         f"hold (in [{FLOAT32_TINY:.4g}, {FLOAT32_MAX:.4g}])")
 
 
 def _describe(params: Any) -> str:
@@ -256,7 +241,7 @@ def negation(energy_fn_a: EnergyFn, energy_fn_b: EnergyFn, alpha: float, *,
       Array(-0.125, dtype=float32)
     """
     _check_energy_fns((energy_fn_a, energy_fn_b), "negation")
-    _check_positive_scalar("alpha", alpha)
+    check_positive_finite("alpha", alpha)
 
     def energy_fn(params, x, *cond):
         pa, pb = _part_params(params, 2, shared_params, "negation")

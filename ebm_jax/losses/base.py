@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import FLOAT32_MAX
+
 
 class LossTransform(NamedTuple):
     """``init(rng_key, params, example_batch) -> LossState`` and
@@ -71,7 +73,6 @@ def combine(**terms: tuple[float, LossTransform]) -> LossTransform:
     return LossTransform(init, loss)
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_weight(name: str, weight: Any, minimum: Optional[float] = None) -> None:
@@ -86,9 +87,9 @@ def check_weight(name: str, weight: Any, minimum: Optional[float] = None) -> Non
     if not math.isfinite(weight) or (minimum is not None and weight < minimum):
         bound = "" if minimum is None else f" >= {minimum}"
         raise ValueError(f"{name}={weight!r}: expected a finite number{bound}")
-    if abs(weight) > _FLOAT32_MAX and not jax.config.jax_enable_x64:
+    if abs(weight) > FLOAT32_MAX and not jax.config.jax_enable_x64:
         raise ValueError(f"{name}={weight!r}: expected a finite number that float32 can hold "
-                         f"(|{name}| <= {_FLOAT32_MAX:.4g}; it becomes inf in the loss)")
+                         f"(|{name}| <= {FLOAT32_MAX:.4g}; it becomes inf in the loss)")
 
 
 def require_keys(batch: Mapping, keys: tuple[str, ...], who: str) -> None:

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax.samplers.mala import _check_positive_finite
+from ebm_jax._checks import check_positive_finite
 
 GAMMA = 0.05
 T0 = 10.0
@@ -76,7 +76,7 @@ def _check_target(target: Any) -> None:
 
 
 def _check_hyperparameters(gamma: Any, t0: Any, kappa: Any) -> None:
-    _check_positive_finite("gamma", gamma)
+    check_positive_finite("gamma", gamma)
     if isinstance(t0, numbers.Real) and not (np.isfinite(t0) and t0 >= 0):
         raise ValueError(f"t0={t0!r}: expected a finite number >= 0")
     if isinstance(kappa, numbers.Real) and not 0.5 < kappa <= 1:
@@ -92,7 +92,7 @@ def dual_averaging_init(step_size) -> DualAveragingState:
       >>> float(jnp.exp(state.log_step_size)), float(final_step_size(state))
       (0.1, 0.1)
     """
-    _check_positive_finite("step_size", step_size)
+    check_positive_finite("step_size", step_size)
     log_h = jnp.log(jnp.asarray(step_size, jnp.float32))
     zero = jnp.zeros((), jnp.float32)
     return DualAveragingState(log_h, log_h, zero, jnp.zeros((), jnp.int32),
@@ -142,7 +142,7 @@ def _check_warmup(num_warmup: Any, initial_step_size: Any, target_acceptance: An
     if isinstance(num_warmup, (bool, np.bool_)) or not isinstance(num_warmup, numbers.Integral) \
             or num_warmup < 1:
         raise ValueError(f"num_warmup={num_warmup!r}: expected a positive int")
-    _check_positive_finite("initial_step_size", initial_step_size)
+    check_positive_finite("initial_step_size", initial_step_size)
     _check_target(target_acceptance)
 
 

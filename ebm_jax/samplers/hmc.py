@@ -28,9 +28,9 @@ import numpy as np
 
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers.base import Sampler
+from ebm_jax._checks import check_positive_finite
 from ebm_jax.samplers.mala import (
     _all_finite,
-    _check_positive_finite,
     _grad_norm,
     _init_cached,
     _metropolis,
@@ -154,7 +154,7 @@ def hmc_kernel(energy_fn: EnergyFn, num_leapfrog_steps: int, *, inverse_mass=Non
     """
     _check_num_leapfrog_steps(num_leapfrog_steps)
     inverse_mass = _check_inverse_mass(inverse_mass)
-    _check_positive_finite("temperature", temperature)
+    check_positive_finite("temperature", temperature)
     value_and_grad = _value_and_grad(energy_fn)
     num_leapfrog_steps = int(num_leapfrog_steps)
 
@@ -205,7 +205,7 @@ def hmc(energy_fn: EnergyFn, step_size: float, num_leapfrog_steps: int, *, inver
       >>> states = init_chains(sampler, jnp.zeros((64, 2)), None)
       >>> states, info = run_chains(jax.random.key(0), sampler, states, None, 100)
     """
-    _check_positive_finite("step_size", step_size)
+    check_positive_finite("step_size", step_size)
     kernel = hmc_kernel(energy_fn, num_leapfrog_steps, inverse_mass=inverse_mass,
                         temperature=temperature)
     checked_mass = _check_inverse_mass(inverse_mass)

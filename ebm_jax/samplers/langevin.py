@@ -21,7 +21,7 @@ import numpy as np
 
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers.base import Sampler
-from ebm_jax.samplers.mala import _FLOAT32_MAX, _check_positive_finite
+from ebm_jax._checks import FLOAT32_MAX, check_positive_finite
 
 
 class LangevinState(NamedTuple):
@@ -60,9 +60,9 @@ def _check_noise_scale(noise_scale) -> None:
                         "number >= 0 (finite)")
     if not (np.isfinite(noise_scale) and noise_scale >= 0):
         raise ValueError(f"noise_scale={noise_scale!r}: expected a number >= 0 (finite)")
-    if noise_scale > _FLOAT32_MAX and not jax.config.jax_enable_x64:
+    if noise_scale > FLOAT32_MAX and not jax.config.jax_enable_x64:
         raise ValueError(f"noise_scale={noise_scale!r}: expected a number >= 0 (finite) that "
-                         f"float32 can hold (<= {_FLOAT32_MAX:.4g})")
+                         f"float32 can hold (<= {FLOAT32_MAX:.4g})")
 
 
 def _check_clip_range(clip_range) -> None:
@@ -117,11 +117,11 @@ def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float]
       >>> state = sampler.init(jnp.ones(3))
       >>> state, info = sampler.step(jax.random.key(0), state, None)
     """
-    _check_positive_finite("step_size", step_size, POSITIVE)
+    check_positive_finite("step_size", step_size, POSITIVE)
     if temperature is not None:
-        _check_positive_finite("temperature", temperature, POSITIVE)
+        check_positive_finite("temperature", temperature, POSITIVE)
     if grad_clip is not None:
-        _check_positive_finite("grad_clip", grad_clip, POSITIVE)
+        check_positive_finite("grad_clip", grad_clip, POSITIVE)
     if noise_scale is not None and temperature is not None:
         raise ValueError("give either noise_scale (decoupled form) or temperature "
                          "(temperature form), not both")

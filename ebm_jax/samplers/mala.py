@@ -23,13 +23,12 @@ Two levels, as in blackjax:
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ebm_jax._checks import check_positive_finite
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers.base import Sampler
 
@@ -71,40 +70,6 @@ class MALAInfo(NamedTuple):
 
 
 # -- shared helpers (also used by hmc.py) ---------------------------------------------
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-_FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
-
-
-def _check_positive_finite(name: str, value: Any,
-                           expected: str = "a positive finite number") -> None:
-    """Raise if a concrete scalar (Python, NumPy or JAX) is not a positive finite number.
-
-    A traced JAX value (e.g. a step size under adaptation, inside ``jit``) is only checked
-    to be a scalar: its value is not known at trace time. Anything that is not a number
-    (``None``, a string) raises a ``TypeError`` naming ``name``.
-    """
-    if isinstance(value, jax.core.Tracer):
-        if value.shape != ():
-            raise ValueError(f"{name} has shape {value.shape}: expected a scalar")
-        return
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}={value!r}: expected {expected}")
-    if isinstance(value, (np.ndarray, jax.Array)):
-        if value.shape != ():
-            raise ValueError(f"{name} has shape {value.shape}: expected a scalar")
-        if not np.issubdtype(value.dtype, np.number) \
-                or np.issubdtype(value.dtype, np.complexfloating):
-            raise TypeError(f"{name} has dtype {value.dtype}: expected {expected}")
-        value = np.asarray(value)[()]
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}={value!r} ({type(value).__name__}): expected {expected}")
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r}: expected {expected}")
-    if not _FLOAT32_TINY <= value <= _FLOAT32_MAX and not jax.config.jax_enable_x64:
-        raise ValueError(f"{name}={value!r}: expected {expected} that float32 can hold "
-                         f"(in [{_FLOAT32_TINY:.4g}, {_FLOAT32_MAX:.4g}]; it becomes 0 or inf "
-                         "in the sampler's float32 arithmetic)")
 
 
 def _value_and_grad(energy_fn: EnergyFn) -> Callable:
@@ -211,7 +176,7 @@ def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0) -> Callable:
       >>> state = mala(lambda p, x: 0.5 * jnp.sum(x**2), 0.1).init(jnp.zeros(3), None)
       >>> state, info = kernel(jax.random.key(0), state, None, jnp.float32(0.3))
     """
-    _check_positive_finite("temperature", temperature)
+    check_positive_finite("temperature", temperature)
     value_and_grad = _value_and_grad(energy_fn)
 
     def kernel(rng_key, state: MALAState, params, step_size, *cond):
@@ -257,7 +222,7 @@ def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0) -> 
       >>> info.acceptance_rate.shape
       (64,)
     """
-    _check_positive_finite("step_size", step_size)
+    check_positive_finite("step_size", step_size)
     kernel = mala_kernel(energy_fn, temperature)
 
     def init(position, params, *cond) -> MALAState:
