@@ -73,8 +73,6 @@ def combine(**terms: tuple[float, LossTransform]) -> LossTransform:
     return LossTransform(init, loss)
 
 
-
-
 def check_weight(name: str, weight: Any, minimum: Optional[float] = None) -> None:
     """A loss weight must be a finite real number (``>= minimum`` when given); a traced
     weight is left alone."""
