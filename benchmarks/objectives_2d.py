@@ -1,13 +1,14 @@
 """Every learning objective on every closed-form 2-D toy: KL(true || model), MMD, wall time.
 
-    python benchmarks/objectives_2d.py                      # 4 objectives x 3 toys x 3 seeds
+    python benchmarks/objectives_2d.py                      # 4 objectives x 4 toys x 3 seeds
     python benchmarks/objectives_2d.py --quick              # 1 seed, 1/4 of the steps
     python benchmarks/objectives_2d.py --objectives nce cd --toys rings --seeds 0
 
-Each run is `ebm-jax train --config <objective>_2d_<toy> --set seed=S` (EMA weights are
-evaluated). KL is by quadrature on a 400x400 grid over [-4.5, 4.5]^2; MMD is the unbiased
-Gaussian-kernel MMD² between 2,000 model samples and 2,000 true samples. Prints a table of the
-median over seeds and writes one JSON object per run to benchmarks/results/<device>-<date>.json.
+Each run is `ebm-jax train --config <objective>_2d_<toy> --set run.seed=S` (EMA weights are
+evaluated; `--quick` also sets `run.num_steps` to a quarter of the preset's). KL is by
+quadrature on a 400x400 grid over [-4.5, 4.5]^2; MMD is the unbiased Gaussian-kernel MMD²
+between 2,000 model samples and 2,000 true samples. Prints a table of the median over seeds
+and writes one JSON object per run to benchmarks/results/<device>-<date>.json.
 """
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ import os
 import statistics
 import tempfile
 
-from ebm_jax.config import make_config
-from ebm_jax.experiment import train
+from ebm_jax.experiments import make_config, train
 
 TOYS = ("8gaussians", "rings", "checkerboard", "two_spirals")
 OBJECTIVES = ("cd", "nce", "dsm", "rl")
@@ -27,12 +27,15 @@ OBJECTIVES = ("cd", "nce", "dsm", "rl")
 
 def run(objective: str, toy: str, seed: int, quick: bool) -> dict:
     preset = f"{objective}_2d_{toy}"
-    config = make_config(preset, [f"seed={seed}"])
+    overrides = [f"run.seed={seed}"]
+    config = make_config(preset, overrides)
     if quick:
-        config = make_config(preset, [f"seed={seed}", f"num_steps={max(config.num_steps // 4, 1)}"])
+        overrides.append(f"run.num_steps={max(config.run.num_steps // 4, 1)}")
+        config = make_config(preset, overrides)
     with tempfile.TemporaryDirectory() as workdir:
         summary = train(config, workdir, progress=False)
-    return {"benchmark": "objectives_2d", "objective": objective, "toy": toy, "seed": seed,
+    return {"benchmark": "objectives_2d", "objective": config.objective.kind,
+            "toy": config.data.dataset, "seed": config.run.seed,
             "kl_nats": summary.get("kl_nats"), "mmd": summary.get("mmd"),
             "steps": summary["steps"], "wall_seconds": summary["wall_seconds"],
             "train_seconds": summary["train_seconds"], "quick": quick,
@@ -96,6 +99,7 @@ def main() -> None:
                 with open(out, "a") as f:
                     f.write(json.dumps(row) + "\n")
     print_table(rows, args.objectives, args.toys)
+
 
 if __name__ == "__main__":
     main()

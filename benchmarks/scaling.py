@@ -3,15 +3,19 @@
     python benchmarks/scaling.py                                  # accelerator: WRN-28-10, bf16
     python benchmarks/scaling.py --cpu-devices 8 --devices 1,8    # CPU: WRN-16-2, float32
     python benchmarks/scaling.py --quick                          # WRN-10-1, batch 16, 3 steps
-    python benchmarks/scaling.py --set batch_size=256 --steps 50
+    python benchmarks/scaling.py --set data.batch_size=256 --steps 50
 
 What runs: the ``jem_cifar10`` preset (JEM: WRN-28-10 classifier, SGLD 20 steps from a
-replay buffer of 10,000, batch 64, bfloat16 compute) built by ``ebm_jax.experiment.build``
+replay buffer of 10,000, batch 64, bfloat16 compute) built by ``ebm_jax.experiments.build``
 on synthetic CIFAR-shaped data (random images in [-1, 1], labels 0..9; no dataset needed),
-and stepped as ``ebm_jax.experiment.train`` steps it: ``make_data_mesh``, ``shard_state``,
-``shard_batch`` and ``sharded_train_step``. On a CPU the default is a reduced network,
-WRN-16-2 in float32 (XLA's CPU convolutions are slow in bfloat16); ``--set`` overrides
-anything. The global batch is the same for every device count (strong scaling).
+and stepped as ``ebm_jax.experiments.train`` steps it: ``device_mesh`` (``make_data_mesh``
+after checking that the batch and the replay buffer split over the devices),
+``shard_state``, ``shard_batch`` and ``sharded_train_step``. On a CPU the default is a
+reduced network, WRN-16-2 in float32 (XLA's CPU convolutions are slow in bfloat16);
+``--set`` overrides anything, with dotted config keys (``model.depth=10``,
+``data.batch_size=256``, ``objective.num_steps=5``). The global batch is the same for
+every device count (strong scaling). ``sgld_steps`` in the rows is
+``objective.num_steps``.
 
 For each device count (``--devices 1,8``; default 1 and all): ``compile_seconds`` is
 lowering + compilation; one warm-up step runs; then ``--steps`` steps (default 10, 3 on
@@ -54,16 +58,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from device_peaks import compiled_flops, device_peak_flops, jaxpr_flops  # noqa: E402
 from results_file import append_row, device_name, results_path  # noqa: E402
 
-from ebm_jax.config import make_config  # noqa: E402
 from ebm_jax.data import Batches  # noqa: E402
-from ebm_jax.experiment import Data, build, initial_state  # noqa: E402
-from ebm_jax.parallel import (make_data_mesh, shard_batch, shard_state,  # noqa: E402
-                              sharded_train_step)
+from ebm_jax.experiments import Data, build, initial_state, make_config  # noqa: E402
+from ebm_jax.experiments.run import device_mesh  # noqa: E402
+from ebm_jax.parallel import shard_batch, shard_state, sharded_train_step  # noqa: E402
 from ebm_jax.train import DivergenceGuard, make_train_step  # noqa: E402
 
 PRESET = "jem_cifar10"
-CPU_DEFAULTS = ["depth=16", "widen_factor=2", "dtype=float32"]
-QUICK = ["depth=10", "widen_factor=1", "batch_size=16"]
+CPU_DEFAULTS = ["model.depth=16", "model.widen_factor=2", "model.dtype=float32"]
+QUICK = ["model.depth=10", "model.widen_factor=1", "data.batch_size=16"]
 IMAGE_SHAPE = (32, 32, 3)
 
 
@@ -101,16 +104,25 @@ def matmul_ceiling(dtype: str, size: int, repeats: int = 5) -> float:
     return 2.0 * size**3 / best
 
 
+def model_name(model) -> str:
+    """The network of a ``model`` config section: ``wrn-DEPTH-WIDEN`` for a Wide-ResNet."""
+    if model.kind == "wrn":
+        return f"wrn-{model.depth}-{model.widen_factor}"
+    return model.kind
+
+
 def measure(config, data: Data, num_devices: int, steps: int) -> dict:
     """Time ``steps`` train steps of ``config`` on the first ``num_devices`` devices."""
-    mesh = make_data_mesh(num_devices)
+    mesh = device_mesh(config, num_devices)
     exp = build(config, data=data, num_devices=num_devices)
     state = shard_state(initial_state(exp), mesh)
-    guard = (DivergenceGuard(config.guard_max_energy, config.guard_max_grad_norm)
-             if config.guard else None)  # as `ebm-jax train` steps it
-    train_step = make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay, guard=guard)
+    guard = (DivergenceGuard(config.guard.max_energy, config.guard.max_grad_norm)
+             if config.guard.enabled else None)  # as `ebm-jax train` steps it
+    train_step = make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay,
+                                 guard=guard)
     step = sharded_train_step(train_step, mesh, state)
-    batches = Batches(data.x_train, data.y_train, config.batch_size, seed=config.seed)
+    batch_size = config.data.batch_size
+    batches = Batches(data.x_train, data.y_train, batch_size, seed=config.run.seed)
     prepared = [shard_batch(next(batches), mesh) for _ in range(steps + 1)]
     jax.block_until_ready(prepared)
 
@@ -134,7 +146,7 @@ def measure(config, data: Data, num_devices: int, steps: int) -> dict:
 
     devices = list(mesh.devices.flat)
     platform = devices[0].platform
-    peak, peak_description = device_peak_flops(devices[0], config.dtype)
+    peak, peak_description = device_peak_flops(devices[0], config.model.dtype)
     shared_cores = platform == "cpu"
     peak_total = None if peak is None else (peak if shared_cores else peak * num_devices)
     steps_per_s = steps / seconds
@@ -142,11 +154,11 @@ def measure(config, data: Data, num_devices: int, steps: int) -> dict:
     achieved_xla = xla_per_device * num_devices * steps_per_s
     row = {
         "benchmark": "scaling", "config": PRESET,
-        "model": f"wrn-{config.depth}-{config.widen_factor}", "dtype": config.dtype,
+        "model": model_name(config.model), "dtype": config.model.dtype,
         "devices": num_devices, "platform": platform, "device_kind": devices[0].device_kind,
-        "global_batch": config.batch_size, "per_device_batch": config.batch_size // num_devices,
-        "sgld_steps": config.sgld_steps, "steps": steps,
-        "steps_per_s": steps_per_s, "images_per_s": config.batch_size * steps_per_s,
+        "global_batch": batch_size, "per_device_batch": batch_size // num_devices,
+        "sgld_steps": getattr(config.objective, "num_steps", None), "steps": steps,
+        "steps_per_s": steps_per_s, "images_per_s": batch_size * steps_per_s,
         "seconds": seconds, "compile_seconds": compile_seconds, "warmup_seconds": warmup_seconds,
         "model_flops_per_step": model.flops,
         "model_flops_per_step_per_device": model.flops / num_devices,
@@ -229,7 +241,9 @@ def main(argv=None) -> None:
                         help="run on N virtual CPU devices (sets jax_platforms=cpu and "
                              "jax_num_cpu_devices=N before JAX starts its backend)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override, after the defaults")
+                        metavar="KEY=VALUE",
+                        help="config override with a dotted key (data.batch_size=256, "
+                             "model.depth=10), after the defaults; repeatable")
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps per device count (default: 10; 3 on CPU, where a "
                              "WRN-16-2 step takes tens of seconds)")
@@ -259,7 +273,7 @@ def main(argv=None) -> None:
     device, date = device_name(), datetime.date.today().isoformat()
     out = results_path(date)
     ceiling_size = 2048 if on_cpu else 8192
-    ceiling = matmul_ceiling(config.dtype, ceiling_size)
+    ceiling = matmul_ceiling(config.model.dtype, ceiling_size)
     rows = []
     for n in counts:
         row = measure(config, data, n, steps)

@@ -2,26 +2,31 @@
 
     python benchmarks/train_step.py                  # the five presets below, 500 timed steps each
     python benchmarks/train_step.py --quick          # 20 timed steps each, about a minute on 2 cores
-    python benchmarks/train_step.py --config cd_2d_8gaussians --set batch_size=512
+    python benchmarks/train_step.py --config cd_2d_8gaussians --set data.batch_size=512
 
 Default presets, one per objective: ``jem_digits`` (JEM: classifier + SGLD from a replay
 buffer), ``cd_digits`` (contrastive divergence, SGLD from a replay buffer),
 ``nce_2d_8gaussians`` (noise-contrastive estimation), ``rl_digits`` (recovery likelihood:
 MALA chains per noise level) and ``dsm_2d_8gaussians`` (denoising score matching).
-``--config`` (repeatable) replaces the list; ``--set KEY=VALUE`` applies to every preset.
+``--config`` (repeatable) replaces the list; ``--set KEY=VALUE`` (a dotted config key, as
+``ebm-jax train --set``: ``objective.num_steps=5``) applies to every preset.
 
-The step is the one ``ebm-jax train`` runs on one device: ``make_train_step(loss,
-optimizer, ema_decay=config.ema_decay, guard=...)`` (the divergence guard when
-``config.guard``), under ``jax.jit`` with the state donated, on the preset's data.
+The step is the one ``ebm-jax train`` runs on one device: the pieces of
+``ebm_jax.experiments.build``, ``make_train_step(loss, optimizer,
+ema_decay=config.optimizer.ema_decay, guard=...)`` (the divergence guard when
+``config.guard.enabled``), under ``jax.jit`` with the state donated, on the preset's data.
 
 Timing: ``compile_seconds`` is lowering + compilation, timed apart; one warm-up step
 (``warmup_seconds``); then ``--steps`` steps (batches drawn beforehand) are dispatched
 back to back and timed to the last one's completion.
 
-Sampling: ``chains`` and ``sampler_steps`` per train step (JEM and CD: ``batch_size``
-chains of ``sgld_steps``; recovery likelihood: ``batch_size`` chains with
-``rl_split_batch``, else ``batch_size x rl_num_levels``, of ``rl_langevin_steps``;
-none for NCE and DSM), and ``chain_steps_per_s`` from them.
+Sampling: ``chains`` and ``sampler_steps`` per train step, read from the objective's
+settings: an objective whose chains start from a replay buffer (``objective.chain_start``:
+JEM, CD) runs ``data.batch_size`` chains of ``objective.num_steps``; one with
+``objective.num_langevin_steps`` (recovery likelihood) runs ``data.batch_size`` chains with
+``objective.split_batch``, else ``data.batch_size`` x its noise levels; none otherwise (NCE,
+DSM, SSM, softmax). ``chain_steps_per_s`` follows from them; ``sgld_steps`` is
+``objective.num_steps`` where the objective has one (else null).
 
 FLOPs (benchmarks/device_peaks.py):
 
@@ -33,7 +38,7 @@ FLOPs (benchmarks/device_peaks.py):
   loop's body once (the chains' scans included), so it is well below the jaxpr count
   whenever the step samples; reported for reference only.
 * peak: ``device_peak_flops``, the FP32 peak on a CPU (the whole machine's), the
-  config's compute dtype (``config.dtype``) on accelerators.
+  config's compute dtype (``model.dtype``) on accelerators.
 
 One JSON object per preset, appended to benchmarks/results/<device>-<date>.json
 (``--no-save``: not written), then a markdown table.
@@ -56,9 +61,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from device_peaks import compiled_flops, device_peak_flops, jaxpr_flops  # noqa: E402
 from results_file import append_row, device_name, results_path  # noqa: E402
 
-from ebm_jax.config import make_config  # noqa: E402
 from ebm_jax.data import Batches  # noqa: E402
-from ebm_jax.experiment import build, initial_state  # noqa: E402
+from ebm_jax.experiments import build, initial_state, make_config  # noqa: E402
 from ebm_jax.train import DivergenceGuard, make_train_step  # noqa: E402
 
 PRESETS = ["jem_digits", "cd_digits", "nce_2d_8gaussians", "rl_digits", "dsm_2d_8gaussians"]
@@ -69,13 +73,26 @@ def _finite_or_none(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def _num_levels(settings) -> int:
+    """Noise levels of a multi-level objective: its module's ``num_levels(settings)`` when it
+    defines one (the schedule decides), else the ``num_levels`` field."""
+    count = getattr(sys.modules[type(settings).__module__], "num_levels", None)
+    return count(settings) if callable(count) else settings.num_levels
+
+
 def sampling(config) -> tuple[Optional[int], Optional[int]]:
-    """(chains, sampler steps) of one train step of ``config``; (None, None) without sampling."""
-    if config.objective in ("jem", "cd"):
-        return config.batch_size, config.sgld_steps
-    if config.objective == "rl":
-        chains = config.batch_size * (1 if config.rl_split_batch else config.rl_num_levels)
-        return chains, config.rl_langevin_steps
+    """(chains, sampler steps) of one train step of ``config``; (None, None) without sampling.
+
+    Read from the objective's settings, whatever its name: persistent chains from a replay
+    buffer (``chain_start``) take ``num_steps`` steps, one chain per example; multi-level
+    chains (``num_langevin_steps``) one per example with ``split_batch``, else one per example
+    and level."""
+    settings, batch = config.objective, config.data.batch_size
+    if getattr(settings, "chain_start", None) is not None:
+        return batch, settings.num_steps
+    if getattr(settings, "num_langevin_steps", None) is not None:
+        split = getattr(settings, "split_batch", True)
+        return batch * (1 if split else _num_levels(settings)), settings.num_langevin_steps
     return None, None
 
 
@@ -85,10 +102,11 @@ def program(preset: str, overrides: list[str], num_batches: int = 1):
     config = make_config(preset, overrides)
     exp = build(config)
     state = initial_state(exp)
-    batches = Batches(exp.data.x_train, exp.data.y_train, config.batch_size, seed=0)
-    guard = (DivergenceGuard(config.guard_max_energy, config.guard_max_grad_norm)
-             if getattr(config, "guard", False) else None)
-    step_fn = make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay, guard=guard)
+    batches = Batches(exp.data.x_train, exp.data.y_train, config.data.batch_size, seed=0)
+    guard = (DivergenceGuard(config.guard.max_energy, config.guard.max_grad_norm)
+             if config.guard.enabled else None)
+    step_fn = make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay,
+                              guard=guard)
     return config, step_fn, state, [next(batches) for _ in range(num_batches)]
 
 
@@ -112,7 +130,7 @@ def measure(preset: str, overrides: list[str], steps: int) -> dict:
     seconds = time.perf_counter() - started
 
     device = jax.devices()[0]
-    peak_dtype = "float32" if device.platform == "cpu" else config.dtype
+    peak_dtype = "float32" if device.platform == "cpu" else config.model.dtype
     peak, peak_description = device_peak_flops(device, peak_dtype)
     steps_per_s = steps / seconds
     achieved = model.flops * steps_per_s
@@ -120,19 +138,19 @@ def measure(preset: str, overrides: list[str], steps: int) -> dict:
     return {
         "benchmark": "train_step",
         "config": preset,
-        "objective": config.objective,
+        "objective": config.objective.kind,
         "overrides": overrides,
         "device": device_name(),
         "jax": jax.__version__,
-        "dtype": config.dtype,
-        "batch_size": config.batch_size,
+        "dtype": config.model.dtype,
+        "batch_size": config.data.batch_size,
         "chains": chains,
         "sampler_steps": sampler_steps,
-        "sgld_steps": config.sgld_steps,
+        "sgld_steps": getattr(config.objective, "num_steps", None),
         "steps": steps,
         "seconds": seconds,
         "steps_per_s": steps_per_s,
-        "examples_per_s": steps_per_s * config.batch_size,
+        "examples_per_s": steps_per_s * config.data.batch_size,
         "chain_steps_per_s": None if chains is None else steps_per_s * chains * sampler_steps,
         "compile_seconds": compile_seconds,
         "warmup_seconds": warmup_seconds,
@@ -179,7 +197,9 @@ def main(argv=None) -> None:
     parser.add_argument("--config", action="append", default=None,
                         help=f"preset to measure, repeatable (default: {' '.join(PRESETS)})")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override, applied to every preset")
+                        metavar="KEY=VALUE",
+                        help="config override with a dotted key (data.batch_size=512, "
+                             "objective.num_steps=5), applied to every preset; repeatable")
     parser.add_argument("--steps", type=int, default=500, help="timed steps per preset")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_STEPS} timed steps (about a minute on 2 CPU cores)")

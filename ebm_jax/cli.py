@@ -1,13 +1,15 @@
-"""The ``ebm-jax`` command.
+"""The ``ebm-jax`` command. It imports only :mod:`ebm_jax.experiments`.
 
 ::
 
     ebm-jax train                                  # JEM on the embedded digits
-    ebm-jax train --config cd_2d_8gaussians --set num_steps=2000
-    ebm-jax train --workdir runs/a --resume        # continue from the latest checkpoint
+    ebm-jax train --config cd_2d_8gaussians --set run.num_steps=2000
+    ebm-jax train --set objective=nce --set data.dataset=rings
+    ebm-jax train --workdir runs/a --resume        # continue the run saved in runs/a
     ebm-jax train --devices 4                      # data parallel over 4 devices (default: all)
     ebm-jax evaluate runs/jem_digits               # report.json + figures, beside the baseline
-    ebm-jax presets                                # list the named configs
+    ebm-jax presets                                # the named configs, by objective
+    ebm-jax config cd_2d_rings --set objective.sampler.step_size=0.001   # the resolved config
 """
 from __future__ import annotations
 
@@ -17,23 +19,38 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from ebm_jax.config import PRESETS, ConfigError, make_config
+from ebm_jax.experiments.config import ConfigError
+from ebm_jax.experiments.objectives import get_objective
+from ebm_jax.experiments.presets import PRESETS, make_config, presets_by_objective
 
+DEFAULT_PRESET = "jem_digits"
 SUMMARY_KEYS = ("test_accuracy", "ece", "auroc_uniform_noise", "energy_data_mean",
                 "energy_noise_mean", "sample_confidence", "sample_in_range_fraction", "kl_nats",
                 "steps", "devices", "wall_seconds", "params_fingerprint")
 
 
+def _add_set_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a config field by its dotted name "
+                             "(objective.sampler.step_size=0.01, run.num_steps=100); "
+                             "objective=KIND switches to that objective's defaults; repeatable")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ebm-jax", description="Train and sample energy-based models.")
+    parser = argparse.ArgumentParser(prog="ebm-jax",
+                                     description="Train and sample energy-based models.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a preset and write a run directory")
-    train.add_argument("--config", default="jem_digits", help="preset name (see `ebm-jax presets`)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config field; repeatable")
-    train.add_argument("--workdir", default=None, help="run directory (default: runs/<config>)")
-    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    train.add_argument("--overwrite", action="store_true", help="discard a previous run in the workdir")
+    train.add_argument("--config", default=None,
+                       help=f"preset name (see `ebm-jax presets`) or a JSON file (default: "
+                            f"{DEFAULT_PRESET}; with --resume, the workdir's own config.json)")
+    _add_set_argument(train)
+    train.add_argument("--workdir", default=None, help="run directory (default: runs/<name>)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the latest checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="discard a previous run in the workdir")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--devices", type=int, default=None, metavar="N",
                        help="data-parallel over the first N devices (default: all; on CPU, "
@@ -42,19 +59,25 @@ def _parser() -> argparse.ArgumentParser:
                               "trained run, beside its softmax baseline")
     evaluate.add_argument("run_dir", help="a run directory written by `ebm-jax train`")
     evaluate.add_argument("--baseline", default=None,
-                          help="the baseline's run directory (default: a sibling softmax run of "
-                               "the same dataset and network, if there is one)")
+                          help="the baseline's run directory (default: a sibling run of the "
+                               "baseline classifier on the same dataset and network, if any)")
     evaluate.add_argument("--metrics", nargs="+", default=None,
-                          help="classification ood robustness (default: all that apply)")
+                          help="classification ood robustness generation (default: all that "
+                               "apply)")
     evaluate.add_argument("--purify", action="store_true",
-                          help="also classify the attacks after SGLD purification")
+                          help="also classify the attacks after purification by the run's "
+                               "sampler")
     evaluate.add_argument("--no-figures", action="store_true", help="write report.json only")
-    sub.add_parser("presets", help="list the named configs")
+    sub.add_parser("presets", help="list the named configs, by objective")
+    show = sub.add_parser("config", help="print the resolved config of a preset as JSON")
+    show.add_argument("preset", nargs="?", default=DEFAULT_PRESET,
+                      help="preset name or JSON file")
+    _add_set_argument(show)
     return parser
 
 
 def _evaluate(args) -> int:
-    from ebm_jax.evaluation import comparison_table, evaluate_run, find_baseline
+    from ebm_jax.experiments.evaluation import comparison_table, evaluate_run, find_baseline
 
     options = dict(metrics_requested=args.metrics, purify=args.purify,
                    figures=not args.no_figures)
@@ -68,6 +91,29 @@ def _evaluate(args) -> int:
     print(f"report: {os.path.join(args.run_dir, 'evaluation', 'report.json')}"
           + (f" (baseline: {baseline_dir})" if baseline_dir else " (no baseline found)"))
     return 0
+
+
+def _print_presets() -> int:
+    for kind, names in presets_by_objective().items():
+        objective = get_objective(kind)
+        print(f"{kind}: {objective.summary}")
+        for name in names:
+            data = PRESETS[name].data.dataset
+            print(f"  {name:22s} data.dataset={data} model.kind={PRESETS[name].model.kind}")
+        if not names:
+            print(f"  (no preset: --set objective={kind} on any preset)")
+    return 0
+
+
+def train_config(args):
+    """The config of ``ebm-jax train``: ``--config`` (default: the workdir's saved config when
+    resuming, else :data:`DEFAULT_PRESET`) with the ``--set`` overrides."""
+    preset = args.config
+    if preset is None and args.resume and args.workdir is not None:
+        saved = os.path.join(args.workdir, "config.json")
+        if os.path.isfile(saved):
+            preset = saved
+    return make_config(preset or DEFAULT_PRESET, args.overrides)
 
 
 def _exit_code(error: Exception) -> Optional[int]:
@@ -87,19 +133,16 @@ def _exit_code(error: Exception) -> Optional[int]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "presets":
-        for name, cfg in sorted(PRESETS.items()):
-            print(f"{name:22s} dataset={cfg.dataset} objective={cfg.objective} model={cfg.model}")
-        return 0
-    if args.command == "evaluate":
-        try:
-            return _evaluate(args)
-        except ConfigError as error:
-            print(f"ebm-jax: error: {error}", file=sys.stderr)
-            return 2
+        return _print_presets()
     try:
-        config = make_config(args.config, args.overrides)
+        if args.command == "config":
+            print(json.dumps(make_config(args.preset, args.overrides).to_dict(), indent=2))
+            return 0
+        if args.command == "evaluate":
+            return _evaluate(args)
+        config = train_config(args)
         workdir = args.workdir or f"runs/{config.name}"
-        from ebm_jax.experiment import train  # imports jax: after the config is known to be good
+        from ebm_jax.experiments.run import train  # imports jax: after the config is good
 
         summary = train(config, workdir, resume=args.resume, overwrite=args.overwrite,
                         progress=not args.no_progress, devices=args.devices)

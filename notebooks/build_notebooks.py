@@ -272,47 +272,54 @@ JEM = header("02_jem_digits.ipynb",
     import numpy as np
 
     import ebm_jax as ej
-    from ebm_jax import evaluation, experiment, metrics, plots
-    from ebm_jax.config import make_config
+    from ebm_jax import experiments, metrics, plots
     from ebm_jax.data import offline_ood_sets
+    from ebm_jax.experiments import make_config
 
     print("devices:", jax.devices())
     '''), md("""
     ## 1. The config
 
-    A run is one validated, flat config: a named preset plus `key=value` overrides, checked
-    (type, range, consistency) before any compute. The same strings work on the command line,
-    `ebm-jax train --config jem_digits --set num_steps=2000`.
+    `ebm_jax.experiments` is the layer that turns a config into a trained run directory. A
+    config is a tree of frozen dataclasses, one section each for `data`, `model`, `objective`,
+    `optimizer`, `guard` (the divergence guard) and `run`; the `objective` section is the
+    hyperparameters of one learning method (here `jem`: its SGLD `sampler`, its replay-buffer
+    `chain_start`, `num_steps` SGLD steps per train step, ...). `make_config` takes a named
+    preset plus `key=value` overrides with dotted keys, checked (type, range, consistency)
+    before any compute. The same strings work on the command line,
+    `ebm-jax train --config jem_digits --set run.num_steps=2000`, and
+    `ebm-jax config jem_digits --set objective.sampler.step_size=0.5` prints the resolved
+    config; `--set objective=softmax` switches to another objective's defaults.
     """), code('''
-    overrides = ["num_steps=40", "log_every=10", "eval_every=40", "checkpoint_every=40",
-                 "num_eval_samples=200", "fresh_sample_steps=20"] if SMALL else []
+    overrides = ["run.num_steps=40", "run.log_every=10", "run.eval_every=40",
+                 "run.checkpoint_every=40", "run.num_eval_samples=200",
+                 "run.fresh_sample_steps=20"] if SMALL else []
     config = make_config("jem_digits", overrides)
-    for field in ("model", "hidden", "objective", "sgld_steps", "sgld_step_size", "sgld_noise",
-                  "buffer_size", "reinit_prob", "learning_rate", "batch_size", "num_steps"):
-        print(f"{field:16s} {getattr(config, field)}")
+    for section in ("data", "model", "objective", "optimizer", "run"):
+        print(f"{section:10s} {getattr(config, section)}")
     '''), md("""
     ## 2. Train
 
-    `experiment.train` builds the pieces (data, network, energy, SGLD sampler, JEM loss, optax
+    `experiments.train` builds the pieces (data, network, energy, SGLD sampler, JEM loss, optax
     optimizer), jits one train step and writes a run directory: `config.json`,
     `metrics.jsonl`, Orbax `checkpoints/`, `curves.png`, `samples.png` and `summary.json`.
     With `resume=True`, running the cell again continues from the latest checkpoint (a
     finished run is only evaluated again). The digits are small, so one device is fastest.
     """), code('''
     WORKDIR = "runs/jem_digits"
-    summary = experiment.train(config, WORKDIR, resume=True, devices=1, progress=not SMALL)
+    summary = experiments.train(config, WORKDIR, resume=True, devices=1, progress=not SMALL)
     for key in ("test_accuracy", "ece", "auroc_uniform_noise", "train_seconds"):
         print(f"{key:22s} {summary[key]:.3f}")
     show(f"{WORKDIR}/curves.png")
     '''), md("""
     ## 3. The trained model
 
-    `evaluation.load_run` rebuilds the experiment from `config.json` and restores the latest
+    `experiments.load_run` rebuilds the experiment from `config.json` and restores the latest
     checkpoint: `exp.logits_fn(params, x) -> [10]` is the classifier, `exp.energy_fn(params, x)`
     its energy $E(x)$. `state.ema_params` are the weights to evaluate (the raw weights when the
     run keeps no moving average, as here).
     """), code('''
-    exp, state = evaluation.load_run(WORKDIR)
+    exp, state = experiments.load_run(WORKDIR)
     params, data = state.ema_params, exp.data
     logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0)))(params, data.x_test)
     print(metrics.classification_report(logits, jnp.asarray(data.y_test)))
@@ -365,8 +372,9 @@ JEM = header("02_jem_digits.ipynb",
     ## 6. Samples
 
     The replay buffer holds the persistent SGLD chains of training: samples of the model.
-    The run also drew fresh chains from uniform noise (the config's `fresh_sample_steps` SGLD
-    steps, `experiment.fresh_samples`): what the energy alone generates. An independent
+    The run also drew fresh chains from uniform noise (`run.fresh_sample_steps` steps of the
+    run's own sampler, `experiments.evaluation.fresh_samples`): what the energy alone
+    generates. An independent
     logistic regression, fitted on the training digits, judged the buffer samples: its mean
     confidence and the share of each class (README, full mode: 0.96 and 8-12% per class).
     Last, the energies: test digits and buffer samples should sit at similar, low energies.
@@ -375,7 +383,7 @@ JEM = header("02_jem_digits.ipynb",
     print("judge's confidence on buffer samples:", round(summary["sample_confidence"], 3))
     print("class shares:", np.round(summary["sample_class_fractions"], 2))
 
-    buffer = experiment.find_buffer(state.loss_state)
+    buffer = experiments.find_buffer(state.loss_state)
     energy = jax.jit(ej.batch_energy(exp.energy_fn))
     plots.save_energy_histogram("energies.png", energy(params, data.x_test),
                                 energy(params, buffer.samples[:1000]),
@@ -409,12 +417,14 @@ TOYS = header("03_nce_and_recovery_likelihood_2d.ipynb",
     import numpy as np
 
     import ebm_jax as ej
-    from ebm_jax import experiment, metrics, plots
-    from ebm_jax.config import make_config
+    from ebm_jax import experiments, metrics, plots
     from ebm_jax.data import Batches, get_toy
+    from ebm_jax.experiments import make_config
+    from ebm_jax.experiments.data import TOY_LIMIT
+    from ebm_jax.experiments.evaluation import fresh_samples
 
     TOY = "8gaussians"            # also: rings, checkerboard, two_spirals (closed-form densities)
-    LIMIT = experiment.TOY_LIMIT  # the toys live in [-4.5, 4.5]^2
+    LIMIT = TOY_LIMIT             # the toys live in [-4.5, 4.5]^2
     GRID = 100 if SMALL else 400  # quadrature and plots: GRID x GRID cells
     NUM_SAMPLES = 500 if SMALL else 2000
     toy = get_toy(TOY)
@@ -436,27 +446,29 @@ TOYS = header("03_nce_and_recovery_likelihood_2d.ipynb",
     '''), md("""
     ## 2. Build and fit
 
-    A named preset gives the whole recipe; `experiment.build` turns it into pure pieces
-    (data, network, energy, sampler, loss transform, optax optimizer), and the training loop
-    is the one of the README's *Composing the pure functions*: one jitted train step, fed
-    deterministic batches by `ej.fit`. (`experiment.train` does the same and also writes a run
-    directory with checkpoints; notebook 02 uses it.) The evaluation uses the moving average
-    of the weights, `state.ema_params`, as these presets keep one.
+    A named preset gives the whole recipe; `experiments.build` turns it into pure pieces
+    (data, network, energy, sampler, loss transform, optax optimizer, and the objective's own
+    generator of fresh samples, `exp.generate`), and the training loop is the one of the
+    README's *Composing the pure functions*: one jitted train step, fed deterministic batches
+    by `ej.fit`. (`experiments.train` does the same and also writes a run directory with
+    checkpoints; notebook 02 uses it.) The evaluation uses the moving average of the weights,
+    `state.ema_params`, as these presets keep one (`optimizer.ema_decay`).
     """), code('''
     def build_and_fit(config):
-        """experiment.train without the run directory: returns the pieces and the trained state."""
-        exp = experiment.build(config)
-        step = jax.jit(ej.make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay))
-        batches = Batches(exp.data.x_train, None, config.batch_size, seed=config.seed)
-        return exp, ej.fit(step, experiment.initial_state(exp), batches, config.num_steps)
+        """experiments.train without the run directory: returns the pieces and the trained state."""
+        exp, ema, run = experiments.build(config), config.optimizer.ema_decay, config.run
+        step = jax.jit(ej.make_train_step(exp.loss, exp.optimizer, ema_decay=ema))
+        batches = Batches(exp.data.x_train, exp.data.y_train, config.data.batch_size, seed=run.seed)
+        return exp, ej.fit(step, experiments.initial_state(exp), batches, run.num_steps)
     '''), md("""
     ## 3. Noise-contrastive estimation
 
     The preset `nce_2d_8gaussians`: an MLP energy 2-128-128-128-1, noise a Gaussian fitted to
-    the data, 16,000 steps. NCE never samples the model while training; the pictures below
-    draw samples afterwards by Langevin dynamics from noise (`experiment.fresh_samples`).
+    the data (`objective.noise`), 16,000 steps. NCE never samples the model while training;
+    the pictures below draw samples afterwards by Langevin dynamics from noise with the
+    objective's `sampler` settings (`fresh_samples`, which runs the run's generator).
     """), code('''
-    small = ["num_steps=100", "fresh_sample_steps=50"]
+    small = ["run.num_steps=100", "run.fresh_sample_steps=50"]
     nce_exp, nce_state = build_and_fit(make_config(f"nce_2d_{TOY}", small if SMALL else []))
     nce_params = nce_state.ema_params  # {"energy": MLP params, "log_z": the learned log Z}
     nce_energy = lambda x: nce_exp.energy_fn(nce_params, x)  # one point x[2] -> E(x)
@@ -470,7 +482,7 @@ TOYS = header("03_nce_and_recovery_likelihood_2d.ipynb",
     print(f"log Z learned by NCE {float(nce_params['log_z']):.3f},"
           f" by quadrature {float(log_z_grid):.3f}")
 
-    nce_samples = experiment.fresh_samples(nce_exp, nce_params, jax.random.PRNGKey(1), NUM_SAMPLES)
+    nce_samples = fresh_samples(nce_exp, nce_params, jax.random.PRNGKey(1), NUM_SAMPLES)
     plots.save_energy_landscape("nce.png", nce_energy, true_log_prob=toy.log_prob,
                                 samples=nce_samples, limit=LIMIT, size=GRID)
     show("nce.png")
@@ -478,16 +490,17 @@ TOYS = header("03_nce_and_recovery_likelihood_2d.ipynb",
     ## 4. Diffusion recovery likelihood
 
     The preset `rl_2d_8gaussians`: the same MLP conditioned on the noise level $t$ (6 levels,
-    the paper's T6 schedule), 30 MALA steps per level, 4,000 steps. Its model of the data is
-    the level-0 energy $E(x, 0)$ (`rl_exp.energy_fn`), and `experiment.fresh_samples`
-    generates by progressive sampling from noise through all the levels.
+    the paper's T6 schedule, `objective.schedule`), 30 MALA steps per level
+    (`objective.num_langevin_steps`), 4,000 steps. Its model of the data is the level-0
+    energy $E(x, 0)$ (`rl_exp.energy_fn`), and its generator, which `fresh_samples` runs,
+    samples progressively from noise through all the levels.
     """), code('''
-    small = ["num_steps=10", "batch_size=60", "rl_langevin_steps=5"]
+    small = ["run.num_steps=10", "data.batch_size=60", "objective.num_langevin_steps=5"]
     rl_exp, rl_state = build_and_fit(make_config(f"rl_2d_{TOY}", small if SMALL else []))
     rl_params = rl_state.ema_params
     rl_energy = lambda x: rl_exp.energy_fn(rl_params, x)  # level 0, one point x[2] -> E(x, 0)
 
-    rl_samples = experiment.fresh_samples(rl_exp, rl_params, jax.random.PRNGKey(1), NUM_SAMPLES)
+    rl_samples = fresh_samples(rl_exp, rl_params, jax.random.PRNGKey(1), NUM_SAMPLES)
     plots.save_energy_landscape("rl.png", rl_energy, true_log_prob=toy.log_prob,
                                 samples=rl_samples, limit=LIMIT, size=GRID)
     show("rl.png")
@@ -528,33 +541,33 @@ COMPOSE = header("04_composition_and_inpainting.ipynb",
     import numpy as np
 
     import ebm_jax as ej
-    from ebm_jax import applications, energies, experiment, metrics, plots
-    from ebm_jax.config import make_config
+    from ebm_jax import applications, energies, experiments, metrics, plots
     from ebm_jax.data import Batches
+    from ebm_jax.experiments import make_config
     from ebm_jax.samplers import init_chains, run_chains
 
     STEPS = 20 if SMALL else 200   # SGLD steps from noise
     N = 40 if SMALL else 100       # test digits to inpaint and denoise
-    SGLD = dict(step_size=1.0, noise_scale=0.01, clip_range=(-1.0, 1.0))  # JEM's sampler
+    SGLD = dict(step_size=1.0, noise_scale=0.01, clip_range=(-1.0, 1.0))  # JEM's objective.sampler
     print("devices:", jax.devices())
     '''), md("""
     ## 1. A JEM classifier
 
-    Build the `jem_digits` preset's pieces with `experiment.build` and fit them with one
+    Build the `jem_digits` preset's pieces with `experiments.build` and fit them with one
     jitted train step (as in the README's *Composing the pure functions*; notebook 02 trains
-    the same preset with `experiment.train`, which also writes checkpoints). Then an
+    the same preset with `experiments.train`, which also writes checkpoints). Then an
     independent judge: a logistic regression fitted on the training digits, which never sees
     the EBM.
     """), code('''
     def build_and_fit(config):
-        """experiment.train without the run directory: returns the pieces and the trained state."""
-        exp = experiment.build(config)
-        step = jax.jit(ej.make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay))
-        batches = Batches(exp.data.x_train, exp.data.y_train, config.batch_size, seed=config.seed)
-        return exp, ej.fit(step, experiment.initial_state(exp), batches, config.num_steps)
+        """experiments.train without the run directory: returns the pieces and the trained state."""
+        exp, ema, run = experiments.build(config), config.optimizer.ema_decay, config.run
+        step = jax.jit(ej.make_train_step(exp.loss, exp.optimizer, ema_decay=ema))
+        batches = Batches(exp.data.x_train, exp.data.y_train, config.data.batch_size, seed=run.seed)
+        return exp, ej.fit(step, experiments.initial_state(exp), batches, run.num_steps)
 
 
-    exp, state = build_and_fit(make_config("jem_digits", ["num_steps=30"] if SMALL else []))
+    exp, state = build_and_fit(make_config("jem_digits", ["run.num_steps=30"] if SMALL else []))
     params, data = state.ema_params, exp.data
     shape = data.x_train.shape[1:]  # one digit: 64 pixels in [-1, 1]
     judge = metrics.fit_reference_classifier(data.x_train, data.y_train)
@@ -689,9 +702,9 @@ SCALE = header("05_scaling_up.ipynb",
     import numpy as np
 
     import ebm_jax as ej
-    from ebm_jax import experiment, parallel
-    from ebm_jax.config import make_config
+    from ebm_jax import experiments, parallel
     from ebm_jax.data import tfds_source
+    from ebm_jax.experiments import make_config
     from ebm_jax.train import Checkpointer, params_fingerprint
 
     # On Colab, USE_DRIVE = True keeps the data and the run on Google Drive, so that a new
@@ -748,23 +761,26 @@ SCALE = header("05_scaling_up.ipynb",
 
     `jem_cifar10` follows JEM: WRN-28-10 without batch norm, SGLD 20 steps of size 1 with
     noise 0.01, a replay buffer of 10,000 with 5% restarts, Adam 1e-4, batch 64, flips.
-    `dtype=bfloat16` runs every convolution and matmul in bfloat16 while the parameters,
-    the energies, the SGLD noise and the loss stay float32. `SMALL` mode swaps in a tiny
-    float32 ConvNet (for a tiny WRN on a CPU: `depth=10`, `widen_factor=1`,
-    `dtype=float32`) and a handful of steps. `experiment.build` assembles the pure pieces:
-    data, network, energy, SGLD sampler, JEM loss, optimizer.
+    `model.dtype=bfloat16` runs every convolution and matmul in bfloat16 while the
+    parameters, the energies, the SGLD noise and the loss stay float32. `SMALL` mode swaps in
+    a tiny float32 ConvNet (for a tiny WRN on a CPU: `model.depth=10`,
+    `model.widen_factor=1`, `model.dtype=float32`), a small replay buffer
+    (`objective.chain_start.capacity`) and a handful of steps. `experiments.build`
+    assembles the pure pieces: data, network, energy, SGLD sampler, JEM loss, optimizer.
     """), code('''
-    overrides = [f"data_dir={DATA_DIR}"] if DATA_DIR else []
+    overrides = [f"data.data_dir={DATA_DIR}"] if DATA_DIR else []
     if SMALL:
-        overrides += ["model=conv", "channels=8,8", "dtype=float32", "batch_size=8",
-                      "buffer_size=64", "sgld_steps=2", "num_steps=4", "warmup_steps=0",
-                      "log_every=1", "checkpoint_every=2"]
+        overrides += ["model.kind=conv", "model.channels=8,8", "model.dtype=float32",
+                      "data.batch_size=8", "objective.chain_start.capacity=64",
+                      "objective.num_steps=2", "run.num_steps=4", "optimizer.warmup_steps=0",
+                      "run.log_every=1", "run.checkpoint_every=2"]
     config = make_config("jem_cifar10", overrides)
-    exp = experiment.build(config, num_devices=mesh.shape["data"])
+    exp = experiments.build(config, num_devices=mesh.shape["data"])
     leaves = jax.tree.leaves(exp.params)
     energy_dtype = jax.eval_shape(exp.energy_fn, exp.params, exp.data.x_test[0]).dtype
-    print(f"{config.model}, computing in {config.dtype}: {sum(p.size for p in leaves):,} "
-          f"parameters of dtype {sorted({str(p.dtype) for p in leaves})}; E(x) is {energy_dtype}")
+    print(f"{config.model.kind}, computing in {config.model.dtype}: "
+          f"{sum(p.size for p in leaves):,} parameters of dtype "
+          f"{sorted({str(p.dtype) for p in leaves})}; E(x) is {energy_dtype}")
     '''), md("""
     ## 4. Data-parallel training, with checkpoints and resume
 
@@ -776,25 +792,27 @@ SCALE = header("05_scaling_up.ipynb",
     $s$ is a function of the seed and $s$, and the RNG key and buffer are in the checkpoint.
     `sharded_train_step` jits the ordinary single-device train step over the mesh, and
     `shard_batch` turns each host batch into a global array split along `data`. `ej.fit`
-    runs the loop, saving a checkpoint every `checkpoint_every` steps, at the end and on an
-    interrupt. (`experiment.train(config, WORKDIR, resume=True)`, or `ebm-jax train --config
-    jem_cifar10 --workdir WORKDIR --resume` in a terminal, does all this and also evaluates
-    the run.)
+    runs the loop, saving a checkpoint every `run.checkpoint_every` steps, at the end and on
+    an interrupt. (`experiments.train(config, WORKDIR, resume=True)`, or `ebm-jax train
+    --config jem_cifar10 --workdir WORKDIR --resume` in a terminal, does all this and also
+    evaluates the run.)
     """), code('''
-    checkpointer = Checkpointer(f"{WORKDIR}/checkpoints", max_to_keep=config.keep_checkpoints,
-                                save_every=config.checkpoint_every)
-    state = parallel.shard_state(experiment.initial_state(exp), mesh)
+    run = config.run  # length and bookkeeping: num_steps, log_every, checkpoint_every, ...
+    checkpointer = Checkpointer(f"{WORKDIR}/checkpoints", max_to_keep=run.keep_checkpoints,
+                                save_every=run.checkpoint_every)
+    state = parallel.shard_state(experiments.initial_state(exp), mesh)
     state = checkpointer.restore_latest(state) or state  # resume when WORKDIR holds a checkpoint
-    buffer = experiment.find_buffer(state.loss_state).samples
+    buffer = experiments.find_buffer(state.loss_state).samples
     print(f"starting at step {int(state.step)}; replay buffer {buffer.shape}"
           f" split as {buffer.sharding.spec}")
 
     train_step = parallel.sharded_train_step(
-        ej.make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay), mesh, state)
+        ej.make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay), mesh,
+        state)
     host_batches = exp.data.train_batches(int(state.step))  # the batches from this step on
     batches = (parallel.shard_batch(batch, mesh) for batch in host_batches)
-    state = ej.fit(train_step, state, batches, config.num_steps, checkpointer=checkpointer,
-                   log_every=config.log_every, metrics_path=f"{WORKDIR}/metrics.jsonl",
+    state = ej.fit(train_step, state, batches, run.num_steps, checkpointer=checkpointer,
+                   log_every=run.log_every, metrics_path=f"{WORKDIR}/metrics.jsonl",
                    progress=not SMALL)
     print("checkpoints at steps", checkpointer.all_steps())
     '''), md("""
@@ -809,7 +827,7 @@ SCALE = header("05_scaling_up.ipynb",
     print("restored step", int(restored.step), "- same parameters as the live state:",
           params_fingerprint(restored.params) == params_fingerprint(state.params))
 
-    images = (np.asarray(experiment.find_buffer(restored.loss_state).samples[:32]) + 1) / 2
+    images = (np.asarray(experiments.find_buffer(restored.loss_state).samples[:32]) + 1) / 2
     fig, ax = subplots(figsize=(12, 3.2))
     grid = images.reshape(4, 8, 32, 32, 3).transpose(0, 2, 1, 3, 4).reshape(4 * 32, 8 * 32, 3)
     ax.imshow(grid)  # 4 rows of 8 images
@@ -817,9 +835,10 @@ SCALE = header("05_scaling_up.ipynb",
     plt.show()
     MOCK.close()  # (SMALL mode: remove the mock data)
     '''), md("""
-    `ebm-jax evaluate RUN_DIR` scores a CIFAR-10 model trained by `ebm-jax train` (or
-    `experiment.train`) on the papers' OOD sets (SVHN, CIFAR-100, CelebA) once they are
-    prepared (`tfds build svhn_cropped cifar100 celeb_a --file_format=array_record`).
+    `ebm-jax evaluate RUN_DIR` (or `experiments.evaluate_run`) scores a CIFAR-10 model trained
+    by `ebm-jax train` (or `experiments.train`) on the papers' OOD sets (SVHN, CIFAR-100,
+    CelebA) once they are prepared (`tfds build svhn_cropped cifar100 celeb_a
+    --file_format=array_record`).
     """), NEXT]
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/device_peaks.py (peaks, FLOP counts) and benchmarks/scaling.py's command line."""
+"""benchmarks/device_peaks.py (peaks, FLOP counts) and benchmarks/scaling.py: its command line,
+its configs and one tiny measured row."""
 import os
 import subprocess
 import sys
@@ -12,8 +13,11 @@ BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 sys.path.insert(0, BENCHMARKS)
 
 import device_peaks  # noqa: E402
+import scaling  # noqa: E402
 from device_peaks import (compiled_flops, cpu_peak_from_cpuinfo, device_peak_flops,  # noqa: E402
                           jaxpr_flops, match_accelerator)
+
+from ebm_jax.experiments import make_config  # noqa: E402
 
 
 def cpuinfo(vendor, family, flags, mhz, *, siblings, cores, processors=1):
@@ -136,3 +140,29 @@ def test_scaling_help_exits_zero():
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "--cpu-devices" in result.stdout and "--quick" in result.stdout
+
+
+def test_scaling_defaults_are_dotted_overrides_of_the_preset():
+    cpu = make_config(scaling.PRESET, scaling.CPU_DEFAULTS)
+    assert (cpu.model.kind, cpu.model.depth, cpu.model.widen_factor, cpu.model.dtype) == \
+        ("wrn", 16, 2, "float32")
+    quick = make_config(scaling.PRESET, scaling.CPU_DEFAULTS + scaling.QUICK)
+    assert (quick.model.depth, quick.model.widen_factor, quick.data.batch_size) == (10, 1, 16)
+    assert scaling.model_name(quick.model) == "wrn-10-1"
+    assert quick.objective.chain_start is not None  # JEM: SGLD chains from a replay buffer
+
+
+def test_scaling_measures_a_tiny_row(fast_compile_test):
+    # The jem_cifar10 step as `ebm-jax train` builds it, with a tiny ConvNet: one timed step.
+    overrides = ["model.kind=conv", "model.channels=4", "model.dtype=float32",
+                 "data.batch_size=4", "objective.chain_start.capacity=8",
+                 "objective.num_steps=2"]
+    config = make_config(scaling.PRESET, overrides)
+    data = scaling.synthetic_cifar(num_train=16, num_test=8)
+    assert data.x_train.shape == (16, 32, 32, 3) and data.num_classes == 10
+    row = scaling.measure(config, data, 1, 1)
+    assert (row["model"], row["dtype"], row["devices"]) == ("conv", "float32", 1)
+    assert (row["global_batch"], row["per_device_batch"], row["sgld_steps"]) == (4, 4, 2)
+    assert row["steps"] == 1 and row["steps_per_s"] > 0 and row["images_per_s"] > 0
+    assert row["model_flops_per_step"] > 0 and row["model_flops_unknown_while_loops"] == 0
+    assert "final_loss" in row and "fraction_of_peak" in row

@@ -1,4 +1,5 @@
-"""benchmarks/samplers.py and benchmarks/train_step.py: command lines, rows and FLOP counts.
+"""benchmarks/samplers.py, benchmarks/train_step.py and benchmarks/objectives_2d.py: command
+lines, rows, FLOP counts and the configs they build.
 
 Nothing here writes to benchmarks/results: the scripts' measure functions are called
 in-process with tiny settings, and the command lines only print --help.
@@ -9,15 +10,18 @@ import subprocess
 import sys
 
 import jax
+import pytest
 from flax import nnx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
 sys.path.insert(0, BENCHMARKS)
 
+import objectives_2d  # noqa: E402
 import samplers as sampler_bench  # noqa: E402
 import train_step as train_bench  # noqa: E402
 
+from ebm_jax.experiments import ConfigError, get_objective, make_config  # noqa: E402
 from ebm_jax.nets import MLP, as_energy_fn  # noqa: E402
 
 SCRIPTS = ("samplers.py", "train_step.py")
@@ -94,10 +98,13 @@ def test_sampler_step_flops_scale_with_leapfrog_and_archs():
 
 def test_train_step_row_and_hand_counted_flops():
     batch, k = 32, 5
-    overrides = ["hidden=16", f"batch_size={batch}", f"sgld_steps={k}", "spectral_norm=false",
-                 "kl_weight=0", "entropy_weight=0", "energy_l2=0"]
+    overrides = ["model.hidden=16", f"data.batch_size={batch}", f"objective.num_steps={k}",
+                 "model.spectral_norm=false", "objective.kl_weight=0",
+                 "objective.entropy_weight=0", "objective.energy_l2=0"]
     row = train_bench.measure("cd_2d_8gaussians", overrides, 2)
     assert row["objective"] == "cd" and row["chains"] == batch and row["sampler_steps"] == k
+    assert row["sgld_steps"] == k and row["batch_size"] == batch and row["dtype"] == "float32"
+    assert row["overrides"] == overrides
     for key in ("steps_per_s", "examples_per_s", "chain_steps_per_s"):
         assert math.isfinite(row[key]) and row[key] > 0
     assert row["compile_seconds"] > 0 and row["flops_while_loops"] == 0
@@ -114,10 +121,51 @@ def test_train_step_row_and_hand_counted_flops():
 def test_train_step_no_sampling_presets_and_defaults():
     assert train_bench.PRESETS == ["jem_digits", "cd_digits", "nce_2d_8gaussians", "rl_digits",
                                    "dsm_2d_8gaussians"]
-    from ebm_jax.config import make_config
-
-    assert train_bench.sampling(make_config("dsm_2d_8gaussians", [])) == (None, None)
+    for preset in ("dsm_2d_8gaussians", "nce_2d_8gaussians", "softmax_digits"):
+        assert train_bench.sampling(make_config(preset, [])) == (None, None), preset
+    for preset in ("jem_digits", "cd_digits"):  # persistent chains: one per example
+        config = make_config(preset, ["data.batch_size=32", "objective.num_steps=7"])
+        assert train_bench.sampling(config) == (32, 7), preset
     rl = make_config("rl_digits", [])
-    chains, steps = train_bench.sampling(rl)
-    assert steps == rl.rl_langevin_steps and chains in (rl.batch_size,
-                                                        rl.batch_size * rl.rl_num_levels)
+    assert rl.objective.split_batch  # the batch split across the levels: one chain each
+    assert train_bench.sampling(rl) == (rl.data.batch_size, rl.objective.num_langevin_steps)
+    every_level = make_config("rl_digits", ["objective.split_batch=false",
+                                            "objective.num_langevin_steps=4"])
+    assert train_bench.sampling(every_level) == (6 * rl.data.batch_size, 4)  # T6: 6 levels
+    ddpm = make_config("rl_digits", ["objective.split_batch=false", "objective.schedule=ddpm",
+                                     "objective.num_levels=10"])
+    assert train_bench.sampling(ddpm) == (10 * rl.data.batch_size, 30)
+
+
+def test_train_step_overrides_are_dotted_keys():
+    config, _, _, batches = train_bench.program("nce_2d_8gaussians",
+                                                ["model.hidden=8", "data.batch_size=16"], 2)
+    assert config.model.hidden == (8,) and config.data.batch_size == 16
+    assert len(batches) == 2 and batches[0]["x"].shape == (16, 2)
+    with pytest.raises(ConfigError, match="batch_size"):  # a flat key of ebm_jax 0.1
+        train_bench.program("nce_2d_8gaussians", ["batch_size=16"], 1)
+
+
+def test_objectives_2d_presets_and_quick_overrides(monkeypatch):
+    # Every objective x toy of the benchmark is a preset of that objective on that toy.
+    for objective in objectives_2d.OBJECTIVES:
+        assert get_objective(objective).unsupervised
+        for toy in objectives_2d.TOYS:
+            config = make_config(f"{objective}_2d_{toy}", ["run.seed=2"])
+            assert (config.objective.kind, config.data.dataset, config.run.seed) == \
+                (objective, toy, 2)
+    seen = {}
+
+    def fake_train(config, workdir, progress):
+        seen["config"] = config
+        return {"kl_nats": 0.1, "mmd": 0.01, "steps": config.run.num_steps, "wall_seconds": 1.0,
+                "train_seconds": 0.5}
+
+    monkeypatch.setattr(objectives_2d, "train", fake_train)
+    row = objectives_2d.run("nce", "rings", 1, quick=True)
+    full = make_config("nce_2d_rings")
+    assert seen["config"].run.num_steps == full.run.num_steps // 4
+    assert seen["config"].run.seed == 1
+    assert (row["objective"], row["toy"], row["seed"], row["steps"]) == \
+        ("nce", "rings", 1, full.run.num_steps // 4)
+    assert row["quick"] is True and row["kl_nats"] == 0.1

@@ -1,0 +1,122 @@
+"""What a run trains and evaluates on: the embedded digits, seeded 2-D toys, or a prepared
+tensorflow-datasets dataset.
+
+Example::
+
+    >>> from ebm_jax.experiments import make_config
+    >>> data = load_data(make_config("jem_digits"))
+    >>> data.x_train.shape, data.num_classes
+    ((1437, 64), 10)
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import numpy as np
+
+from ebm_jax.data import load_digits
+from ebm_jax.experiments.config import TFDS_NAMES, Config
+from ebm_jax.experiments.objectives import objective_of
+
+TOY_LIMIT = 4.5  # 2-D toys live in [-4.5, 4.5]^2
+TOY_TRAIN_SIZE = 50_000
+TFDS_TRAIN_SAMPLE = 2000
+TFDS_TEST_LIMIT = 10_000
+
+
+class Data(NamedTuple):
+    """What a run trains and evaluates on.
+
+    For the in-memory datasets (digits, 2-D toys) ``x_train`` is the whole
+    training set. For tfds datasets it is the first :data:`TFDS_TRAIN_SAMPLE`
+    examples (for the example batch, fitted noise and the sample judge), and
+    training reads the whole split through ``train_batches``.
+    """
+
+    x_train: np.ndarray
+    y_train: Optional[np.ndarray]
+    x_test: np.ndarray
+    y_test: Optional[np.ndarray]
+    data_range: tuple
+    image_shape: Optional[tuple]
+    num_classes: Optional[int]
+    log_prob: Optional[Callable]  # closed-form density of a 2-D toy, when there is one
+    # train_batches(start_step, process_index, process_count) -> iterator of this process's
+    # batches; None: batches of x_train, y_train
+    train_batches: Optional[Callable] = None
+    num_train: Optional[int] = None  # training examples (None: len(x_train))
+
+
+def load_tfds_data(config: Config) -> Data:
+    """A prepared tensorflow-datasets dataset (raises DatasetNotPreparedError, naming the
+    command that prepares it, when it is not)."""
+    from ebm_jax.data.tfds_source import TFDSBatches, get_spec, load_arrays, load_source
+
+    d = config.data
+    spec = get_spec(d.dataset)
+    source = load_source(d.dataset, spec.train_split, data_dir=d.data_dir)
+    x_train, y_train = load_arrays(d.dataset, spec.train_split, data_dir=d.data_dir,
+                                   limit=TFDS_TRAIN_SAMPLE)
+    x_test, y_test = load_arrays(d.dataset, spec.test_split, data_dir=d.data_dir,
+                                 limit=TFDS_TEST_LIMIT)
+
+    def train_batches(start_step: int, process_index: int = 0, process_count: int = 1):
+        return TFDSBatches(source, spec, d.batch_size, seed=config.run.seed,
+                           start_step=start_step, dequantize=d.dequantize, flip=d.flip,
+                           process_index=process_index, process_count=process_count, prefetch=2)
+
+    return Data(x_train, y_train, x_test, y_test, (-1.0, 1.0), spec.image_shape,
+                spec.num_classes, None, train_batches, len(source))
+
+
+def load_data(config: Config) -> Data:
+    """The embedded digits, a seeded sample of a 2-D toy density, or a tfds dataset."""
+    dataset = config.data.dataset
+    if dataset in TFDS_NAMES:
+        return load_tfds_data(config)
+    if dataset == "digits":
+        d = load_digits()
+        x_train, y_train = d.x_train, d.y_train
+        fraction = config.data.label_fraction
+        if fraction < 1.0:
+            keep = labelled_subset(y_train, fraction, seed=config.run.seed)
+            if objective_of(config).keeps_unlabelled:
+                y_train = np.where(keep, y_train, -1).astype(y_train.dtype)
+            else:  # a supervised baseline sees the labelled share only
+                x_train, y_train = x_train[keep], y_train[keep]
+        return Data(x_train, y_train, d.x_test, d.y_test, d.data_range, d.image_shape,
+                    d.num_classes, None)
+    from ebm_jax.data.toy2d import get_toy
+
+    toy = get_toy(dataset)
+    key_train, key_test = jax.random.split(jax.random.PRNGKey(10_000 + config.run.seed))
+    sample = jax.jit(toy.sample, static_argnums=1)
+    x_train = np.asarray(sample(key_train, TOY_TRAIN_SIZE), np.float32)
+    x_test = np.asarray(sample(key_test, 5_000), np.float32)
+    return Data(x_train, None, x_test, None, (-TOY_LIMIT, TOY_LIMIT), None, None, toy.log_prob)
+
+
+def labelled_subset(labels: np.ndarray, fraction: float, *, seed: int) -> np.ndarray:
+    """A boolean mask keeping ``fraction`` of the labels, stratified (at least one per class),
+    a deterministic function of ``seed``."""
+    rng = np.random.default_rng(20_000 + seed)
+    keep = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        index = np.flatnonzero(labels == c)
+        count = max(1, int(round(fraction * len(index))))
+        keep[rng.choice(index, count, replace=False)] = True
+    return keep
+
+
+def example_batch(config: Config, data: Data) -> dict:
+    """The first batch of the training set: the shapes a loss's ``init`` needs."""
+    size = config.data.batch_size
+    example = {"x": data.x_train[:size]}
+    if data.y_train is not None:
+        example["y"] = data.y_train[:size]
+    return example
+
+
+__all__ = ["Data", "TOY_LIMIT", "example_batch", "labelled_subset", "load_data",
+           "load_tfds_data"]

@@ -1,0 +1,185 @@
+"""Train a config into a run directory: check the workdir, build, shard over the mesh, fit
+with checkpoints and the divergence guard, evaluate, write the summary.
+
+Run directory::
+
+    config.json  metrics.jsonl  checkpoints/  samples.png  curves.png  summary.json
+
+Example::
+
+    >>> from ebm_jax.experiments import make_config
+    >>> summary = train(make_config("jem_digits", ["run.num_steps=500"]),
+    ...                 "runs/quick")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from typing import Optional
+
+import jax
+
+from ebm_jax import plots
+from ebm_jax.data import Batches
+from ebm_jax.experiments.build import Experiment, build, initial_state, num_train_examples
+from ebm_jax.experiments.config import Config, ConfigError, config_differences
+from ebm_jax.experiments.evaluation import CURVE_PANELS, evaluate, quick_eval_fn, read_run_config
+from ebm_jax.experiments.sampling import ReplayBufferConfig
+from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, make_train_step)
+
+RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "samples.png",
+             "curves.png", "landscape.png")
+
+
+def prepare_workdir(config: Config, workdir: str, *, resume: bool,
+                    overwrite: bool) -> Checkpointer:
+    """Check that ``workdir`` may take this run, before any compute; write ``config.json``.
+
+    Raises:
+      ConfigError: the workdir holds another run (a different config), or a
+        run of this config while neither ``resume`` nor ``overwrite`` is set.
+    """
+    config_path = os.path.join(workdir, "config.json")
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    has_run = os.path.exists(config_path) or (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir))
+    if has_run and overwrite:
+        for name in RUN_FILES:
+            path = os.path.join(workdir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    elif has_run:
+        if os.path.exists(config_path):
+            diff = config_differences(read_run_config(workdir), config)
+            if diff:
+                listed = ", ".join(f"{k}: saved {a!r}, now {b!r}"
+                                   for k, (a, b) in sorted(diff.items()))
+                raise ConfigError(f"workdir {workdir!r} holds a run with a different config "
+                                  f"({listed}): expected the same config, another --workdir, "
+                                  "or --overwrite")
+        if not resume:
+            raise ConfigError(f"workdir {workdir!r} already holds a run: expected --resume to "
+                              "continue it, --overwrite to start over, or another --workdir")
+    os.makedirs(workdir, exist_ok=True)
+    with open(config_path, "w") as f:
+        json.dump(config.to_dict(), f, indent=2)
+    return Checkpointer(ckpt_dir, max_to_keep=config.run.keep_checkpoints,
+                        save_every=config.run.checkpoint_every)
+
+
+def device_mesh(config: Config, devices: Optional[int] = None):
+    """The data-parallel mesh of a run, after checking that its sizes split over it.
+
+    Raises:
+      ConfigError: more devices than present, or a batch or replay buffer that
+        does not divide by the device count (naming the field).
+    """
+    from ebm_jax.parallel import MeshError, make_data_mesh
+
+    try:
+        mesh = make_data_mesh(devices)
+    except MeshError as error:
+        raise ConfigError(str(error)) from None
+    n = mesh.shape["data"]
+    sizes = {"data.batch_size": config.data.batch_size}
+    start = getattr(config.objective, "chain_start", None)
+    if isinstance(start, ReplayBufferConfig):
+        sizes["objective.chain_start.capacity"] = start.capacity
+        sizes["objective.chain_start.num_shards"] = start.num_shards or n
+    for field, value in sizes.items():
+        if value % n:
+            raise ConfigError(f"{field}={value} does not divide over {n} devices: expected a "
+                              f"multiple of {n}, or choose the device count with --devices")
+    return mesh
+
+
+def global_batches(exp: Experiment, mesh, start_step: int):
+    """The run's batches from ``start_step`` on, as global arrays split over ``mesh``; each
+    process reads only its slice (tfds sources or the in-memory arrays)."""
+    from ebm_jax.parallel import shard_batch
+
+    process = (jax.process_index(), jax.process_count())
+    if exp.data.train_batches is not None:
+        local = exp.data.train_batches(start_step, *process)
+    else:
+        local = Batches(exp.data.x_train, exp.data.y_train, exp.config.data.batch_size,
+                        seed=exp.config.run.seed, start_step=start_step,
+                        process_index=process[0], process_count=process[1])
+    return (shard_batch(batch, mesh) for batch in local)
+
+
+def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, devices: Optional[int] = None) -> dict:
+    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint with ``resume``).
+
+    Training is data parallel over ``devices`` devices (default: all of them,
+    see :mod:`ebm_jax.parallel`): parameters replicated, batches and replay
+    buffers split along the mesh's ``data`` axis.
+
+    Writes ``config.json``, ``metrics.jsonl``, ``checkpoints/``, ``samples.png``,
+    ``curves.png`` and ``summary.json``; returns the summary.
+    """
+    from ebm_jax.parallel import shard_state, sharded_train_step
+
+    started = time.perf_counter()
+    mesh = device_mesh(config, devices)
+    num_devices = mesh.shape["data"]
+    checkpointer = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
+    try:
+        exp = build(config, num_devices=num_devices)
+        n_train = num_train_examples(exp)
+        if config.data.batch_size > n_train:
+            raise ConfigError(f"data.batch_size={config.data.batch_size}: expected at most the "
+                              f"{n_train} training examples of {config.data.dataset!r}")
+        state = shard_state(initial_state(exp), mesh)
+        if resume:
+            restored = checkpointer.restore_latest(state)  # into the template's shardings
+            if restored is not None:
+                state = restored
+                print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
+        guard_settings = config.guard
+        guard = (DivergenceGuard(guard_settings.max_energy, guard_settings.max_grad_norm)
+                 if guard_settings.enabled else None)
+        rollback = (RollbackPolicy(guard_settings.rollback_retries,
+                                   guard_settings.rollback_lr_factor)
+                    if guard_settings.enabled else None)
+        train_step = sharded_train_step(
+            make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay,
+                            guard=guard),
+            mesh, state)
+        metrics_path = os.path.join(workdir, "metrics.jsonl")
+        train_started = time.perf_counter()
+        first_step = int(state.step)
+        run = config.run
+        state = fit(train_step, state, global_batches(exp, mesh, first_step), run.num_steps,
+                    log_every=run.log_every, eval_fn=quick_eval_fn(exp),
+                    eval_every=run.eval_every, checkpointer=checkpointer,
+                    metrics_path=metrics_path, progress=progress, rollback=rollback,
+                    restart_batches=lambda step: global_batches(exp, mesh, step))
+        train_seconds = time.perf_counter() - train_started
+        summary = evaluate(exp, state, workdir=workdir)
+        summary.update(train_seconds=train_seconds,
+                       train_steps_per_s=(int(state.step) - first_step) / max(train_seconds,
+                                                                               1e-9),
+                       wall_seconds=time.perf_counter() - started, config=config.name,
+                       seed=run.seed, devices=num_devices)
+        plots.save_curves(os.path.join(workdir, "curves.png"), plots.read_metrics(metrics_path),
+                          CURVE_PANELS)
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(_finite(summary), f, indent=2)
+        return summary
+    finally:
+        checkpointer.close()
+
+
+def _finite(summary: dict) -> dict:
+    """JSON has no NaN: write non-finite floats as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in summary.items()}
+
+
+__all__ = ["device_mesh", "global_batches", "prepare_workdir", "train"]
