@@ -221,8 +221,10 @@ def _describe(hint: Any) -> str:
 
 
 def field_types(cls: type) -> dict:
-    """``{field name: type}`` of a config dataclass (its annotations resolved)."""
-    return typing.get_type_hints(cls)
+    """``{field name: type}`` of a config dataclass's fields (annotations resolved; class
+    variables such as an objective's ``kind`` are not fields)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def _is_section(hint: Any) -> bool:

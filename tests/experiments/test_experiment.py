@@ -8,22 +8,14 @@ import numpy as np
 import pytest
 
 from ebm_jax import cli
-from ebm_jax.config import ConfigError, make_config
 from ebm_jax.data import Batches
-from ebm_jax.experiment import build, initial_state, train
+from ebm_jax.experiments import ConfigError, build, initial_state, make_config, train
 from ebm_jax.train import Checkpointer, fit, make_train_step, params_fingerprint
-
-TINY = ["hidden=32", "buffer_size=200", "sgld_steps=5", "batch_size=32", "log_every=5",
-        "eval_every=10", "checkpoint_every=10", "num_eval_samples=100", "fresh_sample_steps=5"]
+from tests.experiments.tiny import tiny, tiny_overrides
 
 
-def tiny(preset="jem_digits", *extra):
-    return make_config(preset, TINY + list(extra))
-
-
-@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
-def test_train_writes_the_run_directory_and_summary(tmp_path):
-    summary = train(tiny("jem_digits", "num_steps=20"), str(tmp_path), progress=False)
+def test_train_writes_the_run_directory_and_summary(jem_run_dir):
+    tmp_path, summary = jem_run_dir
     for name in ("config.json", "metrics.jsonl", "samples.png", "curves.png", "summary.json"):
         assert (tmp_path / name).is_file(), name
     with open(tmp_path / "summary.json") as f:
@@ -45,27 +37,27 @@ def test_train_writes_the_run_directory_and_summary(tmp_path):
 
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
-    full = train(tiny("jem_digits", "num_steps=30"), str(tmp_path / "full"), progress=False)
+    full = train(tiny("jem_digits", "run.num_steps=30"), str(tmp_path / "full"), progress=False)
     # Stop after 10 steps (a checkpoint is written there), then resume to 30.
-    train(tiny("jem_digits", "num_steps=10"), str(tmp_path / "split"), progress=False)
-    resumed = train(tiny("jem_digits", "num_steps=30"), str(tmp_path / "split"), resume=True,
+    train(tiny("jem_digits", "run.num_steps=10"), str(tmp_path / "split"), progress=False)
+    resumed = train(tiny("jem_digits", "run.num_steps=30"), str(tmp_path / "split"), resume=True,
                     progress=False)
     assert resumed["steps"] == 30
     assert resumed["params_fingerprint"] == full["params_fingerprint"]
     # And a different seed really gives different parameters (the fingerprint is not constant).
-    assert params_fingerprint(build(tiny("jem_digits", "seed=1")).params) != \
+    assert params_fingerprint(build(tiny("jem_digits", "run.seed=1")).params) != \
         params_fingerprint(build(tiny("jem_digits")).params)
 
 
 def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
-    config = tiny("cd_2d_8gaussians", "num_steps=12", "checkpoint_every=100")
+    config = tiny("cd_2d_8gaussians", "run.num_steps=12", "run.checkpoint_every=100")
     exp = build(config)
     step_fn = jax.jit(make_train_step(exp.loss, exp.optimizer))
 
     def reference():
         state = initial_state(exp)
-        return fit(step_fn, state, Batches(exp.data.x_train, None, config.batch_size, seed=0),
-                   config.num_steps, progress=False)
+        return fit(step_fn, state, Batches(exp.data.x_train, None, config.data.batch_size, seed=0),
+                   config.run.num_steps, progress=False)
 
     expected = params_fingerprint(reference().params)
 
@@ -80,33 +72,36 @@ def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
     ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=100)
     with pytest.raises(KeyboardInterrupt):
         fit(interrupting_step, initial_state(exp),
-            Batches(exp.data.x_train, None, config.batch_size, seed=0), config.num_steps,
+            Batches(exp.data.x_train, None, config.data.batch_size, seed=0), config.run.num_steps,
             checkpointer=ckpt, progress=False)
     assert ckpt.all_steps() == [5]  # the step in flight finished, then the state was saved
     state = ckpt.restore_latest(initial_state(exp))
-    state = fit(step_fn, state, Batches(exp.data.x_train, None, config.batch_size, seed=0,
-                                        start_step=int(state.step)), config.num_steps, progress=False)
+    state = fit(step_fn, state, Batches(exp.data.x_train, None, config.data.batch_size, seed=0,
+                                        start_step=int(state.step)), config.run.num_steps, progress=False)
     assert params_fingerprint(state.params) == expected
 
 
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_workdir_with_another_config_is_refused_before_compute(tmp_path):
-    train(tiny("jem_digits", "num_steps=10"), str(tmp_path), progress=False)
+    train(tiny("jem_digits", "run.num_steps=10"), str(tmp_path), progress=False)
     before = sorted(os.listdir(tmp_path / "checkpoints"))
-    with pytest.raises(ConfigError, match=r"different config \(learning_rate: saved 0.001, now 0.5\)"):
-        train(tiny("jem_digits", "num_steps=10", "learning_rate=0.5"), str(tmp_path), resume=True)
+    with pytest.raises(ConfigError, match=r"different config \(optimizer.learning_rate: saved "
+                                          r"0.001, now 0.5\)"):
+        train(tiny("jem_digits", "run.num_steps=10", "optimizer.learning_rate=0.5"),
+              str(tmp_path), resume=True)
     with pytest.raises(ConfigError, match="already holds a run: expected --resume"):
-        train(tiny("jem_digits", "num_steps=10"), str(tmp_path))
+        train(tiny("jem_digits", "run.num_steps=10"), str(tmp_path))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == before
     # --overwrite starts over.
-    summary = train(tiny("jem_digits", "num_steps=10", "learning_rate=0.5"), str(tmp_path),
+    summary = train(tiny("jem_digits", "run.num_steps=10", "optimizer.learning_rate=0.5"),
+                    str(tmp_path),
                     overwrite=True, progress=False)
     assert summary["steps"] == 10
 
 
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
-    summary = train(tiny("cd_2d_8gaussians", "num_steps=10"), str(tmp_path), progress=False)
+    summary = train(tiny("cd_2d_8gaussians", "run.num_steps=10"), str(tmp_path), progress=False)
     assert np.isfinite(summary["kl_nats"]) and summary["kl_nats"] > 0
     assert np.isfinite(summary["mmd"])
     assert "test_accuracy" not in summary
@@ -115,34 +110,62 @@ def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
 
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_softmax_baseline_has_no_buffer_and_still_reports_samples(tmp_path):
-    summary = train(tiny("softmax_digits", "num_steps=10"), str(tmp_path), progress=False)
+    summary = train(tiny("softmax_digits", "run.num_steps=10"), str(tmp_path), progress=False)
     assert 0.0 <= summary["sample_confidence"] <= 1.0
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--set", "batch_size=0"], "batch_size=0: expected a positive int"),
-    (["train", "--set", "sgld_step_size=-0.1"], "sgld_step_size=-0.1: expected a positive number"),
+    (["train", "--set", "data.batch_size=0"], "data.batch_size=0: expected a positive int"),
+    (["train", "--set", "objective.sampler.step_size=-0.1"],
+     "objective.sampler.step_size=-0.1: expected a positive number"),
     (["train", "--set", "colour=blue"], "unknown config key 'colour'"),
+    (["train", "--set", "batch_size=64"], "unknown config key 'batch_size'"),
     (["train", "--config", "nope"], "unknown preset 'nope'"),
-    (["train", "--set", "dataset=imagenet"], "dataset='imagenet': expected one of"),
-    (["train", "--set", "batch_size=5000"], "batch_size=5000: expected at most the 1437 training examples"),
+    (["train", "--set", "data.dataset=imagenet"], "data.dataset='imagenet': expected one of"),
+    (["train", "--set", "data.batch_size=5000"],
+     "data.batch_size=5000: expected at most the 1437 training examples"),
+    (["config", "jem_digits", "--set", "objective.num_steps=0"],
+     "objective.num_steps=0: expected a positive int"),
 ])
 def test_cli_bad_input_is_one_clear_line_and_exit_status_2(tmp_path, capsys, argv, message):
-    code = cli.main(argv + ["--workdir", str(tmp_path / "w")])
+    workdir = ["--workdir", str(tmp_path / "w")] if argv[0] == "train" else []
+    code = cli.main(argv + workdir)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "w" / "checkpoints").exists() or not os.listdir(tmp_path / "w" / "checkpoints")
 
 
-def test_cli_presets_lists_the_named_configs(capsys):
+def test_cli_presets_lists_the_named_configs_by_objective(capsys):
     assert cli.main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "jem_digits" in out and "cd_2d_rings" in out
+    # every preset sits under its own objective's heading
+    lines = out.splitlines()
+    heading = {}
+    current = None
+    for line in lines:
+        if not line.startswith(" "):
+            current = line.split(":")[0]
+        else:
+            heading[line.split()[0]] = current
+    assert heading["cd_2d_rings"] == "cd" and heading["jem_digits"] == "jem"
+    assert heading["drl_cifar10"] == "rl" and "ssm" in [l.split(":")[0] for l in lines]
+
+
+def test_cli_config_prints_the_resolved_config(capsys):
+    assert cli.main(["config", "cd_2d_rings", "--set", "objective.sampler.step_size=0.001",
+                     "--set", "run.seed=4"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["objective"]["kind"] == "cd"
+    assert printed["objective"]["sampler"]["step_size"] == 0.001
+    assert printed["run"]["seed"] == 4 and printed["data"]["dataset"] == "rings"
+    assert make_config("cd_2d_rings", ["objective.sampler.step_size=0.001", "run.seed=4"]) \
+        .to_dict() == printed
 
 
 def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
-    config = tiny("cd_2d_8gaussians", "num_steps=30")
+    config = tiny("cd_2d_8gaussians", "run.num_steps=30")
     exp = build(config)
     step_fn = jax.jit(make_train_step(exp.loss, exp.optimizer))
     saved = {}
@@ -166,10 +189,10 @@ def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
 
 @pytest.mark.parametrize("preset", ["nce_2d_8gaussians", "dsm_2d_8gaussians"])
 def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset):
-    config = make_config(preset, TINY + ["num_steps=400", "batch_size=256", "hidden=64,64",
-                                         "learning_rate=3e-3", "eval_every=400",
-                                         "checkpoint_every=400", "ema_decay=none",
-                                         "lr_schedule=constant"])
+    config = make_config(preset, tiny_overrides(preset) + [
+        "run.num_steps=400", "data.batch_size=256", "model.hidden=64,64",
+        "optimizer.learning_rate=3e-3", "run.eval_every=400", "run.checkpoint_every=400",
+        "optimizer.ema_decay=none", "optimizer.schedule=constant"])
     exp = build(config)
     untrained = initial_state(exp)
     from ebm_jax.metrics import kl_by_quadrature
@@ -183,12 +206,12 @@ def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset
 
 
 def test_recovery_likelihood_trains_through_the_same_runner(tmp_path):
-    config = make_config("rl_2d_8gaussians", TINY + [
-        "num_steps=300", "batch_size=120", "hidden=64,64", "rl_langevin_steps=10",
-        "learning_rate=3e-3", "eval_every=300", "checkpoint_every=300", "ema_decay=0.99",
-        "lr_schedule=constant"])
+    config = make_config("rl_2d_8gaussians", tiny_overrides("rl_2d_8gaussians") + [
+        "run.num_steps=300", "data.batch_size=120", "model.hidden=64,64",
+        "objective.num_langevin_steps=10", "optimizer.learning_rate=3e-3", "run.eval_every=300",
+        "run.checkpoint_every=300", "optimizer.ema_decay=0.99", "optimizer.schedule=constant"])
     exp = build(config)
-    assert exp.generate is not None
+    assert exp.generator_name == "progressive sampling"
     untrained = initial_state(exp)
     from ebm_jax.metrics import kl_by_quadrature
 
@@ -205,8 +228,8 @@ def test_recovery_likelihood_trains_through_the_same_runner(tmp_path):
 
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_recovery_likelihood_digits_generates_by_progressive_sampling(tmp_path):
-    config = make_config("rl_digits", TINY + ["num_steps=10", "batch_size=60",
-                                               "rl_langevin_steps=3", "num_eval_samples=20"])
+    config = tiny("rl_digits", "run.num_steps=10", "data.batch_size=60",
+                  "run.num_eval_samples=20")
     exp = build(config)
     images = exp.generate(jax.random.PRNGKey(0), exp.params, 7)
     assert images.shape == (7, 64) and bool(np.all(np.isfinite(images)))
@@ -218,7 +241,7 @@ def test_recovery_likelihood_digits_generates_by_progressive_sampling(tmp_path):
 
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_semi_supervised_runs_keep_a_stratified_share_of_the_labels(tmp_path):
-    from ebm_jax.experiment import labelled_subset, load_data
+    from ebm_jax.experiments.data import labelled_subset, load_data
 
     labels = np.repeat(np.arange(10), 30)
     keep = labelled_subset(labels, 0.1, seed=0)
@@ -232,5 +255,54 @@ def test_semi_supervised_runs_keep_a_stratified_share_of_the_labels(tmp_path):
     # The baseline trains on the labelled share alone: the same images with the same labels.
     np.testing.assert_array_equal(softmax.x_train, jem.x_train[jem.y_train >= 0])
     np.testing.assert_array_equal(softmax.y_train, jem.y_train[jem.y_train >= 0])
-    summary = train(tiny("jem_digits_semi", "num_steps=10"), str(tmp_path), progress=False)
+    summary = train(tiny("jem_digits_semi", "run.num_steps=10"), str(tmp_path), progress=False)
     assert 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
+def test_resume_without_config_continues_the_run_saved_in_the_workdir(tmp_path, capsys):
+    """`ebm-jax train --workdir DIR --resume` takes DIR's config.json, not the default preset
+    (tried as a new user would: a run made with a non-default capacity)."""
+    workdir = str(tmp_path / "run")
+    made = ["--set", "objective.chain_start.capacity=96"] + \
+        [a for o in tiny_overrides("cd_2d_8gaussians") if "capacity" not in o
+         for a in ("--set", o)]
+    argv = ["train", "--config", "cd_2d_8gaussians", "--workdir", workdir, "--no-progress"]
+    assert cli.main(argv + made + ["--set", "run.num_steps=10"]) == 0
+    capsys.readouterr()
+    code = cli.main(["train", "--workdir", workdir, "--resume", "--no-progress",
+                     "--set", "run.num_steps=20"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "resumed from step 10" in out
+    with open(os.path.join(workdir, "summary.json")) as f:
+        assert json.load(f)["steps"] == 20
+    with open(os.path.join(workdir, "config.json")) as f:
+        saved = json.load(f)
+    assert saved["objective"]["chain_start"]["capacity"] == 96
+    assert saved["data"]["dataset"] == "8gaussians" and saved["run"]["num_steps"] == 20
+
+
+V0_1_RUN = os.path.join(os.path.dirname(__file__), "data", "run_v0_1_jem")
+# Written by ebm_jax 0.1 (commit 5eb8648): `ebm-jax train` of jem_digits with hidden=32,
+# buffer_size=64, sgld_steps=5, batch_size=32, 10 steps (flat config.json, checkpoint at 10).
+# The same release, run uninterrupted to 20 steps, ends at this fingerprint.
+V0_1_FINGERPRINT_AT_20 = "46049683009776ae"
+
+
+def test_a_run_directory_of_release_0_1_resumes_bit_exactly_and_evaluates(tmp_path):
+    from ebm_jax.experiments import evaluate_run
+    from tests.experiments.conftest import copy_run
+
+    workdir = copy_run(V0_1_RUN, tmp_path / "old")
+    with open(workdir / "config.json") as f:
+        assert "sgld_steps" in json.load(f)  # the flat 0.1 schema
+    report = evaluate_run(str(workdir), metrics_requested=["classification"], figures=False)
+    assert report["steps"] == 10 and 0.0 <= report["accuracy"] <= 1.0
+    code = cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress",
+                     "--devices", "1", "--set", "run.num_steps=20"])
+    assert code == 0
+    with open(workdir / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["steps"] == 20
+    assert summary["params_fingerprint"] == V0_1_FINGERPRINT_AT_20
