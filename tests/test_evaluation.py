@@ -1,17 +1,23 @@
 """`ebm-jax evaluate`: the report's keys and values, the baseline table, and its errors."""
 import json
 import os
+import shutil
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from ebm_jax import cli
-from ebm_jax.config import ConfigError, make_config
-from ebm_jax.evaluation import comparison_table, evaluate_run, find_baseline
-from ebm_jax.experiment import train
+from ebm_jax.experiments import ConfigError, evaluation, make_config, train
+from ebm_jax.experiments.evaluation import comparison_table, evaluate_run, find_baseline
+from ebm_jax.samplers import langevin
 
-TINY = ["hidden=32", "buffer_size=200", "sgld_steps=5", "batch_size=32", "log_every=5",
-        "eval_every=20", "checkpoint_every=20", "num_eval_samples=50", "fresh_sample_steps=5",
-        "num_steps=20"]
+TINY = ["model.hidden=32", "data.batch_size=32", "run.log_every=5", "run.eval_every=20",
+        "run.checkpoint_every=20", "run.num_eval_samples=50", "run.fresh_sample_steps=5",
+        "run.num_steps=20"]
+# The replay-buffer chains of the objectives that train by sampling (softmax has none).
+TINY_CHAINS = ["objective.chain_start.capacity=200", "objective.num_steps=5"]
 
 
 # 20-step runs and their evaluation: mostly compilation (see conftest.fast_compile).
@@ -21,9 +27,10 @@ pytestmark = pytest.mark.usefixtures("fast_compile")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    for name, preset in (("jem", "jem_digits"), ("softmax", "softmax_digits"),
-                         ("cd", "cd_digits")):
-        train(make_config(preset, TINY), str(root / name), progress=False)
+    for name, preset, chains in (("jem", "jem_digits", TINY_CHAINS),
+                                 ("softmax", "softmax_digits", []),
+                                 ("cd", "cd_digits", TINY_CHAINS)):
+        train(make_config(preset, TINY + chains), str(root / name), progress=False)
     return root
 
 
@@ -88,3 +95,44 @@ def test_cli_errors_for_a_directory_without_a_run_or_checkpoint(tmp_path, capsys
     assert "no checkpoint in" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="no checkpoint"):
         evaluate_run(str(tmp_path))
+
+
+def test_purification_runs_the_runs_own_sampler_temperature_form_included(runs, tmp_path,
+                                                                          monkeypatch):
+    """``--purify`` runs the run's own sampler (``exp.sampler``). Changed behaviour: 0.1
+    purified a temperature-form run (noise_scale none) with a fixed noise 0.01; now it gets the
+    temperature form's noise sqrt(2 step_size), as in training."""
+    run_dir = tmp_path / "jem_temperature"
+    shutil.copytree(runs / "jem", run_dir)
+    values = json.loads((run_dir / "config.json").read_text())
+    values["objective"]["sampler"]["noise_scale"] = None  # the same checkpoint tree
+    (run_dir / "config.json").write_text(json.dumps(values))
+    built, purifiers = [], []
+    real_load, real_purification = evaluation.load_run, evaluation.chain_purification
+    monkeypatch.setattr(evaluation, "load_run",
+                        lambda path: built.append(real_load(path)) or built[-1])
+    monkeypatch.setattr(evaluation, "chain_purification",
+                        lambda sampler, steps: purifiers.append((sampler, steps))
+                        or real_purification(sampler, steps))
+    report = evaluate_run(str(run_dir), metrics_requested=["robustness"], purify=True,
+                          linf_budgets=(0.1,), l2_budgets=(), pgd_steps=1, figures=False)
+    assert set(report["robust_accuracy_purified"]) == {"linf:0", "linf:0.1", "l2:0"}
+    assert all(0.0 <= v <= 1.0 for v in report["robust_accuracy_purified"].values())
+    (exp, state), = built
+    (sampler, steps), = purifiers
+    assert sampler is exp.sampler and steps == evaluation.PURIFICATION_STEPS
+    settings = exp.config.objective.sampler
+    assert settings.noise_scale is None and settings.clamp and settings.grad_clip is None
+
+    x = jnp.asarray(exp.data.x_test[:16])
+
+    def one_step(s):
+        return np.asarray(real_purification(s, 1)(jax.random.PRNGKey(3), state.ema_params, x))
+
+    own = one_step(sampler)
+    temperature = one_step(langevin(exp.energy_fn, settings.step_size, None,
+                                    clip_range=exp.data.data_range))
+    old = one_step(langevin(exp.energy_fn, settings.step_size, 0.01,
+                            clip_range=exp.data.data_range))
+    np.testing.assert_allclose(own, temperature, atol=1e-6)
+    assert np.max(np.abs(own - old)) > 0.1  # noise sqrt(2) per pixel, not 0.01

@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from ebm_jax.config import make_config
-from ebm_jax.experiment import train
+from ebm_jax.experiments import make_config, train
 from ebm_jax.train import CheckpointCorruptError, Checkpointer
 
-RUN = ["hidden=32", "buffer_size=200", "sgld_steps=5", "batch_size=32", "log_every=5",
-       "eval_every=1000", "checkpoint_every=5", "keep_checkpoints=2", "num_eval_samples=100",
-       "fresh_sample_steps=5", "num_steps=60"]
+RUN = ["model.hidden=32", "objective.chain_start.capacity=200", "objective.num_steps=5",
+       "data.batch_size=32", "run.log_every=5", "run.eval_every=1000", "run.checkpoint_every=5",
+       "run.keep_checkpoints=2", "run.num_eval_samples=100", "run.fresh_sample_steps=5",
+       "run.num_steps=60"]
 
 
 class State(NamedTuple):
@@ -154,12 +154,13 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_parameters(tmp_path, mo
     assert resumed["params_fingerprint"] == uninterrupted
 
 
-# Fields that do not change the run (resumable): with checkpoint_every=1000 the only periodic
-# checkpoint is the initial one at step 0, so a later one can only be the Ctrl-C save; with
-# eval_every=5 the evaluation that follows the first metrics line (its first call compiles,
+# Fields that do not change the run (resumable): with run.checkpoint_every=1000 the only
+# periodic checkpoint is the initial one at step 0, so a later one can only be the Ctrl-C save;
+# with run.eval_every=5 the evaluation that follows the first metrics line (its first call compiles,
 # seconds) leaves a wide window for the signal to land before the run ends.
-SIGINT_RUN = [item for item in RUN if not item.startswith(("checkpoint_every=", "eval_every="))] \
-    + ["checkpoint_every=1000", "eval_every=5"]
+SIGINT_RUN = [item for item in RUN
+              if not item.startswith(("run.checkpoint_every=", "run.eval_every="))] \
+    + ["run.checkpoint_every=1000", "run.eval_every=5"]
 
 
 def _metrics_written(workdir):

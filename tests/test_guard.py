@@ -108,9 +108,10 @@ def test_cli_run_that_keeps_diverging_stops_with_exit_1(tmp_path, capsys):
 
     workdir = tmp_path / "run"
     argv = ["train", "--workdir", str(workdir), "--no-progress", "--devices", "1"]
-    for item in ("num_steps=60", "learning_rate=1000", "rollback_retries=1",
-                 "rollback_lr_factor=1.0", "log_every=5", "checkpoint_every=10", "hidden=32",
-                 "buffer_size=200", "sgld_steps=5", "guard_max_energy=1000"):
+    for item in ("run.num_steps=60", "optimizer.learning_rate=1000", "guard.rollback_retries=1",
+                 "guard.rollback_lr_factor=1.0", "run.log_every=5", "run.checkpoint_every=10",
+                 "model.hidden=32", "objective.chain_start.capacity=200",
+                 "objective.num_steps=5", "guard.max_energy=1000"):
         argv += ["--set", item]
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
@@ -197,7 +198,8 @@ def test_quick_eval_of_a_nan_model_gives_nan_metrics():
     from types import SimpleNamespace
 
     from ebm_jax.energies import energy_from_logits
-    from ebm_jax.experiment import Data, Experiment, _quick_eval_fn
+    from ebm_jax.experiments import Data, Experiment
+    from ebm_jax.experiments.evaluation import quick_eval_fn
 
     x = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.2], [-0.3, 0.8]], np.float32)
     data = Data(x, np.array([0, 1, 0, 1]), x, np.array([0, 1, 0, 1]), (-1.0, 1.0), None, 2,
@@ -206,9 +208,10 @@ def test_quick_eval_of_a_nan_model_gives_nan_metrics():
     def logits_fn(params, x):
         return params["w"] @ x
 
-    exp = Experiment(None, data, None, energy_from_logits(logits_fn), logits_fn, None, None,
-                     None)
+    exp = Experiment(config=None, data=data, params=None, energy_fn=energy_from_logits(logits_fn),
+                     logits_fn=logits_fn, sampler=None, make_sampler=None, loss=None,
+                     optimizer=None, generate=None, generator_name=None)
     # The metric functions refuse NaN logits and energies; the quick evaluation reports NaN.
-    blown = _quick_eval_fn(exp)(SimpleNamespace(ema_params={"w": jnp.full((2, 2), jnp.nan)}))
+    blown = quick_eval_fn(exp)(SimpleNamespace(ema_params={"w": jnp.full((2, 2), jnp.nan)}))
     assert set(blown) == {"test_accuracy", "ece", "auroc_uniform_noise"}
     assert all(np.isnan(v) for v in blown.values())

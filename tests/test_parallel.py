@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from ebm_jax.config import make_config
 from ebm_jax.data import Batches
-from ebm_jax.experiment import build, initial_state
+from ebm_jax.experiments import build, initial_state, make_config
 from ebm_jax.parallel import (MeshError, make_data_mesh, shard_batch, shard_state,
                               sharded_train_step)
 from ebm_jax.samplers import replay_buffer as rb
@@ -23,10 +22,10 @@ NUM_STEPS = 3
 pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices (conftest)")
 
 
-def _jem(buffer_shards, **changes):
-    overrides = [f"buffer_shards={buffer_shards}", "hidden=32,32", "buffer_size=128",
-                 "batch_size=16", "sgld_steps=5", "learning_rate=1e-3"]
-    overrides += [f"{k}={v}" for k, v in changes.items()]
+def _jem(buffer_shards, *extra):
+    overrides = [f"objective.chain_start.num_shards={buffer_shards}", "model.hidden=32,32",
+                 "objective.chain_start.capacity=128", "data.batch_size=16",
+                 "objective.num_steps=5", "optimizer.learning_rate=1e-3", *extra]
     exp = build(make_config("jem_digits", overrides))
     return exp, make_train_step(exp.loss, exp.optimizer, ema_decay=0.9)
 
@@ -34,7 +33,7 @@ def _jem(buffer_shards, **changes):
 def _run(exp, train_step, mesh=None):
     """NUM_STEPS steps on ``mesh`` (None: plain jit on the default device)."""
     state = jax.tree.map(jnp.copy, initial_state(exp))  # the steps donate it
-    batches = Batches(exp.data.x_train, exp.data.y_train, exp.config.batch_size, seed=0)
+    batches = Batches(exp.data.x_train, exp.data.y_train, exp.config.data.batch_size, seed=0)
     if mesh is None:
         step = jax.jit(train_step)
     else:
@@ -115,7 +114,7 @@ def test_chains_are_split_across_devices(buffer_shards):
 
 def test_buffer_sampling_is_device_local():
     """With one buffer block per device, no sample crosses devices: the only collectives
-    are all-reduces (gradients, means). With one global block (buffer_shards=1) the same step
+    are all-reduces (gradients, means). With one global block (num_shards=1) the same step
     must move buffer rows between devices, which shows the check can fail."""
     mesh = make_data_mesh(8)
     exp, step = _jem(8)
@@ -180,12 +179,12 @@ def test_checkpoint_of_another_network_is_refused_before_reading(tmp_path):
     exp, _ = _jem(8)
     ckpt = Checkpointer(str(tmp_path / "ckpt"))
     ckpt.save(initial_state(exp))
-    other, _ = _jem(8, hidden="48,32")
+    other, _ = _jem(8, "model.hidden=48,32")
     with pytest.raises(CheckpointMismatchError,
                        match=r"params/layers/0/linear/bias is saved as float32\[32\], "
                              r"expected float32\[48\]"):
         ckpt.restore_latest(initial_state(other))
-    deeper, _ = _jem(8, hidden="32,32,32")
+    deeper, _ = _jem(8, "model.hidden=32,32,32")
     with pytest.raises(CheckpointMismatchError, match=r"it lacks \['ema_params/layers/3/linear/bias'"):
         ckpt.restore_latest(initial_state(deeper))
     ckpt.close()

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 
 from ebm_jax import cli
-from ebm_jax.config import PRESETS, ConfigError, make_config
 from ebm_jax.data import tfds_source
 from ebm_jax.data.tfds_source import DatasetNotPreparedError
-from ebm_jax.evaluation import evaluate_run
-from ebm_jax.experiment import build, find_buffer, initial_state
+from ebm_jax.experiments import (PRESETS, ConfigError, build, evaluate_run, find_buffer,
+                                 initial_state, make_config)
 from ebm_jax.train import make_train_step
 from tfds_mock import mocked
 
@@ -24,17 +23,25 @@ from tfds_mock import mocked
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
 TINY = {
-    "wrn": ["depth=10", "widen_factor=1"],
-    "igebm_resnet": ["resnet_channels=8", "resnet_blocks=1"],
-    "resnet": ["resnet_channels=8", "resnet_blocks=1", "batch_size=12", "rl_langevin_steps=2"],
+    "wrn": ["model.depth=10", "model.widen_factor=1"],
+    "igebm_resnet": ["model.resnet_channels=8", "model.resnet_blocks=1"],
+    "resnet": ["model.resnet_channels=8", "model.resnet_blocks=1", "data.batch_size=12",
+               "objective.num_langevin_steps=2"],
 }
-SMALL = ["batch_size=8", "buffer_size=64", "sgld_steps=2", "num_eval_samples=8", "warmup_steps=0",
-         "fresh_sample_steps=2"]
+SMALL = ["data.batch_size=8", "run.num_eval_samples=8", "optimizer.warmup_steps=0",
+         "run.fresh_sample_steps=2"]
+# The persistent SGLD chains of the objectives that have them (JEM, CD; not recovery likelihood).
+SMALL_CHAINS = ["objective.chain_start.capacity=64", "objective.num_steps=2"]
+
+
+def _small(preset):
+    has_chains = hasattr(PRESETS[preset].objective, "chain_start")
+    return SMALL + (SMALL_CHAINS if has_chains else [])
 
 
 def _tiny(preset, *extra):
-    model = PRESETS[preset].model
-    return make_config(preset, SMALL + TINY[model] + list(extra))
+    model = PRESETS[preset].model.kind
+    return make_config(preset, _small(preset) + TINY[model] + list(extra))
 
 
 @pytest.mark.parametrize("preset", ["jem_cifar10", "jem_cifar100", "jem_svhn", "igebm_cifar10",
@@ -44,10 +51,10 @@ def test_paper_preset_takes_a_training_step(preset):
     with mocked(32):
         exp = build(config)
         batch = next(exp.data.train_batches(0))
-    assert batch["x"].shape == (config.batch_size, 32, 32, 3)
+    assert batch["x"].shape == (config.data.batch_size, 32, 32, 3)
     state = initial_state(exp)
     before = jax.tree.map(np.array, state.params)
-    step = jax.jit(make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay))
+    step = jax.jit(make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay))
     state, metrics = step(state, batch)
     assert np.isfinite(float(metrics["loss"])), metrics
     leaves = jax.tree.leaves(state.params)
@@ -56,7 +63,7 @@ def test_paper_preset_takes_a_training_step(preset):
              for a, b in zip(leaves, jax.tree.leaves(before))]
     assert max(moved) > 0.0
     # Energies are float32 even though the network computes in bfloat16.
-    assert config.dtype == "bfloat16"
+    assert config.model.dtype == "bfloat16"
     energy = exp.energy_fn(state.params, batch["x"][0])
     assert energy.dtype == jnp.float32 and energy.shape == ()
     buffer = find_buffer(state.loss_state)
@@ -66,24 +73,27 @@ def test_paper_preset_takes_a_training_step(preset):
 
 def test_paper_hyperparameters():
     jem = PRESETS["jem_cifar10"]
-    assert (jem.model, jem.depth, jem.widen_factor, jem.sgld_steps, jem.sgld_step_size,
-            jem.sgld_noise, jem.buffer_size, jem.reinit_prob, jem.learning_rate,
-            jem.optimizer) == ("wrn", 28, 10, 20, 1.0, 0.01, 10_000, 0.05, 1e-4, "adam")
-    igebm = PRESETS["igebm_cifar10"]
-    assert (igebm.sgld_steps, igebm.sgld_step_size, igebm.sgld_noise, igebm.sgld_grad_clip,
-            igebm.energy_l2) == (60, 10.0, 0.005, 0.01, 1.0)
-    assert PRESETS["drl_cifar10"].rl_schedule == "t6"
-    assert PRESETS["jem_cifar100"].dataset == "cifar100"
-    assert PRESETS["jem_svhn"].dataset == "svhn_cropped"
+    sgld, start = jem.objective.sampler, jem.objective.chain_start
+    assert (jem.model.kind, jem.model.depth, jem.model.widen_factor, jem.objective.num_steps,
+            sgld.step_size, sgld.noise_scale, start.capacity, start.reinit_prob,
+            jem.optimizer.learning_rate, jem.optimizer.kind) == (
+        "wrn", 28, 10, 20, 1.0, 0.01, 10_000, 0.05, 1e-4, "adam")
+    igebm = PRESETS["igebm_cifar10"].objective
+    assert (igebm.num_steps, igebm.sampler.step_size, igebm.sampler.noise_scale,
+            igebm.sampler.grad_clip, igebm.energy_l2) == (60, 10.0, 0.005, 0.01, 1.0)
+    assert PRESETS["drl_cifar10"].objective.schedule == "t6"
+    assert PRESETS["jem_cifar100"].data.dataset == "cifar100"
+    assert PRESETS["jem_svhn"].data.dataset == "svhn_cropped"
 
 
-COMMON = SMALL + ["model=conv", "channels=8,8", "dtype=float32", "eval_every=100", "log_every=1",
-                  "checkpoint_every=2"]
+COMMON = _small("jem_cifar10") + ["model.kind=conv", "model.channels=8,8", "model.dtype=float32",
+                                  "run.eval_every=100", "run.log_every=1",
+                                  "run.checkpoint_every=2"]
 
 
 def _train_mock_cifar10(workdir, steps, *flags):
     argv = ["train", "--config", "jem_cifar10", "--workdir", str(workdir), "--no-progress",
-            "--devices", "1", "--set", f"num_steps={steps}", *flags]
+            "--devices", "1", "--set", f"run.num_steps={steps}", *flags]
     for item in COMMON:
         argv += ["--set", item]
     with mocked(32):
@@ -128,17 +138,17 @@ def test_cifar10_model_is_scored_on_the_papers_ood_sets(cifar_run, monkeypatch):
 
 def test_dataset_that_is_not_prepared_is_one_clear_error(tmp_path, capsys):
     code = cli.main(["train", "--config", "jem_cifar10", "--workdir", str(tmp_path / "w"),
-                     "--set", f"data_dir={tmp_path}", "--no-progress"])
+                     "--set", f"data.data_dir={tmp_path}", "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert "cifar10" in err and "tfds build cifar10" in err and "array_record" in err
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["depth=27"], r"depth=27: expected 6n\+4"),
-    (["dtype=float16"], "dtype='float16': expected one of"),
-    (["model=resnet"], "model='resnet' with objective='jem'"),
-    (["model=igebm_resnet"], "model='igebm_resnet' with objective='jem'"),
+    (["model.depth=27"], r"model\.depth=27: expected 6n\+4"),
+    (["model.dtype=float16"], r"model\.dtype='float16': expected one of"),
+    (["model.kind=resnet"], r"model\.kind='resnet' with objective='jem'"),
+    (["model.kind=igebm_resnet"], r"model\.kind='igebm_resnet' with objective='jem'"),
 ])
 def test_bad_network_settings_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):

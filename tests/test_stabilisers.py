@@ -1,15 +1,15 @@
 """Stabilisers against EBM blow-ups, each where its absence is measurably worse.
 
-- gradient clipping (``clip_grad_norm``, an ``optax.clip_by_global_norm`` before
+- gradient clipping (``optimizer.clip_grad_norm``, an ``optax.clip_by_global_norm`` before
   the optimizer): bounds the update; keeps a too-large learning rate inside the
   divergence guard;
-- energy L2 (``energy_l2``): adds ``α (E_data² + E_sample²)``; keeps the energies
+- energy L2 (``objective.energy_l2``): adds ``α (E_data² + E_sample²)``; keeps the energies
   bounded when the sampler cannot reach the data;
-- spectral normalisation (``spectral_norm``): every kernel's largest singular
+- spectral normalisation (``model.spectral_norm``): every kernel's largest singular
   value near 1 (within the power iteration's bound), so the energy's input
   gradient is bounded by the product of the layer norms;
-- sample clamping (``sgld_clamp``: ``clip_range``) and SGLD gradient clipping
-  (``sgld_grad_clip``): chains stay in range, or move a bounded distance a step,
+- sample clamping (``objective.sampler.clamp``: ``clip_range``) and SGLD gradient clipping
+  (``objective.sampler.grad_clip``): chains stay in range, or move a bounded distance a step,
   with a step size that sends unclamped chains to infinity.
 """
 import jax
@@ -19,8 +19,7 @@ import optax
 import pytest
 from flax import nnx
 
-from ebm_jax.config import make_config
-from ebm_jax.experiment import make_optimizer
+from ebm_jax.experiments import make_config, make_optimizer
 from ebm_jax.losses import LossTransform, contrastive_divergence
 from ebm_jax.nets import MLP, pure, spectral_normalize
 from ebm_jax.samplers import langevin
@@ -41,14 +40,15 @@ def _run_guarded(train_step, state, batch, num_steps):
 # --------------------------------------------------------------------------- gradient clipping
 
 
-def _sgd_config(*extra):
-    return make_config("jem_digits", ["optimizer=sgd", *extra])
+def _sgd_optimizer(*extra):
+    config = make_config("jem_digits", ["optimizer.kind=sgd", *extra])
+    return make_optimizer(config.optimizer, config.run.num_steps)
 
 
 @pytest.mark.parametrize("clip", [None, 2.0])
 def test_clip_grad_norm_bounds_the_update_of_a_huge_gradient(clip):
-    extra = [] if clip is None else [f"clip_grad_norm={clip}"]
-    optimizer = make_optimizer(_sgd_config("learning_rate=0.5", *extra))
+    extra = [] if clip is None else [f"optimizer.clip_grad_norm={clip}"]
+    optimizer = _sgd_optimizer("optimizer.learning_rate=0.5", *extra)
     params = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
     grads = {"a": jnp.array([3e6, -4e6, 0.0]), "b": jnp.full((2, 2), 1e6)}  # norm ~5.4e6
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
@@ -71,8 +71,8 @@ def _quadratic():
 
 @pytest.mark.parametrize("clip", [None, 1.0])
 def test_clip_grad_norm_keeps_a_too_large_rate_inside_the_guard(clip):
-    extra = [] if clip is None else [f"clip_grad_norm={clip}"]
-    optimizer = make_optimizer(_sgd_config("learning_rate=5.0", *extra))
+    extra = [] if clip is None else [f"optimizer.clip_grad_norm={clip}"]
+    optimizer = _sgd_optimizer("optimizer.learning_rate=5.0", *extra)
     params = {"theta": jnp.ones((1,))}
     state = init_train_state(jax.random.PRNGKey(0), params, optimizer, _quadratic(), {"x": 0})
     guard = DivergenceGuard(max_abs_energy=100.0)
@@ -192,14 +192,12 @@ def test_spectral_norm_keeps_every_layer_near_1_and_bounds_the_input_gradient():
 
 
 def test_spectral_norm_is_exposed_through_the_config():
-    from ebm_jax.experiment import Data, make_network
+    from ebm_jax.experiments.networks import make_network
 
-    x = np.zeros((4, 2), np.float32)
-    data = Data(x, None, x, None, (-1.0, 1.0), None, None, None)
     for flag in (True, False):
         config = make_config("cd_2d_8gaussians",
-                             [f"spectral_norm={str(flag).lower()}", "hidden=8,8"])
-        net = make_network(config, data, 1, nnx.Rngs(0))
+                             [f"model.spectral_norm={str(flag).lower()}", "model.hidden=8,8"])
+        net = make_network(config.model, 2, None, 1, nnx.Rngs(0))
         assert [layer.spectral_norm for layer in net.layers] == [flag] * len(net.layers)
 
 

@@ -301,7 +301,7 @@ def _parse_text(path: str, text: str, hint: Any) -> Any:
         return _parse_text(path, text, inner)
     try:
         if origin is tuple:
-            return tuple(int(t) for t in text.split(",") if t.strip())
+            return tuple(args[0](t) for t in text.split(",") if t.strip())
         if hint is bool:
             lowered = text.strip().lower()
             if lowered not in ("true", "false", "1", "0", "yes", "no"):

@@ -1,0 +1,140 @@
+"""The objective registry: one module per method, found by name; no objective name compared
+anywhere else; a new method is one new module (the guide's example, trained here)."""
+import ast
+import dataclasses
+import pathlib
+import re
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from ebm_jax.experiments import objectives
+from ebm_jax.experiments.config import ConfigError, ObjectiveConfig
+from ebm_jax.experiments.objectives import Objective, get_objective, objective_kinds
+from ebm_jax.experiments.presets import PRESETS, make_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+OBJECTIVE_DIR = ROOT / "ebm_jax" / "experiments" / "objectives"
+
+
+def test_every_module_of_the_package_is_one_registered_objective():
+    modules = sorted(p.stem for p in OBJECTIVE_DIR.glob("*.py") if not p.stem.startswith("_"))
+    kinds = objective_kinds()
+    assert len(modules) == len(kinds) == 7
+    assert set(kinds) == {"jem", "softmax", "cd", "nce", "dsm", "ssm", "rl"}
+    for kind in kinds:
+        objective = get_objective(kind)
+        assert isinstance(objective, Objective) and objective.config.kind == kind
+        assert issubclass(objective.config, ObjectiveConfig)
+        assert objective.config.__dataclass_params__.frozen
+        assert objective.classifier == (kind in ("jem", "softmax"))
+        assert objective.unsupervised == (not objective.needs_labels)
+
+
+def test_presets_of_an_objective_hold_that_objective():
+    for kind in objective_kinds():
+        for name, config in get_objective(kind).presets.items():
+            assert PRESETS[name] is config and config.objective.kind == kind
+
+
+def test_an_unknown_kind_names_the_registered_ones():
+    with pytest.raises(ConfigError, match=r"objective='gan': expected one of \['cd', 'dsm', "):
+        get_objective("gan")
+
+
+def _compared_strings(tree: ast.AST):
+    """(line, string) of every string constant compared with ==, !=, in, not in, or matched
+    in a ``case``."""
+    def strings(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            for element in node.elts:
+                yield from strings(element)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(
+                isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops):
+            for side in [node.left, *node.comparators]:
+                for value in strings(side):
+                    yield node.lineno, value
+        elif isinstance(node, ast.MatchValue):
+            for value in strings(node.value):
+                yield node.lineno, value
+
+
+def _python_files():
+    for folder in ("ebm_jax", "benchmarks", "notebooks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if OBJECTIVE_DIR not in path.parents:
+                yield path
+
+
+def test_objective_names_are_compared_only_inside_the_registry():
+    kinds = set(objective_kinds())
+    found = []
+    for path in _python_files():
+        for line, value in _compared_strings(ast.parse(path.read_text())):
+            if value in kinds:
+                found.append(f"{path.relative_to(ROOT)}:{line} compares {value!r}")
+    assert not found, "\n".join(found)
+
+
+def test_the_scan_finds_a_comparison_when_there_is_one():
+    tree = ast.parse("if config.objective.kind == 'cd' or kind in ('rl', 'x'):\n    pass\n"
+                     "match kind:\n    case 'nce':\n        pass\n")
+    assert sorted(v for _, v in _compared_strings(tree)) == ["cd", "nce", "rl", "x"]
+
+
+def _guide_example() -> str:
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    block = re.search(r"<!-- objective-example -->\s*```python\n(.*?)```", text, re.S)
+    assert block, "CONTRIBUTING.md lost its objective example"
+    return block.group(1)
+
+
+@pytest.fixture
+def guide_objective(tmp_path, monkeypatch):
+    """The guide's example module, installed as one more file of the objectives package."""
+    folder = tmp_path / "more_objectives"
+    folder.mkdir()
+    (folder / "msdsm.py").write_text(_guide_example())
+    monkeypatch.setattr(objectives, "__path__", [*objectives.__path__, str(folder)])
+    monkeypatch.setattr(objectives, "_REGISTRY", {})
+    yield
+    sys.modules.pop("ebm_jax.experiments.objectives.msdsm", None)
+
+
+@pytest.mark.usefixtures("guide_objective", "fast_compile_test")
+def test_the_guides_new_objective_needs_no_other_file(tmp_path):
+    from ebm_jax.experiments import build, initial_state
+    from ebm_jax.train import make_train_step
+
+    assert "msdsm" in objective_kinds()
+    config = make_config("cd_2d_8gaussians", ["objective=msdsm", "objective.sigmas=0.1,0.3",
+                                              "model.hidden=16", "data.batch_size=32"])
+    assert config.objective.sigmas == (0.1, 0.3)
+    with pytest.raises(ConfigError, match=r"objective.sigmas=\(\): expected a non-empty list"):
+        make_config("cd_2d_8gaussians", ["objective=msdsm", "objective.sigmas="])
+    preset = get_objective("msdsm").presets["msdsm_2d_rings"]
+    assert preset.objective.kind == "msdsm" and preset.data.dataset == "rings"
+    exp = build(config)
+    state = initial_state(exp)
+    step = jax.jit(make_train_step(exp.loss, exp.optimizer))
+    batch = {"x": exp.data.x_train[:32]}
+    state, metrics = step(state, batch)
+    state, metrics = step(state, batch)
+    assert int(state.step) == 2 and np.isfinite(float(metrics["loss"]))
+    assert exp.generate(jax.random.key(0), state.params, 3).shape == (3, 2)
+
+
+def test_objective_configs_mirror_their_sections():
+    """Every objective that samples nests the sampler settings; the section types are shared."""
+    from ebm_jax.experiments.sampling import LangevinConfig
+
+    for kind in objective_kinds():
+        fields = {f.name: f.type for f in dataclasses.fields(get_objective(kind).config)}
+        assert "sampler" in fields, kind
+        assert get_objective(kind).config().sampler.__class__ is LangevinConfig
