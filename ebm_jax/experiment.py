@@ -36,7 +36,8 @@ from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule, p
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
 from ebm_jax.nets import (MLP, ConditionedMLP, ConditionedResNet, ConvNet, IGEBMResNet, WideResNet,
                           as_conditioned_energy_fn, as_energy_fn, pure)
-from ebm_jax.samplers import Sampler, init_chains, langevin, run_chains, uniform_init
+from ebm_jax.samplers import (ReplayBuffer, Sampler, init_chains, langevin, replay_buffer_start,
+                              run_chains, uniform_init)
 from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, TrainState, fit,
                            init_train_state, make_train_step, with_lr_scale)
 from ebm_jax.train.checkpoint import params_fingerprint
@@ -201,10 +202,14 @@ def build(config: Config, data: Optional[Data] = None, *, num_devices: int = 1) 
     sampler = langevin(energy_fn, config.sgld_step_size, config.sgld_noise,
                        grad_clip=config.sgld_grad_clip,
                        clip_range=data.data_range if config.sgld_clamp else None)
-    cd_options = dict(num_steps=config.sgld_steps, buffer_capacity=config.buffer_size,
-                      reinit_prob=config.reinit_prob, init_fn=uniform_init(*data.data_range),
-                      energy_l2=config.energy_l2,
-                      buffer_shards=config.buffer_shards or num_devices)
+    # As before chain starts existed, JEM ignores reinit_from_data (only CD read it).
+    chain_start = replay_buffer_start(
+        capacity=config.buffer_size, reinit_prob=config.reinit_prob,
+        init_fn=uniform_init(*data.data_range),
+        restart_from_data=config.reinit_from_data and config.objective != "jem",
+        num_shards=config.buffer_shards or num_devices)
+    cd_options = dict(num_steps=config.sgld_steps, chain_start=chain_start,
+                      energy_l2=config.energy_l2)
     if config.objective == "jem":
         loss = jem_hybrid(logits_fn, sampler, generative_weight=config.generative_weight, **cd_options)
     elif config.objective == "softmax":
@@ -218,7 +223,6 @@ def build(config: Config, data: Optional[Data] = None, *, num_devices: int = 1) 
     else:
         loss = contrastive_divergence(energy_fn, sampler, objective=config.cd_objective,
                                       kl_weight=config.kl_weight,
-                                      reinit_from_data=config.reinit_from_data,
                                       entropy_weight=config.entropy_weight, **cd_options)
     return Experiment(config, data, params, energy_fn, logits_fn, sampler, loss,
                       make_optimizer(config))
@@ -334,7 +338,7 @@ def find_buffer(loss_state: Any):
     from ebm_jax.losses import CDState
 
     if isinstance(loss_state, CDState):
-        return loss_state.buffer
+        return loss_state.buffer if isinstance(loss_state.buffer, ReplayBuffer) else None
     if isinstance(loss_state, dict):
         for value in loss_state.values():
             found = find_buffer(value)
