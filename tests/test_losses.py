@@ -12,7 +12,7 @@ from ebm_jax.losses import (CDState, LossTransform, combine, contrastive_diverge
                             cross_entropy, jem_hybrid)
 from ebm_jax.samplers import langevin
 from ebm_jax.samplers import replay_buffer as rb
-from ebm_jax.samplers import data_start, noise_start, replay_buffer_start
+from ebm_jax.samplers import replay_buffer_start
 from ebm_jax.train.state import init_train_state
 from ebm_jax.train.step import make_train_step
 

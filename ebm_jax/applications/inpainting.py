@@ -19,7 +19,7 @@ all channels, in every image of a ``[B, H, W, C]`` batch).
 Example::
 
   >>> mask = half_image_mask((8, 8), "bottom").reshape(1, 64)    # digits are [B, 64]
-  >>> filled = inpaint(jax.random.PRNGKey(0), energy_fn, params, x_test, mask,
+  >>> filled = inpaint(jax.random.key(0), energy_fn, params, x_test, mask,
   ...                  num_steps=100, step_size=1.0, noise_scale=0.01, clip_range=(-1, 1))
   >>> reconstruction_error(filled, x_test, mask).mse
 """
@@ -249,7 +249,7 @@ def inpaint(rng_key: jax.Array, sampler_or_energy: Union[Sampler, EnergyFn], par
     Example::
 
       >>> mask = box_mask((8, 8), top=2, left=2, height=4, width=4).reshape(1, 64)
-      >>> filled = inpaint(jax.random.PRNGKey(0), energy_fn, params, x, mask, num_steps=200,
+      >>> filled = inpaint(jax.random.key(0), energy_fn, params, x, mask, num_steps=200,
       ...                  step_size=1.0, noise_scale=0.01, clip_range=(-1, 1))
       >>> filled.shape == x.shape
       True
@@ -537,7 +537,7 @@ def random_pixel_mask(rng_key: jax.Array, shape: Sequence[int], fraction: float)
 
     Example::
 
-      >>> m = random_pixel_mask(jax.random.PRNGKey(0), (2, 8, 8), 0.25)
+      >>> m = random_pixel_mask(jax.random.key(0), (2, 8, 8), 0.25)
       >>> m.sum(axis=(1, 2))
       Array([16., 16.], dtype=float32)
     """

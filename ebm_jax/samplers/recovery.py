@@ -205,9 +205,12 @@ def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
     Example::
 
       >>> schedule = noise_schedule("t6")
-      >>> x_t, x_next = diffuse(jax.random.key(0), schedule, data, 1)
-      >>> samples, info = recovery_langevin(jax.random.key(1), energy_fn, params, schedule, 1,
-      ...                                   x_next)
+      >>> energy_fn = lambda params, x, t: 0.5 * jnp.sum((x - params) ** 2)
+      >>> x_t, x_next = diffuse(jax.random.key(0), schedule, jnp.ones((16, 2)), 1)
+      >>> samples, info = recovery_langevin(jax.random.key(1), energy_fn, jnp.ones(2), schedule,
+      ...                                   1, x_next)
+      >>> samples.shape, info.langevin.energy.shape
+      ((16, 2), (16, 30))
     """
     schedule = as_noise_schedule(schedule)
     check_level(level, schedule.num_levels)
@@ -310,9 +313,12 @@ def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
 
     Jit it by closing over the static arguments::
 
+      >>> energy_fn = lambda params, x, t: 0.5 * jnp.sum((x - params) ** 2)
+      >>> schedule = noise_schedule("t6")
       >>> sample = jax.jit(lambda key, params: progressive_sample(
-      ...     key, energy_fn, params, schedule, (2,), 1000))
-      >>> x = sample(jax.random.key(0), ema_params)       # [1000, 2]
+      ...     key, energy_fn, params, schedule, (2,), 1000, num_langevin_steps=5))
+      >>> sample(jax.random.key(0), jnp.ones(2)).shape
+      (1000, 2)
     """
     schedule = as_noise_schedule(schedule)
     if not _is_int(num_langevin_steps) or num_langevin_steps < 1:

@@ -204,7 +204,10 @@ def diffuse(rng_key: jax.Array, schedule: NoiseSchedule, x0: jax.Array,
 
     Example::
 
+      >>> x0 = jnp.zeros((8, 2))
       >>> x_t, x_next = diffuse(jax.random.key(0), noise_schedule("t6"), x0, 2)
+      >>> x_t.shape, x_next.shape
+      ((8, 2), (8, 2))
     """
     schedule = as_noise_schedule(schedule)
     check_level(level, schedule.num_levels)
