@@ -12,6 +12,7 @@ from ebm_jax.losses import (CDState, LossTransform, combine, contrastive_diverge
                             cross_entropy, jem_hybrid)
 from ebm_jax.samplers import langevin
 from ebm_jax.samplers import replay_buffer as rb
+from ebm_jax.samplers import replay_buffer_start
 from ebm_jax.train.state import init_train_state
 from ebm_jax.train.step import make_train_step
 
@@ -43,11 +44,11 @@ SHRINK = (1 - H) ** K
 
 def deterministic_cd(**options):
     sampler = langevin(quadratic, step_size=H, noise_scale=0.0)
-    return contrastive_divergence(quadratic, sampler, num_steps=K, init_fn=constant_init(C0),
-                                  **options)
+    return contrastive_divergence(quadratic, sampler, num_steps=K, **options)
 
 
-DETERMINISTIC_CD = deterministic_cd(buffer_capacity=64)
+DETERMINISTIC_CD = deterministic_cd(
+    chain_start=replay_buffer_start(capacity=64, init_fn=constant_init(C0)))
 
 
 def data_batch(n=32, dim=2, loc=2.0, seed=0):
@@ -61,8 +62,9 @@ def test_cd_gradient_step_moves_mean_toward_data():
     mu = 0): one SGD step on the CD loss must raise mu toward the data. A flipped sign
     (E_sample - E_data) moves mu away, and fails."""
     sampler = langevin(quadratic, step_size=0.1, noise_scale=0.01)
-    cd = contrastive_divergence(quadratic, sampler, num_steps=5, buffer_capacity=100,
-                                init_fn=rb.uniform_init(-0.1, 0.1))
+    cd = contrastive_divergence(quadratic, sampler, num_steps=5,
+                                chain_start=replay_buffer_start(
+                                    capacity=100, init_fn=rb.uniform_init(-0.1, 0.1)))
     params = {"mu": jnp.zeros(2)}
     batch = {"x": jnp.full((32, 2), 2.0)}
     state = cd.init(jax.random.PRNGKey(0), params, batch)
@@ -103,7 +105,8 @@ def test_cd_energy_l2_term():
     alpha = 0.3
     params = {"mu": jnp.array([0.5, -0.3])}
     batch = data_batch()
-    reg = deterministic_cd(buffer_capacity=64, energy_l2=alpha)
+    reg = deterministic_cd(chain_start=replay_buffer_start(capacity=64, init_fn=constant_init(C0)),
+                           energy_l2=alpha)
     state = reg.init(jax.random.PRNGKey(0), params, batch)
     (value, _), grads = vg(reg.loss)(params, state, batch, jax.random.PRNGKey(1))
     mu, x = np.asarray(params["mu"], np.float64), np.asarray(batch["x"], np.float64)
@@ -144,8 +147,11 @@ def test_cd_argument_errors():
     with pytest.raises(ValueError, match="energy_l2"):
         contrastive_divergence(quadratic, sampler, energy_l2=-1.0)
     with pytest.raises(ValueError, match="reinit_prob"):
-        contrastive_divergence(quadratic, sampler, reinit_prob=1.5)
-    cond = contrastive_divergence(quadratic, sampler, num_classes=3, buffer_capacity=30)
+        replay_buffer_start(reinit_prob=1.5)
+    with pytest.raises(ValueError, match="chain_start is a dict: expected None or a ChainStart"):
+        contrastive_divergence(quadratic, sampler, chain_start={"capacity": 10})
+    cond = contrastive_divergence(quadratic, sampler, num_classes=3,
+                                  chain_start=replay_buffer_start(capacity=30, num_classes=3))
     with pytest.raises(KeyError, match="'y'"):
         cond.init(jax.random.PRNGKey(0), {"mu": jnp.zeros(2)}, {"x": jnp.zeros((4, 2))})
 
@@ -159,8 +165,9 @@ def test_conditional_cd_uses_per_class_slots():
     mus = jnp.array([[1.0, 1.0], [-2.0, 0.5], [0.0, 3.0]])
     params = {"mu": mus}
     sampler = langevin(energy, step_size=H, noise_scale=0.0)
-    cd = contrastive_divergence(energy, sampler, num_steps=K, init_fn=constant_init(C0),
-                                num_classes=3, buffer_capacity=300)
+    cd = contrastive_divergence(energy, sampler, num_steps=K, num_classes=3,
+                                chain_start=replay_buffer_start(capacity=300, num_classes=3,
+                                                                init_fn=constant_init(C0)))
     y = jnp.array([0, 1, 2, 1] * 8, jnp.int32)
     batch = {"x": data_batch(n=32)["x"], "y": y}
     state = cd.init(jax.random.PRNGKey(0), params, batch)
@@ -210,8 +217,8 @@ def test_cd_learns_gaussian_mean_and_scale():
     data = TRUE_MU + TRUE_SIGMA * jax.random.normal(jax.random.PRNGKey(42), (N_DATA, 2))
     batch = {"x": data}
     sampler = langevin(scaled_quadratic, step_size=SGLD_STEP)
-    cd = contrastive_divergence(scaled_quadratic, sampler, num_steps=20, buffer_capacity=1024,
-                                reinit_prob=0.0)
+    cd = contrastive_divergence(scaled_quadratic, sampler, num_steps=20,
+                                chain_start=replay_buffer_start(capacity=1024, reinit_prob=0.0))
     num_steps = 400
     opt = optax.adam(optax.cosine_decay_schedule(0.05, num_steps))
     params = {"mu": jnp.zeros(2), "log_sigma": jnp.zeros(2)}
@@ -347,7 +354,8 @@ def test_jem_hybrid_equals_ce_plus_cd():
     params, batch = classifier_setup()
     energy = energy_from_logits(linear_logits)
     sampler = langevin(energy, step_size=0.05, noise_scale=0.0)
-    cd_opts = dict(num_steps=4, buffer_capacity=50, init_fn=constant_init(0.3), energy_l2=0.1)
+    cd_opts = dict(num_steps=4, energy_l2=0.1,
+                   chain_start=replay_buffer_start(capacity=50, init_fn=constant_init(0.3)))
     jem = jem_hybrid(linear_logits, sampler, classification_weight=0.7, generative_weight=1.3,
                      **cd_opts)
     ce = cross_entropy(linear_logits)
@@ -384,8 +392,10 @@ def test_cd_counts_nonfinite_steps_anywhere_in_the_chain():
         return jnp.where(jnp.sum(x) > 0.5, jnp.nan, e)
 
     sampler = langevin(energy, 1.0, 0.0)
-    cd = contrastive_divergence(energy, sampler, num_steps=5, buffer_capacity=8, reinit_prob=0.0,
-                                init_fn=lambda k, shape: jnp.zeros(shape))
+    cd = contrastive_divergence(energy, sampler, num_steps=5,
+                                chain_start=replay_buffer_start(
+                                    capacity=8, reinit_prob=0.0,
+                                    init_fn=lambda k, shape: jnp.zeros(shape)))
     batch = {"x": jnp.zeros((4, 1))}
     state = cd.init(jax.random.PRNGKey(0), None, batch)
     _, (_, info) = cd.loss(None, state, batch, jax.random.PRNGKey(1))
@@ -421,8 +431,9 @@ def _quadratic_cd(**options):
         return 0.5 * jnp.sum((x - params["mu"]) ** 2)
 
     sampler = langevin(energy, 0.1, 0.0)
-    cd = contrastive_divergence(energy, sampler, num_steps=3, buffer_capacity=8, reinit_prob=1.0,
-                                init_fn=lambda k, shape: jnp.zeros(shape), **options)
+    options.setdefault("chain_start", replay_buffer_start(
+        capacity=8, reinit_prob=1.0, init_fn=lambda k, shape: jnp.zeros(shape)))
+    cd = contrastive_divergence(energy, sampler, num_steps=3, **options)
     return energy, cd
 
 
@@ -473,8 +484,9 @@ def test_reinit_from_data_restarts_chains_at_the_batch():
     def energy(params, x):
         return 0.0 * jnp.sum(x)
 
-    cd = contrastive_divergence(energy, langevin(energy, 0.1, 0.0), num_steps=2, buffer_capacity=16,
-                                reinit_prob=1.0, reinit_from_data=True)
+    cd = contrastive_divergence(energy, langevin(energy, 0.1, 0.0), num_steps=2,
+                                chain_start=replay_buffer_start(capacity=16, reinit_prob=1.0,
+                                                                restart_from_data=True))
     batch = {"x": jnp.arange(12.0).reshape(6, 2)}
     state = cd.init(jax.random.PRNGKey(0), None, batch)
     _, (new_state, _) = cd.loss(None, state, batch, jax.random.PRNGKey(1))

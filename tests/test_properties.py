@@ -540,11 +540,13 @@ def loss_setup(name: str):
     """``(transform, params, labelled)`` for each loss, built once."""
     if name == "contrastive_divergence":
         sampler = ej.langevin(softabs, 0.05, 0.01)
-        cd = ej.contrastive_divergence(softabs, sampler, num_steps=2, buffer_capacity=8)
+        cd = ej.contrastive_divergence(softabs, sampler, num_steps=2,
+                                       chain_start=ej.samplers.replay_buffer_start(capacity=8))
         return cd, P0, False
     if name == "jem_hybrid":
         sampler = ej.langevin(ej.energy_from_logits(logits_fn), 0.05, 0.01)
-        return ej.jem_hybrid(logits_fn, sampler, num_steps=2, buffer_capacity=8), W, True
+        return ej.jem_hybrid(logits_fn, sampler, num_steps=2,
+                             chain_start=ej.samplers.replay_buffer_start(capacity=8)), W, True
     if name == "nce":
         return ej.nce(softabs, NCE_NOISE), ej.nce_params(P0), False
     if name == "denoising_score_matching":
@@ -638,14 +640,15 @@ def test_loss_batches(name, fault, data):
 
 
 LOSS_FIELDS = {
-    "contrastive_divergence": ("num_steps", "buffer_capacity", "reinit_prob", "energy_l2",
+    "contrastive_divergence": ("num_steps", "capacity", "reinit_prob", "energy_l2",
                                "temperature", "kl_weight", "entropy_weight", "num_classes"),
-    "jem_hybrid": ("classification_weight", "generative_weight", "num_steps", "buffer_capacity"),
+    "jem_hybrid": ("classification_weight", "generative_weight", "num_steps", "capacity"),
     "nce": ("noise_ratio",),
     "denoising_score_matching": ("sigma", "sigmas"),
     "cross_entropy": ("label_smoothing",),
 }
-INT_FIELDS = ("num_steps", "buffer_capacity", "num_classes")
+INT_FIELDS = ("num_steps", "capacity", "num_classes")
+CHAIN_START_FIELDS = ("capacity", "reinit_prob")  # of replay_buffer_start, the loss's chain_start
 
 
 def loss_field_valid(field: str, value) -> bool:
@@ -668,7 +671,10 @@ def loss_field_valid(field: str, value) -> bool:
 
 
 def build_loss(name: str, field: str, value):
-    kwargs = {"num_steps": 2, "buffer_capacity": 8, field: value}
+    start = {"capacity": 8}
+    kwargs = {"num_steps": 2}
+    (start if field in CHAIN_START_FIELDS else kwargs)[field] = value
+    kwargs["chain_start"] = ej.samplers.replay_buffer_start(**start)
     if name == "contrastive_divergence":
         return ej.contrastive_divergence(softabs, LANGEVIN, **kwargs)
     if name == "jem_hybrid":
@@ -716,8 +722,7 @@ def test_loss_hyperparameters(name, data):
                                                       {"x": jnp.zeros((B, D))}, KEY),
                                "noise_ratio")
     else:
-        names = (field, "capacity") if field == "buffer_capacity" else (field,)
-        expect_clear_error(call, *names)
+        expect_clear_error(call, field)
 
 
 def test_traced_labels_out_of_range_give_nan_energies_not_another_class():

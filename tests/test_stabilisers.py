@@ -22,7 +22,7 @@ from flax import nnx
 from ebm_jax.experiments import make_config, make_optimizer
 from ebm_jax.losses import LossTransform, contrastive_divergence
 from ebm_jax.nets import MLP, pure, spectral_normalize
-from ebm_jax.samplers import langevin
+from ebm_jax.samplers import langevin, replay_buffer_start
 from ebm_jax.samplers.replay_buffer import uniform_init
 from ebm_jax.train import DivergenceGuard, init_train_state, make_train_step
 
@@ -98,8 +98,9 @@ def _cd(energy_l2):
     """CD on data at (3, 3) with chains clamped to [-1, 1]^2: the samples never reach the data,
     so the maximum-likelihood term w·(mean x_data - mean x_sample) is unbounded below in w."""
     sampler = langevin(_linear_energy, step_size=0.1, noise_scale=0.01, clip_range=(-1.0, 1.0))
-    return contrastive_divergence(_linear_energy, sampler, num_steps=3, buffer_capacity=64,
-                                  init_fn=uniform_init(-1.0, 1.0), energy_l2=energy_l2)
+    return contrastive_divergence(_linear_energy, sampler, num_steps=3, energy_l2=energy_l2,
+                                  chain_start=replay_buffer_start(
+                                      capacity=64, init_fn=uniform_init(-1.0, 1.0)))
 
 
 def _cd_batch():
@@ -217,8 +218,10 @@ SGLD_STABILISERS = {"none": {}, "clamp": {"clip_range": (-1.0, 1.0)},
 def test_sgld_stabilisers_keep_chains_bounded_and_a_cd_step_inside_the_guard(stabiliser):
     sampler = langevin(_explosive_energy, step_size=5.0, noise_scale=0.01,
                        **SGLD_STABILISERS[stabiliser])
-    loss = contrastive_divergence(_explosive_energy, sampler, num_steps=15, buffer_capacity=64,
-                                  reinit_prob=0.0, init_fn=uniform_init(-1.0, 1.0))
+    loss = contrastive_divergence(_explosive_energy, sampler, num_steps=15,
+                                  chain_start=replay_buffer_start(
+                                      capacity=64, reinit_prob=0.0,
+                                      init_fn=uniform_init(-1.0, 1.0)))
     optimizer = optax.sgd(1e-3)
     batch = {"x": jax.random.uniform(jax.random.PRNGKey(1), (16, 2), minval=-1.0, maxval=1.0)}
     state = init_train_state(jax.random.PRNGKey(0), {"a": jnp.asarray(1.0)}, optimizer, loss,

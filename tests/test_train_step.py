@@ -9,7 +9,7 @@ from ebm_jax.data import Batches, load_digits
 from ebm_jax.energies import energy_from_logits
 from ebm_jax.losses import contrastive_divergence, jem_hybrid
 from ebm_jax.nets import MLP, pure
-from ebm_jax.samplers import langevin
+from ebm_jax.samplers import langevin, replay_buffer_start
 from ebm_jax.train.state import TrainState, init_train_state
 from ebm_jax.train.step import make_train_step
 
@@ -23,8 +23,10 @@ SHRINK = (1 - H) ** K
 
 def deterministic_cd(energy_fn):
     sampler = langevin(energy_fn, step_size=H, noise_scale=0.0)
-    return contrastive_divergence(energy_fn, sampler, num_steps=K, buffer_capacity=64,
-                                  init_fn=lambda k, shape: jnp.zeros(shape), reinit_prob=1.0)
+    return contrastive_divergence(energy_fn, sampler, num_steps=K,
+                                  chain_start=replay_buffer_start(
+                                      capacity=64, init_fn=lambda k, shape: jnp.zeros(shape),
+                                      reinit_prob=1.0))
 
 
 def quadratic(params, x):
@@ -113,7 +115,8 @@ def test_jem_on_digits_learns_to_classify():
     data = load_digits()
     model = pure(MLP(64, (32,), 10, rngs=nnx.Rngs(0)))
     sampler = langevin(energy_from_logits(model.apply), step_size=1.0, noise_scale=0.01)
-    loss = jem_hybrid(model.apply, sampler, num_steps=5, buffer_capacity=256, reinit_prob=0.05)
+    loss = jem_hybrid(model.apply, sampler, num_steps=5,
+                      chain_start=replay_buffer_start(capacity=256, reinit_prob=0.05))
     opt = optax.adam(3e-3)
     batches = Batches(data.x_train, data.y_train, 64, seed=0)
     state = init_train_state(jax.random.PRNGKey(0), model.params, opt, loss, next(batches))

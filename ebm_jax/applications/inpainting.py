@@ -10,7 +10,8 @@ all channels, in every image of a ``[B, H, W, C]`` batch).
   over the missing pixels only: the energy is evaluated at
   ``where(mask, z, x_observed)``, so its gradient is zero on the observed pixels, and
   the observed pixels are reset after every step; they come back bit-identical.
-* :func:`denoise` descends the energy (gradient descent, no noise) towards a mode.
+* :func:`denoise` descends the energy (gradient descent, no noise) towards a mode, with
+  the descent sampler :func:`~ebm_jax.samplers.descent`.
 * :func:`reconstruction_error` scores a fill by its mean squared error over the
   masked pixels only, and the PSNR.
 * :func:`half_image_mask`, :func:`box_mask` and :func:`random_pixel_mask` make masks.
@@ -18,7 +19,7 @@ all channels, in every image of a ``[B, H, W, C]`` batch).
 Example::
 
   >>> mask = half_image_mask((8, 8), "bottom").reshape(1, 64)    # digits are [B, 64]
-  >>> filled = inpaint(jax.random.PRNGKey(0), energy_fn, params, x_test, mask,
+  >>> filled = inpaint(jax.random.key(0), energy_fn, params, x_test, mask,
   ...                  num_steps=100, step_size=1.0, noise_scale=0.01, clip_range=(-1, 1))
   >>> reconstruction_error(filled, x_test, mask).mse
 """
@@ -34,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_jax.energies import EnergyFn
-from ebm_jax.samplers.base import Sampler
+from ebm_jax.samplers.base import Sampler, init_chains, run_chains
+from ebm_jax.samplers.descent import descent
 from ebm_jax.samplers.langevin import langevin
 
 __all__ = [
@@ -247,7 +249,7 @@ def inpaint(rng_key: jax.Array, sampler_or_energy: Union[Sampler, EnergyFn], par
     Example::
 
       >>> mask = box_mask((8, 8), top=2, left=2, height=4, width=4).reshape(1, 64)
-      >>> filled = inpaint(jax.random.PRNGKey(0), energy_fn, params, x, mask, num_steps=200,
+      >>> filled = inpaint(jax.random.key(0), energy_fn, params, x, mask, num_steps=200,
       ...                  step_size=1.0, noise_scale=0.01, clip_range=(-1, 1))
       >>> filled.shape == x.shape
       True
@@ -331,7 +333,8 @@ def denoise(energy_fn: EnergyFn, params: Any, x_noisy: jax.Array, *, num_steps: 
     """Remove noise by energy minimisation: ``x <- clip(x - step_size ∇E(x))``, no noise.
 
     Gradient descent towards a (local) mode of ``p(x) ∝ exp(-E(x))``, from the noisy
-    image: the MAP-style denoiser of an EBM prior. One ``lax.scan`` per image, vmapped.
+    image: the MAP-style denoiser of an EBM prior, run by the descent sampler
+    (:func:`~ebm_jax.samplers.descent`, raw steps). One ``lax.scan`` per image, vmapped.
     A step whose energy or gradient is NaN/inf leaves that image unchanged. On a quadratic
     energy with precision ``P`` it converges for ``step_size < 2 / λ_max(P)``.
 
@@ -361,23 +364,14 @@ def denoise(energy_fn: EnergyFn, params: Any, x_noisy: jax.Array, *, num_steps: 
     clip_range = _check_range("clip_range", clip_range)
     cond = _check_cond(cond, x_noisy.shape[0])
     _check_scalar_energy(energy_fn, "energy_fn", params, x_noisy[0], *(c[0] for c in cond))
-    value_and_grad = jax.value_and_grad(energy_fn, argnums=1)
-
-    def one(params, x, *cond_i):
-        def body(x, _):
-            energy, grad = value_and_grad(params, x, *cond_i)
-            new_x = x - step_size * grad
-            if clip_range is not None:
-                new_x = jnp.clip(new_x, clip_range[0], clip_range[1])
-            finite = jnp.isfinite(energy) & jnp.all(jnp.isfinite(grad))
-            return jnp.where(finite, new_x, x), None
-
-        x, _ = jax.lax.scan(body, x, None, length=num_steps)
-        return x
+    sampler = descent(energy_fn, step_size, clip_range=clip_range)
 
     @jax.jit  # one program (inlined under an outer jit)
     def run(params, x_noisy, *cond):
-        return jax.vmap(one, in_axes=(None,) + (0,) * (1 + len(cond)))(params, x_noisy, *cond)
+        states = init_chains(sampler, x_noisy, params, *cond)
+        # No noise: the key is never used.
+        states, _ = run_chains(jax.random.key(0), sampler, states, params, num_steps, *cond)
+        return states.position
 
     return run(params, x_noisy, *cond)
 
@@ -543,7 +537,7 @@ def random_pixel_mask(rng_key: jax.Array, shape: Sequence[int], fraction: float)
 
     Example::
 
-      >>> m = random_pixel_mask(jax.random.PRNGKey(0), (2, 8, 8), 0.25)
+      >>> m = random_pixel_mask(jax.random.key(0), (2, 8, 8), 0.25)
       >>> m.sum(axis=(1, 2))
       Array([16., 16.], dtype=float32)
     """

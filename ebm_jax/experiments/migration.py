@@ -4,7 +4,7 @@ them onto the nested schema, so old run directories resume and evaluate.
 One table, :data:`FLAT_FIELDS`, says where each old field went. Paths under ``objective.``
 exist only in some objectives: an old field whose path the run's objective lacks was inert
 in that run and is dropped (``buffer_size`` in an NCE run), and so are the fields read
-nowhere (``per_class_buffer``).
+nowhere (``per_class_buffer``) or by the run's objective (its ``flat_inert``).
 
 Example::
 
@@ -85,18 +85,18 @@ def migrate_flat(values: dict) -> dict:
     from ebm_jax.experiments.objectives import get_objective
 
     kind = values.get("objective", FLAT_DEFAULT_OBJECTIVE)
-    objective_config = get_objective(kind).config
+    objective = get_objective(kind)
     nested: dict[str, Any] = {}
     for key, value in values.items():
         if key not in FLAT_FIELDS:
             nested[key] = value
             continue
         path = FLAT_FIELDS[key]
-        if path is None:
+        if path is None or key in objective.flat_inert:
             continue
         parts = path.split(".")
         if parts[0] == "objective" and parts[1:] != ["kind"] \
-                and not _has_path(objective_config, parts[1:]):
+                and not _has_path(objective.config, parts[1:]):
             continue  # inert in a run of this objective
         node = nested
         for part in parts[:-1]:

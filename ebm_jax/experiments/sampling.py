@@ -16,7 +16,8 @@ import jax
 from ebm_jax.energies import EnergyFn
 from ebm_jax.experiments.config import (OPTIONAL_POSITIVE, POSITIVE, POSITIVE_INT, PROBABILITY,
                                         Config, ConfigError, setting)
-from ebm_jax.samplers import Sampler, init_chains, langevin, run_chains, uniform_init
+from ebm_jax.samplers import (ChainStart, Sampler, init_chains, langevin, replay_buffer_start,
+                              run_chains, uniform_init)
 
 SamplerRecipe = Callable[[EnergyFn], Sampler]
 # generate(rng_key, params, num) -> [num, *example_shape]
@@ -62,12 +63,14 @@ def sampler_recipe(settings: LangevinConfig, data_range: tuple) -> SamplerRecipe
     return make
 
 
-def chain_start_options(settings: ReplayBufferConfig, data_range: tuple,
-                        num_devices: int) -> dict:
-    """Keyword arguments of :func:`ebm_jax.losses.contrastive_divergence` for this chain start."""
-    return dict(buffer_capacity=settings.capacity, reinit_prob=settings.reinit_prob,
-                init_fn=uniform_init(*data_range), reinit_from_data=settings.reinit_from_data,
-                buffer_shards=settings.num_shards or num_devices)
+def make_chain_start(settings: ReplayBufferConfig, data_range: tuple,
+                     num_devices: int) -> ChainStart:
+    """The replay-buffer chain start of these settings: noise restarts uniform over
+    ``data_range``, one buffer block per device unless ``num_shards`` says otherwise."""
+    return replay_buffer_start(settings.capacity, settings.reinit_prob,
+                               init_fn=uniform_init(*data_range),
+                               restart_from_data=settings.reinit_from_data,
+                               num_shards=settings.num_shards or num_devices)
 
 
 def check_chain_start(config: Config, settings: ReplayBufferConfig) -> None:
@@ -97,5 +100,5 @@ def generator_from_noise(sampler: Sampler, data_range: tuple, example_shape: tup
     return generate
 
 
-__all__ = ["LangevinConfig", "ReplayBufferConfig", "chain_start_options", "check_chain_start",
+__all__ = ["LangevinConfig", "ReplayBufferConfig", "check_chain_start", "make_chain_start",
            "generator_from_noise", "sampler_recipe"]

@@ -2,7 +2,9 @@
 
 The gradient of the negative log-likelihood of an EBM is
 ``E_data[∇E(x)] - E_model[∇E(x)]``; the model expectation is estimated with
-short-run Langevin chains started from a replay buffer (IGEBM, JEM). The loss
+short-run Langevin chains started where a chain start says
+(:mod:`~ebm_jax.samplers.chain_starts`): by default a replay buffer (IGEBM, JEM), or the
+data (CD-k), or noise. The loss
 whose gradient this is (``objective="ml"``)::
 
     L = mean E(x_data) - mean E(x_sample) + α (mean E(x_data)² + mean E(x_sample)²)
@@ -25,7 +27,7 @@ with samples held constant (``stop_gradient``) and the energy L2 regulariser
 from __future__ import annotations
 
 import numbers
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -35,31 +37,34 @@ from ebm_jax.losses.base import (LossTransform, check_examples, check_labels, ch
                                  require_keys)
 from ebm_jax.samplers import replay_buffer as rb
 from ebm_jax.samplers.base import Sampler, init_chains, run_chains
+from ebm_jax.samplers.chain_starts import ChainStart, replay_buffer_start
 
 OBJECTIVES = ("ml", "softplus", "logsumexp")
 
 
 class CDState(NamedTuple):
-    """State of :func:`contrastive_divergence`: the replay buffer of persistent chains."""
+    """State of :func:`contrastive_divergence`: the chain start's state.
 
-    buffer: rb.ReplayBuffer
+    Attributes:
+      buffer: the :class:`~ebm_jax.samplers.ChainStart`'s state: the
+        :class:`~ebm_jax.samplers.ReplayBuffer` of persistent chains for
+        :func:`~ebm_jax.samplers.replay_buffer_start` (the default), ``()`` for the
+        stateless data and noise starts. (The field keeps its name so that checkpoints
+        written before chain starts existed restore.)
+    """
+
+    buffer: Any
 
 
 def _is_positive_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
-def _check(num_steps, energy_l2, reinit_prob, objective, temperature, kl_weight, entropy_weight,
-           num_classes, buffer_capacity):
+def _check(num_steps, energy_l2, objective, temperature, kl_weight, entropy_weight, num_classes,
+           chain_start):
     if not _is_positive_int(num_steps):
         raise ValueError(f"num_steps={num_steps!r}: expected a positive int")
-    if not _is_positive_int(buffer_capacity):
-        raise ValueError(f"buffer_capacity={buffer_capacity!r}: expected a positive int (the "
-                         "replay buffer's capacity)")
     check_weight("energy_l2", energy_l2, 0.0)
-    check_weight("reinit_prob", reinit_prob)
-    if not 0.0 <= reinit_prob <= 1.0:
-        raise ValueError(f"reinit_prob={reinit_prob!r}: expected a probability in [0, 1]")
     if objective not in OBJECTIVES:
         raise ValueError(f"objective={objective!r}: expected one of {list(OBJECTIVES)}")
     check_weight("temperature", temperature)
@@ -69,6 +74,11 @@ def _check(num_steps, energy_l2, reinit_prob, objective, temperature, kl_weight,
     check_weight("entropy_weight", entropy_weight, 0.0)
     if num_classes is not None and not _is_positive_int(num_classes):
         raise ValueError(f"num_classes={num_classes!r}: expected a positive int or None")
+    if chain_start is not None and not all(callable(getattr(chain_start, f, None))
+                                           for f in ChainStart._fields):
+        raise ValueError(f"chain_start is a {type(chain_start).__name__}: expected None or a "
+                         "ChainStart (init, draw, update), e.g. replay_buffer_start(...), "
+                         "data_start() or noise_start()")
 
 
 def _check_batch(batch, num_classes, sample_shape=None) -> jax.Array:
@@ -112,39 +122,37 @@ def nearest_neighbour_entropy(samples: jax.Array, reference: jax.Array) -> jax.A
     return jnp.mean(0.5 * jnp.log(jnp.maximum(jnp.min(sq, axis=1), 1e-12)))
 
 
-def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: int = 20,
-                           buffer_capacity: int = 10_000, reinit_prob: float = 0.05,
-                           init_fn: Optional[rb.InitFn] = None, energy_l2: float = 0.0,
-                           num_classes: Optional[int] = None, objective: str = "ml",
-                           temperature: float = 1.0, kl_weight: float = 0.0,
-                           entropy_weight: float = 0.0, reinit_from_data: bool = False,
-                           unroll: int = 1, buffer_shards: int = 1) -> LossTransform:
-    """Persistent contrastive divergence with a replay buffer.
+def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *,
+                           chain_start: Optional[ChainStart] = None, num_steps: int = 20,
+                           energy_l2: float = 0.0, num_classes: Optional[int] = None,
+                           objective: str = "ml", temperature: float = 1.0,
+                           kl_weight: float = 0.0, entropy_weight: float = 0.0,
+                           unroll: int = 1) -> LossTransform:
+    """(Persistent) contrastive divergence: short-run chains from a chain start.
 
     Args:
       energy_fn: per-example ``energy_fn(params, x)``, or ``energy_fn(params, x, y)``
-        when ``num_classes`` is given (class-conditional chains, per-class buffer slots).
+        when ``num_classes`` is given (class-conditional chains).
       sampler: a sampler built on the same energy (e.g. :func:`~ebm_jax.samplers.langevin`).
+      chain_start: where the chains start, a :class:`~ebm_jax.samplers.ChainStart`:
+        :func:`~ebm_jax.samplers.replay_buffer_start` (persistent chains, restarts from
+        noise or data, sharded blocks), :func:`~ebm_jax.samplers.data_start` (CD-k) or
+        :func:`~ebm_jax.samplers.noise_start`. Default: a replay buffer of 10,000 with 5%
+        ``U(-1, 1)`` restarts (with per-class slots when ``num_classes`` is given), i.e.
+        ``replay_buffer_start(num_classes=num_classes)``.
       num_steps: sampler steps per training step (> 0).
-      buffer_capacity: replay buffer size.
-      reinit_prob: probability that a chain restarts from ``init_fn``.
-      init_fn: initial distribution ``init(rng_key, shape)``, default ``U(-1, 1)``.
       energy_l2: weight ``α`` of the energy L2 regulariser (>= 0).
-      num_classes: split the buffer into per-class slots and sample ``E(x, y)``
-        for uniformly drawn ``y``; data energies use ``batch["y"]``.
+      num_classes: sample ``E(x, y)`` for uniformly drawn ``y`` (passed to the chain start's
+        ``draw`` as labels; a replay buffer must have the same ``num_classes``); data
+        energies use ``batch["y"]``.
       objective: ``"ml"``, ``"softplus"`` or ``"logsumexp"`` (module docstring).
       temperature: ``τ`` of the objectives (> 0).
       kl_weight: weight of the KL term through the last sampler step (>= 0).
-      entropy_weight: weight of the nearest-neighbour entropy bonus (>= 0).
-      reinit_from_data: restart chains from the batch's data (Hinton's CD-k start)
-        instead of ``init_fn``; on multi-modal toys this keeps every mode
-        populated where uniform restarts let mass collapse onto one.
+      entropy_weight: weight of the nearest-neighbour entropy bonus (>= 0), measured
+        against replay-buffer samples (needs a replay-buffer chain start).
       unroll: scan unroll factor of the chain loop.
-      buffer_shards: split the buffer and the batch into this many blocks, chain
-        slice ``b`` drawing from block ``b`` only (see
-        :mod:`~ebm_jax.samplers.replay_buffer`): a multiple of the device count
-        keeps buffer sampling on each device; results depend on this number,
-        not on the devices.
+
+    State: :class:`CDState`, whose ``buffer`` is the chain start's state.
 
     Info: ``energy_data``, ``energy_sample`` (means over the batch), ``sample_grad_norm``
     (mean energy-gradient norm over all chain steps), ``nonfinite_steps`` (number of
@@ -155,12 +163,16 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
     Example::
 
       >>> sampler = langevin(energy_fn, step_size=1.0, noise_scale=0.01)
-      >>> cd = contrastive_divergence(energy_fn, sampler, num_steps=20, energy_l2=0.1)
+      >>> cd = contrastive_divergence(energy_fn, sampler, num_steps=20, energy_l2=0.1,
+      ...                             chain_start=replay_buffer_start(capacity=10_000,
+      ...                                                             reinit_prob=0.05))
     """
-    _check(num_steps, energy_l2, reinit_prob, objective, temperature, kl_weight, entropy_weight,
-           num_classes, buffer_capacity)
-    num_steps, buffer_capacity = int(num_steps), int(buffer_capacity)
+    _check(num_steps, energy_l2, objective, temperature, kl_weight, entropy_weight, num_classes,
+           chain_start)
+    num_steps = int(num_steps)
     num_classes = None if num_classes is None else int(num_classes)
+    if chain_start is None:
+        chain_start = replay_buffer_start(num_classes=num_classes)
     conditional = num_classes is not None
     differentiable_last_step = kl_weight > 0 or entropy_weight > 0
     if differentiable_last_step and num_steps < 2:
@@ -170,19 +182,21 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
 
     def init(rng_key, params, example_batch):
         shape = _check_batch(example_batch, num_classes).shape[1:]
-        return CDState(rb.init_buffer(rng_key, shape, capacity=buffer_capacity, init_fn=init_fn,
-                                      num_classes=num_classes, num_shards=buffer_shards))
+        start_state = chain_start.init(rng_key, shape)
+        if entropy_weight > 0 and not isinstance(start_state, rb.ReplayBuffer):
+            raise ValueError(f"entropy_weight={entropy_weight!r} with a chain start whose state "
+                             f"is a {type(start_state).__name__}: expected a replay-buffer chain "
+                             "start (the entropy is measured against buffer samples)")
+        return CDState(start_state)
 
     def loss(params, state, batch, rng_key):
-        x = _check_batch(batch, num_classes, state.buffer.samples.shape[1:])
+        stored = state.buffer
+        x = _check_batch(batch, num_classes, stored.samples.shape[1:]
+                         if isinstance(stored, rb.ReplayBuffer) else None)
         batch_size = x.shape[0]
         k_label, k_buffer, k_chain, k_last, k_ref = jax.random.split(rng_key, 5)
         labels = (jax.random.randint(k_label, (batch_size,), 0, num_classes) if conditional else None)
-        restart_fn = (lambda key, shape: x[jax.random.permutation(key, batch_size)]) \
-            if reinit_from_data else init_fn
-        x0, labels, indices = rb.sample(k_buffer, state.buffer, batch_size, reinit_prob=reinit_prob,
-                                        init_fn=restart_fn, labels=labels, num_classes=num_classes,
-                                        num_shards=buffer_shards)
+        x0, labels, handle = chain_start.draw(k_buffer, stored, params, x, labels)
         cond = (labels,) if conditional else ()
         frozen = jax.lax.stop_gradient(params)
         chain_steps = num_steps - 1 if differentiable_last_step else num_steps
@@ -204,8 +218,8 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
                 extra = extra + kl_weight * kl_term
                 info_out["kl_term"] = kl_term
             if entropy_weight > 0:
-                ref_idx = jax.random.randint(k_ref, (batch_size,), 0, state.buffer.samples.shape[0])
-                entropy = nearest_neighbour_entropy(x_last, state.buffer.samples[ref_idx])
+                ref_idx = jax.random.randint(k_ref, (batch_size,), 0, stored.samples.shape[0])
+                entropy = nearest_neighbour_entropy(x_last, stored.samples[ref_idx])
                 extra = extra - entropy_weight * entropy
                 info_out["entropy"] = entropy
             samples = jax.lax.stop_gradient(x_last)
@@ -216,7 +230,7 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *, num_steps: 
         value = maximum_likelihood_term(e_data, e_sample, objective, temperature) + extra
         if energy_l2:
             value = value + energy_l2 * (jnp.mean(e_data**2) + jnp.mean(e_sample**2))
-        new_state = CDState(rb.push(state.buffer, samples, indices, num_shards=buffer_shards))
+        new_state = CDState(chain_start.update(stored, samples, handle))
         info_out.update({
             "energy_data": jnp.mean(e_data),
             "energy_sample": jnp.mean(e_sample),

@@ -1,15 +1,19 @@
 """The JEM hybrid loss (Grathwohl et al. 2020): log p(y|x) + log p(x) from one classifier."""
 from __future__ import annotations
 
+from typing import Optional
+
 from ebm_jax.energies import LogitsFn, energy_from_logits
 from ebm_jax.losses.base import LossTransform, check_weight, combine
 from ebm_jax.losses.classification import cross_entropy
 from ebm_jax.losses.contrastive_divergence import contrastive_divergence
 from ebm_jax.samplers.base import Sampler
+from ebm_jax.samplers.chain_starts import ChainStart
 
 
-def jem_hybrid(logits_fn: LogitsFn, sampler: Sampler, *, classification_weight: float = 1.0,
-               generative_weight: float = 1.0, **cd_options) -> LossTransform:
+def jem_hybrid(logits_fn: LogitsFn, sampler: Sampler, *, chain_start: Optional[ChainStart] = None,
+               classification_weight: float = 1.0, generative_weight: float = 1.0,
+               **cd_options) -> LossTransform:
     """JEM's hybrid objective: cross-entropy on p(y|x) plus contrastive divergence on p(x).
 
     The classifier ``logits_fn(params, x) -> [K]`` is read as the energy
@@ -19,22 +23,26 @@ def jem_hybrid(logits_fn: LogitsFn, sampler: Sampler, *, classification_weight: 
     Args:
       logits_fn: per-example logits.
       sampler: SGLD on ``energy_from_logits(logits_fn)``.
+      chain_start: where the SGLD chains start (a :class:`~ebm_jax.samplers.ChainStart`);
+        default JEM's replay buffer of 10,000 with 5% ``U(-1, 1)`` restarts.
       classification_weight: weight of the cross-entropy term.
       generative_weight: weight of the generative (CD) term.
       **cd_options: passed to :func:`~ebm_jax.losses.contrastive_divergence`
-        (``num_steps``, ``buffer_capacity``, ``reinit_prob``, ``energy_l2``, ...).
+        (``num_steps``, ``energy_l2``, ...).
 
     Info keys are ``classification/...`` and ``generative/...``.
 
     Example::
 
       >>> energy = energy_from_logits(model.apply)
-      >>> loss = jem_hybrid(model.apply, langevin(energy, 1.0, 0.01), num_steps=20)
+      >>> loss = jem_hybrid(model.apply, langevin(energy, 1.0, 0.01), num_steps=20,
+      ...                   chain_start=replay_buffer_start(capacity=10_000, reinit_prob=0.05))
     """
     check_weight("classification_weight", classification_weight, 0.0)
     check_weight("generative_weight", generative_weight, 0.0)
     return combine(
         classification=(classification_weight, cross_entropy(logits_fn)),
         generative=(generative_weight,
-                    contrastive_divergence(energy_from_logits(logits_fn), sampler, **cd_options)),
+                    contrastive_divergence(energy_from_logits(logits_fn), sampler,
+                                           chain_start=chain_start, **cd_options)),
     )

@@ -2,8 +2,9 @@
 
 :func:`pgd_attack` is projected gradient ascent on the classification loss
 (Madry et al., 2018) inside an L-inf or L2 ball of radius ``epsilon`` around
-each input, intersected with the data range. It is one jitted XLA program:
-the steps are a ``lax.fori_loop``, the examples a ``vmap``.
+each input, intersected with the data range, run by the descent/ascent kernel
+(:func:`~ebm_jax.samplers.descent_kernel`, sign or L2-normalised steps). It is one jitted
+XLA program: the steps are a ``lax.fori_loop``, the examples a ``vmap``.
 
 :func:`robust_accuracy_curve` evaluates accuracy under attack for a list of
 budgets, optionally with a *defence*: a function that maps inputs to
@@ -24,6 +25,8 @@ import numpy as np
 
 from ebm_jax.energies._base import EnergyFn, LogitsFn
 from ebm_jax.samplers.base import init_chains, run_chains
+from ebm_jax.samplers.descent import (DescentState, descent_kernel, project_to_ball,
+                                      random_ball_offset)
 from ebm_jax.samplers.langevin import langevin
 
 NORMS = ("linf", "l2")
@@ -83,25 +86,6 @@ def _loss(logits: jax.Array, label: jax.Array, kind: str) -> jax.Array:
     return jnp.max(others) - logits[label]
 
 
-def _project(delta: jax.Array, epsilon: jax.Array, norm: str) -> jax.Array:
-    if norm == "linf":
-        return jnp.clip(delta, -epsilon, epsilon)
-    norm_value = jnp.sqrt(jnp.sum(jnp.square(delta)))
-    return delta * jnp.minimum(1.0, epsilon / jnp.maximum(norm_value, 1e-12))
-
-
-def _random_start(key: jax.Array, shape, dtype, epsilon: jax.Array, norm: str) -> jax.Array:
-    if norm == "linf":
-        return jax.random.uniform(key, shape, dtype, -1.0, 1.0) * epsilon
-    # Uniform in the L2 ball: a uniform direction and radius epsilon * U^(1/d).
-    k_dir, k_rad = jax.random.split(key)
-    direction = jax.random.normal(k_dir, shape, dtype)
-    direction = direction / jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(direction))), 1e-12)
-    dim = int(np.prod(shape))
-    radius = epsilon * jax.random.uniform(k_rad, (), dtype) ** (1.0 / dim)
-    return direction * radius
-
-
 @functools.partial(jax.jit, static_argnames=("logits_fn", "norm", "num_steps", "random_start",
                                              "clip_range", "loss"))
 def _pgd(rng_key, params, x, y, epsilon, step_size, *, logits_fn, norm, num_steps, random_start,
@@ -114,22 +98,23 @@ def _pgd(rng_key, params, x, y, epsilon, step_size, *, logits_fn, norm, num_step
     def clip(z):
         return z if clip_range is None else jnp.clip(z, clip_range[0], clip_range[1])
 
+    def loss_fn(p, z, label):
+        return _loss(logits_fn(p, z), label, loss)
+
+    # Ascent of the loss with sign (L-inf) or L2-normalised steps, projected back into the
+    # ball around the clean input intersected with the data range.
+    kernel = descent_kernel(loss_fn, normalize="sign" if norm == "linf" else "l2", ascent=True,
+                            ball=norm, clip_range=clip_range)
+
     def attack_one(key, x0, label):
-        grad_fn = jax.grad(lambda z: _loss(logits_fn(params, z), label, loss))
-        delta = (_random_start(key, x0.shape, dtype, epsilon, norm) if random_start
+        delta = (random_ball_offset(key, x0.shape, dtype, epsilon, norm) if random_start
                  else jnp.zeros_like(x0))
-        start = clip(x0 + _project(delta, epsilon, norm))
+        start = clip(x0 + project_to_ball(delta, epsilon, norm))
 
-        def step(_, z):
-            g = grad_fn(z)
-            if norm == "linf":
-                direction = jnp.sign(g)
-            else:
-                direction = g / jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(g))), 1e-12)
-            z = z + step_size * direction                       # ascend the loss
-            return clip(x0 + _project(z - x0, epsilon, norm))   # back into ball ∩ data range
+        def step(_, state):
+            return kernel(None, state, params, step_size, epsilon, None, label)[0]
 
-        return jax.lax.fori_loop(0, num_steps, step, start)
+        return jax.lax.fori_loop(0, num_steps, step, DescentState(start, x0)).position
 
     keys = jax.random.split(rng_key, x.shape[0])
     return jax.vmap(attack_one)(keys, x, y)

@@ -1,4 +1,5 @@
-"""Samplers (``init/step``), the chain runner, step-size adaptation and the replay buffer."""
+"""Kernels and samplers (``init/step``), the chain runner, chain starts, the replay buffer,
+noise schedules, recovery-likelihood chains and step-size adaptation."""
 from ebm_jax.samplers import replay_buffer
 from ebm_jax.samplers.adaptation import (
     AdaptationInfo,
@@ -20,11 +21,18 @@ from ebm_jax.samplers.annealed import (
 )
 from ebm_jax.samplers.base import Sampler, init_chains, run_chain, run_chains
 from ebm_jax.samplers.blackjax_adapter import from_blackjax
+from ebm_jax.samplers.chain_starts import ChainStart, data_start, noise_start, replay_buffer_start
+from ebm_jax.samplers.descent import (DescentInfo, DescentState, descent, descent_kernel,
+                                      project_to_ball, random_ball_offset)
 from ebm_jax.samplers.diagnostics import ChainSummary, chain_summary, effective_sample_size, split_rhat
 from ebm_jax.samplers.hmc import HMCInfo, HMCState, hmc, hmc_kernel
-from ebm_jax.samplers.langevin import LangevinInfo, LangevinState, langevin
+from ebm_jax.samplers.langevin import (LangevinInfo, LangevinState, langevin, langevin_kernel,
+                                       temperature_noise_scale)
 from ebm_jax.samplers.mala import MALAInfo, MALAState, mala, mala_kernel
+from ebm_jax.samplers.recovery import (RecoveryChainOptions, RecoveryInfo, progressive_sample,
+                                       recovery_chain_options, recovery_chains, recovery_langevin)
 from ebm_jax.samplers.replay_buffer import ReplayBuffer, init_buffer, push, sample, uniform_init
+from ebm_jax.samplers.schedules import NoiseSchedule, diffuse, noise_schedule
 
 __all__ = [
     "AdaptationInfo",
@@ -32,7 +40,10 @@ __all__ = [
     "AnnealedSampler",
     "AnnealedState",
     "AnnealingSchedule",
+    "ChainStart",
     "ChainSummary",
+    "DescentInfo",
+    "DescentState",
     "DualAveragingState",
     "HMCInfo",
     "HMCState",
@@ -40,6 +51,9 @@ __all__ = [
     "LangevinState",
     "MALAInfo",
     "MALAState",
+    "NoiseSchedule",
+    "RecoveryChainOptions",
+    "RecoveryInfo",
     "ReplayBuffer",
     "Sampler",
     "adapt_step_size",
@@ -47,6 +61,10 @@ __all__ = [
     "annealed_langevin",
     "annealed_sample",
     "chain_summary",
+    "data_start",
+    "descent",
+    "descent_kernel",
+    "diffuse",
     "dual_averaging_init",
     "dual_averaging_update",
     "effective_sample_size",
@@ -57,14 +75,25 @@ __all__ = [
     "init_buffer",
     "init_chains",
     "langevin",
+    "langevin_kernel",
     "mala",
     "mala_kernel",
+    "noise_schedule",
+    "noise_start",
+    "progressive_sample",
+    "project_to_ball",
     "push",
+    "random_ball_offset",
+    "recovery_chain_options",
+    "recovery_chains",
+    "recovery_langevin",
     "replay_buffer",
+    "replay_buffer_start",
     "run_chain",
     "run_chains",
     "sample",
     "song_ermon_step_sizes",
     "split_rhat",
+    "temperature_noise_scale",
     "uniform_init",
 ]

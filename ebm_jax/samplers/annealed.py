@@ -23,7 +23,8 @@ Two modes:
   temperatures ``T_0 >= T_1 >= ...`` in annealing order; stage ``k`` targets
   ``exp(-E(x) / T_k)``: ``level(s) = stage(s)``.
 
-Either way one step is the Langevin step (temperature form) at the current level::
+Either way one step is the Langevin step (:func:`~ebm_jax.samplers.langevin_kernel`,
+temperature form) at the current level::
 
     x' = clip(x - h_l ∇E_l(x) + s_l ε),    ε ~ N(0, I),    s_l = sqrt(2 h_l T_l)
 
@@ -40,7 +41,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax.samplers._args import check_clip_range
 from ebm_jax.samplers.base import Sampler, init_chains, run_chains
+from ebm_jax.samplers.langevin import LangevinState, langevin_kernel
 
 _MODES = ("noise", "temperature")
 
@@ -255,16 +258,10 @@ def annealed_langevin(energy_fn, levels, steps_per_level: int, step_sizes, *, mo
     else:
         noise_np = _per_level("noise_scales", noise_scales, num_levels, allow_zero=True)
     if clip_range is not None:
-        try:
-            low, high = clip_range
-            ok = low < high
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"clip_range={clip_range!r}: expected (low, high) with low < high")
+        check_clip_range(clip_range)
     schedule = AnnealingSchedule(mode, levels_np, int(steps_per_level), step_np, noise_np)
 
-    value_and_grad = jax.value_and_grad(energy_fn, argnums=1)
+    kernel = langevin_kernel(energy_fn, clip_range=clip_range)
     noise_mode = mode == "noise"
 
     def init(position, params=None, *cond) -> AnnealedState:
@@ -276,19 +273,10 @@ def annealed_langevin(energy_fn, levels, steps_per_level: int, step_sizes, *, mo
         level = schedule.level_at(state.step).astype(jnp.int32)
         h = jnp.asarray(step_np, x.dtype)[level]
         s = jnp.asarray(noise_np, x.dtype)[level]
-        if noise_mode:
-            energy, grad = value_and_grad(params, x, level, *cond)
-        else:
-            energy, grad = value_and_grad(params, x, *cond)
-        finite = jnp.isfinite(energy) & jnp.all(jnp.isfinite(grad))
-        grad_norm = jnp.sqrt(jnp.sum(jnp.square(grad)))
-        noise = jax.random.normal(rng_key, x.shape, x.dtype)
-        new_x = x - h * grad + s * noise
-        if clip_range is not None:
-            new_x = jnp.clip(new_x, clip_range[0], clip_range[1])
-        new_x = jnp.where(finite, new_x, x)
-        info = AnnealedInfo(energy, grad_norm, level, (~finite).astype(jnp.int32))
-        return AnnealedState(new_x, state.step + 1), info
+        energy_cond = (level, *cond) if noise_mode else cond
+        new, info = kernel(rng_key, LangevinState(x), params, h, s, *energy_cond)
+        info = AnnealedInfo(info.energy, info.grad_norm, level, info.nonfinite)
+        return AnnealedState(new.position, state.step + 1), info
 
     return AnnealedSampler(init, step, schedule)
 

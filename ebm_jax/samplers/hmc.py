@@ -26,16 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax.energies import EnergyFn
-from ebm_jax.samplers.base import Sampler
 from ebm_jax._checks import check_positive_finite
-from ebm_jax.samplers.mala import (
-    _all_finite,
-    _grad_norm,
-    _init_cached,
-    _metropolis,
-    _value_and_grad,
-)
+from ebm_jax.energies import EnergyFn
+from ebm_jax.samplers._gradients import (all_finite, grad_norm, init_cached, metropolis,
+                                         value_and_grad)
+from ebm_jax.samplers.base import Sampler
 
 
 class HMCState(NamedTuple):
@@ -125,7 +120,7 @@ def _leapfrog(value_and_grad, params, cond, x, p, energy, grad, step_size, inv_m
         x = x + step_size * inv_mass * p
         energy, grad = value_and_grad(params, x, *cond)
         p = p - 0.5 * step_size * grad / temperature
-        return x, p, energy, grad, finite & _all_finite(energy, grad)
+        return x, p, energy, grad, finite & all_finite(energy, grad)
 
     return jax.lax.fori_loop(0, num_steps, body, (x, p, energy, grad, jnp.array(True)))
 
@@ -155,7 +150,7 @@ def hmc_kernel(energy_fn: EnergyFn, num_leapfrog_steps: int, *, inverse_mass=Non
     _check_num_leapfrog_steps(num_leapfrog_steps)
     inverse_mass = _check_inverse_mass(inverse_mass)
     check_positive_finite("temperature", temperature)
-    value_and_grad = _value_and_grad(energy_fn)
+    energy_and_grad = value_and_grad(energy_fn)
     num_leapfrog_steps = int(num_leapfrog_steps)
 
     def kernel(rng_key, state: HMCState, params, step_size, *cond):
@@ -165,16 +160,16 @@ def hmc_kernel(energy_fn: EnergyFn, num_leapfrog_steps: int, *, inverse_mass=Non
         # p ~ N(0, M) with M = diag(1 / inverse_mass).
         p = jax.random.normal(key_momentum, x.shape, x.dtype) / jnp.sqrt(inv_mass)
         x_new, p_new, energy_new, grad_new, finite = _leapfrog(
-            value_and_grad, params, cond, x, p, energy, grad, step_size, inv_mass, temperature,
+            energy_and_grad, params, cond, x, p, energy, grad, step_size, inv_mass, temperature,
             num_leapfrog_steps)
         h_old = energy / temperature + 0.5 * jnp.sum(inv_mass * jnp.square(p))
         h_new = energy_new / temperature + 0.5 * jnp.sum(inv_mass * jnp.square(p_new))
         energy_error = h_new - h_old
-        acceptance_rate, accept, ok = _metropolis(key_accept, -energy_error,
+        acceptance_rate, accept, ok = metropolis(key_accept, -energy_error,
                                                   finite & jnp.isfinite(energy_error))
         new_state = HMCState(jnp.where(accept, x_new, x), jnp.where(accept, energy_new, energy),
                              jnp.where(accept, grad_new, grad))
-        info = HMCInfo(energy, _grad_norm(grad), acceptance_rate, accept,
+        info = HMCInfo(energy, grad_norm(grad), acceptance_rate, accept,
                        (~ok).astype(jnp.int32), jnp.where(ok, energy_error, jnp.inf))
         return new_state, info
 
@@ -213,7 +208,7 @@ def hmc(energy_fn: EnergyFn, step_size: float, num_leapfrog_steps: int, *, inver
     def init(position, params, *cond) -> HMCState:
         position = jnp.asarray(position)
         _check_mass_size(checked_mass, position.shape)
-        return HMCState(*_init_cached(energy_fn, position, params, *cond))
+        return HMCState(*init_cached(energy_fn, position, params, *cond))
 
     def step(rng_key, state: HMCState, params, *cond):
         return kernel(rng_key, state, params, step_size, *cond)

@@ -1,4 +1,4 @@
-"""Langevin dynamics (SGLD) as a pure ``init/step`` sampler.
+"""Langevin dynamics (SGLD) as a kernel and a pure ``init/step`` sampler.
 
 One step moves down the energy gradient and adds Gaussian noise::
 
@@ -9,19 +9,28 @@ JEM (step 1, noise 0.01) and IGEBM (step 10, noise 0.005) do: short-run
 samplers that are not the exact Langevin diffusion. The *temperature* form
 ties them, ``noise_scale = sqrt(2 * step_size * temperature)``, which is the
 Euler discretisation of the Langevin diffusion targeting exp(-E/T).
+
+Two levels, as in blackjax:
+
+* :func:`langevin_kernel` builds ``kernel(rng_key, state, params, step_size, noise_scale,
+  *cond)``, with the step size and noise scale arguments (possibly traced): what annealed
+  Langevin (per-level step sizes), the recovery-likelihood chains (a step size that
+  depends on the level) and step-size adaptation drive;
+* :func:`langevin` fixes them and returns a :class:`~ebm_jax.samplers.Sampler`.
 """
 from __future__ import annotations
 
-import numbers
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ebm_jax._checks import check_positive_finite
 from ebm_jax.energies import EnergyFn
+from ebm_jax.samplers._args import check_clip_range, check_noise_scale
+from ebm_jax.samplers._gradients import (all_finite, check_floating, grad_norm,
+                                         scalar_value_and_grad)
 from ebm_jax.samplers.base import Sampler
-from ebm_jax._checks import FLOAT32_MAX, check_positive_finite
 
 
 class LangevinState(NamedTuple):
@@ -48,47 +57,67 @@ class LangevinInfo(NamedTuple):
 POSITIVE = "a positive number (finite)"
 
 
-def _check_noise_scale(noise_scale) -> None:
-    """A concrete ``noise_scale`` must be a finite number >= 0 (a traced one is left alone)."""
-    if isinstance(noise_scale, jax.core.Tracer):
-        return
-    if isinstance(noise_scale, (np.ndarray, jax.Array)) and noise_scale.shape == () \
-            and np.issubdtype(noise_scale.dtype, np.floating):
-        noise_scale = float(noise_scale)
-    if isinstance(noise_scale, (bool, np.bool_)) or not isinstance(noise_scale, numbers.Real):
-        raise TypeError(f"noise_scale={noise_scale!r} ({type(noise_scale).__name__}): expected a "
-                        "number >= 0 (finite)")
-    if not (np.isfinite(noise_scale) and noise_scale >= 0):
-        raise ValueError(f"noise_scale={noise_scale!r}: expected a number >= 0 (finite)")
-    if noise_scale > FLOAT32_MAX and not jax.config.jax_enable_x64:
-        raise ValueError(f"noise_scale={noise_scale!r}: expected a number >= 0 (finite) that "
-                         f"float32 can hold (<= {FLOAT32_MAX:.4g})")
+def temperature_noise_scale(step_size, temperature: Optional[float] = None):
+    """The temperature form's noise, ``sqrt(2 * step_size * T)`` (``T`` defaults to 1).
+
+    Works on Python numbers and (traced) JAX scalars alike.
+
+    Example::
+
+      >>> temperature_noise_scale(0.02)
+      0.2
+    """
+    return (2.0 * step_size * (1.0 if temperature is None else temperature)) ** 0.5
 
 
-def _check_clip_range(clip_range) -> None:
-    """``clip_range`` must be a ``(low, high)`` pair of numbers with ``low < high``."""
-    try:
-        low, high = clip_range
-    except (TypeError, ValueError):
-        raise ValueError(f"clip_range={clip_range!r}: expected (low, high) with low < high") \
-            from None
-    for bound in (low, high):
-        if isinstance(bound, (np.ndarray, jax.Array)) and bound.shape == () \
-                and not isinstance(bound, jax.core.Tracer):
-            bound = bound.item()
-        if isinstance(bound, (bool, np.bool_)) or not isinstance(bound, numbers.Real):
-            raise ValueError(f"clip_range={clip_range!r}: expected (low, high), two numbers "
-                             "with low < high")
-    if not low < high:
-        raise ValueError(f"clip_range={clip_range!r}: expected (low, high) with low < high")
+def langevin_kernel(energy_fn: EnergyFn, *, grad_clip: Optional[float] = None,
+                    clip_range: Optional[tuple[float, float]] = None) -> Callable:
+    """The SGLD transition with the step size and the noise scale as arguments.
 
+    Args:
+      energy_fn: pure per-example energy ``energy_fn(params, x, *cond) -> scalar``.
+      grad_clip: if given, clip every gradient element to ``[-grad_clip, grad_clip]``
+        (IGEBM's stabiliser).
+      clip_range: if given, ``(low, high)``: clamp positions after every step.
 
-def _check_floating(position) -> None:
-    """The sampler differentiates the energy with respect to the position (static check)."""
-    if not jnp.issubdtype(jnp.result_type(position), jnp.floating):
-        raise ValueError(f"position has dtype {jnp.result_type(position)}: expected a "
-                         "floating-point array (the sampler differentiates the energy with "
-                         "respect to it)")
+    Returns:
+      ``kernel(rng_key, state, params, step_size, noise_scale, *cond) -> (LangevinState,
+      LangevinInfo)`` for one chain; ``step_size`` (``h > 0``) and ``noise_scale`` (``s >= 0``)
+      may be traced scalars: ``x' = clip(x - h clip_grad(∇E(x)) + s ε)``. Use
+      ``noise_scale = temperature_noise_scale(step_size, T)`` for the temperature form.
+      A step whose energy or gradient is NaN/inf leaves the position unchanged.
+
+    Example::
+
+      >>> kernel = langevin_kernel(lambda p, x: 0.5 * jnp.sum(x**2))
+      >>> state = LangevinState(jnp.ones(3))
+      >>> state, info = kernel(jax.random.key(0), state, None, 0.1, temperature_noise_scale(0.1))
+      >>> info.energy.shape
+      ()
+    """
+    if grad_clip is not None:
+        check_positive_finite("grad_clip", grad_clip, POSITIVE)
+    if clip_range is not None:
+        check_clip_range(clip_range)
+    value_and_grad = scalar_value_and_grad(energy_fn)
+
+    def kernel(rng_key, state: LangevinState, params, step_size, noise_scale, *cond):
+        x = state.position
+        check_floating(x)
+        energy, grad = value_and_grad(params, x, *cond)
+        finite = all_finite(energy, grad)
+        norm = grad_norm(grad)
+        if grad_clip is not None:
+            grad = jnp.clip(grad, -grad_clip, grad_clip)
+        noise = jax.random.normal(rng_key, x.shape, x.dtype)
+        new_x = x - step_size * grad + noise_scale * noise
+        if clip_range is not None:
+            new_x = jnp.clip(new_x, clip_range[0], clip_range[1])
+        new_x = jnp.where(finite, new_x, x)
+        info = LangevinInfo(energy, norm, (~finite).astype(jnp.int32))
+        return LangevinState(new_x), info
+
+    return kernel
 
 
 def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float] = None, *,
@@ -109,7 +138,8 @@ def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float]
         after every step.
 
     Returns:
-      A :class:`~ebm_jax.samplers.Sampler`; vmap its ``step`` over chains.
+      A :class:`~ebm_jax.samplers.Sampler` built on :func:`langevin_kernel`; vmap its
+      ``step`` over chains.
 
     Example::
 
@@ -126,43 +156,20 @@ def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float]
         raise ValueError("give either noise_scale (decoupled form) or temperature "
                          "(temperature form), not both")
     if noise_scale is None:
-        noise_scale = (2.0 * step_size * (1.0 if temperature is None else temperature)) ** 0.5
+        noise_scale = temperature_noise_scale(step_size, temperature)
     else:
-        _check_noise_scale(noise_scale)
+        check_noise_scale(noise_scale)
     if clip_range is not None:
-        _check_clip_range(clip_range)
-
-    def scalar_energy(params, x, *cond):
-        energy = energy_fn(params, x, *cond)
-        if jnp.shape(energy) != ():
-            raise ValueError(
-                f"position has shape {tuple(x.shape)}: energy_fn returned shape "
-                f"{jnp.shape(energy)} for it; expected a scalar (one chain's position per "
-                "state: use init_chains/run_chains for a batch)")
-        return energy
-
-    value_and_grad = jax.value_and_grad(scalar_energy, argnums=1)
+        check_clip_range(clip_range)
+    kernel = langevin_kernel(energy_fn, grad_clip=grad_clip, clip_range=clip_range)
 
     def init(position: jax.Array, params=None, *cond) -> LangevinState:
         del params, cond  # SGLD caches nothing
         position = jnp.asarray(position)
-        _check_floating(position)
+        check_floating(position)
         return LangevinState(position)
 
     def step(rng_key, state: LangevinState, params, *cond):
-        x = state.position
-        _check_floating(x)
-        energy, grad = value_and_grad(params, x, *cond)
-        finite = jnp.isfinite(energy) & jnp.all(jnp.isfinite(grad))
-        grad_norm = jnp.sqrt(jnp.sum(jnp.square(grad)))
-        if grad_clip is not None:
-            grad = jnp.clip(grad, -grad_clip, grad_clip)
-        noise = jax.random.normal(rng_key, x.shape, x.dtype)
-        new_x = x - step_size * grad + noise_scale * noise
-        if clip_range is not None:
-            new_x = jnp.clip(new_x, clip_range[0], clip_range[1])
-        new_x = jnp.where(finite, new_x, x)
-        info = LangevinInfo(energy, grad_norm, (~finite).astype(jnp.int32))
-        return LangevinState(new_x), info
+        return kernel(rng_key, state, params, step_size, noise_scale, *cond)
 
     return Sampler(init, step)

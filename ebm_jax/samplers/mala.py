@@ -23,13 +23,16 @@ Two levels, as in blackjax:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from ebm_jax._checks import check_positive_finite
 from ebm_jax.energies import EnergyFn
+from ebm_jax.samplers._args import check_clip_range
+from ebm_jax.samplers._gradients import (all_finite, grad_norm, init_cached, metropolis,
+                                         value_and_grad)
 from ebm_jax.samplers.base import Sampler
 
 
@@ -69,76 +72,6 @@ class MALAInfo(NamedTuple):
     nonfinite: jax.Array
 
 
-# -- shared helpers (also used by hmc.py) ---------------------------------------------
-
-
-def _value_and_grad(energy_fn: EnergyFn) -> Callable:
-    """``(params, x, *cond) -> (energy, grad)``, the energy with a strong (non-weak) dtype.
-
-    A constant energy (``lambda p, x: 0.0``) returns a weakly-typed scalar; a fixed
-    dtype keeps ``lax.scan`` carries stable.
-    """
-    value_and_grad = jax.value_and_grad(energy_fn, argnums=1)
-
-    def fn(params, x, *cond):
-        energy, grad = value_and_grad(params, x, *cond)
-        return jnp.asarray(energy).astype(jnp.result_type(energy)), grad
-
-    return fn
-
-
-def _check_position(energy_fn: EnergyFn, position: jax.Array, params: Any, *cond: Any) -> None:
-    """Raise unless ``position`` is floating point and ``energy_fn`` maps it to a scalar.
-
-    Uses ``jax.eval_shape``: a trace, no compute.
-    """
-    if not jnp.issubdtype(position.dtype, jnp.floating):
-        raise ValueError(f"position has dtype {position.dtype}: expected a floating-point array "
-                         "(the sampler differentiates the energy with respect to it)")
-    try:
-        out = jax.eval_shape(energy_fn, params, position, *cond)
-    except (TypeError, ValueError) as err:  # typically a shape mismatch: a batch was passed
-        raise ValueError(
-            f"position has shape {tuple(position.shape)}: energy_fn raised "
-            f"{type(err).__name__} for it ({err}); expected one chain's position: init takes "
-            "one chain's position, use init_chains for a batch") from err
-    if getattr(out, "shape", None) != ():
-        raise ValueError(
-            f"position has shape {tuple(position.shape)}: energy_fn returned shape "
-            f"{getattr(out, 'shape', type(out).__name__)} for it; expected a scalar: init takes "
-            "one chain's position, use init_chains for a batch")
-
-
-def _init_cached(energy_fn: EnergyFn, position: Any, params: Any, *cond: Any):
-    """``(position, energy, grad)`` for one chain, after checking the energy is a scalar."""
-    position = jnp.asarray(position)
-    _check_position(energy_fn, position, params, *cond)
-    energy, grad = _value_and_grad(energy_fn)(params, position, *cond)
-    return position, energy, grad
-
-
-def _grad_norm(grad: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.sum(jnp.square(grad)))
-
-
-def _all_finite(energy: jax.Array, grad: jax.Array) -> jax.Array:
-    return jnp.isfinite(energy) & jnp.all(jnp.isfinite(grad))
-
-
-def _metropolis(rng_key: jax.Array, log_ratio: jax.Array, finite: jax.Array):
-    """Accept/reject from a log acceptance ratio; a non-finite proposal is rejected.
-
-    Returns ``(acceptance_rate, is_accepted, ok)``: ``min(1, exp(log_ratio))`` (0 where
-    not ``ok``), the accept decision, and ``ok = finite & log_ratio is not NaN``.
-    """
-    ok = finite & ~jnp.isnan(log_ratio)
-    log_ratio = jnp.where(ok, log_ratio, -jnp.inf)
-    acceptance_rate = jnp.exp(jnp.minimum(log_ratio, 0.0))
-    # u in [0, 1): probability 1 always accepts, probability 0 never does.
-    u = jax.random.uniform(rng_key, dtype=acceptance_rate.dtype)
-    return acceptance_rate, u < acceptance_rate, ok
-
-
 # -- MALA -----------------------------------------------------------------------------
 
 def _mala_log_ratio(x, energy, grad, x_new, energy_new, grad_new, step_size, temperature):
@@ -158,12 +91,17 @@ def _mala_log_ratio(x, energy, grad, x_new, energy_new, grad_new, step_size, tem
     return (log_q_ratio - (energy_new - energy)) / temperature
 
 
-def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0) -> Callable:
+def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0, *,
+                clip_range: Optional[tuple[float, float]] = None) -> Callable:
     """The MALA transition with the step size as an argument.
 
     Args:
       energy_fn: pure per-example energy ``energy_fn(params, x, *cond) -> scalar``.
       temperature: ``T > 0``; the kernel targets ``exp(-E/T)``.
+      clip_range: if given, ``(low, high)``: a proposal with any element outside the box
+        is rejected, so the target is ``exp(-E/T)`` restricted to the box (positions are
+        never clamped: that would break the Metropolis correction). Chains must start
+        inside the box.
 
     Returns:
       ``kernel(rng_key, state, params, step_size, *cond) -> (MALAState, MALAInfo)`` for
@@ -177,28 +115,36 @@ def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0) -> Callable:
       >>> state, info = kernel(jax.random.key(0), state, None, jnp.float32(0.3))
     """
     check_positive_finite("temperature", temperature)
-    value_and_grad = _value_and_grad(energy_fn)
+    if clip_range is not None:
+        check_clip_range(clip_range)
+    energy_and_grad = value_and_grad(energy_fn)
 
     def kernel(rng_key, state: MALAState, params, step_size, *cond):
         x, energy, grad = state
         key_noise, key_accept = jax.random.split(rng_key)
         noise = jax.random.normal(key_noise, x.shape, x.dtype)
         x_new = x - step_size * grad + jnp.sqrt(2.0 * step_size * temperature) * noise
-        energy_new, grad_new = value_and_grad(params, x_new, *cond)
+        energy_new, grad_new = energy_and_grad(params, x_new, *cond)
         log_ratio = _mala_log_ratio(x, energy, grad, x_new, energy_new, grad_new, step_size,
                                     temperature)
-        acceptance_rate, accept, ok = _metropolis(key_accept, log_ratio,
-                                                  _all_finite(energy_new, grad_new))
+        finite = all_finite(energy_new, grad_new)
+        valid = finite
+        if clip_range is not None:
+            valid = valid & jnp.all((x_new >= clip_range[0]) & (x_new <= clip_range[1]))
+        acceptance_rate, accept, _ = metropolis(key_accept, log_ratio, valid)
         new_state = MALAState(jnp.where(accept, x_new, x), jnp.where(accept, energy_new, energy),
                               jnp.where(accept, grad_new, grad))
-        info = MALAInfo(energy, _grad_norm(grad), acceptance_rate, accept,
-                        (~ok).astype(jnp.int32))
+        # A proposal outside clip_range is rejected but is not counted as non-finite.
+        nonfinite = ~(finite & ~jnp.isnan(log_ratio))
+        info = MALAInfo(energy, grad_norm(grad), acceptance_rate, accept,
+                        nonfinite.astype(jnp.int32))
         return new_state, info
 
     return kernel
 
 
-def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0) -> Sampler:
+def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0,
+         clip_range: Optional[tuple[float, float]] = None) -> Sampler:
     """Build a MALA sampler targeting ``exp(-E/T)`` for the per-example ``energy_fn``.
 
     Args:
@@ -208,6 +154,8 @@ def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0) -> 
         is used as is.
       temperature: ``T > 0``; the stationary law is ``exp(-E/T)`` (a Gaussian's
         covariance scales by ``T``).
+      clip_range: if given, ``(low, high)``: proposals outside the box are rejected (the
+        target restricted to the box; see :func:`mala_kernel`).
 
     Returns:
       A :class:`~ebm_jax.samplers.Sampler`: ``init(position, params, *cond) -> MALAState``
@@ -223,10 +171,10 @@ def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0) -> 
       (64,)
     """
     check_positive_finite("step_size", step_size)
-    kernel = mala_kernel(energy_fn, temperature)
+    kernel = mala_kernel(energy_fn, temperature, clip_range=clip_range)
 
     def init(position, params, *cond) -> MALAState:
-        return MALAState(*_init_cached(energy_fn, position, params, *cond))
+        return MALAState(*init_cached(energy_fn, position, params, *cond))
 
     def step(rng_key, state: MALAState, params, *cond):
         return kernel(rng_key, state, params, step_size, *cond)

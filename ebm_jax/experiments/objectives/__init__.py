@@ -71,6 +71,8 @@ class Objective(NamedTuple):
       summary: one line for ``ebm-jax presets``.
       is_baseline: a plain discriminative classifier, the baseline that ``ebm-jax evaluate``
         reports EBM classifiers beside.
+      flat_inert: fields of ebm_jax 0.1's flat config that runs of this objective ignored
+        (dropped when such a config is migrated, so old runs resume unchanged).
     """
 
     kind: str
@@ -86,6 +88,7 @@ class Objective(NamedTuple):
     keeps_unlabelled: bool = False
     summary: str = ""
     is_baseline: bool = False
+    flat_inert: tuple = ()
 
 
 _REGISTRY: dict[str, Objective] = {}

@@ -21,7 +21,7 @@ from ebm_jax.experiments.config import (NON_NEGATIVE, POSITIVE_INT, Config, Data
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._common import (ENERGY_MODELS, ENERGY_MODELS_NOTE, TOYS,
                                                     TOY_SAMPLER, build_energy, toy_preset)
-from ebm_jax.experiments.sampling import (LangevinConfig, ReplayBufferConfig, chain_start_options,
+from ebm_jax.experiments.sampling import (LangevinConfig, ReplayBufferConfig, make_chain_start,
                                           check_chain_start, generator_from_noise, sampler_recipe)
 from ebm_jax.losses import contrastive_divergence
 from ebm_jax.losses.contrastive_divergence import OBJECTIVES as CD_OBJECTIVES
@@ -51,7 +51,7 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
         energy_fn, sampler, num_steps=objective.num_steps, objective=objective.objective,
         kl_weight=objective.kl_weight, entropy_weight=objective.entropy_weight,
         energy_l2=objective.energy_l2,
-        **chain_start_options(objective.chain_start, data.data_range, num_devices))
+        chain_start=make_chain_start(objective.chain_start, data.data_range, num_devices))
     generate = generator_from_noise(sampler, data.data_range, data.x_train.shape[1:],
                                     config.run.fresh_sample_steps)
     return Pieces(params, energy_fn, None, loss, sampler, make_sampler, generate)

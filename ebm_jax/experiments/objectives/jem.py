@@ -20,7 +20,7 @@ from ebm_jax.experiments.config import (NON_NEGATIVE, POSITIVE_INT, Config, Data
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._classifier import (CLASSIFIER_MODELS,
                                                         CLASSIFIER_MODELS_NOTE, build_classifier)
-from ebm_jax.experiments.sampling import (LangevinConfig, ReplayBufferConfig, chain_start_options,
+from ebm_jax.experiments.sampling import (LangevinConfig, ReplayBufferConfig, make_chain_start,
                                           check_chain_start, generator_from_noise, sampler_recipe)
 from ebm_jax.losses import jem_hybrid
 
@@ -43,10 +43,10 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     params, logits_fn, energy_fn = build_classifier(config, data, rngs)
     make_sampler = sampler_recipe(objective.sampler, data.data_range)
     sampler = make_sampler(energy_fn)
-    start = chain_start_options(objective.chain_start, data.data_range, num_devices)
-    start.pop("reinit_from_data")  # JEM restarts from noise (its paper's setting)
     loss = jem_hybrid(logits_fn, sampler, generative_weight=objective.generative_weight,
-                      num_steps=objective.num_steps, energy_l2=objective.energy_l2, **start)
+                      num_steps=objective.num_steps, energy_l2=objective.energy_l2,
+                      chain_start=make_chain_start(objective.chain_start, data.data_range,
+                                                   num_devices))
     generate = generator_from_noise(sampler, data.data_range, data.x_train.shape[1:],
                                     config.run.fresh_sample_steps)
     return Pieces(params, energy_fn, logits_fn, loss, sampler, make_sampler, generate)
@@ -88,4 +88,6 @@ OBJECTIVE = Objective(
     kind="jem", config=JEMConfig, build=build, needs_labels=True, classifier=True,
     unsupervised=False, models=CLASSIFIER_MODELS, models_note=CLASSIFIER_MODELS_NOTE,
     presets=PRESETS, check=check, keeps_unlabelled=True,
+    # 0.1 read reinit_from_data for CD only: JEM runs of 0.1 restarted from noise
+    flat_inert=("reinit_from_data",),
     summary="JEM hybrid: cross-entropy + persistent CD on E(x) = -logsumexp f(x)")

@@ -1,0 +1,224 @@
+"""Where a loss's sampling chains start: one protocol for replay buffers, data and noise.
+
+A chain start is a NamedTuple of three pure functions (the optax pattern)::
+
+    state = start.init(rng_key, sample_shape)
+    x0, labels, handle = start.draw(rng_key, state, params, x, labels)
+    state = start.update(state, samples, handle)
+
+* ``init`` makes the start's state (a :class:`~ebm_jax.samplers.ReplayBuffer` for a
+  replay buffer; ``()`` for stateless starts). It lives in the loss's state, so it is
+  checkpointed and resumed with the run.
+* ``draw`` returns ``B`` chain starts ``x0 [B, *sample_shape]`` for a batch of data
+  ``x [B, *sample_shape]``; ``labels`` is ``None`` or the ``[B]`` int classes the loss
+  wants its chains conditioned on (class-conditional energies), and the labels returned
+  are the ones the chains must use. ``params`` are the params the loss is called with, so
+  that a learned start (a generator network whose params sit in the same pytree, e.g.
+  ``params["generator"]``) draws from its current params; the starts here ignore them.
+  ``handle`` is anything ``update`` needs (the buffer's slot indices).
+* ``update`` records the chains' end points (a replay buffer writes them back to the
+  slots they came from); stateless starts return the state unchanged.
+
+Factories:
+
+* :func:`replay_buffer_start` (persistent CD; IGEBM, JEM): chains resume from a replay
+  buffer of earlier chains, each restarted with probability ``reinit_prob`` from noise
+  (``init_fn``) or from the batch's data. This is the default of
+  :func:`~ebm_jax.losses.contrastive_divergence`: capacity 10,000, 5% ``U(-1, 1)`` restarts.
+* :func:`data_start` (Hinton's CD-k): every chain starts at a data point of the batch.
+* :func:`noise_start`: every chain starts from fresh noise (short-run MCMC, Nijkamp et al.).
+
+Example::
+
+  >>> start = replay_buffer_start(capacity=100, reinit_prob=0.05)
+  >>> buffer = start.init(jax.random.key(0), (2,))
+  >>> x0, labels, slots = start.draw(jax.random.key(1), buffer, None, jnp.zeros((8, 2)), None)
+  >>> buffer = start.update(buffer, x0 + 0.1, slots)
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import numpy as np
+
+from ebm_jax.samplers import replay_buffer as rb
+from ebm_jax.samplers._args import check_probability
+from ebm_jax.samplers.replay_buffer import InitFn, uniform_init
+
+__all__ = ["ChainStart", "data_start", "noise_start", "replay_buffer_start"]
+
+
+class ChainStart(NamedTuple):
+    """Where chains start: ``init(rng_key, sample_shape) -> state``,
+    ``draw(rng_key, state, params, x, labels) -> (x0, labels, handle)`` and
+    ``update(state, samples, handle) -> state`` (see the module docstring)."""
+
+    init: Callable[..., Any]
+    draw: Callable[..., tuple[Any, Any, Any]]
+    update: Callable[..., Any]
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name}={value!r}: expected {what}")
+    return int(value)
+
+
+def _check_init_fn(init_fn) -> InitFn:
+    if init_fn is None:
+        return uniform_init()
+    if not callable(init_fn):
+        raise ValueError(f"init_fn={init_fn!r}: expected None or a callable "
+                         "init_fn(rng_key, shape) -> array")
+    return init_fn
+
+
+def _check_flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r}: expected True or False")
+    return bool(value)
+
+
+def _permuted_rows(rng_key: jax.Array, x: jax.Array) -> jax.Array:
+    """The rows of ``x`` in a random order."""
+    return x[jax.random.permutation(rng_key, x.shape[0])]
+
+
+def replay_buffer_start(capacity: int = 10_000, reinit_prob: float = 0.05, *,
+                        init_fn: Optional[InitFn] = None, restart_from_data: bool = False,
+                        num_classes: Optional[int] = None, num_shards: int = 1) -> ChainStart:
+    """Chains resume from a replay buffer; each restarts w.p. ``reinit_prob``.
+
+    Args:
+      capacity: number of stored chains (divisible by ``num_classes * num_shards``).
+      reinit_prob: probability in ``[0, 1]`` that a chain restarts instead of resuming.
+      init_fn: ``init_fn(rng_key, shape) -> array``: fills the buffer at ``init`` and draws
+        the noise restarts (default ``U(-1, 1)``; use the data range).
+      restart_from_data: restart chains at rows of the batch's data (a random permutation of
+        ``x``) instead of from ``init_fn``; on multi-modal toys this keeps every mode
+        populated where uniform restarts let mass collapse onto one.
+      num_classes: split the capacity into per-class slots (class-conditional chains draw
+        from and return to slots of their class); ``draw`` then needs ``labels``. A
+        class-conditional loss must use the same number of classes.
+      num_shards: split the buffer and the batch into this many blocks, chain slice ``b``
+        drawing from block ``b`` only (see :mod:`~ebm_jax.samplers.replay_buffer`): a
+        multiple of the device count keeps buffer sampling on each device; results depend
+        on this number, not on the devices.
+
+    Returns:
+      A :class:`ChainStart` whose state is a :class:`~ebm_jax.samplers.ReplayBuffer` and
+      whose ``handle`` is the ``[B]`` slot indices the chains came from.
+
+    Example::
+
+      >>> start = replay_buffer_start(capacity=1000, reinit_prob=0.05, num_classes=10)
+      >>> buffer = start.init(jax.random.key(0), (64,))
+      >>> labels = jnp.arange(8) % 10
+      >>> x0, labels, slots = start.draw(jax.random.key(1), buffer, None, jnp.zeros((8, 64)),
+      ...                                labels)
+    """
+    capacity = _check_int("capacity", capacity, 1)
+    check_probability("reinit_prob", reinit_prob)
+    init_fn = _check_init_fn(init_fn)
+    restart_from_data = _check_flag("restart_from_data", restart_from_data)
+    if num_classes is not None:
+        num_classes = _check_int("num_classes", num_classes, 1)
+    num_shards = _check_int("num_shards", num_shards, 1)
+    blocks = num_shards * (num_classes or 1)
+    if capacity % blocks:
+        raise ValueError(f"capacity={capacity} with num_shards={num_shards} and num_classes="
+                         f"{num_classes}: expected capacity divisible by {blocks} "
+                         "(num_shards x num_classes)")
+
+    def init(rng_key, sample_shape: Sequence[int]) -> rb.ReplayBuffer:
+        return rb.init_buffer(rng_key, sample_shape, capacity=capacity, init_fn=init_fn,
+                              num_classes=num_classes, num_shards=num_shards)
+
+    def draw(rng_key, buffer: rb.ReplayBuffer, params, x, labels=None):
+        del params  # a replay buffer has no params
+        if (labels is None) != (num_classes is None):
+            raise ValueError(
+                f"labels {'were not given' if labels is None else 'were given'} to a replay "
+                f"buffer with num_classes={num_classes}: expected labels exactly when the "
+                "buffer has per-class slots (build replay_buffer_start(num_classes=K) for a "
+                "class-conditional loss with K classes)")
+        restart_fn = ((lambda key, shape: _permuted_rows(key, x)) if restart_from_data
+                      else init_fn)
+        return rb.sample(rng_key, buffer, x.shape[0], reinit_prob=reinit_prob,
+                         init_fn=restart_fn, labels=labels, num_classes=num_classes,
+                         num_shards=num_shards)
+
+    def update(buffer: rb.ReplayBuffer, samples, indices) -> rb.ReplayBuffer:
+        return rb.push(buffer, samples, indices, num_shards=num_shards)
+
+    return ChainStart(init, draw, update)
+
+
+def data_start(*, shuffle: bool = False) -> ChainStart:
+    """Every chain starts at a data point of the batch (Hinton's CD-k).
+
+    Args:
+      shuffle: start chain ``i`` at a random row of the batch (a permutation) instead of
+        at row ``i``. Labels are passed through unchanged either way.
+
+    Returns:
+      A stateless :class:`ChainStart` (state ``()``, handle ``None``).
+
+    Example::
+
+      >>> start = data_start()
+      >>> x = jnp.arange(6.0).reshape(3, 2)
+      >>> x0, _, _ = start.draw(jax.random.key(0), start.init(None, (2,)), None, x, None)
+      >>> bool(jnp.all(x0 == x))
+      True
+    """
+    shuffle = _check_flag("shuffle", shuffle)
+
+    def init(rng_key, sample_shape):
+        del rng_key, sample_shape
+        return ()
+
+    def draw(rng_key, state, params, x, labels=None):
+        del state, params
+        return (_permuted_rows(rng_key, x) if shuffle else x), labels, None
+
+    def update(state, samples, handle):
+        del samples, handle
+        return state
+
+    return ChainStart(init, draw, update)
+
+
+def noise_start(init_fn: Optional[InitFn] = None) -> ChainStart:
+    """Every chain starts from fresh noise ``init_fn(rng_key, x.shape)`` (default
+    ``U(-1, 1)``): short-run, non-persistent chains.
+
+    Returns:
+      A stateless :class:`ChainStart` (state ``()``, handle ``None``).
+
+    Example::
+
+      >>> start = noise_start(uniform_init(0.0, 1.0))
+      >>> x0, _, _ = start.draw(jax.random.key(0), (), None, jnp.zeros((4, 2)), None)
+      >>> x0.shape
+      (4, 2)
+    """
+    init_fn = _check_init_fn(init_fn)
+
+    def init(rng_key, sample_shape):
+        del rng_key, sample_shape
+        return ()
+
+    def draw(rng_key, state, params, x, labels=None):
+        del state, params
+        return init_fn(rng_key, x.shape), labels, None
+
+    def update(state, samples, handle):
+        del samples, handle
+        return state
+
+    return ChainStart(init, draw, update)

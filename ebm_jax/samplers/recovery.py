@@ -1,0 +1,350 @@
+"""Samplers of diffusion recovery likelihood: the conditional chains and generation.
+
+Diffusion recovery likelihood (Gao et al., ICLR 2021; the loss is
+:func:`~ebm_jax.losses.recovery_likelihood`) learns energies ``E(x, t)`` of the noisy
+marginals of a :class:`~ebm_jax.samplers.schedules.NoiseSchedule` by sampling the nearly
+Gaussian conditional EBMs::
+
+    p(x_t | x_{t+1}) ∝ exp(-E(x_t, t) - a_t² ||x_t - x̃||² / (2 σ_t²)),   x̃ = x_{t+1} / a_t
+
+Every chain here goes through a kernel: unadjusted chains are
+:func:`~ebm_jax.samplers.langevin` (temperature form, built on
+:func:`~ebm_jax.samplers.langevin_kernel`), Metropolis-adjusted ones
+:func:`~ebm_jax.samplers.mala` (built on :func:`~ebm_jax.samplers.mala_kernel`), with the
+quadratic term's centre ``x̃`` a per-chain condition and the step size ``b σ_t²`` a traced
+scalar (the level may be traced).
+
+* :func:`recovery_langevin` samples ``p(x_t | x_{t+1})`` for a batch of ``x_{t+1}``;
+* :func:`progressive_sample` generates from noise, level ``T-1`` down to 0;
+* :func:`recovery_chain_options` validates the chains' settings once (a
+  :class:`RecoveryChainOptions`) and :func:`recovery_chains` runs them, for callers
+  (the loss) that validate at build time and sample at trace time.
+
+Example::
+
+  >>> schedule = noise_schedule("t6")
+  >>> energy_fn = lambda p, x, t: 0.5 * jnp.sum(x**2)
+  >>> x_next = jax.random.normal(jax.random.key(0), (8, 2))
+  >>> samples, info = recovery_langevin(jax.random.key(1), energy_fn, None, schedule, 1, x_next,
+  ...                                   num_steps=5)
+  >>> samples.shape, info.acceptance.shape
+  ((8, 2), (8,))
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ebm_jax.energies import EnergyFn
+from ebm_jax.samplers.base import init_chains, run_chains
+from ebm_jax.samplers.langevin import LangevinInfo, langevin
+from ebm_jax.samplers.mala import mala
+from ebm_jax.samplers.schedules import (NoiseSchedule, as_noise_schedule, check_level,
+                                        float32_array)
+
+CHAIN_INITS = ("rescaled", "noisy", "posterior_mean", "importance")
+
+__all__ = ["CHAIN_INITS", "RecoveryChainOptions", "RecoveryInfo", "progressive_sample",
+           "recovery_chain_options", "recovery_chains", "recovery_langevin"]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+class RecoveryChainOptions(NamedTuple):
+    """The validated settings of the conditional chains (see :func:`recovery_langevin`).
+
+    Build with :func:`recovery_chain_options`, which checks every field.
+    """
+
+    num_steps: int
+    step_size_scale: float
+    chain_init: str
+    num_candidates: int
+    metropolis: bool
+    grad_clip: Optional[float]
+    clip_range: Optional[tuple[float, float]]
+    unroll: int
+
+
+def recovery_chain_options(*, num_steps: int = 30, step_size_scale: float = 0.05,
+                           chain_init: str = "importance", num_candidates: int = 16,
+                           metropolis: bool = True, grad_clip: Optional[float] = None,
+                           clip_range: Optional[tuple[float, float]] = None,
+                           unroll: int = 1) -> RecoveryChainOptions:
+    """Validate the conditional chains' settings (before any compute).
+
+    Arguments as in :func:`recovery_langevin`. Raises ``ValueError`` naming the field,
+    its value and what was expected.
+
+    Example::
+
+      >>> recovery_chain_options(num_steps=10, metropolis=False).num_steps
+      10
+    """
+    if not _is_int(num_steps) or num_steps < 1:
+        raise ValueError(f"num_steps={num_steps!r}: expected a positive int")
+    if not isinstance(step_size_scale, numbers.Real) or not (
+            np.isfinite(step_size_scale) and step_size_scale > 0):
+        raise ValueError(f"step_size_scale={step_size_scale!r}: expected a positive number "
+                         "(the Langevin step size is step_size_scale * sigma_t**2)")
+    if chain_init not in CHAIN_INITS:
+        raise ValueError(f"chain_init={chain_init!r}: expected one of {list(CHAIN_INITS)}")
+    if not _is_int(num_candidates) or num_candidates < 1:
+        raise ValueError(f"num_candidates={num_candidates!r}: expected a positive int")
+    if not isinstance(metropolis, bool):
+        raise ValueError(f"metropolis={metropolis!r}: expected True or False")
+    if grad_clip is not None:
+        if not (isinstance(grad_clip, numbers.Real) and grad_clip > 0):
+            raise ValueError(f"grad_clip={grad_clip!r}: expected a positive number or None")
+        if metropolis:
+            raise ValueError(f"grad_clip={grad_clip!r} with metropolis=True: clipping breaks the "
+                             "Metropolis correction; expected grad_clip=None")
+    if clip_range is not None:
+        if len(clip_range) != 2 or not clip_range[0] < clip_range[1]:
+            raise ValueError(f"clip_range={clip_range!r}: expected (low, high) with low < high")
+        clip_range = (float(clip_range[0]), float(clip_range[1]))
+    if not _is_int(unroll) or unroll < 1:
+        raise ValueError(f"unroll={unroll!r}: expected a positive int")
+    return RecoveryChainOptions(int(num_steps), float(step_size_scale), chain_init,
+                                int(num_candidates), metropolis, grad_clip, clip_range,
+                                int(unroll))
+
+
+class RecoveryInfo(NamedTuple):
+    """Diagnostics of :func:`recovery_langevin`.
+
+    Attributes:
+      langevin: a :class:`~ebm_jax.samplers.LangevinInfo` for every step, fields
+        ``[N, num_steps]``: the *conditional* energy (quadratic term included) and
+        its gradient norm at the step's start, and whether the step was non-finite.
+      acceptance: ``[N]`` fraction of accepted moves per chain (1 without
+        ``metropolis``).
+      displacement: ``[N]`` L2 distance from each chain's start to its end.
+    """
+
+    langevin: LangevinInfo
+    acceptance: jax.Array
+    displacement: jax.Array
+
+
+def _importance_init(rng_key, energy_fn, params, level, mean, sigma, num_candidates):
+    """SIR chain starts: ``[N, ...]`` picks among ``num_candidates`` Gaussian draws per chain."""
+    k_draw, k_pick = jax.random.split(rng_key)
+    candidates = mean[None] + sigma * jax.random.normal(k_draw, (num_candidates, *mean.shape),
+                                                        mean.dtype)
+    energy = jax.vmap(jax.vmap(energy_fn, in_axes=(None, 0, None)), in_axes=(None, 0, None))(
+        params, candidates, level)
+    sq_norm = jnp.sum(jnp.square(candidates.reshape(*candidates.shape[:2], -1)), axis=-1)
+    log_w = -energy + 0.5 * sq_norm
+    log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
+    pick = jax.random.categorical(k_pick, log_w, axis=0)
+    return candidates[pick, jnp.arange(mean.shape[0])]
+
+
+def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
+                      schedule: NoiseSchedule, level, x_next: jax.Array, *,
+                      num_steps: int = 30, step_size_scale: float = 0.05,
+                      chain_init: str = "importance", num_candidates: int = 16,
+                      metropolis: bool = True, grad_clip: Optional[float] = None,
+                      clip_range: Optional[tuple[float, float]] = None,
+                      unroll: int = 1) -> tuple[jax.Array, RecoveryInfo]:
+    """Sample the conditional EBM ``p(x_t | x_{t+1})``: one Langevin chain per row of ``x_next``.
+
+    The chains run Langevin dynamics (:func:`~ebm_jax.samplers.langevin` in
+    its temperature form, or its Metropolis-adjusted version, MALA) on::
+
+        U(x) = E(x, t) + a_t² ||x - x̃||² / (2 σ_t²),    x̃ = x_{t+1} / a_t
+
+    with step size ``h_t = step_size_scale * σ_t²`` (so each step contracts the
+    quadratic term by ``1 - step_size_scale * a_t²``; the paper's step-size
+    schedule is likewise proportional to ``σ²``) and noise ``sqrt(2 h_t)``.
+
+    Args:
+      rng_key: a PRNG key.
+      energy_fn: per-example ``energy_fn(params, x, t) -> scalar``.
+      params: energy parameters (wrap in ``jax.lax.stop_gradient`` if they are
+        being differentiated elsewhere).
+      schedule: a :class:`NoiseSchedule`.
+      level: ``t`` in ``[0, T)``; an int or a traced int scalar.
+      x_next: ``[N, ...]`` samples of ``x_{t+1}``.
+      num_steps: Langevin steps ``K`` (the paper uses 30).
+      step_size_scale: ``b`` in ``h_t = b σ_t²`` (> 0). Unadjusted chains need
+        ``h_t`` below ``2 /`` (the largest curvature of ``U``), or they diverge:
+        below 2 for the quadratic term alone, and small enough for the sharpest
+        energy at level 0, whose curvature is that of the data.
+      chain_init: where chains start: ``"rescaled"`` at ``x̃ = x_{t+1} / a_t`` (the
+        paper, the mode of the quadratic term); ``"noisy"`` at ``x_{t+1}``;
+        ``"posterior_mean"`` at ``a_t x_{t+1}``, the mean of ``p(x_t | x_{t+1})``
+        for unit-Gaussian data (safer than ``x̃`` where ``σ_t`` is near 1 and
+        ``x̃`` is far out); ``"importance"``: sampling-importance-resampling, one of
+        ``num_candidates`` draws ``y ~ N(a_t x_{t+1}, σ_t² I)`` (the exact conditional
+        for unit-Gaussian data) picked with probability ∝ ``exp(-E(y, t) + |y|²/2)``
+        (the importance weight of the conditional), so that chains start in the
+        conditional's modes in proportions that follow their energies. Langevin
+        alone rarely crosses between separated modes in ``K`` steps, and the
+        relative weights of the modes of ``E(·, t)`` are then barely learned;
+        this init pins them (``num_candidates`` forward passes per chain).
+      num_candidates: candidates per chain for ``chain_init="importance"``.
+      metropolis: add a Metropolis-Hastings accept/reject to every step (MALA):
+        exact for any step size and never diverges (a too-large step only lowers
+        the acceptance rate); costs the same one energy-and-gradient per step.
+      grad_clip: clip every gradient element of ``U`` (unadjusted chains only).
+      clip_range: ``(low, high)``: clamp positions (unadjusted) or reject
+        proposals outside the box (``metropolis``).
+      unroll: scan unroll factor of the chain loop.
+
+    Returns:
+      ``(samples [N, ...], RecoveryInfo)``.
+
+    Example::
+
+      >>> schedule = noise_schedule("t6")
+      >>> energy_fn = lambda params, x, t: 0.5 * jnp.sum((x - params) ** 2)
+      >>> x_t, x_next = diffuse(jax.random.key(0), schedule, jnp.ones((16, 2)), 1)
+      >>> samples, info = recovery_langevin(jax.random.key(1), energy_fn, jnp.ones(2), schedule,
+      ...                                   1, x_next)
+      >>> samples.shape, info.langevin.energy.shape
+      ((16, 2), (16, 30))
+    """
+    schedule = as_noise_schedule(schedule)
+    check_level(level, schedule.num_levels)
+    options = recovery_chain_options(num_steps=num_steps, step_size_scale=step_size_scale,
+                                     chain_init=chain_init, num_candidates=num_candidates,
+                                     metropolis=metropolis, grad_clip=grad_clip,
+                                     clip_range=clip_range, unroll=unroll)
+    return recovery_chains(rng_key, energy_fn, params, schedule, level, x_next, options)
+
+
+def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
+                    schedule: NoiseSchedule, level, x_next: jax.Array,
+                    options: RecoveryChainOptions) -> tuple[jax.Array, RecoveryInfo]:
+    """:func:`recovery_langevin` with settings validated by :func:`recovery_chain_options`.
+
+    ``schedule`` must be a :class:`NoiseSchedule` and ``level`` is not range-checked (it is
+    usually traced): the form a loss calls at trace time.
+
+    Example::
+
+      >>> options = recovery_chain_options(num_steps=5)
+      >>> samples, info = recovery_chains(jax.random.key(1), lambda p, x, t: x @ x, None,
+      ...                                 noise_schedule("t6"), 1, jnp.zeros((8, 2)), options)
+    """
+    (num_steps, step_size_scale, chain_init, num_candidates, metropolis, grad_clip, clip_range,
+     unroll) = options
+    level = jnp.asarray(level, jnp.int32)
+    sigma = float32_array(schedule.sigmas)[level]
+    alpha = float32_array(schedule.alphas)[level]
+    precision = jnp.square(alpha / sigma)
+    step_size = step_size_scale * jnp.square(sigma)
+
+    def conditional_energy(p, x, x_tilde):
+        return energy_fn(p, x, level) + 0.5 * precision * jnp.sum(jnp.square(x - x_tilde))
+
+    x_next = jnp.asarray(x_next)
+    x_tilde = x_next / alpha
+    if chain_init == "rescaled":
+        start = x_tilde
+    elif chain_init == "noisy":
+        start = x_next
+    elif chain_init == "posterior_mean":
+        start = alpha * x_next
+    else:
+        rng_key, init_key = jax.random.split(rng_key)
+        start = _importance_init(init_key, energy_fn, params, level, alpha * x_next, sigma,
+                                 num_candidates)
+    if clip_range is not None:
+        start = jnp.clip(start, clip_range[0], clip_range[1])
+    # The step size is traced (it depends on the level), so the samplers skip their
+    # positivity check; step_size_scale was checked by recovery_chain_options.
+    if metropolis:
+        # MALA on U(x | x̃); a proposal outside clip_range is rejected (the target
+        # restricted to the box).
+        sampler = mala(conditional_energy, step_size, clip_range=clip_range)
+    else:
+        sampler = langevin(conditional_energy, step_size, grad_clip=grad_clip,
+                           clip_range=clip_range)
+    states = init_chains(sampler, start, params, x_tilde)
+    chains, info = run_chains(rng_key, sampler, states, params, num_steps, x_tilde,
+                              unroll=unroll, trace=True)
+    samples = chains.position
+    if metropolis:
+        acceptance = jnp.mean(info.is_accepted.astype(jnp.float32), axis=-1)
+        info = LangevinInfo(info.energy, info.grad_norm, info.nonfinite)
+    else:
+        acceptance = jnp.ones(x_next.shape[0], jnp.float32)
+    flat = (samples - start).reshape(samples.shape[0], -1)
+    return samples, RecoveryInfo(info, acceptance, jnp.sqrt(jnp.sum(jnp.square(flat), axis=-1)))
+
+
+def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
+                       schedule: NoiseSchedule, shape: Sequence[int], num_samples: int, *,
+                       num_langevin_steps: int = 30, step_size_scale: float = 0.05,
+                       chain_init: str = "importance", num_candidates: int = 16,
+                       metropolis: bool = True, grad_clip: Optional[float] = None,
+                       clip_range: Optional[tuple[float, float]] = None,
+                       return_trajectory: bool = False, unroll: int = 1):
+    """Generate from noise: ``x_T ~ N(0, I)``, then ``x_t ~ p(x_t | x_{t+1})`` for ``t = T-1..0``.
+
+    All levels run in one ``lax.scan`` (the level is traced), so the whole
+    generation is one XLA program. Use the sampler settings of training.
+
+    Args:
+      rng_key: a PRNG key.
+      energy_fn: per-example ``energy_fn(params, x, t) -> scalar``.
+      params: energy parameters (evaluate with the EMA parameters).
+      schedule: a :class:`NoiseSchedule`.
+      shape: the shape of one example, e.g. ``(2,)`` or ``(64,)``.
+      num_samples: ``N``.
+      num_langevin_steps: Langevin steps per level.
+      step_size_scale, chain_init, num_candidates, metropolis, grad_clip, clip_range, unroll:
+        as in :func:`recovery_langevin`.
+      return_trajectory: also return every level's samples.
+
+    Returns:
+      ``samples [N, *shape]`` (level 0), or ``(samples, trajectory)`` with
+      ``trajectory [T+1, N, *shape]``, ``trajectory[t]`` the samples at level
+      ``t`` (``trajectory[T]`` the initial noise, ``trajectory[0] == samples``).
+
+    Jit it by closing over the static arguments::
+
+      >>> energy_fn = lambda params, x, t: 0.5 * jnp.sum((x - params) ** 2)
+      >>> schedule = noise_schedule("t6")
+      >>> sample = jax.jit(lambda key, params: progressive_sample(
+      ...     key, energy_fn, params, schedule, (2,), 1000, num_langevin_steps=5))
+      >>> sample(jax.random.key(0), jnp.ones(2)).shape
+      (1000, 2)
+    """
+    schedule = as_noise_schedule(schedule)
+    if not _is_int(num_langevin_steps) or num_langevin_steps < 1:
+        raise ValueError(f"num_langevin_steps={num_langevin_steps!r}: expected a positive int")
+    options = recovery_chain_options(num_steps=num_langevin_steps,
+                                     step_size_scale=step_size_scale, chain_init=chain_init,
+                                     num_candidates=num_candidates, metropolis=metropolis,
+                                     grad_clip=grad_clip, clip_range=clip_range, unroll=unroll)
+    shape = tuple(shape)
+    if not all(_is_int(d) and d > 0 for d in shape):
+        raise ValueError(f"shape={shape!r}: expected a tuple of positive ints "
+                         "(one example's shape)")
+    if not _is_int(num_samples) or num_samples < 1:
+        raise ValueError(f"num_samples={num_samples!r}: expected a positive int")
+    num_levels = schedule.num_levels
+    k_init, k_levels = jax.random.split(rng_key)
+    x_end = jax.random.normal(k_init, (num_samples, *shape), jnp.float32)
+
+    def body(x, inputs):
+        level, key = inputs
+        x, _ = recovery_chains(key, energy_fn, params, schedule, level, x, options)
+        return x, x
+
+    levels = jnp.arange(num_levels - 1, -1, -1, dtype=jnp.int32)
+    samples, path = jax.lax.scan(body, x_end, (levels, jax.random.split(k_levels, num_levels)))
+    if not return_trajectory:
+        return samples
+    trajectory = jnp.concatenate([path[::-1], x_end[None]], axis=0)
+    return samples, trajectory

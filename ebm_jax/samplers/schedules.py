@@ -1,0 +1,232 @@
+"""Noise schedules of a variance-preserving diffusion, and its forward process.
+
+Used by diffusion recovery likelihood (:func:`~ebm_jax.losses.recovery_likelihood`) and
+its samplers (:func:`~ebm_jax.samplers.recovery_langevin`,
+:func:`~ebm_jax.samplers.progressive_sample`). The forward diffusion (``t`` grows with
+the noise; level 0 is the data)::
+
+    x_{t+1} = sqrt(1 - σ_t²) x_t + σ_t ε,        ε ~ N(0, I),   σ_t = schedule.sigmas[t]
+    x_t     = ᾱ_t x_0 + sqrt(1 - ᾱ_t²) ε,         ᾱ_t = Π_{s<t} sqrt(1 - σ_s²)
+
+Example::
+
+  >>> schedule = noise_schedule("t6")
+  >>> x_t, x_next = diffuse(jax.random.key(0), schedule, jnp.zeros((4, 2)), 2)
+  >>> x_t.shape
+  (4, 2)
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, NamedTuple, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SCHEDULES = ("t6", "ddpm", "linear", "geometric")
+
+
+class NoiseSchedule(NamedTuple):
+    """The noise levels of a variance-preserving diffusion, as NumPy float64 arrays.
+
+    Attributes:
+      sigmas: ``[T]``: ``sigmas[t]`` is the noise std of the step from level ``t``
+        to level ``t+1`` (the paper's ``σ_{t+1}``); non-decreasing, in (0, 1).
+      alphas: ``[T]``: ``sqrt(1 - sigmas**2)``, the scaling of ``x_t`` in that step.
+      marginal_alphas: ``[T+1]``: ``ᾱ_t = Π_{s<t} alphas[s]`` (``ᾱ_0 = 1``), so that
+        ``x_t = ᾱ_t x_0 + sqrt(1 - ᾱ_t²) ε``.
+      marginal_sigmas: ``[T+1]``: ``sqrt(1 - ᾱ_t²)`` (0 at level 0, increasing).
+
+    ``T = len(sigmas)`` is the number of EBM levels ``t = 0..T-1``; level ``T`` is
+    the end of the diffusion, where generation starts from ``N(0, I)`` (exact
+    when ``marginal_alphas[-1] ≈ 0``).
+    """
+
+    sigmas: np.ndarray
+    alphas: np.ndarray
+    marginal_alphas: np.ndarray
+    marginal_sigmas: np.ndarray
+
+    @property
+    def num_levels(self) -> int:
+        """``T``, the number of EBM levels."""
+        return len(self.sigmas)
+
+
+def _ddpm_sigmas(num_levels: int) -> np.ndarray:
+    """The paper's T-level schedule, subsampled from DDPM's 1000 linear betas (1e-4 .. 0.02).
+
+    Following the reference implementation, the 1000 steps are cut at
+    ``0, s, 2s, ..., (T-1) s`` and 999 with ``s = 1000 // (2 (T-1))``, and each
+    level's ``σ`` is that of the composed steps between cuts. The reference
+    also diffuses the data once by the first step (``σ = 0.01``) and calls that
+    level 0; here level 0 is the data itself, so that first ``σ`` is dropped
+    and the ``T`` remaining ones are returned.
+    """
+    betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
+    sqrt_alphas = np.sqrt(1.0 - betas)
+    spacing = 1000 // (2 * (num_levels - 1))
+    cuts = np.concatenate([np.arange(num_levels) * spacing, [999]])
+    a = np.array([np.prod(sqrt_alphas[cuts[i - 1] + 1:cuts[i] + 1]) for i in range(1, len(cuts))])
+    return np.sqrt(1.0 - a**2)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def noise_schedule(name_or_sigmas: Union[str, Sequence[float], np.ndarray, NoiseSchedule] = "t6",
+                   *, num_levels: Optional[int] = None, sigma_min: Optional[float] = None,
+                   sigma_max: Optional[float] = None) -> NoiseSchedule:
+    """Build (and validate) a :class:`NoiseSchedule`.
+
+    Noise increases with the level: ``sigmas`` must be non-decreasing, every
+    value strictly inside (0, 1).
+
+    Args:
+      name_or_sigmas: one of
+
+        * ``"t6"``: the paper's 6-level schedule (``sigmas`` ≈ 0.324, 0.516,
+          0.632, 0.713, 0.773, 0.9997; marginal noise ≈ 0, 0.32, 0.59, 0.78,
+          0.90, 0.96 and 0.99998 at the end);
+        * ``"ddpm"``: the same construction with ``num_levels`` levels (2..501);
+        * ``"linear"`` / ``"geometric"``: ``num_levels`` sigmas spaced linearly /
+          geometrically from ``sigma_min`` to ``sigma_max``;
+        * an explicit sequence of per-level sigmas (or a ``NoiseSchedule``, revalidated).
+      num_levels: number of levels for ``"ddpm"``, ``"linear"`` and ``"geometric"``.
+      sigma_min, sigma_max: the range for ``"linear"`` and ``"geometric"``.
+
+    Example::
+
+      >>> s = noise_schedule("t6")
+      >>> s.num_levels, s.sigmas.round(3)
+      (6, array([0.324, 0.516, 0.632, 0.713, 0.773, 1.   ]))
+      >>> noise_schedule("geometric", num_levels=4, sigma_min=0.1, sigma_max=0.8).sigmas
+      array([0.1, 0.2, 0.4, 0.8])
+      >>> noise_schedule([0.5, 0.3])
+      Traceback (most recent call last):
+      ValueError: sigmas[1]=0.3 < sigmas[0]=0.5: ...
+    """
+    named = isinstance(name_or_sigmas, str)
+    if not named or name_or_sigmas == "t6":
+        for field, value in (("num_levels", num_levels), ("sigma_min", sigma_min),
+                             ("sigma_max", sigma_max)):
+            if value is not None:
+                what = f"{name_or_sigmas!r}" if named else "explicit sigmas"
+                raise ValueError(f"{field}={value!r}: not used by the {what} schedule; "
+                                 "it is for 'ddpm', 'linear' and 'geometric'")
+    if named:
+        name = name_or_sigmas
+        if name not in SCHEDULES:
+            raise ValueError(f"schedule={name!r}: expected one of {list(SCHEDULES)} or a sequence "
+                             "of per-level sigmas")
+        if name == "t6":
+            sigmas = _ddpm_sigmas(6)
+        else:
+            if not _is_int(num_levels) or num_levels < 1:
+                raise ValueError(f"num_levels={num_levels!r}: expected a positive int for the "
+                                 f"{name!r} schedule")
+            if name == "ddpm":
+                if sigma_min is not None or sigma_max is not None:
+                    raise ValueError("sigma_min/sigma_max are not used by the 'ddpm' schedule")
+                if not 2 <= num_levels <= 501:
+                    raise ValueError(f"num_levels={num_levels!r}: the 'ddpm' schedule needs 2..501")
+                sigmas = _ddpm_sigmas(num_levels)
+            else:
+                for field, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
+                    if not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
+                        raise ValueError(f"{field}={value!r}: expected a number in (0, 1) for "
+                                         f"the {name!r} schedule")
+                if sigma_min > sigma_max:
+                    raise ValueError(f"sigma_min={sigma_min!r} > sigma_max={sigma_max!r}: noise "
+                                     "increases with the level, expected sigma_min <= sigma_max")
+                space = np.linspace if name == "linear" else np.geomspace
+                sigmas = space(float(sigma_min), float(sigma_max), num_levels)
+    else:
+        if isinstance(name_or_sigmas, NoiseSchedule):
+            name_or_sigmas = name_or_sigmas.sigmas
+        sigmas = np.asarray(name_or_sigmas, np.float64)
+        if sigmas.ndim != 1 or sigmas.size == 0:
+            raise ValueError(f"sigmas has shape {sigmas.shape}: expected a non-empty 1-D sequence "
+                             "of per-level noise stds")
+    for t, s in enumerate(sigmas):
+        if not (np.isfinite(s) and 0.0 < s < 1.0):
+            raise ValueError(f"sigmas[{t}]={float(s)!r}: expected a noise std strictly inside "
+                             "(0, 1)")
+    for t in range(1, len(sigmas)):
+        if sigmas[t] < sigmas[t - 1]:
+            raise ValueError(f"sigmas[{t}]={float(sigmas[t])!r} < "
+                             f"sigmas[{t - 1}]={float(sigmas[t - 1])!r}: noise "
+                             "increases with the level, expected a non-decreasing sequence")
+    alphas = np.sqrt(1.0 - sigmas**2)
+    marginal_alphas = np.concatenate([[1.0], np.cumprod(alphas)])
+    marginal_sigmas = np.sqrt(1.0 - marginal_alphas**2)
+    return NoiseSchedule(sigmas, alphas, marginal_alphas, marginal_sigmas)
+
+
+def as_noise_schedule(schedule: Any) -> NoiseSchedule:
+    """``schedule`` if it is a :class:`NoiseSchedule`, else :func:`noise_schedule` of a name
+    or a sequence of sigmas; anything else raises ``TypeError``.
+
+    Example::
+
+      >>> as_noise_schedule([0.3, 0.5]).num_levels
+      2
+    """
+    if isinstance(schedule, NoiseSchedule):
+        return schedule
+    if isinstance(schedule, (str, Sequence, np.ndarray)):
+        return noise_schedule(schedule)
+    raise TypeError(f"schedule={schedule!r}: expected a NoiseSchedule (from noise_schedule), "
+                    "a schedule name or a sequence of sigmas")
+
+
+def float32_array(a: np.ndarray) -> jax.Array:
+    """A NumPy schedule array as a float32 JAX array (rounded once, from float64)."""
+    return jnp.asarray(np.asarray(a, np.float32))
+
+
+def diffuse(rng_key: jax.Array, schedule: NoiseSchedule, x0: jax.Array,
+            level) -> tuple[jax.Array, jax.Array]:
+    """Draw ``(x_t, x_{t+1})`` from the forward diffusion of clean data ``x0``.
+
+    Args:
+      rng_key: a PRNG key.
+      schedule: a :class:`NoiseSchedule`.
+      x0: clean data, any shape (a batch ``[B, ...]`` or one example).
+      level: ``t`` in ``[0, T)``, a Python int or a traced int scalar (a
+        concrete one is range-checked).
+
+    Returns:
+      ``x_t = ᾱ_t x0 + sqrt(1-ᾱ_t²) ε`` and ``x_{t+1} = a_t x_t + σ_t ε'``, both
+      shaped like ``x0``.
+
+    Example::
+
+      >>> x0 = jnp.zeros((8, 2))
+      >>> x_t, x_next = diffuse(jax.random.key(0), noise_schedule("t6"), x0, 2)
+      >>> x_t.shape, x_next.shape
+      ((8, 2), (8, 2))
+    """
+    schedule = as_noise_schedule(schedule)
+    check_level(level, schedule.num_levels)
+    k1, k2 = jax.random.split(rng_key)
+    x0 = jnp.asarray(x0)
+    mean_scale = float32_array(schedule.marginal_alphas)[level]
+    noise_scale = float32_array(schedule.marginal_sigmas)[level]
+    x_t = mean_scale * x0 + noise_scale * jax.random.normal(k1, x0.shape, x0.dtype)
+    x_next = (float32_array(schedule.alphas)[level] * x_t
+              + float32_array(schedule.sigmas)[level] * jax.random.normal(k2, x0.shape, x0.dtype))
+    return x_t, x_next
+
+
+def check_level(level, num_levels: int) -> None:
+    """Raise unless a concrete ``level`` is an int scalar in ``[0, num_levels)`` (a traced
+    one is left alone)."""
+    if isinstance(level, jax.core.Tracer):
+        return
+    value = np.asarray(level)
+    if value.shape != () or not np.issubdtype(value.dtype, np.integer) or not (
+            0 <= int(value) < num_levels):
+        raise ValueError(f"level={level!r}: expected an int scalar in [0, {num_levels})")
