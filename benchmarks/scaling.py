@@ -57,9 +57,9 @@ from results_file import append_row, device_name, results_path  # noqa: E402
 from ebm_jax.config import make_config  # noqa: E402
 from ebm_jax.data import Batches  # noqa: E402
 from ebm_jax.experiment import Data, build, initial_state  # noqa: E402
-from ebm_jax.parallel import (make_data_mesh, shard_batch, shard_state,  # noqa: E402
-                              sharded_train_step)
-from ebm_jax.train import DivergenceGuard, make_train_step  # noqa: E402
+from ebm_jax.parallel import make_data_mesh, shard_batch  # noqa: E402
+from ebm_jax.train import (DivergenceGuard, make_train_step, shard_state,  # noqa: E402
+                           sharded_train_step)
 
 PRESET = "jem_cifar10"
 CPU_DEFAULTS = ["depth=16", "widen_factor=2", "dtype=float32"]

@@ -565,7 +565,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
 
       >>> summary = train(make_config("jem_digits", ["num_steps=500"]), "runs/quick")
     """
-    from ebm_jax.parallel import shard_state, sharded_train_step
+    from ebm_jax.train import shard_state, sharded_train_step
 
     started = time.perf_counter()
     mesh = device_mesh(config, devices)

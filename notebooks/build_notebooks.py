@@ -689,7 +689,7 @@ SCALE = header("05_scaling_up.ipynb",
     import numpy as np
 
     import ebm_jax as ej
-    from ebm_jax import experiment, parallel
+    from ebm_jax import experiment, parallel, train
     from ebm_jax.config import make_config
     from ebm_jax.data import tfds_source
     from ebm_jax.train import Checkpointer, params_fingerprint
@@ -783,13 +783,13 @@ SCALE = header("05_scaling_up.ipynb",
     """), code('''
     checkpointer = Checkpointer(f"{WORKDIR}/checkpoints", max_to_keep=config.keep_checkpoints,
                                 save_every=config.checkpoint_every)
-    state = parallel.shard_state(experiment.initial_state(exp), mesh)
+    state = train.shard_state(experiment.initial_state(exp), mesh)
     state = checkpointer.restore_latest(state) or state  # resume when WORKDIR holds a checkpoint
     buffer = experiment.find_buffer(state.loss_state).samples
     print(f"starting at step {int(state.step)}; replay buffer {buffer.shape}"
           f" split as {buffer.sharding.spec}")
 
-    train_step = parallel.sharded_train_step(
+    train_step = train.sharded_train_step(
         ej.make_train_step(exp.loss, exp.optimizer, ema_decay=config.ema_decay), mesh, state)
     host_batches = exp.data.train_batches(int(state.step))  # the batches from this step on
     batches = (parallel.shard_batch(batch, mesh) for batch in host_batches)

@@ -69,7 +69,7 @@ def split_along_data(tree):
     replay buffer, noise draws) has no sharded input to inherit a split from,
     and XLA may then run all of it on every device. Library code marks such
     arrays with this function; it does nothing outside a mesh (one device, or
-    a step not run by :func:`~ebm_jax.parallel.sharded_train_step`) and on
+    a step not run by :func:`~ebm_jax.train.sharded_train_step`) and on
     leaves whose leading axis does not divide by the device count.
 
     Example::
