@@ -15,7 +15,6 @@ get one jitted train step::
 """
 from ebm_jax import (
     applications,
-    config,
     data,
     distributions,
     energies,
@@ -72,7 +71,6 @@ __all__ = [
     "applications",
     "batch_energy",
     "combine",
-    "config",
     "contrastive_divergence",
     "cross_entropy",
     "data",
