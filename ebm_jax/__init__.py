@@ -16,7 +16,6 @@ get one jitted train step::
 from ebm_jax import (
     applications,
     data,
-    distributions,
     energies,
     losses,
     metrics,
@@ -75,7 +74,6 @@ __all__ = [
     "cross_entropy",
     "data",
     "denoising_score_matching",
-    "distributions",
     "energies",
     "energy_from_logits",
     "fit",

@@ -28,7 +28,7 @@ from ebm_jax import metrics, plots
 from ebm_jax.config import Config, ConfigError, config_differences, config_from_dict
 from ebm_jax.data import Batches, load_digits
 from ebm_jax.energies import batch_energy, energy_from_logits
-from ebm_jax import distributions
+from ebm_jax.energies import distributions
 from ebm_jax.losses import LossTransform, contrastive_divergence, cross_entropy, jem_hybrid
 from ebm_jax.losses.nce import nce, nce_params
 from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule, progressive_sample,

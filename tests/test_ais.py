@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ebm_jax.distributions import fit_gaussian, from_pair
+from ebm_jax.energies.distributions import fit_gaussian, from_pair
 from ebm_jax.energies import gaussian, gaussian_mixture
 from ebm_jax.metrics.ais import AISResult, ais_betas, ais_log_z
 

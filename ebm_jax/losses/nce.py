@@ -18,7 +18,7 @@ The loss is the mean binary cross-entropy over all ``B + M`` points
 Its population minimiser is ``p_model = p_data`` whenever the model family
 holds the data density (and ``p_n > 0`` wherever ``p_data > 0``): NCE is
 consistent for both the energy and ``log_z``, with no sampling from the model.
-The noise should be close to the data (e.g. :func:`~ebm_jax.distributions.fit_gaussian`
+The noise should be close to the data (e.g. :func:`~ebm_jax.energies.distributions.fit_gaussian`
 with ``scale`` 1-1.5, or a flow: flow contrastive estimation).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax.distributions import NoiseDistribution, check_noise
+from ebm_jax.energies.distributions import NoiseDistribution, check_noise
 from ebm_jax.energies import EnergyFn, batch_energy
 from ebm_jax.losses.base import LossTransform, require_keys
 
@@ -86,7 +86,7 @@ def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
 
     Args:
       energy_fn: per-example ``energy_fn(energy_params, x[*shape]) -> scalar``.
-      noise: a normalised :class:`~ebm_jax.distributions.NoiseDistribution`
+      noise: a normalised :class:`~ebm_jax.energies.distributions.NoiseDistribution`
         whose examples have the data's shape.
       noise_ratio: ``ν > 0``, noise samples per data example; each step draws
         ``round(ν B)`` fresh noise samples.
@@ -113,8 +113,8 @@ def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
             or not math.isfinite(noise_ratio) or noise_ratio <= 0:
         raise ValueError(f"noise_ratio={noise_ratio!r}: expected a positive finite number")
     if not isinstance(noise, NoiseDistribution):
-        raise ValueError(f"noise={noise!r}: expected a NoiseDistribution "
-                         "(see ebm_jax.distributions: fit_gaussian, uniform_box, from_pair)")
+        raise ValueError(f"noise={noise!r}: expected a NoiseDistribution (see "
+                         "ebm_jax.energies.distributions: fit_gaussian, uniform_box, from_pair)")
     batched = batch_energy(energy_fn)
     noise_log_prob = jax.vmap(noise.log_prob)
 

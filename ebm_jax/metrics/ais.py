@@ -49,7 +49,7 @@ transition at ``β = 1`` would not change any weight and is skipped).
 
 Example::
 
-    >>> from ebm_jax.distributions import fit_gaussian
+    >>> from ebm_jax.energies.distributions import fit_gaussian
     >>> base = fit_gaussian(data, scale=1.5)             # data [N, D]
     >>> res = ais_log_z(jax.random.key(0), energy_fn, params, base=base, num_chains=256,
     ...                 num_temperatures=500, step_size=0.05, num_mcmc_steps=2)
@@ -66,7 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax.distributions import NoiseDistribution, check_noise
+from ebm_jax.energies.distributions import NoiseDistribution, check_noise
 from ebm_jax.samplers.mala import MALAState, mala_kernel
 
 __all__ = ["AISResult", "ais_betas", "ais_log_z"]
@@ -220,9 +220,10 @@ def _resolve_step_sizes(step_size, num_temperatures: int) -> jax.Array:
 def _check_base(base) -> tuple[tuple[int, ...], Any]:
     """The example shape and sample dtype of ``base``, checked by tracing (no compute)."""
     if not (callable(getattr(base, "sample", None)) and callable(getattr(base, "log_prob", None))):
-        raise ValueError(f"base={base!r}: expected a NoiseDistribution (ebm_jax.distributions, "
-                         "e.g. fit_gaussian(data)) or any object with sample(rng_key, n) -> "
-                         "[n, *shape] and a normalised per-example log_prob(x) -> scalar")
+        raise ValueError(f"base={base!r}: expected a NoiseDistribution "
+                         "(ebm_jax.energies.distributions, e.g. fit_gaussian(data)) or any "
+                         "object with sample(rng_key, n) -> [n, *shape] and a normalised "
+                         "per-example log_prob(x) -> scalar")
     try:
         samples = jax.eval_shape(lambda k: base.sample(k, 2), jax.random.PRNGKey(0))
     except (TypeError, ValueError) as err:
@@ -292,7 +293,7 @@ def ais_log_z(rng_key: jax.Array, energy_fn, params: Any, *cond: Any, base,
         all chains (e.g. a class label, to estimate ``log Z(y)``).
       base: a normalised distribution with ``sample(rng_key, n) -> [n, *shape]``
         and per-example ``log_prob(x[*shape]) -> scalar``: a
-        :class:`~ebm_jax.distributions.NoiseDistribution` (e.g.
+        :class:`~ebm_jax.energies.distributions.NoiseDistribution` (e.g.
         ``fit_gaussian(data, scale=1.5)``, or a standard normal
         ``from_pair(lambda k, n: jax.random.normal(k, (n, D)), lambda x: -0.5 * x @ x
         - 0.5 * D * jnp.log(2 * jnp.pi), (D,))``) or an

@@ -85,7 +85,7 @@ def check_noise(noise: NoiseDistribution, example_shape: Sequence[int], who: str
     """
     if not isinstance(noise, NoiseDistribution):
         raise ValueError(f"{who}={noise!r}: expected a NoiseDistribution "
-                         "(see ebm_jax.distributions)")
+                         "(see ebm_jax.energies.distributions)")
     example_shape = tuple(example_shape)
     if noise.shape is not None and tuple(noise.shape) != example_shape:
         raise ValueError(f"{who} has shape {tuple(noise.shape)}: expected {example_shape} "
