@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ebm_jax._checks import check_int
+
 
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     """The example order of one epoch: a permutation seeded by ``(seed, epoch)``."""
@@ -23,8 +25,7 @@ def batch_indices(num_examples: int, batch_size: int, step: int, seed: int) -> n
       >>> batch_indices(10, 4, 0, seed=0).shape
       (4,)
     """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: expected a positive int")
+    check_int("batch_size", batch_size)
     if batch_size > num_examples:
         raise ValueError(f"batch_size={batch_size} is larger than the {num_examples} examples")
     per_epoch = num_examples // batch_size

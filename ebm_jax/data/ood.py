@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_bounds, check_int, check_probability
+
 OOD_SET_NAMES = ("uniform_noise", "gaussian_noise", "inverted", "vflip", "hflip", "interpolations")
 
 
@@ -43,20 +45,11 @@ class HeldOutSplit(NamedTuple):
 
 
 def _check_range(data_range) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in data_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"data_range={data_range!r}: expected (low, high) with "
-                         "low < high") from None
-    if not low < high:
-        raise ValueError(f"data_range={data_range!r}: expected (low, high) with low < high")
-    return low, high
+    return check_bounds("data_range", data_range)
 
 
 def _check_num(num) -> int:
-    if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 1:
-        raise ValueError(f"num={num!r}: expected a positive int")
-    return int(num)
+    return check_int("num", num)
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -193,8 +186,7 @@ def interpolations(rng_key: jax.Array, x, y=None, num: Optional[int] = None, *,
     x = _check_images(x)
     n = x.shape[0]
     num = n if num is None else _check_num(num)
-    if not 0.0 < weight < 1.0:
-        raise ValueError(f"weight={weight!r}: expected a number in (0, 1)")
+    check_probability("weight", weight, include_zero=False, include_one=False)
     k_first, k_second = jax.random.split(rng_key)
     first = _indices(k_first, n, num)
     if y is None:

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_int
 from ebm_jax.data.batching import batch_indices
 
 
@@ -313,9 +314,8 @@ def center_crop_resize(x: np.ndarray, crop: int | None, size: Sequence[int]) -> 
     if out_h < 1 or out_w < 1:
         raise ValueError(f"size={size!r}: expected (height, width) positive ints")
     if crop is not None:
-        if not isinstance(crop, (int, np.integer)) or not 1 <= crop <= min(h, w):
-            raise ValueError(f"crop={crop!r}: expected an int in [1, {min(h, w)}] for images "
-                             f"{h}x{w}")
+        check_int("crop", crop, 1, min(h, w),
+                  expected=f"an int in [1, {min(h, w)}] for images {h}x{w}")
         top, left = (h - crop) // 2, (w - crop) // 2
         x = x[:, top:top + crop, left:left + crop]
         h = w = int(crop)
@@ -384,9 +384,7 @@ def _check_example(example, spec: TFDSSpec) -> None:
 
 
 def _check_int(value, field: str, low: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{field}={value!r}: expected an int >= {low}")
-    return int(value)
+    return check_int(field, value, low, expected=f"an int >= {low}")
 
 
 _AUGMENT_STREAM = 0x6562  # separates augmentation seeds from the shuffling seeds

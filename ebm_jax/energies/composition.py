@@ -33,14 +33,13 @@ Generation with Energy Based Models" (NeurIPS).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import FLOAT32_MAX, FLOAT32_TINY, check_positive_finite
+from ebm_jax._checks import FLOAT32_MAX, FLOAT32_TINY, check_positive_finite, is_int
 from ebm_jax.energies._base import (EnergyFn, LogitsFn,
                                     energy_from_logits, joint_energy_from_logits)
 
@@ -253,7 +252,7 @@ def negation(energy_fn_a: EnergyFn, energy_fn_b: EnergyFn, alpha: float, *,
 # -- class-conditional energies of one classifier -------------------------------------
 
 def _check_class(name: str, y: Any) -> int:
-    if isinstance(y, (bool, np.bool_)) or not isinstance(y, (numbers.Integral, np.integer)):
+    if not is_int(y):
         if isinstance(y, (np.ndarray, jax.Array)) and y.shape == () and \
                 jnp.issubdtype(y.dtype, jnp.integer) and not _is_traced(y):
             y = int(y)
@@ -267,7 +266,7 @@ def _check_class(name: str, y: Any) -> int:
 
 
 def _check_classes(classes: Any) -> tuple[int, ...]:
-    if isinstance(classes, (numbers.Integral, np.integer)) and not isinstance(classes, bool):
+    if is_int(classes):
         raise ValueError(f"classes={classes!r}: expected a sequence of class indices, e.g. "
                          f"({classes},); for one class use class_energy")
     try:

@@ -24,12 +24,13 @@ jittable (``n`` must be static, as for ``jax.random``).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ebm_jax._checks import check_in_range, check_int
 
 __all__ = ["NoiseDistribution", "check_noise", "fit_gaussian", "from_pair", "mixture",
            "uniform_box"]
@@ -52,11 +53,6 @@ class NoiseDistribution(NamedTuple):
     sample: SampleFn
     log_prob: LogProbFn
     shape: Optional[tuple[int, ...]] = None
-
-
-def _is_number(value) -> bool:
-    """A real Python or NumPy scalar (not a bool, not an array)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_shape(shape, name: str = "shape") -> tuple[int, ...]:
@@ -112,9 +108,7 @@ def _require_example(x: jax.Array, shape: tuple[int, ...], who: str) -> None:
 
 
 def _check_n(n, who: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"{who}.sample got n={n!r}: expected a non-negative Python int")
-    return int(n)
+    return check_int(f"{who}.sample got n", n, 0, expected="a non-negative Python int")
 
 
 def fit_gaussian(x, covariance: str = "full", scale: float = 1.0, *,
@@ -149,11 +143,10 @@ def fit_gaussian(x, covariance: str = "full", scale: float = 1.0, *,
     """
     if covariance not in ("full", "diagonal"):
         raise ValueError(f"covariance={covariance!r}: expected 'full' or 'diagonal'")
-    if not (_is_number(scale) and math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale={scale!r}: expected a positive finite number")
-    if not (_is_number(jitter) and math.isfinite(jitter) and jitter >= 0):
-        raise ValueError(f"jitter={jitter!r}: expected a non-negative finite number")
-    scale, jitter = float(scale), float(jitter)
+    scale = check_in_range("scale", scale, 0, math.inf, include_low=False,
+                           expected="a positive finite number")
+    jitter = check_in_range("jitter", jitter, 0, math.inf,
+                            expected="a non-negative finite number")
     data = np.asarray(x, np.float64)
     if data.ndim < 2 or data.shape[0] < 2:
         raise ValueError(f"x has shape {data.shape}: expected [N, *shape] data with N >= 2 "

@@ -12,15 +12,12 @@ A loss transform is a NamedTuple of two pure functions, in the optax style::
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ebm_jax._checks import FLOAT32_MAX
+from ebm_jax._checks import check_weight  # noqa: F401  (the losses' weight check)
 
 
 class LossTransform(NamedTuple):
@@ -71,23 +68,6 @@ def combine(**terms: tuple[float, LossTransform]) -> LossTransform:
         return total, (new_state, info)
 
     return LossTransform(init, loss)
-
-
-def check_weight(name: str, weight: Any, minimum: Optional[float] = None) -> None:
-    """A loss weight must be a finite real number (``>= minimum`` when given); a traced
-    weight is left alone."""
-    if isinstance(weight, jax.core.Tracer):
-        return
-    if isinstance(weight, (np.ndarray, jax.Array)) and weight.shape == ():
-        weight = weight.item()
-    if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
-        raise TypeError(f"{name}={weight!r} ({type(weight).__name__}): expected a finite number")
-    if not math.isfinite(weight) or (minimum is not None and weight < minimum):
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise ValueError(f"{name}={weight!r}: expected a finite number{bound}")
-    if abs(weight) > FLOAT32_MAX and not jax.config.jax_enable_x64:
-        raise ValueError(f"{name}={weight!r}: expected a finite number that float32 can hold "
-                         f"(|{name}| <= {FLOAT32_MAX:.4g}; it becomes inf in the loss)")
 
 
 def require_keys(batch: Mapping, keys: tuple[str, ...], who: str) -> None:

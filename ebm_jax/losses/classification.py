@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ebm_jax._checks import check_probability
 from ebm_jax.energies import LogitsFn
 from ebm_jax.losses.base import (LossTransform, check_examples, check_labels, check_weight,
                                  require_keys)
@@ -27,8 +28,7 @@ def cross_entropy(logits_fn: LogitsFn, *, label_smoothing: float = 0.0) -> LossT
       >>> value, (_, info) = ce.loss(params, (), {"x": x, "y": y}, key)
     """
     check_weight("label_smoothing", label_smoothing, 0.0)
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing={label_smoothing!r}: expected a value in [0, 1)")
+    check_probability("label_smoothing", label_smoothing, include_one=False)
     batched_logits = jax.vmap(logits_fn, in_axes=(None, 0))
 
     def check_logits(logits, batch, x):

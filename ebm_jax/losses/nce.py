@@ -24,15 +24,14 @@ with ``scale`` 1-1.5, or a flow: flow contrastive estimation).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ebm_jax.energies.distributions import NoiseDistribution, check_noise
+from ebm_jax._checks import check_in_range
 from ebm_jax.energies import EnergyFn, batch_energy
+from ebm_jax.energies.distributions import NoiseDistribution, check_noise
 from ebm_jax.losses.base import LossTransform, require_keys
 
 
@@ -106,12 +105,9 @@ def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
       >>> params = nce_params(energy_params)
       >>> value, (_, info) = loss.loss(params, (), {"x": data[:256]}, key)
     """
-    if isinstance(noise_ratio, (np.ndarray, jax.Array)) and noise_ratio.shape == () \
-            and not isinstance(noise_ratio, jax.core.Tracer):
-        noise_ratio = noise_ratio.item()  # a concrete 0-d array is a number
-    if isinstance(noise_ratio, (bool, np.bool_)) or not isinstance(noise_ratio, numbers.Real) \
-            or not math.isfinite(noise_ratio) or noise_ratio <= 0:
-        raise ValueError(f"noise_ratio={noise_ratio!r}: expected a positive finite number")
+    # a count ratio, not an array value: any positive finite float (a concrete 0-d array too)
+    noise_ratio = check_in_range("noise_ratio", noise_ratio, 0, math.inf, include_low=False,
+                                 expected="a positive finite number")
     if not isinstance(noise, NoiseDistribution):
         raise ValueError(f"noise={noise!r}: expected a NoiseDistribution (see "
                          "ebm_jax.energies.distributions: fit_gaussian, uniform_box, from_pair)")

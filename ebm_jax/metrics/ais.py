@@ -58,14 +58,13 @@ Example::
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_int, check_positive_finite, check_scalar_fn
 from ebm_jax.energies.distributions import NoiseDistribution, check_noise
 from ebm_jax.samplers.mala import MALAState, mala_kernel
 
@@ -125,10 +124,7 @@ def _is_tracer(value) -> bool:
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < minimum:
-        raise ValueError(f"{name}={value!r}: expected a Python int >= {minimum}")
-    return int(value)
+    return check_int(name, value, minimum, expected=f"a Python int >= {minimum}")
 
 
 def ais_betas(num_temperatures: int, schedule: str = "sigmoid", *,
@@ -157,9 +153,7 @@ def ais_betas(num_temperatures: int, schedule: str = "sigmoid", *,
     if schedule not in _SCHEDULES:
         raise ValueError(f"schedule={schedule!r}: expected 'linear', 'sigmoid' or an array of "
                          "betas")
-    if isinstance(sigmoid_scale, (bool, np.bool_)) or not isinstance(sigmoid_scale, numbers.Real) \
-            or not (math.isfinite(sigmoid_scale) and sigmoid_scale > 0):
-        raise ValueError(f"sigmoid_scale={sigmoid_scale!r}: expected a positive finite number")
+    check_positive_finite("sigmoid_scale", sigmoid_scale)
     u = np.linspace(-1.0, 1.0, num_temperatures)
     if schedule == "linear":
         betas = (u + 1.0) / 2.0
@@ -252,19 +246,7 @@ def _check_base(base) -> tuple[tuple[int, ...], Any]:
 
 
 def _check_energy(energy_fn, params, cond, shape, dtype) -> None:
-    if not callable(energy_fn):
-        raise ValueError(f"energy_fn={energy_fn!r}: expected a callable "
-                         "energy_fn(params, x, *cond) -> scalar")
-    try:
-        out = jax.eval_shape(energy_fn, params, jax.ShapeDtypeStruct(shape, dtype), *cond)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"energy_fn failed on one example of the base's shape {shape} "
-                         f"({type(err).__name__}: {err}): expected energy_fn(params, x, *cond) "
-                         "-> scalar for x of the base's example shape") from err
-    if getattr(out, "shape", None) != () or not jnp.issubdtype(out.dtype, jnp.floating):
-        raise ValueError(f"energy_fn returned {getattr(out, 'shape', type(out).__name__)} "
-                         f"(dtype {getattr(out, 'dtype', '?')}) for one example of shape "
-                         f"{shape}: expected a floating-point scalar (energies are per example)")
+    check_scalar_fn("energy_fn", energy_fn, params, jax.ShapeDtypeStruct(shape, dtype), *cond)
 
 
 def ais_log_z(rng_key: jax.Array, energy_fn, params: Any, *cond: Any, base,

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_int
 from ebm_jax.energies._base import LogitsFn
 from ebm_jax.metrics.ood import _check_score_vectors, auroc
 
@@ -301,8 +302,8 @@ def ood_report(score_fns: Mapping[str, ScoreFn], params, x_in, ood_sets: Mapping
         raise ValueError("ood_sets: expected a non-empty dict {name: [M, ...] examples}, "
                          f"got {type(ood_sets).__name__} of length "
                          f"{len(ood_sets) if hasattr(ood_sets, '__len__') else '?'}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size={batch_size!r}: expected a positive int or None")
+    if batch_size is not None:
+        check_int("batch_size", batch_size, expected="a positive int or None")
     x_in = np.asarray(x_in)
     if x_in.ndim < 1 or x_in.shape[0] == 0:
         raise ValueError(f"x_in has shape {x_in.shape}: expected a non-empty batch [N, ...]")

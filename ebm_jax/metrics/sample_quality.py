@@ -39,6 +39,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import jax
 import numpy as np
 
+from ebm_jax._checks import check_int
 from ebm_jax.metrics.mmd import mmd
 
 __all__ = ["KIDResult", "extract_features", "fid", "frechet_distance",
@@ -92,10 +93,7 @@ def _as_pair(features_x, features_y) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < minimum:
-        raise ValueError(f"{name}={value!r}: expected a Python int >= {minimum}")
-    return int(value)
+    return check_int(name, value, minimum, expected=f"a Python int >= {minimum}")
 
 
 def _check_poly(degree, gamma, coef0, dim: int) -> tuple[int, float, float]:

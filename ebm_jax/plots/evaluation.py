@@ -6,6 +6,7 @@ from typing import Mapping, Optional
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_int
 from ebm_jax.metrics.classification import calibration_bins, expected_calibration_error
 from ebm_jax.metrics.ood import auroc
 from ebm_jax.plots.grids import _figure
@@ -61,8 +62,7 @@ def save_reliability_diagram(path: str, probs, labels, num_bins: int = 15, *,
             or np.abs(probs_np.sum(axis=1) - 1).max() > 1e-3):
         raise ValueError("probs: expected rows of probabilities in [0, 1] summing to 1 "
                          "(pass softmax(logits), not logits)")
-    if not isinstance(num_bins, int) or isinstance(num_bins, bool) or num_bins < 1:
-        raise ValueError(f"num_bins={num_bins!r}: expected a positive int")
+    check_int("num_bins", num_bins)
     p, t = jnp.asarray(probs_np, jnp.float32), jnp.asarray(labels_np)
     counts, conf, acc = (np.asarray(a) for a in calibration_bins(p, t, num_bins))
     ece = float(expected_calibration_error(p, t, num_bins))
@@ -116,8 +116,7 @@ def save_ood_histograms(path: str, scores: Mapping[str, object], in_scores, scor
       ...                     score(params, x_test), "log p(x)")
     """
     _check_mapping("scores", scores, "{set_name: [M] scores}")
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
-        raise ValueError(f"bins={bins!r}: expected a positive int")
+    check_int("bins", bins)
     s_in = _scores_1d("in_scores", in_scores)
     sets = {name: _scores_1d(f"scores[{name!r}]", v) for name, v in scores.items()}
     plt = _figure()

@@ -41,7 +41,7 @@ def state_shardings(state: Any, mesh: Mesh) -> Any:
 
 
 def shard_state(state: Any, mesh: Mesh) -> Any:
-    """Place ``state`` on the mesh (:func:`state_shardings`); works for a restored or fresh state."""
+    """Place ``state`` on the mesh (:func:`state_shardings`): a fresh or a restored state."""
     return jax.device_put(state, state_shardings(state, mesh))
 
 

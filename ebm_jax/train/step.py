@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ebm_jax._checks import check_probability
 from ebm_jax.losses.base import LossTransform
 from ebm_jax.train.guard import DivergenceGuard, divergence_flags
 from ebm_jax.train.state import TrainState
@@ -42,8 +43,9 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
       >>> train_step = jax.jit(make_train_step(loss, optax.adam(1e-4)), donate_argnums=0)
       >>> state, metrics = train_step(state, {"x": x, "y": y})
     """
-    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
-        raise ValueError(f"ema_decay={ema_decay!r}: expected a value in [0, 1) or None")
+    if ema_decay is not None:
+        check_probability("ema_decay", ema_decay, include_one=False,
+                          expected="a value in [0, 1) or None")
     value_and_grad = jax.value_and_grad(loss.loss, has_aux=True)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
