@@ -10,7 +10,7 @@ get one jitted train step::
     sampler = ej.langevin(energy, step_size=1.0, noise_scale=0.01, clip_range=(-1, 1))
     loss = ej.jem_hybrid(model.apply, sampler, num_steps=20)
     optimizer = optax.adam(1e-3)
-    state = ej.init_train_state(jax.random.PRNGKey(0), model.params, optimizer, loss, batch)
+    state = ej.init_train_state(jax.random.key(0), model.params, optimizer, loss, batch)
     train_step = jax.jit(ej.make_train_step(loss, optimizer), donate_argnums=0)
 """
 from ebm_jax import (

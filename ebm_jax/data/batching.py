@@ -48,8 +48,12 @@ class Batches:
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
+      >>> data = load_digits()               # 8x8 digits in [-1, 1], 1,437 train, 360 test
       >>> it = Batches(data.x_train, data.y_train, 64, seed=0, start_step=100)
       >>> batch = next(it)      # the same batch step 100 of a fresh run sees
+      >>> batch["x"].shape, batch["y"].shape
+      ((64, 64), (64,))
     """
 
     def __init__(self, x: np.ndarray, y, batch_size: int, *, seed: int, start_step: int = 0,

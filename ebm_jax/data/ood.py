@@ -152,6 +152,8 @@ def flipped(x, image_shape: Sequence[int], direction: str = "vertical") -> np.nd
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
+      >>> data = load_digits()               # 8x8 digits in [-1, 1], 1,437 train, 360 test
       >>> flipped(data.x_test, (8, 8, 1), "horizontal").shape
       (360, 64)
     """
@@ -180,6 +182,8 @@ def interpolations(rng_key: jax.Array, x, y=None, num: Optional[int] = None, *,
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
+      >>> data = load_digits()               # 8x8 digits in [-1, 1], 1,437 train, 360 test
       >>> interpolations(jax.random.key(0), data.x_test, data.y_test, 200).shape
       (200, 64)
     """
@@ -227,6 +231,8 @@ def held_out_class(x, y, cls: int) -> HeldOutSplit:
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
+      >>> data = load_digits()               # 8x8 digits in [-1, 1], 1,437 train, 360 test
       >>> split = held_out_class(data.x_train, data.y_train, 9)
       >>> bool((split.y_in != 9).all())
       True
@@ -266,6 +272,7 @@ def offline_ood_sets(rng_key: jax.Array, x, image_shape: Sequence[int],
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
       >>> data = load_digits()
       >>> sets = offline_ood_sets(jax.random.key(0), data.x_test, data.image_shape,
       ...                         data.data_range, y=data.y_test)

@@ -146,8 +146,8 @@ def load_source(name: str, split: str, *, data_dir=None):
 
     Example::
 
-      >>> source = load_source("cifar10", "train", data_dir="/data/tfds")
-      >>> len(source), source[0]["image"].shape
+      >>> source = load_source("cifar10", "train", data_dir="/data/tfds")  # doctest: +SKIP
+      >>> len(source), source[0]["image"].shape                           # doctest: +SKIP
       (50000, (32, 32, 3))
     """
     import tensorflow_datasets as tfds
@@ -435,11 +435,14 @@ class TFDSBatches:
 
     Example::
 
-      >>> source = load_source("cifar10", "train")
-      >>> batches = TFDSBatches(source, "cifar10", 128, seed=0, start_step=state.step, flip=True)
-      >>> batch = next(batches)        # the batch this step of an uninterrupted run sees
+      >>> # source = load_source("cifar10", "train"); here a stand-in of the same form:
+      >>> source = [{"image": np.zeros((32, 32, 3), np.uint8), "label": i % 10}
+      ...           for i in range(256)]
+      >>> batches = TFDSBatches(source, "cifar10", 128, seed=0, start_step=100, flip=True)
+      >>> batch = next(batches)        # the batch step 100 of an uninterrupted run sees
       >>> batches.batch(1234)["x"].shape   # any step, without iterating
       (128, 32, 32, 3)
+      >>> batches.close()
     """
 
     def __init__(self, source, spec: str | TFDSSpec, batch_size: int, *, seed: int,
@@ -566,8 +569,8 @@ def load_arrays(name: str | TFDSSpec, split: str, *, data_dir=None,
 
     Example::
 
-      >>> x, y = load_arrays("cifar10", "test", limit=1000)
-      >>> x.shape, y.shape
+      >>> x, y = load_arrays("cifar10", "test", limit=1000)  # doctest: +SKIP
+      >>> x.shape, y.shape  # doctest: +SKIP
       ((1000, 32, 32, 3), (1000,))
     """
     spec = get_spec(name)
@@ -604,8 +607,8 @@ def tfds_ood_sets(in_name: str = "cifar10",
 
     Example::
 
-      >>> sets = tfds_ood_sets(limit=1000)
-      >>> {k: v.shape for k, v in sets.items()}
+      >>> sets = tfds_ood_sets(limit=1000)  # doctest: +SKIP
+      >>> {k: v.shape for k, v in sets.items()}  # doctest: +SKIP
       {'svhn_cropped': (1000, 32, 32, 3), 'cifar100': (1000, 32, 32, 3),
        'celeb_a': (1000, 32, 32, 3)}
     """

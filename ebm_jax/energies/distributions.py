@@ -135,11 +135,12 @@ def fit_gaussian(x, covariance: str = "full", scale: float = 1.0, *,
 
     Example::
 
-      >>> noise = fit_gaussian(data, scale=1.25)      # data [N, 2]
-      >>> noise.sample(jax.random.PRNGKey(0), 5).shape
+      >>> data = jax.random.normal(jax.random.key(0), (100, 2))
+      >>> noise = fit_gaussian(data, scale=1.25)
+      >>> noise.sample(jax.random.key(1), 5).shape
       (5, 2)
       >>> jax.vmap(noise.log_prob)(data).shape
-      (N,)
+      (100,)
     """
     if covariance not in ("full", "diagonal"):
         raise ValueError(f"covariance={covariance!r}: expected 'full' or 'diagonal'")
@@ -265,7 +266,10 @@ def mixture(components: Sequence[NoiseDistribution], weights=None) -> NoiseDistr
 
     Example::
 
+      >>> data = jax.random.normal(jax.random.key(0), (100, 2))
       >>> noise = mixture([fit_gaussian(data), uniform_box(-4, 4, (2,))], weights=[0.9, 0.1])
+      >>> noise.sample(jax.random.key(1), 5).shape, noise.log_prob(jnp.zeros(2)).shape
+      ((5, 2), ())
     """
     components = list(components) if isinstance(components, (list, tuple)) else components
     if not isinstance(components, list) or not components:
@@ -324,8 +328,11 @@ def from_pair(sample: SampleFn, log_prob: LogProbFn, shape: Sequence[int]) -> No
 
     Example::
 
-      >>> toy = get_toy("8gaussians")
-      >>> noise = from_pair(toy.sample, toy.log_prob, (2,))
+      >>> from ebm_jax.energies import gaussian
+      >>> g = gaussian(jnp.zeros(2), jnp.eye(2))          # an AnalyticEnergy
+      >>> noise = from_pair(g.sample, lambda x: -g.energy_fn(None, x) - g.log_z, (2,))
+      >>> round(float(noise.log_prob(jnp.zeros(2))), 4)    # -log 2π
+      -1.8379
     """
     if not callable(sample):
         raise ValueError(f"sample={sample!r}: expected a callable "

@@ -40,8 +40,16 @@ def combine(**terms: tuple[float, LossTransform]) -> LossTransform:
 
     Example::
 
-      >>> jem = combine(classification=(1.0, cross_entropy(logits_fn)),
-      ...               generative=(1.0, contrastive_divergence(energy_fn, sampler)))
+      >>> from ebm_jax.losses import cross_entropy, denoising_score_matching
+      >>> logits_fn = lambda w, x: x @ w                    # a linear classifier, 3 classes
+      >>> energy_fn = lambda w, x: -jax.nn.logsumexp(logits_fn(w, x))   # read as an EBM
+      >>> hybrid = combine(classification=(1.0, cross_entropy(logits_fn)),
+      ...                  generative=(0.5, denoising_score_matching(energy_fn, sigma=0.1)))
+      >>> w, batch = jnp.zeros((2, 3)), {"x": jnp.ones((8, 2)), "y": jnp.zeros(8, jnp.int32)}
+      >>> state = hybrid.init(jax.random.key(0), w, batch)
+      >>> value, (state, info) = jax.jit(hybrid.loss)(w, state, batch, jax.random.key(1))
+      >>> sorted(k for k in info if k.endswith("/loss"))
+      ['classification/loss', 'generative/loss']
     """
     if not terms:
         raise ValueError("combine() got no terms: expected name=(weight, transform) pairs")

@@ -40,8 +40,10 @@ def nce_params(energy_params: Any, log_z=0.0) -> dict:
 
     Example::
 
-      >>> params = nce_params(model.params)            # log_z starts at 0
-      >>> energy_fn(params["energy"], x)               # the energy alone
+      >>> energy_fn = lambda scale, x: 0.5 * jnp.sum((x / scale) ** 2)
+      >>> params = nce_params(jnp.ones(2))             # log_z starts at 0
+      >>> float(params["log_z"]), float(energy_fn(params["energy"], jnp.ones(2)))  # E alone
+      (0.0, 1.0)
     """
     log_z = jnp.asarray(log_z, jnp.float32)
     if log_z.shape != ():
@@ -100,10 +102,14 @@ def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
 
     Example::
 
-      >>> noise = fit_gaussian(data, scale=1.25)
-      >>> loss = nce(energy_fn, noise, noise_ratio=2.0)
-      >>> params = nce_params(energy_params)
-      >>> value, (_, info) = loss.loss(params, (), {"x": data[:256]}, key)
+      >>> from ebm_jax.energies.distributions import fit_gaussian
+      >>> data = jax.random.normal(jax.random.key(0), (256, 2))
+      >>> energy_fn = lambda scale, x: 0.5 * jnp.sum((x / scale) ** 2)
+      >>> loss = nce(energy_fn, fit_gaussian(data, scale=1.25), noise_ratio=2.0)
+      >>> params = nce_params(jnp.ones(2))
+      >>> value, (_, info) = jax.jit(loss.loss)(params, (), {"x": data}, jax.random.key(1))
+      >>> value.shape, sorted(info)
+      ((), ['accuracy', 'energy_data', 'energy_noise', 'log_z'])
     """
     # a count ratio, not an array value: any positive finite float (a concrete 0-d array too)
     noise_ratio = check_in_range("noise_ratio", noise_ratio, 0, math.inf, include_low=False,

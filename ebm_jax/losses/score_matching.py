@@ -67,8 +67,12 @@ def denoising_score_matching(energy_fn: EnergyFn, *, sigma: Optional[float] = No
 
     Example::
 
+      >>> energy_fn = lambda mean, x: 0.5 * jnp.sum((x - mean) ** 2)
+      >>> x = jax.random.normal(jax.random.key(0), (64, 2))
       >>> dsm = denoising_score_matching(energy_fn, sigma=0.1)
-      >>> value, (_, info) = dsm.loss(params, (), {"x": x}, key)
+      >>> value, (_, info) = jax.jit(dsm.loss)(jnp.zeros(2), (), {"x": x}, jax.random.key(1))
+      >>> value.shape, sorted(info)
+      ((), ['score_norm'])
     """
     if (sigma is None) == (sigmas is None):
         raise ValueError(f"sigma={sigma!r}, sigmas={sigmas!r}: expected exactly one of them")
@@ -136,8 +140,12 @@ def sliced_score_matching(energy_fn: EnergyFn, *, num_projections: int = 1,
 
     Example::
 
+      >>> energy_fn = lambda mean, x: 0.5 * jnp.sum((x - mean) ** 2)
+      >>> x = jax.random.normal(jax.random.key(0), (64, 2))
       >>> ssm = sliced_score_matching(energy_fn, num_projections=4)
-      >>> value, (_, info) = ssm.loss(params, (), {"x": x}, key)
+      >>> value, (_, info) = jax.jit(ssm.loss)(jnp.zeros(2), (), {"x": x}, jax.random.key(1))
+      >>> value.shape, sorted(info)
+      ((), ['score_norm'])
     """
     check_int("num_projections", num_projections)
     if projection not in ("gaussian", "rademacher"):

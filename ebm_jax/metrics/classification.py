@@ -109,7 +109,10 @@ def expected_calibration_error(probs: jax.Array, labels: jax.Array, num_bins: in
 
     Example::
 
-      >>> expected_calibration_error(jax.nn.softmax(logits), labels)
+      >>> probs = jnp.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+      >>> labels = jnp.array([0, 0, 1, 1])               # 3 of 4 right, mean confidence 0.75
+      >>> round(float(expected_calibration_error(probs, labels, num_bins=1)), 4)
+      0.0
     """
     counts, conf, acc = calibration_bins(probs, labels, num_bins)
     return jnp.sum(counts * jnp.abs(acc - conf)) / jnp.shape(probs)[0]

@@ -325,6 +325,7 @@ class IGEBMResNet(nnx.Module):
     Example::
 
       >>> net = IGEBMResNet((8, 8, 3), channels=8, rngs=nnx.Rngs(0))
+      >>> from ebm_jax.nets import as_energy_fn
       >>> model = as_energy_fn(net)
       >>> model.apply(model.params, jnp.zeros((8, 8, 3))).shape
       ()
@@ -454,6 +455,7 @@ class ConditionedResNet(nnx.Module):
       >>> net = ConditionedResNet((8, 8, 3), 6, channels=8, rngs=nnx.Rngs(0))
       >>> net(jnp.zeros((4, 8, 8, 3)), jnp.arange(4)).shape
       (4, 1)
+      >>> from ebm_jax.nets import as_conditioned_energy_fn
       >>> model = as_conditioned_energy_fn(net)
       >>> model.apply(model.params, jnp.zeros(192), 5).shape
       ()

@@ -36,9 +36,10 @@ def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
 
     Example::
 
-      >>> batch = shard_batch({"x": x[:64], "y": y[:64]}, make_data_mesh(8))
-      >>> batch["x"].sharding.spec
-      PartitionSpec('data',)
+      >>> from ebm_jax.parallel import make_data_mesh
+      >>> batch = shard_batch({"x": np.zeros((64, 2)), "y": np.arange(64)}, make_data_mesh(1))
+      >>> batch["x"].sharding.spec == PartitionSpec("data")
+      True
     """
     sharding = data_sharding(mesh)
     out = {}

@@ -38,8 +38,9 @@ def save_energy_trace(path: str, energies, *, steps: Optional[Sequence[float]] =
 
     Example::
 
-      >>> _, info = run_chains(key, sampler, states, params, 200, trace=True)
-      >>> save_energy_trace("trace.png", info.energy)   # [C, 200]
+      >>> steps = jax.random.uniform(jax.random.key(0), (4, 200))     # 4 chains, 200 steps
+      >>> energies = 10.0 - jnp.cumsum(0.1 * steps, axis=1)  # or run_chains(..., trace=True)
+      >>> save_energy_trace("trace.png", energies)           # [C, 200]
     """
     arr = np.asarray(energies, np.float64)
     if arr.ndim == 1:
@@ -109,8 +110,10 @@ def save_energy_histogram(path: str, data_energies, sample_energies, *, bins: in
 
     Example::
 
+      >>> energy_fn = lambda params, x: 0.5 * jnp.sum(x ** 2)
+      >>> x_data, x_samples = jax.random.normal(jax.random.key(0), (2, 500, 2))
       >>> e = jax.vmap(energy_fn, (None, 0))
-      >>> save_energy_histogram("energies.png", e(params, x_data), e(params, x_samples))
+      >>> save_energy_histogram("energies.png", e(None, x_data), e(None, 2.0 * x_samples))
     """
     check_int("bins", bins)
     data, data_dropped = _finite_1d("data_energies", data_energies)

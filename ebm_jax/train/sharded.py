@@ -65,10 +65,19 @@ def sharded_train_step(train_step: Callable, mesh: Mesh, state: Any, *,
 
     Example::
 
-      >>> mesh = make_data_mesh()
+      >>> import optax
+      >>> from ebm_jax.losses import cross_entropy
+      >>> loss, optimizer = cross_entropy(lambda w, x: x @ w), optax.adam(1e-2)  # linear, 3 classes
+      >>> batch = {"x": jnp.ones((8, 2)), "y": jnp.zeros(8, jnp.int32)}
+      >>> from ebm_jax.parallel import make_data_mesh, shard_batch
+      >>> from ebm_jax.train import init_train_state, make_train_step
+      >>> state = init_train_state(jax.random.key(0), jnp.zeros((2, 3)), optimizer, loss, batch)
+      >>> mesh = make_data_mesh(1)       # make_data_mesh(): every device
       >>> state = shard_state(state, mesh)
-      >>> step = sharded_train_step(make_train_step(loss, optax.adam(1e-4)), mesh, state)
+      >>> step = sharded_train_step(make_train_step(loss, optimizer), mesh, state)
       >>> state, metrics = step(state, shard_batch(batch, mesh))
+      >>> int(state.step)
+      1
     """
     state_sh = state_shardings(state, mesh)
     jitted = jax.jit(train_step, in_shardings=(state_sh, data_sharding(mesh)),
