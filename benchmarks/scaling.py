@@ -61,8 +61,9 @@ from results_file import append_row, device_name, results_path  # noqa: E402
 from ebm_jax.data import Batches  # noqa: E402
 from ebm_jax.experiments import Data, build, initial_state, make_config  # noqa: E402
 from ebm_jax.experiments.run import device_mesh  # noqa: E402
-from ebm_jax.parallel import shard_batch, shard_state, sharded_train_step  # noqa: E402
-from ebm_jax.train import DivergenceGuard, make_train_step  # noqa: E402
+from ebm_jax.parallel import shard_batch  # noqa: E402
+from ebm_jax.train import (DivergenceGuard, make_train_step, shard_state,  # noqa: E402
+                           sharded_train_step)
 
 PRESET = "jem_cifar10"
 CPU_DEFAULTS = ["model.depth=16", "model.widen_factor=2", "model.dtype=float32"]

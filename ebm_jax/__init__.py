@@ -10,13 +10,12 @@ get one jitted train step::
     sampler = ej.langevin(energy, step_size=1.0, noise_scale=0.01, clip_range=(-1, 1))
     loss = ej.jem_hybrid(model.apply, sampler, num_steps=20)
     optimizer = optax.adam(1e-3)
-    state = ej.init_train_state(jax.random.PRNGKey(0), model.params, optimizer, loss, batch)
+    state = ej.init_train_state(jax.random.key(0), model.params, optimizer, loss, batch)
     train_step = jax.jit(ej.make_train_step(loss, optimizer), donate_argnums=0)
 """
 from ebm_jax import (
     applications,
     data,
-    distributions,
     energies,
     losses,
     metrics,
@@ -75,7 +74,6 @@ __all__ = [
     "cross_entropy",
     "data",
     "denoising_score_matching",
-    "distributions",
     "energies",
     "energy_from_logits",
     "fit",

@@ -120,8 +120,7 @@ def _exit_code(error: Exception) -> Optional[int]:
     """Exit status of the failures that end a run with one clear line: 2 for a dataset that is
     not prepared (the message says how to prepare it), 1 for training that diverged through
     every rollback (the message names the intact checkpoint); None for anything else."""
-    from ebm_jax.data.tfds_source import DatasetNotPreparedError
-    from ebm_jax.train.guard import TrainingDiverged
+    from ebm_jax.experiments.run import DatasetNotPreparedError, TrainingDiverged
 
     if isinstance(error, DatasetNotPreparedError):
         return 2

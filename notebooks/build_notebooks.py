@@ -702,7 +702,7 @@ SCALE = header("05_scaling_up.ipynb",
     import numpy as np
 
     import ebm_jax as ej
-    from ebm_jax import experiments, parallel
+    from ebm_jax import experiments, parallel, train
     from ebm_jax.data import tfds_source
     from ebm_jax.experiments import make_config
     from ebm_jax.train import Checkpointer, params_fingerprint
@@ -800,13 +800,13 @@ SCALE = header("05_scaling_up.ipynb",
     run = config.run  # length and bookkeeping: num_steps, log_every, checkpoint_every, ...
     checkpointer = Checkpointer(f"{WORKDIR}/checkpoints", max_to_keep=run.keep_checkpoints,
                                 save_every=run.checkpoint_every)
-    state = parallel.shard_state(experiments.initial_state(exp), mesh)
+    state = train.shard_state(experiments.initial_state(exp), mesh)
     state = checkpointer.restore_latest(state) or state  # resume when WORKDIR holds a checkpoint
     buffer = experiments.find_buffer(state.loss_state).samples
     print(f"starting at step {int(state.step)}; replay buffer {buffer.shape}"
           f" split as {buffer.sharding.spec}")
 
-    train_step = parallel.sharded_train_step(
+    train_step = train.sharded_train_step(
         ej.make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay), mesh,
         state)
     host_batches = exp.data.train_batches(int(state.step))  # the batches from this step on

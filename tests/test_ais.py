@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ebm_jax.distributions import fit_gaussian, from_pair
+from ebm_jax.energies.distributions import fit_gaussian, from_pair
 from ebm_jax.energies import gaussian, gaussian_mixture
 from ebm_jax.metrics.ais import AISResult, ais_betas, ais_log_z
 
@@ -450,8 +450,7 @@ def test_bad_base_and_energy_shapes():
     with pytest.raises(ValueError, match=r"energy_fn returned \(2,\).*for one example of shape "
                                          r"\(2,\): expected a floating-point scalar"):
         ais_log_z(jax.random.PRNGKey(0), lambda p, x: x**2, None, **GOOD)
-    with pytest.raises(ValueError, match=r"energy_fn failed on one example of the base's shape "
-                                         r"\(2,\)"):
+    with pytest.raises(ValueError, match=r"energy_fn failed on one example of shape \(2,\)"):
         ais_log_z(jax.random.PRNGKey(0), lambda p, x: x @ jnp.ones(3), None, **GOOD)
     with pytest.raises(ValueError, match=r"energy_fn=3: expected a callable"):
         ais_log_z(jax.random.PRNGKey(0), 3, None, **GOOD)

@@ -1,4 +1,4 @@
-"""Tests of ebm_jax.distributions: normalised noise distributions for NCE.
+"""Tests of ebm_jax.energies.distributions: normalised noise distributions for NCE.
 
 Statistical tolerances: a Monte-Carlo moment is compared with its exact value
 within 5 standard errors (two-sided P(|Z| > 5) ≈ 6e-7); quadrature errors are
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ebm_jax.data.toy2d import get_toy
-from ebm_jax.distributions import (
+from ebm_jax.energies.distributions import (
     NoiseDistribution,
     check_noise,
     fit_gaussian,

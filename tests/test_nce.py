@@ -18,7 +18,8 @@ import pytest
 from flax import nnx
 
 from ebm_jax.data.toy2d import get_toy
-from ebm_jax.distributions import NoiseDistribution, fit_gaussian, from_pair, uniform_box
+from ebm_jax.energies.distributions import (NoiseDistribution, fit_gaussian, from_pair,
+                                            uniform_box)
 from ebm_jax.losses.nce import nce, nce_params
 from ebm_jax.metrics import kl_by_quadrature
 from ebm_jax.nets import MLP, as_energy_fn

@@ -12,10 +12,10 @@ from jax.sharding import PartitionSpec
 
 from ebm_jax.data import Batches
 from ebm_jax.experiments import build, initial_state, make_config
-from ebm_jax.parallel import (MeshError, make_data_mesh, shard_batch, shard_state,
-                              sharded_train_step)
+from ebm_jax.parallel import MeshError, make_data_mesh, shard_batch
 from ebm_jax.samplers import replay_buffer as rb
-from ebm_jax.train import CheckpointMismatchError, Checkpointer, make_train_step
+from ebm_jax.train import (CheckpointMismatchError, Checkpointer, make_train_step, shard_state,
+                           sharded_train_step)
 
 NUM_STEPS = 3
 

@@ -51,7 +51,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import ebm_jax as ej
-from ebm_jax import distributions, energies, metrics, samplers
+from ebm_jax import energies, metrics, samplers
+from ebm_jax.energies import distributions
 from ebm_jax.samplers import replay_buffer as rb
 
 # One deterministic profile for this file only (a settings object, not a global profile, so

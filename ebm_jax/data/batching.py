@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ebm_jax._checks import check_int
+
 
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     """The example order of one epoch: a permutation seeded by ``(seed, epoch)``."""
@@ -23,8 +25,7 @@ def batch_indices(num_examples: int, batch_size: int, step: int, seed: int) -> n
       >>> batch_indices(10, 4, 0, seed=0).shape
       (4,)
     """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: expected a positive int")
+    check_int("batch_size", batch_size)
     if batch_size > num_examples:
         raise ValueError(f"batch_size={batch_size} is larger than the {num_examples} examples")
     per_epoch = num_examples // batch_size
@@ -47,8 +48,12 @@ class Batches:
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
+      >>> data = load_digits()               # 8x8 digits in [-1, 1], 1,437 train, 360 test
       >>> it = Batches(data.x_train, data.y_train, 64, seed=0, start_step=100)
       >>> batch = next(it)      # the same batch step 100 of a fresh run sees
+      >>> batch["x"].shape, batch["y"].shape
+      ((64, 64), (64,))
     """
 
     def __init__(self, x: np.ndarray, y, batch_size: int, *, seed: int, start_step: int = 0,

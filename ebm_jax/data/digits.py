@@ -5,6 +5,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ebm_jax._checks import check_probability
+
 
 class ArrayDataset(NamedTuple):
     """An in-memory labelled dataset with a fixed train/test split.
@@ -43,8 +45,7 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> ArrayDataset
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction={test_fraction!r}: expected a value in (0, 1)")
+    check_probability("test_fraction", test_fraction, include_zero=False, include_one=False)
     raw = sk_load_digits()
     x = (raw.data.astype(np.float32) / 8.0 - 1.0)
     y = raw.target.astype(np.int32)

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_bounds, check_int, check_probability
+
 OOD_SET_NAMES = ("uniform_noise", "gaussian_noise", "inverted", "vflip", "hflip", "interpolations")
 
 
@@ -43,20 +45,11 @@ class HeldOutSplit(NamedTuple):
 
 
 def _check_range(data_range) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in data_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"data_range={data_range!r}: expected (low, high) with "
-                         "low < high") from None
-    if not low < high:
-        raise ValueError(f"data_range={data_range!r}: expected (low, high) with low < high")
-    return low, high
+    return check_bounds("data_range", data_range)
 
 
 def _check_num(num) -> int:
-    if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 1:
-        raise ValueError(f"num={num!r}: expected a positive int")
-    return int(num)
+    return check_int("num", num)
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -159,6 +152,8 @@ def flipped(x, image_shape: Sequence[int], direction: str = "vertical") -> np.nd
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
+      >>> data = load_digits()               # 8x8 digits in [-1, 1], 1,437 train, 360 test
       >>> flipped(data.x_test, (8, 8, 1), "horizontal").shape
       (360, 64)
     """
@@ -187,14 +182,15 @@ def interpolations(rng_key: jax.Array, x, y=None, num: Optional[int] = None, *,
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
+      >>> data = load_digits()               # 8x8 digits in [-1, 1], 1,437 train, 360 test
       >>> interpolations(jax.random.key(0), data.x_test, data.y_test, 200).shape
       (200, 64)
     """
     x = _check_images(x)
     n = x.shape[0]
     num = n if num is None else _check_num(num)
-    if not 0.0 < weight < 1.0:
-        raise ValueError(f"weight={weight!r}: expected a number in (0, 1)")
+    check_probability("weight", weight, include_zero=False, include_one=False)
     k_first, k_second = jax.random.split(rng_key)
     first = _indices(k_first, n, num)
     if y is None:
@@ -235,6 +231,8 @@ def held_out_class(x, y, cls: int) -> HeldOutSplit:
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
+      >>> data = load_digits()               # 8x8 digits in [-1, 1], 1,437 train, 360 test
       >>> split = held_out_class(data.x_train, data.y_train, 9)
       >>> bool((split.y_in != 9).all())
       True
@@ -274,6 +272,7 @@ def offline_ood_sets(rng_key: jax.Array, x, image_shape: Sequence[int],
 
     Example::
 
+      >>> from ebm_jax.data import load_digits
       >>> data = load_digits()
       >>> sets = offline_ood_sets(jax.random.key(0), data.x_test, data.image_shape,
       ...                         data.data_range, y=data.y_test)

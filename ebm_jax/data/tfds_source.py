@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_int
 from ebm_jax.data.batching import batch_indices
 
 
@@ -145,8 +146,8 @@ def load_source(name: str, split: str, *, data_dir=None):
 
     Example::
 
-      >>> source = load_source("cifar10", "train", data_dir="/data/tfds")
-      >>> len(source), source[0]["image"].shape
+      >>> source = load_source("cifar10", "train", data_dir="/data/tfds")  # doctest: +SKIP
+      >>> len(source), source[0]["image"].shape                           # doctest: +SKIP
       (50000, (32, 32, 3))
     """
     import tensorflow_datasets as tfds
@@ -313,9 +314,8 @@ def center_crop_resize(x: np.ndarray, crop: int | None, size: Sequence[int]) -> 
     if out_h < 1 or out_w < 1:
         raise ValueError(f"size={size!r}: expected (height, width) positive ints")
     if crop is not None:
-        if not isinstance(crop, (int, np.integer)) or not 1 <= crop <= min(h, w):
-            raise ValueError(f"crop={crop!r}: expected an int in [1, {min(h, w)}] for images "
-                             f"{h}x{w}")
+        check_int("crop", crop, 1, min(h, w),
+                  expected=f"an int in [1, {min(h, w)}] for images {h}x{w}")
         top, left = (h - crop) // 2, (w - crop) // 2
         x = x[:, top:top + crop, left:left + crop]
         h = w = int(crop)
@@ -384,9 +384,7 @@ def _check_example(example, spec: TFDSSpec) -> None:
 
 
 def _check_int(value, field: str, low: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{field}={value!r}: expected an int >= {low}")
-    return int(value)
+    return check_int(field, value, low, expected=f"an int >= {low}")
 
 
 _AUGMENT_STREAM = 0x6562  # separates augmentation seeds from the shuffling seeds
@@ -437,11 +435,14 @@ class TFDSBatches:
 
     Example::
 
-      >>> source = load_source("cifar10", "train")
-      >>> batches = TFDSBatches(source, "cifar10", 128, seed=0, start_step=state.step, flip=True)
-      >>> batch = next(batches)        # the batch this step of an uninterrupted run sees
+      >>> # source = load_source("cifar10", "train"); here a stand-in of the same form:
+      >>> source = [{"image": np.zeros((32, 32, 3), np.uint8), "label": i % 10}
+      ...           for i in range(256)]
+      >>> batches = TFDSBatches(source, "cifar10", 128, seed=0, start_step=100, flip=True)
+      >>> batch = next(batches)        # the batch step 100 of an uninterrupted run sees
       >>> batches.batch(1234)["x"].shape   # any step, without iterating
       (128, 32, 32, 3)
+      >>> batches.close()
     """
 
     def __init__(self, source, spec: str | TFDSSpec, batch_size: int, *, seed: int,
@@ -568,8 +569,8 @@ def load_arrays(name: str | TFDSSpec, split: str, *, data_dir=None,
 
     Example::
 
-      >>> x, y = load_arrays("cifar10", "test", limit=1000)
-      >>> x.shape, y.shape
+      >>> x, y = load_arrays("cifar10", "test", limit=1000)  # doctest: +SKIP
+      >>> x.shape, y.shape  # doctest: +SKIP
       ((1000, 32, 32, 3), (1000,))
     """
     spec = get_spec(name)
@@ -606,8 +607,8 @@ def tfds_ood_sets(in_name: str = "cifar10",
 
     Example::
 
-      >>> sets = tfds_ood_sets(limit=1000)
-      >>> {k: v.shape for k, v in sets.items()}
+      >>> sets = tfds_ood_sets(limit=1000)  # doctest: +SKIP
+      >>> {k: v.shape for k, v in sets.items()}  # doctest: +SKIP
       {'svhn_cropped': (1000, 32, 32, 3), 'cifar100': (1000, 32, 32, 3),
        'celeb_a': (1000, 32, 32, 3)}
     """

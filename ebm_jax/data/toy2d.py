@@ -21,7 +21,7 @@ name             density                                              log_prob
 Example::
 
   >>> toy = get_toy("8gaussians")
-  >>> x = toy.sample(jax.random.PRNGKey(0), 512)
+  >>> x = toy.sample(jax.random.key(0), 512)
   >>> x.shape, x.dtype
   ((512, 2), dtype('float32'))
   >>> jax.vmap(toy.log_prob)(x).shape
@@ -272,7 +272,7 @@ def get_toy(name: str) -> Toy2D:
     Example::
 
       >>> toy = get_toy("rings")
-      >>> toy.sample(jax.random.PRNGKey(0), 4).shape
+      >>> toy.sample(jax.random.key(0), 4).shape
       (4, 2)
       >>> get_toy("spirals")
       Traceback (most recent call last):

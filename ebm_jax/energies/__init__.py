@@ -1,5 +1,6 @@
-"""Energies: the protocol, classifier-as-EBM readings, composition (AND/OR/NOT), and analytic
-energies."""
+"""Energies: the protocol, classifier-as-EBM readings, composition (AND/OR/NOT), analytic
+energies, and normalised noise distributions (:mod:`ebm_jax.energies.distributions`)."""
+from ebm_jax.energies import distributions
 from ebm_jax.energies._base import (
     EnergyFn,
     LogitsFn,
@@ -9,6 +10,7 @@ from ebm_jax.energies._base import (
     with_temperature,
 )
 from ebm_jax.energies.analytic import AnalyticEnergy, gaussian, gaussian_mixture
+from ebm_jax.energies.distributions import NoiseDistribution
 from ebm_jax.energies.composition import (
     ClassConditional,
     class_conditional,
@@ -26,12 +28,14 @@ __all__ = [
     "ClassConditional",
     "EnergyFn",
     "LogitsFn",
+    "NoiseDistribution",
     "batch_energy",
     "class_conditional",
     "class_energy",
     "classes_and",
     "classes_or",
     "composed_class_energy",
+    "distributions",
     "energy_from_logits",
     "gaussian",
     "gaussian_mixture",

@@ -33,14 +33,13 @@ Generation with Energy Based Models" (NeurIPS).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import FLOAT32_MAX, FLOAT32_TINY, check_positive_finite
+from ebm_jax._checks import FLOAT32_MAX, FLOAT32_TINY, check_positive_finite, is_int
 from ebm_jax.energies._base import (EnergyFn, LogitsFn,
                                     energy_from_logits, joint_energy_from_logits)
 
@@ -144,6 +143,7 @@ def product(*energy_fns: EnergyFn, weights: Optional[Sequence[float]] = None,
 
     Example::
 
+      >>> from ebm_jax.energies import gaussian
       >>> a, b = gaussian(jnp.zeros(2), jnp.eye(2)), gaussian(jnp.ones(2), jnp.eye(2))
       >>> both = product(a.energy_fn, b.energy_fn, weights=[1.0, 2.0])
       >>> both((None, None), jnp.zeros(2))            # 0 + 2 * 1
@@ -186,6 +186,7 @@ def mixture(*energy_fns: EnergyFn, weights: Optional[Sequence[float]] = None,
 
     Example::
 
+      >>> from ebm_jax.energies import gaussian
       >>> a, b = gaussian(-jnp.ones(2), jnp.eye(2)), gaussian(jnp.ones(2), jnp.eye(2))
       >>> either = mixture(lambda p, x: a.energy_fn(p, x) + a.log_z,   # normalised parts
       ...                  lambda p, x: b.energy_fn(p, x) + b.log_z, weights=[0.3, 0.7])
@@ -235,6 +236,7 @@ def negation(energy_fn_a: EnergyFn, energy_fn_b: EnergyFn, alpha: float, *,
 
     Example::
 
+      >>> from ebm_jax.energies import gaussian
       >>> a, b = gaussian(jnp.zeros(2), jnp.eye(2)), gaussian(jnp.ones(2), 4 * jnp.eye(2))
       >>> not_b = negation(a.energy_fn, b.energy_fn, alpha=0.5)   # precision 1 - 0.5/4 > 0
       >>> not_b((None, None), jnp.zeros(2))            # 0 - 0.5 * (0.5 * 2 / 4)
@@ -253,7 +255,7 @@ def negation(energy_fn_a: EnergyFn, energy_fn_b: EnergyFn, alpha: float, *,
 # -- class-conditional energies of one classifier -------------------------------------
 
 def _check_class(name: str, y: Any) -> int:
-    if isinstance(y, (bool, np.bool_)) or not isinstance(y, (numbers.Integral, np.integer)):
+    if not is_int(y):
         if isinstance(y, (np.ndarray, jax.Array)) and y.shape == () and \
                 jnp.issubdtype(y.dtype, jnp.integer) and not _is_traced(y):
             y = int(y)
@@ -267,7 +269,7 @@ def _check_class(name: str, y: Any) -> int:
 
 
 def _check_classes(classes: Any) -> tuple[int, ...]:
-    if isinstance(classes, (numbers.Integral, np.integer)) and not isinstance(classes, bool):
+    if is_int(classes):
         raise ValueError(f"classes={classes!r}: expected a sequence of class indices, e.g. "
                          f"({classes},); for one class use class_energy")
     try:
@@ -393,7 +395,10 @@ def composed_class_energy(logits_fn: LogitsFn, *, any_of: Optional[Sequence[int]
 
     Example::
 
-      >>> e = composed_class_energy(f, any_of=(3, 8), none_of=(0,), alpha=0.5)
+      >>> logits_fn = lambda params, x: x                  # the logits are x: 10 classes
+      >>> e = composed_class_energy(logits_fn, any_of=(3, 8), none_of=(0,), alpha=0.5)
+      >>> round(float(e(None, jnp.zeros(10))), 4)           # -log 2 - 0.5 * (-log 1)
+      -0.6931
     """
     if any_of is None and all_of is None:
         raise ValueError("any_of and all_of are both None: expected at least one class set to "
@@ -439,10 +444,13 @@ def class_conditional(logits_fn: LogitsFn) -> ClassConditional:
 
     Example::
 
-      >>> cc = class_conditional(model.apply)
-      >>> three_or_eight = cc.classes_or((3, 8))        # energy_fn(params, x)
+      >>> cc = class_conditional(lambda w, x: w @ x)         # a linear classifier
+      >>> three_or_eight = cc.classes_or((3, 8))             # energy_fn(params, x)
       >>> three_not_eight = negation(cc.class_energy(3), cc.class_energy(8), 0.5,
       ...                            shared_params=True)
+      >>> w, x = jnp.eye(10), jnp.zeros(10).at[3].set(1.0)  # logits: 1 for class 3, else 0
+      >>> float(cc.class_energy(3)(w, x)), float(three_not_eight(w, x))   # -1 - 0.5 * 0
+      (-1.0, -1.0)
     """
     if not callable(logits_fn):
         raise ValueError(f"logits_fn is a {type(logits_fn).__name__}: expected a callable "

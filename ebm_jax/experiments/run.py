@@ -23,12 +23,15 @@ from typing import Optional
 import jax
 
 from ebm_jax import plots
-from ebm_jax.data import Batches
+from ebm_jax.data import Batches, DatasetNotPreparedError
 from ebm_jax.experiments.build import Experiment, build, initial_state, num_train_examples
 from ebm_jax.experiments.config import Config, ConfigError, config_differences
 from ebm_jax.experiments.evaluation import CURVE_PANELS, evaluate, quick_eval_fn, read_run_config
 from ebm_jax.experiments.sampling import ReplayBufferConfig
-from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, make_train_step)
+from ebm_jax.parallel import MeshError, make_data_mesh, shard_batch
+from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, make_train_step,
+                           shard_state, sharded_train_step)
+from ebm_jax.train.guard import TrainingDiverged
 
 RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "samples.png",
              "curves.png", "landscape.png")
@@ -78,8 +81,6 @@ def device_mesh(config: Config, devices: Optional[int] = None):
       ConfigError: more devices than present, or a batch or replay buffer that
         does not divide by the device count (naming the field).
     """
-    from ebm_jax.parallel import MeshError, make_data_mesh
-
     try:
         mesh = make_data_mesh(devices)
     except MeshError as error:
@@ -100,8 +101,6 @@ def device_mesh(config: Config, devices: Optional[int] = None):
 def global_batches(exp: Experiment, mesh, start_step: int):
     """The run's batches from ``start_step`` on, as global arrays split over ``mesh``; each
     process reads only its slice (tfds sources or the in-memory arrays)."""
-    from ebm_jax.parallel import shard_batch
-
     process = (jax.process_index(), jax.process_count())
     if exp.data.train_batches is not None:
         local = exp.data.train_batches(start_step, *process)
@@ -123,8 +122,6 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
     Writes ``config.json``, ``metrics.jsonl``, ``checkpoints/``, ``samples.png``,
     ``curves.png`` and ``summary.json``; returns the summary.
     """
-    from ebm_jax.parallel import shard_state, sharded_train_step
-
     started = time.perf_counter()
     mesh = device_mesh(config, devices)
     num_devices = mesh.shape["data"]
@@ -182,4 +179,6 @@ def _finite(summary: dict) -> dict:
             for k, v in summary.items()}
 
 
-__all__ = ["device_mesh", "global_batches", "prepare_workdir", "train"]
+# The failures that end `ebm-jax train` with one line (re-exported for the command line).
+__all__ = ["DatasetNotPreparedError", "TrainingDiverged", "device_mesh", "global_batches",
+           "prepare_workdir", "train"]

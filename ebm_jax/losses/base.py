@@ -12,15 +12,12 @@ A loss transform is a NamedTuple of two pure functions, in the optax style::
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ebm_jax._checks import FLOAT32_MAX
+from ebm_jax._checks import check_weight  # noqa: F401  (the losses' weight check)
 
 
 class LossTransform(NamedTuple):
@@ -43,8 +40,16 @@ def combine(**terms: tuple[float, LossTransform]) -> LossTransform:
 
     Example::
 
-      >>> jem = combine(classification=(1.0, cross_entropy(logits_fn)),
-      ...               generative=(1.0, contrastive_divergence(energy_fn, sampler)))
+      >>> from ebm_jax.losses import cross_entropy, denoising_score_matching
+      >>> logits_fn = lambda w, x: x @ w                    # a linear classifier, 3 classes
+      >>> energy_fn = lambda w, x: -jax.nn.logsumexp(logits_fn(w, x))   # read as an EBM
+      >>> hybrid = combine(classification=(1.0, cross_entropy(logits_fn)),
+      ...                  generative=(0.5, denoising_score_matching(energy_fn, sigma=0.1)))
+      >>> w, batch = jnp.zeros((2, 3)), {"x": jnp.ones((8, 2)), "y": jnp.zeros(8, jnp.int32)}
+      >>> state = hybrid.init(jax.random.key(0), w, batch)
+      >>> value, (state, info) = jax.jit(hybrid.loss)(w, state, batch, jax.random.key(1))
+      >>> sorted(k for k in info if k.endswith("/loss"))
+      ['classification/loss', 'generative/loss']
     """
     if not terms:
         raise ValueError("combine() got no terms: expected name=(weight, transform) pairs")
@@ -71,23 +76,6 @@ def combine(**terms: tuple[float, LossTransform]) -> LossTransform:
         return total, (new_state, info)
 
     return LossTransform(init, loss)
-
-
-def check_weight(name: str, weight: Any, minimum: Optional[float] = None) -> None:
-    """A loss weight must be a finite real number (``>= minimum`` when given); a traced
-    weight is left alone."""
-    if isinstance(weight, jax.core.Tracer):
-        return
-    if isinstance(weight, (np.ndarray, jax.Array)) and weight.shape == ():
-        weight = weight.item()
-    if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
-        raise TypeError(f"{name}={weight!r} ({type(weight).__name__}): expected a finite number")
-    if not math.isfinite(weight) or (minimum is not None and weight < minimum):
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise ValueError(f"{name}={weight!r}: expected a finite number{bound}")
-    if abs(weight) > FLOAT32_MAX and not jax.config.jax_enable_x64:
-        raise ValueError(f"{name}={weight!r}: expected a finite number that float32 can hold "
-                         f"(|{name}| <= {FLOAT32_MAX:.4g}; it becomes inf in the loss)")
 
 
 def require_keys(batch: Mapping, keys: tuple[str, ...], who: str) -> None:

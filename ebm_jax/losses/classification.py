@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ebm_jax._checks import check_probability
 from ebm_jax.energies import LogitsFn
 from ebm_jax.losses.base import (LossTransform, check_examples, check_labels, check_weight,
                                  require_keys)
@@ -23,12 +24,14 @@ def cross_entropy(logits_fn: LogitsFn, *, label_smoothing: float = 0.0) -> LossT
 
     Example::
 
-      >>> ce = cross_entropy(model.apply)
-      >>> value, (_, info) = ce.loss(params, (), {"x": x, "y": y}, key)
+      >>> ce = cross_entropy(lambda w, x: x @ w)            # a linear classifier, 3 classes
+      >>> w, batch = jnp.zeros((2, 3)), {"x": jnp.ones((4, 2)), "y": jnp.array([0, 1, 2, -1])}
+      >>> value, (_, info) = ce.loss(w, (), batch, jax.random.key(0))
+      >>> round(float(value), 4), round(float(info["accuracy"]), 4)   # log 3; 1 of 3 labelled
+      (1.0986, 0.3333)
     """
     check_weight("label_smoothing", label_smoothing, 0.0)
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing={label_smoothing!r}: expected a value in [0, 1)")
+    check_probability("label_smoothing", label_smoothing, include_one=False)
     batched_logits = jax.vmap(logits_fn, in_axes=(None, 0))
 
     def check_logits(logits, batch, x):

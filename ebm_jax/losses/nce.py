@@ -18,21 +18,20 @@ The loss is the mean binary cross-entropy over all ``B + M`` points
 Its population minimiser is ``p_model = p_data`` whenever the model family
 holds the data density (and ``p_n > 0`` wherever ``p_data > 0``): NCE is
 consistent for both the energy and ``log_z``, with no sampling from the model.
-The noise should be close to the data (e.g. :func:`~ebm_jax.distributions.fit_gaussian`
+The noise should be close to the data (e.g. :func:`~ebm_jax.energies.distributions.fit_gaussian`
 with ``scale`` 1-1.5, or a flow: flow contrastive estimation).
 """
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ebm_jax.distributions import NoiseDistribution, check_noise
+from ebm_jax._checks import check_in_range
 from ebm_jax.energies import EnergyFn, batch_energy
+from ebm_jax.energies.distributions import NoiseDistribution, check_noise
 from ebm_jax.losses.base import LossTransform, require_keys
 
 
@@ -41,8 +40,10 @@ def nce_params(energy_params: Any, log_z=0.0) -> dict:
 
     Example::
 
-      >>> params = nce_params(model.params)            # log_z starts at 0
-      >>> energy_fn(params["energy"], x)               # the energy alone
+      >>> energy_fn = lambda scale, x: 0.5 * jnp.sum((x / scale) ** 2)
+      >>> params = nce_params(jnp.ones(2))             # log_z starts at 0
+      >>> float(params["log_z"]), float(energy_fn(params["energy"], jnp.ones(2)))  # E alone
+      (0.0, 1.0)
     """
     log_z = jnp.asarray(log_z, jnp.float32)
     if log_z.shape != ():
@@ -86,7 +87,7 @@ def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
 
     Args:
       energy_fn: per-example ``energy_fn(energy_params, x[*shape]) -> scalar``.
-      noise: a normalised :class:`~ebm_jax.distributions.NoiseDistribution`
+      noise: a normalised :class:`~ebm_jax.energies.distributions.NoiseDistribution`
         whose examples have the data's shape.
       noise_ratio: ``ν > 0``, noise samples per data example; each step draws
         ``round(ν B)`` fresh noise samples.
@@ -101,20 +102,21 @@ def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
 
     Example::
 
-      >>> noise = fit_gaussian(data, scale=1.25)
-      >>> loss = nce(energy_fn, noise, noise_ratio=2.0)
-      >>> params = nce_params(energy_params)
-      >>> value, (_, info) = loss.loss(params, (), {"x": data[:256]}, key)
+      >>> from ebm_jax.energies.distributions import fit_gaussian
+      >>> data = jax.random.normal(jax.random.key(0), (256, 2))
+      >>> energy_fn = lambda scale, x: 0.5 * jnp.sum((x / scale) ** 2)
+      >>> loss = nce(energy_fn, fit_gaussian(data, scale=1.25), noise_ratio=2.0)
+      >>> params = nce_params(jnp.ones(2))
+      >>> value, (_, info) = jax.jit(loss.loss)(params, (), {"x": data}, jax.random.key(1))
+      >>> value.shape, sorted(info)
+      ((), ['accuracy', 'energy_data', 'energy_noise', 'log_z'])
     """
-    if isinstance(noise_ratio, (np.ndarray, jax.Array)) and noise_ratio.shape == () \
-            and not isinstance(noise_ratio, jax.core.Tracer):
-        noise_ratio = noise_ratio.item()  # a concrete 0-d array is a number
-    if isinstance(noise_ratio, (bool, np.bool_)) or not isinstance(noise_ratio, numbers.Real) \
-            or not math.isfinite(noise_ratio) or noise_ratio <= 0:
-        raise ValueError(f"noise_ratio={noise_ratio!r}: expected a positive finite number")
+    # a count ratio, not an array value: any positive finite float (a concrete 0-d array too)
+    noise_ratio = check_in_range("noise_ratio", noise_ratio, 0, math.inf, include_low=False,
+                                 expected="a positive finite number")
     if not isinstance(noise, NoiseDistribution):
-        raise ValueError(f"noise={noise!r}: expected a NoiseDistribution "
-                         "(see ebm_jax.distributions: fit_gaussian, uniform_box, from_pair)")
+        raise ValueError(f"noise={noise!r}: expected a NoiseDistribution (see "
+                         "ebm_jax.energies.distributions: fit_gaussian, uniform_box, from_pair)")
     batched = batch_energy(energy_fn)
     noise_log_prob = jax.vmap(noise.log_prob)
 

@@ -14,14 +14,12 @@ Both are stateless (state ``()``) and need ``batch["x"]`` only.
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ebm_jax._checks import FLOAT32_MAX, FLOAT32_TINY, check_in_range, check_int
 from ebm_jax.energies import EnergyFn
 from ebm_jax.losses.base import LossTransform, check_examples, require_keys
 
@@ -31,17 +29,10 @@ def _sum_except_batch(a: jax.Array) -> jax.Array:
 
 
 def _positive(value, name: str) -> float:
-    if isinstance(value, (np.ndarray, jax.Array)) and value.shape == () \
-            and not isinstance(value, jax.core.Tracer):
-        value = value.item()  # a concrete 0-d array is a number
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}={value!r}: expected a positive finite number")
-    info = np.finfo(np.float32)
-    if not float(info.tiny) <= value <= float(info.max):
-        raise ValueError(f"{name}={value!r}: expected a positive finite number that float32 "
-                         f"can hold (in [{float(info.tiny):.4g}, {float(info.max):.4g}])")
-    return float(value)
+    """A noise level: a positive finite number that float32 can hold, as a float."""
+    return check_in_range(name, value, FLOAT32_TINY, FLOAT32_MAX,
+                          expected="a positive finite number that float32 can hold "
+                                   f"(in [{FLOAT32_TINY:.4g}, {FLOAT32_MAX:.4g}])")
 
 
 def denoising_score_matching(energy_fn: EnergyFn, *, sigma: Optional[float] = None,
@@ -76,8 +67,12 @@ def denoising_score_matching(energy_fn: EnergyFn, *, sigma: Optional[float] = No
 
     Example::
 
+      >>> energy_fn = lambda mean, x: 0.5 * jnp.sum((x - mean) ** 2)
+      >>> x = jax.random.normal(jax.random.key(0), (64, 2))
       >>> dsm = denoising_score_matching(energy_fn, sigma=0.1)
-      >>> value, (_, info) = dsm.loss(params, (), {"x": x}, key)
+      >>> value, (_, info) = jax.jit(dsm.loss)(jnp.zeros(2), (), {"x": x}, jax.random.key(1))
+      >>> value.shape, sorted(info)
+      ((), ['score_norm'])
     """
     if (sigma is None) == (sigmas is None):
         raise ValueError(f"sigma={sigma!r}, sigmas={sigmas!r}: expected exactly one of them")
@@ -145,12 +140,14 @@ def sliced_score_matching(energy_fn: EnergyFn, *, num_projections: int = 1,
 
     Example::
 
+      >>> energy_fn = lambda mean, x: 0.5 * jnp.sum((x - mean) ** 2)
+      >>> x = jax.random.normal(jax.random.key(0), (64, 2))
       >>> ssm = sliced_score_matching(energy_fn, num_projections=4)
-      >>> value, (_, info) = ssm.loss(params, (), {"x": x}, key)
+      >>> value, (_, info) = jax.jit(ssm.loss)(jnp.zeros(2), (), {"x": x}, jax.random.key(1))
+      >>> value.shape, sorted(info)
+      ((), ['score_norm'])
     """
-    if isinstance(num_projections, bool) or not isinstance(num_projections, int) \
-            or num_projections < 1:
-        raise ValueError(f"num_projections={num_projections!r}: expected a positive int")
+    check_int("num_projections", num_projections)
     if projection not in ("gaussian", "rademacher"):
         raise ValueError(f"projection={projection!r}: expected 'gaussian' or 'rademacher'")
 

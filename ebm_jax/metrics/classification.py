@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ebm_jax._checks import check_int
+
 
 def _is_concrete(*arrays) -> bool:
     return not any(isinstance(a, jax.core.Tracer) for a in arrays)
@@ -86,8 +88,7 @@ def calibration_bins(probs: jax.Array, labels: jax.Array, num_bins: int = 15):
       bins have confidence and accuracy 0.
     """
     probs, labels = _check_probs(probs, labels)
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
-        raise ValueError(f"num_bins={num_bins!r}: expected a positive int")
+    check_int("num_bins", num_bins)
     confidence = jnp.max(probs, axis=-1)
     correct = (jnp.argmax(probs, axis=-1) == labels).astype(jnp.float32)
     bin_index = jnp.clip(jnp.ceil(confidence * num_bins).astype(jnp.int32) - 1, 0, num_bins - 1)
@@ -108,7 +109,10 @@ def expected_calibration_error(probs: jax.Array, labels: jax.Array, num_bins: in
 
     Example::
 
-      >>> expected_calibration_error(jax.nn.softmax(logits), labels)
+      >>> probs = jnp.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+      >>> labels = jnp.array([0, 0, 1, 1])               # 3 of 4 right, mean confidence 0.75
+      >>> round(float(expected_calibration_error(probs, labels, num_bins=1)), 4)
+      0.0
     """
     counts, conf, acc = calibration_bins(probs, labels, num_bins)
     return jnp.sum(counts * jnp.abs(acc - conf)) / jnp.shape(probs)[0]

@@ -74,7 +74,11 @@ def mmd(x: jax.Array, y: jax.Array, bandwidths: Optional[Sequence[float]] = None
 
     Example::
 
-      >>> mmd(jax.random.normal(k1, (500, 2)), jax.random.normal(k2, (500, 2)))   # ≈ 0
+      >>> k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+      >>> same = mmd(jax.random.normal(k1, (500, 2)), jax.random.normal(k2, (500, 2)))
+      >>> shifted = mmd(jax.random.normal(k1, (500, 2)), 1.0 + jax.random.normal(k3, (500, 2)))
+      >>> bool(abs(same) < 0.01), bool(shifted > 0.1)
+      (True, True)
     """
     x, y = _check_samples("x", x), _check_samples("y", y)
     if x.shape[1] != y.shape[1]:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_int
 from ebm_jax.energies._base import LogitsFn
 from ebm_jax.metrics.ood import _check_score_vectors, auroc
 
@@ -128,9 +129,10 @@ def roc_curve(scores_in: jax.Array, scores_out: jax.Array) -> tuple[jax.Array, j
 
     Example::
 
-      >>> fpr, tpr = roc_curve(scores_in, scores_out)
-      >>> area = np.trapezoid(tpr, fpr)                      # == auroc(scores_in, scores_out)
-      >>> save_roc_curves("roc.png", {"log p(x)": (fpr, tpr)})
+      >>> scores_in, scores_out = jnp.array([2.0, 3.0, 0.5]), jnp.array([0.0, 1.0])
+      >>> fpr, tpr = roc_curve(scores_in, scores_out)       # plot: plots.save_roc_curves
+      >>> round(float(np.trapezoid(tpr, fpr)), 4), round(float(auroc(scores_in, scores_out)), 4)
+      (0.8333, 0.8333)
     """
     scores_in, scores_out = _check_score_vectors(scores_in, scores_out)
     return _roc_curve(scores_in, scores_out)
@@ -161,8 +163,11 @@ def log_px_score(logits_fn: LogitsFn) -> ScoreFn:
 
     Example::
 
-      >>> score = jax.jit(log_px_score(model.apply))
-      >>> auroc(score(params, x_test), score(params, x_noise))
+      >>> logits_fn = lambda w, x: w @ x                     # a linear classifier, 3 classes
+      >>> w, x_in, x_out = jnp.eye(3), 3.0 * jnp.eye(3), jnp.zeros((3, 3))
+      >>> score = jax.jit(log_px_score(logits_fn))
+      >>> float(auroc(score(w, x_in), score(w, x_out)))      # confident logits vs flat ones
+      1.0
     """
 
     def score(params, x):
@@ -182,8 +187,10 @@ def max_softmax_score(logits_fn: LogitsFn) -> ScoreFn:
 
     Example::
 
-      >>> max_softmax_score(model.apply)(params, x_test).shape
-      (360,)
+      >>> logits_fn = lambda w, x: w @ x                     # a linear classifier, 3 classes
+      >>> w, x_in, x_out = jnp.eye(3), 3.0 * jnp.eye(3), jnp.zeros((3, 3))
+      >>> max_softmax_score(logits_fn)(w, x_in).shape
+      (3,)
     """
 
     def score(params, x):
@@ -217,8 +224,11 @@ def grad_norm_score(logits_fn: LogitsFn) -> ScoreFn:
 
     Example::
 
-      >>> score = jax.jit(grad_norm_score(model.apply))
-      >>> auroc(score(params, x_test), score(params, x_noise))
+      >>> logits_fn = lambda w, x: w @ x                     # a linear classifier, 3 classes
+      >>> w, x_in, x_out = jnp.eye(3), 3.0 * jnp.eye(3), jnp.zeros((3, 3))
+      >>> score = jax.jit(grad_norm_score(logits_fn))
+      >>> bool((score(w, x_in) <= 0).all()), score(w, x_out).shape
+      (True, (3,))
     """
 
     def log_px(params, x):
@@ -285,10 +295,12 @@ def ood_report(score_fns: Mapping[str, ScoreFn], params, x_in, ood_sets: Mapping
 
     Example::
 
-      >>> report = ood_report({"log p(x)": log_px_score(model.apply)}, params, data.x_test,
-      ...                     offline_ood_sets(key, data.x_test, (8, 8, 1), (-1.0, 1.0)))
-      >>> report["uniform_noise"]["log p(x)"]["auroc"]
-      0.99...
+      >>> logits_fn = lambda w, x: w @ x                     # a linear classifier, 3 classes
+      >>> x_in = 3.0 * jnp.eye(3)[jnp.arange(30) % 3]        # confident logits
+      >>> ood_sets = {"flat": jnp.zeros((20, 3)), "mixed": jnp.ones((20, 3))}
+      >>> report = ood_report({"log p(x)": log_px_score(logits_fn)}, jnp.eye(3), x_in, ood_sets)
+      >>> report["flat"]["log p(x)"]
+      {'auroc': 1.0, 'aupr': 1.0}
     """
     if not isinstance(score_fns, Mapping) or not score_fns:
         raise ValueError(f"score_fns={score_fns!r}: expected a non-empty dict "
@@ -301,8 +313,8 @@ def ood_report(score_fns: Mapping[str, ScoreFn], params, x_in, ood_sets: Mapping
         raise ValueError("ood_sets: expected a non-empty dict {name: [M, ...] examples}, "
                          f"got {type(ood_sets).__name__} of length "
                          f"{len(ood_sets) if hasattr(ood_sets, '__len__') else '?'}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size={batch_size!r}: expected a positive int or None")
+    if batch_size is not None:
+        check_int("batch_size", batch_size, expected="a positive int or None")
     x_in = np.asarray(x_in)
     if x_in.ndim < 1 or x_in.shape[0] == 0:
         raise ValueError(f"x_in has shape {x_in.shape}: expected a non-empty batch [N, ...]")

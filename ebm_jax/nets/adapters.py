@@ -34,6 +34,7 @@ def pure(module: nnx.Module) -> PureModel:
 
     Example::
 
+      >>> from ebm_jax.nets import MLP
       >>> model = pure(MLP(2, (32,), 1, rngs=nnx.Rngs(0)))
       >>> model.apply(model.params, jnp.zeros(2)).shape
       (1,)

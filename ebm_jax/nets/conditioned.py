@@ -15,7 +15,6 @@ per-example energy ``energy_fn(params, x, t) -> scalar``.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Sequence
 
 import jax
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ebm_jax._checks import check_int, is_int
 from ebm_jax.nets.adapters import PureModel
 from ebm_jax.nets.layers import SNLinear, get_activation
 
@@ -92,16 +92,14 @@ class ConditionedMLP(nnx.Module):
         hidden = tuple(hidden)
         if not hidden:
             raise ValueError(f"hidden={hidden!r}: expected at least one hidden layer")
-        if not isinstance(num_levels, numbers.Integral) or num_levels < 1:
-            raise ValueError(f"num_levels={num_levels!r}: expected a positive int")
+        check_int("num_levels", num_levels)
         if embedding not in EMBEDDINGS:
             raise ValueError(f"embedding={embedding!r}: expected one of {list(EMBEDDINGS)}")
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning={conditioning!r}: expected one of "
                              f"{list(CONDITIONINGS)}")
         embed_dim = hidden[0] if embed_dim is None else embed_dim
-        if not isinstance(embed_dim, numbers.Integral) or embed_dim < 1 or (
-                embedding == "sinusoidal" and embed_dim % 2):
+        if not is_int(embed_dim) or embed_dim < 1 or (embedding == "sinusoidal" and embed_dim % 2):
             raise ValueError(f"embed_dim={embed_dim!r}: expected a positive int"
                              + (", even for embedding='sinusoidal'" if embedding == "sinusoidal"
                                 else ""))

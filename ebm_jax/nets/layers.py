@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ebm_jax._checks import check_int
 from ebm_jax.nets.patch_conv import CONV_IMPLS, conv2d
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -50,8 +51,7 @@ def spectral_normalize(kernel: jax.Array, u0: jax.Array, num_iterations: int) ->
     done inside the forward pass and outside the gradient (Miyato et al. 2018),
     so the energy stays a pure function of its parameters.
     """
-    if num_iterations < 1:
-        raise ValueError(f"num_iterations={num_iterations!r}: expected a positive int")
+    check_int("num_iterations", num_iterations)
     w = kernel.reshape(-1, kernel.shape[-1])
     u = u0
     v = None
@@ -71,8 +71,7 @@ class SNLinear(nnx.Module):
     def __init__(self, in_features: int, out_features: int, *, spectral_norm: bool = False,
                  power_iterations: int = 3, rngs: nnx.Rngs):
         self.linear = nnx.Linear(in_features, out_features, rngs=rngs)
-        if power_iterations < 1:
-            raise ValueError(f"power_iterations={power_iterations!r}: expected a positive int")
+        check_int("power_iterations", power_iterations)
         self.spectral_norm = spectral_norm
         self.power_iterations = power_iterations
         if spectral_norm:
@@ -102,8 +101,7 @@ class SNConv(nnx.Module):
         self.conv_impl = conv_impl
         self.conv = nnx.Conv(in_features, out_features, (kernel_size, kernel_size),
                              strides=(strides, strides), padding="SAME", rngs=rngs)
-        if power_iterations < 1:
-            raise ValueError(f"power_iterations={power_iterations!r}: expected a positive int")
+        check_int("power_iterations", power_iterations)
         self.spectral_norm = spectral_norm
         self.power_iterations = power_iterations
         self.strides = strides

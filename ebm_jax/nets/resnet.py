@@ -22,7 +22,6 @@ the output is float32, so that samplers' noise and losses stay in float32.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ebm_jax._checks import check_int, is_int
 from ebm_jax.nets.conditioned import CONDITIONINGS, EMBEDDINGS, sinusoidal_embedding
 from ebm_jax.nets.layers import (
     PowerIterationVector,
@@ -42,12 +42,6 @@ _KERNEL_INIT = nnx.initializers.lecun_normal()
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}={value!r}: expected a positive int")
-    return int(value)
 
 
 def _check_float_dtype(name: str, value: Any) -> jnp.dtype:
@@ -63,16 +57,14 @@ def _check_float_dtype(name: str, value: Any) -> jnp.dtype:
 
 def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(image_shape)
-    if len(shape) != 3 or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1
-                              for d in shape):
+    if len(shape) != 3 or any(not is_int(d) or d < 1 for d in shape):
         raise ValueError(f"image_shape={image_shape!r}: expected (H, W, C), three positive ints")
     return tuple(int(d) for d in shape)
 
 
 def _check_multipliers(value: Sequence[int]) -> tuple[int, ...]:
     mults = tuple(value)
-    if not mults or any(isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1
-                        for m in mults):
+    if not mults or any(not is_int(m) or m < 1 for m in mults):
         raise ValueError(f"channel_multipliers={value!r}: expected a non-empty sequence of "
                          "positive ints")
     return tuple(int(m) for m in mults)
@@ -113,7 +105,7 @@ class _Conv(nnx.Module):
     def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, *,
                  strides: int = 1, spectral_norm: bool = False, power_iterations: int = 3,
                  dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        _check_positive_int("power_iterations", power_iterations)
+        check_int("power_iterations", power_iterations)
         self.kernel = nnx.Param(_KERNEL_INIT(
             rngs.params(), (kernel_size, kernel_size, in_features, out_features), param_dtype))
         self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype))
@@ -148,7 +140,7 @@ class _Dense(nnx.Module):
     def __init__(self, in_features: int, out_features: int, *, spectral_norm: bool = False,
                  power_iterations: int = 3, float32_output: bool = False,
                  dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        _check_positive_int("power_iterations", power_iterations)
+        check_int("power_iterations", power_iterations)
         self.kernel = nnx.Param(_KERNEL_INIT(rngs.params(), (in_features, out_features),
                                              param_dtype))
         self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype))
@@ -236,12 +228,11 @@ class WideResNet(nnx.Module):
                  spectral_norm: bool = False, power_iterations: int = 3,
                  dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.image_shape = _check_image_shape(image_shape)
-        num_classes = _check_positive_int("num_classes", num_classes)
-        if (isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 10
-                or (depth - 4) % 6):
+        num_classes = check_int("num_classes", num_classes)
+        if not is_int(depth) or depth < 10 or (depth - 4) % 6:
             raise ValueError(f"depth={depth!r}: expected 6n + 4 with n >= 1 "
                              "(10, 16, 22, 28, ...)")
-        k = _check_positive_int("widen_factor", widen_factor)
+        k = check_int("widen_factor", widen_factor)
         self.dtype = _check_float_dtype("dtype", dtype)
         param_dtype = _check_float_dtype("param_dtype", param_dtype)
         self.depth, self.widen_factor, self.num_classes = int(depth), k, num_classes
@@ -334,6 +325,7 @@ class IGEBMResNet(nnx.Module):
     Example::
 
       >>> net = IGEBMResNet((8, 8, 3), channels=8, rngs=nnx.Rngs(0))
+      >>> from ebm_jax.nets import as_energy_fn
       >>> model = as_energy_fn(net)
       >>> model.apply(model.params, jnp.zeros((8, 8, 3))).shape
       ()
@@ -345,9 +337,9 @@ class IGEBMResNet(nnx.Module):
                  power_iterations: int = 3, dtype: Any = jnp.float32,
                  param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.image_shape = _check_image_shape(image_shape)
-        channels = _check_positive_int("channels", channels)
+        channels = check_int("channels", channels)
         mults = _check_multipliers(channel_multipliers)
-        num_blocks = _check_positive_int("num_blocks_per_stage", num_blocks_per_stage)
+        num_blocks = check_int("num_blocks_per_stage", num_blocks_per_stage)
         smallest = 2 ** len(mults)
         if min(self.image_shape[:2]) < smallest:
             raise ValueError(f"image_shape={self.image_shape!r}: expected H and W >= {smallest} "
@@ -463,6 +455,7 @@ class ConditionedResNet(nnx.Module):
       >>> net = ConditionedResNet((8, 8, 3), 6, channels=8, rngs=nnx.Rngs(0))
       >>> net(jnp.zeros((4, 8, 8, 3)), jnp.arange(4)).shape
       (4, 1)
+      >>> from ebm_jax.nets import as_conditioned_energy_fn
       >>> model = as_conditioned_energy_fn(net)
       >>> model.apply(model.params, jnp.zeros(192), 5).shape
       ()
@@ -476,16 +469,16 @@ class ConditionedResNet(nnx.Module):
                  power_iterations: int = 3, dtype: Any = jnp.float32,
                  param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.image_shape = _check_image_shape(image_shape)
-        self.num_levels = _check_positive_int("num_levels", num_levels)
-        channels = _check_positive_int("channels", channels)
+        self.num_levels = check_int("num_levels", num_levels)
+        channels = check_int("channels", channels)
         mults = _check_multipliers(channel_multipliers)
-        num_blocks = _check_positive_int("num_blocks_per_stage", num_blocks_per_stage)
+        num_blocks = check_int("num_blocks_per_stage", num_blocks_per_stage)
         if embedding not in EMBEDDINGS:
             raise ValueError(f"embedding={embedding!r}: expected one of {list(EMBEDDINGS)}")
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning={conditioning!r}: expected one of "
                              f"{list(CONDITIONINGS)}")
-        embedding_dim = 4 * channels if embedding_dim is None else _check_positive_int(
+        embedding_dim = 4 * channels if embedding_dim is None else check_int(
             "embedding_dim", embedding_dim)
         if embedding == "sinusoidal" and channels % 2:
             raise ValueError(f"channels={channels!r}: expected an even number with "

@@ -1,4 +1,4 @@
-"""Data parallelism on a device mesh: params replicated, batches and replay buffers sharded.
+"""Data parallelism on a device mesh: the mesh and sharding primitives.
 
 This is what ``jax.pmap`` did, expressed the way JAX now implements it: one
 ``jax.jit`` program over a 1-D mesh with a ``data`` axis. Inputs carry
@@ -6,19 +6,16 @@ This is what ``jax.pmap`` did, expressed the way JAX now implements it: one
 and the replay buffer split along ``data``), XLA's SPMD partitioner splits
 every per-example computation (vmapped SGLD chains, per-example energies)
 along the same axis, and the gradient, a mean over the batch, becomes an
-all-reduce. The train step itself is the single-device one, unchanged.
+all-reduce. The train step itself is the single-device one, unchanged; it is
+jitted over the mesh by :func:`ebm_jax.train.sharded_train_step`, which also
+places the train state (:func:`ebm_jax.train.shard_state`).
+
+A leaf of the package: it imports nothing else of ``ebm_jax``
+(``tests/test_layering.py``).
 """
 from ebm_jax.parallel.mesh import (DATA_AXIS, MeshError, check_divisible, make_data_mesh,
-                                   split_along_data)
-from ebm_jax.parallel.sharding import (
-    data_sharding,
-    replicated,
-    shard_batch,
-    shard_state,
-    sharded_train_step,
-    state_shardings,
-)
+                                   map_blocks, split_along_data)
+from ebm_jax.parallel.sharding import data_sharding, replicated, shard_batch
 
 __all__ = ["DATA_AXIS", "MeshError", "check_divisible", "data_sharding", "make_data_mesh",
-           "replicated", "shard_batch", "shard_state", "sharded_train_step", "split_along_data",
-           "state_shardings"]
+           "map_blocks", "replicated", "shard_batch", "split_along_data"]

@@ -30,9 +30,9 @@ def make_data_mesh(num_devices: Optional[int] = None, *, devices=None) -> Mesh:
     Example::
 
       >>> mesh = make_data_mesh()        # every device
-      >>> mesh = make_data_mesh(4)       # the first four
-      >>> mesh.shape
-      {'data': 4}
+      >>> mesh = make_data_mesh(1)       # the first one
+      >>> dict(mesh.shape)
+      {'data': 1}
     """
     available = list(devices if devices is not None else jax.devices())
     if num_devices is None:
@@ -52,7 +52,7 @@ def check_divisible(field: str, value: int, mesh: Mesh) -> int:
 
     Example::
 
-      >>> check_divisible("batch_size", 64, make_data_mesh(8))
+      >>> check_divisible("batch_size", 64, make_data_mesh(1))
       64
     """
     size = mesh.shape[DATA_AXIS]
@@ -69,12 +69,14 @@ def split_along_data(tree):
     replay buffer, noise draws) has no sharded input to inherit a split from,
     and XLA may then run all of it on every device. Library code marks such
     arrays with this function; it does nothing outside a mesh (one device, or
-    a step not run by :func:`~ebm_jax.parallel.sharded_train_step`) and on
+    a step not run by :func:`~ebm_jax.train.sharded_train_step`) and on
     leaves whose leading axis does not divide by the device count.
 
     Example::
 
-      >>> chains = split_along_data(x0)    # inside a loss; a no-op on one device
+      >>> x0 = jnp.zeros((8, 2))           # e.g. chain starts drawn inside a loss
+      >>> split_along_data(x0) is x0       # outside a mesh: unchanged
+      True
     """
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or DATA_AXIS not in mesh.axis_names:
@@ -100,7 +102,9 @@ def map_blocks(fn, *blocks):
 
     Example::
 
-      >>> rows = map_blocks(lambda block, i: block[i], buffer_blocks, slots)   # [S, b, ...]
+      >>> blocks = jnp.arange(12.0).reshape(3, 4)            # 3 blocks of 4 rows
+      >>> map_blocks(lambda block, i: block[i], blocks, jnp.array([0, 1, 3]))
+      Array([ 0.,  5., 11.], dtype=float32)
     """
     mesh = jax.sharding.get_abstract_mesh()
     mapped = jax.vmap(fn)

@@ -1,13 +1,10 @@
-"""Shardings of the train state and the batch, and the train step jitted with them.
+"""Shardings on the 1-D data mesh: split along ``data``, replicated, and a batch placed with them.
 
-The state is replicated except for replay buffers, whose slots (samples and
-labels) are split along ``data``; with the loss's ``buffer_shards`` a
-multiple of the device count each device holds whole buffer blocks and
-samples them locally (see :mod:`ebm_jax.samplers.replay_buffer`).
+The train state's shardings (replay buffers split, the rest replicated) and the
+train step jitted with them live in :mod:`ebm_jax.train.sharded`, which knows
+what a train state holds; this module knows only meshes and arrays.
 """
 from __future__ import annotations
-
-from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -26,34 +23,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def state_shardings(state: Any, mesh: Mesh) -> Any:
-    """The sharding of every leaf of ``state`` (same structure).
-
-    Replay-buffer samples and labels are split along ``data`` (their capacity
-    must divide by the device count); everything else is replicated.
-
-    Raises:
-      MeshError: a buffer capacity that does not divide by the device count.
-    """
-    from ebm_jax.samplers.replay_buffer import ReplayBuffer  # samplers import this package
-
-    def buffer_sharding(buffer: ReplayBuffer):
-        check_divisible("buffer capacity", buffer.samples.shape[0], mesh)
-        return ReplayBuffer(data_sharding(mesh), data_sharding(mesh), replicated(mesh))
-
-    def leaf_or_buffer(node):
-        if isinstance(node, ReplayBuffer):
-            return buffer_sharding(node)
-        return replicated(mesh)
-
-    return jax.tree.map(leaf_or_buffer, state, is_leaf=lambda n: isinstance(n, ReplayBuffer))
-
-
-def shard_state(state: Any, mesh: Mesh) -> Any:
-    """Place ``state`` on the mesh (:func:`state_shardings`); works for a restored or fresh state."""
-    return jax.device_put(state, state_shardings(state, mesh))
-
-
 def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
     """Assemble this process's slice of the global batch into global arrays split along ``data``.
 
@@ -67,9 +36,10 @@ def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
 
     Example::
 
-      >>> batch = shard_batch({"x": x[:64], "y": y[:64]}, make_data_mesh(8))
-      >>> batch["x"].sharding.spec
-      PartitionSpec('data',)
+      >>> from ebm_jax.parallel import make_data_mesh
+      >>> batch = shard_batch({"x": np.zeros((64, 2)), "y": np.arange(64)}, make_data_mesh(1))
+      >>> batch["x"].sharding.spec == PartitionSpec("data")
+      True
     """
     sharding = data_sharding(mesh)
     out = {}
@@ -79,45 +49,3 @@ def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
                         mesh)
         out[name] = jax.make_array_from_process_local_data(sharding, value)
     return out
-
-
-def sharded_train_step(train_step: Callable, mesh: Mesh, state: Any, *,
-                       donate: bool = True) -> Callable:
-    """Jit ``train_step(state, batch)`` over ``mesh``: one XLA program for all devices.
-
-    Args:
-      train_step: the pure single-device step (:func:`~ebm_jax.train.make_train_step`).
-      mesh: from :func:`make_data_mesh`.
-      state: a state with the run's structure (only its structure and shapes are used).
-      donate: donate the input state's buffers (the step returns a new state).
-
-    Returns:
-      ``step(state, batch) -> (state, metrics)`` taking a state placed by
-      :func:`shard_state` and a batch from :func:`shard_batch`; the new
-      state keeps the same shardings, the metrics are replicated. It runs
-      (and traces) under ``jax.set_mesh(mesh)``, so that library code can
-      split per-example work it creates (:func:`~ebm_jax.parallel.split_along_data`);
-      ``step.lower(state, batch)`` lowers it the same way.
-
-    Example::
-
-      >>> mesh = make_data_mesh()
-      >>> state = shard_state(state, mesh)
-      >>> step = sharded_train_step(make_train_step(loss, optax.adam(1e-4)), mesh, state)
-      >>> state, metrics = step(state, shard_batch(batch, mesh))
-    """
-    state_sh = state_shardings(state, mesh)
-    jitted = jax.jit(train_step, in_shardings=(state_sh, data_sharding(mesh)),
-                     out_shardings=(state_sh, replicated(mesh)),
-                     donate_argnums=(0,) if donate else ())
-
-    def step(state, batch):
-        with jax.set_mesh(mesh):
-            return jitted(state, batch)
-
-    def lower(state, batch):
-        with jax.set_mesh(mesh):
-            return jitted.lower(state, batch)
-
-    step.lower = lower
-    return step

@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ebm_jax._checks import check_int
 from ebm_jax.plots.grids import _figure
 
 
@@ -37,8 +38,9 @@ def save_energy_trace(path: str, energies, *, steps: Optional[Sequence[float]] =
 
     Example::
 
-      >>> _, info = run_chains(key, sampler, states, params, 200, trace=True)
-      >>> save_energy_trace("trace.png", info.energy)   # [C, 200]
+      >>> steps = jax.random.uniform(jax.random.key(0), (4, 200))     # 4 chains, 200 steps
+      >>> energies = 10.0 - jnp.cumsum(0.1 * steps, axis=1)  # or run_chains(..., trace=True)
+      >>> save_energy_trace("trace.png", energies)           # [C, 200]
     """
     arr = np.asarray(energies, np.float64)
     if arr.ndim == 1:
@@ -46,8 +48,7 @@ def save_energy_trace(path: str, energies, *, steps: Optional[Sequence[float]] =
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"energies has shape {np.shape(energies)}: expected [chains, steps] or "
                          "[steps] with at least one chain and one step")
-    if not isinstance(max_chains, int) or max_chains < 0:
-        raise ValueError(f"max_chains={max_chains!r}: expected an int >= 0")
+    check_int("max_chains", max_chains, 0)
     num_chains, num_steps = arr.shape
     if steps is None:
         x = np.arange(num_steps)
@@ -109,11 +110,12 @@ def save_energy_histogram(path: str, data_energies, sample_energies, *, bins: in
 
     Example::
 
+      >>> energy_fn = lambda params, x: 0.5 * jnp.sum(x ** 2)
+      >>> x_data, x_samples = jax.random.normal(jax.random.key(0), (2, 500, 2))
       >>> e = jax.vmap(energy_fn, (None, 0))
-      >>> save_energy_histogram("energies.png", e(params, x_data), e(params, x_samples))
+      >>> save_energy_histogram("energies.png", e(None, x_data), e(None, 2.0 * x_samples))
     """
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
-        raise ValueError(f"bins={bins!r}: expected a positive int")
+    check_int("bins", bins)
     data, data_dropped = _finite_1d("data_energies", data_energies)
     samples, sample_dropped = _finite_1d("sample_energies", sample_energies)
     edges = np.histogram_bin_edges(np.concatenate([data, samples]), bins=bins)

@@ -6,6 +6,7 @@ from typing import Mapping, Optional
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_int
 from ebm_jax.metrics.classification import calibration_bins, expected_calibration_error
 from ebm_jax.metrics.ood import auroc
 from ebm_jax.plots.grids import _figure
@@ -46,8 +47,10 @@ def save_reliability_diagram(path: str, probs, labels, num_bins: int = 15, *,
 
     Example::
 
+      >>> logits = jax.random.normal(jax.random.key(0), (500, 10))
+      >>> labels = jax.random.randint(jax.random.key(1), (500,), 0, 10)
       >>> save_reliability_diagram("reliability.png", jax.nn.softmax(logits), labels,
-      ...                          title="JEM, digits")
+      ...                          title="random logits")
     """
     probs_np = np.asarray(probs, np.float64)
     labels_np = np.asarray(labels)
@@ -61,8 +64,7 @@ def save_reliability_diagram(path: str, probs, labels, num_bins: int = 15, *,
             or np.abs(probs_np.sum(axis=1) - 1).max() > 1e-3):
         raise ValueError("probs: expected rows of probabilities in [0, 1] summing to 1 "
                          "(pass softmax(logits), not logits)")
-    if not isinstance(num_bins, int) or isinstance(num_bins, bool) or num_bins < 1:
-        raise ValueError(f"num_bins={num_bins!r}: expected a positive int")
+    check_int("num_bins", num_bins)
     p, t = jnp.asarray(probs_np, jnp.float32), jnp.asarray(labels_np)
     counts, conf, acc = (np.asarray(a) for a in calibration_bins(p, t, num_bins))
     ece = float(expected_calibration_error(p, t, num_bins))
@@ -111,13 +113,16 @@ def save_ood_histograms(path: str, scores: Mapping[str, object], in_scores, scor
 
     Example::
 
-      >>> score = jax.jit(log_px_score(model.apply))
-      >>> save_ood_histograms("ood.png", {k: score(params, v) for k, v in sets.items()},
-      ...                     score(params, x_test), "log p(x)")
+      >>> from ebm_jax.metrics import log_px_score
+      >>> score = jax.jit(log_px_score(lambda w, x: w @ x))  # a linear classifier, 3 classes
+      >>> w, x_test = jnp.eye(3), 3.0 * jnp.eye(3)[jnp.arange(30) % 3]
+      >>> noise = jax.random.normal(jax.random.key(0), (20, 3))
+      >>> sets = {"flat": jnp.zeros((20, 3)), "noise": noise}
+      >>> save_ood_histograms("ood.png", {k: score(w, v) for k, v in sets.items()},
+      ...                     score(w, x_test), "log p(x)")
     """
     _check_mapping("scores", scores, "{set_name: [M] scores}")
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
-        raise ValueError(f"bins={bins!r}: expected a positive int")
+    check_int("bins", bins)
     s_in = _scores_1d("in_scores", in_scores)
     sets = {name: _scores_1d(f"scores[{name!r}]", v) for name, v in scores.items()}
     plt = _figure()
@@ -155,6 +160,8 @@ def save_roc_curves(path: str, curves: Mapping[str, tuple], *, title: Optional[s
 
     Example::
 
+      >>> from ebm_jax.metrics import roc_curve
+      >>> s_in, s_out = jnp.array([2.0, 3.0, 0.5]), jnp.array([0.0, 1.0])
       >>> save_roc_curves("roc.png", {"log p(x)": roc_curve(s_in, s_out)})
     """
     _check_mapping("curves", curves, "{name: (fpr, tpr)}")
@@ -203,6 +210,8 @@ def save_robustness_curve(path: str, curves: Mapping[str, Mapping[float, float]]
 
     Example::
 
+      >>> c0 = {0.0: 0.98, 0.05: 0.31, 0.1: 0.02}            # robust_accuracy_curve(...)
+      >>> c1 = {0.0: 0.97, 0.05: 0.74, 0.1: 0.41}
       >>> save_robustness_curve("robustness.png", {"baseline": c0, "JEM + SGLD": c1}, "linf")
     """
     _check_mapping("curves", curves, "{model_name: {eps: accuracy}}")

@@ -53,9 +53,18 @@ class Checkpointer:
 
     Example::
 
-      >>> ckpt = Checkpointer("runs/x/checkpoints", max_to_keep=3, save_every=1000)
-      >>> ckpt.save(state)                            # at int(state.step)
-      >>> state = ckpt.restore_latest(template_state)
+      >>> import tempfile
+      >>> from typing import NamedTuple
+      >>> class State(NamedTuple):                    # any pytree with a ``step``
+      ...     step: jax.Array
+      ...     params: jax.Array
+      >>> ckpt = Checkpointer(tempfile.mkdtemp(), max_to_keep=3, save_every=1000)
+      >>> ckpt.save(State(jnp.int32(5), jnp.ones(3)))  # at its own step
+      True
+      >>> restored = ckpt.restore_latest(State(jnp.int32(0), jnp.zeros(3)))
+      >>> int(restored.step), restored.params.tolist()
+      (5, [1.0, 1.0, 1.0])
+      >>> ckpt.close()
     """
 
     def __init__(self, directory: str, *, max_to_keep: int = 3, save_every: int = 1000):

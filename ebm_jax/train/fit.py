@@ -131,7 +131,17 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
 
     Example::
 
-      >>> state = fit(jax.jit(train_step), state, Batches(x, y, 64, seed=0), 1000)
+      >>> import optax
+      >>> from ebm_jax.losses import cross_entropy
+      >>> loss, optimizer = cross_entropy(lambda w, x: x @ w), optax.adam(1e-2)  # linear, 3 classes
+      >>> batch = {"x": jnp.ones((8, 2)), "y": jnp.zeros(8, jnp.int32)}
+      >>> import itertools
+      >>> from ebm_jax.train import init_train_state, make_train_step
+      >>> state = init_train_state(jax.random.key(0), jnp.zeros((2, 3)), optimizer, loss, batch)
+      >>> train_step = jax.jit(make_train_step(loss, optimizer))
+      >>> state = fit(train_step, state, itertools.repeat(batch), 20, progress=False)
+      >>> int(state.step)
+      20
     """
     if rollback is not None and checkpointer is None:
         raise ValueError("rollback needs a checkpointer: expected checkpointer=Checkpointer(...)")

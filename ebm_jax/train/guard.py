@@ -50,8 +50,10 @@ def divergence_flags(value: jax.Array, grad_norm: jax.Array, info: dict,
 
     Example::
 
-      >>> flags = divergence_flags(loss, optax.tree.norm(grads), info, DivergenceGuard())
-      >>> diverged = jnp.any(jnp.stack(list(flags.values())))
+      >>> info = {"energy_data": jnp.float32(3e8), "nonfinite_steps": jnp.float32(0.0)}
+      >>> flags = divergence_flags(jnp.float32(1.0), jnp.float32(2.0), info, DivergenceGuard())
+      >>> {k: bool(v) for k, v in flags.items()}
+      {'nonfinite': False, 'energy': True, 'grad_norm': False, 'sampler': False}
     """
     floats = [jnp.asarray(v) for v in info.values()
               if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)]
@@ -91,6 +93,8 @@ def with_lr_scale(optimizer: optax.GradientTransformation) -> optax.GradientTran
     Example::
 
       >>> opt = with_lr_scale(optax.adam(1e-4))
+      >>> params = {"w": jnp.zeros(2)}
+      >>> opt_state = scale_learning_rate(opt.init(params), 0.5)   # after a rollback
     """
     return optax.chain(optimizer, optax.inject_hyperparams(optax.scale)(step_size=1.0))
 

@@ -49,7 +49,13 @@ def init_train_state(rng_key: jax.Array, params: Any, optimizer: optax.GradientT
 
     Example::
 
-      >>> state = init_train_state(jax.random.PRNGKey(0), params, optax.adam(1e-4), loss, batch)
+      >>> import optax
+      >>> from ebm_jax.losses import cross_entropy
+      >>> loss, optimizer = cross_entropy(lambda w, x: x @ w), optax.adam(1e-2)  # linear, 3 classes
+      >>> batch = {"x": jnp.ones((8, 2)), "y": jnp.zeros(8, jnp.int32)}
+      >>> state = init_train_state(jax.random.key(0), jnp.zeros((2, 3)), optimizer, loss, batch)
+      >>> int(state.step), state.params.shape, state.rng_key.dtype     # a raw key in the state
+      (0, (2, 3), dtype('uint32'))
     """
     if jax.dtypes.issubdtype(jnp.asarray(rng_key).dtype, jax.dtypes.prng_key):
         rng_key = jax.random.key_data(rng_key)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ebm_jax import distributions
+from ebm_jax.energies import distributions
 from ebm_jax.experiments.config import (POSITIVE, Config, ObjectiveConfig, one_of, section,
                                         setting)
 from ebm_jax.experiments.objectives import Objective, Pieces

@@ -24,12 +24,13 @@ jittable (``n`` must be static, as for ``jax.random``).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ebm_jax._checks import check_in_range, check_int
 
 __all__ = ["NoiseDistribution", "check_noise", "fit_gaussian", "from_pair", "mixture",
            "uniform_box"]
@@ -52,11 +53,6 @@ class NoiseDistribution(NamedTuple):
     sample: SampleFn
     log_prob: LogProbFn
     shape: Optional[tuple[int, ...]] = None
-
-
-def _is_number(value) -> bool:
-    """A real Python or NumPy scalar (not a bool, not an array)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_shape(shape, name: str = "shape") -> tuple[int, ...]:
@@ -85,7 +81,7 @@ def check_noise(noise: NoiseDistribution, example_shape: Sequence[int], who: str
     """
     if not isinstance(noise, NoiseDistribution):
         raise ValueError(f"{who}={noise!r}: expected a NoiseDistribution "
-                         "(see ebm_jax.distributions)")
+                         "(see ebm_jax.energies.distributions)")
     example_shape = tuple(example_shape)
     if noise.shape is not None and tuple(noise.shape) != example_shape:
         raise ValueError(f"{who} has shape {tuple(noise.shape)}: expected {example_shape} "
@@ -112,9 +108,7 @@ def _require_example(x: jax.Array, shape: tuple[int, ...], who: str) -> None:
 
 
 def _check_n(n, who: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"{who}.sample got n={n!r}: expected a non-negative Python int")
-    return int(n)
+    return check_int(f"{who}.sample got n", n, 0, expected="a non-negative Python int")
 
 
 def fit_gaussian(x, covariance: str = "full", scale: float = 1.0, *,
@@ -141,19 +135,19 @@ def fit_gaussian(x, covariance: str = "full", scale: float = 1.0, *,
 
     Example::
 
-      >>> noise = fit_gaussian(data, scale=1.25)      # data [N, 2]
-      >>> noise.sample(jax.random.PRNGKey(0), 5).shape
+      >>> data = jax.random.normal(jax.random.key(0), (100, 2))
+      >>> noise = fit_gaussian(data, scale=1.25)
+      >>> noise.sample(jax.random.key(1), 5).shape
       (5, 2)
       >>> jax.vmap(noise.log_prob)(data).shape
-      (N,)
+      (100,)
     """
     if covariance not in ("full", "diagonal"):
         raise ValueError(f"covariance={covariance!r}: expected 'full' or 'diagonal'")
-    if not (_is_number(scale) and math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale={scale!r}: expected a positive finite number")
-    if not (_is_number(jitter) and math.isfinite(jitter) and jitter >= 0):
-        raise ValueError(f"jitter={jitter!r}: expected a non-negative finite number")
-    scale, jitter = float(scale), float(jitter)
+    scale = check_in_range("scale", scale, 0, math.inf, include_low=False,
+                           expected="a positive finite number")
+    jitter = check_in_range("jitter", jitter, 0, math.inf,
+                            expected="a non-negative finite number")
     data = np.asarray(x, np.float64)
     if data.ndim < 2 or data.shape[0] < 2:
         raise ValueError(f"x has shape {data.shape}: expected [N, *shape] data with N >= 2 "
@@ -272,7 +266,10 @@ def mixture(components: Sequence[NoiseDistribution], weights=None) -> NoiseDistr
 
     Example::
 
+      >>> data = jax.random.normal(jax.random.key(0), (100, 2))
       >>> noise = mixture([fit_gaussian(data), uniform_box(-4, 4, (2,))], weights=[0.9, 0.1])
+      >>> noise.sample(jax.random.key(1), 5).shape, noise.log_prob(jnp.zeros(2)).shape
+      ((5, 2), ())
     """
     components = list(components) if isinstance(components, (list, tuple)) else components
     if not isinstance(components, list) or not components:
@@ -331,8 +328,11 @@ def from_pair(sample: SampleFn, log_prob: LogProbFn, shape: Sequence[int]) -> No
 
     Example::
 
-      >>> toy = get_toy("8gaussians")
-      >>> noise = from_pair(toy.sample, toy.log_prob, (2,))
+      >>> from ebm_jax.energies import gaussian
+      >>> g = gaussian(jnp.zeros(2), jnp.eye(2))          # an AnalyticEnergy
+      >>> noise = from_pair(g.sample, lambda x: -g.energy_fn(None, x) - g.log_z, (2,))
+      >>> round(float(noise.log_prob(jnp.zeros(2))), 4)    # -log 2π
+      -1.8379
     """
     if not callable(sample):
         raise ValueError(f"sample={sample!r}: expected a callable "

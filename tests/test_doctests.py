@@ -1,0 +1,122 @@
+"""The docstring examples of the modules listed here run as doctests.
+
+A module is listed once its examples are self-contained: they import what they use
+(beyond ``jax``, ``jnp`` and ``np``, which every example may take as given, and the
+module's own names), build their own small inputs, use typed keys
+(``jax.random.key(0)``), and print only what is deterministic. An example that needs
+something a test cannot have (a prepared tensorflow-datasets directory) says
+``# doctest: +SKIP`` on its lines. Add a module to ``MODULES`` when its examples are
+made so, or to ``SLOW_MODULES`` when they take over a second or so on a CPU (they build
+networks, run chains, draw figures, or compile many small ops eagerly): those run with the
+``slow`` marker.
+
+Examples run in a temporary working directory (the plotting examples write PNGs) with
+temporary files under it, and compile with fewer XLA optimisations (``fast_compile``):
+their printed numbers are rounded.
+"""
+import doctest
+import importlib
+import pathlib
+import re
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "ebm_jax"
+
+MODULES = [
+    "ebm_jax._checks",
+    "ebm_jax.data.digits",
+    "ebm_jax.data.tfds_source",
+    "ebm_jax.energies._base",
+    "ebm_jax.energies.analytic",
+    "ebm_jax.losses.base",
+    "ebm_jax.losses.classification",
+    "ebm_jax.losses.nce",
+    "ebm_jax.losses.score_matching",
+    "ebm_jax.metrics.classification",
+    "ebm_jax.metrics.ood",
+    "ebm_jax.metrics.sample_quality",
+    "ebm_jax.nets.patch_conv",
+    "ebm_jax.parallel.mesh",
+    "ebm_jax.parallel.sharding",
+    "ebm_jax.train.checkpoint",
+    "ebm_jax.train.fit",
+    "ebm_jax.train.guard",
+    "ebm_jax.train.sharded",
+    "ebm_jax.train.state",
+    "ebm_jax.train.step",
+]
+# over a second each on 2 CPU cores: networks, chains, plots, or many eagerly compiled ops
+SLOW_MODULES = [
+    "ebm_jax.data.batching",
+    "ebm_jax.data.ood",
+    "ebm_jax.data.toy2d",
+    "ebm_jax.energies.composition",
+    "ebm_jax.energies.distributions",
+    "ebm_jax.metrics.ais",
+    "ebm_jax.metrics.mmd",
+    "ebm_jax.metrics.ood_scores",
+    "ebm_jax.nets.adapters",
+    "ebm_jax.nets.conditioned",
+    "ebm_jax.nets.conv",
+    "ebm_jax.nets.mlp",
+    "ebm_jax.nets.resnet",
+    "ebm_jax.plots.diagnostics",
+    "ebm_jax.plots.evaluation",
+]
+GLOBS = {"jax": jax, "jnp": jnp, "np": np}
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def _doctests(module_name: str) -> list[doctest.DocTest]:
+    module = importlib.import_module(module_name)
+    tests = doctest.DocTestFinder().find(module, module_name, extraglobs=GLOBS)
+    return [t for t in tests if t.examples]
+
+
+def _run(module_name: str) -> None:
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    report = []
+    for test in _doctests(module_name):
+        runner.run(test, out=report.append)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, "".join(report)
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch, fast_compile):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_docstring_examples_run(module_name, scratch):
+    _run(module_name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module_name", SLOW_MODULES)
+def test_slower_docstring_examples_run(module_name, scratch):
+    _run(module_name)
+
+
+@pytest.mark.parametrize("module_name", MODULES + SLOW_MODULES)
+def test_listed_modules_have_examples_with_typed_keys(module_name):
+    """Every listed module shows at least one example, none with a raw ``PRNGKey``."""
+    tests = _doctests(module_name)
+    assert tests, f"{module_name} has no docstring examples: take it off the list"
+    raw = [f"{t.name}: {e.source.strip()}" for t in tests for e in t.examples
+           if re.search(r"\bPRNGKey\(", e.source)]
+    assert raw == [], "use jax.random.key(...) in examples"
+
+
+def test_the_lists_name_modules_of_the_package_once():
+    names = MODULES + SLOW_MODULES
+    assert len(set(names)) == len(names)
+    for name in names:
+        path = PACKAGE.parent / (name.replace(".", "/") + ".py")
+        assert path.exists(), f"{name}: no such module"
