@@ -1,6 +1,7 @@
 """The main job end to end on tiny settings: run directory, resume, interrupts, bad workdirs, CLI."""
 import json
 import os
+import shutil
 import signal
 
 import jax
@@ -11,6 +12,7 @@ from ebm_jax import cli
 from ebm_jax.data import Batches
 from ebm_jax.experiments import ConfigError, build, initial_state, make_config, train
 from ebm_jax.train import Checkpointer, fit, make_train_step, params_fingerprint
+from tests.experiments.conftest import copy_run
 from tests.experiments.tiny import tiny, tiny_overrides
 
 
@@ -35,15 +37,21 @@ def test_train_writes_the_run_directory_and_summary(jem_run_dir):
     assert any("eval/test_accuracy" in r for r in records)
 
 
-@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
-def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
-    full = train(tiny("jem_digits", "run.num_steps=30"), str(tmp_path / "full"), progress=False)
-    # Stop after 10 steps (a checkpoint is written there), then resume to 30.
-    train(tiny("jem_digits", "run.num_steps=10"), str(tmp_path / "split"), progress=False)
-    resumed = train(tiny("jem_digits", "run.num_steps=30"), str(tmp_path / "split"), resume=True,
-                    progress=False)
-    assert resumed["steps"] == 30
-    assert resumed["params_fingerprint"] == full["params_fingerprint"]
+def test_resume_without_config_continues_the_saved_run_bit_exactly(jem_run_dir, tmp_path,
+                                                                    capsys):
+    """`ebm-jax train --workdir DIR --resume` with no --config continues DIR's own run (made
+    with non-default settings: the tiny ones) and ends on the uninterrupted run's parameters."""
+    source, uninterrupted = jem_run_dir
+    workdir = copy_run(source, tmp_path / "run")
+    shutil.rmtree(workdir / "checkpoints" / "20")  # as if stopped after the step-10 checkpoint
+    os.remove(workdir / "summary.json")
+    code = cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "resumed from step 10" in out, out
+    with open(workdir / "summary.json") as f:
+        resumed = json.load(f)
+    assert resumed["steps"] == 20
+    assert resumed["params_fingerprint"] == uninterrupted["params_fingerprint"]
     # And a different seed really gives different parameters (the fingerprint is not constant).
     assert params_fingerprint(build(tiny("jem_digits", "run.seed=1")).params) != \
         params_fingerprint(build(tiny("jem_digits")).params)
@@ -81,22 +89,25 @@ def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
     assert params_fingerprint(state.params) == expected
 
 
-@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
-def test_workdir_with_another_config_is_refused_before_compute(tmp_path):
-    train(tiny("jem_digits", "run.num_steps=10"), str(tmp_path), progress=False)
-    before = sorted(os.listdir(tmp_path / "checkpoints"))
+def test_workdir_with_another_config_is_refused_before_compute(jem_run_dir, tmp_path):
+    from ebm_jax.experiments.run import prepare_workdir
+
+    workdir = copy_run(jem_run_dir[0], tmp_path / "run")
+    before = sorted(os.listdir(workdir / "checkpoints"))
     with pytest.raises(ConfigError, match=r"different config \(optimizer.learning_rate: saved "
                                           r"0.001, now 0.5\)"):
-        train(tiny("jem_digits", "run.num_steps=10", "optimizer.learning_rate=0.5"),
-              str(tmp_path), resume=True)
+        train(tiny("jem_digits", "run.num_steps=20", "optimizer.learning_rate=0.5"),
+              str(workdir), resume=True)
     with pytest.raises(ConfigError, match="already holds a run: expected --resume"):
-        train(tiny("jem_digits", "run.num_steps=10"), str(tmp_path))
-    assert sorted(os.listdir(tmp_path / "checkpoints")) == before
-    # --overwrite starts over.
-    summary = train(tiny("jem_digits", "run.num_steps=10", "optimizer.learning_rate=0.5"),
-                    str(tmp_path),
-                    overwrite=True, progress=False)
-    assert summary["steps"] == 10
+        train(tiny("jem_digits", "run.num_steps=20"), str(workdir))
+    assert sorted(os.listdir(workdir / "checkpoints")) == before
+    # --overwrite starts over: the old run's files are gone, the new config is written.
+    config = tiny("jem_digits", "run.num_steps=10", "optimizer.learning_rate=0.5")
+    prepare_workdir(config, str(workdir), resume=False, overwrite=True).close()
+    assert not (workdir / "summary.json").exists() and not (workdir / "metrics.jsonl").exists()
+    assert not os.path.exists(workdir / "checkpoints") or not os.listdir(workdir / "checkpoints")
+    with open(workdir / "config.json") as f:
+        assert json.load(f)["optimizer"]["learning_rate"] == 0.5
 
 
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
@@ -259,30 +270,6 @@ def test_semi_supervised_runs_keep_a_stratified_share_of_the_labels(tmp_path):
     assert 0.0 <= summary["test_accuracy"] <= 1.0
 
 
-@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
-def test_resume_without_config_continues_the_run_saved_in_the_workdir(tmp_path, capsys):
-    """`ebm-jax train --workdir DIR --resume` takes DIR's config.json, not the default preset
-    (tried as a new user would: a run made with a non-default capacity)."""
-    workdir = str(tmp_path / "run")
-    made = ["--set", "objective.chain_start.capacity=96"] + \
-        [a for o in tiny_overrides("cd_2d_8gaussians") if "capacity" not in o
-         for a in ("--set", o)]
-    argv = ["train", "--config", "cd_2d_8gaussians", "--workdir", workdir, "--no-progress"]
-    assert cli.main(argv + made + ["--set", "run.num_steps=10"]) == 0
-    capsys.readouterr()
-    code = cli.main(["train", "--workdir", workdir, "--resume", "--no-progress",
-                     "--set", "run.num_steps=20"])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "resumed from step 10" in out
-    with open(os.path.join(workdir, "summary.json")) as f:
-        assert json.load(f)["steps"] == 20
-    with open(os.path.join(workdir, "config.json")) as f:
-        saved = json.load(f)
-    assert saved["objective"]["chain_start"]["capacity"] == 96
-    assert saved["data"]["dataset"] == "8gaussians" and saved["run"]["num_steps"] == 20
-
-
 V0_1_RUN = os.path.join(os.path.dirname(__file__), "data", "run_v0_1_jem")
 # Written by ebm_jax 0.1 (commit 5eb8648): `ebm-jax train` of jem_digits with hidden=32,
 # buffer_size=64, sgld_steps=5, batch_size=32, 10 steps (flat config.json, checkpoint at 10).
@@ -292,7 +279,6 @@ V0_1_FINGERPRINT_AT_20 = "46049683009776ae"
 
 def test_a_run_directory_of_release_0_1_resumes_bit_exactly_and_evaluates(tmp_path):
     from ebm_jax.experiments import evaluate_run
-    from tests.experiments.conftest import copy_run
 
     workdir = copy_run(V0_1_RUN, tmp_path / "old")
     with open(workdir / "config.json") as f:
