@@ -86,6 +86,8 @@ def test_switching_the_objective_takes_its_defaults_and_later_keys_apply_to_it()
      r"objective.data_noise=1.0: expected a noise std in \[0, 1\)"),
     (["objective=rl", "objective.num_levels=1"],
      r"objective.num_levels=1: expected an int in \[2, 501\]"),
+    (["objective=rl", "data.batch_size=60", "objective.num_levels=10"],
+     r"objective.num_levels=10 with objective.schedule='t6': expected 6"),
     (["objective.chain_start.num_shards=3"],
      r"objective.chain_start.capacity=10000 with objective.chain_start.num_shards=3: expected a "
      r"multiple"),

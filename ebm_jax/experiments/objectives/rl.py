@@ -98,6 +98,10 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
 
 def check(config: Config) -> None:
     settings = config.objective
+    if settings.schedule == "t6" and settings.num_levels != 6:
+        raise ConfigError(f"objective.num_levels={settings.num_levels} with objective.schedule="
+                          "'t6': expected 6 (T6 has six levels; choose the number of levels "
+                          "with schedule 'ddpm')")
     levels = num_levels(settings)
     if settings.split_batch and config.data.batch_size % levels:
         raise ConfigError(f"data.batch_size={config.data.batch_size} with "
