@@ -6,6 +6,14 @@ was expected (``"num_steps=0: expected a positive int"``); ``expected=`` words i
 caller whose field means more than its type. A leaf of the package: it imports nothing
 else of ``ebm_jax``.
 
+Which exception (as the tests pin it): the checks of a value with a set of allowed values
+(:func:`check_int`, :func:`check_in_range`, :func:`check_probability`,
+:func:`check_bounds`, :func:`check_choice`, :func:`check_flag`) raise ``ValueError`` for
+anything outside that set, a non-number included; the checks of a number of any size
+(:func:`check_positive_finite`, :func:`check_weight`) raise ``TypeError`` for a
+non-number and ``ValueError`` for a number out of range. A traced value (inside ``jit``)
+is left alone where its value is not needed (:func:`is_traced`).
+
 >>> check_int("num_steps", 3)
 3
 >>> check_probability("reinit_prob", 0.05)
@@ -17,7 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +52,7 @@ def check_positive_finite(name: str, value: Any,
       ...
       ValueError: step_size=-1.0: expected a positive finite number
     """
-    if isinstance(value, jax.core.Tracer):
+    if is_traced(value):
         if value.shape != ():
             raise ValueError(f"{name} has shape {value.shape}: expected a scalar")
         return
@@ -67,21 +75,46 @@ def check_positive_finite(name: str, value: Any,
                          "in float32 arithmetic)")
 
 
-def check_weight(name: str, weight: Any, minimum: Optional[float] = None) -> None:
-    """A loss weight must be a finite real number (``>= minimum`` when given); a traced
-    weight is left alone."""
-    if isinstance(weight, jax.core.Tracer):
+def check_weight(name: str, weight: Any, minimum: Optional[float] = None, *,
+                 expected: Optional[str] = None) -> None:
+    """A loss weight (or any number of any size, e.g. a noise scale) must be a finite real
+    number (``>= minimum`` when given); a traced weight is left alone.
+
+    ``expected`` words the message's expectation (default ``"a finite number"``, with
+    ``" >= minimum"`` when given).
+
+    >>> check_weight("noise_scale", -1.0, 0.0, expected="a number >= 0 (finite)")
+    Traceback (most recent call last):
+    ...
+    ValueError: noise_scale=-1.0: expected a number >= 0 (finite)
+    """
+    if is_traced(weight):
         return
     if isinstance(weight, (np.ndarray, jax.Array)) and weight.shape == ():
         weight = weight.item()
+    bound = "" if minimum is None else f" >= {minimum}"
+    what = expected or f"a finite number{bound}"
     if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
-        raise TypeError(f"{name}={weight!r} ({type(weight).__name__}): expected a finite number")
+        raise TypeError(f"{name}={weight!r} ({type(weight).__name__}): "
+                        f"expected {expected or 'a finite number'}")
     if not math.isfinite(weight) or (minimum is not None and weight < minimum):
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise ValueError(f"{name}={weight!r}: expected a finite number{bound}")
+        raise ValueError(f"{name}={weight!r}: expected {what}")
     if abs(weight) > FLOAT32_MAX and not jax.config.jax_enable_x64:
-        raise ValueError(f"{name}={weight!r}: expected a finite number that float32 can hold "
-                         f"(|{name}| <= {FLOAT32_MAX:.4g}; it becomes inf in the loss)")
+        tail = "; it becomes inf in the loss" if expected is None else ""
+        raise ValueError(f"{name}={weight!r}: expected {what} that float32 can hold "
+                         f"(|{name}| <= {FLOAT32_MAX:.4g}{tail})")
+
+
+def is_traced(value: Any) -> bool:
+    """Whether ``value`` is a JAX tracer (an argument of a function being traced by ``jit``,
+    ``vmap``, ...): its value is not known, only its shape and dtype.
+
+    >>> seen = []
+    >>> _ = jax.jit(lambda x: seen.append(is_traced(x)) or x)(1.0)
+    >>> is_traced(1.0), seen
+    (False, [True])
+    """
+    return isinstance(value, jax.core.Tracer)
 
 
 def is_int(value: Any) -> bool:
@@ -134,11 +167,12 @@ def check_int(name: str, value: Any, minimum: Optional[int] = 1,
 
 def check_in_range(name: str, value: Any, low: float, high: float, *,
                    include_low: bool = True, include_high: bool = True,
-                   expected: Optional[str] = None) -> float:
+                   expected: Optional[str] = None, allow_traced: bool = False) -> Any:
     """``value`` as a ``float`` if it is a real number (not a bool) in the interval.
 
     The interval is ``[low, high]``, open at an end whose ``include_*`` is False; a
-    concrete 0-d array counts as its number.
+    concrete 0-d array counts as its number. With ``allow_traced`` a traced value is
+    returned unchecked (its value is not known at trace time).
 
     Raises:
       ValueError: ``"{name}={value!r}: expected {expected}"`` (default
@@ -151,6 +185,8 @@ def check_in_range(name: str, value: Any, low: float, high: float, *,
     ...
     ValueError: test_fraction=1.0: expected a value in (0, 1)
     """
+    if allow_traced and is_traced(value):
+        return value
     number = _concrete_scalar(value)
     ok = is_real(number) and math.isfinite(number) \
         and (low <= number if include_low else low < number) \
@@ -164,7 +200,8 @@ def check_in_range(name: str, value: Any, low: float, high: float, *,
 
 
 def check_probability(name: str, value: Any, *, include_zero: bool = True,
-                      include_one: bool = True, expected: Optional[str] = None) -> float:
+                      include_one: bool = True, expected: Optional[str] = None,
+                      allow_traced: bool = False) -> Any:
     """``value`` as a ``float`` if it is a probability: in ``[0, 1]``, either end excludable.
 
     >>> check_probability("label_smoothing", 0.1, include_one=False)
@@ -175,7 +212,35 @@ def check_probability(name: str, value: Any, *, include_zero: bool = True,
     ValueError: weight=0.0: expected a value in (0, 1)
     """
     return check_in_range(name, value, 0, 1, include_low=include_zero, include_high=include_one,
-                          expected=expected)
+                          expected=expected, allow_traced=allow_traced)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices`` (printed as given: a tuple or a list).
+
+    >>> check_choice("norm", "l1", ("linf", "l2"))
+    Traceback (most recent call last):
+    ...
+    ValueError: norm='l1': expected one of ('linf', 'l2')
+    """
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {choices}")
+    return value
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` as a ``bool`` if it is one (Python or NumPy); ``1`` or ``"yes"`` is refused.
+
+    >>> check_flag("shuffle", np.bool_(True))
+    True
+    >>> check_flag("shuffle", 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: shuffle=1: expected True or False
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r}: expected True or False")
+    return bool(value)
 
 
 def check_bounds(name: str, value: Any, *, allow_none: bool = False,
@@ -209,7 +274,8 @@ def check_bounds(name: str, value: Any, *, allow_none: bool = False,
 
 
 def check_scalar_fn(name: str, fn: Callable, *args: Any,
-                    signature: str = "energy_fn(params, x, *cond) -> scalar") -> Any:
+                    signature: str = "energy_fn(params, x, *cond) -> scalar",
+                    hint: Optional[str] = None) -> Any:
     """Trace ``fn(*args)`` (``jax.eval_shape``: no compute) and require a floating scalar.
 
     For per-example functions (an energy, a log-density) called on one example: a function
@@ -217,6 +283,10 @@ def check_scalar_fn(name: str, fn: Callable, *args: Any,
     shape it was given before any compute. ``args`` may be arrays or
     ``jax.ShapeDtypeStruct``s; the second argument (``x`` in ``energy_fn(params, x)``), or
     the only one (``log_prob(x)``), is the example whose shape the messages give.
+
+    ``hint`` ends the messages (default, where the output is not a scalar: ``"per example;
+    batch it with jax.vmap"``), e.g. a sampler's ``"init takes one chain's position: use
+    init_chains for a batch"``.
 
     Returns:
       the output's ``jax.ShapeDtypeStruct``.
@@ -244,19 +314,19 @@ jax.vmap)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} failed on one example of shape {shape} "
                          f"({type(err).__name__}: {err}): expected a per-example "
-                         f"{signature}") from err
+                         f"{signature}" + (f" ({hint})" if hint else "")) from err
     if getattr(out, "shape", None) != () or not jnp.issubdtype(out.dtype, jnp.floating):
         got = getattr(out, "shape", type(out).__name__)
         raise ValueError(f"{name} returned {got} (dtype {getattr(out, 'dtype', '?')}) for one "
                          f"example of shape {shape}: expected a floating-point scalar, "
-                         f"{signature} (per example; batch it with jax.vmap)")
+                         f"{signature} ({hint or 'per example; batch it with jax.vmap'})")
     return out
 
 
 def _concrete_scalar(value: Any) -> Any:
     """A concrete 0-d NumPy/JAX array as its Python number; anything else unchanged."""
     if isinstance(value, (np.ndarray, np.generic, jax.Array)) \
-            and not isinstance(value, jax.core.Tracer) and np.shape(value) == () \
+            and not is_traced(value) and np.shape(value) == () \
             and np.issubdtype(np.asarray(value).dtype, np.number):
         return np.asarray(value).item()
     return value

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ebm_jax._checks import (check_bounds, check_in_range, check_int, check_probability,
-                             check_scalar_fn, check_weight, is_int, is_real)
+from ebm_jax._checks import (check_bounds, check_choice, check_flag, check_in_range, check_int,
+                             check_probability, check_scalar_fn, check_weight, is_int, is_real,
+                             is_traced)
 
 
 def test_is_int_and_is_real_refuse_bools():
@@ -104,3 +105,42 @@ def test_check_scalar_fn():
         check_scalar_fn("energy_fn", lambda p, x: x @ jnp.ones(4), None, x)
     with pytest.raises(ValueError, match=r"log_prob\(x\) -> scalar"):
         check_scalar_fn("log_prob", lambda x: x, x, signature="log_prob(x) -> scalar")
+
+
+def test_check_weight_takes_a_wording():
+    with pytest.raises(ValueError, match=r"^s=-1.0: expected a number >= 0 \(finite\)$"):
+        check_weight("s", -1.0, 0.0, expected="a number >= 0 (finite)")
+    with pytest.raises(TypeError, match=r"s='a' \(str\): expected a number >= 0 \(finite\)"):
+        check_weight("s", "a", 0.0, expected="a number >= 0 (finite)")
+
+
+def test_check_choice_and_check_flag():
+    assert check_choice("norm", "l2", ("linf", "l2")) == "l2"
+    with pytest.raises(ValueError, match=r"objective='kl': expected one of \['ml', 'softplus'\]"):
+        check_choice("objective", "kl", ["ml", "softplus"])
+    assert check_flag("f", np.bool_(False)) is False
+    for bad in (1, "yes", None):
+        with pytest.raises(ValueError, match=f"f={bad!r}: expected True or False"):
+            check_flag("f", bad)
+
+
+def test_traced_values():
+    seen = []
+
+    @jax.jit
+    def f(p):
+        seen.append(is_traced(p))
+        return check_probability("p", p, allow_traced=True)
+
+    f(0.5)
+    assert seen == [True] and not is_traced(0.5)
+    with pytest.raises(ValueError, match="p=.*: expected a value in"):
+        jax.jit(lambda p: check_probability("p", p))(0.5)
+
+
+def test_check_scalar_fn_takes_a_hint():
+    x = jax.ShapeDtypeStruct((4, 2), jnp.float32)
+    with pytest.raises(ValueError, match=r"expected a floating-point scalar, .* \(use one\)$"):
+        check_scalar_fn("energy_fn", lambda p, x: jnp.sum(x, -1), None, x, hint="use one")
+    with pytest.raises(ValueError, match=r"(?s)failed on one example.* \(use one\)$"):
+        check_scalar_fn("energy_fn", lambda p, x: x @ jnp.ones(3), None, x, hint="use one")

@@ -43,6 +43,9 @@ MODULES = [
     "ebm_jax.nets.patch_conv",
     "ebm_jax.parallel.mesh",
     "ebm_jax.parallel.sharding",
+    "ebm_jax.samplers.langevin",
+    "ebm_jax.samplers.replay_buffer",
+    "ebm_jax.samplers.schedules",
     "ebm_jax.train.checkpoint",
     "ebm_jax.train.fit",
     "ebm_jax.train.guard",
@@ -52,14 +55,20 @@ MODULES = [
 ]
 # over a second each on 2 CPU cores: networks, chains, plots, or many eagerly compiled ops
 SLOW_MODULES = [
+    "ebm_jax.applications.conditional",
+    "ebm_jax.applications.inpainting",
     "ebm_jax.data.batching",
     "ebm_jax.data.ood",
     "ebm_jax.data.toy2d",
     "ebm_jax.energies.composition",
     "ebm_jax.energies.distributions",
+    "ebm_jax.losses.contrastive_divergence",
+    "ebm_jax.losses.jem",
+    "ebm_jax.losses.recovery_likelihood",
     "ebm_jax.metrics.ais",
     "ebm_jax.metrics.mmd",
     "ebm_jax.metrics.ood_scores",
+    "ebm_jax.metrics.robustness",
     "ebm_jax.nets.adapters",
     "ebm_jax.nets.conditioned",
     "ebm_jax.nets.conv",
@@ -67,6 +76,16 @@ SLOW_MODULES = [
     "ebm_jax.nets.resnet",
     "ebm_jax.plots.diagnostics",
     "ebm_jax.plots.evaluation",
+    "ebm_jax.samplers.adaptation",
+    "ebm_jax.samplers.annealed",
+    "ebm_jax.samplers.base",
+    "ebm_jax.samplers.blackjax_adapter",
+    "ebm_jax.samplers.chain_starts",
+    "ebm_jax.samplers.descent",
+    "ebm_jax.samplers.diagnostics",
+    "ebm_jax.samplers.hmc",
+    "ebm_jax.samplers.mala",
+    "ebm_jax.samplers.recovery",
 ]
 GLOBS = {"jax": jax, "jnp": jnp, "np": np}
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

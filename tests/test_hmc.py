@@ -301,7 +301,8 @@ def test_init_rejects_a_wrong_mass_size_naming_both_shapes():
 
 def test_init_rejects_a_batch():
     sampler = hmc(lambda p, x: 0.5 * jnp.sum(x**2, axis=-1), 0.1, 3)
-    with pytest.raises(ValueError, match=r"position has shape \(4, 2\): energy_fn returned shape "
-                                         r"\(4,\) for it; expected a scalar: init takes one "
-                                         r"chain's position, use init_chains for a batch"):
+    with pytest.raises(ValueError, match=r"energy_fn returned \(4,\) \(dtype float32\) for one "
+                                         r"example of shape \(4, 2\): expected a floating-point "
+                                         r"scalar, .*init takes one chain's position: use "
+                                         r"init_chains for a batch"):
         sampler.init(jnp.zeros((4, 2)), None)

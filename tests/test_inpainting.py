@@ -301,8 +301,9 @@ M2 = np.array([[1.0, 0.0]], np.float32)
     (dict(clip_range=(1.0, -1.0)), r"clip_range=\(1.0, -1.0\): expected \(low, high\) with low"),
     (dict(cond=(jnp.zeros(3),)), r"cond\[0\] has shape \(3,\): expected a leading batch axis of 4"),
     (dict(sampler_or_energy=3), r"sampler_or_energy is a int: expected an energy_fn"),
-    (dict(sampler_or_energy=lambda p, x: x), r"sampler_or_energy returned shape \(2,\) for one "
-                                             r"example of shape \(2,\): expected a scalar"),
+    (dict(sampler_or_energy=lambda p, x: x), r"sampler_or_energy returned \(2,\) \(dtype "
+                                             r"float32\) for one example of shape \(2,\): "
+                                             r"expected a floating-point scalar"),
     (dict(sampler_or_energy=mala(masked_energy(E2), 0.1)),
      r"step_size given with a Sampler: expected them only with an energy_fn"),
     (dict(sampler_or_energy=mala(E2, 0.1), step_size=None),

@@ -268,13 +268,15 @@ def test_kernel_checks_temperature():
 
 def test_init_rejects_a_batch():
     sampler = mala(lambda p, x: 0.5 * jnp.sum(x**2, axis=-1), 0.1)
-    with pytest.raises(ValueError, match=r"position has shape \(4, 2\): energy_fn returned shape "
-                                         r"\(4,\) for it; expected a scalar: init takes one "
-                                         r"chain's position, use init_chains for a batch"):
+    with pytest.raises(ValueError, match=r"energy_fn returned \(4,\) \(dtype float32\) for one "
+                                         r"example of shape \(4, 2\): expected a floating-point "
+                                         r"scalar, .*init takes one chain's position: use "
+                                         r"init_chains for a batch"):
         sampler.init(jnp.zeros((4, 2)), None)
     # An energy that cannot even evaluate a batch (a [D] x [D, D] x [D] product) also gets
     # a ValueError naming the position's shape.
-    with pytest.raises(ValueError, match=r"position has shape \(4, 2\).*use init_chains"):
+    with pytest.raises(ValueError, match=r"(?s)energy_fn failed on one example of shape \(4, 2\).*"
+                                         r"use init_chains"):
         mala(gaussian(MEAN, COV).energy_fn, 0.1).init(jnp.zeros((4, 2)), None)
 
 

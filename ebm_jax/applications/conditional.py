@@ -9,11 +9,14 @@ draws from a class query such as "a 3 or an 8, not a 0"
 
 Example::
 
-  >>> labels = jnp.arange(10)
-  >>> x = sample_conditional(jax.random.PRNGKey(0), model.apply, params, labels, shape=(64,),
+  >>> logits_fn = lambda params, x: params @ x       # a linear classifier, 10 classes
+  >>> params, labels = jnp.eye(10, 64), jnp.arange(10)
+  >>> x = sample_conditional(jax.random.key(0), logits_fn, params, labels, shape=(64,),
   ...                        num_steps=100, step_size=1.0, noise_scale=0.01, clip_range=(-1, 1))
   >>> x.shape
   (10, 64)
+  >>> bool(jnp.all(jnp.diag(x[:, :10]) == 1.0))     # each sample maxes its own class's logit
+  True
 """
 from __future__ import annotations
 
@@ -23,14 +26,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax.applications.inpainting import (_check_num_steps, _check_positive, _check_range,
-                                             _check_scalar_energy, _is_traced)
+from ebm_jax._checks import (check_bounds, check_int, check_positive_finite, check_scalar_fn,
+                             is_traced)
 from ebm_jax.energies import EnergyFn, LogitsFn, joint_energy_from_logits
 from ebm_jax.energies.composition import composed_class_energy
 from ebm_jax.samplers.base import Sampler, init_chains, run_chains
 from ebm_jax.samplers.langevin import langevin
 
 __all__ = ["sample_composed", "sample_conditional"]
+
+NUM_STEPS = "a positive Python int"
+RANGE = "(low, high) with low < high"
 
 
 def _check_shape(shape: Any) -> tuple[int, ...]:
@@ -70,13 +76,22 @@ def _check_labels(labels: Any, num_classes: int) -> jax.Array:
                          "class index per sample")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"labels has dtype {labels.dtype}: expected integer class indices")
-    if not _is_traced(labels):
+    if not is_traced(labels):
         values = np.asarray(labels)
         bad = values[(values < 0) | (values >= num_classes)]
         if bad.size:
             raise ValueError(f"labels contains {int(bad[0])}: expected class indices in "
                              f"[0, {num_classes}) (logits_fn returns {num_classes} classes)")
     return jnp.asarray(labels)
+
+
+def _check_run(num_steps: Any, clip_range: Any, init_range: Any) -> tuple:
+    """Check the chains' settings; return ``(clip_range, init_range)``, the noise range
+    defaulting to ``clip_range``, else ``(-1, 1)``."""
+    check_int("num_steps", num_steps, expected=NUM_STEPS)
+    clip_range = check_bounds("clip_range", clip_range, allow_none=True, expected=RANGE)
+    init_range = check_bounds("init_range", init_range, allow_none=True, expected=RANGE)
+    return clip_range, init_range or clip_range or (-1.0, 1.0)
 
 
 def _build_sampler(energy: EnergyFn, sampler: Optional[Sampler], step_size, noise_scale,
@@ -94,7 +109,7 @@ def _build_sampler(energy: EnergyFn, sampler: Optional[Sampler], step_size, nois
         return sampler
     if step_size is None:
         raise ValueError("step_size is None: expected a positive SGLD step size (or a sampler)")
-    _check_positive("step_size", step_size)
+    check_positive_finite("step_size", step_size)
     return langevin(energy, step_size, noise_scale, temperature=temperature,
                     grad_clip=grad_clip, clip_range=clip_range)
 
@@ -152,16 +167,18 @@ def sample_conditional(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, lab
 
     Example::
 
-      >>> x = sample_conditional(key, model.apply, params, jnp.array([3, 8]), shape=(64,),
-      ...                        num_steps=200, step_size=1.0, noise_scale=0.01,
+      >>> logits_fn = lambda params, x: params @ x       # a linear classifier, 10 classes
+      >>> params = jnp.eye(10, 64)
+      >>> x = sample_conditional(jax.random.key(0), logits_fn, params, jnp.array([3, 8]),
+      ...                        shape=(64,), num_steps=200, step_size=1.0, noise_scale=0.01,
       ...                        clip_range=(-1, 1))
+      >>> x.shape
+      (2, 64)
     """
     shape = _check_shape(shape)
     num_classes = _num_classes(logits_fn, params, shape)
     labels = _check_labels(labels, num_classes)
-    _check_num_steps(num_steps)
-    clip_range = _check_range("clip_range", clip_range)
-    init_range = _check_range("init_range", init_range) or clip_range or (-1.0, 1.0)
+    clip_range, init_range = _check_run(num_steps, clip_range, init_range)
     energy = joint_energy_from_logits(logits_fn)
     sampler = _build_sampler(energy, sampler, step_size, noise_scale, temperature, grad_clip,
                              clip_range)
@@ -205,23 +222,23 @@ def sample_composed(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, num_sa
 
     Example::
 
-      >>> x = sample_composed(key, model.apply, params, 16, shape=(64,), any_of=(3, 8),
-      ...                     num_steps=200, step_size=1.0, noise_scale=0.01,
+      >>> logits_fn = lambda params, x: params @ x       # a linear classifier, 10 classes
+      >>> params = jnp.eye(10, 64)
+      >>> x = sample_composed(jax.random.key(0), logits_fn, params, 16, shape=(64,),
+      ...                     any_of=(3, 8), num_steps=200, step_size=1.0, noise_scale=0.01,
       ...                     clip_range=(-1, 1))
+      >>> x.shape
+      (16, 64)
     """
     shape = _check_shape(shape)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
-            or num_samples < 1:
-        raise ValueError(f"num_samples={num_samples!r}: expected a positive int")
-    _check_num_steps(num_steps)
-    clip_range = _check_range("clip_range", clip_range)
-    init_range = _check_range("init_range", init_range) or clip_range or (-1.0, 1.0)
+    num_samples = check_int("num_samples", num_samples)
+    clip_range, init_range = _check_run(num_steps, clip_range, init_range)
     _num_classes(logits_fn, params, shape)
     energy = composed_class_energy(logits_fn, any_of=any_of, all_of=all_of, none_of=none_of,
                                    alpha=alpha)
     # Class indices are checked against K when the energy is traced: do it now, before compute.
-    _check_scalar_energy(energy, "the composed class energy", params,
-                         jax.ShapeDtypeStruct(shape, jnp.float32))
+    check_scalar_fn("the composed class energy", energy, params,
+                    jax.ShapeDtypeStruct(shape, jnp.float32))
     sampler = _build_sampler(energy, None, step_size, noise_scale, temperature, grad_clip,
                              clip_range)
-    return _from_noise(rng_key, sampler, params, int(num_samples), shape, init_range, num_steps)
+    return _from_noise(rng_key, sampler, params, num_samples, shape, init_range, num_steps)

@@ -26,15 +26,14 @@ with samples held constant (``stop_gradient``) and the energy L2 regulariser
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
+from ebm_jax._checks import check_choice, check_int, check_weight
 from ebm_jax.energies import EnergyFn, batch_energy
-from ebm_jax.losses.base import (LossTransform, check_examples, check_labels, check_weight,
-                                 require_keys)
+from ebm_jax.losses.base import LossTransform, check_examples, check_labels, require_keys
 from ebm_jax.samplers import replay_buffer as rb
 from ebm_jax.samplers.base import Sampler, init_chains, run_chains
 from ebm_jax.samplers.chain_starts import ChainStart, replay_buffer_start
@@ -56,24 +55,18 @@ class CDState(NamedTuple):
     buffer: Any
 
 
-def _is_positive_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
-
-
 def _check(num_steps, energy_l2, objective, temperature, kl_weight, entropy_weight, num_classes,
            chain_start):
-    if not _is_positive_int(num_steps):
-        raise ValueError(f"num_steps={num_steps!r}: expected a positive int")
+    check_int("num_steps", num_steps)
     check_weight("energy_l2", energy_l2, 0.0)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective={objective!r}: expected one of {list(OBJECTIVES)}")
+    check_choice("objective", objective, list(OBJECTIVES))
     check_weight("temperature", temperature)
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r}: expected a positive number")
     check_weight("kl_weight", kl_weight, 0.0)
     check_weight("entropy_weight", entropy_weight, 0.0)
-    if num_classes is not None and not _is_positive_int(num_classes):
-        raise ValueError(f"num_classes={num_classes!r}: expected a positive int or None")
+    if num_classes is not None:
+        check_int("num_classes", num_classes, expected="a positive int or None")
     if chain_start is not None and not all(callable(getattr(chain_start, f, None))
                                            for f in ChainStart._fields):
         raise ValueError(f"chain_start is a {type(chain_start).__name__}: expected None or a "
@@ -162,10 +155,18 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *,
 
     Example::
 
-      >>> sampler = langevin(energy_fn, step_size=1.0, noise_scale=0.01)
-      >>> cd = contrastive_divergence(energy_fn, sampler, num_steps=20, energy_l2=0.1,
-      ...                             chain_start=replay_buffer_start(capacity=10_000,
+      >>> from ebm_jax.samplers import langevin
+      >>> energy_fn = lambda params, x: 0.5 * jnp.sum((x - params) ** 2)
+      >>> sampler = langevin(energy_fn, step_size=0.1, noise_scale=0.01)
+      >>> cd = contrastive_divergence(energy_fn, sampler, num_steps=5, energy_l2=0.1,
+      ...                             chain_start=replay_buffer_start(capacity=64,
       ...                                                             reinit_prob=0.05))
+      >>> batch = {"x": jnp.zeros((8, 2))}
+      >>> state = cd.init(jax.random.key(0), jnp.ones(2), batch)
+      >>> (loss, (state, info)), grads = jax.value_and_grad(cd.loss, has_aux=True)(
+      ...     jnp.ones(2), state, batch, jax.random.key(1))
+      >>> state.buffer.samples.shape, grads.shape, sorted(info)
+      ((64, 2), (2,), ['energy_data', 'energy_sample', 'nonfinite_steps', 'sample_grad_norm'])
     """
     _check(num_steps, energy_l2, objective, temperature, kl_weight, entropy_weight, num_classes,
            chain_start)

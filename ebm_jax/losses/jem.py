@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ebm_jax._checks import check_weight
 from ebm_jax.energies import LogitsFn, energy_from_logits
-from ebm_jax.losses.base import LossTransform, check_weight, combine
+from ebm_jax.losses.base import LossTransform, combine
 from ebm_jax.losses.classification import cross_entropy
 from ebm_jax.losses.contrastive_divergence import contrastive_divergence
 from ebm_jax.samplers.base import Sampler
@@ -34,9 +35,16 @@ def jem_hybrid(logits_fn: LogitsFn, sampler: Sampler, *, chain_start: Optional[C
 
     Example::
 
-      >>> energy = energy_from_logits(model.apply)
-      >>> loss = jem_hybrid(model.apply, langevin(energy, 1.0, 0.01), num_steps=20,
-      ...                   chain_start=replay_buffer_start(capacity=10_000, reinit_prob=0.05))
+      >>> from ebm_jax.samplers import langevin, replay_buffer_start
+      >>> logits_fn = lambda params, x: params @ x                  # a linear classifier
+      >>> energy = energy_from_logits(logits_fn)
+      >>> loss = jem_hybrid(logits_fn, langevin(energy, 1.0, 0.01), num_steps=5,
+      ...                   chain_start=replay_buffer_start(capacity=64, reinit_prob=0.05))
+      >>> params, batch = jnp.zeros((3, 2)), {"x": jnp.zeros((8, 2)), "y": jnp.arange(8) % 3}
+      >>> state = loss.init(jax.random.key(0), params, batch)
+      >>> value, (state, info) = loss.loss(params, state, batch, jax.random.key(1))
+      >>> "classification/accuracy" in info, "generative/energy_sample" in info
+      (True, True)
     """
     check_weight("classification_weight", classification_weight, 0.0)
     check_weight("generative_weight", generative_weight, 0.0)

@@ -46,13 +46,13 @@ chains (:func:`recovery_langevin`, :func:`progressive_sample`) in
 """
 from __future__ import annotations
 
-import numbers
 from typing import Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_jax._checks import check_in_range, check_int, check_weight
 from ebm_jax.energies import EnergyFn
 from ebm_jax.losses.base import LossTransform, require_keys
 from ebm_jax.samplers.recovery import (CHAIN_INITS, RecoveryChainOptions, RecoveryInfo,
@@ -119,14 +119,21 @@ def recovery_likelihood(energy_fn: EnergyFn, schedule: Union[NoiseSchedule, str,
 
     Example::
 
-      >>> model = as_conditioned_energy_fn(ConditionedMLP(2, (128,) * 3, 6, rngs=nnx.Rngs(0)))
-      >>> loss = recovery_likelihood(model.apply, noise_schedule("t6"), num_langevin_steps=30)
-      >>> train_step = jax.jit(make_train_step(loss, optax.adam(1e-3), ema_decay=0.999))
+      >>> energy_fn = lambda params, x, t: 0.5 * jnp.sum((x - params[t]) ** 2)
+      >>> loss = recovery_likelihood(energy_fn, noise_schedule("t6"), num_langevin_steps=3,
+      ...                            num_candidates=4)
+      >>> params, batch = jnp.zeros((6, 2)), {"x": jnp.ones((8, 2))}
+      >>> value, (state, info) = jax.jit(loss.loss)(params, loss.init(None, params, batch),
+      ...                                           batch, jax.random.key(0))
+      >>> value.shape, sorted(info)[:2]
+      ((), ['acceptance_rate', 'energy_data'])
+
+    With a network: ``as_conditioned_energy_fn(ConditionedMLP(2, (128,) * 3, 6, rngs=...))``
+    (:mod:`ebm_jax.nets.conditioned`) and ``make_train_step(loss, optax.adam(1e-3),
+    ema_decay=0.999)`` (:mod:`ebm_jax.train`).
     """
     schedule = as_noise_schedule(schedule)
-    if isinstance(num_langevin_steps, bool) or not isinstance(num_langevin_steps, numbers.Integral) \
-            or num_langevin_steps < 1:
-        raise ValueError(f"num_langevin_steps={num_langevin_steps!r}: expected a positive int")
+    check_int("num_langevin_steps", num_langevin_steps)
     options = recovery_chain_options(num_steps=num_langevin_steps,
                                      step_size_scale=step_size_scale, chain_init=chain_init,
                                      num_candidates=num_candidates, metropolis=metropolis,
@@ -143,10 +150,9 @@ def recovery_likelihood(energy_fn: EnergyFn, schedule: Union[NoiseSchedule, str,
             raise ValueError(f"level_weights={weights.tolist()}: expected finite non-negative "
                              "weights, not all zero")
     weights = weights / weights.sum()
-    if not isinstance(energy_l2, numbers.Real) or energy_l2 < 0:
-        raise ValueError(f"energy_l2={energy_l2!r}: expected a number >= 0")
-    if not isinstance(data_noise, numbers.Real) or not 0.0 <= data_noise < 1.0:
-        raise ValueError(f"data_noise={data_noise!r}: expected a noise std in [0, 1)")
+    check_weight("energy_l2", energy_l2, 0.0, expected="a number >= 0")
+    check_in_range("data_noise", data_noise, 0, 1, include_high=False,
+                   expected="a noise std in [0, 1)")
     per_example = jax.vmap(energy_fn, in_axes=(None, 0, None))
 
     def check_batch(batch):

@@ -12,7 +12,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from ebm_jax._checks import check_scalar_fn
 from ebm_jax.energies import EnergyFn
+
+ONE_CHAIN = "init takes one chain's position: use init_chains for a batch"
 
 
 def value_and_grad(energy_fn: EnergyFn) -> Callable:
@@ -57,23 +60,10 @@ def check_floating(position) -> None:
 def check_position(energy_fn: EnergyFn, position: jax.Array, params: Any, *cond: Any) -> None:
     """Raise unless ``position`` is floating point and ``energy_fn`` maps it to a scalar.
 
-    Uses ``jax.eval_shape``: a trace, no compute.
+    Uses ``jax.eval_shape`` (:func:`~ebm_jax._checks.check_scalar_fn`): a trace, no compute.
     """
-    if not jnp.issubdtype(position.dtype, jnp.floating):
-        raise ValueError(f"position has dtype {position.dtype}: expected a floating-point array "
-                         "(the sampler differentiates the energy with respect to it)")
-    try:
-        out = jax.eval_shape(energy_fn, params, position, *cond)
-    except (TypeError, ValueError) as err:  # typically a shape mismatch: a batch was passed
-        raise ValueError(
-            f"position has shape {tuple(position.shape)}: energy_fn raised "
-            f"{type(err).__name__} for it ({err}); expected one chain's position: init takes "
-            "one chain's position, use init_chains for a batch") from err
-    if getattr(out, "shape", None) != ():
-        raise ValueError(
-            f"position has shape {tuple(position.shape)}: energy_fn returned shape "
-            f"{getattr(out, 'shape', type(out).__name__)} for it; expected a scalar: init takes "
-            "one chain's position, use init_chains for a batch")
+    check_floating(position)
+    check_scalar_fn("energy_fn", energy_fn, params, position, *cond, hint=ONE_CHAIN)
 
 
 def init_cached(energy_fn: EnergyFn, position: Any, params: Any, *cond: Any):

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import check_positive_finite
+from ebm_jax._checks import check_int, check_positive_finite
 
 GAMMA = 0.05
 T0 = 10.0
@@ -89,7 +89,7 @@ def dual_averaging_init(step_size) -> DualAveragingState:
     Example::
 
       >>> state = dual_averaging_init(0.1)
-      >>> float(jnp.exp(state.log_step_size)), float(final_step_size(state))
+      >>> round(float(jnp.exp(state.log_step_size)), 6), round(float(final_step_size(state)), 6)
       (0.1, 0.1)
     """
     check_positive_finite("step_size", step_size)
@@ -139,9 +139,7 @@ def final_step_size(state: DualAveragingState) -> jax.Array:
 
 
 def _check_warmup(num_warmup: Any, initial_step_size: Any, target_acceptance: Any) -> None:
-    if isinstance(num_warmup, (bool, np.bool_)) or not isinstance(num_warmup, numbers.Integral) \
-            or num_warmup < 1:
-        raise ValueError(f"num_warmup={num_warmup!r}: expected a positive int")
+    check_int("num_warmup", num_warmup)
     check_positive_finite("initial_step_size", initial_step_size)
     _check_target(target_acceptance)
 
@@ -190,6 +188,7 @@ def adapt_step_size(rng_key: jax.Array, kernel: Callable, state: Any, params: An
 
     Example::
 
+      >>> from ebm_jax.samplers import mala, mala_kernel
       >>> energy = lambda p, x: 0.5 * jnp.sum(x**2)
       >>> state = mala(energy, 0.1).init(jnp.zeros(2), None)
       >>> state, h, _ = adapt_step_size(jax.random.key(0), mala_kernel(energy), state, None,
@@ -235,6 +234,7 @@ def adapt_step_size_chains(rng_key: jax.Array, kernel: Callable, states: Any, pa
 
     Example::
 
+      >>> from ebm_jax.samplers import init_chains, mala, mala_kernel
       >>> energy = lambda p, x: 0.5 * jnp.sum(x**2)
       >>> sampler = mala(energy, 0.1)
       >>> states = init_chains(sampler, jnp.zeros((128, 2)), None)

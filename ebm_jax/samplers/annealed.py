@@ -34,14 +34,14 @@ go with ``levels[l]``.
 """
 from __future__ import annotations
 
-import numbers
+import math
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax.samplers._args import check_clip_range
+from ebm_jax._checks import check_bounds, check_choice, check_in_range, check_int
 from ebm_jax.samplers.base import Sampler, init_chains, run_chains
 from ebm_jax.samplers.langevin import LangevinState, langevin_kernel
 
@@ -135,10 +135,6 @@ class AnnealedSampler(Sampler):
         return AnnealedSampler(plain.init, plain.step, self.schedule)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _per_level(name: str, value, num_levels: int, *, allow_zero: bool) -> np.ndarray:
     """A scalar or a ``[num_levels]`` sequence of positive (or >= 0) finite numbers."""
     expected = (f"a {'non-negative' if allow_zero else 'positive'} number or a sequence of "
@@ -203,9 +199,9 @@ def song_ermon_step_sizes(sigmas: Union[Sequence[float], np.ndarray], eps: float
       array([0.001, 0.004, 0.016])
     """
     sigmas = _check_levels(sigmas, "noise")
-    if not (isinstance(eps, numbers.Real) and np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps={eps!r}: expected a positive number")
-    return float(eps) * sigmas**2 / sigmas.min() ** 2
+    eps = check_in_range("eps", eps, 0, math.inf, include_low=False,
+                         expected="a positive number")
+    return eps * sigmas**2 / sigmas.min() ** 2
 
 
 def annealed_langevin(energy_fn, levels, steps_per_level: int, step_sizes, *, mode: str = "noise",
@@ -237,29 +233,31 @@ def annealed_langevin(energy_fn, levels, steps_per_level: int, step_sizes, *, mo
 
     Example::
 
-      >>> sigmas = np.geomspace(0.01, 1.0, 10)
-      >>> sampler = annealed_langevin(energy_fn, sigmas, 100, song_ermon_step_sizes(sigmas, 2e-5))
+      >>> energy_fn = lambda params, x, level: 0.5 * jnp.sum((x - params) ** 2)
+      >>> params, key = jnp.ones(2), jax.random.key(0)
+      >>> sigmas = np.geomspace(0.01, 1.0, 5)
+      >>> sampler = annealed_langevin(energy_fn, sigmas, 10, song_ermon_step_sizes(sigmas, 2e-5))
       >>> states = init_chains(sampler, jax.random.uniform(key, (64, 2)), params)
       >>> states, info = run_chains(key, sampler, states, params, sampler.schedule.num_steps)
       >>> x, info = annealed_sample(key, sampler, jax.random.uniform(key, (64, 2)), params)
+      >>> x.shape, int(info.level[0])          # the last step is at level 0 (least noise)
+      ((64, 2), 0)
     """
-    if mode not in _MODES:
-        raise ValueError(f"mode={mode!r}: expected one of {_MODES}")
+    check_choice("mode", mode, _MODES)
     if not callable(energy_fn):
         raise ValueError(f"energy_fn={energy_fn!r}: expected a callable energy_fn(params, x, ...)")
     levels_np = _check_levels(levels, mode)
     num_levels = len(levels_np)
-    if not _is_int(steps_per_level) or steps_per_level < 1:
-        raise ValueError(f"steps_per_level={steps_per_level!r}: expected a positive Python int")
+    steps_per_level = check_int("steps_per_level", steps_per_level,
+                                expected="a positive Python int")
     step_np = _per_level("step_sizes", step_sizes, num_levels, allow_zero=False)
     temps_np = levels_np if mode == "temperature" else np.ones(num_levels)
     if noise_scales is None:
         noise_np = np.sqrt(2.0 * step_np * temps_np)
     else:
         noise_np = _per_level("noise_scales", noise_scales, num_levels, allow_zero=True)
-    if clip_range is not None:
-        check_clip_range(clip_range)
-    schedule = AnnealingSchedule(mode, levels_np, int(steps_per_level), step_np, noise_np)
+    check_bounds("clip_range", clip_range, allow_none=True)
+    schedule = AnnealingSchedule(mode, levels_np, steps_per_level, step_np, noise_np)
 
     kernel = langevin_kernel(energy_fn, clip_range=clip_range)
     noise_mode = mode == "noise"
@@ -301,7 +299,13 @@ def annealed_sample(rng_key: jax.Array, sampler: AnnealedSampler, positions: Any
 
     Example::
 
-      >>> x, info = jax.jit(lambda k, x0: annealed_sample(k, sampler, x0, params))(key, x0)
+      >>> sampler = annealed_langevin(lambda p, x: 0.5 * jnp.sum(x**2), [2.0, 1.0], 5, 0.1,
+      ...                             mode="temperature")
+      >>> x0, params = jnp.zeros((16, 2)), None
+      >>> run = jax.jit(lambda k, x0: annealed_sample(k, sampler, x0, params))
+      >>> x, info = run(jax.random.key(0), x0)
+      >>> x.shape, info.level.shape
+      ((16, 2), (16,))
     """
     schedule = getattr(sampler, "schedule", None)
     if not isinstance(schedule, AnnealingSchedule):

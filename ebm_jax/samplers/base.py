@@ -15,12 +15,12 @@ old params is stale.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from ebm_jax._checks import check_int
 from ebm_jax.parallel.mesh import split_along_data
 
 
@@ -60,8 +60,13 @@ def init_chains(sampler: Sampler, positions: Any, params: Any, *cond: Any) -> An
 
     Example::
 
+      >>> from ebm_jax.samplers import langevin
+      >>> sampler = langevin(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), step_size=0.1)
+      >>> params = jnp.ones(2)
       >>> states = init_chains(sampler, jnp.zeros((128, 2)), params)
       >>> states, info = run_chains(jax.random.key(0), sampler, states, params, 100)
+      >>> states.position.shape, info.energy.shape
+      ((128, 2), (128,))
     """
     _check_chain_axis("positions", positions, cond)
     in_axes = (0, None) + (0,) * len(cond)
@@ -88,14 +93,12 @@ def run_chain(rng_key: jax.Array, sampler: Sampler, state: Any, params: Any, num
 
     Example::
 
+      >>> from ebm_jax.samplers import langevin
       >>> sampler = langevin(lambda p, x: 0.5 * x @ x, step_size=0.1)
       >>> state, info = run_chain(jax.random.key(0), sampler, sampler.init(jnp.ones(2), None),
       ...                         None, 50)
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) \
-            or num_steps < 1:
-        raise ValueError(f"num_steps={num_steps!r}: expected a positive Python int")
-    num_steps = int(num_steps)
+    num_steps = check_int("num_steps", num_steps, expected="a positive Python int")
     keys = jax.random.split(rng_key, num_steps)
 
     def body(carry, key):

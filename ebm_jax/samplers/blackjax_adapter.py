@@ -59,11 +59,15 @@ def from_blackjax(build: Callable, energy_fn: Callable, **kwargs: Any) -> Sample
     Example::
 
       >>> import blackjax
+      >>> from ebm_jax.samplers import init_chains, run_chains
+      >>> energy_fn = lambda params, x: 0.5 * jnp.sum((x - params) ** 2)
+      >>> params = jnp.ones(2)
       >>> sampler = from_blackjax(blackjax.hmc, energy_fn, step_size=0.1,
       ...                         inverse_mass_matrix=jnp.ones(2), num_integration_steps=10)
-      >>> states = init_chains(sampler, x0, params)          # x0 [C, 2]
-      >>> states, info = run_chains(key, sampler, states, params, 1000)
-      >>> info.acceptance_rate                               # [C]
+      >>> states = init_chains(sampler, jnp.zeros((8, 2)), params)   # 8 chains
+      >>> states, info = run_chains(jax.random.key(0), sampler, states, params, 100)
+      >>> info.acceptance_rate.shape                                  # one per chain
+      (8,)
     """
     if not callable(build):
         raise ValueError(f"build={build!r}: expected a blackjax algorithm constructor such as "

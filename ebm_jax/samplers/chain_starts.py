@@ -37,15 +37,13 @@ Example::
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
-import numpy as np
 
+from ebm_jax._checks import check_flag, check_int, check_probability
 from ebm_jax.samplers import replay_buffer as rb
-from ebm_jax.samplers._args import check_probability
-from ebm_jax.samplers.replay_buffer import InitFn, uniform_init
+from ebm_jax.samplers.replay_buffer import PROBABILITY, InitFn, uniform_init
 
 __all__ = ["ChainStart", "data_start", "noise_start", "replay_buffer_start"]
 
@@ -60,14 +58,6 @@ class ChainStart(NamedTuple):
     update: Callable[..., Any]
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
-            or value < minimum:
-        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name}={value!r}: expected {what}")
-    return int(value)
-
-
 def _check_init_fn(init_fn) -> InitFn:
     if init_fn is None:
         return uniform_init()
@@ -75,12 +65,6 @@ def _check_init_fn(init_fn) -> InitFn:
         raise ValueError(f"init_fn={init_fn!r}: expected None or a callable "
                          "init_fn(rng_key, shape) -> array")
     return init_fn
-
-
-def _check_flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}={value!r}: expected True or False")
-    return bool(value)
 
 
 def _permuted_rows(rng_key: jax.Array, x: jax.Array) -> jax.Array:
@@ -121,13 +105,13 @@ def replay_buffer_start(capacity: int = 10_000, reinit_prob: float = 0.05, *,
       >>> x0, labels, slots = start.draw(jax.random.key(1), buffer, None, jnp.zeros((8, 64)),
       ...                                labels)
     """
-    capacity = _check_int("capacity", capacity, 1)
-    check_probability("reinit_prob", reinit_prob)
+    capacity = check_int("capacity", capacity)
+    check_probability("reinit_prob", reinit_prob, expected=PROBABILITY, allow_traced=True)
     init_fn = _check_init_fn(init_fn)
-    restart_from_data = _check_flag("restart_from_data", restart_from_data)
+    restart_from_data = check_flag("restart_from_data", restart_from_data)
     if num_classes is not None:
-        num_classes = _check_int("num_classes", num_classes, 1)
-    num_shards = _check_int("num_shards", num_shards, 1)
+        num_classes = check_int("num_classes", num_classes)
+    num_shards = check_int("num_shards", num_shards)
     blocks = num_shards * (num_classes or 1)
     if capacity % blocks:
         raise ValueError(f"capacity={capacity} with num_shards={num_shards} and num_classes="
@@ -176,7 +160,7 @@ def data_start(*, shuffle: bool = False) -> ChainStart:
       >>> bool(jnp.all(x0 == x))
       True
     """
-    shuffle = _check_flag("shuffle", shuffle)
+    shuffle = check_flag("shuffle", shuffle)
 
     def init(rng_key, sample_shape):
         del rng_key, sample_shape

@@ -33,15 +33,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import check_positive_finite
+from ebm_jax._checks import (check_bounds, check_choice, check_flag, check_positive_finite,
+                             check_weight)
 from ebm_jax.energies import EnergyFn
-from ebm_jax.samplers._args import check_choice, check_clip_range, check_noise_scale
 from ebm_jax.samplers._gradients import (all_finite, check_floating, grad_norm,
                                          scalar_value_and_grad)
 from ebm_jax.samplers.base import Sampler
 
 NORMALIZATIONS = (None, "sign", "l2")
 BALLS = (None, "linf", "l2")
+NON_NEGATIVE = "a number >= 0 (finite)"
 
 
 class DescentState(NamedTuple):
@@ -144,12 +145,9 @@ def descent_kernel(energy_fn: EnergyFn, *, normalize: Optional[str] = None,
     """
     check_choice("normalize", normalize, NORMALIZATIONS)
     check_choice("ball", ball, BALLS)
-    if not isinstance(ascent, bool):
-        raise ValueError(f"ascent={ascent!r}: expected True or False")
-    if not isinstance(noisy, bool):
-        raise ValueError(f"noisy={noisy!r}: expected True or False")
-    if clip_range is not None:
-        check_clip_range(clip_range)
+    ascent = check_flag("ascent", ascent)
+    noisy = check_flag("noisy", noisy)
+    check_bounds("clip_range", clip_range, allow_none=True)
     value_and_grad = scalar_value_and_grad(energy_fn)
 
     def kernel(rng_key, state: DescentState, params, step_size, epsilon, noise_scale, *cond):
@@ -204,6 +202,7 @@ def descent(energy_fn: EnergyFn, step_size: float, *, normalize: Optional[str] =
 
     Example::
 
+      >>> from ebm_jax.samplers import init_chains, run_chains
       >>> energy = lambda p, x: 0.5 * jnp.sum((x - p) ** 2)
       >>> sampler = descent(energy, 0.5)
       >>> states = init_chains(sampler, jnp.zeros((4, 2)), jnp.ones(2))
@@ -219,9 +218,9 @@ def descent(energy_fn: EnergyFn, step_size: float, *, normalize: Optional[str] =
         if epsilon is None:
             raise ValueError(f"epsilon=None with ball={ball!r}: expected the ball's radius, a "
                              "number >= 0")
-        check_noise_scale(epsilon, "epsilon")
+        check_weight("epsilon", epsilon, 0.0, expected=NON_NEGATIVE)
     if noise_scale is not None:
-        check_noise_scale(noise_scale)
+        check_weight("noise_scale", noise_scale, 0.0, expected=NON_NEGATIVE)
     kernel = descent_kernel(energy_fn, normalize=normalize, ascent=ascent, ball=ball,
                             clip_range=clip_range, noisy=noise_scale is not None)
 

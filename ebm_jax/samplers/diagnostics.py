@@ -141,8 +141,11 @@ def effective_sample_size(samples, *, method: str = "mean") -> jax.Array:
 
     Example::
 
+      >>> draws = jax.random.normal(jax.random.key(0), (4, 1000, 2))   # iid draws
       >>> ess = effective_sample_size(draws)          # draws [4, 1000, 2] -> ess [2]
       >>> mcse = draws.std(axis=(0, 1)) / jnp.sqrt(ess)
+      >>> ess.shape, bool(jnp.all((ess > 3000) & (ess < 5500)))
+      ((2,), True)
     """
     if method not in ("mean", "bulk"):
         raise ValueError(f"method={method!r}: expected 'mean' or 'bulk'")
@@ -185,7 +188,10 @@ def split_rhat(samples, *, rank_normalize: bool = True) -> jax.Array:
 
     Example::
 
-      >>> split_rhat(draws)   # draws [4, 1000] -> scalar
+      >>> draws = jax.random.normal(jax.random.key(0), (4, 1000))
+      >>> rhat = split_rhat(draws)   # draws [4, 1000] -> scalar
+      >>> rhat.shape, bool(rhat < 1.01)
+      ((), True)
     """
     return _rhat_impl(_as_draws(samples), bool(rank_normalize))
 
@@ -240,8 +246,10 @@ def chain_summary(samples, statistic: Optional[Callable] = None) -> ChainSummary
 
     Example::
 
+      >>> draws = jax.random.normal(jax.random.key(0), (4, 1000, 2))
       >>> s = chain_summary(draws, lambda x: jnp.stack([x[0], x[0] * x[1]]))
-      >>> s.mean, s.mcse, s.rhat     # each [2]
+      >>> s.mean.shape, s.mcse.shape, s.rhat.shape     # each [2]
+      ((2,), (2,), (2,))
     """
     x = _as_draws(samples)
     if statistic is not None:

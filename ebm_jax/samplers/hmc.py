@@ -19,14 +19,13 @@ argument (for :mod:`ebm_jax.samplers.adaptation`) and :func:`hmc` fixes it.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import check_positive_finite
+from ebm_jax._checks import check_int, check_positive_finite, is_traced
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers._gradients import (all_finite, grad_norm, init_cached, metropolis,
                                          value_and_grad)
@@ -70,11 +69,6 @@ class HMCInfo(NamedTuple):
     energy_error: jax.Array
 
 
-def _check_num_leapfrog_steps(value: Any) -> None:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"num_leapfrog_steps={value!r}: expected a positive int")
-
-
 def _check_inverse_mass(inverse_mass: Any) -> Any:
     """Validate a diagonal inverse mass (``None`` = identity); return it as an array or None.
 
@@ -82,7 +76,7 @@ def _check_inverse_mass(inverse_mass: Any) -> Any:
     """
     if inverse_mass is None:
         return None
-    traced = isinstance(inverse_mass, jax.core.Tracer)
+    traced = is_traced(inverse_mass)
     arr = inverse_mass if traced else np.asarray(inverse_mass)
     if arr.ndim != 1:
         raise ValueError(f"inverse_mass has shape {tuple(arr.shape)}: expected a 1-D array [D] "
@@ -147,11 +141,10 @@ def hmc_kernel(energy_fn: EnergyFn, num_leapfrog_steps: int, *, inverse_mass=Non
       >>> state = hmc(lambda p, x: 0.5 * jnp.sum(x**2), 0.1, 10).init(jnp.zeros(3), None)
       >>> state, info = kernel(jax.random.key(0), state, None, jnp.float32(0.2))
     """
-    _check_num_leapfrog_steps(num_leapfrog_steps)
+    num_leapfrog_steps = check_int("num_leapfrog_steps", num_leapfrog_steps)
     inverse_mass = _check_inverse_mass(inverse_mass)
     check_positive_finite("temperature", temperature)
     energy_and_grad = value_and_grad(energy_fn)
-    num_leapfrog_steps = int(num_leapfrog_steps)
 
     def kernel(rng_key, state: HMCState, params, step_size, *cond):
         x, energy, grad = state
@@ -195,6 +188,7 @@ def hmc(energy_fn: EnergyFn, step_size: float, num_leapfrog_steps: int, *, inver
 
     Example::
 
+      >>> from ebm_jax.samplers import init_chains, run_chains
       >>> energy = lambda p, x: 0.5 * jnp.sum(x**2 / jnp.array([1.0, 100.0]))
       >>> sampler = hmc(energy, 0.5, 5, inverse_mass=jnp.array([1.0, 100.0]))
       >>> states = init_chains(sampler, jnp.zeros((64, 2)), None)

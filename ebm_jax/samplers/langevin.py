@@ -25,9 +25,8 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ebm_jax._checks import check_positive_finite
+from ebm_jax._checks import check_bounds, check_positive_finite, check_weight
 from ebm_jax.energies import EnergyFn
-from ebm_jax.samplers._args import check_clip_range, check_noise_scale
 from ebm_jax.samplers._gradients import (all_finite, check_floating, grad_norm,
                                          scalar_value_and_grad)
 from ebm_jax.samplers.base import Sampler
@@ -55,6 +54,7 @@ class LangevinInfo(NamedTuple):
 
 
 POSITIVE = "a positive number (finite)"
+NON_NEGATIVE = "a number >= 0 (finite)"
 
 
 def temperature_noise_scale(step_size, temperature: Optional[float] = None):
@@ -97,8 +97,7 @@ def langevin_kernel(energy_fn: EnergyFn, *, grad_clip: Optional[float] = None,
     """
     if grad_clip is not None:
         check_positive_finite("grad_clip", grad_clip, POSITIVE)
-    if clip_range is not None:
-        check_clip_range(clip_range)
+    check_bounds("clip_range", clip_range, allow_none=True)
     value_and_grad = scalar_value_and_grad(energy_fn)
 
     def kernel(rng_key, state: LangevinState, params, step_size, noise_scale, *cond):
@@ -158,9 +157,8 @@ def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float]
     if noise_scale is None:
         noise_scale = temperature_noise_scale(step_size, temperature)
     else:
-        check_noise_scale(noise_scale)
-    if clip_range is not None:
-        check_clip_range(clip_range)
+        check_weight("noise_scale", noise_scale, 0.0, expected=NON_NEGATIVE)
+    check_bounds("clip_range", clip_range, allow_none=True)
     kernel = langevin_kernel(energy_fn, grad_clip=grad_clip, clip_range=clip_range)
 
     def init(position: jax.Array, params=None, *cond) -> LangevinState:

@@ -28,9 +28,8 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ebm_jax._checks import check_positive_finite
+from ebm_jax._checks import check_bounds, check_positive_finite
 from ebm_jax.energies import EnergyFn
-from ebm_jax.samplers._args import check_clip_range
 from ebm_jax.samplers._gradients import (all_finite, grad_norm, init_cached, metropolis,
                                          value_and_grad)
 from ebm_jax.samplers.base import Sampler
@@ -115,8 +114,7 @@ def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0, *,
       >>> state, info = kernel(jax.random.key(0), state, None, jnp.float32(0.3))
     """
     check_positive_finite("temperature", temperature)
-    if clip_range is not None:
-        check_clip_range(clip_range)
+    check_bounds("clip_range", clip_range, allow_none=True)
     energy_and_grad = value_and_grad(energy_fn)
 
     def kernel(rng_key, state: MALAState, params, step_size, *cond):
@@ -164,6 +162,7 @@ def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0,
 
     Example::
 
+      >>> from ebm_jax.samplers import init_chains, run_chains
       >>> sampler = mala(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), step_size=0.5)
       >>> states = init_chains(sampler, jnp.zeros((64, 2)), jnp.ones(2))
       >>> states, info = run_chains(jax.random.key(0), sampler, states, jnp.ones(2), 100)

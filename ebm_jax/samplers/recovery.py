@@ -22,6 +22,7 @@ scalar (the level may be traced).
 
 Example::
 
+  >>> from ebm_jax.samplers import noise_schedule
   >>> schedule = noise_schedule("t6")
   >>> energy_fn = lambda p, x, t: 0.5 * jnp.sum(x**2)
   >>> x_next = jax.random.normal(jax.random.key(0), (8, 2))
@@ -32,13 +33,14 @@ Example::
 """
 from __future__ import annotations
 
-import numbers
+import math
 from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ebm_jax._checks import (check_bounds, check_choice, check_flag, check_in_range, check_int,
+                             is_int)
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers.base import init_chains, run_chains
 from ebm_jax.samplers.langevin import LangevinInfo, langevin
@@ -50,10 +52,6 @@ CHAIN_INITS = ("rescaled", "noisy", "posterior_mean", "importance")
 
 __all__ = ["CHAIN_INITS", "RecoveryChainOptions", "RecoveryInfo", "progressive_sample",
            "recovery_chain_options", "recovery_chains", "recovery_langevin"]
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class RecoveryChainOptions(NamedTuple):
@@ -87,33 +85,24 @@ def recovery_chain_options(*, num_steps: int = 30, step_size_scale: float = 0.05
       >>> recovery_chain_options(num_steps=10, metropolis=False).num_steps
       10
     """
-    if not _is_int(num_steps) or num_steps < 1:
-        raise ValueError(f"num_steps={num_steps!r}: expected a positive int")
-    if not isinstance(step_size_scale, numbers.Real) or not (
-            np.isfinite(step_size_scale) and step_size_scale > 0):
-        raise ValueError(f"step_size_scale={step_size_scale!r}: expected a positive number "
-                         "(the Langevin step size is step_size_scale * sigma_t**2)")
-    if chain_init not in CHAIN_INITS:
-        raise ValueError(f"chain_init={chain_init!r}: expected one of {list(CHAIN_INITS)}")
-    if not _is_int(num_candidates) or num_candidates < 1:
-        raise ValueError(f"num_candidates={num_candidates!r}: expected a positive int")
-    if not isinstance(metropolis, bool):
-        raise ValueError(f"metropolis={metropolis!r}: expected True or False")
+    num_steps = check_int("num_steps", num_steps)
+    step_size_scale = check_in_range(
+        "step_size_scale", step_size_scale, 0, math.inf, include_low=False,
+        expected="a positive number (the Langevin step size is step_size_scale * sigma_t**2)")
+    check_choice("chain_init", chain_init, list(CHAIN_INITS))
+    num_candidates = check_int("num_candidates", num_candidates)
+    metropolis = check_flag("metropolis", metropolis)
     if grad_clip is not None:
-        if not (isinstance(grad_clip, numbers.Real) and grad_clip > 0):
-            raise ValueError(f"grad_clip={grad_clip!r}: expected a positive number or None")
+        check_in_range("grad_clip", grad_clip, 0, math.inf, include_low=False,
+                       expected="a positive number or None")
         if metropolis:
             raise ValueError(f"grad_clip={grad_clip!r} with metropolis=True: clipping breaks the "
                              "Metropolis correction; expected grad_clip=None")
-    if clip_range is not None:
-        if len(clip_range) != 2 or not clip_range[0] < clip_range[1]:
-            raise ValueError(f"clip_range={clip_range!r}: expected (low, high) with low < high")
-        clip_range = (float(clip_range[0]), float(clip_range[1]))
-    if not _is_int(unroll) or unroll < 1:
-        raise ValueError(f"unroll={unroll!r}: expected a positive int")
-    return RecoveryChainOptions(int(num_steps), float(step_size_scale), chain_init,
-                                int(num_candidates), metropolis, grad_clip, clip_range,
-                                int(unroll))
+    clip_range = check_bounds("clip_range", clip_range, allow_none=True,
+                              expected="(low, high) with low < high")
+    unroll = check_int("unroll", unroll)
+    return RecoveryChainOptions(num_steps, step_size_scale, chain_init, num_candidates,
+                                metropolis, grad_clip, clip_range, unroll)
 
 
 class RecoveryInfo(NamedTuple):
@@ -204,6 +193,7 @@ def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
 
     Example::
 
+      >>> from ebm_jax.samplers import diffuse, noise_schedule
       >>> schedule = noise_schedule("t6")
       >>> energy_fn = lambda params, x, t: 0.5 * jnp.sum((x - params) ** 2)
       >>> x_t, x_next = diffuse(jax.random.key(0), schedule, jnp.ones((16, 2)), 1)
@@ -231,6 +221,7 @@ def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
 
     Example::
 
+      >>> from ebm_jax.samplers import noise_schedule
       >>> options = recovery_chain_options(num_steps=5)
       >>> samples, info = recovery_chains(jax.random.key(1), lambda p, x, t: x @ x, None,
       ...                                 noise_schedule("t6"), 1, jnp.zeros((8, 2)), options)
@@ -313,26 +304,25 @@ def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
 
     Jit it by closing over the static arguments::
 
+      >>> from ebm_jax.samplers import noise_schedule
       >>> energy_fn = lambda params, x, t: 0.5 * jnp.sum((x - params) ** 2)
       >>> schedule = noise_schedule("t6")
       >>> sample = jax.jit(lambda key, params: progressive_sample(
-      ...     key, energy_fn, params, schedule, (2,), 1000, num_langevin_steps=5))
+      ...     key, energy_fn, params, schedule, (2,), 100, num_langevin_steps=5))
       >>> sample(jax.random.key(0), jnp.ones(2)).shape
-      (1000, 2)
+      (100, 2)
     """
     schedule = as_noise_schedule(schedule)
-    if not _is_int(num_langevin_steps) or num_langevin_steps < 1:
-        raise ValueError(f"num_langevin_steps={num_langevin_steps!r}: expected a positive int")
+    check_int("num_langevin_steps", num_langevin_steps)
     options = recovery_chain_options(num_steps=num_langevin_steps,
                                      step_size_scale=step_size_scale, chain_init=chain_init,
                                      num_candidates=num_candidates, metropolis=metropolis,
                                      grad_clip=grad_clip, clip_range=clip_range, unroll=unroll)
     shape = tuple(shape)
-    if not all(_is_int(d) and d > 0 for d in shape):
+    if not all(is_int(d) and d > 0 for d in shape):
         raise ValueError(f"shape={shape!r}: expected a tuple of positive ints "
                          "(one example's shape)")
-    if not _is_int(num_samples) or num_samples < 1:
-        raise ValueError(f"num_samples={num_samples!r}: expected a positive int")
+    num_samples = check_int("num_samples", num_samples)
     num_levels = schedule.num_levels
     k_init, k_levels = jax.random.split(rng_key)
     x_end = jax.random.normal(k_init, (num_samples, *shape), jnp.float32)

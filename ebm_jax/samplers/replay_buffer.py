@@ -21,16 +21,16 @@ reproduces a run on 8 devices.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ebm_jax._checks import check_int, check_probability, is_int, is_real, is_traced
 from ebm_jax.parallel.mesh import map_blocks
 
 InitFn = Callable[[jax.Array, tuple], jax.Array]
+PROBABILITY = "a probability in [0, 1]"
 
 
 class ReplayBuffer(NamedTuple):
@@ -49,12 +49,10 @@ class ReplayBuffer(NamedTuple):
 
 def uniform_init(low: float = -1.0, high: float = 1.0) -> InitFn:
     """Initial distribution ``U(low, high)`` per element: ``init(rng_key, shape) -> array``."""
-    for name, value in (("low", low), ("high", high)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise TypeError(f"uniform_init({name}={value!r}): expected a finite number")
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ValueError(f"uniform_init(low={low}, high={high}): expected finite numbers with "
-                         "low < high")
+    if not (is_real(low) and is_real(high) and math.isfinite(low) and math.isfinite(high)
+            and low < high):
+        raise ValueError(f"uniform_init(low={low!r}, high={high!r}): expected finite numbers "
+                         "with low < high")
 
     def init(rng_key, shape):
         return jax.random.uniform(rng_key, shape, minval=low, maxval=high)
@@ -62,21 +60,13 @@ def uniform_init(low: float = -1.0, high: float = 1.0) -> InitFn:
     return init
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    """A Python or NumPy int (not a bool) ``>= minimum``, returned as a Python int."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
-            or value < minimum:
-        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name}={value!r}: expected {what}")
-    return int(value)
-
-
 def _check_sample_shape(sample_shape) -> tuple[int, ...]:
-    if isinstance(sample_shape, (numbers.Integral, str)) or not hasattr(sample_shape, "__iter__"):
+    if isinstance(sample_shape, (int, str)) or is_int(sample_shape) \
+            or not hasattr(sample_shape, "__iter__"):
         raise TypeError(f"sample_shape={sample_shape!r}: expected a tuple of ints >= 0, e.g. (64,)")
     shape = tuple(sample_shape)
     for d in shape:
-        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 0:
+        if not is_int(d) or d < 0:
             raise ValueError(f"sample_shape={shape!r}: expected a tuple of ints >= 0")
     return tuple(int(d) for d in shape)
 
@@ -99,7 +89,7 @@ def _check_index_vector(name: str, values, length: int, upper: int, what: str) -
                          f"{what} per row")
     if not jnp.issubdtype(values.dtype, jnp.integer):
         raise TypeError(f"{name} has dtype {values.dtype}: expected an integer {what} per row")
-    if length and not isinstance(values, jax.core.Tracer):
+    if length and not is_traced(values):
         low, high = int(jnp.min(values)), int(jnp.max(values))
         if low < 0 or high >= upper:
             raise ValueError(f"{name} has values in [{low}, {high}]: expected every {what} "
@@ -108,8 +98,7 @@ def _check_index_vector(name: str, values, length: int, upper: int, what: str) -
 
 
 def _check_shards(capacity: int, num_shards: int, num_classes: Optional[int]) -> int:
-    if not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 1:
-        raise ValueError(f"num_shards={num_shards!r}: expected a positive int")
+    num_shards = check_int("num_shards", num_shards)
     per_block = num_shards * (num_classes or 1)
     if capacity % per_block:
         raise ValueError(f"capacity={capacity} with num_shards={num_shards} and num_classes="
@@ -138,10 +127,8 @@ def init_buffer(rng_key: jax.Array, sample_shape: Sequence[int], *, capacity: in
       >>> buf.samples.shape, int(buf.labels[15])
       ((100, 64), 1)
     """
-    capacity = _check_int("capacity", capacity, 1)
-    if num_classes is not None and (isinstance(num_classes, (bool, np.bool_))
-                                    or not isinstance(num_classes, numbers.Integral)
-                                    or num_classes < 1):
+    capacity = check_int("capacity", capacity)
+    if num_classes is not None and (not is_int(num_classes) or num_classes < 1):
         raise ValueError(f"capacity={capacity} with num_classes={num_classes!r}: expected "
                          "num_classes a positive int dividing the capacity")
     sample_shape = _check_sample_shape(sample_shape)
@@ -168,18 +155,6 @@ def _unblock(array: jax.Array) -> jax.Array:
     return array.reshape(array.shape[0] * array.shape[1], *array.shape[2:])
 
 
-def _check_probability(name: str, value) -> None:
-    if isinstance(value, jax.core.Tracer):
-        return
-    if isinstance(value, (np.ndarray, jax.Array)) and value.shape == ():
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}={value!r} ({type(value).__name__}): expected a probability "
-                        "in [0, 1]")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}={value!r}: expected a probability in [0, 1]")
-
-
 def sample(rng_key: jax.Array, buffer: ReplayBuffer, batch_size: int, *, reinit_prob: float = 0.05,
            init_fn: Optional[InitFn] = None, labels: Optional[jax.Array] = None,
            num_classes: Optional[int] = None, num_shards: int = 1):
@@ -202,13 +177,13 @@ def sample(rng_key: jax.Array, buffer: ReplayBuffer, batch_size: int, *, reinit_
       same ``num_shards``) to write the chains' ends back.
     """
     _check_buffer(buffer)
-    batch_size = _check_int("batch_size", batch_size, 0)
-    _check_probability("reinit_prob", reinit_prob)
+    batch_size = check_int("batch_size", batch_size, 0)
+    check_probability("reinit_prob", reinit_prob, expected=PROBABILITY, allow_traced=True)
     capacity = buffer.samples.shape[0]
     if labels is not None:
         if num_classes is None:
             raise ValueError("labels were given without num_classes: expected the buffer's num_classes")
-        num_classes = _check_int("num_classes", num_classes, 1)
+        num_classes = check_int("num_classes", num_classes)
         if capacity % num_classes:
             raise ValueError(f"num_classes={num_classes} does not divide the buffer's capacity "
                              f"{capacity}: expected the num_classes the buffer was made with")

@@ -17,12 +17,13 @@ Example::
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ebm_jax._checks import check_in_range, check_int, is_traced
 
 SCHEDULES = ("t6", "ddpm", "linear", "geometric")
 
@@ -70,10 +71,6 @@ def _ddpm_sigmas(num_levels: int) -> np.ndarray:
     cuts = np.concatenate([np.arange(num_levels) * spacing, [999]])
     a = np.array([np.prod(sqrt_alphas[cuts[i - 1] + 1:cuts[i] + 1]) for i in range(1, len(cuts))])
     return np.sqrt(1.0 - a**2)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def noise_schedule(name_or_sigmas: Union[str, Sequence[float], np.ndarray, NoiseSchedule] = "t6",
@@ -124,9 +121,8 @@ def noise_schedule(name_or_sigmas: Union[str, Sequence[float], np.ndarray, Noise
         if name == "t6":
             sigmas = _ddpm_sigmas(6)
         else:
-            if not _is_int(num_levels) or num_levels < 1:
-                raise ValueError(f"num_levels={num_levels!r}: expected a positive int for the "
-                                 f"{name!r} schedule")
+            check_int("num_levels", num_levels,
+                      expected=f"a positive int for the {name!r} schedule")
             if name == "ddpm":
                 if sigma_min is not None or sigma_max is not None:
                     raise ValueError("sigma_min/sigma_max are not used by the 'ddpm' schedule")
@@ -135,9 +131,8 @@ def noise_schedule(name_or_sigmas: Union[str, Sequence[float], np.ndarray, Noise
                 sigmas = _ddpm_sigmas(num_levels)
             else:
                 for field, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
-                    if not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
-                        raise ValueError(f"{field}={value!r}: expected a number in (0, 1) for "
-                                         f"the {name!r} schedule")
+                    check_in_range(field, value, 0, 1, include_low=False, include_high=False,
+                                   expected=f"a number in (0, 1) for the {name!r} schedule")
                 if sigma_min > sigma_max:
                     raise ValueError(f"sigma_min={sigma_min!r} > sigma_max={sigma_max!r}: noise "
                                      "increases with the level, expected sigma_min <= sigma_max")
@@ -224,7 +219,7 @@ def diffuse(rng_key: jax.Array, schedule: NoiseSchedule, x0: jax.Array,
 def check_level(level, num_levels: int) -> None:
     """Raise unless a concrete ``level`` is an int scalar in ``[0, num_levels)`` (a traced
     one is left alone)."""
-    if isinstance(level, jax.core.Tracer):
+    if is_traced(level):
         return
     value = np.asarray(level)
     if value.shape != () or not np.issubdtype(value.dtype, np.integer) or not (
