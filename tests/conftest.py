@@ -1,8 +1,19 @@
-"""Shared test configuration: CPU only, float32, fixed keys."""
+"""Shared test configuration: CPU only, float32, fixed keys.
+
+The tests mirror the package (``tests/samplers/test_mala.py`` tests ``ebm_jax/samplers/mala.py``);
+every folder is a package, so two folders may hold test files of the same name. The shared
+helpers at this level (``sampler_stats``, ``tfds_mock``) import by their bare names: this
+folder is appended to ``sys.path`` (appended, so that ``tests/samplers`` never shadows a
+top-level ``samplers`` such as ``benchmarks/samplers.py``).
+"""
 import contextlib
 import os
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+TESTS = os.path.dirname(os.path.abspath(__file__))
+if TESTS not in sys.path:
+    sys.path.append(TESTS)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
