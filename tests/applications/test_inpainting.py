@@ -95,6 +95,7 @@ def gaussian10_draws():
 #  - no reset of the observed pixels: they are no longer bit-identical;
 #  - the mask inverted: observed pixels not bit-identical.
 # Measured: |z| < 2.3 with the keys below.
+@pytest.mark.slow
 def test_inpaint_10d_gaussian_with_mala_matches_the_conditional_law():
     target, x, x64 = gaussian10_draws()
     sampler = mala(masked_energy(target.energy_fn), 0.5)

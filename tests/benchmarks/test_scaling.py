@@ -131,6 +131,7 @@ def test_jaxpr_flops_counts_scan_trip_counts_and_convs():
     assert jaxpr_flops(conv, x, w).conv_flops == pytest.approx(compiled_flops(compiled), rel=0.01)
 
 
+@pytest.mark.slow
 def test_scaling_help_exits_zero():
     result = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "scaling.py"), "--help"],
                             capture_output=True, text=True, timeout=120, check=False)

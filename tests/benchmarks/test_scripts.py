@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import jax
+import pytest
 from flax import nnx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,6 +24,7 @@ from ebm_jax.nets import MLP, as_energy_fn  # noqa: E402
 SCRIPTS = ("samplers.py", "train_step.py")
 
 
+@pytest.mark.slow
 def test_help_of_both_scripts():
     procs = {name: subprocess.Popen([sys.executable, os.path.join(BENCHMARKS, name), "--help"],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -53,6 +55,7 @@ def _check_peak_fraction(row):
         assert row["fraction_of_peak"] is None
 
 
+@pytest.mark.slow
 def test_sampler_rows_and_hand_counted_flops():
     chains = 4
     rows = sampler_bench.measure(TINY, num_steps=3, repeats=1, chains=[chains])
@@ -77,6 +80,7 @@ def test_sampler_rows_and_hand_counted_flops():
     assert by_name["plain_scan"]["xla_flops_per_chain_step"] >= 192
 
 
+@pytest.mark.slow
 def test_sampler_step_flops_scale_with_leapfrog_and_archs():
     energy_fn, params = _tiny_mlp()
     x = jax.numpy.zeros((8, 2))
@@ -92,6 +96,7 @@ def test_sampler_step_flops_scale_with_leapfrog_and_archs():
         assert sampler_bench.default_archs(quick=True) == ["mlp2d", "conv_digits"]
 
 
+@pytest.mark.slow
 def test_train_step_row_and_hand_counted_flops():
     batch, k = 32, 5
     overrides = ["hidden=16", f"batch_size={batch}", f"sgld_steps={k}", "spectral_norm=false",

@@ -14,8 +14,8 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import vs_pytorch  # noqa: E402
 
-# Mostly compilation of tiny networks: see conftest.fast_compile.
-pytestmark = pytest.mark.usefixtures("fast_compile")
+# Mostly compilation of tiny networks: see the fast_compile marker in tests/conftest.py.
+pytestmark = pytest.mark.fast_compile
 
 TINY = vs_pytorch.Arch("conv", (8, 8, 3), 3, (4, 8, 8), 10)  # JEM-style: -logsumexp of logits
 TINY_ENERGY = vs_pytorch.Arch("conv", (7, 7, 1), 2, (4, 8), 1)  # odd size, energy = output
@@ -25,6 +25,7 @@ TINY_MLP = vs_pytorch.Arch("mlp", (2,), 5, (16, 16), 1)
 TINY_WRN = vs_pytorch.Arch("wrn", (8, 8, 3), 3, (), 10, depth=10, widen_factor=1)
 
 
+@pytest.mark.slow
 def test_help_without_torch():
     # `import torch` fails in the child (a None entry in sys.modules), as when it is not installed.
     code = ("import runpy, sys; sys.modules['torch'] = None; "
@@ -46,6 +47,7 @@ def _jax_update(arch, energy_fn, params, x, noise):
     return x - vs_pytorch.STEP_SIZE * grad + vs_pytorch.NOISE * noise
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", [TINY, TINY_MLP, TINY_WRN], ids=["conv", "mlp", "wrn"])
 def test_jax_rows_compute_the_same_chains(arch, monkeypatch):
     # Without noise every JAX row (toolkit, batched, patches, NCHW, fused...) is the same map.
@@ -137,6 +139,7 @@ def test_wrn_arch_defaults_and_rows():
     assert not [r for r in rows if "patch" in r or "nchw" in r or "_lax" in r]
 
 
+@pytest.mark.slow
 def test_torch_wrn28_10_has_the_papers_parameter_count():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)

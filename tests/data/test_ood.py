@@ -27,6 +27,7 @@ def digits():
     return load_digits()
 
 
+@pytest.mark.slow
 def test_offline_sets_of_digits_have_the_data_shape_and_range_and_depend_only_on_the_key(digits):
     x, y = digits.x_test, digits.y_test
     sets = offline_ood_sets(jax.random.PRNGKey(0), x, digits.image_shape, digits.data_range,
@@ -52,6 +53,7 @@ def test_offline_sets_of_digits_have_the_data_shape_and_range_and_depend_only_on
     assert abs(full["gaussian_noise"].mean() - x.mean()) < 0.1  # matched before clipping
 
 
+@pytest.mark.slow
 def test_noise_sets():
     u = uniform_noise(jax.random.PRNGKey(0), 4000, (3, 5), (0.0, 2.0))
     assert u.shape == (4000, 3, 5) and 0.0 <= u.min() and u.max() <= 2.0
@@ -93,6 +95,7 @@ def test_flips_move_each_pixel_to_its_mirror_position(image_shape):
     np.testing.assert_array_equal(flipped(v.reshape(2, -1), image_shape), flat)  # an involution
 
 
+@pytest.mark.slow
 def test_interpolations_are_midpoints_of_pairs_from_different_classes():
     n = 12
     x = np.eye(n, dtype=np.float32)  # example i is e_i: a blend's support names its parents

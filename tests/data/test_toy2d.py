@@ -100,6 +100,7 @@ def test_unknown_name_raises_with_choices():
         get_toy("spirals")
 
 
+@pytest.mark.slow
 def test_shape_dtype_determinism():
     a = _sample_all(jax.random.PRNGKey(0))
     b = _sample_all(jax.random.PRNGKey(0))
@@ -111,6 +112,7 @@ def test_shape_dtype_determinism():
         assert not np.allclose(np.asarray(a[name]), np.asarray(c[name])), name  # new key
 
 
+@pytest.mark.slow
 def test_eager_matches_jit_and_empty_batch():
     # One toy only: eager dispatch compiles every op on first use (~2 s per toy).
     sample = get_toy("rings").sample
@@ -121,6 +123,7 @@ def test_eager_matches_jit_and_empty_batch():
     assert sample(key, 0).shape == (0, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", WITH_LOG_PROB)
 def test_log_prob_scalar_float32_and_batches(name):
     log_prob = get_toy(name).log_prob

@@ -103,6 +103,7 @@ def test_fit_gaussian_log_prob_is_the_closed_form_and_normalised(covariance):
     np.testing.assert_allclose(_quadrature_mass(noise.log_prob, 7.0), 1.0, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_fit_gaussian_flattens_examples_of_any_shape():
     data = jax.random.normal(jax.random.PRNGKey(0), (500, 2, 3)) * 2.0 + 1.0
     noise = fit_gaussian(data, "diagonal")
@@ -184,6 +185,7 @@ def test_uniform_box_errors():
 
 # -- mixture --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_mixture_log_prob_normalised_and_moments():
     """Mixture of a Gaussian and a box with weights 3:1 (normalised here to 0.75, 0.25)."""
     data = _data()
@@ -228,6 +230,7 @@ def test_mixture_weights_default_equal_and_errors():
 
 # -- from_pair and check_noise ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_from_pair_wraps_a_toy_density():
     toy = get_toy("8gaussians")
     noise = from_pair(toy.sample, toy.log_prob, (2,))

@@ -27,6 +27,7 @@ def runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_report_has_the_named_metrics_and_they_are_consistent(runs):
     report = evaluate_run(str(runs / "jem"), linf_budgets=(0.1,), l2_budgets=(1.0,),
                           pgd_steps=5)
@@ -51,6 +52,7 @@ def test_report_has_the_named_metrics_and_they_are_consistent(runs):
         assert os.path.getsize(runs / "jem" / "evaluation" / name) > 1000
 
 
+@pytest.mark.slow
 def test_baseline_is_found_and_tabled_beside_the_run(runs):
     assert find_baseline(str(runs / "jem")) == str(runs / "softmax")
     assert find_baseline(str(runs / "softmax")) is None
@@ -62,6 +64,7 @@ def test_baseline_is_found_and_tabled_beside_the_run(runs):
     assert "| ood inverted log_px | 0.8000 | 0.7000 |" in table
 
 
+@pytest.mark.slow
 def test_unconditional_ebm_gets_the_energy_ood_score_only(runs):
     report = evaluate_run(str(runs / "cd"), figures=False)
     assert "accuracy" not in report and "robust_accuracy" not in report
@@ -69,6 +72,7 @@ def test_unconditional_ebm_gets_the_energy_ood_score_only(runs):
     assert all(set(s) == {"log_px"} for s in report["ood"].values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, message", [
     (["--metrics", "robustness"], "metric 'robustness' needs a classifier: the run's "
                                   "objective='cd' is an unconditional EBM"),

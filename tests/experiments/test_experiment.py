@@ -21,6 +21,7 @@ def tiny(preset="jem_digits", *extra):
     return make_config(preset, TINY + list(extra))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_train_writes_the_run_directory_and_summary(tmp_path):
     summary = train(tiny("jem_digits", "num_steps=20"), str(tmp_path), progress=False)
@@ -43,6 +44,7 @@ def test_train_writes_the_run_directory_and_summary(tmp_path):
     assert any("eval/test_accuracy" in r for r in records)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
     full = train(tiny("jem_digits", "num_steps=30"), str(tmp_path / "full"), progress=False)
@@ -57,6 +59,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
         params_fingerprint(build(tiny("jem_digits")).params)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
     config = tiny("cd_2d_8gaussians", "num_steps=12", "checkpoint_every=100")
     exp = build(config)
@@ -89,6 +92,7 @@ def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
     assert params_fingerprint(state.params) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_workdir_with_another_config_is_refused_before_compute(tmp_path):
     train(tiny("jem_digits", "num_steps=10"), str(tmp_path), progress=False)
@@ -104,6 +108,7 @@ def test_workdir_with_another_config_is_refused_before_compute(tmp_path):
     assert summary["steps"] == 10
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
     summary = train(tiny("cd_2d_8gaussians", "num_steps=10"), str(tmp_path), progress=False)
@@ -113,6 +118,7 @@ def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "landscape.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_softmax_baseline_has_no_buffer_and_still_reports_samples(tmp_path):
     summary = train(tiny("softmax_digits", "num_steps=10"), str(tmp_path), progress=False)
@@ -141,6 +147,7 @@ def test_cli_presets_lists_the_named_configs(capsys):
     assert "jem_digits" in out and "cd_2d_rings" in out
 
 
+@pytest.mark.slow
 def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
     config = tiny("cd_2d_8gaussians", "num_steps=30")
     exp = build(config)
@@ -164,6 +171,7 @@ def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
     assert int(restored.step) == 10 and params_fingerprint(restored.params) == saved["params"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["nce_2d_8gaussians", "dsm_2d_8gaussians"])
 def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset):
     config = make_config(preset, TINY + ["num_steps=400", "batch_size=256", "hidden=64,64",
@@ -182,6 +190,7 @@ def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset
     assert (tmp_path / "landscape.png").is_file()
 
 
+@pytest.mark.slow
 def test_recovery_likelihood_trains_through_the_same_runner(tmp_path):
     config = make_config("rl_2d_8gaussians", TINY + [
         "num_steps=300", "batch_size=120", "hidden=64,64", "rl_langevin_steps=10",
@@ -203,6 +212,7 @@ def test_recovery_likelihood_trains_through_the_same_runner(tmp_path):
     assert (tmp_path / "landscape.png").is_file() and (tmp_path / "samples.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_recovery_likelihood_digits_generates_by_progressive_sampling(tmp_path):
     config = make_config("rl_digits", TINY + ["num_steps=10", "batch_size=60",
@@ -216,6 +226,7 @@ def test_recovery_likelihood_digits_generates_by_progressive_sampling(tmp_path):
     assert (tmp_path / "samples.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
 def test_semi_supervised_runs_keep_a_stratified_share_of_the_labels(tmp_path):
     from ebm_jax.experiment import labelled_subset, load_data

@@ -142,6 +142,7 @@ KILL_POINTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", sorted(KILL_POINTS))
 def test_sigkill_then_resume_ends_with_the_uninterrupted_parameters(tmp_path, moment,
                                                                     uninterrupted):
@@ -167,6 +168,7 @@ def _metrics_written(workdir):
     return path.is_file() and path.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_step_it_reached_exits_130_and_resumes_to_the_same_parameters(
         tmp_path, uninterrupted, capsys):
     workdir = tmp_path / "run"
@@ -210,6 +212,7 @@ except OSError as error:
 """
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_save_loudly_and_keeps_older_checkpoints(tmp_path):
     directory = str(tmp_path / "ckpt")
     _save_steps(directory, (1,))

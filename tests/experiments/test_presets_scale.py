@@ -37,6 +37,7 @@ def _tiny(preset, *extra):
     return make_config(preset, SMALL + TINY[model] + list(extra))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["jem_cifar10", "jem_cifar100", "jem_svhn", "igebm_cifar10",
                                     "drl_cifar10"])
 def test_paper_preset_takes_a_training_step(preset):
@@ -97,6 +98,7 @@ def cifar_run(tmp_path_factory):
     return workdir, _train_mock_cifar10(workdir, 4)
 
 
+@pytest.mark.slow
 def test_train_on_mock_cifar10_resumes_from_the_data_position(tmp_path, cifar_run):
     """Two steps, then two more with --resume, end where four uninterrupted steps end: the
     tfds batches continue from the step in the checkpoint."""
@@ -107,6 +109,7 @@ def test_train_on_mock_cifar10_resumes_from_the_data_position(tmp_path, cifar_ru
     assert full["params_fingerprint"] == split["params_fingerprint"]
 
 
+@pytest.mark.slow
 def test_cifar10_model_is_scored_on_the_papers_ood_sets(cifar_run, monkeypatch):
     workdir, _ = cifar_run
     with mocked(32):
@@ -134,6 +137,7 @@ def test_dataset_that_is_not_prepared_is_one_clear_error(tmp_path, capsys):
     assert "cifar10" in err and "tfds build cifar10" in err and "array_record" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides,message", [
     (["depth=27"], r"depth=27: expected 6n\+4"),
     (["dtype=float16"], "dtype='float16': expected one of"),

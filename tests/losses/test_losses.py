@@ -341,6 +341,7 @@ def test_cross_entropy_ignores_unlabelled_examples():
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 def test_jem_hybrid_equals_ce_plus_cd():
     """With a constant buffer and a noise-free sampler the CD term does not depend on the
     key, so the hybrid loss must equal the separately computed weighted sum exactly."""
@@ -426,6 +427,7 @@ def _quadratic_cd(**options):
     return energy, cd
 
 
+@pytest.mark.slow
 def test_kl_term_differentiates_through_the_last_sampler_step():
     h, mu = 0.1, 1.5
     batch = {"x": jnp.full((4, 1), 2.0)}
@@ -442,6 +444,7 @@ def test_kl_term_differentiates_through_the_last_sampler_step():
     np.testing.assert_allclose(grads[1.0] - grads[0.0], [(x3 - mu) * h], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_entropy_term_and_estimate():
     samples = jnp.array([[0.0, 0.0], [3.0, 0.0]])
     reference = jnp.array([[0.0, 1.0], [3.0, 2.0], [10.0, 10.0]])
@@ -467,6 +470,7 @@ def test_cd_variant_errors():
         contrastive_divergence(energy, sampler, num_steps=1, kl_weight=1.0)
 
 
+@pytest.mark.slow
 def test_reinit_from_data_restarts_chains_at_the_batch():
     # A flat energy and a noise-free sampler leave chains where they start, so with
     # reinit_prob=1 the pushed samples must be exactly a permutation of the batch.

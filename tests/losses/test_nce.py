@@ -81,6 +81,7 @@ def test_nce_value_gradient_and_info_by_hand():
     np.testing.assert_allclose(info["energy_noise"], np.mean(0.5 * a * np.sum(y**2, 1)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_nce_gradient_vanishes_at_the_truth_in_expectation():
     """Population NCE is stationary at p_model = p_data, log_z = log Z. For data and noise
     both from N(0, I) in 2-D and the true model (a = 1, log_z = log 2π), G = -log ν for
@@ -165,6 +166,7 @@ def mle_rates(n):
     return p_rate, math.sqrt(D / (2 * n))
 
 
+@pytest.mark.slow
 def test_nce_is_consistent_for_precision_and_log_normaliser():
     """Errors shrink at the 1/sqrt(N) rate from N = 2,000 to N = 20,000.
 
@@ -189,6 +191,7 @@ def test_nce_is_consistent_for_precision_and_log_normaliser():
 
 # -- an MLP energy on 8gaussians -------------------------------------------------------
 
+@pytest.mark.slow
 def test_nce_learns_8gaussians_with_an_mlp():
     """A 2-64-64-1 Swish MLP trained by NCE against a Gaussian fitted to the data
     (noise_ratio 1, batch 256, Adam 3e-3 cosine-decayed over 2,000 steps, through

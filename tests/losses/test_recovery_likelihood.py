@@ -262,6 +262,7 @@ def test_importance_init_weights_candidates_by_energy():
     np.testing.assert_allclose(samples.std(0), sigma, rtol=0.03)
 
 
+@pytest.mark.slow
 def test_progressive_sampling_law_with_exact_gaussian_marginals():
     """Data N(mu0, s0^2): every marginal is Gaussian, p_t = N(abar_t mu0, abar_t^2 s0^2 + 1 -
     abar_t^2), and with those energies each level's chain maps x_{t+1} linearly plus noise.
@@ -302,6 +303,7 @@ def test_progressive_sampling_law_with_exact_gaussian_marginals():
 SMALL = noise_schedule([0.3, 0.5, 0.7])
 
 
+@pytest.mark.slow
 def test_loss_gradient_is_the_score_difference_with_samples_held_constant():
     """E(x, t; phi) = (1 + phi) |x|^2 / 2 at phi = 0. With samples held constant,
     dL/dphi = sum_t w_t (mean |x_t|^2/2 - mean |x_s|^2/2), which is exactly the loss value
@@ -345,6 +347,7 @@ def test_data_noise_smooths_level_0():
     np.testing.assert_allclose(info["energy_data/level_0"], 0.25, atol=Z * 0.25 / np.sqrt(120))
 
 
+@pytest.mark.slow
 def test_loss_gradient_moves_the_energy_toward_the_data():
     """Data near +2, E(x, t) = |x - mu|^2 / 2 with mu = 0 at every level. The samples of
     p(x_t | x_{t+1}) are pulled toward mu = 0 relative to x_t, so dL/dmu = sum_t w_t (mean
@@ -423,6 +426,7 @@ def gaussian_targets():
     return m, v, true_var
 
 
+@pytest.mark.slow
 def test_training_per_level_gaussians_reaches_the_fixed_point():
     """The true marginals are N(abar_t mu0, V_t), V_t = abar_t^2 s0^2 + 1 - abar_t^2. ULA's
     stationary mean is exact, so m_t must reach abar_t mu0, and v_t the ULA fixed point of
@@ -437,6 +441,7 @@ def test_training_per_level_gaussians_reaches_the_fixed_point():
     np.testing.assert_allclose(v, target_v, rtol=0.06)
 
 
+@pytest.mark.slow
 def test_training_with_metropolis_chains_recovers_the_true_marginals():
     """With MALA the conditional samples are exact, so recovery likelihood is consistent: the
     per-level Gaussians must reach the true marginals N(abar_t mu0, V_t), with no step-size
@@ -538,6 +543,7 @@ def test_conditioned_mlp_errors_and_embedding():
 
 # --------------------------------------------------------------------------- end to end
 
+@pytest.mark.slow
 def test_training_on_8gaussians_improves_progressive_samples_and_level0_kl():
     """A small conditioned MLP trained briefly (600 steps) on 8gaussians: the KL (quadrature of
     E(x, 0)) and the MMD of progressive samples must drop far below the untrained model's.

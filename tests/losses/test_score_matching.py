@@ -72,6 +72,7 @@ def fit(loss, num_steps, lr, repeat=1, seed=0):
 
 # -- denoising score matching ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_dsm_loss_is_zero_for_the_kernel_score():
     """With all data at 0, x̃ = σε and E(x) = ½|x|²/σ² has -∇E(x̃) = -ε/σ, the noising
     kernel's score, so ½|σ s(x̃) + ε|² is exactly 0 for every draw. With the noise level
@@ -115,6 +116,7 @@ def test_dsm_expected_loss_and_gradient_on_a_quadratic():
                                atol=0.02)
 
 
+@pytest.mark.slow
 def test_dsm_learns_the_smoothed_precision():
     """The fitted precision is (S + σ²I)⁻¹, not S⁻¹: DSM's bias, exactly.
 
@@ -136,6 +138,7 @@ def test_dsm_learns_the_smoothed_precision():
     np.testing.assert_allclose(params["m"], mean, atol=0.02)
 
 
+@pytest.mark.slow
 def test_dsm_several_sigmas_weighted_by_sigma_squared():
     """Levels drawn uniformly per example with σ² weighting: the quadratic optimum solves
     Σ_k λ_k (P (S + σ_k² I) - I) = 0, i.e. P = (S + (Σσ⁴/Σσ²) I)⁻¹ = (S + 0.306 I)⁻¹ for
@@ -191,6 +194,7 @@ def test_ssm_vr_is_exact_for_an_isotropic_quadratic_with_rademacher_projections(
     np.testing.assert_allclose(info["score_norm"], c * np.sqrt(sq).mean(), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variance_reduction", [True, False])
 def test_ssm_estimates_hyvarinen_objective_on_a_network(variance_reduction):
     """For a non-quadratic energy the SSM value is an unbiased estimate of
@@ -225,6 +229,7 @@ def test_ssm_estimates_hyvarinen_objective_on_a_network(variance_reduction):
     np.testing.assert_allclose(per.mean(), exact, atol=5 * se)  # the hand estimator agrees
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variance_reduction", [True, False])
 def test_ssm_learns_the_unbiased_precision(variance_reduction):
     """SSM's optimum is P = S⁻¹, m = the data mean. Gradient noise comes from the

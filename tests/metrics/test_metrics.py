@@ -29,6 +29,7 @@ def test_ece_matches_a_reference_implementation():
     assert ours == pytest.approx(_ece_reference(probs, labels), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_ece_is_zero_for_a_perfectly_calibrated_predictor_and_large_for_an_overconfident_one():
     # Confidence 0.75 and exactly 75% correct: calibrated.
     probs = jnp.tile(jnp.array([[0.75, 0.25]]), (400, 1))
@@ -40,6 +41,7 @@ def test_ece_is_zero_for_a_perfectly_calibrated_predictor_and_large_for_an_overc
     assert float(metrics.expected_calibration_error(probs, labels)) == pytest.approx(0.49, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_accuracy_and_nll():
     logits = jnp.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
     labels = jnp.array([0, 1, 1])
@@ -90,6 +92,7 @@ def test_classifier_sample_quality():
     assert out["sample_in_range_fraction"] == pytest.approx(7 / 8)  # 2.0 is outside [-1.1, 1.1]
 
 
+@pytest.mark.slow
 def test_mmd_is_near_zero_for_the_same_distribution_and_grows_with_a_shift():
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
     x = jax.random.normal(k1, (500, 2))

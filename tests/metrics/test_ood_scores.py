@@ -38,6 +38,7 @@ def sk_labels_scores(s_in, s_out):
     return np.r_[np.ones(len(s_in)), np.zeros(len(s_out))], np.r_[s_in, s_out].astype(np.float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tied", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_aupr_matches_sklearn_average_precision_in_both_conventions(seed, tied):
@@ -54,6 +55,7 @@ def test_aupr_matches_sklearn_average_precision_in_both_conventions(seed, tied):
     assert abs(expected_in - expected_out) > 0.05
 
 
+@pytest.mark.slow
 def test_aupr_small_cases_by_hand():
     assert float(aupr(jnp.array([2.0, 3.0]), jnp.array([0.0, 1.0]))) == 1.0
     # Ranking out(2), in(1), out(0): the only positive is found at precision 1/2.
@@ -136,6 +138,7 @@ def test_grad_norm_score_is_minus_the_input_gradient_norm_of_log_px():
     np.testing.assert_allclose(score, -np.linalg.norm(fd, axis=1), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_grad_norm_score_is_higher_at_a_mode_than_on_a_slope():
     # One logit f(x) = -½||x||²: log p(x) = -½||x||² has its mode at 0, slopes elsewhere.
     def logits_fn(params, x):
@@ -158,6 +161,7 @@ def test_scores_reject_bad_shapes():
             build(linear_logits)(linear_params(d=2), jnp.ones((0, 2)))
 
 
+@pytest.mark.slow
 def test_ood_report_matches_direct_calls_and_batches_consistently():
     params = linear_params(5, k=3, d=4)
     rng = np.random.default_rng(6)

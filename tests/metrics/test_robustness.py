@@ -61,6 +61,7 @@ def linear_problem():
     return (jnp.asarray(w), jnp.asarray(b)), x, y, margin, w.astype(np.float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm,random_start,loss,band", [
     ("linf", True, "ce", 1e-3),      # sign steps reach the corner -eps·sign(w) exactly
     ("linf", False, "margin", 1e-3),
@@ -123,6 +124,7 @@ def trained_mlp():
     return params, data.x_test, data.y_test, clean
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm,epsilon", [("linf", 0.5), ("l2", 3.0)])
 def test_adversarial_examples_stay_in_the_ball_and_the_data_range(trained_mlp, norm, epsilon):
     params, x, y, _ = trained_mlp
@@ -143,6 +145,7 @@ def test_adversarial_examples_stay_in_the_ball_and_the_data_range(trained_mlp, n
                                                     y, norm=norm, epsilon=epsilon, num_steps=10))
 
 
+@pytest.mark.slow
 def test_zero_budget_changes_nothing(trained_mlp):
     params, x, y, _ = trained_mlp
     for norm in ("linf", "l2"):  # same shapes and settings as the ball test: no new compile
@@ -153,6 +156,7 @@ def test_zero_budget_changes_nothing(trained_mlp):
     # The curves below start at epsilon = 0, which must give the clean accuracy exactly.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm,epsilons", [("linf", [0.0, 0.02, 0.05, 0.1, 0.2, 0.4]),
                                            ("l2", [0.0, 0.25, 0.5, 1.0, 2.0, 4.0])])
 def test_robust_accuracy_falls_monotonically_with_the_budget_on_a_trained_mlp(trained_mlp, norm,
@@ -186,6 +190,7 @@ def test_sgld_purification_follows_the_energy_gradient_and_the_range():
     assert 0.0 < np.abs(a[:, 1] - x[:, 1]).max() < 1.0
 
 
+@pytest.mark.slow
 def test_defence_classifies_purified_inputs(trained_mlp):
     params, x, y, _ = trained_mlp
     x, y = x[:100], y[:100]

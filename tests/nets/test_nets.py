@@ -10,8 +10,8 @@ from flax import nnx
 from ebm_jax.nets import (ACTIVATIONS, MLP, ConvNet, SNConv, SNLinear, as_energy_fn, pure,
                           spectral_normalize)
 
-# Small networks, mostly compilation: see conftest.fast_compile.
-pytestmark = pytest.mark.usefixtures("fast_compile")
+# Small networks, mostly compilation: see the fast_compile marker in tests/conftest.py.
+pytestmark = pytest.mark.fast_compile
 
 
 def _np_normal(seed, shape):

@@ -9,8 +9,8 @@ from ebm_jax.nets import ConvNet, SNConv, pure
 from ebm_jax.nets.patch_conv import (conv2d, conv2d_patch_grad, conv2d_patches, extract_patches,
                                     resolve_conv_impl)
 
-# Small networks, mostly compilation: see conftest.fast_compile.
-pytestmark = pytest.mark.usefixtures("fast_compile")
+# Small networks, mostly compilation: see the fast_compile marker in tests/conftest.py.
+pytestmark = pytest.mark.fast_compile
 
 
 def lax_conv(x, kernel, strides, padding):
@@ -95,6 +95,7 @@ def test_conv_impl_is_a_drop_in_for_snconv(spectral_norm, impl):
     np.testing.assert_allclose(layer(x), ref(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_convnet_impls_share_params_outputs_and_input_gradients():
     ref = pure(ConvNet((8, 8, 3), (8, 16, 16), 10, conv_impl="lax", rngs=nnx.Rngs(0)))
     net = pure(ConvNet((8, 8, 3), (8, 16, 16), 10, conv_impl="patches", rngs=nnx.Rngs(0)))

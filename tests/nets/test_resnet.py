@@ -11,8 +11,8 @@ from flax import nnx
 from ebm_jax.nets import as_conditioned_energy_fn, as_energy_fn, pure
 from ebm_jax.nets.resnet import ConditionedResNet, IGEBMResNet, WideResNet
 
-# Small networks, mostly compilation: see conftest.fast_compile.
-pytestmark = pytest.mark.usefixtures("fast_compile")
+# Small networks, mostly compilation: see the fast_compile marker in tests/conftest.py.
+pytestmark = pytest.mark.fast_compile
 
 # Building a network eagerly compiles each random initialiser once per kernel
 # shape (~0.7 s on a 2-core CPU with the default threefry keys, about a third of
@@ -95,6 +95,7 @@ def _wrn_num_params(depth, k, in_channels, num_classes):
 # --------------------------------------------------------------------------- WideResNet
 
 
+@pytest.mark.slow
 def test_wide_resnet_shapes_flat_and_image_inputs_and_pure_adapter():
     x = jnp.asarray(_np_normal(0, (4, *IMAGE)))
     for batch in (x, x.reshape(4, -1)):
@@ -242,6 +243,7 @@ def _open_residual_branches(params):
     return params
 
 
+@pytest.mark.slow
 def test_conditioned_resnet_shapes_and_conditioned_energy_adapter():
     net = _conditioned()
     x = jnp.asarray(_np_normal(4, (4, *IMAGE)))
@@ -325,6 +327,7 @@ def test_conditioned_resnet_film_learned_embedding_and_bad_arguments():
 # --------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_wide_resnet_adam_step_lowers_a_loss_and_every_gradient_is_finite():
     model = pure(_wrn())
     x = jnp.asarray(_np_normal(7, (8, *IMAGE)))

@@ -7,9 +7,8 @@ the Colab install cell runs and must do nothing outside Colab. Notebook 05 reads
 ``tfds.testing.mock_data`` in small mode.
 
 Most of a small-mode run is XLA compilation, so the runs compile with
-``jax_disable_most_optimizations`` (about half the compile time; small-mode numbers are
-meaningless anyway) and clear JAX's caches afterwards, so that no other test reuses a
-program compiled that way.
+``jax_disable_most_optimizations`` (the ``fast_compile`` marker of tests/conftest.py: about
+half the compile time; small-mode numbers are meaningless anyway). The runs are ``slow``.
 
 Regenerate the notebooks with ``python notebooks/build_notebooks.py``.
 """
@@ -126,8 +125,10 @@ def _no_pip(*args, **kwargs):
     raise AssertionError(f"the install cell ran {args} outside Colab: expected a no-op")
 
 
+@pytest.mark.slow
+@pytest.mark.fast_compile
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_in_small_mode(name, tmp_path, monkeypatch, fast_compile):
+def test_notebook_runs_in_small_mode(name, tmp_path, monkeypatch):
     monkeypatch.setenv("EBM_JAX_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)  # everything a notebook writes goes here

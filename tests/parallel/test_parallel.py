@@ -58,6 +58,7 @@ def runs():
     return {n: _run(exp, train_step, None if n == 0 else make_data_mesh(n)) for n in (0, 8)}
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device(runs):
     single, _ = runs[0]
     for n in (8,):
@@ -73,6 +74,7 @@ def test_eight_devices_match_one_device(runs):
     assert _max_rel_diff(single.params, exp.params) > 1e-3
 
 
+@pytest.mark.slow
 def test_state_stays_sharded(runs):
     state, metrics = runs[8]
     buffer = state.loss_state["generative"].buffer
@@ -102,6 +104,7 @@ def _flops(exp, train_step, mesh):
     return (cost[0] if isinstance(cost, list) else cost)["flops"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("buffer_shards", [8, 1])
 def test_chains_are_split_across_devices(buffer_shards):
     """Each device runs its share of the SGLD chains, not all of them: the per-device program
@@ -113,6 +116,7 @@ def test_chains_are_split_across_devices(buffer_shards):
     assert ratio < 0.25, ratio
 
 
+@pytest.mark.slow
 def test_buffer_sampling_is_device_local():
     """With one buffer block per device, no sample crosses devices: the only collectives
     are all-reduces (gradients, means). With one global block (buffer_shards=1) the same step
@@ -124,6 +128,7 @@ def test_buffer_sampling_is_device_local():
     assert _collectives(exp1, step1, mesh) != []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("save_on,restore_on", [(8, 1), (8, 4), (1, 8), (4, 8)])
 def test_checkpoint_restores_on_other_device_counts(tmp_path, save_on, restore_on):
     exp, _ = _jem(8)
@@ -158,6 +163,7 @@ def test_mesh_errors():
         shard_state({"buffer": buffer}, mesh)
 
 
+@pytest.mark.slow
 def test_sharded_buffer_blocks_draw_from_their_own_block():
     buffer = rb.init_buffer(jax.random.PRNGKey(0), (1,), capacity=80, num_shards=4)
     buffer = buffer._replace(samples=jnp.arange(80.0)[:, None])

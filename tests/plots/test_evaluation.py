@@ -39,6 +39,7 @@ def overconfident(n=500, k=10, seed=0):
     return np.asarray(jax.nn.softmax(jnp.asarray(logits))), labels
 
 
+@pytest.mark.slow
 def test_reliability_diagram(tmp_path):
     probs, labels = overconfident()
     path = tmp_path / "reliability.png"
@@ -61,6 +62,7 @@ def test_reliability_diagram_rejects_bad_input(tmp_path):
     assert not path.exists()
 
 
+@pytest.mark.slow
 def test_ood_histograms(tmp_path):
     rng = np.random.default_rng(1)
     in_scores = rng.normal(0.0, 1.0, 400)
@@ -87,6 +89,7 @@ def test_ood_histograms_reject_bad_input(tmp_path):
     assert not path.exists()
 
 
+@pytest.mark.slow
 def test_roc_curves(tmp_path):
     rng = np.random.default_rng(2)
     s_in = rng.normal(1.0, 1.0, 200)

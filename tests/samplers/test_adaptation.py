@@ -111,6 +111,7 @@ def test_single_chain_mala_reaches_the_target():
     assert abs(float(acceptance) - 0.574) < 0.05, (float(step_size), float(acceptance))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler_name, target", [("mala", 0.574), ("hmc", 0.8)])
 def test_shared_step_size_reaches_the_target(sampler_name, target):
     if sampler_name == "mala":

@@ -62,6 +62,7 @@ def check_gaussian(x, mean, vecs, variances):
 
 # -- temperature mode ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_temperature_mode_reaches_each_stage_law_and_final_gaussian():
     """Stage 0 (T=8, h=0.3) and the final T=1 stage (h=0.05) both reach their exact ULA laws.
 
@@ -148,6 +149,7 @@ def test_noise_mode_anneals_from_the_top_level_down_to_the_data():
                    ula_variances([bottom, bottom], step_sizes[0]))
 
 
+@pytest.mark.slow
 def test_annealed_sample_runs_exactly_the_whole_schedule():
     params = noise_params()
     sampler = annealed_langevin(noise_conditional_energy, SIGMAS, 7,
@@ -205,6 +207,7 @@ def test_counter_to_level_schedule_and_per_level_step_sizes(mode):
     np.testing.assert_allclose(info.grad_norm, c * np.sqrt(3.0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_zero_gradient_and_zero_noise_leave_positions_unchanged():
     sampler = annealed_langevin(lambda p, x, level: 0.0 * jnp.sum(x), [0.1, 1.0], 3, 0.5,
                                 noise_scales=[0.0, 0.0])
@@ -241,6 +244,7 @@ def test_nonfinite_step_keeps_position_and_advances_the_counter():
     assert int(state.step) == 5
 
 
+@pytest.mark.slow
 def test_clip_range_clamps_positions():
     sampler = annealed_langevin(lambda p, x, level: 0.0 * jnp.sum(x), [0.1, 1.0], 2, 1.0,
                                 noise_scales=2.0, clip_range=(-1.0, 1.0))

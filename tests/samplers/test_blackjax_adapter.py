@@ -81,6 +81,7 @@ def estimates(sampler, seed, min_ess):
     return np.asarray(summary.mean, np.float64), np.sqrt(EXACT_VAR / ess)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, build, kwargs, min_ess", [
     ("mala", "mala", {"step_size": 0.5}, 4000),
     ("hmc", "hmc", {"step_size": 0.3, "inverse_mass_matrix": np.ones(2),
@@ -99,6 +100,7 @@ def test_blackjax_algorithms_reach_the_exact_moments(name, build, kwargs, min_es
     np.testing.assert_array_less(np.abs(mean - EXACT), Z * se)
 
 
+@pytest.mark.slow
 def test_toolkit_mala_and_blackjax_mala_agree():
     """The issue: for the same target and seed budget (16 chains x 2000 draws after 300
     warm-up steps, step size 0.5 in both, whose proposals are the same law
@@ -123,6 +125,7 @@ def shifted_energy(params, x, shift):
     return 0.5 * jnp.sum((x - params["mean"] - shift) ** 2) * params["scale"]
 
 
+@pytest.mark.slow
 def test_init_and_step_equal_blackjax_called_directly():
     """Same key, same closed-over target: identical states and infos. Catches params or
     cond not passed, the energy's sign, and a step that alters blackjax's (state, info)."""
@@ -143,6 +146,7 @@ def test_init_and_step_equal_blackjax_called_directly():
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_params_are_a_runtime_argument_and_cond_is_per_chain():
     """One compilation across param values; cond vmapped over chains by run_chains."""
     traces = []
@@ -176,6 +180,7 @@ def test_params_are_a_runtime_argument_and_cond_is_per_chain():
     assert state.position.shape == (2,)
 
 
+@pytest.mark.slow
 def test_importing_ebm_jax_does_not_import_blackjax():
     code = ("import sys, ebm_jax, ebm_jax.samplers.blackjax_adapter; "
             "assert 'blackjax' not in sys.modules, 'blackjax was imported'")

@@ -86,6 +86,7 @@ def reference_ess(x):
     return c * n / max(tau, 1.0 / np.log10(c * n)), monotone_used, last_even_added
 
 
+@pytest.mark.slow
 def test_ess_matches_the_reference_algorithm_on_many_chains():
     """40 data sets of 2 chains x 200 draws (AR(1) with rho = 0, 0.5, 0.9, -0.4), as the
     trailing axis of one call. The vectorised jnp version must equal the loops to float32
@@ -103,6 +104,7 @@ def test_ess_matches_the_reference_algorithm_on_many_chains():
     np.testing.assert_allclose(ours, reference, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rho, num_chains, num_draws", [
     (0.0, 3, 401),    # odd number of draws (the middle draw is dropped by the split)
     (0.97, 1, 500),   # one chain, barely mixing
@@ -114,6 +116,7 @@ def test_ess_matches_the_reference_algorithm_on_edge_shapes(rho, num_chains, num
     np.testing.assert_allclose(effective_sample_size(x), reference_ess(x)[0], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_ess_of_ar1_chains_matches_the_exact_value():
     """32 stationary AR(1) chains, rho = 0.9, 10k draws: exact ESS = 32 x 526.8 = 16858.
 
@@ -179,6 +182,7 @@ def test_rank_rhat_flags_a_chain_with_a_different_scale():
     assert float(split_rhat(x, rank_normalize=False)) < 1.01
 
 
+@pytest.mark.slow
 def test_trailing_dimensions_are_independent_elements_and_it_jits():
     x = jax.random.normal(jax.random.PRNGKey(7), (3, 200, 2, 3))
     x = x.at[:, :, 1, 2].set(ar1_chains(jax.random.PRNGKey(8), 0.9, 3, 200))
@@ -197,6 +201,7 @@ def test_constant_draws():
     assert np.isnan(float(split_rhat(x)))
 
 
+@pytest.mark.slow
 def test_chain_summary_of_a_statistic():
     draws = jax.random.normal(jax.random.PRNGKey(9), (4, 500, 2)) + jnp.array([1.0, -2.0])
     summary = chain_summary(draws, lambda x: jnp.stack([x[0], x[0] * x[1]]))

@@ -143,6 +143,7 @@ def test_leapfrog_is_second_order():
     assert 3.5 < errors[0] / errors[1] < 4.5, errors
 
 
+@pytest.mark.slow
 def test_inverse_mass_follows_the_position_shape():
     """A [2, 3] position with a [6] inverse mass in row-major order: preconditioned by the
     exact variances, eps = 0.5 accepts nearly always; the reversed order does not."""

@@ -66,6 +66,7 @@ def test_effective_sample_size_recovers_ar1_truth(phi):
 #  - backward proposal density dropped from the ratio: covariance off by 25-46 SE;
 #  - T = 2.5 only: the ratio uses -(E' - E) instead of -(E' - E)/T: off by 260-360 SE;
 #    the noise sqrt(2h) instead of sqrt(2hT): off by >100 SE.
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature", [1.0, 2.5])
 def test_gaussian_moments(temperature):
     """exp(-E/T) for E the N(m, S) energy is N(m, T S): the covariance scales by T."""
@@ -79,6 +80,7 @@ def test_gaussian_moments(temperature):
 
 # Breakages caught: MH sign flipped (covariance off by 86-232 SE); backward density
 # dropped (mean off by 23-27 SE, covariance by 38-71 SE).
+@pytest.mark.slow
 def test_mixture_moments():
     """A bimodal two-component mixture, chains started from exact draws: invariance of
     the true law (mean and covariance from the closed form)."""
@@ -108,6 +110,7 @@ def run_flat_kernel(rng_key, step_size):
     return jax.lax.scan(body, states, jax.random.split(rng_key, 20))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step_size", [1e-3, 1.0, 1e3])
 def test_flat_energy_accepts_with_probability_one(step_size):
     """Zero gradient: the proposal is symmetric and E' = E, so the ratio is exactly 1."""
@@ -123,6 +126,7 @@ def test_flat_energy_accepts_with_probability_one(step_size):
 # divided by T (log ratio a.(x'-x) (1/T - 1)): both give ratios far from 1. (Not a dropped
 # backward density: its log ratio |eps|^2/2 - a.(x'-x)/T is >= 0 for a linear energy, so
 # that breakage is left to the moment tests.)
+@pytest.mark.slow
 def test_linear_energy_ratio_is_one():
     """E = a.x at T = 3: the energy change -a.(x'-x)/T and the proposal log-density ratio
     a.(x'-x)/T cancel exactly, so every proposal is accepted with probability 1."""
@@ -216,6 +220,7 @@ def test_step_size_may_be_traced_and_kernel_matches_step():
 
 # -- non-finite energies ----------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("energy_fn", [
     lambda p, x: jnp.sqrt(x[0]) + 0.5 * jnp.sum(x**2),                     # NaN for x0 < 0
     lambda p, x: jnp.where(x[0] > 0, 0.5 * jnp.sum(x**2), jnp.inf),      # +inf for x0 <= 0

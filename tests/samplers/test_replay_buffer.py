@@ -79,6 +79,7 @@ def test_sample_reinit_fraction(reinit_prob):
     assert counts.min() > 400 - 5 * 19.8 and counts.max() < 400 + 5 * 19.8
 
 
+@pytest.mark.slow
 def test_sample_returns_stored_rows_at_indices():
     buf = rb.init_buffer(jax.random.PRNGKey(0), (2,), capacity=20)
     x0, _, indices = rb.sample(jax.random.PRNGKey(3), buf, 64, reinit_prob=0.0)
@@ -92,6 +93,7 @@ def test_sample_reinit_prob_error():
             rb.sample(jax.random.PRNGKey(0), buf, 4, reinit_prob=bad)
 
 
+@pytest.mark.slow
 def test_per_class_sampling_draws_only_slots_of_the_class():
     num_classes, per_class = 4, 10
     buf = rb.init_buffer(jax.random.PRNGKey(0), (2,), capacity=num_classes * per_class,
@@ -129,6 +131,7 @@ def test_push_with_indices_writes_back_to_those_slots():
     np.testing.assert_array_equal(out.labels, buf.labels)
 
 
+@pytest.mark.slow
 def test_sample_push_round_trip_keeps_classes():
     buf = rb.init_buffer(jax.random.PRNGKey(0), (2,), capacity=12, num_classes=3,
                          init_fn=constant_init(0.0))

@@ -61,6 +61,7 @@ def test_guard_catches_nan_and_unguarded_step_does_not():
     assert not np.all(np.isfinite(unguarded.params["theta"]))
 
 
+@pytest.mark.slow
 def test_fit_rolls_back_lowers_the_rate_and_recovers(tmp_path):
     optimizer = with_lr_scale(optax.sgd(2.5))
     step = jax.jit(make_train_step(_quadratic(), optimizer,
@@ -103,6 +104,7 @@ def test_rollback_needs_a_checkpointer_and_a_scalable_rate():
         fit(step, _state(optimizer), _batches(), 4, progress=False, rollback=RollbackPolicy())
 
 
+@pytest.mark.slow
 def test_cli_run_that_keeps_diverging_stops_with_exit_1(tmp_path, capsys):
     from ebm_jax import cli
 

@@ -45,6 +45,7 @@ def _sgd_config(*extra):
     return make_config("jem_digits", ["optimizer=sgd", *extra])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip", [None, 2.0])
 def test_clip_grad_norm_bounds_the_update_of_a_huge_gradient(clip):
     extra = [] if clip is None else [f"clip_grad_norm={clip}"]
@@ -106,6 +107,7 @@ def _cd_batch():
     return {"x": 3.0 + 0.1 * jax.random.normal(jax.random.PRNGKey(1), (16, 2))}
 
 
+@pytest.mark.slow
 def test_energy_l2_adds_its_gradient_term_and_keeps_energies_inside_the_guard():
     lr, alpha = 0.05, 0.5  # lr x the regulariser's curvature (~19) < 2: stable
     guard = DivergenceGuard(max_abs_energy=20.0)
@@ -162,6 +164,7 @@ def _blown_up_net(spectral_norm):
     return net
 
 
+@pytest.mark.slow
 def test_spectral_norm_keeps_every_layer_near_1_and_bounds_the_input_gradient():
     net = _blown_up_net(spectral_norm=True)
     product = 1.0
@@ -191,6 +194,7 @@ def test_spectral_norm_keeps_every_layer_near_1_and_bounds_the_input_gradient():
     assert max_input_grad(plain) > 1e3 * product
 
 
+@pytest.mark.slow
 def test_spectral_norm_is_exposed_through_the_config():
     from ebm_jax.experiment import Data, make_network
 
@@ -215,6 +219,7 @@ SGLD_STABILISERS = {"none": {}, "clamp": {"clip_range": (-1.0, 1.0)},
                     "grad_clip": {"grad_clip": 0.01}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stabiliser", sorted(SGLD_STABILISERS))
 def test_sgld_stabilisers_keep_chains_bounded_and_a_cd_step_inside_the_guard(stabiliser):
     sampler = langevin(_explosive_energy, step_size=5.0, noise_scale=0.01,

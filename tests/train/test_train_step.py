@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from ebm_jax.data import Batches, load_digits
@@ -104,6 +105,7 @@ def test_train_step_compiles_once():
     assert len(traces) > n_traces
 
 
+@pytest.mark.slow
 def test_jem_on_digits_learns_to_classify():
     """200 JEM steps (MLP 64-32-10, SGLD 5 steps, 256-slot buffer) on the 1,437 training
     digits. Chance accuracy is 0.1 (a random classifier: 0.10 +- 0.008 on 1,437 images)
@@ -139,6 +141,7 @@ def test_jem_on_digits_learns_to_classify():
     assert np.mean(np.any(buffer != buffer0, axis=1)) > 0.9
 
 
+@pytest.mark.slow
 def test_ema_params_follow_the_exponential_moving_average():
     optimizer = optax.sgd(0.1)
     loss = deterministic_cd(quadratic)
