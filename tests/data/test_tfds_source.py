@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from etils import epath
 
 from ebm_jax.data.batching import batch_indices
 from tfds_mock import mocked
@@ -297,6 +298,14 @@ class TinyImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """20 train and 8 test 8x8 RGB images; image ``i`` is filled with ``i``, labelled ``i % 10``."""
 
     VERSION = tfds.core.Version("1.0.0")
+
+    # tfds finds a builder's source through its package when the module name is dotted
+    # (tests.data.test_tfds_source), a path that needs the importlib_resources backport;
+    # this file is the answer either way.
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        return epath.Path(__file__)
 
     def _info(self):
         return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
