@@ -19,7 +19,7 @@ from flax import nnx
 
 from ebm_jax.losses import contrastive_divergence, cross_entropy
 from ebm_jax.nets import MLP, as_energy_fn, pure
-from ebm_jax.samplers import langevin
+from ebm_jax.samplers import langevin, replay_buffer_start
 from ebm_jax.train.state import init_train_state
 from ebm_jax.train.step import make_train_step
 
@@ -31,7 +31,8 @@ D, K, B = 4, 3, 8
 def cd_setup():
     model = as_energy_fn(MLP(D, (16,), 1, rngs=nnx.Rngs(0)))
     sampler = langevin(model.apply, step_size=0.1, noise_scale=0.01)
-    loss = contrastive_divergence(model.apply, sampler, num_steps=3, buffer_capacity=32)
+    loss = contrastive_divergence(model.apply, sampler, num_steps=3,
+                                  chain_start=replay_buffer_start(capacity=32))
     return model.params, loss
 
 
