@@ -270,7 +270,7 @@ def cpu_peak_from_cpuinfo(text: str, *, cpus: int, max_mhz: Optional[float] = No
       products per fp32 lane) twice the float32 peak; else the float32 peak. This is the
       hardware's; XLA's CPU backend does not necessarily use these instructions.
 
-    Example (the case tests/test_benchmark_scaling.py states): an Intel part with
+    Example (the case tests/benchmarks/test_scaling.py states): an Intel part with
     ``avx512f``, "siblings 8" and "cpu cores 4" at "cpu MHz 2000", seen through 8 logical
     CPUs, is 4 cores, and its float32 peak is 4 * 16 * 2 * 2 * 2.0e9 = 512 GFLOP/s::
 

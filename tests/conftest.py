@@ -1,44 +1,146 @@
-"""Shared test configuration: CPU only, float32, fixed keys."""
-import contextlib
-import os
+"""Shared test configuration: CPU only, float32, fixed keys, and what keeps the loop short.
 
+The tests mirror the package (``tests/samplers/test_mala.py`` tests ``ebm_jax/samplers/mala.py``);
+every folder is a package, so two folders may hold test files of the same name. The shared
+helpers at this level (``sampler_stats``, ``tfds_mock``) import by their bare names: this
+folder is appended to ``sys.path`` (appended, so that ``tests/samplers`` never shadows a
+top-level ``samplers`` such as ``benchmarks/samplers.py``).
+
+What this file sets up, once for every test:
+
+* **A persistent compilation cache** in ``<repo>/.jax_cache/`` (ignored by git): every XLA
+  program that takes more than 0.1 s to compile is written there and read back by the next
+  run, by the other xdist worker and by the subprocesses the tests start (the settings go
+  through the environment, ``JAX_COMPILATION_CACHE_DIR`` and friends, before jax is
+  imported). ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns it off; another path moves it.
+  The cache key includes the compile options, so a program compiled under ``fast_compile``
+  (below) is a different entry from the same program fully optimised.
+* **The ``fast_compile`` marker**, the one compile shortcut: ``pytestmark =
+  pytest.mark.fast_compile`` in a module, or ``@pytest.mark.fast_compile`` on a test,
+  compiles with ``jax_disable_most_optimizations`` (no LLVM optimisation: each compile of a
+  small network is several times cheaper, its run a little slower, values equal to float
+  rounding). For a module the flag stays on for all of its tests (its jitted functions are
+  shared); for a test, only for that test. In-memory caches are cleared when the flag goes
+  off, so that no later test runs a program compiled this way.
+* **Hypothesis profiles**: ``ci`` is hypothesis's own CI profile (derandomised, no
+  database, no deadline) with every test's own example count, today's counts; ``dev`` caps
+  every test at 10 examples (an explicit ``@settings(max_examples=120)`` included). Chosen
+  by ``HYPOTHESIS_PROFILE``; without it, ``ci`` when ``CI`` is set (CI sets ``CI=true``),
+  ``dev`` otherwise.
+* **The ``totals`` marker** for a file's last test that sums over the file (see below).
+* **The ``slow`` marker** (declared in setup.cfg): end-to-end runs, subprocesses,
+  notebooks, paper-size networks and long statistical tests. ``pytest -m "not slow"`` is
+  the inner loop; ``python -m pytest`` (what CI runs) runs everything.
+"""
+import os
+import sys
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+if TESTS not in sys.path:
+    sys.path.append(TESTS)
+
+# -- environment, before jax is imported (subprocesses inherit it) -------------------------
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".jax_cache"))
+# Programs that compile in under 0.1 s are cheaper to compile than to read back.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from compile_modes import fewer_xla_optimisations  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
-# Eight CPU devices, so the data-parallel tests run a real mesh (tests/test_parallel.py);
+# Eight CPU devices, so the data-parallel tests run a real mesh (tests/parallel/);
 # everything else runs on the first device as before.
 jax.config.update("jax_num_cpu_devices", 8)
+
+# -- hypothesis profiles --------------------------------------------------------------------
+DEV_MAX_EXAMPLES = 10
+settings.register_profile("dev", max_examples=DEV_MAX_EXAMPLES)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "ci" if os.environ.get("CI") else "dev")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_report_header(config):
+    cache = jax.config.values["jax_compilation_cache_dir"] or "off"
+    return [f"hypothesis profile: {HYPOTHESIS_PROFILE} (HYPOTHESIS_PROFILE, CI)",
+            f"jax compilation cache: {cache}"]
+
+
+def _cap_hypothesis_examples(items):
+    """Under ``dev``, a test's own ``@settings(max_examples=n)`` becomes ``min(n, 10)``: the
+    profile only sets the default, an explicit count would otherwise win."""
+    if HYPOTHESIS_PROFILE != "dev":
+        return
+    for item in items:
+        test = getattr(item, "obj", None)
+        current = getattr(test, "_hypothesis_internal_use_settings", None)
+        if current is None or getattr(test, "_capped_by_conftest", False):
+            continue  # not a hypothesis test, or a parametrised one already capped
+        if current.max_examples > DEV_MAX_EXAMPLES:
+            test._hypothesis_internal_use_settings = settings(
+                current, max_examples=DEV_MAX_EXAMPLES)
+        test._capped_by_conftest = True
+
+
+def pytest_collection_modifyitems(config, items):
+    _cap_hypothesis_examples(items)
+
+
+# -- totals over a file ---------------------------------------------------------------------
+# ``@pytest.mark.totals`` marks a file's last test that checks a total over the file's other
+# tests (cases generated by hypothesis, functions covered). Work stealing may run a file's
+# tests on both workers, and the ``dev`` profile generates fewer cases, so such a test runs
+# only under the ``ci`` profile and when every other test of its file ran in this process
+# before it (always with ``-n 0``), and is skipped, saying why, otherwise.
+_RAN = set()
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "setup":  # it ran (or was skipped) in this process
+        _RAN.add(report.nodeid)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("totals") is None:
+        return
+    if HYPOTHESIS_PROFILE == "dev":
+        pytest.skip("totals of the full example counts: run with HYPOTHESIS_PROFILE=ci")
+    missing = [other.nodeid for other in item.session.items
+               if other.fspath == item.fspath and other is not item and other.nodeid not in _RAN]
+    if missing:
+        pytest.skip(f"{len(missing)} other tests of this file did not run in this process "
+                    f"(e.g. {missing[0]}): run the file with -n 0 for its totals")
+
+
+# -- compile shortcut -----------------------------------------------------------------------
+def _marked_here(node):
+    return any(mark.name == "fast_compile" for mark in node.own_markers)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast_compile_module(request):
+    """``pytestmark = pytest.mark.fast_compile``: on for the whole module."""
+    if _marked_here(request.node):
+        with fewer_xla_optimisations():
+            yield
+    else:
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fast_compile_test(request, _fast_compile_module):
+    """``@pytest.mark.fast_compile`` on a test or its class: on for that test."""
+    if request.node.get_closest_marker("fast_compile") is not None:
+        with fewer_xla_optimisations():
+            yield
+    else:
+        yield
 
 
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
-
-
-@contextlib.contextmanager
-def _fewer_xla_optimisations():
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", previous)
-        jax.clear_caches()  # no later test reuses a program compiled this way
-
-
-@pytest.fixture(scope="module")
-def fast_compile():
-    """Compile with fewer XLA optimisations for a module whose time is mostly compilation
-    (tiny networks, a few steps). Values stay the same to float rounding."""
-    with _fewer_xla_optimisations():
-        yield
-
-
-@pytest.fixture
-def fast_compile_test():
-    """:func:`fast_compile` for one test (a module-scoped fixture would stay on for the
-    tests after it)."""
-    with _fewer_xla_optimisations():
-        yield

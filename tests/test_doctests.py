@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.fast_compile  # the examples are mostly compilation
+
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "ebm_jax"
 
 MODULES = [
@@ -107,7 +109,7 @@ def _run(module_name: str) -> None:
 
 
 @pytest.fixture
-def scratch(tmp_path, monkeypatch, fast_compile):
+def scratch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 

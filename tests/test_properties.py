@@ -1093,6 +1093,7 @@ PROPERTIES = {"sampler_start_values", "sampler_hyperparameters",
               "energy_combinator_arguments", "class_energy_indices", "batch_energy_axes"}
 
 
+@pytest.mark.totals
 def test_zz_what_was_tried():
     """Prints the totals (``pytest -s -n 0 tests/test_properties.py``); runs last in the file."""
     if set(CASES) != PROPERTIES:

@@ -23,7 +23,7 @@ the bias is ``E[log Ẑ] - log Z ≈ -Var(w) / (2 C E[w]²) = -stderr² / 2``: n
 when the reported ``log_z_stderr`` is small, but a degenerate run (tiny ``ess``)
 both underestimates ``log Z`` and underestimates its own standard error, since
 the weights' variance is dominated by rare chains that were never drawn. More
-temperatures (and more MCMC steps) shrink the bias. In ``tests/test_ais.py``
+temperatures (and more MCMC steps) shrink the bias. In ``tests/metrics/test_ais.py``
 (Gaussians in 2-D and 10-D and a 2-D mixture, 512 chains, 100-200 temperatures),
 over 100 seeds per target the error divided by the reported stderr had standard
 deviation 0.9-1.1 and the mean error was below what 100 seeds resolve.

@@ -2,18 +2,22 @@
 import shutil
 
 import pytest
+from compile_modes import fewer_xla_optimisations
 
 from tests.experiments.tiny import tiny
 
 
 @pytest.fixture(scope="session")
 def jem_run_dir(tmp_path_factory):
-    """A 20-step tiny ``jem_digits`` run directory (checkpoints at 0, 10, 20) and its summary.
-    Tests that change the directory must work on a copy (:func:`copy_run`)."""
+    """A 20-step tiny ``jem_digits`` run directory (checkpoints at 0, 10, 20) and its summary,
+    compiled with fewer XLA optimisations (whichever test asks first): a test that continues
+    it and compares parameters must be marked ``fast_compile`` too. Tests that change the
+    directory work on a copy (:func:`copy_run`)."""
     from ebm_jax.experiments import train
 
     workdir = tmp_path_factory.mktemp("jem_run") / "run"
-    summary = train(tiny("jem_digits", "run.num_steps=20"), str(workdir), progress=False)
+    with fewer_xla_optimisations():
+        summary = train(tiny("jem_digits", "run.num_steps=20"), str(workdir), progress=False)
     return workdir, summary
 
 

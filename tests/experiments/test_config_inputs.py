@@ -178,6 +178,7 @@ def test_set_overrides_with_bad_text_name_the_field(tmp_path, capsys, name, text
     # Some texts are valid for some fields (name="" for a string, seed=0): those must load.
 
 
+@pytest.mark.totals
 def test_count_of_cases_tried():
     """Runs last in this file (pytest keeps file order): the figure the README quotes."""
     assert TRIED["cases"] >= 150, TRIED

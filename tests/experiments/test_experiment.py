@@ -16,6 +16,7 @@ from tests.experiments.conftest import copy_run
 from tests.experiments.tiny import tiny, tiny_overrides
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_directory_and_summary(jem_run_dir):
     tmp_path, summary = jem_run_dir
     for name in ("config.json", "metrics.jsonl", "samples.png", "curves.png", "summary.json"):
@@ -37,6 +38,8 @@ def test_train_writes_the_run_directory_and_summary(jem_run_dir):
     assert any("eval/test_accuracy" in r for r in records)
 
 
+@pytest.mark.slow
+@pytest.mark.fast_compile  # as the session's run was compiled
 def test_resume_without_config_continues_the_saved_run_bit_exactly(jem_run_dir, tmp_path,
                                                                     capsys):
     """`ebm-jax train --workdir DIR --resume` with no --config continues DIR's own run (made
@@ -57,6 +60,7 @@ def test_resume_without_config_continues_the_saved_run_bit_exactly(jem_run_dir, 
         params_fingerprint(build(tiny("jem_digits")).params)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
     config = tiny("cd_2d_8gaussians", "run.num_steps=12", "run.checkpoint_every=100")
     exp = build(config)
@@ -89,6 +93,7 @@ def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
     assert params_fingerprint(state.params) == expected
 
 
+@pytest.mark.slow
 def test_workdir_with_another_config_is_refused_before_compute(jem_run_dir, tmp_path):
     from ebm_jax.experiments.run import prepare_workdir
 
@@ -110,7 +115,8 @@ def test_workdir_with_another_config_is_refused_before_compute(jem_run_dir, tmp_
         assert json.load(f)["optimizer"]["learning_rate"] == 0.5
 
 
-@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
+@pytest.mark.slow
+@pytest.mark.fast_compile  # a few steps: mostly compilation
 def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
     summary = train(tiny("cd_2d_8gaussians", "run.num_steps=10"), str(tmp_path), progress=False)
     assert np.isfinite(summary["kl_nats"]) and summary["kl_nats"] > 0
@@ -119,7 +125,8 @@ def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "landscape.png").is_file()
 
 
-@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
+@pytest.mark.slow
+@pytest.mark.fast_compile  # a few steps: mostly compilation
 def test_softmax_baseline_has_no_buffer_and_still_reports_samples(tmp_path):
     summary = train(tiny("softmax_digits", "run.num_steps=10"), str(tmp_path), progress=False)
     assert 0.0 <= summary["sample_confidence"] <= 1.0
@@ -175,6 +182,7 @@ def test_cli_config_prints_the_resolved_config(capsys):
         .to_dict() == printed
 
 
+@pytest.mark.slow
 def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
     config = tiny("cd_2d_8gaussians", "run.num_steps=30")
     exp = build(config)
@@ -198,6 +206,7 @@ def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
     assert int(restored.step) == 10 and params_fingerprint(restored.params) == saved["params"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["nce_2d_8gaussians", "dsm_2d_8gaussians"])
 def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset):
     config = make_config(preset, tiny_overrides(preset) + [
@@ -216,6 +225,7 @@ def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset
     assert (tmp_path / "landscape.png").is_file()
 
 
+@pytest.mark.slow
 def test_recovery_likelihood_trains_through_the_same_runner(tmp_path):
     config = make_config("rl_2d_8gaussians", tiny_overrides("rl_2d_8gaussians") + [
         "run.num_steps=300", "data.batch_size=120", "model.hidden=64,64",
@@ -237,7 +247,8 @@ def test_recovery_likelihood_trains_through_the_same_runner(tmp_path):
     assert (tmp_path / "landscape.png").is_file() and (tmp_path / "samples.png").is_file()
 
 
-@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
+@pytest.mark.slow
+@pytest.mark.fast_compile  # a few steps: mostly compilation
 def test_recovery_likelihood_digits_generates_by_progressive_sampling(tmp_path):
     config = tiny("rl_digits", "run.num_steps=10", "data.batch_size=60",
                   "run.num_eval_samples=20")
@@ -250,7 +261,8 @@ def test_recovery_likelihood_digits_generates_by_progressive_sampling(tmp_path):
     assert (tmp_path / "samples.png").is_file()
 
 
-@pytest.mark.usefixtures("fast_compile_test")  # a few steps: mostly compilation
+@pytest.mark.slow
+@pytest.mark.fast_compile  # a few steps: mostly compilation
 def test_semi_supervised_runs_keep_a_stratified_share_of_the_labels(tmp_path):
     from ebm_jax.experiments.data import labelled_subset, load_data
 
@@ -277,6 +289,7 @@ V0_1_RUN = os.path.join(os.path.dirname(__file__), "data", "run_v0_1_jem")
 V0_1_FINGERPRINT_AT_20 = "46049683009776ae"
 
 
+@pytest.mark.slow
 def test_a_run_directory_of_release_0_1_resumes_bit_exactly_and_evaluates(tmp_path):
     from ebm_jax.experiments import evaluate_run
 

@@ -107,7 +107,8 @@ def guide_objective(tmp_path, monkeypatch):
     sys.modules.pop("ebm_jax.experiments.objectives.msdsm", None)
 
 
-@pytest.mark.usefixtures("guide_objective", "fast_compile_test")
+@pytest.mark.fast_compile
+@pytest.mark.usefixtures("guide_objective")
 def test_the_guides_new_objective_needs_no_other_file(tmp_path):
     from ebm_jax.experiments import build, initial_state
     from ebm_jax.train import make_train_step

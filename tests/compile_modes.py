@@ -1,0 +1,22 @@
+"""The one compile shortcut of the suite, as a context manager: the ``fast_compile`` marker
+(tests/conftest.py) and the session-scoped runs that must be compiled in a fixed mode use it."""
+import contextlib
+
+import jax
+
+
+@contextlib.contextmanager
+def fewer_xla_optimisations():
+    """Compile with ``jax_disable_most_optimizations`` inside the block (values equal to float
+    rounding, compiles several times cheaper); in-memory caches are cleared on the way out, so
+    that no later test runs a program compiled this way."""
+    previous = jax.config.values["jax_disable_most_optimizations"]
+    if previous:  # already on (a module-wide marker): nothing to undo afterwards
+        yield
+        return
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+        jax.clear_caches()

@@ -1,0 +1,196 @@
+"""Data parallelism on 8 CPU devices: the same numbers as one device, buffers that stay put.
+
+The suite runs with ``jax_num_cpu_devices=8`` (tests/conftest.py).
+"""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec
+
+from ebm_jax.data import Batches
+from ebm_jax.experiments import build, initial_state, make_config
+from ebm_jax.parallel import MeshError, make_data_mesh, shard_batch
+from ebm_jax.samplers import replay_buffer as rb
+from ebm_jax.train import (CheckpointMismatchError, Checkpointer, make_train_step, shard_state,
+                           sharded_train_step)
+
+NUM_STEPS = 3
+
+pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices (conftest)")
+
+
+def _jem(buffer_shards, *extra):
+    overrides = [f"objective.chain_start.num_shards={buffer_shards}", "model.hidden=32,32",
+                 "objective.chain_start.capacity=128", "data.batch_size=16",
+                 "objective.num_steps=5", "optimizer.learning_rate=1e-3", *extra]
+    exp = build(make_config("jem_digits", overrides))
+    return exp, make_train_step(exp.loss, exp.optimizer, ema_decay=0.9)
+
+
+def _run(exp, train_step, mesh=None):
+    """NUM_STEPS steps on ``mesh`` (None: plain jit on the default device)."""
+    state = jax.tree.map(jnp.copy, initial_state(exp))  # the steps donate it
+    batches = Batches(exp.data.x_train, exp.data.y_train, exp.config.data.batch_size, seed=0)
+    if mesh is None:
+        step = jax.jit(train_step)
+    else:
+        state = shard_state(state, mesh)
+        step = sharded_train_step(train_step, mesh, state)
+    for _ in range(NUM_STEPS):
+        batch = next(batches)
+        state, metrics = step(state, batch if mesh is None else shard_batch(batch, mesh))
+    return state, metrics
+
+
+def _max_rel_diff(a, b):
+    diffs = jax.tree.map(lambda u, v: float(np.max(np.abs(np.asarray(u) - np.asarray(v)))
+                                           / (np.max(np.abs(np.asarray(v))) + 1e-12)), a, b)
+    return max(jax.tree.leaves(diffs))
+
+
+@pytest.fixture(scope="module")
+def runs():
+    exp, train_step = _jem(8)
+    return {n: _run(exp, train_step, None if n == 0 else make_data_mesh(n)) for n in (0, 8)}
+
+
+@pytest.mark.slow
+def test_eight_devices_match_one_device(runs):
+    single, _ = runs[0]
+    for n in (8,):
+        state, _ = runs[n]
+        # Only the order of floating-point sums differs (per-device partial sums, then an
+        # all-reduce): float32 relative error ~1e-6 per op, amplified a little by 5 SGLD steps
+        # and 3 Adam updates.
+        assert _max_rel_diff(state.params, single.params) < 1e-4, n
+        assert _max_rel_diff(state.loss_state, single.loss_state) < 1e-4, n
+        np.testing.assert_allclose(np.asarray(state.step), NUM_STEPS)
+    # The run must have moved: a skipped update would also "match".
+    exp, _ = _jem(8)
+    assert _max_rel_diff(single.params, exp.params) > 1e-3
+
+
+@pytest.mark.slow
+def test_state_stays_sharded(runs):
+    state, metrics = runs[8]
+    buffer = state.loss_state["generative"].buffer
+    assert buffer.samples.sharding.spec == PartitionSpec("data")
+    assert len({s.device for s in buffer.samples.addressable_shards}) == 8
+    assert buffer.samples.addressable_shards[0].data.shape[0] == 128 // 8
+    leaf = jax.tree.leaves(state.params)[0]
+    assert leaf.sharding.is_fully_replicated
+    assert metrics["loss"].sharding.is_fully_replicated
+
+
+def _compiled(exp, train_step, mesh):
+    state = shard_state(initial_state(exp), mesh)
+    step = sharded_train_step(train_step, mesh, state, donate=False)
+    batch = shard_batch(next(Batches(exp.data.x_train, exp.data.y_train, 16, seed=0)), mesh)
+    return step.lower(state, batch).compile()
+
+
+def _collectives(exp, train_step, mesh):
+    hlo = _compiled(exp, train_step, mesh).as_text()
+    return [line for line in hlo.splitlines()
+            if re.search(r"= \S+ (all-gather|all-to-all|collective-permute)(-start)?\(", line)]
+
+
+def _flops(exp, train_step, mesh):
+    cost = _compiled(exp, train_step, mesh).cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("buffer_shards", [8, 1])
+def test_chains_are_split_across_devices(buffer_shards):
+    """Each device runs its share of the SGLD chains, not all of them: the per-device program
+    of an 8-device step costs about 1/8 of the 1-device one (the optimizer update, replicated,
+    is the small remainder). With one global buffer block the chains come out of a global
+    gather and only the explicit split (``split_along_data``) spreads them."""
+    exp, step = _jem(buffer_shards)
+    ratio = _flops(exp, step, make_data_mesh(8)) / _flops(exp, step, make_data_mesh(1))
+    assert ratio < 0.25, ratio
+
+
+@pytest.mark.slow
+def test_buffer_sampling_is_device_local():
+    """With one buffer block per device, no sample crosses devices: the only collectives
+    are all-reduces (gradients, means). With one global block (num_shards=1) the same step
+    must move buffer rows between devices, which shows the check can fail."""
+    mesh = make_data_mesh(8)
+    exp, step = _jem(8)
+    assert _collectives(exp, step, mesh) == []
+    exp1, step1 = _jem(1)
+    assert _collectives(exp1, step1, mesh) != []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("save_on,restore_on", [(8, 1), (8, 4), (1, 8), (4, 8)])
+def test_checkpoint_restores_on_other_device_counts(tmp_path, save_on, restore_on):
+    exp, _ = _jem(8)
+    state = initial_state(exp)
+    # Make every leaf distinct from a fresh state so a restore that returned the template fails.
+    state = state._replace(params=jax.tree.map(lambda p: p + 0.5, state.params),
+                           step=jnp.asarray(7, jnp.int32))
+    saved = shard_state(state, make_data_mesh(save_on))
+    ckpt = Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(saved)
+    target_mesh = make_data_mesh(restore_on)
+    template = shard_state(initial_state(exp), target_mesh)
+    restored = ckpt.restore_latest(template)
+    ckpt.close()
+    assert int(restored.step) == 7
+    assert _max_rel_diff(restored, jax.device_get(state)) == 0.0
+    buffer = restored.loss_state["generative"].buffer
+    assert buffer.samples.sharding.spec == PartitionSpec("data")
+    assert len(buffer.samples.sharding.device_set) == restore_on
+
+
+def test_mesh_errors():
+    with pytest.raises(MeshError, match=r"devices=9: expected at most the 8 cpu device"):
+        make_data_mesh(9)
+    with pytest.raises(MeshError, match="devices=0"):
+        make_data_mesh(0)
+    mesh = make_data_mesh(8)
+    with pytest.raises(MeshError, match=r"batch size .*=12 does not divide over 8 devices"):
+        shard_batch({"x": np.zeros((12, 3), np.float32)}, mesh)
+    buffer = rb.init_buffer(jax.random.PRNGKey(0), (2,), capacity=100)
+    with pytest.raises(MeshError, match="buffer capacity=100 does not divide over 8"):
+        shard_state({"buffer": buffer}, mesh)
+
+
+@pytest.mark.slow
+def test_sharded_buffer_blocks_draw_from_their_own_block():
+    buffer = rb.init_buffer(jax.random.PRNGKey(0), (1,), capacity=80, num_shards=4)
+    buffer = buffer._replace(samples=jnp.arange(80.0)[:, None])
+    x0, _, idx = rb.sample(jax.random.PRNGKey(1), buffer, 40, reinit_prob=0.0, num_shards=4)
+    block_of_chain = np.arange(40) // 10
+    np.testing.assert_array_equal(np.asarray(idx) // 20, block_of_chain)
+    np.testing.assert_array_equal(np.asarray(x0[:, 0]), np.asarray(idx, np.float32))
+    pushed = rb.push(buffer, -x0, idx, num_shards=4)
+    np.testing.assert_array_equal(np.asarray(pushed.samples[idx, 0]), -np.asarray(idx))
+    # FIFO pushes fill each block at the shared pointer.
+    fifo = rb.push(buffer, -jnp.ones((8, 1)), num_shards=4)
+    assert sorted(np.flatnonzero(np.asarray(fifo.samples[:, 0]) < 0)) == [0, 1, 20, 21, 40, 41, 60, 61]
+    with pytest.raises(ValueError, match="batch_size=10 with num_shards=4"):
+        rb.sample(jax.random.PRNGKey(1), buffer, 10, num_shards=4)
+    with pytest.raises(ValueError, match="capacity=80 with num_shards=3"):
+        rb.init_buffer(jax.random.PRNGKey(0), (1,), capacity=80, num_shards=3)
+
+
+def test_checkpoint_of_another_network_is_refused_before_reading(tmp_path):
+    exp, _ = _jem(8)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(initial_state(exp))
+    other, _ = _jem(8, "model.hidden=48,32")
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"params/layers/0/linear/bias is saved as float32\[32\], "
+                             r"expected float32\[48\]"):
+        ckpt.restore_latest(initial_state(other))
+    deeper, _ = _jem(8, "model.hidden=32,32,32")
+    with pytest.raises(CheckpointMismatchError, match=r"it lacks \['ema_params/layers/3/linear/bias'"):
+        ckpt.restore_latest(initial_state(deeper))
+    ckpt.close()
