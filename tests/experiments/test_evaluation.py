@@ -9,28 +9,23 @@ import numpy as np
 import pytest
 
 from ebm_jax import cli
-from ebm_jax.experiments import ConfigError, evaluation, make_config, train
+from ebm_jax.experiments import ConfigError, evaluation, make_config
 from ebm_jax.experiments.evaluation import comparison_table, evaluate_run, find_baseline
 from ebm_jax.samplers import langevin
-
-TINY = ["model.hidden=32", "data.batch_size=32", "run.log_every=5", "run.eval_every=20",
-        "run.checkpoint_every=20", "run.num_eval_samples=50", "run.fresh_sample_steps=5",
-        "run.num_steps=20"]
-# The replay-buffer chains of the objectives that train by sampling (softmax has none).
-TINY_CHAINS = ["objective.chain_start.capacity=200", "objective.num_steps=5"]
-
+from tests.experiments.conftest import copy_run
 
 # 20-step runs and their evaluation: mostly compilation (see conftest.fast_compile).
 pytestmark = pytest.mark.fast_compile
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, jem_run_dir, softmax_run_dir, cd_run_dir):
+    """Copies of the session's tiny runs, side by side (as `ebm-jax evaluate` finds a
+    baseline: a sibling directory)."""
     root = tmp_path_factory.mktemp("runs")
-    for name, preset, chains in (("jem", "jem_digits", TINY_CHAINS),
-                                 ("softmax", "softmax_digits", []),
-                                 ("cd", "cd_digits", TINY_CHAINS)):
-        train(make_config(preset, TINY + chains), str(root / name), progress=False)
+    for name, (source, _) in (("jem", jem_run_dir), ("softmax", softmax_run_dir),
+                              ("cd", cd_run_dir)):
+        copy_run(source, root / name)
     return root
 
 
@@ -101,6 +96,7 @@ def test_cli_errors_for_a_directory_without_a_run_or_checkpoint(tmp_path, capsys
         evaluate_run(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_purification_runs_the_runs_own_sampler_temperature_form_included(runs, tmp_path,
                                                                           monkeypatch):
     """``--purify`` runs the run's own sampler (``exp.sampler``). Changed behaviour: 0.1
