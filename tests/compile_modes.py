@@ -8,12 +8,15 @@ import jax
 @contextlib.contextmanager
 def fewer_xla_optimisations():
     """Compile with ``jax_disable_most_optimizations`` inside the block (values equal to float
-    rounding, compiles several times cheaper); in-memory caches are cleared on the way out, so
-    that no later test runs a program compiled this way."""
+    rounding, compiles several times cheaper). In-memory caches are cleared on the way in and
+    out: a program compiled in the other mode by an earlier test is not reused inside (tests
+    that compare fingerprints with a subprocess of this mode rely on it), and no later test
+    runs a program compiled this way."""
     previous = jax.config.values["jax_disable_most_optimizations"]
     if previous:  # already on (a module-wide marker): nothing to undo afterwards
         yield
         return
+    jax.clear_caches()
     jax.config.update("jax_disable_most_optimizations", True)
     try:
         yield

@@ -154,5 +154,6 @@ def test_the_lists_name_modules_of_the_package_once():
     names = MODULES + SLOW_MODULES
     assert len(set(names)) == len(names)
     for name in names:
-        path = PACKAGE.parent / (name.replace(".", "/") + ".py")
-        assert path.exists(), f"{name}: no such module"
+        path = PACKAGE.parent / name.replace(".", "/")
+        assert path.with_suffix(".py").exists() or (path / "__init__.py").exists(), \
+            f"{name}: no such module"

@@ -339,8 +339,9 @@ def _replace_path(node: Any, parts: list[str], full: str, make_value: Callable) 
     child = getattr(node, parts[0])
     if len(parts) == 1:
         if dataclasses.is_dataclass(child):
+            examples = ", ".join(full + "." + n for n in _field_names(child)[:4])
             raise ConfigError(f"{full!r} is a section: expected one of its fields "
-                              f"({', '.join(full + '.' + n for n in _field_names(child)[:4])}, ...)")
+                              f"({examples}, ...)")
         return dataclasses.replace(node, **{parts[0]: make_value(hint)})
     if not dataclasses.is_dataclass(child):
         raise ConfigError(f"unknown config key {full!r}: {full[:-len('.'.join(parts[1:])) - 1]!r} "

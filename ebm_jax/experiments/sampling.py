@@ -9,7 +9,7 @@ one from config fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 
@@ -100,5 +100,24 @@ def generator_from_noise(sampler: Sampler, data_range: tuple, example_shape: tup
     return generate
 
 
-__all__ = ["LangevinConfig", "ReplayBufferConfig", "check_chain_start", "make_chain_start",
-           "generator_from_noise", "sampler_recipe"]
+class RunSampling(NamedTuple):
+    """The sampling pieces of a run, in :class:`~ebm_jax.experiments.objectives.Pieces`' order."""
+
+    sampler: Sampler
+    make_sampler: SamplerRecipe
+    generate: Generator
+
+
+def langevin_sampling(config: Config, data: Any, energy_fn: EnergyFn) -> RunSampling:
+    """The run's SGLD settings (``config.objective.sampler``) on ``energy_fn``, the same
+    settings as a recipe for other energies, and fresh samples drawn by
+    ``config.run.fresh_sample_steps`` of its steps from uniform noise over the data range."""
+    make_sampler = sampler_recipe(config.objective.sampler, data.data_range)
+    sampler = make_sampler(energy_fn)
+    generate = generator_from_noise(sampler, data.data_range, data.x_train.shape[1:],
+                                    config.run.fresh_sample_steps)
+    return RunSampling(sampler, make_sampler, generate)
+
+
+__all__ = ["LangevinConfig", "ReplayBufferConfig", "RunSampling", "check_chain_start",
+           "generator_from_noise", "langevin_sampling", "make_chain_start", "sampler_recipe"]

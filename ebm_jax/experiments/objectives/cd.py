@@ -22,7 +22,7 @@ from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._common import (ENERGY_MODELS, ENERGY_MODELS_NOTE, TOYS,
                                                     TOY_SAMPLER, build_energy, toy_preset)
 from ebm_jax.experiments.sampling import (LangevinConfig, ReplayBufferConfig, make_chain_start,
-                                          check_chain_start, generator_from_noise, sampler_recipe)
+                                          check_chain_start, langevin_sampling)
 from ebm_jax.losses import contrastive_divergence
 from ebm_jax.losses.contrastive_divergence import OBJECTIVES as CD_OBJECTIVES
 
@@ -45,16 +45,14 @@ class CDConfig(ObjectiveConfig):
 def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     objective = config.objective
     params, energy_fn = build_energy(config, data, rngs)
-    make_sampler = sampler_recipe(objective.sampler, data.data_range)
-    sampler = make_sampler(energy_fn)
+    sampling = langevin_sampling(config, data, energy_fn)
     loss = contrastive_divergence(
-        energy_fn, sampler, num_steps=objective.num_steps, objective=objective.objective,
+        energy_fn, sampling.sampler, num_steps=objective.num_steps,
+        objective=objective.objective,
         kl_weight=objective.kl_weight, entropy_weight=objective.entropy_weight,
         energy_l2=objective.energy_l2,
         chain_start=make_chain_start(objective.chain_start, data.data_range, num_devices))
-    generate = generator_from_noise(sampler, data.data_range, data.x_train.shape[1:],
-                                    config.run.fresh_sample_steps)
-    return Pieces(params, energy_fn, None, loss, sampler, make_sampler, generate)
+    return Pieces(params, energy_fn, None, loss, *sampling)
 
 
 def check(config: Config) -> None:

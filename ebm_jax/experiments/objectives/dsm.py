@@ -16,7 +16,7 @@ from ebm_jax.experiments.config import POSITIVE, Config, ObjectiveConfig, sectio
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._common import (ENERGY_MODELS, ENERGY_MODELS_NOTE, TOYS,
                                                     TOY_SAMPLER, build_energy, toy_preset)
-from ebm_jax.experiments.sampling import LangevinConfig, generator_from_noise, sampler_recipe
+from ebm_jax.experiments.sampling import LangevinConfig, langevin_sampling
 from ebm_jax.losses.score_matching import denoising_score_matching
 
 
@@ -32,12 +32,9 @@ class DSMConfig(ObjectiveConfig):
 def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     del num_devices
     params, energy_fn = build_energy(config, data, rngs)
-    make_sampler = sampler_recipe(config.objective.sampler, data.data_range)
-    sampler = make_sampler(energy_fn)
-    generate = generator_from_noise(sampler, data.data_range, data.x_train.shape[1:],
-                                    config.run.fresh_sample_steps)
+    sampling = langevin_sampling(config, data, energy_fn)
     loss = denoising_score_matching(energy_fn, sigma=config.objective.sigma)
-    return Pieces(params, energy_fn, None, loss, sampler, make_sampler, generate)
+    return Pieces(params, energy_fn, None, loss, *sampling)
 
 
 PRESETS = {

@@ -21,7 +21,7 @@ from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._classifier import (CLASSIFIER_MODELS,
                                                         CLASSIFIER_MODELS_NOTE, build_classifier)
 from ebm_jax.experiments.sampling import (LangevinConfig, ReplayBufferConfig, make_chain_start,
-                                          check_chain_start, generator_from_noise, sampler_recipe)
+                                          check_chain_start, langevin_sampling)
 from ebm_jax.losses import jem_hybrid
 
 
@@ -41,15 +41,13 @@ class JEMConfig(ObjectiveConfig):
 def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     objective = config.objective
     params, logits_fn, energy_fn = build_classifier(config, data, rngs)
-    make_sampler = sampler_recipe(objective.sampler, data.data_range)
-    sampler = make_sampler(energy_fn)
-    loss = jem_hybrid(logits_fn, sampler, generative_weight=objective.generative_weight,
-                      num_steps=objective.num_steps, energy_l2=objective.energy_l2,
+    sampling = langevin_sampling(config, data, energy_fn)
+    loss = jem_hybrid(logits_fn, sampling.sampler, num_steps=objective.num_steps,
+                      generative_weight=objective.generative_weight,
+                      energy_l2=objective.energy_l2,
                       chain_start=make_chain_start(objective.chain_start, data.data_range,
                                                    num_devices))
-    generate = generator_from_noise(sampler, data.data_range, data.x_train.shape[1:],
-                                    config.run.fresh_sample_steps)
-    return Pieces(params, energy_fn, logits_fn, loss, sampler, make_sampler, generate)
+    return Pieces(params, energy_fn, logits_fn, loss, *sampling)
 
 
 def check(config: Config) -> None:

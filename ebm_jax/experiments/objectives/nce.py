@@ -22,7 +22,7 @@ from ebm_jax.experiments.config import (POSITIVE, Config, ObjectiveConfig, one_o
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._common import (ENERGY_MODELS, ENERGY_MODELS_NOTE, TOYS,
                                                     TOY_SAMPLER, build_energy, toy_preset)
-from ebm_jax.experiments.sampling import LangevinConfig, generator_from_noise, sampler_recipe
+from ebm_jax.experiments.sampling import LangevinConfig, langevin_sampling
 from ebm_jax.losses.nce import nce, nce_params
 
 NOISES = ("gaussian", "diagonal_gaussian", "uniform")
@@ -58,12 +58,8 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
         return base_energy(params["energy"], x)
 
     loss = nce(base_energy, make_noise(settings, data), noise_ratio=settings.noise_ratio)
-    make_sampler = sampler_recipe(settings.sampler, data.data_range)
-    sampler = make_sampler(energy_fn)
-    generate = generator_from_noise(sampler, data.data_range, data.x_train.shape[1:],
-                                    config.run.fresh_sample_steps)
-    return Pieces(nce_params(energy_params), energy_fn, None, loss, sampler, make_sampler,
-                  generate)
+    sampling = langevin_sampling(config, data, energy_fn)
+    return Pieces(nce_params(energy_params), energy_fn, None, loss, *sampling)
 
 
 PRESETS = {

@@ -16,7 +16,7 @@ from ebm_jax.experiments.config import Config, DataConfig, ObjectiveConfig, sect
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._classifier import (CLASSIFIER_MODELS,
                                                         CLASSIFIER_MODELS_NOTE, build_classifier)
-from ebm_jax.experiments.sampling import LangevinConfig, generator_from_noise, sampler_recipe
+from ebm_jax.experiments.sampling import LangevinConfig, langevin_sampling
 from ebm_jax.losses import cross_entropy
 
 
@@ -32,12 +32,8 @@ class SoftmaxConfig(ObjectiveConfig):
 def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     del num_devices
     params, logits_fn, energy_fn = build_classifier(config, data, rngs)
-    make_sampler = sampler_recipe(config.objective.sampler, data.data_range)
-    sampler = make_sampler(energy_fn)
-    generate = generator_from_noise(sampler, data.data_range, data.x_train.shape[1:],
-                                    config.run.fresh_sample_steps)
-    return Pieces(params, energy_fn, logits_fn, cross_entropy(logits_fn), sampler, make_sampler,
-                  generate)
+    sampling = langevin_sampling(config, data, energy_fn)
+    return Pieces(params, energy_fn, logits_fn, cross_entropy(logits_fn), *sampling)
 
 
 PRESETS = {
