@@ -100,8 +100,8 @@ torch rows on CUDA set ``torch.backends.cuda.matmul.allow_tf32 = True`` and
 the convolutions already used TF32) and record it as ``torch_tf32``. Such a float32 row is
 measured against the FP32 (non-tensor-core) peak, which TF32 can exceed. For a strict
 IEEE float32 comparison run with ``JAX_DEFAULT_MATMUL_PRECISION=highest`` and set both
-torch flags to False. The agreement tests (tests/benchmarks/test_vs_pytorch.py) run on the CPU, where
-neither applies.
+torch flags to False. The agreement tests (tests/benchmarks/test_vs_pytorch.py) run on the
+CPU, where neither applies.
 
 One JSON object per row, appended to benchmarks/results/<device>-<date>.json.
 """

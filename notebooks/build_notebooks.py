@@ -2,7 +2,8 @@
 
 The notebooks are the source of truth for users; this script is how they are kept
 consistent (one badge, one install cell, one small-mode switch, one display helper).
-Edit the cells here, regenerate, and run ``python -m pytest -n 0 tests/notebooks/test_notebooks.py``.
+Edit the cells here, regenerate, and run
+``python -m pytest -n 0 tests/notebooks/test_notebooks.py``.
 """
 from __future__ import annotations
 
