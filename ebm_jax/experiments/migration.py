@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ebm_jax.experiments.config import field_types
+
 # old flat field -> new dotted path (None: read nowhere, dropped)
 FLAT_FIELDS = {
     "name": "name",
@@ -63,6 +65,7 @@ FLAT_DEFAULT_OBJECTIVE = "jem"
 
 def is_flat(values: dict) -> bool:
     """Whether ``values`` is a 0.1 config: an objective given by name, or any old-only key."""
+    # "model", "optimizer" and "guard" were 0.1 fields too: as keys they say nothing.
     sections = ("data", "model", "optimizer", "guard", "run")
     if isinstance(values.get("objective"), str):
         return True
@@ -71,13 +74,11 @@ def is_flat(values: dict) -> bool:
 
 
 def _has_path(cls: type, parts: list[str]) -> bool:
-    import dataclasses
-    import typing
-
-    hints = typing.get_type_hints(cls)
-    if parts[0] not in {f.name for f in dataclasses.fields(cls)}:
+    """Whether the config section ``cls`` has the dotted field ``parts``."""
+    types = field_types(cls)
+    if parts[0] not in types:
         return False
-    return len(parts) == 1 or _has_path(hints[parts[0]], parts[1:])
+    return len(parts) == 1 or _has_path(types[parts[0]], parts[1:])
 
 
 def migrate_flat(values: dict) -> dict:
