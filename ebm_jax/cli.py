@@ -118,11 +118,13 @@ def train_config(args):
 
 def _exit_code(error: Exception) -> Optional[int]:
     """Exit status of the failures that end a run with one clear line: 2 for a dataset that is
-    not prepared (the message says how to prepare it), 1 for training that diverged through
-    every rollback (the message names the intact checkpoint); None for anything else."""
-    from ebm_jax.experiments.run import DatasetNotPreparedError, TrainingDiverged
+    not prepared (the message says how to prepare it) or a data file that fails its checks
+    (the message names the array and what was expected), 1 for training that diverged
+    through every rollback (the message names the intact checkpoint); None for anything
+    else."""
+    from ebm_jax.experiments.run import DataFileError, DatasetNotPreparedError, TrainingDiverged
 
-    if isinstance(error, DatasetNotPreparedError):
+    if isinstance(error, (DatasetNotPreparedError, DataFileError)):
         return 2
     if isinstance(error, TrainingDiverged):
         return 1

@@ -1,6 +1,15 @@
 """Datasets that work offline, tfds datasets, OOD sets, and deterministic, resumable batching."""
 from ebm_jax.data.batching import Batches, batch_indices, epoch_permutation
 from ebm_jax.data.digits import ArrayDataset, load_digits
+from ebm_jax.data.files import (
+    DataFileError,
+    DataStatistics,
+    FileData,
+    check_arrays,
+    data_statistics,
+    is_data_file,
+    load_file,
+)
 from ebm_jax.data.ood import (
     OOD_SET_NAMES,
     HeldOutSplit,
@@ -24,6 +33,8 @@ from ebm_jax.data.tfds_source import (
 from ebm_jax.data.toy2d import TOY_DENSITIES, Toy2D, get_toy
 
 __all__ = ["ArrayDataset", "Batches", "batch_indices", "epoch_permutation", "load_digits"]
+__all__ += ["DataFileError", "DataStatistics", "FileData", "check_arrays", "data_statistics",
+            "is_data_file", "load_file"]
 __all__ += ["TOY_DENSITIES", "Toy2D", "get_toy"]
 __all__ += ["OOD_SET_NAMES", "HeldOutSplit", "flipped", "gaussian_noise", "held_out_class",
             "interpolations", "inverted", "offline_ood_sets", "uniform_noise"]

@@ -24,6 +24,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable, Optional
 
+from ebm_jax.data.files import is_data_file
 from ebm_jax.nets.patch_conv import CONV_IMPLS
 
 
@@ -71,7 +72,20 @@ ACTIVATIONS = ("swish", "leaky_relu", "relu", "elu", "softplus", "tanh")
 class DataConfig:
     """What the run learns from, and how it is batched."""
 
-    dataset: str = setting("digits", *one_of(*DATASETS))
+    # a shipped dataset, or the path of the user's own .npz or .csv (ebm_jax.data.files)
+    dataset: str = setting("digits", lambda v: v in DATASETS or is_data_file(v),
+                           f"one of {list(DATASETS)}, or the path of an .npz or .csv file")
+    # the user's .csv: the label column (none: unlabelled). A file without a test split
+    # holds out test_fraction of its examples (stratified by label, seeded by run.seed).
+    target: Optional[str] = setting(None)
+    test_fraction: float = setting(0.2, lambda v: 0.0 < v < 1.0, "a fraction in (0, 1)")
+    # the user's file: the training values' range and standard deviation, measured when the
+    # run starts and written into config.json (the sampler's clamp and chain starts follow
+    # the range); set either to override the measurement
+    value_range: Optional[tuple[float, ...]] = setting(
+        None, lambda v: v is None or (len(v) == 2 and v[0] < v[1]),
+        "none, or low,high with low < high")
+    scale: Optional[float] = setting(None, *OPTIONAL_POSITIVE)
     # semi-supervised: the share of training labels kept (stratified; the rest become -1)
     label_fraction: float = setting(1.0, lambda v: 0.0 < v <= 1.0, "a fraction in (0, 1]")
     # tfds datasets: where they are prepared (none: tfds's default), and the augmentation
@@ -277,6 +291,9 @@ def validate(config: Config) -> Config:
     if model.kind in ("mlp", "conv") and model.dtype != "float32":
         raise ConfigError(f"model.dtype={model.dtype!r} with model.kind={model.kind!r}: expected "
                           "'float32' (reduced precision is for 'wrn', 'igebm_resnet', 'resnet')")
+    if data.target is not None and not data.dataset.lower().endswith(".csv"):
+        raise ConfigError(f"data.target={data.target!r} with data.dataset={data.dataset!r}: "
+                          "expected none (a label column is named for a .csv only)")
     if data.label_fraction < 1.0 and data.dataset in TFDS_NAMES:
         raise ConfigError(f"data.label_fraction={data.label_fraction} with data.dataset="
                           f"{data.dataset!r}: expected 1.0 (label subsets are made for the "

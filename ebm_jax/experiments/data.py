@@ -1,5 +1,6 @@
-"""What a run trains and evaluates on: the embedded digits, seeded 2-D toys, or a prepared
-tensorflow-datasets dataset.
+"""What a run trains and evaluates on: the embedded digits, seeded 2-D toys, a prepared
+tensorflow-datasets dataset, or the user's own ``.npz`` or ``.csv``
+(:mod:`ebm_jax.data.files`).
 
 Example::
 
@@ -10,13 +11,15 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, NamedTuple, Optional
 
 import jax
 import numpy as np
 
 from ebm_jax.data import load_digits
-from ebm_jax.experiments.config import TFDS_NAMES, Config
+from ebm_jax.data.files import data_statistics, is_data_file, load_file
+from ebm_jax.experiments.config import TFDS_NAMES, Config, validate
 from ebm_jax.experiments.objectives import objective_of
 
 TOY_LIMIT = 4.5  # 2-D toys live in [-4.5, 4.5]^2
@@ -70,21 +73,66 @@ def load_tfds_data(config: Config) -> Data:
                 spec.num_classes, None, train_batches, len(source))
 
 
+def _read_file(config: Config):
+    d = config.data
+    return load_file(d.dataset, target=d.target, test_fraction=d.test_fraction,
+                     seed=config.run.seed)
+
+
+def load_file_data(config: Config) -> Data:
+    """The user's ``.npz`` or ``.csv`` (checked; see :mod:`ebm_jax.data.files`).
+
+    Examples of rank 3 (``[H, W, C]``) are images for the conv networks; any other shape is
+    flattened by the MLP. The data range is ``data.value_range`` when set (see
+    :func:`with_measured_data`), else the training set's measured minimum and maximum.
+    """
+    f = _read_file(config)
+    data_range = config.data.value_range
+    if data_range is None:
+        stats = data_statistics(f.x_train)
+        data_range = (stats.low, stats.high)
+    image_shape = tuple(f.x_train.shape[1:]) if f.x_train.ndim == 4 else None
+    x_train, y_train = _keep_labelled_share(config, f.x_train, f.y_train)
+    return Data(x_train, y_train, f.x_test, f.y_test, tuple(float(v) for v in data_range),
+                image_shape, f.num_classes, None)
+
+
+def with_measured_data(config: Config) -> Config:
+    """``config`` with ``data.value_range`` and ``data.scale`` measured on a user's file
+    where they are none (a shipped dataset's config is returned as it is). A run records
+    them in its ``config.json``, so that what the sampler and the guard assume about the
+    data is written beside the results."""
+    d = config.data
+    if not is_data_file(d.dataset) or (d.value_range is not None and d.scale is not None):
+        return config
+    stats = data_statistics(_read_file(config).x_train)
+    measured = dataclasses.replace(
+        d, value_range=d.value_range or (round(stats.low, 6), round(stats.high, 6)),
+        scale=d.scale or (round(stats.std, 6) or 1.0))
+    return validate(dataclasses.replace(config, data=measured))
+
+
+def _keep_labelled_share(config: Config, x_train, y_train):
+    fraction = config.data.label_fraction
+    if fraction >= 1.0 or y_train is None:
+        return x_train, y_train
+    keep = labelled_subset(y_train, fraction, seed=config.run.seed)
+    if objective_of(config).keeps_unlabelled:
+        return x_train, np.where(keep, y_train, -1).astype(y_train.dtype)
+    return x_train[keep], y_train[keep]  # a supervised baseline sees the labelled share only
+
+
 def load_data(config: Config) -> Data:
-    """The embedded digits, a seeded sample of a 2-D toy density, or a tfds dataset."""
+    """The embedded digits, a seeded sample of a 2-D toy density, a tfds dataset, or the
+    user's file."""
     dataset = config.data.dataset
     if dataset in TFDS_NAMES:
         return load_tfds_data(config)
+    if is_data_file(dataset):
+        return load_file_data(config)
     if dataset == "digits":
         d = load_digits()
-        x_train, y_train = d.x_train, d.y_train
-        fraction = config.data.label_fraction
-        if fraction < 1.0:
-            keep = labelled_subset(y_train, fraction, seed=config.run.seed)
-            if objective_of(config).keeps_unlabelled:
-                y_train = np.where(keep, y_train, -1).astype(y_train.dtype)
-            else:  # a supervised baseline sees the labelled share only
-                x_train, y_train = x_train[keep], y_train[keep]
+        x_train, y_train = _keep_labelled_share(config, d.x_train, d.y_train)
         return Data(x_train, y_train, d.x_test, d.y_test, d.data_range, d.image_shape,
                     d.num_classes, None)
     from ebm_jax.data.toy2d import get_toy
@@ -119,4 +167,4 @@ def example_batch(config: Config, data: Data) -> dict:
 
 
 __all__ = ["Data", "TOY_LIMIT", "example_batch", "labelled_subset", "load_data",
-           "load_tfds_data"]
+           "load_file_data", "load_tfds_data", "with_measured_data"]

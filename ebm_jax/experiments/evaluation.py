@@ -125,7 +125,7 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     if data.log_prob is not None:
         summary["kl_nats"] = float(metrics.kl_by_quadrature(
             data.log_prob, lambda x: exp.energy_fn(params, x), limit=TOY_LIMIT))
-    if data.image_shape is None:  # 2-D toys: compare samples with true samples
+    if data.image_shape is None:  # 2-D toys, signals, tables: compare with true samples
         summary["mmd"] = float(metrics.mmd(samples[:2000], data.x_test[:2000]))
     summary["params_fingerprint"] = params_fingerprint(state.params)
 
@@ -135,6 +135,9 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
             panels = {f"{source} (100 of {len(samples)})": samples[:100]}
             panels.update({k: v[:100] for k, v in fresh_panel.items()})
             plots.save_image_grids(path, panels, data.image_shape, value_range=data.data_range)
+        elif data.x_test.shape[1:] != (2,):  # signals and feature vectors: as lines
+            plots.save_sequence_panels(path, {"data": data.x_test, source: samples,
+                                              **fresh_panel}, value_range=data.data_range)
         else:
             plots.save_scatter(path, {"data": data.x_test[:2000], source: samples[:2000],
                                       **fresh_panel})

@@ -24,8 +24,10 @@ import jax
 
 from ebm_jax import plots
 from ebm_jax.data import Batches, DatasetNotPreparedError
+from ebm_jax.data.files import DataFileError
 from ebm_jax.experiments.build import Experiment, build, initial_state, num_train_examples
 from ebm_jax.experiments.config import Config, ConfigError, config_differences
+from ebm_jax.experiments.data import with_measured_data
 from ebm_jax.experiments.evaluation import CURVE_PANELS, evaluate, quick_eval_fn, read_run_config
 from ebm_jax.experiments.sampling import ReplayBufferConfig
 from ebm_jax.parallel import MeshError, make_data_mesh, shard_batch
@@ -119,10 +121,15 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
     see :mod:`ebm_jax.parallel`): parameters replicated, batches and replay
     buffers split along the mesh's ``data`` axis.
 
+    ``data.dataset`` may be the path of the user's ``.npz`` or ``.csv``: it is checked
+    before any compute, and its measured range and scale are written into ``config.json``
+    (:func:`~ebm_jax.experiments.data.with_measured_data`).
+
     Writes ``config.json``, ``metrics.jsonl``, ``checkpoints/``, ``samples.png``,
     ``curves.png`` and ``summary.json``; returns the summary.
     """
     started = time.perf_counter()
+    config = with_measured_data(config)  # a user's file: checked, its range and scale recorded
     mesh = device_mesh(config, devices)
     num_devices = mesh.shape["data"]
     checkpointer = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
@@ -180,5 +187,5 @@ def _finite(summary: dict) -> dict:
 
 
 # The failures that end `ebm-jax train` with one line (re-exported for the command line).
-__all__ = ["DatasetNotPreparedError", "TrainingDiverged", "device_mesh", "global_batches",
-           "prepare_workdir", "train"]
+__all__ = ["DataFileError", "DatasetNotPreparedError", "TrainingDiverged", "device_mesh",
+           "global_batches", "prepare_workdir", "train"]

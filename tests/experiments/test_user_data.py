@@ -1,0 +1,88 @@
+"""A run on the user's own file: `data.dataset=PATH`, checked before any compute, its measured
+range and scale written into the run's config."""
+import json
+
+import numpy as np
+import pytest
+
+from ebm_jax import cli
+from ebm_jax.experiments import make_config
+from ebm_jax.experiments.config import ConfigError
+from ebm_jax.experiments.data import load_data, with_measured_data
+from tests.experiments.tiny import tiny_overrides
+
+
+def _signals(path, n=460, length=64, classes=10, seed=0, scale_to=None):
+    """Noisy sinusoids, one frequency per class, at unit variance (values about -3..3) or
+    rescaled to ``scale_to=(low, high)`` exactly; the first 100 train, the rest test."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    t = np.linspace(0, 1, length)
+    x = np.sin(2 * np.pi * (y[:, None] + 1) * t) + 0.5 * rng.normal(size=(n, length))
+    x = (x - x.mean()) / x.std()
+    if scale_to is not None:
+        low, high = scale_to
+        x = low + (x - x[:100].min()) / np.ptp(x[:100]) * (high - low)
+        x[100:] = np.clip(x[100:], low, high)
+    np.savez(path, x_train=x[:100], y_train=y[:100], x_test=x[100:], y_test=y[100:])
+    return str(path)
+
+
+def test_config_takes_a_file_path_and_refuses_other_strings(tmp_path):
+    path = str(tmp_path / "signals.npz")
+    assert make_config("jem_digits", [f"data.dataset={path}"]).data.dataset == path
+    with pytest.raises(ConfigError, match=r"data.dataset='signals.txt': expected one of "
+                                          r"\['digits'.*or the path of an .npz or .csv file"):
+        make_config("jem_digits", ["data.dataset=signals.txt"])
+    with pytest.raises(ConfigError, match=r"data.target='y' with data.dataset=.*expected none"):
+        make_config("jem_digits", [f"data.dataset={path}", "data.target=y"])
+    with pytest.raises(ConfigError, match=r"data.value_range=\(2.0, 1.0\): expected none, or "
+                                          r"low,high with low < high"):
+        make_config("jem_digits", ["data.value_range=2,1"])
+
+
+def test_measured_range_and_scale_are_recorded_and_drive_the_data_range(tmp_path):
+    config = make_config("jem_digits", [f"data.dataset={_signals(tmp_path / 's.npz')}"])
+    measured = with_measured_data(config)
+    low, high = measured.data.value_range
+    data = load_data(measured)
+    assert low == pytest.approx(data.x_train.min(), abs=1e-5)
+    assert high == pytest.approx(data.x_train.max(), abs=1e-5)
+    assert measured.data.scale == pytest.approx(data.x_train.std(), rel=1e-4)
+    assert data.data_range == (low, high) and data.image_shape is None
+    assert data.num_classes == 10 and data.x_train.shape == (100, 64)
+    # a shipped dataset's config is left alone; a value set by the user is kept
+    assert with_measured_data(make_config("jem_digits")) == make_config("jem_digits")
+    kept = with_measured_data(make_config("jem_digits", [
+        f"data.dataset={config.data.dataset}", "data.value_range=-5,5"]))
+    assert kept.data.value_range == (-5.0, 5.0) and load_data(kept).data_range == (-5.0, 5.0)
+
+
+def test_cli_refuses_a_bad_file_with_one_line_before_any_compute(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x_train=np.ones((10, 3)), y_train=np.arange(10) * 0.5)
+    code = cli.main(["train", "--set", f"data.dataset={bad}", "--workdir",
+                     str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "y_train holds non-integer labels" in err[0]
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_a_tiny_jem_trains_on_a_signal_file_and_resumes_with_the_same_arguments(tmp_path):
+    # The tiny JEM's shapes (64 values, 10 classes, 360 test examples) and data range (-1, 1):
+    # the programs of the session's tiny digits run, so that they come from the compile cache.
+    data = _signals(tmp_path / "signals.npz", scale_to=(-1.0, 1.0))
+    workdir = str(tmp_path / "run")
+    args = ["train", "--workdir", workdir, "--no-progress", "--set", f"data.dataset={data}"]
+    args += [x for o in tiny_overrides("jem_digits") for x in ("--set", o)]
+    assert cli.main(args + ["--set", "run.num_steps=4"]) == 0
+    with open(f"{workdir}/config.json") as f:
+        saved = json.load(f)["data"]
+    assert saved["dataset"] == data and saved["value_range"] == [-1.0, 1.0] and saved["scale"] > 0
+    with open(f"{workdir}/summary.json") as f:
+        summary = json.load(f)
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["steps"] == 4
+    assert (tmp_path / "run" / "samples.png").stat().st_size > 1000  # signals drawn as lines
+    # the same arguments continue the run: the recorded measurements match a new measurement
+    assert cli.main(args + ["--set", "run.num_steps=6", "--resume"]) == 0
