@@ -12,6 +12,7 @@ from ebm_jax.data.files import (
 )
 from ebm_jax.data.ood import (
     OOD_SET_NAMES,
+    VECTOR_OOD_SET_NAMES,
     HeldOutSplit,
     flipped,
     gaussian_noise,
@@ -19,6 +20,7 @@ from ebm_jax.data.ood import (
     interpolations,
     inverted,
     offline_ood_sets,
+    reversed_along,
     uniform_noise,
 )
 from ebm_jax.data.tfds_source import (
@@ -36,7 +38,8 @@ __all__ = ["ArrayDataset", "Batches", "batch_indices", "epoch_permutation", "loa
 __all__ += ["DataFileError", "DataStatistics", "FileData", "check_arrays", "data_statistics",
             "is_data_file", "load_file"]
 __all__ += ["TOY_DENSITIES", "Toy2D", "get_toy"]
-__all__ += ["OOD_SET_NAMES", "HeldOutSplit", "flipped", "gaussian_noise", "held_out_class",
-            "interpolations", "inverted", "offline_ood_sets", "uniform_noise"]
+__all__ += ["OOD_SET_NAMES", "VECTOR_OOD_SET_NAMES", "HeldOutSplit", "flipped", "gaussian_noise",
+            "held_out_class", "interpolations", "inverted", "offline_ood_sets", "reversed_along",
+            "uniform_noise"]
 __all__ += ["TFDS_DATASETS", "DatasetNotPreparedError", "TFDSBatches", "TFDSSpec", "load_arrays",
             "load_source", "tfds_ood_sets"]

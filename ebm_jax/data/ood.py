@@ -9,6 +9,8 @@ the OOD sets are derived from the data itself, from easy to hard:
 - ``inverted``: ``x -> low + high - x`` (a photographic negative);
 - ``vflip`` / ``hflip``: images flipped upside down / left to right (some
   digits, like 0, 1 and 8, are nearly symmetric: a hard, partly in-distribution set);
+- ``reversed``: for examples that are not images (signals, sequences, feature vectors),
+  each example reversed along its first axis (:func:`reversed_along`);
 - ``interpolations``: midpoints of random pairs from different classes
   (smooth and in range, but off the data manifold);
 - :func:`held_out_class`: train without class ``c`` and test on it (the
@@ -28,6 +30,10 @@ import numpy as np
 from ebm_jax._checks import check_bounds, check_int, check_probability
 
 OOD_SET_NAMES = ("uniform_noise", "gaussian_noise", "inverted", "vflip", "hflip", "interpolations")
+# Examples that are not images (signals, sequences, feature vectors): flips become a reversal
+# of each example along its first axis (time for a signal).
+VECTOR_OOD_SET_NAMES = ("uniform_noise", "gaussian_noise", "inverted", "reversed",
+                        "interpolations")
 
 
 class HeldOutSplit(NamedTuple):
@@ -165,6 +171,25 @@ def flipped(x, image_shape: Sequence[int], direction: str = "vertical") -> np.nd
     return np.flip(images, axis=axes).reshape(x.shape).astype(np.float32)
 
 
+def reversed_along(x, axis: int = 0) -> np.ndarray:
+    """Each example of ``x [N, ...]`` reversed along ``axis`` of the example (0: the first
+    axis, time for signals ``[N, L]`` or ``[N, L, C]``); any example rank.
+
+    Example::
+
+      >>> reversed_along(np.array([[1.0, 2.0, 3.0]]))
+      array([[3., 2., 1.]], dtype=float32)
+      >>> reversed_along(np.arange(8.0).reshape(1, 2, 2, 2), axis=1)[0, 0, :, 0].tolist()
+      [2.0, 0.0]
+    """
+    x = _check_images(x)
+    rank = x.ndim - 1
+    if not isinstance(axis, int) or not 0 <= axis < rank:
+        raise ValueError(f"axis={axis!r}: expected an axis of the examples' shape "
+                         f"{x.shape[1:]} (0 to {rank - 1})")
+    return np.flip(x, axis=axis + 1).astype(np.float32)
+
+
 def interpolations(rng_key: jax.Array, x, y=None, num: Optional[int] = None, *,
                    weight: float = 0.5) -> np.ndarray:
     """Blends ``(1 - weight) * x_i + weight * x_j`` of random pairs from different classes.
@@ -249,10 +274,13 @@ def held_out_class(x, y, cls: int) -> HeldOutSplit:
     return HeldOutSplit(x[~out], y[~out], x[out])
 
 
-def offline_ood_sets(rng_key: jax.Array, x, image_shape: Sequence[int],
+def offline_ood_sets(rng_key: jax.Array, x, image_shape: Optional[Sequence[int]],
                      data_range: tuple[float, float], num: Optional[int] = None,
                      y=None) -> dict[str, np.ndarray]:
-    """The offline OOD sets of :data:`OOD_SET_NAMES` derived from in-distribution images.
+    """The offline OOD sets of :data:`OOD_SET_NAMES` derived from in-distribution images, or
+    of :data:`VECTOR_OOD_SET_NAMES` from examples of any other shape (``image_shape=None``:
+    signals, sequences, feature vectors; each example reversed along its first axis
+    instead of flipped).
 
     Each set has ``num`` examples (default ``N``) with the per-example shape of
     ``x``; the transformed sets (inverted, flipped) are of a random subset of
@@ -261,8 +289,8 @@ def offline_ood_sets(rng_key: jax.Array, x, image_shape: Sequence[int],
 
     Args:
       rng_key: PRNG key; the result is a deterministic function of it.
-      x: ``[N, ...]`` in-distribution images (typically a test split) in ``data_range``.
-      image_shape: ``(H, W[, C])`` of one example.
+      x: ``[N, ...]`` in-distribution examples (typically a test split) in ``data_range``.
+      image_shape: ``(H, W[, C])`` of one image, or None for examples that are not images.
       data_range: ``(low, high)`` of the pixel values.
       num: examples per set.
       y: optional ``[N]`` labels so that interpolations pair different classes.
@@ -278,6 +306,9 @@ def offline_ood_sets(rng_key: jax.Array, x, image_shape: Sequence[int],
       ...                         data.data_range, y=data.y_test)
       >>> sorted(sets)
       ['gaussian_noise', 'hflip', 'interpolations', 'inverted', 'uniform_noise', 'vflip']
+      >>> signals = np.sin(np.linspace(0, 3, 40))[None] * np.linspace(-1, 1, 30)[:, None]
+      >>> sorted(offline_ood_sets(jax.random.key(0), signals, None, (-1.0, 1.0)))
+      ['gaussian_noise', 'interpolations', 'inverted', 'reversed', 'uniform_noise']
     """
     low, high = _check_range(data_range)
     x = _check_images(x, image_shape, (low, high))
@@ -291,7 +322,8 @@ def offline_ood_sets(rng_key: jax.Array, x, image_shape: Sequence[int],
         "gaussian_noise": gaussian_noise(keys[1], num, shape, (low, high), mean=float(x.mean()),
                                          std=max(float(x.std()), 1e-6 * (high - low))),
         "inverted": inverted(subset, (low, high)),
-        "vflip": flipped(subset, image_shape, "vertical"),
-        "hflip": flipped(subset, image_shape, "horizontal"),
+        **({"reversed": reversed_along(subset)} if image_shape is None else
+           {"vflip": flipped(subset, image_shape, "vertical"),
+            "hflip": flipped(subset, image_shape, "horizontal")}),
         "interpolations": interpolations(keys[3], x, y, num),
     }

@@ -103,6 +103,12 @@ class ModelConfig:
     kind: str = setting("mlp", *one_of(*MODELS))
     hidden: tuple[int, ...] = setting((256, 256), *WIDTHS)
     channels: tuple[int, ...] = setting((32, 64), *WIDTHS)
+    # "conv": one kernel size for every layer or one per layer (square on images, along the
+    # signal on 1-D data), and strides per layer (none: 1, then 2s)
+    kernel_sizes: tuple[int, ...] = setting((3,), *WIDTHS)
+    strides: Optional[tuple[int, ...]] = setting(
+        None, lambda v: v is None or (len(v) > 0 and all(t > 0 for t in v)),
+        "none or a list of positive ints, one per layer")
     # how "conv" computes its convolutions (same params and values): "auto" is patches +
     # matmul on CPU (fast SGLD input gradients), lax.conv on GPU/TPU
     conv_impl: str = setting("auto", *one_of(*CONV_IMPLS))
@@ -288,6 +294,11 @@ def validate(config: Config) -> Config:
     if model.kind not in objective.models:
         raise ConfigError(f"model.kind={model.kind!r} with objective={kind!r}: expected one of "
                           f"{list(objective.models)} ({objective.models_note})")
+    for name in ("kernel_sizes", "strides"):
+        value = getattr(model, name)
+        if value is not None and len(value) not in (1, len(model.channels)):
+            raise ConfigError(f"model.{name}={list(value)}: expected one value for every layer "
+                              f"or one per layer of model.channels={list(model.channels)}")
     if model.kind in ("mlp", "conv") and model.dtype != "float32":
         raise ConfigError(f"model.dtype={model.dtype!r} with model.kind={model.kind!r}: expected "
                           "'float32' (reduced precision is for 'wrn', 'igebm_resnet', 'resnet')")

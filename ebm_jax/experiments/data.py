@@ -49,6 +49,9 @@ class Data(NamedTuple):
     # batches; None: batches of x_train, y_train
     train_batches: Optional[Callable] = None
     num_train: Optional[int] = None  # training examples (None: len(x_train))
+    # signals and sequences of a user's file, ``(L, C)``: what a "conv" model convolves
+    # along (1-D); None for images (``image_shape``) and the shipped data
+    signal_shape: Optional[tuple] = None
 
 
 def load_tfds_data(config: Config) -> Data:
@@ -82,8 +85,8 @@ def _read_file(config: Config):
 def load_file_data(config: Config) -> Data:
     """The user's ``.npz`` or ``.csv`` (checked; see :mod:`ebm_jax.data.files`).
 
-    Examples of rank 3 (``[H, W, C]``) are images for the conv networks; any other shape is
-    flattened by the MLP. The data range is ``data.value_range`` when set (see
+    Examples of rank 3 (``[H, W, C]``) are images; of rank 2 (``[L, C]``) or 1 (``[L]``, one
+    channel) signals, which a "conv" model convolves along ``L``; an MLP flattens any shape. The data range is ``data.value_range`` when set (see
     :func:`with_measured_data`), else the training set's measured minimum and maximum.
     """
     f = _read_file(config)
@@ -91,10 +94,12 @@ def load_file_data(config: Config) -> Data:
     if data_range is None:
         stats = data_statistics(f.x_train)
         data_range = (stats.low, stats.high)
-    image_shape = tuple(f.x_train.shape[1:]) if f.x_train.ndim == 4 else None
+    example = tuple(f.x_train.shape[1:])
+    image_shape = example if len(example) == 3 else None
+    signal_shape = {1: example + (1,), 2: example}.get(len(example))
     x_train, y_train = _keep_labelled_share(config, f.x_train, f.y_train)
     return Data(x_train, y_train, f.x_test, f.y_test, tuple(float(v) for v in data_range),
-                image_shape, f.num_classes, None)
+                image_shape, f.num_classes, None, signal_shape=signal_shape)
 
 
 def with_measured_data(config: Config) -> Config:

@@ -42,12 +42,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_jax import metrics, plots
-from ebm_jax.data import offline_ood_sets
+from ebm_jax.data import is_data_file, offline_ood_sets
 from ebm_jax.energies import batch_energy, joint_energy_from_logits
 from ebm_jax.energies.composition import composed_class_energy
 from ebm_jax.experiments.build import Experiment, build, find_buffer, initial_state
 from ebm_jax.experiments.config import Config, ConfigError, config_from_dict
-from ebm_jax.experiments.data import TOY_LIMIT
+from ebm_jax.experiments.data import TOY_LIMIT, Data
 from ebm_jax.experiments.objectives import objective_of
 from ebm_jax.experiments.sampling import generator_from_noise
 from ebm_jax.samplers import Sampler, init_chains, run_chains, uniform_init
@@ -252,19 +252,35 @@ def paper_ood_sets(config: Config, limit: int) -> tuple[dict, Optional[str]]:
         return {}, str(error)
 
 
+def data_metrics(config: Config, data: Data) -> tuple[str, ...]:
+    """The metrics a run's data allows: every one on images; classification, OOD (the
+    vector sets, :data:`~ebm_jax.data.VECTOR_OOD_SET_NAMES`) and robustness on a user's
+    signals or features; classification only on the 2-D toys (which have their own KL and
+    MMD instead)."""
+    if data.image_shape is not None:
+        return METRICS
+    if is_data_file(config.data.dataset):
+        return ("classification", "ood", "robustness")
+    return ("classification",)
+
+
 def _check_requested(config: Config, requested: Sequence[str], is_classifier: bool,
-                     has_images: bool) -> tuple[str, ...]:
+                     data: Data) -> tuple[str, ...]:
     unknown = [m for m in requested if m not in METRICS]
     if unknown:
         raise ConfigError(f"metrics={unknown}: expected a subset of {list(METRICS)}")
+    allowed = data_metrics(config, data)
     for metric in requested:
         if metric in CLASSIFIER_METRICS and not is_classifier:
             raise ConfigError(f"metric {metric!r} needs a classifier: the run's objective="
                               f"{config.objective.kind!r} is an unconditional EBM (expected a "
                               "run of a classifier objective)")
-        if metric in ("ood", "robustness", "generation") and not has_images:
+        if metric not in allowed:
+            what = ("a 2-D toy" if data.image_shape is None and not is_data_file(
+                config.data.dataset) else f"examples of shape {data.x_test.shape[1:]}")
             raise ConfigError(f"metric {metric!r} needs an image dataset: data.dataset="
-                              f"{config.data.dataset!r} is a 2-D toy")
+                              f"{config.data.dataset!r} holds {what} (expected one of "
+                              f"{list(allowed)})")
     return tuple(requested)
 
 
@@ -309,15 +325,14 @@ def evaluate_run(run_dir: str, *, metrics_requested: Optional[Sequence[str]] = N
     is_classifier = exp.logits_fn is not None
     has_images = data.image_shape is not None
     if metrics_requested is None:
-        metrics_requested = tuple(m for m in METRICS
-                                  if (is_classifier or m not in CLASSIFIER_METRICS)
-                                  and (has_images or m == "classification"))
-    requested = _check_requested(cfg, metrics_requested, is_classifier, has_images)
+        metrics_requested = tuple(m for m in data_metrics(cfg, data)
+                                  if is_classifier or m not in CLASSIFIER_METRICS)
+    requested = _check_requested(cfg, metrics_requested, is_classifier, data)
     out_dir = os.path.join(run_dir, "evaluation")
     os.makedirs(out_dir, exist_ok=True)
     report: dict[str, Any] = {"run": os.path.abspath(run_dir), "config": cfg.name,
                               "objective": cfg.objective.kind, "steps": int(state.step)}
-    if not has_images:  # 2-D toys: the density's own measures
+    if not has_images:  # 2-D toys (the density's own measures), signals, features
         summary = evaluate(exp, state, workdir=out_dir if figures else None)
         report.update({k: summary[k] for k in ("kl_nats", "mmd") if k in summary})
     key = jax.random.PRNGKey(cfg.run.seed + 104_729)
@@ -493,5 +508,6 @@ def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CURVE_PANELS", "chain_purification", "comparison_table", "evaluate", "evaluate_run",
-           "find_baseline", "fresh_samples", "load_run", "quick_eval_fn", "read_run_config"]
+__all__ = ["CURVE_PANELS", "chain_purification", "comparison_table", "data_metrics", "evaluate",
+           "evaluate_run", "find_baseline", "fresh_samples", "load_run", "quick_eval_fn",
+           "read_run_config"]

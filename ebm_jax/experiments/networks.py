@@ -1,4 +1,4 @@
-"""The network of a config's ``model`` section.
+"""The network of a config's ``model`` section, for the shape of the data.
 
 Example::
 
@@ -28,10 +28,27 @@ def _resnet_blocks(model: ModelConfig) -> dict:
     return {} if model.resnet_blocks is None else {"num_blocks_per_stage": model.resnet_blocks}
 
 
+def network_shape(data) -> Optional[tuple]:
+    """The example shape a conv network reads from a run's
+    :class:`~ebm_jax.experiments.data.Data`: ``(H, W, C)`` images, ``(L, C)`` signals, or
+    None (vectors: MLPs only)."""
+    return data.image_shape if data.image_shape is not None else data.signal_shape
+
+
+def _per_layer(values: Optional[tuple], channels: tuple):
+    """A config's one-for-all or per-layer list as ConvNet takes it (None stays None)."""
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _require_images(model: ModelConfig, image_shape: Optional[tuple]) -> None:
     if model.kind != "mlp" and image_shape is None:
-        raise ConfigError(f"model.kind={model.kind!r} on a dataset without images: expected "
-                          "'mlp'")
+        raise ConfigError(f"model.kind={model.kind!r} on a dataset without images or signals: "
+                          "expected 'mlp'")
+    if model.kind not in ("mlp", "conv") and image_shape is not None and len(image_shape) == 2:
+        raise ConfigError(f"model.kind={model.kind!r} on signals of shape {image_shape}: "
+                          "expected 'mlp' or 'conv' (1-D convolutions)")
 
 
 def make_network(model: ModelConfig, in_features: int, image_shape: Optional[tuple], out: int,
@@ -42,7 +59,9 @@ def make_network(model: ModelConfig, in_features: int, image_shape: Optional[tup
     if model.kind == "mlp":
         return MLP(in_features, model.hidden, out, **common)
     if model.kind == "conv":
-        return ConvNet(image_shape, model.channels, out, conv_impl=model.conv_impl, **common)
+        return ConvNet(image_shape, model.channels, out, conv_impl=model.conv_impl,
+                       kernel_sizes=_per_layer(model.kernel_sizes, model.channels),
+                       strides=_per_layer(model.strides, model.channels), **common)
     dtype = compute_dtype(model)
     if model.kind == "wrn":
         return WideResNet(image_shape, out, depth=model.depth, widen_factor=model.widen_factor,

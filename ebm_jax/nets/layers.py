@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ebm_jax._checks import check_int
-from ebm_jax.nets.patch_conv import CONV_IMPLS, conv2d
+from ebm_jax.nets.patch_conv import CONV_IMPLS, Pair, as_pair, conv2d
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "swish": jax.nn.swish,
@@ -87,20 +87,24 @@ class SNLinear(nnx.Module):
 class SNConv(nnx.Module):
     """A 2-D convolution (NHWC) with optional spectral normalisation of its kernel.
 
+    ``kernel_size`` and ``strides`` are an int (square) or a pair ``(h, w)``; a kernel
+    ``(k, 1)`` on ``[B, L, 1, C]`` is a 1-D convolution along ``L``.
+
     ``conv_impl`` picks how the convolution is computed (same parameters, same
     values up to float rounding): "lax" (``lax.conv_general_dilated``),
     "patches" (patches + one matmul, whose input gradient is fast on CPU),
     "patch_grad" or "auto"; see :mod:`ebm_jax.nets.patch_conv`.
     """
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, *,
-                 strides: int = 1, spectral_norm: bool = False, power_iterations: int = 3,
+    def __init__(self, in_features: int, out_features: int, kernel_size: Pair = 3, *,
+                 strides: Pair = 1, spectral_norm: bool = False, power_iterations: int = 3,
                  conv_impl: str = "lax", rngs: nnx.Rngs):
         if conv_impl not in CONV_IMPLS:
             raise ValueError(f"conv_impl={conv_impl!r}: expected one of {CONV_IMPLS}")
         self.conv_impl = conv_impl
-        self.conv = nnx.Conv(in_features, out_features, (kernel_size, kernel_size),
-                             strides=(strides, strides), padding="SAME", rngs=rngs)
+        kernel_size, strides = as_pair(kernel_size, "kernel_size"), as_pair(strides, "strides")
+        self.conv = nnx.Conv(in_features, out_features, kernel_size, strides=strides,
+                             padding="SAME", rngs=rngs)
         check_int("power_iterations", power_iterations)
         self.spectral_norm = spectral_norm
         self.power_iterations = power_iterations

@@ -42,7 +42,8 @@ from jax.custom_derivatives import SymbolicZero
 Pair = Union[int, Sequence[int]]
 
 
-def _pair(value: Pair, name: str) -> tuple[int, int]:
+def as_pair(value: Pair, name: str) -> tuple[int, int]:
+    """``value`` as ``(h, w)``: an int is square; raises ValueError naming ``name``."""
     if isinstance(value, int):
         value = (value, value)
     value = tuple(int(v) for v in value)
@@ -73,7 +74,7 @@ def extract_patches(x: jax.Array, kernel_size: Pair, strides: Pair = 1,
     """
     if x.ndim != 4:
         raise ValueError(f"x has shape {tuple(x.shape)}: expected an NHWC batch [N, H, W, C]")
-    (kh, kw), (sh, sw) = _pair(kernel_size, "kernel_size"), _pair(strides, "strides")
+    (kh, kw), (sh, sw) = as_pair(kernel_size, "kernel_size"), as_pair(strides, "strides")
     n, h, w, c = x.shape
     if padding == "SAME":
         ho, hlo, hhi = _same_padding(h, kh, sh)
@@ -107,7 +108,7 @@ def conv2d_patches(x: jax.Array, kernel: jax.Array, strides: Pair = 1,
 
 
 def _lax_conv(x, kernel, strides, padding):
-    return jax.lax.conv_general_dilated(x, kernel, _pair(strides, "strides"), padding,
+    return jax.lax.conv_general_dilated(x, kernel, as_pair(strides, "strides"), padding,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 

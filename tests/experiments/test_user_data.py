@@ -8,7 +8,9 @@ import pytest
 from ebm_jax import cli
 from ebm_jax.experiments import make_config
 from ebm_jax.experiments.config import ConfigError
+from ebm_jax.data import VECTOR_OOD_SET_NAMES
 from ebm_jax.experiments.data import load_data, with_measured_data
+from ebm_jax.experiments.evaluation import evaluate_run
 from tests.experiments.tiny import tiny_overrides
 
 
@@ -86,3 +88,34 @@ def test_a_tiny_jem_trains_on_a_signal_file_and_resumes_with_the_same_arguments(
     assert (tmp_path / "run" / "samples.png").stat().st_size > 1000  # signals drawn as lines
     # the same arguments continue the run: the recorded measurements match a new measurement
     assert cli.main(args + ["--set", "run.num_steps=6", "--resume"]) == 0
+    # signals get the vector OOD sets (reversal instead of flips) and robustness; no generation
+    report = evaluate_run(workdir, linf_budgets=(0.1,), l2_budgets=(1.0,), pgd_steps=2,
+                          figures=False)
+    assert set(report["ood"]) == set(VECTOR_OOD_SET_NAMES)
+    assert set(report["robust_accuracy"]) == {"linf:0", "linf:0.1", "l2:0", "l2:1"}
+    assert report["metrics"] == ["classification", "ood", "robustness"]
+    with pytest.raises(ConfigError, match=r"metric 'generation' needs an image dataset: "
+                                          r"data.dataset=.* holds examples of shape \(64,\)"):
+        evaluate_run(workdir, metrics_requested=("generation",))
+
+
+def test_a_conv_model_convolves_signals_in_1d_with_the_configured_kernels(tmp_path):
+    from flax import nnx
+
+    from ebm_jax.experiments.networks import make_network, network_shape
+
+    path = _signals(tmp_path / "signals.npz")
+    config = make_config("jem_digits", [f"data.dataset={path}", "model.kind=conv",
+                                        "model.kernel_sizes=7,5", "model.strides=1,2"])
+    data = load_data(config)
+    assert data.image_shape is None and network_shape(data) == (64, 1)
+    net = nnx.eval_shape(lambda: make_network(config.model, 64, network_shape(data), 10,
+                                              nnx.Rngs(0)))
+    assert [c.conv.kernel.shape for c in net.convs] == [(7, 1, 1, 32), (5, 1, 32, 64)]
+    assert [c.strides for c in net.convs] == [(1, 1), (2, 1)]
+    with pytest.raises(ConfigError, match=r"model.kernel_sizes=\[7, 5, 3\]: expected one value "
+                                          r"for every layer or one per layer"):
+        make_config("jem_digits", ["model.kind=conv", "model.kernel_sizes=7,5,3"])
+    wrn = make_config("jem_digits", [f"data.dataset={path}", "model.kind=wrn"])
+    with pytest.raises(ConfigError, match=r"model.kind='wrn' on signals of shape \(64, 1\)"):
+        make_network(wrn.model, 64, network_shape(data), 10, nnx.Rngs(0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ebm_jax.energies import energy_from_logits
-from ebm_jax.experiments.networks import make_network
+from ebm_jax.experiments.networks import make_network, network_shape
 from ebm_jax.nets import pure
 
 CLASSIFIER_MODELS = ("mlp", "conv", "wrn")
@@ -16,6 +16,6 @@ def build_classifier(config, data, rngs):
     """``(params, logits_fn, energy_fn)`` of a classifier read as an EBM,
     ``E(x) = -logsumexp f(x)``."""
     in_features = int(np.prod(data.x_train.shape[1:]))
-    net = make_network(config.model, in_features, data.image_shape, data.num_classes, rngs)
+    net = make_network(config.model, in_features, network_shape(data), data.num_classes, rngs)
     model = pure(net)
     return model.params, model.apply, energy_from_logits(model.apply)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ebm_jax.experiments.config import (Config, DataConfig, ModelConfig, ObjectiveConfig,
                                         OptimizerConfig, RunConfig)
-from ebm_jax.experiments.networks import make_network
+from ebm_jax.experiments.networks import make_network, network_shape
 from ebm_jax.experiments.sampling import LangevinConfig
 from ebm_jax.nets import as_energy_fn
 
@@ -23,7 +23,7 @@ TOY_SAMPLER = LangevinConfig(step_size=0.01, noise_scale=None)
 def build_energy(config: Config, data, rngs):
     """``(params, energy_fn)`` of a one-output network read as ``E(x)``."""
     in_features = int(np.prod(data.x_train.shape[1:]))
-    model = as_energy_fn(make_network(config.model, in_features, data.image_shape, 1, rngs))
+    model = as_energy_fn(make_network(config.model, in_features, network_shape(data), 1, rngs))
     return model.params, model.apply
 
 

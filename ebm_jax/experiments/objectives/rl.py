@@ -20,7 +20,7 @@ import numpy as np
 from ebm_jax.experiments.config import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, Config,
                                         ConfigError, DataConfig, ModelConfig, ObjectiveConfig,
                                         OptimizerConfig, RunConfig, one_of, section, setting)
-from ebm_jax.experiments.networks import make_level_network
+from ebm_jax.experiments.networks import make_level_network, network_shape
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._common import TOYS, TOY_SAMPLER, toy_preset
 from ebm_jax.experiments.sampling import LangevinConfig, sampler_recipe
@@ -68,7 +68,7 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     settings = config.objective
     schedule = make_schedule(settings)
     in_features = int(np.prod(data.x_train.shape[1:]))
-    net = make_level_network(config.model, in_features, data.image_shape, schedule.num_levels,
+    net = make_level_network(config.model, in_features, network_shape(data), schedule.num_levels,
                              rngs)
     model = as_conditioned_energy_fn(net)
     level_energy = model.apply
