@@ -36,7 +36,7 @@ from ebm_jax.energies import EnergyFn, batch_energy
 from ebm_jax.losses.base import LossTransform, check_examples, check_labels, require_keys
 from ebm_jax.samplers import replay_buffer as rb
 from ebm_jax.samplers.base import Sampler, init_chains, run_chains
-from ebm_jax.samplers.chain_starts import ChainStart, replay_buffer_start
+from ebm_jax.samplers.chain_starts import ChainStart, follow_support, replay_buffer_start
 
 OBJECTIVES = ("ml", "softplus", "logsumexp")
 
@@ -68,7 +68,7 @@ def _check(num_steps, energy_l2, objective, temperature, kl_weight, entropy_weig
     if num_classes is not None:
         check_int("num_classes", num_classes, expected="a positive int or None")
     if chain_start is not None and not all(callable(getattr(chain_start, f, None))
-                                           for f in ChainStart._fields):
+                                           for f in ("init", "draw", "update")):
         raise ValueError(f"chain_start is a {type(chain_start).__name__}: expected None or a "
                          "ChainStart (init, draw, update), e.g. replay_buffer_start(...), "
                          "data_start() or noise_start()")
@@ -131,8 +131,10 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *,
         :func:`~ebm_jax.samplers.replay_buffer_start` (persistent chains, restarts from
         noise or data, sharded blocks), :func:`~ebm_jax.samplers.data_start` (CD-k) or
         :func:`~ebm_jax.samplers.noise_start`. Default: a replay buffer of 10,000 with 5%
-        ``U(-1, 1)`` restarts (with per-class slots when ``num_classes`` is given), i.e.
-        ``replay_buffer_start(num_classes=num_classes)``.
+        noise restarts (with per-class slots when ``num_classes`` is given), i.e.
+        ``replay_buffer_start(num_classes=num_classes)``. A start whose noise law was left
+        to its default draws it from ``U(clip_range)`` of a sampler that has one (its
+        ``support``), else ``U(-1, 1)``; pass ``init_fn`` to the start to choose.
       num_steps: sampler steps per training step (> 0).
       energy_l2: weight ``α`` of the energy L2 regulariser (>= 0).
       num_classes: sample ``E(x, y)`` for uniformly drawn ``y`` (passed to the chain start's
@@ -174,6 +176,7 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *,
     num_classes = None if num_classes is None else int(num_classes)
     if chain_start is None:
         chain_start = replay_buffer_start(num_classes=num_classes)
+    chain_start = follow_support(chain_start, sampler)  # a default noise law: the sampler's box
     conditional = num_classes is not None
     differentiable_last_step = kl_weight > 0 or entropy_weight > 0
     if differentiable_last_step and num_steps < 2:

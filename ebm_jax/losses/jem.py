@@ -25,7 +25,10 @@ def jem_hybrid(logits_fn: LogitsFn, sampler: Sampler, *, chain_start: Optional[C
       logits_fn: per-example logits.
       sampler: SGLD on ``energy_from_logits(logits_fn)``.
       chain_start: where the SGLD chains start (a :class:`~ebm_jax.samplers.ChainStart`);
-        default JEM's replay buffer of 10,000 with 5% ``U(-1, 1)`` restarts.
+        default JEM's replay buffer of 10,000 with 5% noise restarts. A start without its
+        own ``init_fn`` fills and restarts in ``U(clip_range)`` of the sampler (in
+        ``U(-1, 1)`` without one); ``replay_buffer_start(init_fn=uniform_init(low, high))``
+        fixes the law.
       classification_weight: weight of the cross-entropy term.
       generative_weight: weight of the generative (CD) term.
       **cd_options: passed to :func:`~ebm_jax.losses.contrastive_divergence`

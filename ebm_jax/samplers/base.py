@@ -15,7 +15,7 @@ old params is stale.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -26,10 +26,16 @@ from ebm_jax.parallel.mesh import split_along_data
 
 class Sampler(NamedTuple):
     """``init(position, params, *cond) -> State`` and
-    ``step(rng_key, state, params, *cond) -> (State, Info)``."""
+    ``step(rng_key, state, params, *cond) -> (State, Info)``.
+
+    ``support`` is the box ``(low, high)`` the sampler keeps its chains in (its
+    ``clip_range``), or None: a chain start whose noise law was left to its default draws
+    from ``U(support)`` (see :func:`~ebm_jax.samplers.chain_starts.follow_support`).
+    """
 
     init: Callable[..., Any]
     step: Callable[..., tuple[Any, Any]]
+    support: Optional[tuple[float, float]] = None
 
 
 def _check_chain_axis(what: str, tree: Any, cond: tuple) -> int:

@@ -45,17 +45,48 @@ from ebm_jax._checks import check_flag, check_int, check_probability
 from ebm_jax.samplers import replay_buffer as rb
 from ebm_jax.samplers.replay_buffer import PROBABILITY, InitFn, uniform_init
 
-__all__ = ["ChainStart", "data_start", "noise_start", "replay_buffer_start"]
+__all__ = ["ChainStart", "data_start", "follow_support", "noise_start", "replay_buffer_start"]
 
 
 class ChainStart(NamedTuple):
     """Where chains start: ``init(rng_key, sample_shape) -> state``,
     ``draw(rng_key, state, params, x, labels) -> (x0, labels, handle)`` and
-    ``update(state, samples, handle) -> state`` (see the module docstring)."""
+    ``update(state, samples, handle) -> state`` (see the module docstring).
+
+    ``adopt_support``, set by the factories here when their noise law was left to its
+    default, returns the same start drawing its noise from ``U(low, high)``: a loss gives it
+    its sampler's box (:func:`follow_support`), so that chains start and restart where the
+    sampler keeps them rather than in ``U(-1, 1)`` whatever the data's range.
+    """
 
     init: Callable[..., Any]
     draw: Callable[..., tuple[Any, Any, Any]]
     update: Callable[..., Any]
+    adopt_support: Optional[Callable[[tuple[float, float]], "ChainStart"]] = None
+
+
+def follow_support(start: ChainStart, sampler) -> ChainStart:
+    """``start`` drawing its noise from ``U(sampler.support)`` when its noise law was left to
+    its default and the sampler keeps its chains in a box; otherwise ``start`` unchanged.
+    :func:`~ebm_jax.losses.contrastive_divergence` (and so JEM) calls it.
+
+    Example::
+
+      >>> from ebm_jax.samplers import langevin
+      >>> sampler = langevin(lambda p, x: 0.5 * x @ x, 1.0, 0.01, clip_range=(-5.0, 5.0))
+      >>> start = follow_support(replay_buffer_start(capacity=1000), sampler)
+      >>> buffer = start.init(jax.random.key(0), (2,))
+      >>> bool(buffer.samples.min() < -4.0), bool(buffer.samples.max() > 4.0)  # U(-5, 5)
+      (True, True)
+      >>> start = follow_support(replay_buffer_start(capacity=1000, init_fn=uniform_init()),
+      ...                        sampler)                                 # given: kept
+      >>> float(abs(start.init(jax.random.key(0), (2,)).samples).max()) <= 1.0
+      True
+    """
+    support = getattr(sampler, "support", None)
+    if start.adopt_support is None or support is None:
+        return start
+    return start.adopt_support(tuple(support))
 
 
 def _check_init_fn(init_fn) -> InitFn:
@@ -81,7 +112,8 @@ def replay_buffer_start(capacity: int = 10_000, reinit_prob: float = 0.05, *,
       capacity: number of stored chains (divisible by ``num_classes * num_shards``).
       reinit_prob: probability in ``[0, 1]`` that a chain restarts instead of resuming.
       init_fn: ``init_fn(rng_key, shape) -> array``: fills the buffer at ``init`` and draws
-        the noise restarts (default ``U(-1, 1)``; use the data range).
+        the noise restarts. Default ``U(-1, 1)``, or ``U(sampler's clip range)`` once a loss
+        adopts its sampler's box (:func:`follow_support`); pass one to fix it.
       restart_from_data: restart chains at rows of the batch's data (a random permutation of
         ``x``) instead of from ``init_fn``; on multi-modal toys this keeps every mode
         populated where uniform restarts let mass collapse onto one.
@@ -107,6 +139,12 @@ def replay_buffer_start(capacity: int = 10_000, reinit_prob: float = 0.05, *,
     """
     capacity = check_int("capacity", capacity)
     check_probability("reinit_prob", reinit_prob, expected=PROBABILITY, allow_traced=True)
+    adopt_support = None
+    if init_fn is None:  # the default law: a loss may swap in its sampler's box
+        def adopt_support(support):
+            return replay_buffer_start(capacity, reinit_prob, init_fn=uniform_init(*support),
+                                       restart_from_data=restart_from_data,
+                                       num_classes=num_classes, num_shards=num_shards)
     init_fn = _check_init_fn(init_fn)
     restart_from_data = check_flag("restart_from_data", restart_from_data)
     if num_classes is not None:
@@ -139,7 +177,7 @@ def replay_buffer_start(capacity: int = 10_000, reinit_prob: float = 0.05, *,
     def update(buffer: rb.ReplayBuffer, samples, indices) -> rb.ReplayBuffer:
         return rb.push(buffer, samples, indices, num_shards=num_shards)
 
-    return ChainStart(init, draw, update)
+    return ChainStart(init, draw, update, adopt_support)
 
 
 def data_start(*, shuffle: bool = False) -> ChainStart:
@@ -179,7 +217,8 @@ def data_start(*, shuffle: bool = False) -> ChainStart:
 
 def noise_start(init_fn: Optional[InitFn] = None) -> ChainStart:
     """Every chain starts from fresh noise ``init_fn(rng_key, x.shape)`` (default
-    ``U(-1, 1)``): short-run, non-persistent chains.
+    ``U(-1, 1)``, or the sampler's box once a loss adopts it: :func:`follow_support`):
+    short-run, non-persistent chains.
 
     Returns:
       A stateless :class:`ChainStart` (state ``()``, handle ``None``).
@@ -191,6 +230,10 @@ def noise_start(init_fn: Optional[InitFn] = None) -> ChainStart:
       >>> x0.shape
       (4, 2)
     """
+    adopt_support = None
+    if init_fn is None:  # the default law: a loss may swap in its sampler's box
+        def adopt_support(support):
+            return noise_start(uniform_init(*support))
     init_fn = _check_init_fn(init_fn)
 
     def init(rng_key, sample_shape):
@@ -205,4 +248,4 @@ def noise_start(init_fn: Optional[InitFn] = None) -> ChainStart:
         del samples, handle
         return state
 
-    return ChainStart(init, draw, update)
+    return ChainStart(init, draw, update, adopt_support)

@@ -233,4 +233,4 @@ def descent(energy_fn: EnergyFn, step_size: float, *, normalize: Optional[str] =
     def step(rng_key, state: DescentState, params, *cond):
         return kernel(rng_key, state, params, step_size, epsilon, noise_scale, *cond)
 
-    return Sampler(init, step)
+    return Sampler(init, step, support=check_bounds("clip_range", clip_range, allow_none=True))

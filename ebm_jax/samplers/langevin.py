@@ -170,4 +170,4 @@ def langevin(energy_fn: EnergyFn, step_size: float, noise_scale: Optional[float]
     def step(rng_key, state: LangevinState, params, *cond):
         return kernel(rng_key, state, params, step_size, noise_scale, *cond)
 
-    return Sampler(init, step)
+    return Sampler(init, step, support=check_bounds("clip_range", clip_range, allow_none=True))

@@ -178,4 +178,4 @@ def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0,
     def step(rng_key, state: MALAState, params, *cond):
         return kernel(rng_key, state, params, step_size, *cond)
 
-    return Sampler(init, step)
+    return Sampler(init, step, support=check_bounds("clip_range", clip_range, allow_none=True))
