@@ -19,7 +19,8 @@ At the top level: the samplers (``langevin``, ``mala``, ``hmc``, ``annealed_lang
 ``data_start``, ``noise_start``, ``ChainStart``), every loss transform (``cross_entropy``,
 ``jem_hybrid``, ``contrastive_divergence``, ``nce``, ``denoising_score_matching``,
 ``sliced_score_matching``, ``recovery_likelihood`` with ``noise_schedule`` and
-``progressive_sample``), and the train step. The replay buffer's pure functions live in
+``progressive_sample``), the train step, and ``predict`` (a classifier's labels,
+probabilities and energies in fixed-size jitted batches). The replay buffer's pure functions live in
 their namespace, ``ej.replay_buffer.init_buffer/sample/push``; the subpackages
 (``ej.samplers``, ``ej.losses``, ``ej.metrics``, ...) hold the rest.
 """
@@ -27,6 +28,7 @@ from ebm_jax import (
     applications,
     data,
     energies,
+    inference,
     losses,
     metrics,
     nets,
@@ -40,6 +42,7 @@ from ebm_jax.energies import (
     joint_energy_from_logits,
     with_temperature,
 )
+from ebm_jax.inference import predict
 from ebm_jax.losses import (
     LossTransform,
     combine,
@@ -112,6 +115,7 @@ __all__ = [
     "fit",
     "hmc",
     "hmc_kernel",
+    "inference",
     "init_chains",
     "init_train_state",
     "jem_hybrid",
@@ -130,6 +134,7 @@ __all__ = [
     "noise_start",
     "params_fingerprint",
     "plots",
+    "predict",
     "progressive_sample",
     "recovery_likelihood",
     "replay_buffer",
