@@ -484,6 +484,51 @@ def find_baseline(run_dir: str) -> Optional[str]:
     return None
 
 
+ECE_SLACK = 0.01  # a JEM run may be this much less calibrated than its baseline
+
+
+def baseline_comparison(run_dir: str, summary: dict) -> dict:
+    """This classifier run against its baseline (:func:`find_baseline`), when that one has
+    finished (its ``summary.json``): ``softmax_accuracy``, ``softmax_ece`` and, when this
+    run's ECE is worse than the baseline's by more than :data:`ECE_SLACK` (JEM promises the
+    opposite), a ``calibration_warning`` saying so. Empty for a baseline itself, for a run
+    without a test ECE, or without a finished baseline beside it.
+
+    Example::
+
+      >>> import os, tempfile
+      >>> from ebm_jax.experiments import make_config
+      >>> root = tempfile.mkdtemp()
+      >>> for name, summary in (("jem", None), ("softmax", {"test_accuracy": 0.95, "ece": 0.02})):
+      ...     os.makedirs(os.path.join(root, name))
+      ...     with open(os.path.join(root, name, "config.json"), "w") as f:
+      ...         json.dump(make_config(f"{name}_digits").to_dict(), f)
+      ...     if summary:
+      ...         with open(os.path.join(root, name, "summary.json"), "w") as f:
+      ...             json.dump(summary, f)
+      >>> out = baseline_comparison(os.path.join(root, "jem"), {"test_accuracy": 0.93, "ece": 0.2})
+      >>> out["softmax_ece"], out["calibration_warning"][:43]
+      (0.02, 'ECE 0.2000 is worse than the softmax baseli')
+    """
+    if "ece" not in summary or objective_of(read_run_config(run_dir)).is_baseline:
+        return {}
+    baseline = find_baseline(run_dir)
+    path = None if baseline is None else os.path.join(baseline, "summary.json")
+    if path is None or not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        other = json.load(f)
+    if "ece" not in other:
+        return {}
+    out = {"softmax_accuracy": other.get("test_accuracy"), "softmax_ece": other["ece"]}
+    if summary["ece"] > other["ece"] + ECE_SLACK:
+        out["calibration_warning"] = (
+            f"ECE {summary['ece']:.4f} is worse than the softmax baseline's {other['ece']:.4f} "
+            f"({baseline}) by more than {ECE_SLACK}: this run is less calibrated than a plain "
+            "classifier of the same network")
+    return out
+
+
 def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     """A markdown table of the report's scalar metrics, beside the baseline's."""
     rows = []
@@ -508,6 +553,6 @@ def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CURVE_PANELS", "chain_purification", "comparison_table", "data_metrics", "evaluate",
+__all__ = ["CURVE_PANELS", "ECE_SLACK", "baseline_comparison", "chain_purification", "comparison_table", "data_metrics", "evaluate",
            "evaluate_run", "find_baseline", "fresh_samples", "load_run", "quick_eval_fn",
            "read_run_config"]

@@ -28,7 +28,8 @@ from ebm_jax.data.files import DataFileError
 from ebm_jax.experiments.build import Experiment, build, initial_state, num_train_examples
 from ebm_jax.experiments.config import Config, ConfigError, config_differences
 from ebm_jax.experiments.data import with_measured_data
-from ebm_jax.experiments.evaluation import CURVE_PANELS, evaluate, quick_eval_fn, read_run_config
+from ebm_jax.experiments.evaluation import (CURVE_PANELS, baseline_comparison, evaluate,
+                                            quick_eval_fn, read_run_config)
 from ebm_jax.experiments.sampling import ReplayBufferConfig
 from ebm_jax.parallel import MeshError, make_data_mesh, shard_batch
 from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, make_train_step,
@@ -166,6 +167,9 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
                     restart_batches=lambda step: global_batches(exp, mesh, step))
         train_seconds = time.perf_counter() - train_started
         summary = evaluate(exp, state, workdir=workdir)
+        summary.update(baseline_comparison(workdir, summary))  # JEM's ECE against softmax's
+        if "calibration_warning" in summary:
+            print(f"ebm-jax: warning: {summary['calibration_warning']}")
         summary.update(train_seconds=train_seconds,
                        train_steps_per_s=(int(state.step) - first_step) / max(train_seconds,
                                                                                1e-9),
