@@ -165,8 +165,8 @@ def contrastive_divergence(energy_fn: EnergyFn, sampler: Sampler, *,
       ...                                                             reinit_prob=0.05))
       >>> batch = {"x": jnp.zeros((8, 2))}
       >>> state = cd.init(jax.random.key(0), jnp.ones(2), batch)
-      >>> (loss, (state, info)), grads = jax.value_and_grad(cd.loss, has_aux=True)(
-      ...     jnp.ones(2), state, batch, jax.random.key(1))
+      >>> loss_and_grad = jax.jit(jax.value_and_grad(cd.loss, has_aux=True))
+      >>> (loss, (state, info)), grads = loss_and_grad(jnp.ones(2), state, batch, jax.random.key(1))
       >>> state.buffer.samples.shape, grads.shape, sorted(info)
       ((64, 2), (2,), ['energy_data', 'energy_sample', 'nonfinite_steps', 'sample_grad_norm'])
     """

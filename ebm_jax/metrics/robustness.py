@@ -190,7 +190,7 @@ def sgld_purification(energy_fn: EnergyFn, num_steps: int = 10, step_size: float
       >>> w, x, y = jnp.eye(2), jnp.array([[0.5, 0.0], [0.0, 0.5]]), jnp.array([0, 1])
       >>> purify = sgld_purification(energy_from_logits(logits_fn), num_steps=10,
       ...                            step_size=1.0, noise_scale=0.01)
-      >>> purify(jax.random.key(0), w, x).shape
+      >>> jax.jit(purify)(jax.random.key(0), w, x).shape
       (2, 2)
       >>> curve = robust_accuracy_curve(jax.random.key(1), logits_fn, w, x, y, norm="linf",
       ...                               epsilons=[0.0, 0.1], num_steps=10, batch_size=2,

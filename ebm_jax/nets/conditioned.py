@@ -78,11 +78,13 @@ class ConditionedMLP(nnx.Module):
     Example::
 
       >>> net = ConditionedMLP(2, (128, 128, 128), num_levels=6, rngs=nnx.Rngs(0))
-      >>> net(jnp.zeros((5, 2)), jnp.arange(5)).shape
-      (5, 1)
+      >>> energies = net(jnp.zeros((1, 2)), jnp.array([3]))     # x [B, 2], t [B]
+      >>> energies.shape
+      (1, 1)
       >>> model = as_conditioned_energy_fn(net)
-      >>> model.apply(model.params, jnp.zeros(2), 3).shape     # energy_fn(params, x, t)
-      ()
+      >>> energy = model.apply(model.params, jnp.zeros(2), 3)   # energy_fn(params, x, t)
+      >>> energy.shape, bool(energy == energies[0, 0])
+      ((), True)
     """
 
     def __init__(self, in_features: int, hidden: Sequence[int], num_levels: int, *,

@@ -453,12 +453,14 @@ class ConditionedResNet(nnx.Module):
     Example::
 
       >>> net = ConditionedResNet((8, 8, 3), 6, channels=8, rngs=nnx.Rngs(0))
-      >>> net(jnp.zeros((4, 8, 8, 3)), jnp.arange(4)).shape
-      (4, 1)
+      >>> energies = net(jnp.zeros((1, 8, 8, 3)), jnp.array([5]))   # x [B, H, W, C], t [B]
+      >>> energies.shape
+      (1, 1)
       >>> from ebm_jax.nets import as_conditioned_energy_fn
       >>> model = as_conditioned_energy_fn(net)
-      >>> model.apply(model.params, jnp.zeros(192), 5).shape
-      ()
+      >>> energy = model.apply(model.params, jnp.zeros(192), 5)     # one flat example
+      >>> energy.shape, bool(energy == energies[0, 0])
+      ((), True)
     """
 
     def __init__(self, image_shape: Sequence[int], num_levels: int, *, channels: int = 128,

@@ -238,7 +238,9 @@ def annealed_langevin(energy_fn, levels, steps_per_level: int, step_sizes, *, mo
       >>> sigmas = np.geomspace(0.01, 1.0, 5)
       >>> sampler = annealed_langevin(energy_fn, sigmas, 10, song_ermon_step_sizes(sigmas, 2e-5))
       >>> states = init_chains(sampler, jax.random.uniform(key, (64, 2)), params)
-      >>> states, info = run_chains(key, sampler, states, params, sampler.schedule.num_steps)
+      >>> run = jax.jit(lambda key, states: run_chains(key, sampler, states, params,
+      ...                                              sampler.schedule.num_steps))
+      >>> states, info = run(key, states)
       >>> x, info = annealed_sample(key, sampler, jax.random.uniform(key, (64, 2)), params)
       >>> x.shape, int(info.level[0])          # the last step is at level 0 (least noise)
       ((64, 2), 0)

@@ -70,7 +70,8 @@ def init_chains(sampler: Sampler, positions: Any, params: Any, *cond: Any) -> An
       >>> sampler = langevin(lambda p, x: 0.5 * jnp.sum((x - p) ** 2), step_size=0.1)
       >>> params = jnp.ones(2)
       >>> states = init_chains(sampler, jnp.zeros((128, 2)), params)
-      >>> states, info = run_chains(jax.random.key(0), sampler, states, params, 100)
+      >>> run = jax.jit(lambda key, states, params: run_chains(key, sampler, states, params, 100))
+      >>> states, info = run(jax.random.key(0), states, params)
       >>> states.position.shape, info.energy.shape
       ((128, 2), (128,))
     """
@@ -101,8 +102,8 @@ def run_chain(rng_key: jax.Array, sampler: Sampler, state: Any, params: Any, num
 
       >>> from ebm_jax.samplers import langevin
       >>> sampler = langevin(lambda p, x: 0.5 * x @ x, step_size=0.1)
-      >>> state, info = run_chain(jax.random.key(0), sampler, sampler.init(jnp.ones(2), None),
-      ...                         None, 50)
+      >>> run = jax.jit(lambda key, state: run_chain(key, sampler, state, None, 50))
+      >>> state, info = run(jax.random.key(0), sampler.init(jnp.ones(2), None))
     """
     num_steps = check_int("num_steps", num_steps, expected="a positive Python int")
     keys = jax.random.split(rng_key, num_steps)

@@ -192,7 +192,8 @@ def hmc(energy_fn: EnergyFn, step_size: float, num_leapfrog_steps: int, *, inver
       >>> energy = lambda p, x: 0.5 * jnp.sum(x**2 / jnp.array([1.0, 100.0]))
       >>> sampler = hmc(energy, 0.5, 5, inverse_mass=jnp.array([1.0, 100.0]))
       >>> states = init_chains(sampler, jnp.zeros((64, 2)), None)
-      >>> states, info = run_chains(jax.random.key(0), sampler, states, None, 100)
+      >>> run = jax.jit(lambda key, states: run_chains(key, sampler, states, None, 100))
+      >>> states, info = run(jax.random.key(0), states)
     """
     check_positive_finite("step_size", step_size)
     kernel = hmc_kernel(energy_fn, num_leapfrog_steps, inverse_mass=inverse_mass,

@@ -26,8 +26,9 @@ Example::
   >>> schedule = noise_schedule("t6")
   >>> energy_fn = lambda p, x, t: 0.5 * jnp.sum(x**2)
   >>> x_next = jax.random.normal(jax.random.key(0), (8, 2))
-  >>> samples, info = recovery_langevin(jax.random.key(1), energy_fn, None, schedule, 1, x_next,
-  ...                                   num_steps=5)
+  >>> run = jax.jit(lambda key, x: recovery_langevin(key, energy_fn, None, schedule, 1, x,
+  ...                                                num_steps=5))
+  >>> samples, info = run(jax.random.key(1), x_next)
   >>> samples.shape, info.acceptance.shape
   ((8, 2), (8,))
 """
@@ -197,8 +198,9 @@ def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
       >>> schedule = noise_schedule("t6")
       >>> energy_fn = lambda params, x, t: 0.5 * jnp.sum((x - params) ** 2)
       >>> x_t, x_next = diffuse(jax.random.key(0), schedule, jnp.ones((16, 2)), 1)
-      >>> samples, info = recovery_langevin(jax.random.key(1), energy_fn, jnp.ones(2), schedule,
-      ...                                   1, x_next)
+      >>> run = jax.jit(lambda key, params, x: recovery_langevin(key, energy_fn, params,
+      ...                                                        schedule, 1, x))
+      >>> samples, info = run(jax.random.key(1), jnp.ones(2), x_next)
       >>> samples.shape, info.langevin.energy.shape
       ((16, 2), (16, 30))
     """
