@@ -41,6 +41,10 @@ from ebm_jax.metrics.robustness import (
     sgld_purification,
 )
 
+# A handful of small programs (PGD loops on a linear model or a 64-32-10 MLP), each compiled
+# once and run briefly: see the fast_compile marker in tests/conftest.py.
+pytestmark = pytest.mark.fast_compile
+
 
 # --- a binary linear classifier with logits (-m/2, m/2), m = w·x + b: class 1 iff m > 0 ---
 def linear_logits(params, x):
@@ -149,7 +153,9 @@ def test_adversarial_examples_stay_in_the_ball_and_the_data_range(trained_mlp, n
 def test_zero_budget_changes_nothing(trained_mlp):
     params, x, y, _ = trained_mlp
     for norm in ("linf", "l2"):  # same shapes and settings as the ball test: no new compile
-        for step_size in (None, 0.1):  # the default (0 here) and a fixed step
+        # The default (0 here) and a fixed step, as a float32 scalar like the default's: a
+        # Python float would be weakly typed, another program.
+        for step_size in (None, np.float32(0.1)):
             x_adv = pgd_attack(jax.random.PRNGKey(3), mlp_logits, params, x[:128], y[:128],
                                norm=norm, epsilon=0.0, num_steps=10, step_size=step_size)
             np.testing.assert_array_equal(np.asarray(x_adv), x[:128])

@@ -102,10 +102,11 @@ def test_convnet_impls_share_params_outputs_and_input_gradients():
     assert jax.tree.structure(net.params) == jax.tree.structure(ref.params)
     jax.tree.map(np.testing.assert_array_equal, net.params, ref.params)
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 8, 8, 3))
-    np.testing.assert_allclose(net.apply(ref.params, x), ref.apply(ref.params, x),
-                               rtol=1e-5, atol=1e-5)
+    # Jitted: op by op, the two networks and their gradients compile ~140 small programs.
+    np.testing.assert_allclose(jax.jit(net.apply)(ref.params, x),
+                               jax.jit(ref.apply)(ref.params, x), rtol=1e-5, atol=1e-5)
 
     def input_grad(model):  # the gradient SGLD follows: of -logsumexp of the logits
-        return jax.grad(lambda x: -jax.nn.logsumexp(model.apply(ref.params, x)))(x)
+        return jax.jit(jax.grad(lambda x: -jax.nn.logsumexp(model.apply(ref.params, x))))(x)
 
     np.testing.assert_allclose(input_grad(net), input_grad(ref), rtol=1e-4, atol=1e-5)

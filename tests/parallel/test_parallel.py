@@ -2,6 +2,7 @@
 
 The suite runs with ``jax_num_cpu_devices=8`` (tests/conftest.py).
 """
+import functools
 import re
 
 import jax
@@ -30,6 +31,14 @@ def _jem(buffer_shards, *extra):
     return exp, make_train_step(exp.loss, exp.optimizer, ema_decay=0.9)
 
 
+# The expensive programs are the 8-device and the 1-device train steps (~5-10 s each to
+# compile): the tests share them. The experiments are built once per buffer layout, the
+# one-device runs and cost counts use the same plain jit, and the 8-device ones the same
+# donating ``sharded_train_step`` (lowering does not consume the donated buffers), so that
+# each program compiles once and is read back from the compilation cache after that.
+_shared_jem = functools.cache(_jem)
+
+
 def _run(exp, train_step, mesh=None):
     """NUM_STEPS steps on ``mesh`` (None: plain jit on the default device)."""
     state = jax.tree.map(jnp.copy, initial_state(exp))  # the steps donate it
@@ -53,7 +62,7 @@ def _max_rel_diff(a, b):
 
 @pytest.fixture(scope="module")
 def runs():
-    exp, train_step = _jem(8)
+    exp, train_step = _shared_jem(8)
     return {n: _run(exp, train_step, None if n == 0 else make_data_mesh(n)) for n in (0, 8)}
 
 
@@ -69,7 +78,7 @@ def test_eight_devices_match_one_device(runs):
         assert _max_rel_diff(state.loss_state, single.loss_state) < 1e-4, n
         np.testing.assert_allclose(np.asarray(state.step), NUM_STEPS)
     # The run must have moved: a skipped update would also "match".
-    exp, _ = _jem(8)
+    exp, _ = _shared_jem(8)
     assert _max_rel_diff(single.params, exp.params) > 1e-3
 
 
@@ -85,21 +94,28 @@ def test_state_stays_sharded(runs):
     assert metrics["loss"].sharding.is_fully_replicated
 
 
-def _compiled(exp, train_step, mesh):
+@functools.cache
+def _compiled(buffer_shards, num_devices):
+    """The compiled train step of ``_shared_jem(buffer_shards)`` on ``num_devices`` devices: a
+    plain jit for one (as ``_run``), the sharded step over an 8-device mesh for eight."""
+    exp, train_step = _shared_jem(buffer_shards)
+    batch = next(Batches(exp.data.x_train, exp.data.y_train, 16, seed=0))
+    if num_devices == 1:
+        return jax.jit(train_step).lower(initial_state(exp), batch).compile()
+    mesh = make_data_mesh(num_devices)
     state = shard_state(initial_state(exp), mesh)
-    step = sharded_train_step(train_step, mesh, state, donate=False)
-    batch = shard_batch(next(Batches(exp.data.x_train, exp.data.y_train, 16, seed=0)), mesh)
-    return step.lower(state, batch).compile()
+    step = sharded_train_step(train_step, mesh, state)
+    return step.lower(state, shard_batch(batch, mesh)).compile()
 
 
-def _collectives(exp, train_step, mesh):
-    hlo = _compiled(exp, train_step, mesh).as_text()
+def _collectives(buffer_shards):
+    hlo = _compiled(buffer_shards, 8).as_text()
     return [line for line in hlo.splitlines()
             if re.search(r"= \S+ (all-gather|all-to-all|collective-permute)(-start)?\(", line)]
 
 
-def _flops(exp, train_step, mesh):
-    cost = _compiled(exp, train_step, mesh).cost_analysis()
+def _flops(buffer_shards, num_devices):
+    cost = _compiled(buffer_shards, num_devices).cost_analysis()
     return (cost[0] if isinstance(cost, list) else cost)["flops"]
 
 
@@ -110,8 +126,7 @@ def test_chains_are_split_across_devices(buffer_shards):
     of an 8-device step costs about 1/8 of the 1-device one (the optimizer update, replicated,
     is the small remainder). With one global buffer block the chains come out of a global
     gather and only the explicit split (``split_along_data``) spreads them."""
-    exp, step = _jem(buffer_shards)
-    ratio = _flops(exp, step, make_data_mesh(8)) / _flops(exp, step, make_data_mesh(1))
+    ratio = _flops(buffer_shards, 8) / _flops(buffer_shards, 1)
     assert ratio < 0.25, ratio
 
 
@@ -120,11 +135,8 @@ def test_buffer_sampling_is_device_local():
     """With one buffer block per device, no sample crosses devices: the only collectives
     are all-reduces (gradients, means). With one global block (num_shards=1) the same step
     must move buffer rows between devices, which shows the check can fail."""
-    mesh = make_data_mesh(8)
-    exp, step = _jem(8)
-    assert _collectives(exp, step, mesh) == []
-    exp1, step1 = _jem(1)
-    assert _collectives(exp1, step1, mesh) != []
+    assert _collectives(8) == []
+    assert _collectives(1) != []
 
 
 @pytest.mark.slow
@@ -166,14 +178,20 @@ def test_mesh_errors():
 def test_sharded_buffer_blocks_draw_from_their_own_block():
     buffer = rb.init_buffer(jax.random.PRNGKey(0), (1,), capacity=80, num_shards=4)
     buffer = buffer._replace(samples=jnp.arange(80.0)[:, None])
-    x0, _, idx = rb.sample(jax.random.PRNGKey(1), buffer, 40, reinit_prob=0.0, num_shards=4)
+
+    @jax.jit  # one program instead of some sixty eager op compiles
+    def sample_and_push(key, buffer):
+        x0, _, idx = rb.sample(key, buffer, 40, reinit_prob=0.0, num_shards=4)
+        pushed = rb.push(buffer, -x0, idx, num_shards=4)
+        fifo = rb.push(buffer, -jnp.ones((8, 1)), num_shards=4)
+        return x0, idx, pushed.samples[idx, 0], fifo
+
+    x0, idx, pushed_at_idx, fifo = sample_and_push(jax.random.PRNGKey(1), buffer)
     block_of_chain = np.arange(40) // 10
     np.testing.assert_array_equal(np.asarray(idx) // 20, block_of_chain)
     np.testing.assert_array_equal(np.asarray(x0[:, 0]), np.asarray(idx, np.float32))
-    pushed = rb.push(buffer, -x0, idx, num_shards=4)
-    np.testing.assert_array_equal(np.asarray(pushed.samples[idx, 0]), -np.asarray(idx))
+    np.testing.assert_array_equal(np.asarray(pushed_at_idx), -np.asarray(idx))
     # FIFO pushes fill each block at the shared pointer.
-    fifo = rb.push(buffer, -jnp.ones((8, 1)), num_shards=4)
     assert sorted(np.flatnonzero(np.asarray(fifo.samples[:, 0]) < 0)) == [0, 1, 20, 21, 40, 41, 60, 61]
     with pytest.raises(ValueError, match="batch_size=10 with num_shards=4"):
         rb.sample(jax.random.PRNGKey(1), buffer, 10, num_shards=4)

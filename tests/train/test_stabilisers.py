@@ -26,6 +26,9 @@ from ebm_jax.samplers import langevin, replay_buffer_start
 from ebm_jax.samplers.replay_buffer import uniform_init
 from ebm_jax.train import DivergenceGuard, init_train_state, make_train_step
 
+# Short runs of small programs, mostly compilation, and bounds rather than fingerprints: see
+# the fast_compile marker in tests/conftest.py.
+pytestmark = pytest.mark.fast_compile
 
 def _run_guarded(train_step, state, batch, num_steps):
     """``num_steps`` guarded steps as one jitted scan: the final state, the metrics of every

@@ -14,6 +14,10 @@ from ebm_jax.samplers import langevin, replay_buffer_start
 from ebm_jax.train.state import TrainState, init_train_state
 from ebm_jax.train.step import make_train_step
 
+# Small programs that run a few times (the JEM run: 200 steps of a 64-32-10 MLP): compiling is
+# their cost. See the fast_compile marker in tests/conftest.py.
+pytestmark = pytest.mark.fast_compile
+
 # Deterministic CD on E(x) = 0.5 |x - mu|^2: every chain restarts (reinit_prob = 1) from
 # the constant 0 and runs K noise-free steps of size H, so every negative sample is
 # x_s = (1 - (1 - H)^K) mu and the CD gradient is the key-independent x_s - mean(x_data)
@@ -102,8 +106,9 @@ def test_train_step_compiles_once():
         state, _ = step(state, {"x": batch["x"] + i})
     assert len(traces) == n_traces, "the train step was re-traced"
     assert int(state.step) == 5
-    # Control: the counter does see a re-trace (a batch of a new shape must re-trace).
-    step(state, {"x": batch["x"][:8]})
+    # Control: the counter does see a re-trace (a batch of a new shape must re-trace). Lowering
+    # traces as a call would, without compiling the program.
+    step.lower(state, {"x": batch["x"][:8]})
     assert len(traces) > n_traces
 
 
@@ -158,8 +163,9 @@ def test_ema_params_follow_the_exponential_moving_average():
         ema = decay * ema + (1 - decay) * np.asarray(state.params["mu"])
     np.testing.assert_allclose(state.ema_params["mu"], ema, rtol=1e-5, atol=1e-7)
     assert not np.allclose(state.ema_params["mu"], state.params["mu"])
-    # Without a decay the average is the current params.
-    plain = jax.jit(make_train_step(loss, optimizer))
+    # Without a decay the average is the current params. (Donating, this is the program of
+    # test_train_step_updates_every_field, read back from the compilation cache.)
+    plain = jax.jit(make_train_step(loss, optimizer), donate_argnums=0)
     state, _ = plain(state, data_batch())
     np.testing.assert_array_equal(state.ema_params["mu"], state.params["mu"])
 
