@@ -14,6 +14,9 @@ from ebm_jax.losses import CDState, contrastive_divergence, jem_hybrid
 from ebm_jax.samplers import (ChainStart, ReplayBuffer, data_start, langevin, noise_start,
                               replay_buffer_start, uniform_init)
 
+# Mostly compilation, brief runs: compile with fewer XLA optimisations (conftest).
+pytestmark = pytest.mark.fast_compile
+
 Z = 5.0
 
 

@@ -12,6 +12,9 @@ import pytest
 from ebm_jax.samplers import (DescentState, descent, descent_kernel, init_chains, langevin,
                               project_to_ball, random_ball_offset, run_chains)
 
+# Mostly compilation, brief runs: compile with fewer XLA optimisations (conftest).
+pytestmark = pytest.mark.fast_compile
+
 # E(x; m) = ½ (x - m)ᵀ A (x - m) with a diagonal A: its argmin is m, and in a box or an
 # L-inf ball (both separable) the constrained argmin is m clipped to it.
 A = jnp.array([1.0, 4.0, 0.5])

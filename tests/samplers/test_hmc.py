@@ -31,6 +31,9 @@ from ebm_jax.samplers import (
 
 from sampler_stats import NUM_CHAINS, check_moments, sample_chains
 
+# Mostly compilation, brief runs: compile with fewer XLA optimisations (conftest).
+pytestmark = pytest.mark.fast_compile
+
 MEAN = np.array([1.0, -2.0])
 COV = np.array([[1.0, 0.5], [0.5, 0.75]])  # eigenvalues ~1.391 and ~0.359
 MIXTURE = dict(weights=[0.4, 0.6], means=[[-1.2, -0.4], [1.0, 0.6]], stds=[0.6, 0.8])

@@ -35,6 +35,9 @@ from ebm_jax.samplers import (
 
 from sampler_stats import NUM_CHAINS, check_moments, effective_sample_size, sample_chains
 
+# Mostly compilation, brief runs: compile with fewer XLA optimisations (conftest).
+pytestmark = pytest.mark.fast_compile
+
 MEAN = np.array([1.0, -2.0])
 # Non-diagonal covariance; eigenvalues ~1.391 and ~0.359.
 COV = np.array([[1.0, 0.5], [0.5, 0.75]])
