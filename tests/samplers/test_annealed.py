@@ -156,13 +156,18 @@ def test_annealed_sample_runs_exactly_the_whole_schedule():
                                 song_ermon_step_sizes(SIGMAS, 0.01))
     x0 = jax.random.normal(jax.random.PRNGKey(6), (16, 2))
     key = jax.random.PRNGKey(7)
-    x, info = jax.jit(lambda k, x0, p: annealed_sample(k, sampler, x0, p))(key, x0, params)
+
+    @jax.jit  # one program for the three runs (op by op, they compiled ~50 small programs)
+    def runs(k, x0, p):
+        states, _ = run_chains(k, sampler, init_chains(sampler, x0, p), p, 5 * 7)
+        return annealed_sample(k, sampler, x0, p), states, annealed_sample(k, sampler, x0, p,
+                                                                           trace=True)[1]
+
+    (x, info), states, traced = runs(key, x0, params)
     assert x.shape == (16, 2)
     np.testing.assert_array_equal(info.level, 0)  # the last step is at level 0
-    states, _ = run_chains(key, sampler, init_chains(sampler, x0, params), params, 5 * 7)
     np.testing.assert_allclose(x, states.position, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(states.step, 35)
-    _, traced = annealed_sample(key, sampler, x0, params, trace=True)
     assert traced.level.shape == (16, 35)
 
 
@@ -212,8 +217,8 @@ def test_zero_gradient_and_zero_noise_leave_positions_unchanged():
     sampler = annealed_langevin(lambda p, x, level: 0.0 * jnp.sum(x), [0.1, 1.0], 3, 0.5,
                                 noise_scales=[0.0, 0.0])
     x0 = jax.random.normal(jax.random.PRNGKey(1), (7, 3))
-    states, info = run_chains(jax.random.PRNGKey(2), sampler, init_chains(sampler, x0, None),
-                              None, 8)
+    states, info = jax.jit(lambda k, x0: run_chains(k, sampler, init_chains(sampler, x0, None),
+                                                    None, 8))(jax.random.PRNGKey(2), x0)
     np.testing.assert_array_equal(states.position, x0)
     np.testing.assert_array_equal(states.step, 8)
     np.testing.assert_array_equal(info.grad_norm, 0.0)
@@ -226,9 +231,14 @@ def test_default_noise_is_the_temperature_form():
                                 mode="temperature")
     np.testing.assert_allclose(sampler.schedule.noise_scales, np.sqrt(2 * 0.02 * np.array([3, 1])))
     n = 20_000
-    keys = jax.random.split(jax.random.PRNGKey(3), n)
-    states = init_chains(sampler, jnp.zeros(n), None)
-    states, _ = jax.vmap(sampler.step, in_axes=(0, 0, None))(keys, states, None)
+
+    @jax.jit
+    def one_step(key):
+        states = init_chains(sampler, jnp.zeros(n), None)
+        return jax.vmap(sampler.step, in_axes=(0, 0, None))(jax.random.split(key, n), states,
+                                                            None)[0]
+
+    states = one_step(jax.random.PRNGKey(3))
     s = np.sqrt(2 * 0.02 * 3.0)
     assert abs(np.std(np.asarray(states.position, np.float64), ddof=1) - s) < Z * s / np.sqrt(2 * n)
 
@@ -248,8 +258,9 @@ def test_nonfinite_step_keeps_position_and_advances_the_counter():
 def test_clip_range_clamps_positions():
     sampler = annealed_langevin(lambda p, x, level: 0.0 * jnp.sum(x), [0.1, 1.0], 2, 1.0,
                                 noise_scales=2.0, clip_range=(-1.0, 1.0))
-    states, _ = run_chains(jax.random.PRNGKey(0), sampler,
-                           init_chains(sampler, jnp.zeros((500, 4)), None), None, 3)
+    states, _ = jax.jit(lambda k: run_chains(k, sampler,
+                                             init_chains(sampler, jnp.zeros((500, 4)), None),
+                                             None, 3))(jax.random.PRNGKey(0))
     assert float(states.position.min()) == -1.0 and float(states.position.max()) == 1.0
 
 

@@ -13,6 +13,7 @@ a few percent moves the SE by half that). Checks are at ``Z = 5`` SE (keys fixed
 deterministic); the tests also require a minimum ESS so that the tolerance stays tight,
 and R-hat < 1.01.
 """
+import functools
 import subprocess
 import sys
 
@@ -51,43 +52,63 @@ def moments(x):
     return jnp.stack([x[0], x[1], d[0] ** 2, d[1] ** 2, d[0] * d[1]])
 
 
-def draw(sampler, seed):
-    """[chains, draws, 2] positions: warm-up through run_chains, then a traced scan."""
-    k0, k1, k2 = jax.random.split(jax.random.PRNGKey(seed), 3)
+@functools.partial(jax.jit, static_argnums=0)
+def _draw(make_sampler, seed_key, params):
+    k0, k1, k2 = jax.random.split(seed_key, 3)
+    sampler = make_sampler()
+    x0 = 2.0 * jax.random.normal(k0, (NUM_CHAINS, 2))
+    states = init_chains(sampler, x0, params)
+    states, _ = run_chains(k1, sampler, states, params, NUM_WARMUP)
 
-    @jax.jit
-    def run(params):
-        x0 = 2.0 * jax.random.normal(k0, (NUM_CHAINS, 2))
-        states = init_chains(sampler, x0, params)
-        states, _ = run_chains(k1, sampler, states, params, NUM_WARMUP)
+    def one(key, state):
+        def body(s, k):
+            s, _ = sampler.step(k, s, params)
+            return s, s.position
+        return jax.lax.scan(body, state, jax.random.split(key, NUM_DRAWS))[1]
 
-        def one(key, state):
-            def body(s, k):
-                s, _ = sampler.step(k, s, params)
-                return s, s.position
-            return jax.lax.scan(body, state, jax.random.split(key, NUM_DRAWS))[1]
-
-        return jax.vmap(one)(jax.random.split(k2, NUM_CHAINS), states)
-
-    return run(PARAMS)
+    return jax.vmap(one)(jax.random.split(k2, NUM_CHAINS), states)
 
 
-def estimates(sampler, seed, min_ess):
+def draw(make_sampler, seed):
+    """[chains, draws, 2] positions: warm-up through run_chains, then a traced scan. One
+    compiled program per sampler factory, whatever the seed (a traced key)."""
+    return _draw(make_sampler, jax.random.PRNGKey(seed), PARAMS)
+
+
+_summary = jax.jit(chain_summary, static_argnums=1)  # one program, not one per eager op
+
+
+def estimates(make_sampler, seed, min_ess):
     """Moment estimates and their standard errors; asserts the chains mixed."""
-    summary = chain_summary(draw(sampler, seed), moments)
+    summary = _summary(draw(make_sampler, seed), moments)
     ess = np.asarray(summary.ess, np.float64)
     assert np.all(ess > min_ess), ess
     assert np.all(np.asarray(summary.rhat) < 1.01), summary.rhat
     return np.asarray(summary.mean, np.float64), np.sqrt(EXACT_VAR / ess)
 
 
+# Module-level sampler factories (built inside _draw's program): blackjax's MALA runs in two
+# tests below and compiles once.
+def blackjax_mala():
+    return from_blackjax(blackjax.mala, gaussian_energy, step_size=0.5)
+
+
+def blackjax_hmc():
+    return from_blackjax(blackjax.hmc, gaussian_energy, step_size=0.3,
+                         inverse_mass_matrix=np.ones(2), num_integration_steps=10)
+
+
+def toolkit_mala():
+    from ebm_jax.samplers.mala import mala
+    return mala(gaussian_energy, 0.5)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name, build, kwargs, min_ess", [
-    ("mala", "mala", {"step_size": 0.5}, 4000),
-    ("hmc", "hmc", {"step_size": 0.3, "inverse_mass_matrix": np.ones(2),
-                    "num_integration_steps": 10}, 4000),
+@pytest.mark.parametrize("name, make_sampler, min_ess", [
+    ("mala", blackjax_mala, 4000),
+    ("hmc", blackjax_hmc, 4000),
 ])
-def test_blackjax_algorithms_reach_the_exact_moments(name, build, kwargs, min_ess):
+def test_blackjax_algorithms_reach_the_exact_moments(name, make_sampler, min_ess):
     """MALA (acceptance ~0.66) and HMC (~0.98) through the adapter and run_chains.
 
     Measured ESS per statistic: MALA 5.9k-12.5k, HMC 6k-98k (HMC is antithetic for the
@@ -95,8 +116,7 @@ def test_blackjax_algorithms_reach_the_exact_moments(name, build, kwargs, min_es
     the log-density flipped (chains diverge), a tempered target such as -E/2 (variances
     double: > 30 SE), params or cond not reaching the energy, the kwargs not reaching
     the algorithm (blackjax rejects the call)."""
-    sampler = from_blackjax(getattr(blackjax, build), gaussian_energy, **kwargs)
-    mean, se = estimates(sampler, seed=0, min_ess=min_ess)
+    mean, se = estimates(make_sampler, seed=0, min_ess=min_ess)
     np.testing.assert_array_less(np.abs(mean - EXACT), Z * se)
 
 
@@ -109,10 +129,8 @@ def test_toolkit_mala_and_blackjax_mala_agree():
     Z sqrt(SE_a^2 + SE_b^2) of zero (independent runs). Catches a toolkit MALA with a
     wrong Metropolis correction or proposal scale (biased variances), and an adapter
     that changes blackjax's target."""
-    toolkit = pytest.importorskip("ebm_jax.samplers.mala")
-    ours, ours_se = estimates(toolkit.mala(gaussian_energy, 0.5), seed=1, min_ess=4000)
-    theirs, theirs_se = estimates(from_blackjax(blackjax.mala, gaussian_energy, step_size=0.5),
-                                  seed=2, min_ess=4000)
+    ours, ours_se = estimates(toolkit_mala, seed=1, min_ess=4000)
+    theirs, theirs_se = estimates(blackjax_mala, seed=2, min_ess=4000)
     np.testing.assert_array_less(np.abs(ours - EXACT), Z * ours_se)
     np.testing.assert_array_less(np.abs(theirs - EXACT), Z * theirs_se)
     np.testing.assert_array_less(np.abs(ours - theirs), Z * np.hypot(ours_se, theirs_se))

@@ -14,6 +14,9 @@ from ebm_jax.losses import CDState, contrastive_divergence, jem_hybrid
 from ebm_jax.samplers import (ChainStart, ReplayBuffer, data_start, langevin, noise_start,
                               replay_buffer_start, uniform_init)
 
+# Mostly compilation, brief runs: compile with fewer XLA optimisations (conftest).
+pytestmark = pytest.mark.fast_compile
+
 Z = 5.0
 
 
@@ -28,16 +31,21 @@ def _filled(start, value, shape=(3,)):
     return buffer._replace(samples=jnp.full_like(buffer.samples, value))
 
 
+@jax.jit
+def _restart_draw(reinit_prob, rng_key, x):
+    """A start's draw from a buffer of 7s, reinit_prob traced: one program for every p."""
+    start = replay_buffer_start(capacity=500, reinit_prob=reinit_prob)
+    return start.draw(rng_key, _filled(start, 7.0), None, x, None)
+
+
 @pytest.mark.parametrize("reinit_prob", [0.0, 0.05, 0.5, 1.0])
 def test_replay_buffer_restart_fraction_is_reinit_prob(reinit_prob):
     """Stored rows are 7; restarts are U(-1, 1). The number of restarts among B = 20,000
     chains is Binomial(B, p): within 5 SD (exact at p = 0 and 1). A start that ignored
     reinit_prob (always or never restarting) is off by > 40 SD at p = 0.05."""
-    start = replay_buffer_start(capacity=500, reinit_prob=reinit_prob)
-    buffer = _filled(start, 7.0)
     n = 20_000
-    x0, labels, slots = jax.jit(start.draw)(jax.random.key(1), buffer, None, jnp.zeros((n, 3)),
-                                            None)
+    x0, labels, slots = _restart_draw(jnp.float32(reinit_prob), jax.random.key(1),
+                                      jnp.zeros((n, 3)))
     restarted = np.asarray(jnp.all(x0 != 7.0, axis=1))
     assert np.all(np.asarray(jnp.all(x0 == 7.0, axis=1)) | restarted)
     assert abs(restarted.sum() - n * reinit_prob) <= Z * np.sqrt(n * reinit_prob * (1 - reinit_prob))
@@ -51,7 +59,7 @@ def test_replay_buffer_data_restarts_use_the_batch_rows():
     start = replay_buffer_start(capacity=64, reinit_prob=1.0, restart_from_data=True)
     buffer = _filled(start, 7.0, (2,))
     x = jnp.arange(32.0).reshape(16, 2)
-    x0, _, _ = start.draw(jax.random.key(2), buffer, None, x, None)
+    x0, _, _ = jax.jit(start.draw)(jax.random.key(2), buffer, None, x, None)
     assert not np.array_equal(np.asarray(x0), np.asarray(x))  # shuffled
     assert sorted(map(tuple, np.asarray(x0).tolist())) == sorted(map(tuple, np.asarray(x).tolist()))
 
@@ -61,14 +69,15 @@ def test_replay_buffer_per_class_slots():
     (slots [10k, 10k + 10) of a 30-slot buffer), and carries label k."""
     start = replay_buffer_start(capacity=30, reinit_prob=0.0, num_classes=3,
                                 init_fn=constant_init(0.0))
-    buffer = start.init(jax.random.key(0), (2,))
+    buffer = jax.jit(start.init, static_argnums=1)(jax.random.key(0), (2,))
     np.testing.assert_array_equal(buffer.labels, np.repeat(np.arange(3), 10))
     labels = jnp.array([0, 1, 2, 2, 1, 0, 2, 2], jnp.int32)
-    x0, out_labels, slots = start.draw(jax.random.key(3), buffer, None, jnp.zeros((8, 2)), labels)
+    x0, out_labels, slots = jax.jit(start.draw)(jax.random.key(3), buffer, None,
+                                                jnp.zeros((8, 2)), labels)
     np.testing.assert_array_equal(out_labels, labels)
     np.testing.assert_array_equal(np.asarray(slots) // 10, labels)
     samples = jnp.arange(16.0).reshape(8, 2) + 1.0
-    new = start.update(buffer, samples, slots)
+    new = jax.jit(start.update)(buffer, samples, slots)
     slots, written = np.asarray(slots), np.asarray(new.samples)
     for i, slot in enumerate(slots):   # slots are drawn with replacement: one of them is kept
         assert any(np.array_equal(written[slot], np.asarray(samples)[j])
@@ -86,11 +95,11 @@ def test_replay_buffer_per_class_slots():
 
 def test_replay_buffer_update_writes_back_to_the_drawn_slots():
     start = replay_buffer_start(capacity=40, reinit_prob=0.0, num_shards=4)
-    buffer = start.init(jax.random.key(0), (1,))
-    _, _, slots = start.draw(jax.random.key(1), buffer, None, jnp.zeros((8, 1)), None)
+    buffer = jax.jit(start.init, static_argnums=1)(jax.random.key(0), (1,))
+    _, _, slots = jax.jit(start.draw)(jax.random.key(1), buffer, None, jnp.zeros((8, 1)), None)
     # Chain slice b (2 chains) draws from block b (10 slots).
     np.testing.assert_array_equal(np.asarray(slots) // 10, np.repeat(np.arange(4), 2))
-    new = start.update(buffer, jnp.full((8, 1), 9.0), slots)
+    new = jax.jit(start.update)(buffer, jnp.full((8, 1), 9.0), slots)
     assert set(np.flatnonzero(np.asarray(new.samples)[:, 0] == 9.0)) == set(np.asarray(slots))
 
 

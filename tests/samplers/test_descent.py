@@ -12,6 +12,9 @@ import pytest
 from ebm_jax.samplers import (DescentState, descent, descent_kernel, init_chains, langevin,
                               project_to_ball, random_ball_offset, run_chains)
 
+# Mostly compilation, brief runs: compile with fewer XLA optimisations (conftest).
+pytestmark = pytest.mark.fast_compile
+
 # E(x; m) = ½ (x - m)ᵀ A (x - m) with a diagonal A: its argmin is m, and in a box or an
 # L-inf ball (both separable) the constrained argmin is m clipped to it.
 A = jnp.array([1.0, 4.0, 0.5])
@@ -22,8 +25,13 @@ def quadratic(params, x, m):
 
 
 def run(sampler, x0, m, num_steps=400, params=A):
-    states = init_chains(sampler, x0, params, m)
-    states, info = run_chains(jax.random.key(0), sampler, states, params, num_steps, m)
+    # Jitted as a whole: op by op, each run compiled dozens of small programs.
+    @jax.jit
+    def chains(x0, params, m):
+        states = init_chains(sampler, x0, params, m)
+        return run_chains(jax.random.key(0), sampler, states, params, num_steps, m)
+
+    states, info = chains(x0, params, m)
     return np.asarray(states.position), info
 
 
@@ -85,9 +93,14 @@ def test_sign_ascent_step_is_fgsm():
     eps = 0.1
     sampler = descent(ce, eps, normalize="sign", ascent=True, ball="linf", epsilon=eps,
                       clip_range=(-1.0, 1.0))
-    states = init_chains(sampler, x, w, y)
-    states, _ = run_chains(jax.random.key(0), sampler, states, w, 1, y)
-    grads = jax.vmap(jax.grad(ce, argnums=1), in_axes=(None, 0, 0))(w, x, y)
+
+    @jax.jit
+    def step_and_grads(x, w, y):
+        states = init_chains(sampler, x, w, y)
+        states, _ = run_chains(jax.random.key(0), sampler, states, w, 1, y)
+        return states, jax.vmap(jax.grad(ce, argnums=1), in_axes=(None, 0, 0))(w, x, y)
+
+    states, grads = step_and_grads(x, w, y)
     np.testing.assert_allclose(states.position,
                                np.clip(x + eps * np.sign(grads), -1.0, 1.0), atol=1e-6)
 
@@ -144,9 +157,14 @@ def test_projection_and_random_start_helpers():
     np.testing.assert_allclose(project_to_ball(jnp.array([3.0, 4.0]), 1.0, "l2"), [0.6, 0.8],
                                rtol=1e-6)
     np.testing.assert_allclose(project_to_ball(jnp.array([3.0, -0.5]), 1.0, "linf"), [1.0, -0.5])
-    keys = jax.random.split(jax.random.key(0), 2000)
-    linf = jax.vmap(lambda k: random_ball_offset(k, (4,), jnp.float32, 0.2, "linf"))(keys)
-    l2 = jax.vmap(lambda k: random_ball_offset(k, (4,), jnp.float32, 0.2, "l2"))(keys)
+
+    @jax.jit
+    def offsets(key):
+        keys = jax.random.split(key, 2000)
+        return [jax.vmap(lambda k: random_ball_offset(k, (4,), jnp.float32, 0.2, ball))(keys)
+                for ball in ("linf", "l2")]
+
+    linf, l2 = offsets(jax.random.key(0))
     assert float(jnp.abs(linf).max()) <= 0.2
     assert float(jnp.linalg.norm(l2, axis=1).max()) <= 0.2 + 1e-6
     # Uniform in the 4-D L2 ball: the radius r/eps has P(r <= t) = t^4, mean 4/5.

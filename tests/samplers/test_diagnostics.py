@@ -11,6 +11,8 @@ while writing these tests; numbers quoted in each test), at >= 5 of their standa
 deviations (R-hat: beyond the extremes seen in 1000 replicates); the keys are fixed,
 so the tests are deterministic.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,11 +26,13 @@ from ebm_jax.samplers.diagnostics import (
 )
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3))
 def ar1_chains(key, rho, num_chains, num_draws):
-    """Stationary AR(1) chains x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t with unit variance."""
+    """Stationary AR(1) chains x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t with unit variance.
+    (rho is traced: one program per shape, not one per call.)"""
     k0, k1 = jax.random.split(key)
     x0 = jax.random.normal(k0, (num_chains,))
-    eps = jax.random.normal(k1, (num_draws, num_chains)) * np.sqrt(1.0 - rho**2)
+    eps = jax.random.normal(k1, (num_draws, num_chains)) * jnp.sqrt(1.0 - rho**2)
 
     def body(x, e):
         x = rho * x + e
@@ -95,10 +99,10 @@ def test_ess_matches_the_reference_algorithm_on_many_chains():
     split, other truncation (no monotone step, none at all, other end handling), a
     missing extra even lag, rho_0 != 1, var+ or acov normalisation, a circular FFT."""
     keys = jax.random.split(jax.random.PRNGKey(11), 4)
-    x = jnp.concatenate([
+    x = jax.jit(lambda keys: jnp.concatenate([
         jax.vmap(lambda k, r=rho: ar1_chains(k, r, 2, 200))(jax.random.split(key, 10))
-        for key, rho in zip(keys, [0.0, 0.5, 0.9, -0.4])])  # [40, 2, 200]
-    ours = np.asarray(effective_sample_size(jnp.moveaxis(x, 0, -1)))  # [40]
+        for key, rho in zip(keys, [0.0, 0.5, 0.9, -0.4])]))(keys)  # [40, 2, 200]
+    ours = np.asarray(effective_sample_size(np.moveaxis(np.asarray(x), 0, -1)))  # [40]
     reference, monotone_used, last_even_added = zip(*(reference_ess(xi) for xi in x))
     assert sum(monotone_used) >= 5 and sum(last_even_added) >= 5
     np.testing.assert_allclose(ours, reference, rtol=1e-4)
@@ -188,6 +192,7 @@ def test_trailing_dimensions_are_independent_elements_and_it_jits():
     x = x.at[:, :, 1, 2].set(ar1_chains(jax.random.PRNGKey(8), 0.9, 3, 200))
     ess, rhat = jax.jit(effective_sample_size)(x), jax.jit(split_rhat)(x)
     assert ess.shape == rhat.shape == (2, 3)
+    x = np.asarray(x)  # NumPy slices: one ESS and one R-hat program for all six elements
     for i in range(2):
         for j in range(3):
             np.testing.assert_allclose(ess[i, j], effective_sample_size(x[:, :, i, j]), rtol=1e-5)
@@ -207,7 +212,8 @@ def test_chain_summary_of_a_statistic():
     summary = chain_summary(draws, lambda x: jnp.stack([x[0], x[0] * x[1]]))
     assert isinstance(summary, ChainSummary)
     assert set(summary._asdict()) == {"mean", "sd", "ess", "rhat"}
-    stat = np.stack([draws[..., 0], draws[..., 0] * draws[..., 1]], axis=-1)
+    d = np.asarray(draws)  # the reference in NumPy (op by op in jax, each op compiled)
+    stat = np.stack([d[..., 0], d[..., 0] * d[..., 1]], axis=-1)
     for field in summary:
         assert field.shape == (2,)
     np.testing.assert_allclose(summary.mean, stat.mean((0, 1)), rtol=1e-5)

@@ -31,12 +31,31 @@ from ebm_jax.samplers import (
 
 from sampler_stats import NUM_CHAINS, check_moments, sample_chains
 
+# Mostly compilation, brief runs: compile with fewer XLA optimisations (conftest).
+pytestmark = pytest.mark.fast_compile
+
 MEAN = np.array([1.0, -2.0])
 COV = np.array([[1.0, 0.5], [0.5, 0.75]])  # eigenvalues ~1.391 and ~0.359
 MIXTURE = dict(weights=[0.4, 0.6], means=[[-1.2, -0.4], [1.0, 0.6]], stds=[0.6, 0.8])
 # Badly scaled (sds 0.2 and 5, correlation 0.3): identity-mass HMC would need eps < ~0.4.
 SCALED_MEAN = np.array([0.5, 3.0])
 SCALED_COV = np.array([[0.04, 0.3], [0.3, 25.0]])
+GAUSSIAN_TARGET, MIXTURE_TARGET = gaussian(MEAN, COV), gaussian_mixture(**MIXTURE)
+SCALED_TARGET = gaussian(SCALED_MEAN, SCALED_COV)
+
+
+# Samplers built inside sample_chains' jitted program from traced arguments: one compiled
+# chain program per function (both temperatures share one).
+def gaussian_hmc(step_size, temperature):
+    return hmc(GAUSSIAN_TARGET.energy_fn, step_size, 5, temperature=temperature)
+
+
+def scaled_hmc():
+    return hmc(SCALED_TARGET.energy_fn, 0.7, 4, inverse_mass=np.diag(SCALED_COV))
+
+
+def mixture_hmc():
+    return hmc(MIXTURE_TARGET.energy_fn, 0.5, 5)
 
 
 # -- stationary law ---------------------------------------------------------------------
@@ -49,10 +68,10 @@ SCALED_COV = np.array([[0.04, 0.3], [0.3, 25.0]])
 @pytest.mark.parametrize("temperature, step_size", [(1.0, 0.6), (2.5, 0.8)])
 def test_gaussian_moments(temperature, step_size):
     """exp(-E/T) for the N(m, S) energy is N(m, T S)."""
-    target = gaussian(MEAN, COV)
-    sampler = hmc(target.energy_fn, step_size, 5, temperature=temperature)
+    target = GAUSSIAN_TARGET
     x0 = MEAN + np.sqrt(temperature) * (target.sample(jax.random.PRNGKey(1), NUM_CHAINS) - MEAN)
-    xs, acc = sample_chains(jax.random.PRNGKey(0), sampler, x0)
+    xs, acc = sample_chains(jax.random.PRNGKey(0), gaussian_hmc, x0,
+                            hyper=(step_size, temperature))
     assert acc > 0.85
     check_moments(xs, MEAN, temperature * COV)
 
@@ -63,10 +82,8 @@ def test_gaussian_moments(temperature, step_size):
 def test_diagonal_inverse_mass_targets_the_right_law():
     """Preconditioned by the marginal variances, eps = 0.7 is fine on a target whose
     smallest sd is 0.2 (identity mass would diverge); the law must still be exact."""
-    target = gaussian(SCALED_MEAN, SCALED_COV)
-    sampler = hmc(target.energy_fn, 0.7, 4, inverse_mass=np.diag(SCALED_COV))
-    xs, acc = sample_chains(jax.random.PRNGKey(0), sampler,
-                            target.sample(jax.random.PRNGKey(1), NUM_CHAINS))
+    xs, acc = sample_chains(jax.random.PRNGKey(0), scaled_hmc,
+                            SCALED_TARGET.sample(jax.random.PRNGKey(1), NUM_CHAINS))
     assert acc > 0.9
     check_moments(xs, SCALED_MEAN, SCALED_COV)
 
@@ -74,9 +91,8 @@ def test_diagonal_inverse_mass_targets_the_right_law():
 # Breakages caught: full first kick (21 SE); last half kick dropped (62 SE).
 def test_mixture_moments():
     """The bimodal mixture, chains started from exact draws: invariance of the true law."""
-    target = gaussian_mixture(**MIXTURE)
-    sampler = hmc(target.energy_fn, 0.5, 5)
-    xs, acc = sample_chains(jax.random.PRNGKey(0), sampler,
+    target = MIXTURE_TARGET
+    xs, acc = sample_chains(jax.random.PRNGKey(0), mixture_hmc,
                             target.sample(jax.random.PRNGKey(1), NUM_CHAINS))
     assert acc > 0.85
     check_moments(xs, np.asarray(target.mean), np.asarray(target.covariance))
@@ -118,8 +134,9 @@ def test_linear_energy_conserves_the_hamiltonian():
     a = jnp.array([2.0, -1.0, 0.5])
     sampler = hmc(lambda p, x: p @ x, 0.3, 7, inverse_mass=np.array([0.5, 2.0, 1.0]),
                   temperature=1.7)
-    states = init_chains(sampler, jnp.zeros((256, 3)), a)
-    _, info = run_chains(jax.random.PRNGKey(0), sampler, states, a, 4, trace=True)
+    _, info = jax.jit(lambda k, x0, a: run_chains(k, sampler, init_chains(sampler, x0, a), a, 4,
+                                                  trace=True))(
+        jax.random.PRNGKey(0), jnp.zeros((256, 3)), a)
     np.testing.assert_allclose(info.energy_error, 0.0, atol=2e-5)
     np.testing.assert_allclose(info.acceptance_rate, 1.0, atol=2e-5)
 
@@ -232,8 +249,9 @@ def test_step_size_may_be_traced_and_kernel_matches_step():
 ], ids=["nan", "inf"])
 def test_nonfinite_trajectories_are_rejected_and_counted(energy_fn):
     sampler = hmc(energy_fn, 0.4, 5)
-    states = init_chains(sampler, jnp.tile(jnp.array([0.3, 0.0]), (64, 1)), None)
-    state, info = run_chains(jax.random.PRNGKey(0), sampler, states, None, 50, trace=True)
+    state, info = jax.jit(lambda k, x0: run_chains(k, sampler, init_chains(sampler, x0, None),
+                                                   None, 50, trace=True))(
+        jax.random.PRNGKey(0), jnp.tile(jnp.array([0.3, 0.0]), (64, 1)))
     assert int(info.nonfinite.sum()) > 50
     assert np.all(np.asarray(state.position[:, 0]) > 0)
     for leaf in (state.position, state.energy, state.grad, info.energy, info.acceptance_rate):
@@ -248,8 +266,8 @@ def test_nonfinite_trajectories_are_rejected_and_counted(energy_fn):
 def test_nonfinite_start_stays_put():
     sampler = hmc(lambda p, x: jnp.log(x[0]) + jnp.sum(x**2), 0.1, 3)
     x0 = jnp.array([-1.0, 0.5])
-    state, info = run_chain(jax.random.PRNGKey(0), sampler, sampler.init(x0, None), None, 10,
-                            trace=True)
+    state, info = jax.jit(lambda k, x0: run_chain(k, sampler, sampler.init(x0, None), None, 10,
+                                                  trace=True))(jax.random.PRNGKey(0), x0)
     np.testing.assert_array_equal(state.position, x0)
     np.testing.assert_array_equal(info.nonfinite, np.ones(10, np.int32))
 

@@ -6,6 +6,8 @@ stationary law of the unadjusted Langevin algorithm (ULA), including its
 discretisation bias, so that they can tell a correct sampler from one with the
 wrong noise scale, a flipped drift, or no drift at all.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,17 +46,26 @@ def ula_covariance(cov, step_size, temperature=1.0):
     return (vecs * c) @ vecs.T
 
 
+GAUSSIAN_TARGET = gaussian(MEAN, COV)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _run_500_steps(default_temperature, key, position, step_size, temperature):
+    """500 steps of the chains at ``position``; the step size and temperature are traced, so
+    every call with the same form (default T or explicit temperature) shares one program."""
+    kwargs = {} if default_temperature else {"temperature": temperature}
+    sampler = langevin(GAUSSIAN_TARGET.energy_fn, step_size, **kwargs)
+    return run_chains(key, sampler, jax.vmap(sampler.init)(position), None, 500)[0].position
+
+
 def run_gaussian_chains(step_size, temperature=None, num_steps=1000, seed=0):
     """Final positions of NUM_CHAINS temperature-form chains started at the origin."""
-    target = gaussian(MEAN, COV)
-    kwargs = {} if temperature is None else {"temperature": temperature}
-    sampler = langevin(target.energy_fn, step_size, **kwargs)
-    states = jax.vmap(sampler.init)(jnp.zeros((NUM_CHAINS, 2)))
+    position = jnp.zeros((NUM_CHAINS, 2))
     # Several shorter jitted runs (same compiled program) keep the per-step key array small.
-    run = jax.jit(lambda k, s: run_chains(k, sampler, s, None, 500)[0])
     for key in jax.random.split(jax.random.PRNGKey(seed), num_steps // 500):
-        states = run(key, states)
-    return np.asarray(states.position, np.float64)
+        position = _run_500_steps(temperature is None, key, position, jnp.float32(step_size),
+                                  jnp.float32(1.0 if temperature is None else temperature))
+    return np.asarray(position, np.float64)
 
 
 def check_moments(x, mean, cov):
@@ -112,7 +123,8 @@ def flat_energy(params, x):
 def test_decoupled_zero_noise_zero_grad_leaves_positions_unchanged():
     sampler = langevin(flat_energy, step_size=1.0, noise_scale=0.0)
     x0 = jax.random.normal(jax.random.PRNGKey(1), (7, 3))
-    state, info = run_chains(jax.random.PRNGKey(2), sampler, jax.vmap(sampler.init)(x0), None, 10)
+    state, info = jax.jit(lambda k, x0: run_chains(k, sampler, jax.vmap(sampler.init)(x0), None,
+                                                   10))(jax.random.PRNGKey(2), x0)
     np.testing.assert_array_equal(state.position, x0)
     np.testing.assert_array_equal(info.grad_norm, 0.0)
 
@@ -131,9 +143,9 @@ def test_decoupled_increment_std_equals_noise_scale():
     noise_scale = 0.01
     sampler = langevin(flat_energy, step_size=1.0, noise_scale=noise_scale)
     n = 20_000
-    x0 = jnp.full((n,), 3.0)
-    keys = jax.random.split(jax.random.PRNGKey(0), n)
-    state, _ = jax.vmap(sampler.step, in_axes=(0, 0, None))(keys, jax.vmap(sampler.init)(x0), None)
+    state, _ = jax.jit(lambda key: jax.vmap(sampler.step, in_axes=(0, 0, None))(
+        jax.random.split(key, n), jax.vmap(sampler.init)(jnp.full((n,), 3.0)), None))(
+        jax.random.PRNGKey(0))
     inc = np.asarray(state.position, np.float64) - 3.0
     # Gaussian increments: SE(mean) = s/sqrt(n); SE(std) ~ s/sqrt(2n) (0.5% here). A noise
     # of sqrt(2*h*s^2) or s^2 would be off by >40% (>80 SE).
@@ -145,9 +157,9 @@ def test_temperature_form_noise_scale():
     """noise = sqrt(2 h T) per step with zero gradient (h=0.02, T=3: 0.3464)."""
     sampler = langevin(flat_energy, step_size=0.02, temperature=3.0)
     n = 20_000
-    keys = jax.random.split(jax.random.PRNGKey(3), n)
-    state, _ = jax.vmap(sampler.step, in_axes=(0, 0, None))(
-        keys, jax.vmap(sampler.init)(jnp.zeros(n)), None)
+    state, _ = jax.jit(lambda key: jax.vmap(sampler.step, in_axes=(0, 0, None))(
+        jax.random.split(key, n), jax.vmap(sampler.init)(jnp.zeros(n)), None))(
+        jax.random.PRNGKey(3))
     s = np.sqrt(2 * 0.02 * 3.0)
     assert abs(np.std(np.asarray(state.position, np.float64), ddof=1) - s) < Z * s / np.sqrt(2 * n)
 
@@ -179,8 +191,8 @@ def test_grad_clip_bounds_every_step_of_a_chain():
 
 def test_clip_range_clamps_positions():
     sampler = langevin(flat_energy, step_size=1.0, noise_scale=2.0, clip_range=(-1.0, 1.0))
-    states = jax.vmap(sampler.init)(jnp.zeros((1000, 4)))
-    state, _ = run_chains(jax.random.PRNGKey(0), sampler, states, None, 3)
+    state, _ = jax.jit(lambda k, x0: run_chains(k, sampler, jax.vmap(sampler.init)(x0), None, 3))(
+        jax.random.PRNGKey(0), jnp.zeros((1000, 4)))
     pos = np.asarray(state.position)
     assert pos.min() == -1.0 and pos.max() == 1.0  # noise 2 reaches the bounds; they clamp
     # Inside the range, clamping changes nothing: same key and no clip gives the same point.
@@ -215,8 +227,8 @@ def test_nonfinite_chain_does_not_propagate_nan():
     sampler = langevin(lambda p, x: jnp.log(x[0]) + jnp.sum(x**2), step_size=0.01,
                        noise_scale=0.1)
     x0 = jnp.array([-1.0, 0.5])  # log of a negative: NaN forever at this position
-    state, info = run_chain(jax.random.PRNGKey(0), sampler, sampler.init(x0), None, 20,
-                            trace=True)
+    state, info = jax.jit(lambda k, x0: run_chain(k, sampler, sampler.init(x0), None, 20,
+                                                  trace=True))(jax.random.PRNGKey(0), x0)
     np.testing.assert_array_equal(state.position, x0)
     np.testing.assert_array_equal(info.nonfinite, np.ones(20, np.int32))
 
@@ -298,8 +310,9 @@ def test_trace_returns_per_step_info():
     sampler = langevin(lambda p, x: 0.5 * jnp.sum(x**2), step_size=0.1, noise_scale=0.3)
     params, num_steps, key = None, 12, jax.random.PRNGKey(5)
     s0 = sampler.init(jnp.full(3, 2.0))
-    final_t, info_t = run_chain(key, sampler, s0, params, num_steps, trace=True)
-    final, info = run_chain(key, sampler, s0, params, num_steps)
+    (final_t, info_t), (final, info) = jax.jit(lambda k, s: (
+        run_chain(k, sampler, s, params, num_steps, trace=True),
+        run_chain(k, sampler, s, params, num_steps)))(key, s0)
     assert info_t.energy.shape == info_t.grad_norm.shape == info_t.nonfinite.shape == (num_steps,)
     assert info.energy.shape == ()
     # Both paths use the same per-step keys: same end point, last info = last traced info.
@@ -309,7 +322,8 @@ def test_trace_returns_per_step_info():
     np.testing.assert_allclose(info_t.energy[0], 6.0, rtol=1e-6)
 
     states = jax.vmap(sampler.init)(jnp.ones((4, 3)))
-    _, infos = run_chains(key, sampler, states, params, num_steps, trace=True)
+    _, infos = jax.jit(lambda k, s: run_chains(k, sampler, s, params, num_steps, trace=True))(
+        key, states)
     assert infos.energy.shape == (4, num_steps)
     # Same start, so equal first energies; chains get different keys, so the last differ.
     np.testing.assert_allclose(infos.energy[:, 0], 1.5, rtol=1e-6)

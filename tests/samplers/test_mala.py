@@ -35,11 +35,29 @@ from ebm_jax.samplers import (
 
 from sampler_stats import NUM_CHAINS, check_moments, effective_sample_size, sample_chains
 
+# Mostly compilation, brief runs: compile with fewer XLA optimisations (conftest).
+pytestmark = pytest.mark.fast_compile
+
 MEAN = np.array([1.0, -2.0])
 # Non-diagonal covariance; eigenvalues ~1.391 and ~0.359.
 COV = np.array([[1.0, 0.5], [0.5, 0.75]])
 # Two overlapping modes (3.0 apart along (2.2, 1.0), stds 0.6/0.8): bimodal, not Gaussian.
 MIXTURE = dict(weights=[0.4, 0.6], means=[[-1.2, -0.4], [1.0, 0.6]], stds=[0.6, 0.8])
+GAUSSIAN_TARGET, MIXTURE_TARGET = gaussian(MEAN, COV), gaussian_mixture(**MIXTURE)
+
+
+# Samplers built inside sample_chains' jitted program from traced arguments: one compiled
+# chain program per function (both temperatures share one).
+def gaussian_mala(temperature):
+    return mala(GAUSSIAN_TARGET.energy_fn, 0.5, temperature=temperature)
+
+
+def mixture_mala():
+    return mala(MIXTURE_TARGET.energy_fn, 0.5)
+
+
+def clipped_standard_normal_mala():
+    return mala(gaussian(np.zeros(2), np.eye(2)).energy_fn, 0.5, clip_range=(0.0, 5.0))
 
 
 # -- statistics helpers: tests/sampler_stats.py ---------------------------------------
@@ -70,10 +88,9 @@ def test_effective_sample_size_recovers_ar1_truth(phi):
 @pytest.mark.parametrize("temperature", [1.0, 2.5])
 def test_gaussian_moments(temperature):
     """exp(-E/T) for E the N(m, S) energy is N(m, T S): the covariance scales by T."""
-    target = gaussian(MEAN, COV)
-    sampler = mala(target.energy_fn, 0.5, temperature=temperature)
+    target = GAUSSIAN_TARGET
     x0 = MEAN + np.sqrt(temperature) * (target.sample(jax.random.PRNGKey(1), NUM_CHAINS) - MEAN)
-    xs, acc = sample_chains(jax.random.PRNGKey(0), sampler, x0)
+    xs, acc = sample_chains(jax.random.PRNGKey(0), gaussian_mala, x0, hyper=(temperature,))
     assert 0.5 < acc < 0.8  # a step size where the MH correction matters
     check_moments(xs, MEAN, temperature * COV)
 
@@ -84,10 +101,9 @@ def test_gaussian_moments(temperature):
 def test_mixture_moments():
     """A bimodal two-component mixture, chains started from exact draws: invariance of
     the true law (mean and covariance from the closed form)."""
-    target = gaussian_mixture(**MIXTURE)
-    sampler = mala(target.energy_fn, 0.5)
+    target = MIXTURE_TARGET
     x0 = target.sample(jax.random.PRNGKey(1), NUM_CHAINS)
-    xs, acc = sample_chains(jax.random.PRNGKey(0), sampler, x0)
+    xs, acc = sample_chains(jax.random.PRNGKey(0), mixture_mala, x0)
     assert 0.5 < acc < 0.8
     check_moments(xs, np.asarray(target.mean), np.asarray(target.covariance))
 
@@ -132,8 +148,9 @@ def test_linear_energy_ratio_is_one():
     a.(x'-x)/T cancel exactly, so every proposal is accepted with probability 1."""
     a = jnp.array([3.0, -1.0, 0.5])
     sampler = mala(lambda p, x: p @ x, 0.2, temperature=3.0)
-    states = init_chains(sampler, jnp.zeros((256, 3)), a)
-    _, info = run_chains(jax.random.PRNGKey(2), sampler, states, a, 5, trace=True)
+    _, info = jax.jit(lambda k, x0, a: run_chains(k, sampler, init_chains(sampler, x0, a), a, 5,
+                                                  trace=True))(
+        jax.random.PRNGKey(2), jnp.zeros((256, 3)), a)
     np.testing.assert_allclose(info.acceptance_rate, 1.0, atol=1e-4)
 
 
@@ -227,8 +244,9 @@ def test_step_size_may_be_traced_and_kernel_matches_step():
 ], ids=["nan", "inf"])
 def test_nonfinite_proposals_are_rejected_and_counted(energy_fn):
     sampler = mala(energy_fn, 0.5)
-    states = init_chains(sampler, jnp.tile(jnp.array([0.3, 0.0]), (64, 1)), None)
-    state, info = run_chains(jax.random.PRNGKey(0), sampler, states, None, 100, trace=True)
+    state, info = jax.jit(lambda k, x0: run_chains(k, sampler, init_chains(sampler, x0, None),
+                                                   None, 100, trace=True))(
+        jax.random.PRNGKey(0), jnp.tile(jnp.array([0.3, 0.0]), (64, 1)))
     assert int(info.nonfinite.sum()) > 100  # many proposals cross x0 = 0
     assert np.all(np.asarray(state.position[:, 0]) > 0)
     for leaf in (state.position, state.energy, state.grad, info.energy, info.acceptance_rate):
@@ -242,8 +260,8 @@ def test_nonfinite_proposals_are_rejected_and_counted(energy_fn):
 def test_nonfinite_start_stays_put():
     sampler = mala(lambda p, x: jnp.log(x[0]) + jnp.sum(x**2), 0.1)
     x0 = jnp.array([-1.0, 0.5])  # NaN energy and gradient: every proposal is NaN
-    state, info = run_chain(jax.random.PRNGKey(0), sampler, sampler.init(x0, None), None, 10,
-                            trace=True)
+    state, info = jax.jit(lambda k, x0: run_chain(k, sampler, sampler.init(x0, None), None, 10,
+                                                  trace=True))(jax.random.PRNGKey(0), x0)
     np.testing.assert_array_equal(state.position, x0)
     np.testing.assert_array_equal(info.nonfinite, np.ones(10, np.int32))
     np.testing.assert_array_equal(info.acceptance_rate, 0.0)
@@ -297,10 +315,8 @@ def test_clip_range_samples_the_target_restricted_to_the_box():
     mean 1 - 2/pi. Chains start at exact half-normal draws. A kernel that clamped instead
     of rejecting piles mass on 0 and lowers the mean by > 5 SE; one without the box gives
     mean 0."""
-    target = gaussian(np.zeros(2), np.eye(2))
-    sampler = mala(target.energy_fn, 0.5, clip_range=(0.0, 5.0))
     x0 = jnp.abs(jax.random.normal(jax.random.key(0), (NUM_CHAINS, 2)))
-    xs, acc = sample_chains(jax.random.key(1), sampler, x0)
+    xs, acc = sample_chains(jax.random.key(1), clipped_standard_normal_mala, x0)
     assert xs.min() >= 0.0 and xs.max() <= 5.0
     m = np.sqrt(2 / np.pi)
     check_moments(xs, np.array([m, m]), (1 - 2 / np.pi) * np.eye(2))
@@ -309,8 +325,9 @@ def test_clip_range_samples_the_target_restricted_to_the_box():
 
 def test_clip_range_rejections_are_not_counted_as_nonfinite():
     sampler = mala(lambda p, x: 0.5 * jnp.sum(x**2), 4.0, clip_range=(-0.1, 0.1))
-    states = init_chains(sampler, jnp.zeros((256, 2)), None)
-    states, info = run_chains(jax.random.key(0), sampler, states, None, 20, trace=True)
+    states, info = jax.jit(lambda k, x0: run_chains(k, sampler, init_chains(sampler, x0, None),
+                                                    None, 20, trace=True))(
+        jax.random.key(0), jnp.zeros((256, 2)))
     assert int(jnp.sum(info.nonfinite)) == 0
     assert float(jnp.mean(info.is_accepted)) < 0.2          # most proposals leave the box
     assert float(jnp.abs(states.position).max()) <= 0.1
