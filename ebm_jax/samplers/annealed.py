@@ -118,21 +118,21 @@ class AnnealingSchedule(NamedTuple):
 
 
 class AnnealedSampler(Sampler):
-    """A :class:`~ebm_jax.samplers.Sampler` ``(init, step)`` that also carries its
+    """A :class:`~ebm_jax.samplers.Sampler` ``(init, step, support)`` that also carries its
     :class:`AnnealingSchedule` as the attribute ``schedule`` (used by
     :func:`annealed_sample` to run exactly the whole anneal)."""
 
-    def __new__(cls, init, step, schedule: AnnealingSchedule):
-        self = super().__new__(cls, init, step)
+    def __new__(cls, init, step, schedule: AnnealingSchedule, support=None):
+        self = super().__new__(cls, init, step, support)
         self.schedule = schedule
         return self
 
     def __getnewargs__(self):
-        return (self.init, self.step, self.schedule)
+        return (self.init, self.step, self.schedule, self.support)
 
     def _replace(self, **kwargs) -> "AnnealedSampler":
-        plain = Sampler(self.init, self.step)._replace(**kwargs)
-        return AnnealedSampler(plain.init, plain.step, self.schedule)
+        plain = Sampler(self.init, self.step, self.support)._replace(**kwargs)
+        return AnnealedSampler(plain.init, plain.step, self.schedule, plain.support)
 
 
 def _per_level(name: str, value, num_levels: int, *, allow_zero: bool) -> np.ndarray:
@@ -258,7 +258,7 @@ def annealed_langevin(energy_fn, levels, steps_per_level: int, step_sizes, *, mo
         noise_np = np.sqrt(2.0 * step_np * temps_np)
     else:
         noise_np = _per_level("noise_scales", noise_scales, num_levels, allow_zero=True)
-    check_bounds("clip_range", clip_range, allow_none=True)
+    clip_range = check_bounds("clip_range", clip_range, allow_none=True)
     schedule = AnnealingSchedule(mode, levels_np, steps_per_level, step_np, noise_np)
 
     kernel = langevin_kernel(energy_fn, clip_range=clip_range)
@@ -278,7 +278,7 @@ def annealed_langevin(energy_fn, levels, steps_per_level: int, step_sizes, *, mo
         info = AnnealedInfo(info.energy, info.grad_norm, level, info.nonfinite)
         return AnnealedState(new.position, state.step + 1), info
 
-    return AnnealedSampler(init, step, schedule)
+    return AnnealedSampler(init, step, schedule, clip_range)
 
 
 def annealed_sample(rng_key: jax.Array, sampler: AnnealedSampler, positions: Any, params: Any,

@@ -314,4 +314,8 @@ def test_annealed_sample_rejects_other_samplers():
 def test_replace_keeps_the_schedule():
     sampler = annealed_langevin(flat, [0.1, 1.0], 3, 0.1)
     other = sampler._replace(step=sampler.step)
-    assert other.schedule is sampler.schedule and len(other) == 2
+    # the Sampler fields (init, step, support) as a tuple; the schedule rides as an attribute
+    assert other.schedule is sampler.schedule and tuple(other) == (sampler.init, sampler.step,
+                                                                   None)
+    boxed = annealed_langevin(flat, [0.1, 1.0], 3, 0.1, clip_range=(-2, 2))
+    assert boxed.support == (-2.0, 2.0) and boxed._replace(init=boxed.init).support == (-2.0, 2.0)
