@@ -114,8 +114,9 @@ def test_purification_runs_the_runs_own_sampler_temperature_form_included(runs, 
     monkeypatch.setattr(evaluation, "chain_purification",
                         lambda sampler, steps: purifiers.append((sampler, steps))
                         or real_purification(sampler, steps))
+    # The attacks of test_report_has_the_named_metrics... (5 PGD steps): their programs repeat.
     report = evaluate_run(str(run_dir), metrics_requested=["robustness"], purify=True,
-                          linf_budgets=(0.1,), l2_budgets=(), pgd_steps=1, figures=False)
+                          linf_budgets=(0.1,), l2_budgets=(), pgd_steps=5, figures=False)
     assert set(report["robust_accuracy_purified"]) == {"linf:0", "linf:0.1", "l2:0"}
     assert all(0.0 <= v <= 1.0 for v in report["robust_accuracy_purified"].values())
     (exp, state), = built

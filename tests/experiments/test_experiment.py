@@ -60,18 +60,33 @@ def test_resume_without_config_continues_the_saved_run_bit_exactly(jem_run_dir, 
         params_fingerprint(build(tiny("jem_digits")).params)
 
 
-@pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
-    config = tiny("cd_2d_8gaussians", "run.num_steps=12", "run.checkpoint_every=100")
+# One toy config, experiment and jitted step for the two tests that drive `fit` by hand (one
+# compile of the step between them). Their states start committed to a device, as a restored
+# state is, so that the step after a restore reuses the same program.
+TOY_STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def toy_fit():
+    config = tiny("cd_2d_8gaussians", f"run.num_steps={TOY_STEPS}")
     exp = build(config)
     step_fn = jax.jit(make_train_step(exp.loss, exp.optimizer))
 
-    def reference():
-        state = initial_state(exp)
-        return fit(step_fn, state, Batches(exp.data.x_train, None, config.data.batch_size, seed=0),
-                   config.run.num_steps, progress=False)
+    def start():
+        return jax.device_put(initial_state(exp), jax.devices()[0])
 
-    expected = params_fingerprint(reference().params)
+    def batches(start_step=0):
+        return Batches(exp.data.x_train, None, config.data.batch_size, seed=0,
+                       start_step=start_step)
+
+    return exp, step_fn, start, batches
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path, toy_fit):
+    exp, step_fn, start, batches = toy_fit
+    expected = params_fingerprint(fit(step_fn, start(), batches(), TOY_STEPS,
+                                      progress=False).params)
 
     calls = {"n": 0}
 
@@ -83,14 +98,32 @@ def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path):
 
     ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=100)
     with pytest.raises(KeyboardInterrupt):
-        fit(interrupting_step, initial_state(exp),
-            Batches(exp.data.x_train, None, config.data.batch_size, seed=0), config.run.num_steps,
-            checkpointer=ckpt, progress=False)
+        fit(interrupting_step, start(), batches(), TOY_STEPS, checkpointer=ckpt, progress=False)
     assert ckpt.all_steps() == [5]  # the step in flight finished, then the state was saved
-    state = ckpt.restore_latest(initial_state(exp))
-    state = fit(step_fn, state, Batches(exp.data.x_train, None, config.data.batch_size, seed=0,
-                                        start_step=int(state.step)), config.run.num_steps, progress=False)
+    state = ckpt.restore_latest(start())
+    state = fit(step_fn, state, batches(start_step=int(state.step)), TOY_STEPS, progress=False)
     assert params_fingerprint(state.params) == expected
+
+
+@pytest.mark.slow
+def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path, toy_fit):
+    exp, step_fn, start, batches = toy_fit
+    saved = {}
+
+    def crashing_step(state, batch):
+        if int(state.step) == 15:
+            raise RuntimeError("simulated crash")
+        new_state, metrics = step_fn(state, batch)
+        if int(new_state.step) == 10:
+            saved["params"] = params_fingerprint(new_state.params)
+        return new_state, metrics
+
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=10)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(crashing_step, start(), batches(), TOY_STEPS, checkpointer=ckpt, progress=False)
+    assert ckpt.all_steps() == [10]
+    restored = Checkpointer(str(tmp_path / "ckpt")).restore_latest(start())
+    assert int(restored.step) == 10 and params_fingerprint(restored.params) == saved["params"]
 
 
 @pytest.mark.slow
@@ -180,30 +213,6 @@ def test_cli_config_prints_the_resolved_config(capsys):
     assert printed["run"]["seed"] == 4 and printed["data"]["dataset"] == "rings"
     assert make_config("cd_2d_rings", ["objective.sampler.step_size=0.001", "run.seed=4"]) \
         .to_dict() == printed
-
-
-@pytest.mark.slow
-def test_a_crash_mid_run_leaves_the_last_good_checkpoint_restorable(tmp_path):
-    config = tiny("cd_2d_8gaussians", "run.num_steps=30")
-    exp = build(config)
-    step_fn = jax.jit(make_train_step(exp.loss, exp.optimizer))
-    saved = {}
-
-    def crashing_step(state, batch):
-        if int(state.step) == 15:
-            raise RuntimeError("simulated crash")
-        new_state, metrics = step_fn(state, batch)
-        if int(new_state.step) == 10:
-            saved["params"] = params_fingerprint(new_state.params)
-        return new_state, metrics
-
-    ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=10)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        fit(crashing_step, initial_state(exp), Batches(exp.data.x_train, None, 32, seed=0), 30,
-            checkpointer=ckpt, progress=False)
-    assert ckpt.all_steps() == [10]
-    restored = Checkpointer(str(tmp_path / "ckpt")).restore_latest(initial_state(exp))
-    assert int(restored.step) == 10 and params_fingerprint(restored.params) == saved["params"]
 
 
 @pytest.mark.slow

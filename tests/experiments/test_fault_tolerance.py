@@ -93,8 +93,11 @@ def _cli(workdir, *extra, run=RUN, stdout=subprocess.DEVNULL):
     for item in run:
         argv += ["--set", item]
     # The same compile mode as this module's in-process runs (fast_compile), so that the
-    # fingerprints of the two can be compared bit for bit.
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+    # fingerprints of the two can be compared bit for bit; and the same CPU device count as
+    # the suite (conftest), which enters the persistent cache's keys: the subprocess reads the
+    # programs of the in-process runs back instead of compiling them again.
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+               JAX_NUM_CPU_DEVICES=str(jax.device_count()))
     return subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.PIPE)
 
 

@@ -5,6 +5,7 @@ Full-size runs are for accelerators; here every preset runs at a tiny width on
 step as ``ebm-jax train``.
 """
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -104,19 +105,26 @@ def _train_mock_cifar10(workdir, steps, *flags):
 
 @pytest.fixture(scope="module")
 def cifar_run(tmp_path_factory):
+    """A four-step run (checkpoints at 0, 2, 4)."""
     workdir = tmp_path_factory.mktemp("runs") / "jem_cifar10"
     return workdir, _train_mock_cifar10(workdir, 4)
 
 
 @pytest.mark.slow
-def test_train_on_mock_cifar10_resumes_from_the_data_position(tmp_path, cifar_run):
-    """Two steps, then two more with --resume, end where four uninterrupted steps end: the
-    tfds batches continue from the step in the checkpoint."""
-    _, full = cifar_run
-    _train_mock_cifar10(tmp_path / "split", 2)
-    split = _train_mock_cifar10(tmp_path / "split", 4, "--resume")
+def test_train_on_mock_cifar10_resumes_from_the_data_position(tmp_path, cifar_run, capsys):
+    """A copy of the four-step run stopped after its step-2 checkpoint, resumed with --resume,
+    ends where the four uninterrupted steps end: the tfds batches continue from the step in
+    the checkpoint."""
+    source, full = cifar_run
+    split = tmp_path / "split"
+    shutil.copytree(source, split)
+    shutil.rmtree(split / "checkpoints" / "4")  # as if stopped after the step-2 checkpoint
+    (split / "summary.json").unlink()
+    capsys.readouterr()
+    resumed = _train_mock_cifar10(split, 4, "--resume")
+    assert "resumed from step 2 in" in capsys.readouterr().out
     # A loader that restarted at step 0 would train steps 2-3 on the batches of steps 0-1.
-    assert full["params_fingerprint"] == split["params_fingerprint"]
+    assert full["params_fingerprint"] == resumed["params_fingerprint"]
 
 
 @pytest.mark.slow

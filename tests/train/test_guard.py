@@ -105,6 +105,7 @@ def test_rollback_needs_a_checkpointer_and_a_scalable_rate():
 
 
 @pytest.mark.slow
+@pytest.mark.fast_compile  # a few steps before it stops: mostly compilation
 def test_cli_run_that_keeps_diverging_stops_with_exit_1(tmp_path, capsys):
     from ebm_jax import cli
 
