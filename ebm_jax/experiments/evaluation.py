@@ -475,7 +475,7 @@ def find_baseline(run_dir: str) -> Optional[str]:
             continue
         try:
             other = read_run_config(candidate)
-        except ConfigError:
+        except (ConfigError, ValueError, OSError):  # not a run of ours (or a damaged one)
             continue
         if objective_of(other).is_baseline and other.model == config.model \
                 and other.data.dataset == config.data.dataset \

@@ -41,3 +41,11 @@ def test_nothing_without_a_finished_matching_baseline(tmp_path):
     softmax = str(tmp_path / "softmax")
     assert baseline_comparison(softmax, {"ece": 0.5}) == {}              # a baseline itself
     assert baseline_comparison(jem, {"test_accuracy": 0.9}) == {}        # no ECE
+
+
+def test_siblings_that_are_not_runs_are_skipped(tmp_path):
+    jem = _run(tmp_path, "jem", "jem_digits")
+    os.makedirs(tmp_path / "broken")
+    (tmp_path / "broken" / "config.json").write_text('{"run": {"num_steps": 10,}}')
+    _run(tmp_path, "softmax", "softmax_digits", {"test_accuracy": 0.9, "ece": 0.05})
+    assert baseline_comparison(jem, {"ece": 0.01})["softmax_ece"] == 0.05
