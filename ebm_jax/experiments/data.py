@@ -86,7 +86,8 @@ def load_file_data(config: Config) -> Data:
     """The user's ``.npz`` or ``.csv`` (checked; see :mod:`ebm_jax.data.files`).
 
     Examples of rank 3 (``[H, W, C]``) are images; of rank 2 (``[L, C]``) or 1 (``[L]``, one
-    channel) signals, which a "conv" model convolves along ``L``; an MLP flattens any shape. The data range is ``data.value_range`` when set (see
+    channel) signals, which a "conv" model convolves along ``L``; an MLP flattens any shape.
+    The data range is ``data.value_range`` when set (see
     :func:`with_measured_data`), else the training set's measured minimum and maximum.
     """
     f = _read_file(config)

@@ -553,6 +553,6 @@ def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CURVE_PANELS", "ECE_SLACK", "baseline_comparison", "chain_purification", "comparison_table", "data_metrics", "evaluate",
-           "evaluate_run", "find_baseline", "fresh_samples", "load_run", "quick_eval_fn",
-           "read_run_config"]
+__all__ = ["CURVE_PANELS", "ECE_SLACK", "baseline_comparison", "chain_purification",
+           "comparison_table", "data_metrics", "evaluate", "evaluate_run", "find_baseline",
+           "fresh_samples", "load_run", "quick_eval_fn", "read_run_config"]

@@ -1,4 +1,5 @@
-"""Plots: sample grids, 2-D scatters and energy landscapes, signals as lines, training curves, chain diagnostics."""
+"""Plots: sample grids, 2-D scatters and energy landscapes, signals as lines, training curves,
+chain diagnostics."""
 from ebm_jax.plots.curves import read_metrics, save_curves
 from ebm_jax.plots.diagnostics import save_energy_histogram, save_energy_trace
 from ebm_jax.plots.evaluation import (
