@@ -35,7 +35,7 @@ def network_shape(data) -> Optional[tuple]:
     return data.image_shape if data.image_shape is not None else data.signal_shape
 
 
-def _per_layer(values: Optional[tuple], channels: tuple):
+def _per_layer(values: Optional[tuple]):
     """A config's one-for-all or per-layer list as ConvNet takes it (None stays None)."""
     if values is None:
         return None
@@ -60,8 +60,8 @@ def make_network(model: ModelConfig, in_features: int, image_shape: Optional[tup
         return MLP(in_features, model.hidden, out, **common)
     if model.kind == "conv":
         return ConvNet(image_shape, model.channels, out, conv_impl=model.conv_impl,
-                       kernel_sizes=_per_layer(model.kernel_sizes, model.channels),
-                       strides=_per_layer(model.strides, model.channels), **common)
+                       kernel_sizes=_per_layer(model.kernel_sizes),
+                       strides=_per_layer(model.strides), **common)
     dtype = compute_dtype(model)
     if model.kind == "wrn":
         return WideResNet(image_shape, out, depth=model.depth, widen_factor=model.widen_factor,
