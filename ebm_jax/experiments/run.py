@@ -160,11 +160,11 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
         train_started = time.perf_counter()
         first_step = int(state.step)
         run = config.run
-        state = fit(train_step, state, global_batches(exp, mesh, first_step), run.num_steps,
-                    log_every=run.log_every, eval_fn=quick_eval_fn(exp),
-                    eval_every=run.eval_every, checkpointer=checkpointer,
-                    metrics_path=metrics_path, progress=progress, rollback=rollback,
-                    restart_batches=lambda step: global_batches(exp, mesh, step))
+        state, _ = fit(train_step, state, global_batches(exp, mesh, first_step), run.num_steps,
+                       log_every=run.log_every, eval_fn=quick_eval_fn(exp),
+                       eval_every=run.eval_every, checkpointer=checkpointer,
+                       metrics_path=metrics_path, progress=progress, rollback=rollback,
+                       restart_batches=lambda step: global_batches(exp, mesh, step))
         train_seconds = time.perf_counter() - train_started
         summary = evaluate(exp, state, workdir=workdir)
         summary.update(baseline_comparison(workdir, summary))  # JEM's ECE against softmax's

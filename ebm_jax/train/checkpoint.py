@@ -8,6 +8,8 @@ resumes exactly.
 """
 from __future__ import annotations
 
+import collections
+
 import os
 from typing import Any, Optional
 
@@ -129,15 +131,30 @@ class Checkpointer:
                     f"{list(saved[name][0])}, expected {dtype}{list(shape)}: expected a "
                     "checkpoint of the same network and config")
 
+    def _lacks_guard_stats(self, step: int, template: Any) -> bool:
+        if getattr(template, "guard_stats", None) is None:
+            return False
+        saved = _shapes_by_path(self._manager.item_metadata(step))
+        return not any(name.startswith("guard_stats") for name in saved)
+
     def restore(self, step: int, template: Any) -> Any:
         """Restore the checkpoint at ``step`` into the structure, shapes and dtypes of ``template``.
 
         The restored arrays take the template's shardings, so a checkpoint written on
         8 devices restores on 1 or 4 (and the reverse).
 
+        A checkpoint written before train states kept the guard's statistics (release
+        0.1) restores with the template's ``guard_stats`` (fresh: the relative criteria
+        warm up again).
+
         Raises:
           CheckpointMismatchError: the checkpoint holds other arrays (another network).
         """
+        if self._lacks_guard_stats(step, template):
+            fields = [f for f in template._fields if f != "guard_stats"]
+            legacy = collections.namedtuple(type(template).__name__, fields)
+            restored = self.restore(step, legacy(*(getattr(template, f) for f in fields)))
+            return template._replace(**restored._asdict())
         self.check_compatible(step, template)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))

@@ -7,15 +7,15 @@ import re
 import signal
 import threading
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, NamedTuple, Optional
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from ebm_jax.train.checkpoint import Checkpointer
-from ebm_jax.train.guard import (RollbackPolicy, TrainingDiverged, learning_rate_scale,
-                                 scale_learning_rate)
+from ebm_jax.train.guard import (CAUSE_ADVICE, RollbackPolicy, TrainingDiverged,
+                                 learning_rate_scale, scale_learning_rate)
 from ebm_jax.train.state import TrainState
 
 # Short names for the progress bar: the first metric of each group that is present is shown.
@@ -28,12 +28,15 @@ PROGRESS_FIELDS = (
 
 
 class MetricsWriter:
-    """Append one JSON object per line to ``path`` (``metrics.jsonl``)."""
+    """Append one JSON object per line to ``path`` (``metrics.jsonl``), and keep every record
+    in ``history`` (what :func:`fit` returns)."""
 
     def __init__(self, path: Optional[str]):
         self._file = open(path, "a") if path else None
+        self.history: list[dict] = []
 
     def write(self, record: dict) -> None:
+        self.history.append(record)
         if self._file:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
@@ -95,9 +98,10 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
         batches: Iterator[dict], num_steps: int, *, log_every: int = 100,
         eval_fn: Optional[Callable[[TrainState], dict]] = None, eval_every: int = 1000,
         checkpointer: Optional[Checkpointer] = None, metrics_path: Optional[str] = None,
-        progress: bool = True, rollback: Optional[RollbackPolicy] = None,
-        restart_batches: Optional[Callable[[int], Iterator[dict]]] = None) -> TrainState:
-    """Train from ``state.step`` up to ``num_steps``.
+        progress: bool = True, rollback: Optional[RollbackPolicy] = RollbackPolicy(),
+        restart_batches: Optional[Callable[[int], Iterator[dict]]] = None
+        ) -> tuple[TrainState, list[dict]]:
+    """Train from ``state.step`` up to ``num_steps``; return the final state and the history.
 
     Args:
       train_step: a jitted ``train_step(state, batch) -> (state, metrics)``.
@@ -116,18 +120,25 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
         raises ``KeyboardInterrupt``.
       metrics_path: the ``metrics.jsonl`` to append to.
       progress: show a tqdm progress bar.
-      rollback: with a train step made with a ``guard`` (its ``diverged``
-        metric), what to do when a logging window, or the window before a
-        checkpoint, holds a diverged step: restore the last good checkpoint
-        (a window with a diverged step is never saved), draw a new RNG key,
-        scale the learning rate, log a ``"event": "rollback"`` record, and go
-        on; past ``max_retries`` raise :class:`~ebm_jax.train.guard.TrainingDiverged`.
-        Needs ``checkpointer`` (an initial checkpoint is written if there is none).
+      rollback: on by default, for a train step made with a ``guard`` (its
+        ``diverged`` metric; the default of :func:`~ebm_jax.train.make_train_step`):
+        when a logging window, or the window before a checkpoint, holds a diverged
+        step, restore the last good checkpoint (a window with a diverged step is
+        never saved) or, before the first checkpoint and without ``checkpointer``, the
+        last good state kept in memory (a copy of the state at the last clean logging
+        step); draw a new RNG key, scale the learning rate
+        (when the optimizer was wrapped by :func:`~ebm_jax.train.with_lr_scale`), log
+        a ``"event": "rollback"`` record naming the criteria that fired
+        (``causes``) and the first diverged step, and go on; past ``max_retries``
+        log ``"event": "stopped"`` and raise
+        :class:`~ebm_jax.train.guard.TrainingDiverged`, whose message names the
+        causes and what to change. ``rollback=None`` opts out.
       restart_batches: ``restart_batches(step)`` returns the batches from
         ``step`` on, used after a rollback (without it the iterator goes on).
 
     Returns:
-      The final state.
+      ``(state, history)``: the final state and every record written (the logging
+      windows' means, ``eval/`` records and events), also without ``metrics_path``.
 
     Example::
 
@@ -139,15 +150,12 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
       >>> from ebm_jax.train import init_train_state, make_train_step
       >>> state = init_train_state(jax.random.key(0), jnp.zeros((2, 3)), optimizer, loss, batch)
       >>> train_step = jax.jit(make_train_step(loss, optimizer))
-      >>> state = fit(train_step, state, itertools.repeat(batch), 20, progress=False)
-      >>> int(state.step)
-      20
+      >>> state, history = fit(train_step, state, itertools.repeat(batch), 20, log_every=10,
+      ...                      progress=False)
+      >>> int(state.step), [record["step"] for record in history]
+      (20, [10, 20])
     """
-    if rollback is not None and checkpointer is None:
-        raise ValueError("rollback needs a checkpointer: expected checkpointer=Checkpointer(...)")
-    with _deferred_interrupt() as interrupt:  # a Ctrl-C during the first save waits for it too
-        if rollback is not None and checkpointer.latest_step() is None:
-            checkpointer.save(state)
+    with _deferred_interrupt() as interrupt:
         writer = MetricsWriter(metrics_path)
         start = int(state.step)
         bar = tqdm(total=num_steps, initial=start, disable=not progress, dynamic_ncols=True,
@@ -158,35 +166,100 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
         finally:
             bar.close()
             writer.close()
-    return state
+    return state, writer.history
 
 
-def _window_diverged(window: list[dict]) -> bool:
-    """Whether a step of the window was not applied (one host sync, at check points only)."""
-    flags = [m["diverged"] for m in window if "diverged" in m]
-    return bool(flags) and bool(np.any(np.asarray(jax.device_get(flags)) > 0))
+class _Divergence(NamedTuple):
+    causes: list  # the guard's criteria that fired in the window, sorted
+    first_step: int  # the step count after the window's first diverged step
 
 
-def _roll_back(state, step, checkpointer, rollback, retries, writer, bar):
-    """Restore the last good checkpoint with a new key and a scaled learning rate."""
-    good = checkpointer.latest_step()
+def _window_divergence(window: list[dict], last_step: int) -> Optional[_Divergence]:
+    """The window's diverged steps, if any (one host sync, at check points only)."""
+    if not window or "diverged" not in window[0]:
+        return None
+    flags = jax.device_get([{k: v for k, v in m.items() if k.startswith("diverged")}
+                            for m in window])
+    hit = [i for i, m in enumerate(flags) if m["diverged"] > 0]
+    if not hit:
+        return None
+    causes = sorted({k.split("/", 1)[1] for m in flags for k, v in m.items()
+                     if k.startswith("diverged/") and v > 0})
+    return _Divergence(causes, last_step - len(window) + hit[0] + 1)
+
+
+def _advice(causes: list) -> str:
+    return "; ".join(f"{c}: {CAUSE_ADVICE[c]}" for c in causes if c in CAUSE_ADVICE) or \
+        "a smaller learning rate or SGLD step, energy_l2 > 0, or gradient clipping"
+
+
+class _LastGood:
+    """Where a rollback returns to: the last good checkpoint or, before the first one (or
+    without a checkpointer), a copy of the state at the last clean logging step, kept on the
+    device."""
+
+    def __init__(self, checkpointer: Optional[Checkpointer], state: TrainState):
+        self.checkpointer = checkpointer
+        self._state = None
+        self.keep(state)
+
+    def _saved(self) -> Optional[int]:
+        return None if self.checkpointer is None else self.checkpointer.latest_step()
+
+    def keep(self, state: TrainState) -> None:
+        if self._saved() is None:
+            self._state = _copy(state)
+        else:
+            self._state = None  # the checkpoints take over
+
+    def step(self) -> int:
+        saved = self._saved()
+        return saved if saved is not None else int(self._state.step)
+
+    def where(self) -> str:
+        saved = self._saved()
+        if saved is not None:
+            return f"the last good checkpoint (step {saved}) is intact in " \
+                f"{self.checkpointer.directory}"
+        return f"the last good state was at step {self.step()} (no checkpoint yet)"
+
+    def restore(self, template: TrainState) -> TrainState:
+        saved = self._saved()
+        if saved is not None:
+            return self.checkpointer.restore(saved, template)
+        return _copy(self._state)  # a copy: a donating step frees what it is given
+
+
+def _copy(state):
+    return jax.tree.map(lambda v: v.copy() if hasattr(v, "copy") else v, state)
+
+
+def _roll_back(state, step, last_good, rollback, retries, writer, bar, divergence):
+    """Restore the last good state with a new key and a scaled learning rate."""
+    causes = divergence.causes
+    good = last_good.step()
     if retries > rollback.max_retries:
+        writer.write({"step": step, "event": "stopped", "causes": causes,
+                      "diverged_step": divergence.first_step, "last_good_step": good})
         raise TrainingDiverged(
-            f"training diverged at step {step} after {rollback.max_retries} rollbacks: stopped; "
-            f"the last good checkpoint (step {good}) is intact in {checkpointer.directory}; "
-            "expected a smaller learning rate or SGLD step, energy_l2 > 0, or gradient clipping")
-    restored = checkpointer.restore(good, state)
+            f"training diverged at step {step} ({', '.join(causes) or 'diverged'}) after "
+            f"{rollback.max_retries} rollbacks: stopped; {last_good.where()}; expected "
+            f"{_advice(causes)}", causes=causes, step=step)
+    restored = last_good.restore(state)
     key = jax.random.fold_in(restored.rng_key, 7_919 * retries)
     restored = restored._replace(rng_key=key)
-    if rollback.lr_factor != 1.0:
+    lr_scale = learning_rate_scale(restored.opt_state)
+    if rollback.lr_factor != 1.0 and lr_scale is not None:
         restored = restored._replace(
             opt_state=scale_learning_rate(restored.opt_state, rollback.lr_factor))
-    lr_scale = learning_rate_scale(restored.opt_state)
+        lr_scale = learning_rate_scale(restored.opt_state)
     writer.write({"step": step, "event": "rollback", "to_step": good, "retry": retries,
-                  "lr_scale": lr_scale})
-    bar.write(f"diverged before step {step}: rolled back to step {good} (retry {retries}/"
-              f"{rollback.max_retries}, new RNG key"
-              + (f", learning rate x{lr_scale:.3g})" if lr_scale is not None else ")"))
+                  "lr_scale": lr_scale, "causes": causes,
+                  "diverged_step": divergence.first_step})
+    rate = (f", learning rate x{lr_scale:.3g}" if lr_scale is not None else
+            ", learning rate kept: wrap the optimizer in with_lr_scale to lower it")
+    bar.write(f"diverged at step {divergence.first_step} ({', '.join(causes)}): rolled back "
+              f"to step {good} (retry {retries}/{rollback.max_retries}, new RNG key{rate})")
     bar.n = good
     bar.refresh()
     return restored, good
@@ -235,6 +308,7 @@ def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_
     window: list[dict] = []
     window_start = time.perf_counter()
     retries = 0
+    last_good = _LastGood(checkpointer, state) if rollback is not None else None
     while step < num_steps:
         if interrupt["stop"]:
             if checkpointer is not None:
@@ -246,9 +320,12 @@ def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_
         window.append(metrics)
         at_log = step % log_every == 0 or step == num_steps
         at_save = checkpointer is not None and step % checkpointer.save_every == 0
-        if rollback is not None and (at_log or at_save) and _window_diverged(window):
+        divergence = (_window_divergence(window, step)
+                      if rollback is not None and (at_log or at_save) else None)
+        if divergence is not None:
             retries += 1
-            state, step = _roll_back(state, step, checkpointer, rollback, retries, writer, bar)
+            state, step = _roll_back(state, step, last_good, rollback, retries, writer, bar,
+                                     divergence)
             if restart_batches is not None:
                 batches = restart_batches(step)
             window, window_start = [], time.perf_counter()
@@ -261,6 +338,8 @@ def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_
             bar.set_postfix(_progress_postfix(record), refresh=False)
             bar.update(len(window))
             window, window_start = [], time.perf_counter()
+            if last_good is not None and "diverged" in metrics:  # a guarded step
+                last_good.keep(state)
         if eval_fn is not None and (step % eval_every == 0 or step == num_steps):
             writer.write(_evaluate(eval_fn, state, step, bar))
             window_start = time.perf_counter()

@@ -3,16 +3,22 @@
 EBM training is famous for blowing up (the JEM authors restarted most runs by
 hand). Two layers keep a run alive:
 
-- :class:`DivergenceGuard`, inside the jitted step (no host sync): a step whose
-  loss, gradient, energies or sampler are non-finite, or whose energies or
-  gradient norm pass a threshold, is *not applied* (params, optimizer state,
-  replay buffer and average keep their values) and is counted in the metrics
-  (``diverged`` and one flag per cause).
+- :class:`DivergenceGuard`, inside the jitted step (no host sync): a step is
+  *not applied* (params, optimizer state, replay buffer and average keep their
+  values) and is counted in the metrics (``diverged`` and one flag per cause)
+  when its loss, gradient, energies or sampler are non-finite, when its energies
+  or gradient norm pass an absolute limit, or, after ``warmup_steps``, when it
+  leaves the run's own early statistics (:class:`GuardStats`, kept in the train
+  state): energies 10x their early scale, a sample-data energy gap 10x that
+  scale, the classifier's smoothed loss 2 nats above its running best, a
+  gradient norm 100x its moving average. The relative criteria catch the slow
+  blow-ups that stay below any absolute limit until the model is long broken.
 - :class:`RollbackPolicy`, in :func:`~ebm_jax.train.fit`: when a logging window
-  holds a diverged step, the run returns to the last good checkpoint, draws a
-  new RNG key, scales the learning rate (:func:`with_lr_scale`) and goes on, up
-  to ``max_retries`` times; then it stops with :class:`TrainingDiverged` and the
-  last good checkpoint intact.
+  holds a diverged step, the run returns to the last good checkpoint (or the
+  last good state kept in memory), draws a new RNG key, scales the learning
+  rate (:func:`with_lr_scale`) and goes on, up to ``max_retries`` times; then it
+  stops with :class:`TrainingDiverged`, naming the cause and what to change,
+  with the last good checkpoint intact.
 """
 from __future__ import annotations
 
@@ -23,12 +29,46 @@ import jax.numpy as jnp
 import optax
 
 
+# What to change when a criterion keeps firing: the pure API's argument and the command
+# line's setting. Read by TrainingDiverged's message and by `ebm-jax doctor`.
+CAUSE_ADVICE = {
+    "nonfinite": "a smaller learning rate (optimizer.learning_rate) or sampler step "
+                 "(objective.sampler.step_size)",
+    "energy": "energy_l2 > 0 (objective.energy_l2=0.1) or a smaller learning rate",
+    "grad_norm": "gradient clipping (optimizer.clip_grad_norm=1.0) or a smaller learning rate",
+    "sampler": "a smaller sampler step (objective.sampler.step_size) or sampler grad_clip "
+               "(objective.sampler.grad_clip=0.01)",
+    "energy_scale": "energy_l2 > 0 (objective.energy_l2=0.1): energies left 10x their early "
+                    "scale",
+    "energy_gap": "energy_l2 > 0 (objective.energy_l2=0.1), or more or larger sampler steps "
+                  "(objective.num_steps, objective.sampler.step_size): samples drifted away "
+                  "from the data's energies",
+    "loss_rise": "a smaller learning rate (optimizer.learning_rate) or a lower generative "
+                 "weight (objective.generative_weight): the classifier's loss rose 2 nats "
+                 "above its best",
+    "grad_spike": "gradient clipping (optimizer.clip_grad_norm=1.0) or a smaller learning "
+                  "rate: the gradient norm jumped 100x its moving average",
+}
+
+
 class TrainingDiverged(RuntimeError):
-    """Divergence persisted through every allowed rollback."""
+    """Divergence persisted through every allowed rollback.
+
+    Attributes:
+      causes: the guard criteria that fired in the last window (``"energy_scale"``, ...).
+      step: the step at which training stopped.
+    """
+
+    def __init__(self, message: str, causes: tuple = (), step: Optional[int] = None):
+        super().__init__(message)
+        self.causes = tuple(causes)
+        self.step = step
 
 
 class DivergenceGuard(NamedTuple):
-    """Thresholds past which a train step counts as diverged.
+    """When a train step counts as diverged (and is not applied).
+
+    Absolute limits, checked from the first step:
 
     Attributes:
       max_abs_energy: any info value whose key names an energy
@@ -37,11 +77,50 @@ class DivergenceGuard(NamedTuple):
       max_grad_norm: the global norm of the parameter gradient.
       check_sampler: count a step whose chains met a non-finite energy or
         gradient (the loss's ``nonfinite_steps`` info) as diverged.
+
+    Relative criteria, against the run's own statistics (:class:`GuardStats`),
+    checked once ``warmup_steps`` steps have been applied (None turns one off):
+
+    Attributes:
+      warmup_steps: applied steps whose mean energy magnitude sets the early scale.
+      energy_factor: the largest mean ``|energy|`` of a step (over the info's energy
+        keys) above ``energy_factor * max(early scale, energy_floor)``: ``energy_scale``.
+      energy_floor: nats; the least early scale (networks start near zero energy).
+      gap_factor: ``|mean sample energy - mean data energy|`` (keys ``...energy_sample``
+        and ``...energy_data`` with one prefix) above ``gap_factor * max(early scale,
+        energy_floor)``: ``energy_gap``.
+      loss_margin: nats; the smoothed (``ema_decay``) classification loss (info keys
+        ending in ``classification/loss``) above its best since warm-up plus this:
+        ``loss_rise``.
+      grad_factor: the gradient norm above ``grad_factor`` times its moving average
+        (``ema_decay``, applied steps only): ``grad_spike``.
+      ema_decay: the decay of the loss's and the gradient norm's moving averages.
+
+    Example::
+
+      >>> guard = DivergenceGuard()                          # every criterion on
+      >>> absolute_only = DivergenceGuard(energy_factor=None, gap_factor=None,
+      ...                                 loss_margin=None, grad_factor=None)
+      >>> guard.relative, absolute_only.relative
+      (True, False)
     """
 
     max_abs_energy: float = 1e8
     max_grad_norm: float = 1e8
     check_sampler: bool = True
+    warmup_steps: int = 200
+    energy_factor: Optional[float] = 10.0
+    energy_floor: float = 5.0
+    gap_factor: Optional[float] = 10.0
+    loss_margin: Optional[float] = 2.0
+    grad_factor: Optional[float] = 100.0
+    ema_decay: float = 0.99
+
+    @property
+    def relative(self) -> bool:
+        """Whether any relative criterion is on (then the state needs :class:`GuardStats`)."""
+        return any(v is not None for v in (self.energy_factor, self.gap_factor,
+                                           self.loss_margin, self.grad_factor))
 
 
 def divergence_flags(value: jax.Array, grad_norm: jax.Array, info: dict,
@@ -71,6 +150,118 @@ def divergence_flags(value: jax.Array, grad_norm: jax.Array, info: dict,
                 sampler = sampler | (jnp.asarray(v) > 0)
     return {"nonfinite": ~finite, "energy": energy,
             "grad_norm": grad_norm > guard.max_grad_norm, "sampler": sampler}
+
+
+class GuardStats(NamedTuple):
+    """The run's own statistics that the relative criteria compare against (float32 scalars
+    but ``count``); part of :class:`~ebm_jax.train.TrainState`, so checkpoints and
+    rollbacks carry them.
+
+    Attributes:
+      count: applied steps seen (int32).
+      energy_scale: mean of the steps' energy magnitudes over the first ``warmup_steps``.
+      grad_ema: moving average of the gradient norm.
+      loss_ema: moving average of the classification loss.
+      loss_best: the least ``loss_ema`` since warm-up (+inf before).
+    """
+
+    count: jax.Array
+    energy_scale: jax.Array
+    grad_ema: jax.Array
+    loss_ema: jax.Array
+    loss_best: jax.Array
+
+
+def init_guard_stats() -> GuardStats:
+    """Fresh :class:`GuardStats` (a run's first step, or a resumed run of an old release)."""
+    zero = lambda: jnp.zeros((), jnp.float32)  # noqa: E731  (distinct buffers: donation)
+    return GuardStats(jnp.zeros((), jnp.int32), zero(), zero(), zero(),
+                      jnp.full((), jnp.inf, jnp.float32))
+
+
+def _floats(info: dict, select) -> list:
+    return [jnp.asarray(v) for k, v in info.items() if select(k)
+            and jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)]
+
+
+def _energy_magnitude(info: dict) -> Optional[jax.Array]:
+    """The largest mean |energy| over the info's energy keys, or None without any."""
+    energies = _floats(info, lambda k: "energy" in k)
+    if not energies:
+        return None
+    return jnp.max(jnp.stack([jnp.mean(jnp.abs(v)) for v in energies]))
+
+
+def _energy_gap(info: dict) -> Optional[jax.Array]:
+    """The largest |mean sample energy - mean data energy| over ``<prefix>energy_data`` /
+    ``<prefix>energy_sample`` pairs, or None without a pair."""
+    gaps = [jnp.abs(jnp.mean(jnp.asarray(info[k[:-len("data")] + "sample"]))
+                    - jnp.mean(jnp.asarray(v)))
+            for k, v in info.items()
+            if k.endswith("energy_data") and k[:-len("data")] + "sample" in info]
+    return jnp.max(jnp.stack(gaps)) if gaps else None
+
+
+def _classification_loss(info: dict) -> Optional[jax.Array]:
+    losses = _floats(info, lambda k: k.endswith("classification/loss"))
+    return jnp.mean(losses[0]) if losses else None
+
+
+def relative_flags(grad_norm: jax.Array, info: dict, stats: GuardStats,
+                   guard: DivergenceGuard) -> tuple[dict, GuardStats]:
+    """The relative criteria's flags for one step, and the statistics after it (to keep
+    only if the step is applied).
+
+    Returns:
+      ``({"energy_scale", "energy_gap", "loss_rise", "grad_spike"}: bool scalars
+      (False for a criterion that is off or has nothing to read), new_stats)``.
+
+    Example::
+
+      >>> guard = DivergenceGuard(warmup_steps=2)
+      >>> stats = init_guard_stats()
+      >>> for e in (1.0, 1.0):                                   # warm-up: scale 5 (the floor)
+      ...     _, stats = relative_flags(jnp.float32(1.0), {"energy_data": jnp.float32(e)},
+      ...                               stats, guard)
+      >>> flags, _ = relative_flags(jnp.float32(1.0), {"energy_data": jnp.float32(60.0)},
+      ...                           stats, guard)
+      >>> bool(flags["energy_scale"])                           # 60 > 10 x 5
+      True
+    """
+    off = jnp.zeros((), bool)
+    warm = stats.count >= guard.warmup_steps
+    count = stats.count + 1
+    decay = guard.ema_decay
+
+    def ema(old, new):  # starts at the first value
+        return jnp.where(stats.count == 0, new, decay * old + (1.0 - decay) * new)
+
+    flags = {"energy_scale": off, "energy_gap": off, "loss_rise": off, "grad_spike": off}
+    energy_scale = stats.energy_scale
+    magnitude = _energy_magnitude(info)
+    if magnitude is not None:
+        # The mean over warm-up (a running mean), then frozen.
+        energy_scale = jnp.where(warm, stats.energy_scale,
+                                 stats.energy_scale + (magnitude - stats.energy_scale) / count)
+        limit = jnp.maximum(stats.energy_scale, guard.energy_floor)
+        if guard.energy_factor is not None:
+            flags["energy_scale"] = warm & (magnitude > guard.energy_factor * limit)
+        gap = _energy_gap(info)
+        if guard.gap_factor is not None and gap is not None:
+            flags["energy_gap"] = warm & (gap > guard.gap_factor * limit)
+    loss_ema, loss_best = stats.loss_ema, stats.loss_best
+    loss = _classification_loss(info)
+    if loss is not None:
+        loss_ema = ema(stats.loss_ema, loss)
+        if guard.loss_margin is not None:
+            flags["loss_rise"] = warm & (loss_ema > stats.loss_best + guard.loss_margin)
+        loss_best = jnp.where(warm, jnp.minimum(stats.loss_best, loss_ema), stats.loss_best)
+    if guard.grad_factor is not None:
+        flags["grad_spike"] = warm & (grad_norm > guard.grad_factor * stats.grad_ema)
+    grad_ema = ema(stats.grad_ema, grad_norm)
+    f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731  (bf16 energies stay f32 here)
+    return flags, GuardStats(count, f32(energy_scale), f32(grad_ema), f32(loss_ema),
+                             f32(loss_best))
 
 
 class RollbackPolicy(NamedTuple):

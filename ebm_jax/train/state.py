@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from ebm_jax.losses.base import LossTransform
+from ebm_jax.train.guard import init_guard_stats
 
 
 class TrainState(NamedTuple):
@@ -21,6 +22,10 @@ class TrainState(NamedTuple):
       rng_key: a raw ``uint32[2]`` PRNG key (raw so that checkpoints hold plain arrays).
       ema_params: an exponential moving average of ``params`` (equal to
         ``params`` when the train step keeps no average); evaluate with it.
+      guard_stats: the divergence guard's statistics of this run
+        (:class:`~ebm_jax.train.guard.GuardStats`), which its relative criteria compare
+        against; None in a state built by hand (then a guard's relative criteria refuse
+        to trace).
     """
 
     step: jax.Array
@@ -29,6 +34,7 @@ class TrainState(NamedTuple):
     loss_state: Any
     rng_key: jax.Array
     ema_params: Any
+    guard_stats: Any = None
 
 
 def init_train_state(rng_key: jax.Array, params: Any, optimizer: optax.GradientTransformation,
@@ -67,4 +73,5 @@ def init_train_state(rng_key: jax.Array, params: Any, optimizer: optax.GradientT
         loss_state=loss.init(loss_key, params, example_batch),
         rng_key=train_key,
         ema_params=jax.tree.map(jnp.array, params),  # a copy: donation must not free it twice
+        guard_stats=init_guard_stats(),
     )

@@ -9,7 +9,7 @@ import optax
 
 from ebm_jax._checks import check_probability
 from ebm_jax.losses.base import LossTransform
-from ebm_jax.train.guard import DivergenceGuard, divergence_flags
+from ebm_jax.train.guard import DivergenceGuard, divergence_flags, relative_flags
 from ebm_jax.train.state import TrainState
 
 TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
@@ -17,7 +17,7 @@ TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
 
 def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation, *,
                     ema_decay: Optional[float] = None,
-                    guard: Optional[DivergenceGuard] = None) -> TrainStep:
+                    guard: Optional[DivergenceGuard] = DivergenceGuard()) -> TrainStep:
     """Compose a loss transform and an optax optimizer into ``train_step(state, batch)``.
 
     With ``ema_decay`` (in [0, 1)), ``state.ema_params`` follows
@@ -29,14 +29,17 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
     level (``jax.jit(train_step, donate_argnums=0)``) so that sampling, the
     loss and the update are one XLA program.
 
-    With ``guard`` (:class:`~ebm_jax.train.guard.DivergenceGuard`), a step
-    whose loss, gradient, energies or chains blow up is not applied: params,
-    optimizer state, loss state and average keep their values (the step count
-    and the RNG key move on), decided inside the program with no host sync.
+    The ``guard`` (:class:`~ebm_jax.train.guard.DivergenceGuard`, on by default;
+    ``guard=None`` opts out) does not apply a step whose loss, gradient, energies or
+    chains blow up, or that leaves the run's own early statistics (``state.guard_stats``):
+    params, optimizer state, loss state, average and guard statistics keep their values
+    (the step count and the RNG key move on), decided inside the program with no host
+    sync. :func:`~ebm_jax.train.fit` rolls back when it sees one.
 
     Metrics: ``loss``, ``grad_norm`` and the loss's info; with a guard also
     ``diverged`` (1.0 for a step that was not applied) and ``diverged/<cause>``
-    for ``nonfinite``, ``energy``, ``grad_norm``, ``sampler``.
+    for ``nonfinite``, ``energy``, ``grad_norm``, ``sampler`` and the relative
+    ``energy_scale``, ``energy_gap``, ``loss_rise``, ``grad_spike``.
 
     Example::
 
@@ -72,9 +75,20 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
                              "the train step reports these itself")
         grad_norm = optax.tree.norm(grads)
         metrics = {"loss": value, "grad_norm": grad_norm, **info}
-        new_state = TrainState(state.step + 1, params, opt_state, loss_state, rng_key, ema_params)
+        new_state = TrainState(state.step + 1, params, opt_state, loss_state, rng_key, ema_params,
+                               state.guard_stats)
         if guard is not None:
             flags = divergence_flags(value, grad_norm, info, guard)
+            if guard.relative:
+                if state.guard_stats is None:
+                    raise ValueError("state.guard_stats is None: the guard's relative criteria "
+                                     "need the run's statistics; expected a state from "
+                                     "init_train_state, or guard=DivergenceGuard(energy_factor"
+                                     "=None, gap_factor=None, loss_margin=None, "
+                                     "grad_factor=None)")
+                relative, stats = relative_flags(grad_norm, info, state.guard_stats, guard)
+                flags.update(relative)
+                new_state = new_state._replace(guard_stats=stats)
             diverged = jnp.any(jnp.stack(list(flags.values())))
             kept = state._replace(step=new_state.step, rng_key=rng_key)
             new_state = jax.tree.map(lambda new, old: jnp.where(diverged, old, new), new_state,

@@ -86,7 +86,7 @@ def toy_fit():
 def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path, toy_fit):
     exp, step_fn, start, batches = toy_fit
     expected = params_fingerprint(fit(step_fn, start(), batches(), TOY_STEPS,
-                                      progress=False).params)
+                                      progress=False)[0].params)
 
     calls = {"n": 0}
 
@@ -101,7 +101,7 @@ def test_ctrl_c_saves_a_checkpoint_between_steps_and_resume_matches(tmp_path, to
         fit(interrupting_step, start(), batches(), TOY_STEPS, checkpointer=ckpt, progress=False)
     assert ckpt.all_steps() == [5]  # the step in flight finished, then the state was saved
     state = ckpt.restore_latest(start())
-    state = fit(step_fn, state, batches(start_step=int(state.step)), TOY_STEPS, progress=False)
+    state, _ = fit(step_fn, state, batches(start_step=int(state.step)), TOY_STEPS, progress=False)
     assert params_fingerprint(state.params) == expected
 
 

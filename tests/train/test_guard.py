@@ -57,7 +57,7 @@ def test_guard_catches_nan_and_unguarded_step_does_not():
         state, {"x": 0})
     assert float(metrics["diverged/nonfinite"]) == 1.0
     assert np.all(np.isfinite(guarded.params["theta"]))
-    unguarded, _ = jax.jit(make_train_step(loss, optimizer))(state, {"x": 0})
+    unguarded, _ = jax.jit(make_train_step(loss, optimizer, guard=None))(state, {"x": 0})
     assert not np.all(np.isfinite(unguarded.params["theta"]))
 
 
@@ -68,7 +68,7 @@ def test_fit_rolls_back_lowers_the_rate_and_recovers(tmp_path):
                                    guard=DivergenceGuard(max_grad_norm=50.0)))
     ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=4)
     metrics_path = str(tmp_path / "metrics.jsonl")
-    state = fit(step, _state(optimizer), _batches(), 40, log_every=2, checkpointer=ckpt,
+    state, _ = fit(step, _state(optimizer), _batches(), 40, log_every=2, checkpointer=ckpt,
                 metrics_path=metrics_path, progress=False,
                 rollback=RollbackPolicy(max_retries=3, lr_factor=0.5))
     ckpt.close()
@@ -97,11 +97,113 @@ def test_fit_stops_with_the_last_good_checkpoint_intact(tmp_path):
     ckpt.close()
 
 
-def test_rollback_needs_a_checkpointer_and_a_scalable_rate():
+def test_rollback_without_a_checkpointer_returns_to_the_last_good_state_in_memory():
+    # A plain optimizer (no with_lr_scale): the rollback keeps the rate and says so. With the
+    # same rate the run diverges again after each rollback, then stops naming the cause.
     optimizer = optax.sgd(2.5)
-    step = jax.jit(make_train_step(_quadratic(), optimizer, guard=DivergenceGuard()))
-    with pytest.raises(ValueError, match="rollback needs a checkpointer"):
-        fit(step, _state(optimizer), _batches(), 4, progress=False, rollback=RollbackPolicy())
+    step = jax.jit(make_train_step(_quadratic(), optimizer,
+                                   guard=DivergenceGuard(max_grad_norm=50.0)),
+                   donate_argnums=0)
+    with pytest.raises(TrainingDiverged, match=r"\(grad_norm\) after 1 rollbacks.*last good "
+                                               r"state was at step 8.*gradient clipping") as err:
+        fit(step, _state(optimizer), _batches(), 40, log_every=4, progress=False,
+            rollback=RollbackPolicy(max_retries=1))
+    assert err.value.causes == ("grad_norm",)
+
+
+def _slow_blow_up(rate=-0.01):
+    """θ grows 1% a step under SGD with a negative rate: the energy θ² (4 at the start) grows
+    2% a step, far below any absolute limit for hundreds of steps."""
+    optimizer = optax.sgd(rate)
+    return optimizer, _state(optimizer, theta=2.0)
+
+
+def test_relative_guard_catches_a_slow_blow_up_at_its_onset_and_the_absolute_one_does_not():
+    guard = DivergenceGuard(warmup_steps=20)
+    optimizer, state = _slow_blow_up()
+    step = jax.jit(make_train_step(_quadratic(), optimizer, guard=guard))
+    absolute = jax.jit(make_train_step(_quadratic(), optimizer, guard=guard._replace(
+        energy_factor=None, gap_factor=None, loss_margin=None, grad_factor=None)))
+    energies, flags, quiet = [], [], state
+    for _ in range(200):
+        energies.append(float(jnp.sum(state.params["theta"] ** 2)))
+        state, metrics = step(state, {"x": 0})
+        flags.append(float(metrics["diverged/energy_scale"]))
+        quiet, quiet_metrics = absolute(quiet, {"x": 0})
+        assert float(quiet_metrics["diverged"]) == 0.0
+    # Onset, measured here: the first step whose energy passes 10x the warm-up mean (floored
+    # at 5 nats). The guard flags exactly that step and every one after (none is applied).
+    scale = max(np.mean(energies[:20]), guard.energy_floor)
+    onset = next(i for i, e in enumerate(energies) if e > 10 * scale)
+    assert 100 < onset < 150 and flags.index(1.0) == onset and all(flags[onset:])
+    # The flagged steps are not applied: the params stay where the onset found them.
+    assert float(jnp.sum(state.params["theta"] ** 2)) == pytest.approx(energies[onset])
+
+
+def test_slow_blow_up_rolls_back_to_a_checkpoint_before_the_onset_and_stops_naming_the_cause(
+        tmp_path):
+    optimizer, state = _slow_blow_up()
+    step = jax.jit(make_train_step(_quadratic(), optimizer, guard=DivergenceGuard(warmup_steps=20)))
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), save_every=25)
+    metrics_path = str(tmp_path / "metrics.jsonl")
+    with pytest.raises(TrainingDiverged, match=r"energy_scale.*objective.energy_l2=0.1"):
+        fit(step, state, _batches(), 400, log_every=5, checkpointer=ckpt,
+            metrics_path=metrics_path, progress=False, rollback=RollbackPolicy(max_retries=1))
+    with open(metrics_path) as f:
+        events = [r for r in map(json.loads, f) if "event" in r]
+    assert [e["event"] for e in events] == ["rollback", "stopped"]
+    rollback = events[0]
+    assert rollback["causes"] == ["energy_scale"]
+    # θ² = 4 * 1.0201^s passes 10 x 5.x at s = 130..132: detected there, rolled back to the
+    # checkpoint of step 125, saved before the onset.
+    assert 125 < rollback["diverged_step"] <= 135 and rollback["to_step"] == 125
+    good = ckpt.restore_latest(state)
+    assert int(good.step) == 125 and int(good.guard_stats.count) == 125
+    ckpt.close()
+
+
+def _feed(guard, infos, grad=1.0):
+    from ebm_jax.train.guard import init_guard_stats, relative_flags
+
+    stats, flags = init_guard_stats(), None
+    for info in infos:
+        flags, stats = relative_flags(jnp.float32(grad), info, stats, guard)
+    return {k: bool(v) for k, v in flags.items()}, stats
+
+
+def test_each_relative_criterion_fires_on_its_own_signal_and_not_during_warm_up():
+    guard = DivergenceGuard(warmup_steps=5)
+    calm = {"energy_data": jnp.float32(-3.0), "energy_sample": jnp.float32(-2.5),
+            "classification/loss": jnp.float32(0.3)}
+    flags, stats = _feed(guard, [calm] * 6)
+    assert not any(flags.values()) and float(stats.energy_scale) == pytest.approx(3.0)
+    # Energies 60 > 10 x max(3, 5 floor): energy_scale (and the gap stays small).
+    flags, _ = _feed(guard, [calm] * 5 + [{**calm, "energy_data": jnp.float32(-60.0),
+                                           "energy_sample": jnp.float32(-59.0)}])
+    assert flags == {"energy_scale": True, "energy_gap": False, "loss_rise": False,
+                     "grad_spike": False}
+    # Data at -30, samples at +30: each within 10 x 5, the gap 60 is not.
+    flags, _ = _feed(guard, [calm] * 5 + [{**calm, "energy_data": jnp.float32(-30.0),
+                                           "energy_sample": jnp.float32(30.0)}])
+    assert flags["energy_gap"] and not flags["energy_scale"]
+    # The loss is smoothed (decay 0.99): one bad batch at 150 nats moves it by 1.5 < 2 nats,
+    # a loss held at 5 nats for 100 steps moves it by 0.63 x 4.7 ≈ 3 > 2 nats over its best.
+    flags, _ = _feed(guard, [calm] * 6 + [{**calm, "classification/loss": jnp.float32(150.0)}])
+    assert not flags["loss_rise"]
+    flags, _ = _feed(guard, [calm] * 6 + [{**calm, "classification/loss": jnp.float32(5.0)}] * 100)
+    assert flags["loss_rise"] and not flags["energy_scale"]
+    # The same blow-ups inside warm-up: nothing fires.
+    flags, _ = _feed(guard, [calm] * 2 + [{**calm, "energy_data": jnp.float32(-600.0),
+                                           "classification/loss": jnp.float32(3e4)}])
+    assert not any(flags.values())
+    # Gradient norm 150 against a moving average of 1.
+    from ebm_jax.train.guard import relative_flags
+
+    _, stats = _feed(guard, [calm] * 6)
+    flags, _ = relative_flags(jnp.float32(150.0), calm, stats, guard)
+    assert bool(flags["grad_spike"])
+    flags, _ = relative_flags(jnp.float32(50.0), calm, stats, guard)
+    assert not bool(flags["grad_spike"])
 
 
 @pytest.mark.slow
@@ -118,10 +220,11 @@ def test_cli_run_that_keeps_diverging_stops_with_exit_1(tmp_path, capsys):
         argv += ["--set", item]
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
-    assert "training diverged at step" in err and "last good checkpoint (step 0) is intact" in err
+    assert "training diverged at step" in err and "last good state was at step 0" in err
     with open(workdir / "metrics.jsonl") as f:
         assert any('"event": "rollback"' in line for line in f)
-    assert (workdir / "checkpoints" / "0").is_dir()
+    # Nothing diverged was saved: the run stopped before its first checkpoint (step 10).
+    assert not [p for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
 
 
 def _nan_model_step(optimizer):
@@ -130,7 +233,7 @@ def _nan_model_step(optimizer):
         return jnp.sum(params["theta"]) * jnp.nan, (state, {})
 
     return jax.jit(make_train_step(LossTransform(lambda key, params, batch: (), nan_loss),
-                                   optimizer))
+                                   optimizer, guard=None))
 
 
 def _nan_model_eval(calls):
@@ -150,7 +253,7 @@ def test_eval_on_a_nan_model_is_logged_and_training_goes_on(tmp_path, capsys):
     optimizer = optax.sgd(0.1)
     metrics_path = str(tmp_path / "metrics.jsonl")
     calls = []
-    state = fit(_nan_model_step(optimizer), _state(optimizer), _batches(), 10, log_every=5,
+    state, _ = fit(_nan_model_step(optimizer), _state(optimizer), _batches(), 10, log_every=5,
                 eval_fn=_nan_model_eval(calls), eval_every=4, metrics_path=metrics_path,
                 progress=False)
     assert int(state.step) == 10 and calls == [4, 8, 10]  # every eval ran, to the end
@@ -172,11 +275,11 @@ def test_eval_error_on_a_nan_model_is_caught_by_its_message_or_by_the_params():
         raise ValueError("cannot score this model")
 
     # A message about NaN values (parameters finite) ...
-    state = fit(jax.jit(make_train_step(_quadratic(), optimizer)), _state(optimizer), _batches(),
+    state, _ = fit(jax.jit(make_train_step(_quadratic(), optimizer)), _state(optimizer), _batches(),
                 3, eval_fn=nan_message, eval_every=1, progress=False)
     assert int(state.step) == 3
     # ... and a user eval_fn's own wording while the parameters are NaN.
-    state = fit(_nan_model_step(optimizer), _state(optimizer), _batches(), 3,
+    state, _ = fit(_nan_model_step(optimizer), _state(optimizer), _batches(), 3,
                 eval_fn=own_wording, eval_every=1, progress=False)
     assert int(state.step) == 3
 

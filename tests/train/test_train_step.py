@@ -53,7 +53,7 @@ def test_train_step_updates_every_field():
     params = {"mu": jnp.array([0.5, -0.3])}
     state = init_train_state(jax.random.PRNGKey(0), params, opt, loss, batch)
     assert isinstance(state, TrainState) and int(state.step) == 0
-    step = jax.jit(make_train_step(loss, opt), donate_argnums=0)
+    step = jax.jit(make_train_step(loss, opt, guard=None), donate_argnums=0)
     keys = []
     for i in range(3):
         before = snapshot(state)
