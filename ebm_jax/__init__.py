@@ -87,6 +87,7 @@ from ebm_jax.train import (
     init_train_state,
     make_train_step,
     params_fingerprint,
+    setup_training,
 )
 
 __version__ = "0.1.0"
@@ -142,6 +143,7 @@ __all__ = [
     "run_chain",
     "run_chains",
     "samplers",
+    "setup_training",
     "sliced_score_matching",
     "train",
     "uniform_init",

@@ -92,6 +92,35 @@ def data_statistics(x: np.ndarray) -> DataStatistics:
     return DataStatistics(float(x.min()), float(x.max()), float(x.mean()), float(x.std()))
 
 
+NORMALIZATIONS = ("range", "robust", "none")
+
+
+def normalization(x: np.ndarray, method: str,
+                  value_range: Optional[tuple] = None) -> tuple[float, float]:
+    """``(center, half_width)`` that map ``x [N, ...]`` onto [-1, 1] by
+    ``(x - center) / half_width``.
+
+    ``"range"``: ``value_range`` (default: the measured minimum and maximum) onto [-1, 1];
+    ``"robust"``: the median +- 2 interquartile ranges (heavy-tailed values: the bulk fills
+    [-1, 1], outliers fall outside); ``"none"``: ``(0, 1)``, the identity.
+
+    Example::
+
+      >>> normalization(np.array([[0.0, 255.0], [51.0, 102.0]]), "range")
+      (127.5, 127.5)
+    """
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"data.normalize={method!r}: expected one of {list(NORMALIZATIONS)}")
+    if method == "none":
+        return 0.0, 1.0
+    values = np.asarray(x, np.float64).ravel()
+    if method == "range":
+        low, high = value_range if value_range is not None else (values.min(), values.max())
+        return float((low + high) / 2), float(max((high - low) / 2, 1e-12))
+    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    return float(median), float(max(2 * (q75 - q25), 1e-12))
+
+
 def load_file(path: str, *, target: Optional[str] = None, test_fraction: float = 0.2,
               seed: int = 0) -> FileData:
     """Read and check an ``.npz`` or ``.csv`` (see the module docstring).
@@ -293,5 +322,5 @@ def _split(x, y, test_fraction: float, seed: int, where: str) -> tuple:
     return x_train, y_train, x_test, y_test
 
 
-__all__ = ["DataFileError", "DataStatistics", "FILE_SUFFIXES", "FileData", "check_arrays",
-           "data_statistics", "is_data_file", "load_file"]
+__all__ = ["DataFileError", "DataStatistics", "FILE_SUFFIXES", "FileData", "NORMALIZATIONS",
+           "check_arrays", "data_statistics", "is_data_file", "load_file", "normalization"]

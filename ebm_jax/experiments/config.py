@@ -86,6 +86,11 @@ class DataConfig:
         None, lambda v: v is None or (len(v) == 2 and v[0] < v[1]),
         "none, or low,high with low < high")
     scale: Optional[float] = setting(None, *OPTIONAL_POSITIVE)
+    # the user's file: map its values onto [-1, 1], the scale every preset's sampler step,
+    # noise, clamp and chain restarts are tuned for: "range" maps value_range onto it,
+    # "robust" maps the median +- 2 interquartile ranges (heavy tails), "none" keeps the
+    # file's units (the clamp and restarts follow value_range; step and noise as set)
+    normalize: str = setting("range", *one_of("range", "robust", "none"))
     # semi-supervised: the share of training labels kept (stratified; the rest become -1)
     label_fraction: float = setting(1.0, lambda v: 0.0 < v <= 1.0, "a fraction in (0, 1]")
     # tfds datasets: where they are prepared (none: tfds's default), and the augmentation

@@ -27,7 +27,7 @@ from ebm_jax.data import Batches, DatasetNotPreparedError
 from ebm_jax.data.files import DataFileError
 from ebm_jax.experiments.build import Experiment, build, initial_state, num_train_examples
 from ebm_jax.experiments.config import Config, ConfigError, config_differences
-from ebm_jax.experiments.data import with_measured_data
+from ebm_jax.experiments.data import derived_settings, describe_derived, with_measured_data
 from ebm_jax.experiments.evaluation import (CURVE_PANELS, baseline_comparison, evaluate,
                                             quick_eval_fn, read_run_config)
 from ebm_jax.experiments.sampling import ReplayBufferConfig
@@ -136,6 +136,9 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
     checkpointer = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
     try:
         exp = build(config, num_devices=num_devices)
+        derived = describe_derived(config, exp.data)  # a user's file: what follows its scale
+        if derived:
+            print(f"ebm-jax: {derived}")
         n_train = num_train_examples(exp)
         if config.data.batch_size > n_train:
             raise ConfigError(f"data.batch_size={config.data.batch_size}: expected at most the "
@@ -167,6 +170,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
                        restart_batches=lambda step: global_batches(exp, mesh, step))
         train_seconds = time.perf_counter() - train_started
         summary = evaluate(exp, state, workdir=workdir)
+        summary.update(derived_settings(config, exp.data))
         summary.update(baseline_comparison(workdir, summary))  # JEM's ECE against softmax's
         if "calibration_warning" in summary:
             print(f"ebm-jax: warning: {summary['calibration_warning']}")

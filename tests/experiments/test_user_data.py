@@ -1,5 +1,6 @@
 """A run on the user's own file: `data.dataset=PATH`, checked before any compute, its measured
 range and scale written into the run's config."""
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,8 @@ from ebm_jax import cli
 from ebm_jax.experiments import make_config
 from ebm_jax.experiments.config import ConfigError
 from ebm_jax.data import VECTOR_OOD_SET_NAMES
-from ebm_jax.experiments.data import load_data, with_measured_data
+from ebm_jax.experiments.data import (derived_settings, describe_derived, load_data,
+                                      with_measured_data)
 from ebm_jax.experiments.evaluation import evaluate_run
 from tests.experiments.tiny import tiny_overrides
 
@@ -48,16 +50,36 @@ def test_measured_range_and_scale_are_recorded_and_drive_the_data_range(tmp_path
     measured = with_measured_data(config)
     low, high = measured.data.value_range
     data = load_data(measured)
-    assert low == pytest.approx(data.x_train.min(), abs=1e-5)
-    assert high == pytest.approx(data.x_train.max(), abs=1e-5)
-    assert measured.data.scale == pytest.approx(data.x_train.std(), rel=1e-4)
-    assert data.data_range == (low, high) and data.image_shape is None
+    x = np.load(config.data.dataset)["x_train"]
+    assert low == pytest.approx(x.min(), abs=1e-5) and high == pytest.approx(x.max(), abs=1e-5)
+    assert measured.data.scale == pytest.approx(x.std(), rel=1e-4)
+    # data.normalize=range (the default): the measured range is mapped onto [-1, 1]
+    assert data.data_range == (-1.0, 1.0) and data.image_shape is None
+    assert data.x_train.min() == pytest.approx(-1.0) and data.x_train.max() == pytest.approx(1.0)
+    assert data.normalization == pytest.approx(((low + high) / 2, (high - low) / 2))
     assert data.num_classes == 10 and data.x_train.shape == (100, 64)
+    derived = derived_settings(measured, data)  # step 1 and noise 0.01 act on [-1, 1]
+    assert derived["sampler_step_in_data_units"] == pytest.approx(((high - low) / 2) ** 2)
+    assert derived["sampler_noise_in_data_units"] == pytest.approx(0.01 * (high - low) / 2)
+    assert "mapped onto [-1, 1]" in describe_derived(measured, data)
     # a shipped dataset's config is left alone; a value set by the user is kept
     assert with_measured_data(make_config("jem_digits")) == make_config("jem_digits")
+    assert derived_settings(make_config("jem_digits"), load_data(make_config("jem_digits"))) == {}
     kept = with_measured_data(make_config("jem_digits", [
         f"data.dataset={config.data.dataset}", "data.value_range=-5,5"]))
-    assert kept.data.value_range == (-5.0, 5.0) and load_data(kept).data_range == (-5.0, 5.0)
+    assert kept.data.value_range == (-5.0, 5.0)
+    assert load_data(kept).x_train.max() == pytest.approx(high / 5.0, rel=1e-5)
+    # data.normalize=none keeps the file's units: the clamp and restarts follow its range
+    raw = load_data(dataclasses.replace(kept, data=dataclasses.replace(kept.data,
+                                                                       normalize="none")))
+    assert raw.data_range == (-5.0, 5.0) and raw.normalization is None
+    np.testing.assert_allclose(raw.x_train, data.x_train * (high - low) / 2 + (low + high) / 2,
+                               atol=1e-5)
+    # robust: the median +- 2 interquartile ranges onto [-1, 1]
+    robust = load_data(make_config("jem_digits", [f"data.dataset={config.data.dataset}",
+                                                  "data.normalize=robust"]))
+    q25, q50, q75 = np.percentile(raw.x_train, [25, 50, 75])
+    assert robust.normalization == pytest.approx((q50, 2 * (q75 - q25)), rel=1e-5)
 
 
 def test_cli_refuses_a_bad_file_with_one_line_before_any_compute(tmp_path, capsys):
