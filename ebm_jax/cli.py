@@ -8,6 +8,7 @@
     ebm-jax train --workdir runs/a --resume        # continue the run saved in runs/a
     ebm-jax train --devices 4                      # data parallel over 4 devices (default: all)
     ebm-jax evaluate runs/jem_digits               # report.json + figures, beside the baseline
+    ebm-jax doctor --config jem_digits --steps 300 # a pilot: exit 0 healthy, 3 a problem found
     ebm-jax presets                                # the named configs, by objective
     ebm-jax config cd_2d_rings --set objective.sampler.step_size=0.001   # the resolved config
 """
@@ -69,6 +70,20 @@ def _parser() -> argparse.ArgumentParser:
                           help="also classify the attacks after purification by the run's "
                                "sampler")
     evaluate.add_argument("--no-figures", action="store_true", help="write report.json only")
+    doctor = sub.add_parser(
+        "doctor", help="a short pilot of a config that diagnoses divergence and names the "
+                       "settings to change (exit 0: healthy, 3: a problem found)")
+    doctor.add_argument("--config", default=DEFAULT_PRESET,
+                        help=f"preset name or a JSON file (default: {DEFAULT_PRESET})")
+    _add_set_argument(doctor)
+    doctor.add_argument("--steps", type=int, default=None, metavar="N",
+                        help="pilot length in steps (default: 300)")
+    doctor.add_argument("--workdir", default=None,
+                        help="where the pilot runs and doctor.json go (default: a new "
+                             "temporary directory)")
+    doctor.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    doctor.add_argument("--devices", type=int, default=None, metavar="N",
+                        help="data-parallel over the first N devices (default: all)")
     sub.add_parser("presets", help="list the named configs, by objective")
     show = sub.add_parser("config", help="print the resolved config of a preset as JSON")
     show.add_argument("preset", nargs="?", default=DEFAULT_PRESET,
@@ -92,6 +107,24 @@ def _evaluate(args) -> int:
     print(f"report: {os.path.join(args.run_dir, 'evaluation', 'report.json')}"
           + (f" (baseline: {baseline_dir})" if baseline_dir else " (no baseline found)"))
     return 0
+
+
+def _doctor(args) -> int:
+    """``ebm-jax doctor``: the pilot's report; exit 0 when healthy, 3 when a rule fired."""
+    from ebm_jax.experiments.doctor import DEFAULT_STEPS, REPORT_FILE, pilot
+
+    config = make_config(args.config, args.overrides)
+    steps = DEFAULT_STEPS if args.steps is None else args.steps
+    report = pilot(config, steps, args.workdir, devices=args.devices,
+                   progress=not args.no_progress)
+    print(report.text())
+    if not report.healthy and report.suggested_overrides():
+        command = ["ebm-jax train", "--config", args.config]
+        for item in list(args.overrides) + report.suggested_overrides():
+            command += ["--set", item]
+        print("suggested: " + " ".join(command))
+    print(f"report: {os.path.join(report.workdir, REPORT_FILE)}")
+    return report.exit_code
 
 
 def _print_presets() -> int:
@@ -142,6 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "doctor":
+            return _doctor(args)
         config = train_config(args)
         workdir = args.workdir or f"runs/{config.name}"
         from ebm_jax.experiments.run import train  # imports jax: after the config is good

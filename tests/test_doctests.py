@@ -37,6 +37,7 @@ MODULES = [
     "ebm_jax.data.tfds_source",
     "ebm_jax.energies._base",
     "ebm_jax.experiments.config",
+    "ebm_jax.experiments.doctor",
     "ebm_jax.experiments.migration",
     "ebm_jax.experiments.objectives",
     "ebm_jax.experiments.objectives.cd",

@@ -11,7 +11,8 @@ The library below (energies, samplers, losses, train, ...) never imports this pa
 - :mod:`~ebm_jax.experiments.data`, :mod:`~ebm_jax.experiments.networks`,
   :mod:`~ebm_jax.experiments.sampling`, :mod:`~ebm_jax.experiments.build`: the pieces;
 - :mod:`~ebm_jax.experiments.run`: training into a run directory;
-- :mod:`~ebm_jax.experiments.evaluation`: the summary and ``ebm-jax evaluate``.
+- :mod:`~ebm_jax.experiments.evaluation`: the summary and ``ebm-jax evaluate``;
+- :mod:`~ebm_jax.experiments.doctor`: a short pilot run and its diagnoses, ``ebm-jax doctor``.
 
 Example::
 
@@ -25,6 +26,7 @@ from ebm_jax.experiments.config import (Config, ConfigError, DataConfig, GuardCo
                                         ObjectiveConfig, OptimizerConfig, RunConfig,
                                         config_differences, config_from_dict)
 from ebm_jax.experiments.data import Data, load_data
+from ebm_jax.experiments.doctor import PilotReport, pilot
 from ebm_jax.experiments.evaluation import evaluate, evaluate_run, load_run
 from ebm_jax.experiments.objectives import Objective, Pieces, get_objective, objective_kinds
 from ebm_jax.experiments.presets import (PRESETS, load_config_file, make_config,
@@ -33,7 +35,7 @@ from ebm_jax.experiments.run import train
 
 __all__ = ["Config", "ConfigError", "Data", "DataConfig", "Experiment", "GuardConfig",
            "ModelConfig", "Objective", "ObjectiveConfig", "OptimizerConfig", "PRESETS", "Pieces",
-           "RunConfig", "build", "config_differences", "config_from_dict", "evaluate",
-           "evaluate_run", "find_buffer", "get_objective", "initial_state", "load_config_file",
-           "load_data", "load_run", "make_config", "make_optimizer", "objective_kinds",
-           "presets_by_objective", "train"]
+           "PilotReport", "RunConfig", "build", "config_differences", "config_from_dict",
+           "evaluate", "evaluate_run", "find_buffer", "get_objective", "initial_state",
+           "load_config_file", "load_data", "load_run", "make_config", "make_optimizer",
+           "objective_kinds", "pilot", "presets_by_objective", "train"]
