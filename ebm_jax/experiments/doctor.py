@@ -509,7 +509,7 @@ def _divergence(windows, events, stopped, log_every) -> dict:
     for event in events:
         if event.get("event") in ("rollback", "stopped"):
             diverged += event.get("diverged_steps", 0)
-            for cause, n in event.get("causes", {}).items():
+            for cause, n in event.get("cause_steps", {}).items():
                 causes[cause] = causes.get(cause, 0) + n
     # Windows logged with diverged steps (a guard without rollback): the flag's mean over
     # the window's steps, at least one step each.

@@ -129,7 +129,8 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
         step); draw a new RNG key, scale the learning rate
         (when the optimizer was wrapped by :func:`~ebm_jax.train.with_lr_scale`), log
         a ``"event": "rollback"`` record naming the criteria that fired
-        (``causes``) and the first diverged step, and go on; past ``max_retries``
+        (``causes``; ``cause_steps``: how many steps each), the first diverged step
+        (``diverged_step``) and their number (``diverged_steps``), and go on; past ``max_retries``
         log ``"event": "stopped"`` and raise
         :class:`~ebm_jax.train.guard.TrainingDiverged`, whose message names the
         causes and what to change. ``rollback=None`` opts out.
@@ -172,6 +173,8 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
 class _Divergence(NamedTuple):
     causes: list  # the guard's criteria that fired in the window, sorted
     first_step: int  # the step count after the window's first diverged step
+    steps: int  # the window's diverged steps
+    cause_steps: dict  # {criterion: the window's steps where it fired}
 
 
 def _window_divergence(window: list[dict], last_step: int) -> Optional[_Divergence]:
@@ -183,9 +186,13 @@ def _window_divergence(window: list[dict], last_step: int) -> Optional[_Divergen
     hit = [i for i, m in enumerate(flags) if m["diverged"] > 0]
     if not hit:
         return None
-    causes = sorted({k.split("/", 1)[1] for m in flags for k, v in m.items()
-                     if k.startswith("diverged/") and v > 0})
-    return _Divergence(causes, last_step - len(window) + hit[0] + 1)
+    cause_steps: dict = {}
+    for m in flags:
+        for k, v in m.items():
+            if k.startswith("diverged/") and v > 0:
+                cause_steps[k.split("/", 1)[1]] = cause_steps.get(k.split("/", 1)[1], 0) + 1
+    return _Divergence(sorted(cause_steps), last_step - len(window) + hit[0] + 1, len(hit),
+                       dict(sorted(cause_steps.items())))
 
 
 def _advice(causes: list) -> str:
@@ -240,7 +247,8 @@ def _roll_back(state, step, last_good, rollback, retries, writer, bar, divergenc
     good = last_good.step()
     if retries > rollback.max_retries:
         writer.write({"step": step, "event": "stopped", "causes": causes,
-                      "diverged_step": divergence.first_step, "last_good_step": good})
+                      "diverged_step": divergence.first_step, "diverged_steps": divergence.steps,
+                      "cause_steps": divergence.cause_steps, "last_good_step": good})
         raise TrainingDiverged(
             f"training diverged at step {step} ({', '.join(causes) or 'diverged'}) after "
             f"{rollback.max_retries} rollbacks: stopped; {last_good.where()}; expected "
@@ -255,7 +263,8 @@ def _roll_back(state, step, last_good, rollback, retries, writer, bar, divergenc
         lr_scale = learning_rate_scale(restored.opt_state)
     writer.write({"step": step, "event": "rollback", "to_step": good, "retry": retries,
                   "lr_scale": lr_scale, "causes": causes,
-                  "diverged_step": divergence.first_step})
+                  "diverged_step": divergence.first_step, "diverged_steps": divergence.steps,
+                  "cause_steps": divergence.cause_steps})
     rate = (f", learning rate x{lr_scale:.3g}" if lr_scale is not None else
             ", learning rate kept: wrap the optimizer in with_lr_scale to lower it")
     bar.write(f"diverged at step {divergence.first_step} ({', '.join(causes)}): rolled back "

@@ -120,7 +120,8 @@ def test_rollbacks_and_sampler_failures_suggest_only_the_objectives_settings():
     flat = _windows(energy_data=lambda i: -1.0, energy_sample=lambda i: -1.2,
                     nonfinite_steps=lambda i: 0.0, sample_grad_norm=lambda i: 0.5)
     events = [{"step": 40, "event": "rollback", "to_step": 0, "retry": 1, "lr_scale": 0.5,
-               "diverged_steps": 3, "causes": {"sampler": 3, "nonfinite": 1}}]
+               "diverged_steps": 3, "causes": ["nonfinite", "sampler"],
+               "cause_steps": {"sampler": 3, "nonfinite": 1}}]
     stopped = "training diverged at step 60 after 3 rollbacks: stopped"
     expected = {
         # CD: an energy penalty, the rate, and a clip inside the SGLD chains
