@@ -525,7 +525,9 @@ def baseline_comparison(run_dir: str, summary: dict) -> dict:
         out["calibration_warning"] = (
             f"ECE {summary['ece']:.4f} is worse than the softmax baseline's {other['ece']:.4f} "
             f"({baseline}) by more than {ECE_SLACK}: this run is less calibrated than a plain "
-            "classifier of the same network")
+            "classifier of the same network (where its confidence is below its accuracy, a "
+            "temperature fitted on held-out logits, ebm_jax.metrics.fit_temperature, restores "
+            "it; see the README, 'JEM calibration on signals and other user data')")
     return out
 
 

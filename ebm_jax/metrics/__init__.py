@@ -6,6 +6,7 @@ from ebm_jax.metrics.classification import (
     calibration_bins,
     classification_report,
     expected_calibration_error,
+    fit_temperature,
     negative_log_likelihood,
 )
 from ebm_jax.metrics.likelihood import grid_points, kl_by_quadrature
@@ -34,7 +35,7 @@ from ebm_jax.metrics.samples import classifier_sample_quality, fit_reference_cla
 
 __all__ = ["AISResult", "KIDResult", "accuracy", "ais_betas", "ais_log_z", "aupr", "auroc", "calibration_bins", "classification_report",
            "classifier_sample_quality", "expected_calibration_error", "fit_reference_classifier",
-           "extract_features", "fid", "frechet_distance",
+           "extract_features", "fid", "fit_temperature", "frechet_distance",
            "frechet_distance_from_statistics", "gaussian_statistics", "grad_norm_score",
            "kernel_mmd", "kid", "grid_points", "kl_by_quadrature", "log_px_score",
            "max_softmax_score", "mmd", "negative_log_likelihood", "ood_report", "pgd_attack",

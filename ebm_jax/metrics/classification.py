@@ -118,6 +118,46 @@ def expected_calibration_error(probs: jax.Array, labels: jax.Array, num_bins: in
     return jnp.sum(counts * jnp.abs(acc - conf)) / jnp.shape(probs)[0]
 
 
+def fit_temperature(logits: jax.Array, labels: jax.Array, *, low: float = 1e-2,
+                    high: float = 1e2, num: int = 121) -> jax.Array:
+    """Temperature scaling (Guo et al. 2017): the ``T`` that minimises the NLL of
+    ``softmax(logits / T)`` on held-out ``logits [N, K]`` and ``labels [N]``.
+
+    Searched on a grid of ``num`` values of ``log T`` over ``[low, high]``, then on a grid of
+    ``num`` values between the best point's neighbours (relative precision about
+    ``(high / low) ** (2 / num**2)``, 0.1% by default); memory is one ``[N, K]`` at a time.
+    ``T < 1`` sharpens an underconfident classifier, ``T > 1`` softens an overconfident one;
+    accuracy does not change. Fit it on data the classifier did not train on (a validation
+    split), and divide the test logits by it.
+
+    Example::
+
+      >>> logits = 0.2 * jnp.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
+      >>> labels = jnp.array([0, 1, 0, 1])     # always right, yet only 69% confident
+      >>> float(fit_temperature(logits, labels)) < 0.05     # sharpen (to the grid's edge)
+      True
+    """
+    logits, labels = _check_labels(logits, labels)
+    if not 0 < low < high:
+        raise ValueError(f"low={low}, high={high}: expected 0 < low < high")
+    check_int("num", num)
+    if num < 3:
+        raise ValueError(f"num={num}: expected at least 3 grid points")
+    logits = logits.astype(jnp.float32)
+
+    def nll(log_t):
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+            logits / jnp.exp(log_t), labels))
+
+    def best(grid):
+        return jnp.argmin(jax.lax.map(nll, grid))
+
+    coarse = jnp.linspace(jnp.log(low), jnp.log(high), num)
+    i = best(coarse)
+    fine = jnp.linspace(coarse[jnp.maximum(i - 1, 0)], coarse[jnp.minimum(i + 1, num - 1)], num)
+    return jnp.exp(fine[best(fine)])
+
+
 def classification_report(logits: jax.Array, labels: jax.Array, num_bins: int = 15) -> dict:
     """Accuracy, NLL and ECE of ``logits [N, K]`` as Python floats.
 

@@ -41,6 +41,20 @@ def test_ece_is_zero_for_a_perfectly_calibrated_predictor_and_large_for_an_overc
     assert float(metrics.expected_calibration_error(probs, labels)) == pytest.approx(0.49, abs=1e-5)
 
 
+def test_fit_temperature_recovers_the_temperature_of_the_labels_and_fixes_ece():
+    # Labels drawn from softmax(z / 0.4): the logits z are underconfident by a factor 2.5.
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(4000, 10)).astype(np.float32)
+    p = np.asarray(jax.nn.softmax(jnp.asarray(z / 0.4)), np.float64)
+    labels = jnp.asarray((p.cumsum(-1) > rng.random((4000, 1))).argmax(-1))
+    t = float(metrics.fit_temperature(jnp.asarray(z), labels))
+    assert t == pytest.approx(0.4, rel=0.08)
+    ece = lambda logits: float(metrics.expected_calibration_error(jax.nn.softmax(logits), labels))
+    assert ece(jnp.asarray(z / t)) < 0.03 < 0.2 < ece(jnp.asarray(z))
+    with pytest.raises(ValueError, match="expected 0 < low < high"):
+        metrics.fit_temperature(jnp.asarray(z), labels, low=2.0, high=1.0)
+
+
 @pytest.mark.slow
 def test_accuracy_and_nll():
     logits = jnp.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
