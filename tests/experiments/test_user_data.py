@@ -107,6 +107,7 @@ def test_a_tiny_jem_trains_on_a_signal_file_and_resumes_with_the_same_arguments(
     with open(f"{workdir}/summary.json") as f:
         summary = json.load(f)
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["steps"] == 4
+    assert summary["data_half_width"] == pytest.approx(1.0, abs=1e-5)  # the file is in [-1, 1]
     assert (tmp_path / "run" / "samples.png").stat().st_size > 1000  # signals drawn as lines
     # the same arguments continue the run: the recorded measurements match a new measurement
     assert cli.main(args + ["--set", "run.num_steps=6", "--resume"]) == 0
