@@ -92,33 +92,76 @@ def data_statistics(x: np.ndarray) -> DataStatistics:
     return DataStatistics(float(x.min()), float(x.max()), float(x.mean()), float(x.std()))
 
 
-NORMALIZATIONS = ("range", "robust", "none")
+NORMALIZATIONS = ("auto", "standard", "robust", "range", "none")
+HEAVY_TAIL_RATIO = 3.0  # std / (IQR / 1.349) above this: heavy tails ("auto" -> "robust")
+ROBUST_BOX = (0.5, 99.5)  # "robust": the sampler's box spans these percentiles
 
 
-def normalization(x: np.ndarray, method: str,
-                  value_range: Optional[tuple] = None) -> tuple[float, float]:
-    """``(center, half_width)`` that map ``x [N, ...]`` onto [-1, 1] by
-    ``(x - center) / half_width``.
+class Normalization(NamedTuple):
+    """The map ``(x - center) / scale`` that brings a user's values to the scale the presets
+    are tuned for, and the box ``[low, high]`` (normalised units) that the sampler's clamp and
+    chain restarts cover.
 
-    ``"range"``: ``value_range`` (default: the measured minimum and maximum) onto [-1, 1];
-    ``"robust"``: the median +- 2 interquartile ranges (heavy-tailed values: the bulk fills
-    [-1, 1], outliers fall outside); ``"none"``: ``(0, 1)``, the identity.
+    Attributes:
+      method: ``"standard"``, ``"robust"``, ``"range"`` or ``"none"`` (``"auto"`` resolved).
+      center, scale: the map.
+      low, high: the box.
+    """
+
+    method: str
+    center: float
+    scale: float
+    low: float
+    high: float
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """``(x - center) / scale`` as float32."""
+        return ((np.asarray(x, np.float32) - np.float32(self.center))
+                / np.float32(self.scale))
+
+
+def normalization(x: np.ndarray, method: str = "auto",
+                  value_range: Optional[tuple] = None) -> Normalization:
+    """The :class:`Normalization` of training values ``x [N, ...]`` (over every value).
+
+    - ``"standard"``: zero mean, unit standard deviation; the box is the data's range (or
+      ``value_range``), mapped.
+    - ``"robust"``: the median and the interquartile range / 1.349 (the standard deviation of
+      a Gaussian with that IQR): heavy tails leave the bulk at unit scale; the box spans the
+      0.5th to 99.5th percentiles, so chains do not restart among the outliers.
+    - ``"auto"``: ``"robust"`` when the tails are heavy (std over IQR/1.349 above
+      :data:`HEAVY_TAIL_RATIO`), else ``"standard"``.
+    - ``"range"``: the range (or ``value_range``) onto [-1, 1].
+    - ``"none"``: the identity; the box is the range.
 
     Example::
 
-      >>> normalization(np.array([[0.0, 255.0], [51.0, 102.0]]), "range")
-      (127.5, 127.5)
+      >>> n = normalization(np.array([[0.0, 255.0], [51.0, 102.0]]), "range")
+      >>> n.center, n.scale, n.low, n.high
+      (127.5, 127.5, -1.0, 1.0)
     """
     if method not in NORMALIZATIONS:
         raise ValueError(f"data.normalize={method!r}: expected one of {list(NORMALIZATIONS)}")
-    if method == "none":
-        return 0.0, 1.0
     values = np.asarray(x, np.float64).ravel()
-    if method == "range":
-        low, high = value_range if value_range is not None else (values.min(), values.max())
-        return float((low + high) / 2), float(max((high - low) / 2, 1e-12))
+    low, high = value_range if value_range is not None else (values.min(), values.max())
+    low, high = float(low), float(high)
     q25, median, q75 = np.percentile(values, [25, 50, 75])
-    return float(median), float(max(2 * (q75 - q25), 1e-12))
+    robust_std = max((q75 - q25) / 1.349, 1e-12)
+    std = max(float(values.std()), 1e-12)
+    if method == "auto":
+        method = "robust" if std > HEAVY_TAIL_RATIO * robust_std else "standard"
+    if method == "none":
+        return Normalization("none", 0.0, 1.0, low, high)
+    if method == "range":
+        return Normalization("range", (low + high) / 2, max((high - low) / 2, 1e-12), -1.0, 1.0)
+    if method == "standard":
+        center, scale = float(values.mean()), std
+        return Normalization("standard", center, scale, (low - center) / scale,
+                             (high - center) / scale)
+    box_low, box_high = np.percentile(values, ROBUST_BOX)
+    center, scale = float(median), float(robust_std)
+    return Normalization("robust", center, scale, float((box_low - center) / scale),
+                         float((box_high - center) / scale))
 
 
 def load_file(path: str, *, target: Optional[str] = None, test_fraction: float = 0.2,
@@ -322,5 +365,5 @@ def _split(x, y, test_fraction: float, seed: int, where: str) -> tuple:
     return x_train, y_train, x_test, y_test
 
 
-__all__ = ["DataFileError", "DataStatistics", "FILE_SUFFIXES", "FileData", "NORMALIZATIONS",
-           "check_arrays", "data_statistics", "is_data_file", "load_file", "normalization"]
+__all__ = ["DataFileError", "DataStatistics", "FILE_SUFFIXES", "FileData", "HEAVY_TAIL_RATIO",
+           "NORMALIZATIONS", "Normalization", "ROBUST_BOX", "check_arrays", "data_statistics", "is_data_file", "load_file", "normalization"]

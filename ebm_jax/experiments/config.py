@@ -86,11 +86,12 @@ class DataConfig:
         None, lambda v: v is None or (len(v) == 2 and v[0] < v[1]),
         "none, or low,high with low < high")
     scale: Optional[float] = setting(None, *OPTIONAL_POSITIVE)
-    # the user's file: map its values onto [-1, 1], the scale every preset's sampler step,
-    # noise, clamp and chain restarts are tuned for: "range" maps value_range onto it,
-    # "robust" maps the median +- 2 interquartile ranges (heavy tails), "none" keeps the
-    # file's units (the clamp and restarts follow value_range; step and noise as set)
-    normalize: str = setting("range", *one_of("range", "robust", "none"))
+    # the user's file: bring its values to the scale the presets' sampler step and noise are
+    # tuned for (ebm_jax.data.files.normalization): "standard" (unit variance), "robust"
+    # (median and IQR, for heavy tails; the sampler's box spans the central 99%), "auto"
+    # (robust when the tails are heavy, else standard), "range" (onto [-1, 1]), or "none"
+    # (the file's units); the sampler's clamp and chain restarts cover the mapped box
+    normalize: str = setting("auto", *one_of("auto", "standard", "robust", "range", "none"))
     # semi-supervised: the share of training labels kept (stratified; the rest become -1)
     label_fraction: float = setting(1.0, lambda v: 0.0 < v <= 1.0, "a fraction in (0, 1]")
     # tfds datasets: where they are prepared (none: tfds's default), and the augmentation

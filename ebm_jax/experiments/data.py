@@ -18,7 +18,8 @@ import jax
 import numpy as np
 
 from ebm_jax.data import load_digits
-from ebm_jax.data.files import data_statistics, is_data_file, load_file, normalization
+from ebm_jax.data.files import (Normalization, data_statistics, is_data_file, load_file,
+                                normalization)
 from ebm_jax.experiments.config import TFDS_NAMES, Config, validate
 from ebm_jax.experiments.objectives import objective_of
 
@@ -52,9 +53,9 @@ class Data(NamedTuple):
     # signals and sequences of a user's file, ``(L, C)``: what a "conv" model convolves
     # along (1-D); None for images (``image_shape``) and the shipped data
     signal_shape: Optional[tuple] = None
-    # a user's file: (center, half_width) of the map (x - center) / half_width that brought
-    # its values to the presets' scale (data.normalize); None: the file's own units
-    normalization: Optional[tuple] = None
+    # a user's file: the map (x - center) / scale that brought its values to the presets'
+    # scale (data.normalize; ebm_jax.data.files.Normalization); None for the shipped data
+    normalization: Optional[Normalization] = None
 
 
 def load_tfds_data(config: Config) -> Data:
@@ -86,54 +87,47 @@ def _read_file(config: Config):
 
 
 def load_file_data(config: Config) -> Data:
-    """The user's ``.npz`` or ``.csv`` (checked; see :mod:`ebm_jax.data.files`), mapped onto
-    [-1, 1] by ``data.normalize`` (default ``"range"``: ``data.value_range`` onto [-1, 1]), the
-    scale every preset's sampler settings are tuned for.
+    """The user's ``.npz`` or ``.csv`` (checked; see :mod:`ebm_jax.data.files`), brought to
+    the scale the presets' sampler settings are tuned for by ``data.normalize`` (default
+    ``"auto"``: unit variance, or the median and IQR for heavy tails; see
+    :func:`~ebm_jax.data.files.normalization`). The data range (the sampler's clamp and
+    chain restarts) is the normalised box: the data's range (``data.value_range`` when set),
+    or its central 99% for heavy tails.
 
     Examples of rank 3 (``[H, W, C]``) are images; of rank 2 (``[L, C]``) or 1 (``[L]``, one
     channel) signals, which a "conv" model convolves along ``L``; an MLP flattens any shape.
-    With ``data.normalize=none`` the data keep their units and the data range is
-    ``data.value_range`` when set (see :func:`with_measured_data`), else the training set's
-    measured minimum and maximum.
     """
     f = _read_file(config)
-    data_range = config.data.value_range
-    if data_range is None:
-        stats = data_statistics(f.x_train)
-        data_range = (stats.low, stats.high)
-    data_range = tuple(float(v) for v in data_range)
-    x_train, x_test, norm = f.x_train, f.x_test, None
-    if config.data.normalize != "none":
-        center, half = normalization(f.x_train, config.data.normalize, data_range)
-        x_train, x_test = ((np.asarray(x, np.float32) - np.float32(center)) / np.float32(half)
-                           for x in (f.x_train, f.x_test))
-        data_range, norm = (-1.0, 1.0), (center, half)
+    norm = normalization(f.x_train, config.data.normalize, config.data.value_range)
+    x_train, x_test = norm.apply(f.x_train), norm.apply(f.x_test)
     example = tuple(x_train.shape[1:])
     image_shape = example if len(example) == 3 else None
     signal_shape = {1: example + (1,), 2: example}.get(len(example))
     x_train, y_train = _keep_labelled_share(config, x_train, f.y_train)
-    return Data(x_train, y_train, x_test, f.y_test, data_range, image_shape, f.num_classes,
-                None, signal_shape=signal_shape, normalization=norm)
+    return Data(x_train, y_train, x_test, f.y_test, (norm.low, norm.high), image_shape,
+                f.num_classes, None, signal_shape=signal_shape, normalization=norm)
 
 
 def derived_settings(config: Config, data: Data) -> dict:
-    """What a run on the user's file derived from the data, for its log and summary:
-    ``{}`` for a shipped dataset or ``data.normalize=none``.
+    """What a run on the user's file derived from the data, for its log and summary
+    (``{}`` for a shipped dataset).
 
-    Keys: ``data_center``, ``data_half_width`` (the map ``(x - center) / half_width``
-    onto [-1, 1]) and, for a Langevin sampler, ``sampler_step_in_data_units`` and
-    ``sampler_noise_in_data_units``: the preset's step and noise act on [-1, 1], which is
-    a step ``step * half_width**2`` and a noise ``noise * half_width`` in the file's units.
+    Keys: ``data_normalize`` (the method, ``"auto"`` resolved), ``data_center`` and
+    ``data_scale`` (the map ``(x - center) / scale``), ``sampler_box`` (the clamp and
+    restart box, normalised units) and, for a Langevin sampler, ``sampler_step_in_data_units``
+    and ``sampler_noise_in_data_units``: the preset's step and noise act on the normalised
+    values, which is a step ``step * scale**2`` and a noise ``noise * scale`` in the file's.
     """
-    if data.normalization is None:
+    norm = data.normalization
+    if norm is None:
         return {}
-    center, half = data.normalization
-    out = {"data_center": center, "data_half_width": half}
+    out = {"data_normalize": norm.method, "data_center": norm.center, "data_scale": norm.scale,
+           "sampler_box": [norm.low, norm.high]}
     sampler = getattr(config.objective, "sampler", None)
     if sampler is not None and hasattr(sampler, "step_size"):
-        out["sampler_step_in_data_units"] = sampler.step_size * half ** 2
+        out["sampler_step_in_data_units"] = sampler.step_size * norm.scale ** 2
         if sampler.noise_scale is not None:
-            out["sampler_noise_in_data_units"] = sampler.noise_scale * half
+            out["sampler_noise_in_data_units"] = sampler.noise_scale * norm.scale
     return out
 
 
@@ -143,12 +137,12 @@ def describe_derived(config: Config, data: Data) -> Optional[str]:
     derived = derived_settings(config, data)
     if not derived:
         return None
+    norm = data.normalization
     low, high = config.data.value_range or (float("nan"), float("nan"))
-    center, half = derived["data_center"], derived["data_half_width"]
-    line = (f"data.normalize={config.data.normalize}: the file's values (range [{low:.4g}, "
-            f"{high:.4g}], scale {config.data.scale or float('nan'):.4g}) are mapped onto "
-            f"[-1, 1] by (x - {center:.4g}) / {half:.4g}; the sampler's clamp and chain "
-            "restarts cover [-1, 1]")
+    line = (f"data.normalize={config.data.normalize} ({norm.method}): the file's values "
+            f"(range [{low:.4g}, {high:.4g}], std {config.data.scale or float('nan'):.4g}) "
+            f"are mapped by (x - {norm.center:.4g}) / {norm.scale:.4g}; the sampler's clamp "
+            f"and chain restarts cover [{norm.low:.4g}, {norm.high:.4g}]")
     if "sampler_step_in_data_units" in derived:
         sampler = config.objective.sampler
         line += (f", and its step_size={sampler.step_size:g}, noise_scale="
@@ -156,7 +150,7 @@ def describe_derived(config: Config, data: Data) -> Optional[str]:
                  f"{derived['sampler_step_in_data_units']:.4g}"
                  + (f", noise {derived['sampler_noise_in_data_units']:.4g}"
                     if "sampler_noise_in_data_units" in derived else "") + ")")
-    return line + "; data.normalize=none keeps the file's units"
+    return line
 
 
 def with_measured_data(config: Config) -> Config:

@@ -53,33 +53,58 @@ def test_measured_range_and_scale_are_recorded_and_drive_the_data_range(tmp_path
     x = np.load(config.data.dataset)["x_train"]
     assert low == pytest.approx(x.min(), abs=1e-5) and high == pytest.approx(x.max(), abs=1e-5)
     assert measured.data.scale == pytest.approx(x.std(), rel=1e-4)
-    # data.normalize=range (the default): the measured range is mapped onto [-1, 1]
-    assert data.data_range == (-1.0, 1.0) and data.image_shape is None
-    assert data.x_train.min() == pytest.approx(-1.0) and data.x_train.max() == pytest.approx(1.0)
-    assert data.normalization == pytest.approx(((low + high) / 2, (high - low) / 2))
-    assert data.num_classes == 10 and data.x_train.shape == (100, 64)
-    derived = derived_settings(measured, data)  # step 1 and noise 0.01 act on [-1, 1]
-    assert derived["sampler_step_in_data_units"] == pytest.approx(((high - low) / 2) ** 2)
-    assert derived["sampler_noise_in_data_units"] == pytest.approx(0.01 * (high - low) / 2)
-    assert "mapped onto [-1, 1]" in describe_derived(measured, data)
+    # data.normalize=auto (the default): light tails, so unit variance; the sampler's box is
+    # the measured range, mapped
+    norm = data.normalization
+    assert norm.method == "standard"
+    assert data.x_train.mean() == pytest.approx(0.0, abs=1e-5)
+    assert data.x_train.std() == pytest.approx(1.0, rel=1e-4)
+    assert data.data_range == pytest.approx(((low - x.mean()) / x.std(),
+                                             (high - x.mean()) / x.std()), rel=1e-4)
+    assert data.image_shape is None and data.num_classes == 10
+    assert data.x_train.shape == (100, 64)
+    derived = derived_settings(measured, data)  # step 1 and noise 0.01 act on unit variance
+    assert derived["sampler_step_in_data_units"] == pytest.approx(x.std() ** 2, rel=1e-4)
+    assert derived["sampler_noise_in_data_units"] == pytest.approx(0.01 * x.std(), rel=1e-4)
+    assert "are mapped by" in describe_derived(measured, data)
     # a shipped dataset's config is left alone; a value set by the user is kept
     assert with_measured_data(make_config("jem_digits")) == make_config("jem_digits")
     assert derived_settings(make_config("jem_digits"), load_data(make_config("jem_digits"))) == {}
     kept = with_measured_data(make_config("jem_digits", [
         f"data.dataset={config.data.dataset}", "data.value_range=-5,5"]))
     assert kept.data.value_range == (-5.0, 5.0)
-    assert load_data(kept).x_train.max() == pytest.approx(high / 5.0, rel=1e-5)
-    # data.normalize=none keeps the file's units: the clamp and restarts follow its range
-    raw = load_data(dataclasses.replace(kept, data=dataclasses.replace(kept.data,
-                                                                       normalize="none")))
-    assert raw.data_range == (-5.0, 5.0) and raw.normalization is None
-    np.testing.assert_allclose(raw.x_train, data.x_train * (high - low) / 2 + (low + high) / 2,
-                               atol=1e-5)
-    # robust: the median +- 2 interquartile ranges onto [-1, 1]
-    robust = load_data(make_config("jem_digits", [f"data.dataset={config.data.dataset}",
-                                                  "data.normalize=robust"]))
-    q25, q50, q75 = np.percentile(raw.x_train, [25, 50, 75])
-    assert robust.normalization == pytest.approx((q50, 2 * (q75 - q25)), rel=1e-5)
+    assert load_data(kept).data_range[1] == pytest.approx((5 - x.mean()) / x.std(), rel=1e-4)
+
+    def loaded(method):
+        return load_data(dataclasses.replace(kept, data=dataclasses.replace(
+            kept.data, normalize=method)))
+
+    # range: the value range onto [-1, 1]; none: the file's units, the box its range
+    assert loaded("range").data_range == (-1.0, 1.0)
+    np.testing.assert_allclose(loaded("range").x_train, x / 5.0, rtol=1e-5, atol=1e-6)
+    raw = loaded("none")
+    assert raw.data_range == (-5.0, 5.0)
+    np.testing.assert_allclose(raw.x_train, x, atol=1e-6)
+
+
+def test_heavy_tails_are_scaled_by_their_bulk_and_the_box_leaves_the_outliers_out():
+    from ebm_jax.data import procedural
+    from ebm_jax.data.files import normalization
+
+    x = procedural.heavy_tailed_table(0).x_train  # Student-t, dof 2.5: std 61, bulk ~1
+    auto = normalization(x)
+    q25, q50, q75 = np.percentile(x, [25, 50, 75])
+    assert auto.method == "robust"
+    assert auto.center == pytest.approx(q50) and auto.scale == pytest.approx((q75 - q25) / 1.349)
+    mapped = auto.apply(x)
+    inside = np.mean((mapped >= auto.low) & (mapped <= auto.high))
+    assert inside == pytest.approx(0.99, abs=0.002)  # the central 99%
+    assert np.percentile(np.abs(mapped), 50) < 1.0  # the bulk at unit scale
+    # "standard" on the same data would leave the bulk far below unit scale
+    assert np.percentile(np.abs(normalization(x, "standard").apply(x)), 50) < 0.05
+    # light tails: auto is standard
+    rng = np.random.default_rng(0)
+    assert normalization(rng.normal(3.0, 2.0, (500, 4))).method == "standard"
 
 
 def test_cli_refuses_a_bad_file_with_one_line_before_any_compute(tmp_path, capsys):
@@ -107,7 +132,7 @@ def test_a_tiny_jem_trains_on_a_signal_file_and_resumes_with_the_same_arguments(
     with open(f"{workdir}/summary.json") as f:
         summary = json.load(f)
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["steps"] == 4
-    assert summary["data_half_width"] == pytest.approx(1.0, abs=1e-5)  # the file is in [-1, 1]
+    assert summary["data_normalize"] == "standard" and summary["data_scale"] > 0
     assert (tmp_path / "run" / "samples.png").stat().st_size > 1000  # signals drawn as lines
     # the same arguments continue the run: the recorded measurements match a new measurement
     assert cli.main(args + ["--set", "run.num_steps=6", "--resume"]) == 0
