@@ -19,7 +19,7 @@ class Ranking(NamedTuple):
 
     Attributes:
       order: ``int32 [M]``, candidate indices from the most compatible (lowest energy) to
-        the least; ties keep the candidates' order.
+        the least; ties keep the candidates' order, NaN energies come last.
       energies: ``[M]``, each candidate's energy in the order given (``energies[order]`` is
         ascending).
     """

@@ -35,11 +35,12 @@ def test_picks_the_deeper_well_and_beats_a_random_pick():
 
 
 def test_an_array_of_starts_and_noise_keys():
-    starts = jnp.array([1.5, 0.8, -0.3, 2.0])
+    starts = jnp.array([1.5, 0.8, jnp.nan, -0.3, 2.0])   # a NaN start is never picked
     out = jax.jit(lambda key: best_of_n(key, double_well, None, None, starts, num_steps=150,
                                         step_size=0.05))(jax.random.key(1))
-    np.testing.assert_allclose(out.results.y, [0.96, 0.96, DEEP, 0.96], atol=0.01)
-    assert int(out.index) == 2
+    np.testing.assert_allclose(out.results.y, [0.96, 0.96, np.nan, DEEP, 0.96], atol=0.01)
+    assert int(out.index) == 3 and abs(float(out.y) - DEEP) < 1e-3
+    starts = starts[jnp.array([0, 1, 3, 4])]
     noisy = jax.jit(lambda key: best_of_n(key, double_well, None, None, starts, 4,
                                           num_steps=20, step_size=0.05, noise_scale=0.05))
     a, b = noisy(jax.random.key(1)), noisy(jax.random.key(2))
