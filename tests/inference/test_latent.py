@@ -7,6 +7,8 @@ import pytest
 
 from ebm_jax.inference import latent_outputs, minimize_latent
 
+pytestmark = pytest.mark.fast_compile  # small programs: mostly compilation
+
 
 def two_answers(p, x, y, z):
     """E(x, y, z) = |y - z|^2 + (z^2 - 1)^2: minima at y = z = +1 and y = z = -1."""

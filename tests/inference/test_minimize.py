@@ -7,6 +7,8 @@ import pytest
 
 from ebm_jax.inference import minimize
 
+pytestmark = pytest.mark.fast_compile  # small programs: mostly compilation
+
 A = jnp.array([[2.0, 0.5], [-1.0, 1.0]])
 X = jnp.array([1.0, -2.0])
 Y0 = jnp.array([0.5, 3.0])

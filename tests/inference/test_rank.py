@@ -7,6 +7,8 @@ import pytest
 
 from ebm_jax.inference import more_compatible, rank
 
+pytestmark = pytest.mark.fast_compile  # small programs: mostly compilation
+
 A = jnp.array([[1.0, 2.0], [0.0, -1.0]])
 
 
@@ -16,10 +18,10 @@ def gaussian(a, x, y):
 
 
 def test_orders_candidates_by_distance_for_each_input():
-    xs = jax.random.normal(jax.random.key(0), (3, 2))
-    candidates = jax.random.normal(jax.random.key(1), (3, 20, 2)) * 3.0
+    rng = np.random.default_rng(0)
+    xs, candidates = rng.normal(size=(3, 2)), rng.normal(size=(3, 20, 2)) * 3.0
     ranking = jax.jit(jax.vmap(lambda x, c: rank(gaussian, A, x, c)))(xs, candidates)
-    distance = np.linalg.norm(np.asarray(candidates) - np.asarray(xs @ A.T)[:, None], axis=-1)
+    distance = np.linalg.norm(candidates - (xs @ np.asarray(A).T)[:, None], axis=-1)
     np.testing.assert_array_equal(ranking.order, np.argsort(distance, axis=-1))
     np.testing.assert_allclose(ranking.energies, 0.5 * distance ** 2, rtol=1e-5)
     assert ranking.order.dtype == jnp.int32
@@ -30,10 +32,15 @@ def test_orders_candidates_by_distance_for_each_input():
 def test_ties_keep_the_given_order_and_a_pair_compares_by_energy():
     x = jnp.array([1.0, 0.0])                                # A x = (1, 0)
     near, far = jnp.array([1.0, 0.5]), jnp.array([3.0, 0.0])
-    assert rank(gaussian, A, x, jnp.stack([far, near, near])).order.tolist() == [1, 2, 0]
-    assert bool(more_compatible(gaussian, A, x, near, far))
-    assert not bool(more_compatible(gaussian, A, x, far, near))
-    assert not bool(more_compatible(gaussian, A, x, near, near))
+
+    @jax.jit
+    def both(x, near, far):
+        pairs = [more_compatible(gaussian, A, x, a, b)
+                 for a, b in [(near, far), (far, near), (near, near)]]
+        return rank(gaussian, A, x, jnp.stack([far, near, near])).order, jnp.stack(pairs)
+
+    order, pairs = both(x, near, far)
+    assert order.tolist() == [1, 2, 0] and pairs.tolist() == [True, False, False]
 
 
 def unsummed(a, x, y):
