@@ -10,7 +10,8 @@ for ``num_steps`` steps from a given start ``y0``, one ``lax.scan``. Everything 
 per example: batch over inputs (or starts) with ``jax.vmap``, compile with ``jax.jit``, and
 differentiate through the whole descent with ``jax.grad`` (with respect to ``params``, ``x``,
 ``y0`` or a traced ``step_size``: a learned step size, or the energy-based-transformer
-style of training through the inference).
+style of training through the inference). Call it inside ``jax.jit``: eagerly, each call
+traces and compiles its scan anew.
 """
 from __future__ import annotations
 
