@@ -106,6 +106,7 @@ class Normalization(NamedTuple):
       method: ``"standard"``, ``"robust"``, ``"range"`` or ``"none"`` (``"auto"`` resolved).
       center, scale: the map.
       low, high: the box.
+      clip: values outside the box are clipped to it (``"robust"``: winsorised outliers).
     """
 
     method: str
@@ -113,11 +114,13 @@ class Normalization(NamedTuple):
     scale: float
     low: float
     high: float
+    clip: bool = False
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """``(x - center) / scale`` as float32."""
-        return ((np.asarray(x, np.float32) - np.float32(self.center))
-                / np.float32(self.scale))
+        """``(x - center) / scale`` as float32, clipped to the box when ``clip`` (robust)."""
+        mapped = ((np.asarray(x, np.float32) - np.float32(self.center))
+                  / np.float32(self.scale))
+        return np.clip(mapped, self.low, self.high) if self.clip else mapped
 
 
 def normalization(x: np.ndarray, method: str = "auto",
@@ -128,7 +131,8 @@ def normalization(x: np.ndarray, method: str = "auto",
       ``value_range``), mapped.
     - ``"robust"``: the median and the interquartile range / 1.349 (the standard deviation of
       a Gaussian with that IQR): heavy tails leave the bulk at unit scale; the box spans the
-      0.5th to 99.5th percentiles, so chains do not restart among the outliers.
+      0.5th to 99.5th percentiles, and values beyond it are clipped to it (winsorised), so
+      neither the network nor the chains meet values thousands of units out.
     - ``"auto"``: ``"robust"`` when the tails are heavy (std over IQR/1.349 above
       :data:`HEAVY_TAIL_RATIO`), else ``"standard"``.
     - ``"range"``: the range (or ``value_range``) onto [-1, 1].
@@ -161,7 +165,7 @@ def normalization(x: np.ndarray, method: str = "auto",
     box_low, box_high = np.percentile(values, ROBUST_BOX)
     center, scale = float(median), float(robust_std)
     return Normalization("robust", center, scale, float((box_low - center) / scale),
-                         float((box_high - center) / scale))
+                         float((box_high - center) / scale), clip=True)
 
 
 def load_file(path: str, *, target: Optional[str] = None, test_fraction: float = 0.2,
