@@ -35,7 +35,7 @@ def test_onset_is_the_first_window_past_10x_the_early_scale_and_detection_the_fi
 
 
 def _row(**kw):
-    row = {"objective": "jem", "outcome": "trained", "cause": None, "onset": None,
+    row = {"hybrid_classifier": True, "outcome": "trained", "cause": None, "onset": None,
            "detected": None, "accuracy": 0.90, "ece": 0.05, "softmax_accuracy": 0.92,
            "softmax_ece": 0.045}
     row.update(kw)
@@ -48,8 +48,8 @@ def _row(**kw):
     (_row(ece=0.06), False),                                    # ECE 0.015 above softmax's
     (_row(outcome="stopped", cause=["energy_scale"]), True),    # stopped, naming the cause
     (_row(outcome="stopped", cause=[]), False),                 # stopped without a cause
-    (_row(objective="cd", onset=400), False),                   # blew up, nothing fired
-    (_row(objective="cd", onset=400, detected=420), True),
+    (_row(hybrid_classifier=False, onset=400), False),          # blew up, nothing fired
+    (_row(hybrid_classifier=False, onset=400, detected=420), True),
 ])
 def test_meets_target(row, expected):
     assert matrix.meets_target(row) is expected
@@ -62,7 +62,7 @@ def test_a_tiny_cell_trains_and_reports_every_summary_key(tmp_path):
     path = matrix.write_npz(data, str(tmp_path / "data.npz"))
     rows = [matrix.run_cell(path, "tiny", objective, 0, 10, str(tmp_path), log_every=5,
                             extra=tuple(tiny_overrides(matrix.PRESETS[objective])))
-            for objective in ("softmax", "jem")]
+            for objective in (matrix.BASELINE, matrix.DEFAULT_JEM)]
     jem = rows[1]
     for key in ("dataset", "objective", "seed", "outcome", "cause", "accuracy", "ece",
                 "softmax_accuracy", "softmax_ece", "steps_to_detection", "meets_target"):
