@@ -20,7 +20,7 @@ import numpy as np
 from ebm_jax.data import load_digits
 from ebm_jax.data.files import (Normalization, data_statistics, is_data_file, load_file,
                                 normalization)
-from ebm_jax.experiments.config import TFDS_NAMES, Config, validate
+from ebm_jax.experiments.config import TFDS_NAMES, Config, resolve_energy_l2, validate
 from ebm_jax.experiments.objectives import objective_of
 
 TOY_LIMIT = 4.5  # 2-D toys live in [-4.5, 4.5]^2
@@ -108,7 +108,7 @@ def load_file_data(config: Config) -> Data:
                 f.num_classes, None, signal_shape=signal_shape, normalization=norm)
 
 
-def derived_settings(config: Config, data: Data) -> dict:
+def derived_settings(config: Config, data: Data, *, energy_l2_derived: bool = False) -> dict:
     """What a run on the user's file derived from the data, for its log and summary
     (``{}`` for a shipped dataset).
 
@@ -116,7 +116,9 @@ def derived_settings(config: Config, data: Data) -> dict:
     ``data_scale`` (the map ``(x - center) / scale``), ``sampler_box`` (the clamp and
     restart box, normalised units) and, for a Langevin sampler, ``sampler_step_in_data_units``
     and ``sampler_noise_in_data_units``: the preset's step and noise act on the normalised
-    values, which is a step ``step * scale**2`` and a noise ``noise * scale`` in the file's.
+    values, which is a step ``step * scale**2`` and a noise ``noise * scale`` in the file's;
+    with ``energy_l2_derived`` (the config left ``objective.energy_l2`` at none),
+    ``derived_energy_l2``.
     """
     norm = data.normalization
     if norm is None:
@@ -128,13 +130,16 @@ def derived_settings(config: Config, data: Data) -> dict:
         out["sampler_step_in_data_units"] = sampler.step_size * norm.scale ** 2
         if sampler.noise_scale is not None:
             out["sampler_noise_in_data_units"] = sampler.noise_scale * norm.scale
+    if energy_l2_derived:
+        out["derived_energy_l2"] = config.objective.energy_l2
     return out
 
 
-def describe_derived(config: Config, data: Data) -> Optional[str]:
+def describe_derived(config: Config, data: Data, *,
+                     energy_l2_derived: bool = False) -> Optional[str]:
     """One log line saying what was derived from the user's data and from what (None when
     nothing was)."""
-    derived = derived_settings(config, data)
+    derived = derived_settings(config, data, energy_l2_derived=energy_l2_derived)
     if not derived:
         return None
     norm = data.normalization
@@ -150,22 +155,27 @@ def describe_derived(config: Config, data: Data) -> Optional[str]:
                  f"{derived['sampler_step_in_data_units']:.4g}"
                  + (f", noise {derived['sampler_noise_in_data_units']:.4g}"
                     if "sampler_noise_in_data_units" in derived else "") + ")")
+    if "derived_energy_l2" in derived:
+        line += (f"; objective.energy_l2={derived['derived_energy_l2']:g} (none was set: the "
+                 "energy's scale on a user's file is unknown; set it to choose)")
     return line
 
 
 def with_measured_data(config: Config) -> Config:
     """``config`` with ``data.value_range`` and ``data.scale`` measured on a user's file
-    where they are none (a shipped dataset's config is returned as it is). A run records
-    them in its ``config.json``, so that what the sampler and the guard assume about the
-    data is written beside the results."""
+    where they are none, and an ``objective.energy_l2`` of none derived
+    (:data:`~ebm_jax.experiments.config.USER_FILE_ENERGY_L2`); a shipped dataset's config is
+    returned as it is. A run records them in its ``config.json``, so that what the sampler
+    and the guard assume about the data is written beside the results."""
     d = config.data
-    if not is_data_file(d.dataset) or (d.value_range is not None and d.scale is not None):
+    if not is_data_file(d.dataset):
         return config
-    stats = data_statistics(_read_file(config).x_train)
-    measured = dataclasses.replace(
-        d, value_range=d.value_range or (round(stats.low, 6), round(stats.high, 6)),
-        scale=d.scale or (round(stats.std, 6) or 1.0))
-    return validate(dataclasses.replace(config, data=measured))
+    if d.value_range is None or d.scale is None:
+        stats = data_statistics(_read_file(config).x_train)
+        d = dataclasses.replace(
+            d, value_range=d.value_range or (round(stats.low, 6), round(stats.high, 6)),
+            scale=d.scale or (round(stats.std, 6) or 1.0))
+    return validate(resolve_energy_l2(dataclasses.replace(config, data=d)))
 
 
 def _keep_labelled_share(config: Config, x_train, y_train):

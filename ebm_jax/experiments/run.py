@@ -130,13 +130,14 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
     ``curves.png`` and ``summary.json``; returns the summary.
     """
     started = time.perf_counter()
+    energy_l2_derived = getattr(config.objective, "energy_l2", 0.0) is None
     config = with_measured_data(config)  # a user's file: checked, its range and scale recorded
     mesh = device_mesh(config, devices)
     num_devices = mesh.shape["data"]
     checkpointer = prepare_workdir(config, workdir, resume=resume, overwrite=overwrite)
     try:
         exp = build(config, num_devices=num_devices)
-        derived = describe_derived(config, exp.data)  # a user's file: what follows its scale
+        derived = describe_derived(config, exp.data, energy_l2_derived=energy_l2_derived)
         if derived:
             print(f"ebm-jax: {derived}")
         n_train = num_train_examples(exp)
@@ -170,7 +171,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
                        restart_batches=lambda step: global_batches(exp, mesh, step))
         train_seconds = time.perf_counter() - train_started
         summary = evaluate(exp, state, workdir=workdir)
-        summary.update(derived_settings(config, exp.data))
+        summary.update(derived_settings(config, exp.data, energy_l2_derived=energy_l2_derived))
         summary.update(baseline_comparison(workdir, summary))  # JEM's ECE against softmax's
         if "calibration_warning" in summary:
             print(f"ebm-jax: warning: {summary['calibration_warning']}")

@@ -87,6 +87,23 @@ def test_measured_range_and_scale_are_recorded_and_drive_the_data_range(tmp_path
     np.testing.assert_allclose(raw.x_train, x, atol=1e-6)
 
 
+def test_energy_l2_is_derived_on_a_user_file_unless_set(tmp_path):
+    path = _signals(tmp_path / "s.npz")
+    unset = make_config("jem_digits", [f"data.dataset={path}"])
+    assert unset.objective.energy_l2 is None  # resolved when the run starts, and logged
+    derived = with_measured_data(unset)
+    assert derived.objective.energy_l2 == 0.1
+    data = load_data(derived)
+    assert derived_settings(derived, data, energy_l2_derived=True)["derived_energy_l2"] == 0.1
+    assert "objective.energy_l2=0.1 (none was set" in describe_derived(
+        derived, data, energy_l2_derived=True)
+    explicit = make_config("jem_digits", [f"data.dataset={path}", "objective.energy_l2=0"])
+    assert with_measured_data(explicit).objective.energy_l2 == 0.0  # the user's value
+    # shipped data keep their presets' values
+    assert make_config("jem_digits").objective.energy_l2 == 0.0
+    assert make_config("cd_digits").objective.energy_l2 == 0.1
+
+
 def test_heavy_tails_are_scaled_by_their_bulk_and_the_box_leaves_the_outliers_out():
     from ebm_jax.data import procedural
     from ebm_jax.data.files import normalization

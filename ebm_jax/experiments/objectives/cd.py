@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Optional
 
-from ebm_jax.experiments.config import (NON_NEGATIVE, POSITIVE_INT, Config, DataConfig,
-                                        ModelConfig, ObjectiveConfig, OptimizerConfig, RunConfig,
-                                        one_of, section, setting)
+from ebm_jax.experiments.config import (NON_NEGATIVE, OPTIONAL_NON_NEGATIVE, POSITIVE_INT,
+                                        Config, DataConfig, ModelConfig, ObjectiveConfig,
+                                        OptimizerConfig, RunConfig, energy_l2_of, one_of, section, setting)
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._common import (ENERGY_MODELS, ENERGY_MODELS_NOTE, TOYS,
                                                     TOY_SAMPLER, build_energy, toy_preset)
@@ -39,7 +40,7 @@ class CDConfig(ObjectiveConfig):
     objective: str = setting("ml", *one_of(*CD_OBJECTIVES))
     kl_weight: float = setting(0.0, *NON_NEGATIVE)
     entropy_weight: float = setting(0.0, *NON_NEGATIVE)
-    energy_l2: float = setting(0.0, *NON_NEGATIVE)
+    energy_l2: Optional[float] = setting(None, *OPTIONAL_NON_NEGATIVE)
 
 
 def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
@@ -50,7 +51,7 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
         energy_fn, sampling.sampler, num_steps=objective.num_steps,
         objective=objective.objective,
         kl_weight=objective.kl_weight, entropy_weight=objective.entropy_weight,
-        energy_l2=objective.energy_l2,
+        energy_l2=energy_l2_of(config),
         chain_start=make_chain_start(objective.chain_start, data.data_range, num_devices))
     return Pieces(params, energy_fn, None, loss, *sampling)
 

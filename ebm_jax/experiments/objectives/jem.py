@@ -13,10 +13,11 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
-from ebm_jax.experiments.config import (NON_NEGATIVE, POSITIVE_INT, Config, DataConfig,
-                                        ModelConfig, ObjectiveConfig, OptimizerConfig, RunConfig,
-                                        section, setting)
+from ebm_jax.experiments.config import (NON_NEGATIVE, OPTIONAL_NON_NEGATIVE, POSITIVE_INT,
+                                        Config, DataConfig, ModelConfig, ObjectiveConfig,
+                                        OptimizerConfig, RunConfig, energy_l2_of, section, setting)
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._classifier import (CLASSIFIER_MODELS,
                                                         CLASSIFIER_MODELS_NOTE, build_classifier)
@@ -35,7 +36,7 @@ class JEMConfig(ObjectiveConfig):
     chain_start: ReplayBufferConfig = section(ReplayBufferConfig)
     num_steps: int = setting(20, *POSITIVE_INT)  # SGLD steps per training step
     generative_weight: float = setting(1.0, *NON_NEGATIVE)
-    energy_l2: float = setting(0.0, *NON_NEGATIVE)
+    energy_l2: Optional[float] = setting(None, *OPTIONAL_NON_NEGATIVE)
 
 
 def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
@@ -44,7 +45,7 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     sampling = langevin_sampling(config, data, energy_fn)
     loss = jem_hybrid(logits_fn, sampling.sampler, num_steps=objective.num_steps,
                       generative_weight=objective.generative_weight,
-                      energy_l2=objective.energy_l2,
+                      energy_l2=energy_l2_of(config),
                       chain_start=make_chain_start(objective.chain_start, data.data_range,
                                                    num_devices))
     return Pieces(params, energy_fn, logits_fn, loss, *sampling)
