@@ -67,6 +67,7 @@ import tempfile
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 from ebm_jax.experiments.config import Config, ConfigError, apply_overrides, flatten
+from ebm_jax.experiments.data import with_measured_data
 from ebm_jax.experiments.objectives import get_objective, objective_kinds, objective_of
 from ebm_jax.experiments.presets import make_config
 from ebm_jax.experiments.run import TrainingDiverged, train
@@ -281,7 +282,8 @@ def pilot(config: Union[Config, str], steps: int = DEFAULT_STEPS,
     """
     if isinstance(config, str):
         config = make_config(config)
-    config = pilot_config(config, steps)
+    # a user's file: its measurements and derived settings, as the run itself will have them
+    config = pilot_config(with_measured_data(config), steps)
     workdir = workdir or tempfile.mkdtemp(prefix="ebm-jax-doctor-")
     run_dir, twin_dir = os.path.join(workdir, PILOT_DIR), os.path.join(workdir, TWIN_DIR)
     if os.path.isdir(twin_dir):  # an earlier pilot's twin: not this run's baseline
