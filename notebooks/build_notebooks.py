@@ -456,11 +456,11 @@ TOYS = header("03_nce_and_recovery_likelihood_2d.ipynb",
     `state.ema_params`, as these presets keep one (`optimizer.ema_decay`).
     """), code('''
     def build_and_fit(config):
-        """experiments.train without the run directory: returns the pieces and the trained state."""
+        """experiments.train without a run directory; fit returns (state, metrics history)."""
         exp, ema, run = experiments.build(config), config.optimizer.ema_decay, config.run
         step = jax.jit(ej.make_train_step(exp.loss, exp.optimizer, ema_decay=ema))
         batches = Batches(exp.data.x_train, exp.data.y_train, config.data.batch_size, seed=run.seed)
-        return exp, ej.fit(step, experiments.initial_state(exp), batches, run.num_steps)
+        return exp, ej.fit(step, experiments.initial_state(exp), batches, run.num_steps)[0]
     '''), md("""
     ## 3. Noise-contrastive estimation
 
@@ -561,11 +561,11 @@ COMPOSE = header("04_composition_and_inpainting.ipynb",
     the EBM.
     """), code('''
     def build_and_fit(config):
-        """experiments.train without the run directory: returns the pieces and the trained state."""
+        """experiments.train without a run directory; fit returns (state, metrics history)."""
         exp, ema, run = experiments.build(config), config.optimizer.ema_decay, config.run
         step = jax.jit(ej.make_train_step(exp.loss, exp.optimizer, ema_decay=ema))
         batches = Batches(exp.data.x_train, exp.data.y_train, config.data.batch_size, seed=run.seed)
-        return exp, ej.fit(step, experiments.initial_state(exp), batches, run.num_steps)
+        return exp, ej.fit(step, experiments.initial_state(exp), batches, run.num_steps)[0]
 
 
     exp, state = build_and_fit(make_config("jem_digits", ["run.num_steps=30"] if SMALL else []))
@@ -812,9 +812,9 @@ SCALE = header("05_scaling_up.ipynb",
         state)
     host_batches = exp.data.train_batches(int(state.step))  # the batches from this step on
     batches = (parallel.shard_batch(batch, mesh) for batch in host_batches)
-    state = ej.fit(train_step, state, batches, run.num_steps, checkpointer=checkpointer,
-                   log_every=run.log_every, metrics_path=f"{WORKDIR}/metrics.jsonl",
-                   progress=not SMALL)
+    state, history = ej.fit(train_step, state, batches, run.num_steps, checkpointer=checkpointer,
+                            log_every=run.log_every, metrics_path=f"{WORKDIR}/metrics.jsonl",
+                            progress=not SMALL)
     print("checkpoints at steps", checkpointer.all_steps())
     '''), md("""
     ## 5. Restore and look

@@ -18,7 +18,7 @@ def _train_tiny(tmp_path_factory, preset: str, *extra: str):
 
 @pytest.fixture(scope="session")
 def jem_run_dir(tmp_path_factory):
-    """A 20-step tiny ``jem_digits`` run directory (checkpoints at 0, 10, 20) and its summary,
+    """A 20-step tiny ``jem_digits`` run directory (checkpoints at 10 and 20) and its summary,
     compiled with fewer XLA optimisations (whichever test asks first): a test that continues
     it and compares parameters must be marked ``fast_compile`` too. Tests that change the
     directory work on a copy (:func:`copy_run`)."""

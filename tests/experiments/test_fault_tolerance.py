@@ -189,7 +189,8 @@ def test_ctrl_c_saves_the_step_it_reached_exits_130_and_resumes_to_the_same_para
     assert match, said[-2000:]
     stopped = int(match.group(1))
     assert 5 <= stopped < 60
-    assert sorted(int(e) for e in _entries(workdir) if e.isdigit()) == [0, stopped]
+    # Nothing at step 0 (a rollback before the first checkpoint uses a copy in memory).
+    assert sorted(int(e) for e in _entries(workdir) if e.isdigit()) == [stopped]
     capsys.readouterr()
     resumed = train(make_config("jem_digits", SIGINT_RUN), str(workdir), resume=True,
                     progress=False, devices=1)
