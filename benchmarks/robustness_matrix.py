@@ -16,7 +16,8 @@ are expected and the guard must catch them.
 One JSON object per run goes to benchmarks/results/<device>-<date>.json with: ``dataset``,
 ``objective``, ``seed``, ``outcome`` (``trained`` / ``stopped``), ``cause`` (the guard's
 criteria when stopped), ``accuracy``, ``ece``, ``softmax_accuracy``, ``softmax_ece``,
-``meets_target`` (JEM: accuracy >= softmax's - 0.03 and ECE <= softmax's + 0.01; any run:
+``warnings`` (the summary's ``accuracy_warning`` / ``calibration_warning``: the run says it
+is worse than its baseline), ``meets_target`` (JEM: accuracy >= softmax's - 0.03 and ECE <= softmax's + 0.01; any run:
 stopped with a cause counts), ``onset`` (the first logged step whose mean energy magnitude
 passes 10x its early scale, the mean over the first 200 steps), ``detected`` (the first
 diverged step of the first rollback), ``steps_to_detection`` and ``rollback_before_onset``.
@@ -115,7 +116,8 @@ def run_cell(path: str, dataset: str, objective: str, seed: int, steps: int, roo
         row.update(outcome="stopped", cause=list(error.causes), message=str(error))
     row.update(accuracy=summary.get("test_accuracy"), ece=summary.get("ece"),
                softmax_accuracy=summary.get("softmax_accuracy"),
-               softmax_ece=summary.get("softmax_ece"))
+               softmax_ece=summary.get("softmax_ece"),
+               warnings=[k for k in ("accuracy_warning", "calibration_warning") if k in summary])
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
     onset, detected, events = onset_and_detection(records)
@@ -172,8 +174,11 @@ def main() -> None:
                           flush=True)
     jem = [r for r in rows if r["objective"] == DEFAULT_JEM]  # default settings
     trained = [r for r in jem if r["outcome"] == "trained" and r["meets_target"]]
+    silent = [f"{r['dataset']}/{r['objective']}" for r in rows if not r["meets_target"]
+              and r["outcome"] == "trained" and not r.get("warnings")]
     print(f"JEM meets the target on {len(trained)}/{len(jem)} runs; every run meets it or "
-          f"stops with a cause: {all(r['meets_target'] for r in rows)}")
+          f"stops with a cause: {all(r['meets_target'] for r in rows)}; runs that miss it "
+          f"without a warning in their summary: {silent or 'none'}")
 
 
 if __name__ == "__main__":

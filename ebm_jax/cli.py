@@ -25,7 +25,8 @@ from ebm_jax.experiments.objectives import get_objective
 from ebm_jax.experiments.presets import PRESETS, make_config, presets_by_objective
 
 DEFAULT_PRESET = "jem_digits"
-SUMMARY_KEYS = ("test_accuracy", "ece", "softmax_accuracy", "softmax_ece", "calibration_warning",
+SUMMARY_KEYS = ("test_accuracy", "ece", "softmax_accuracy", "softmax_ece", "accuracy_warning",
+                "calibration_warning",
                 "auroc_uniform_noise", "energy_data_mean",
                 "energy_noise_mean", "sample_confidence", "sample_in_range_fraction", "kl_nats",
                 "steps", "devices", "wall_seconds", "params_fingerprint")

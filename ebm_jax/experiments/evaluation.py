@@ -485,14 +485,17 @@ def find_baseline(run_dir: str) -> Optional[str]:
 
 
 ECE_SLACK = 0.01  # a JEM run may be this much less calibrated than its baseline
+ACCURACY_SLACK = 0.03  # ... and this much less accurate
 
 
 def baseline_comparison(run_dir: str, summary: dict) -> dict:
     """This classifier run against its baseline (:func:`find_baseline`), when that one has
     finished (its ``summary.json``): ``softmax_accuracy``, ``softmax_ece`` and, when this
     run's ECE is worse than the baseline's by more than :data:`ECE_SLACK` (JEM promises the
-    opposite), a ``calibration_warning`` saying so. Empty for a baseline itself, for a run
-    without a test ECE, or without a finished baseline beside it.
+    opposite), a ``calibration_warning`` saying so, and when its test accuracy is below the
+    baseline's by more than :data:`ACCURACY_SLACK`, an ``accuracy_warning`` (a run that trained
+    without a blow-up but learned less than a plain classifier). Empty for a baseline itself,
+    for a run without a test ECE, or without a finished baseline beside it.
 
     Example::
 
@@ -528,6 +531,14 @@ def baseline_comparison(run_dir: str, summary: dict) -> dict:
             "classifier of the same network (where its confidence is below its accuracy, a "
             "temperature fitted on held-out logits, ebm_jax.metrics.fit_temperature, restores "
             "it; see the README, 'JEM calibration on signals and other user data')")
+    accuracy, other_accuracy = summary.get("test_accuracy"), other.get("test_accuracy")
+    if accuracy is not None and other_accuracy is not None \
+            and accuracy < other_accuracy - ACCURACY_SLACK:
+        out["accuracy_warning"] = (
+            f"test accuracy {accuracy:.4f} is below the softmax baseline's {other_accuracy:.4f} "
+            f"({baseline}) by more than {ACCURACY_SLACK}: the generative term held the classifier "
+            "back (expected data at about unit scale: data.normalize=auto; or try half "
+            "objective.generative_weight; `ebm-jax doctor` compares the two losses)")
     return out
 
 

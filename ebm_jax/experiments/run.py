@@ -173,8 +173,9 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
         summary = evaluate(exp, state, workdir=workdir)
         summary.update(derived_settings(config, exp.data, energy_l2_derived=energy_l2_derived))
         summary.update(baseline_comparison(workdir, summary))  # JEM's ECE against softmax's
-        if "calibration_warning" in summary:
-            print(f"ebm-jax: warning: {summary['calibration_warning']}")
+        for warning in ("accuracy_warning", "calibration_warning"):
+            if warning in summary:
+                print(f"ebm-jax: warning: {summary[warning]}")
         summary.update(train_seconds=train_seconds,
                        train_steps_per_s=(int(state.step) - first_step) / max(train_seconds,
                                                                                1e-9),

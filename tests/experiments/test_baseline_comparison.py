@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ebm_jax.experiments import make_config
-from ebm_jax.experiments.evaluation import ECE_SLACK, baseline_comparison
+from ebm_jax.experiments.evaluation import ACCURACY_SLACK, ECE_SLACK, baseline_comparison
 
 
 def _run(root, name, preset, summary=None, overrides=()):
@@ -29,6 +29,20 @@ def test_warning_only_past_the_slack(tmp_path, ece, warned):
     assert ("calibration_warning" in out) == warned
     if warned:
         assert "worse than the softmax baseline's 0.0300" in out["calibration_warning"]
+
+
+@pytest.mark.parametrize("accuracy, warned", [(0.949 - ACCURACY_SLACK, True),
+                                              (0.951 - ACCURACY_SLACK, False), (0.97, False)])
+def test_accuracy_warning_only_past_the_slack(tmp_path, accuracy, warned):
+    """A JEM run that trained quietly but learned less than the plain classifier is flagged
+    (the robustness matrix's heavy-tailed table in its own units: 0.49 against 0.81)."""
+    jem = _run(tmp_path, "jem", "jem_digits")
+    _run(tmp_path, "softmax", "softmax_digits", {"test_accuracy": 0.95, "ece": 0.03})
+    out = baseline_comparison(jem, {"test_accuracy": accuracy, "ece": 0.03})
+    assert ("accuracy_warning" in out) == warned and "calibration_warning" not in out
+    if warned:
+        assert "below the softmax baseline's 0.9500" in out["accuracy_warning"]
+        assert "objective.generative_weight" in out["accuracy_warning"]
 
 
 def test_nothing_without_a_finished_matching_baseline(tmp_path):
