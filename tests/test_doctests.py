@@ -102,6 +102,7 @@ SLOW_MODULES = [
     "ebm_jax.nets.resnet",
     "ebm_jax.plots.diagnostics",
     "ebm_jax.plots.evaluation",
+    "ebm_jax.plots.inference",
     "ebm_jax.plots.sequences",
     "ebm_jax.samplers.adaptation",
     "ebm_jax.samplers.annealed",
