@@ -11,19 +11,25 @@ benchmarks/results/<device>-<date>.json; ``--no-save`` only prints):
 * ``ebt_digits_denoise``: the 8x8 digits with ``x_noisy = clip(x + 0.3 N(0, I), -1, 1)``;
   an MLP energy over (noisy image, candidate), the prediction ``K = 4`` learned-step descent
   steps from the noisy image. Methods: ``ebt_system1`` (reconstruction averaged over the
-  steps), ``ebt_system2`` (final step, steps drawn in ``[1, 2K]``, step jitter, starts
-  around the noisy image, a calibration and a stationarity term), and ``feedforward``, an
-  MLP denoiser with the same parameter count, loss, batch and steps. Row keys: ``psnr`` (at
-  ``K``), ``psnr_2k``, ``thinking_gain_db`` (``psnr_2k - psnr``), ``thinking_gain_db_noise05``
-  (the same at test noise 0.5), ``best_of_n_gain_db`` (best-of-8 by energy over starts
-  ``y0 + 0.1 N`` minus a random pick of the 8), ``energy_error_spearman`` (over test images,
-  the final energy against the final squared error), ``rank1_accuracy`` (the ``ranking``
-  task, its own rows: the clean digit against 9 other test digits, by
-  ``E(x_noisy, candidate)``, for each EBT model).
-* ``ebt_branches``: ``y = ±sqrt(1 - x²) + 0.02 ε``, ``x ~ U(-1, 1)``; EBT from noise starts
-  with a contrastive term, against an MSE regressor. ``branch_hit_rate``: predictions within
-  0.1 of a branch; ``branch_shares``: over 16 starts per ``x``, the share of best-of-16
-  picks on the upper and on the lower branch.
+  ``K`` steps), ``ebt_system2`` (final step, steps drawn in ``[1, 3K]``, step jitter, starts
+  ``y0 + 0.1 N``, a replay buffer, and stationarity, calibration and batch-negative terms),
+  and ``feedforward``, an MLP denoiser with the same parameter count, loss, batch and steps.
+  Row keys: ``psnr`` (at ``K`` steps), ``psnr_2k``, ``thinking_gain_db`` (``psnr_2k -
+  psnr``), ``thinking_gain_db_noise05`` (the same at test noise 0.5),
+  ``best_of_n_gain_db`` (best-of-8 by energy over starts ``y0 + 0.2 N``, ``K`` steps each,
+  minus a random pick of the same 8), ``energy_error_spearman`` (over the test images, the
+  final energy at ``K`` steps against the final squared error).
+* ``ranking`` (its own rows, one per EBT model of the denoising task): for each noisy test
+  image, the clean digit against 9 other test digits, ordered by ``E(x_noisy, candidate)``;
+  ``rank1_accuracy``: the fraction ranked first.
+* ``ebt_branches``: ``y = ±sqrt(1 - x²) + 0.02 ε``, ``x ~ U(-1, 1)``; EBT trained from
+  perturbed targets (``y0="target"``) with a contrastive term, predicting from ``N(0, 1)``
+  starts, against an MSE regressor. ``branch_hit_rate``: predictions within 0.1 of a
+  branch; ``branch_shares``: over 16 starts per ``x``, the share of best-of-16 picks on the
+  upper and on the lower branch.
+
+PSNR is over the whole test set, for data in [-1, 1] (peak-to-peak 2):
+``10 log10(4 / MSE)``.
 """
 from __future__ import annotations
 
@@ -53,8 +59,9 @@ from ebm_jax.train import init_train_state, make_train_step  # noqa: E402
 
 DATA_RANGE = (-1.0, 1.0)
 NOISE, TEST_NOISE = 0.3, 0.5
-NUM_STEPS = 4               # K: the trained steps of System 1 (System 2 draws in [1, 2K])
-BEST_OF, START_NOISE = 8, 0.1
+NUM_STEPS = 4               # K: the trained steps of System 1 (System 2 draws in [1, 3K])
+BEST_OF, START_NOISE = 8, 0.1  # System 2 trains from starts y0 + 0.1 N
+BEST_OF_NOISE = 0.2            # best-of-N at test: starts y0 + 0.2 N (random-of-N: the same)
 BRANCH_STARTS, BRANCH_TOL = 16, 0.1
 NUM_CANDIDATES = 10
 SUMMARY_KEYS = ("task", "method", "seed", "psnr", "thinking_gain_db", "best_of_n_gain_db",
@@ -139,14 +146,14 @@ def denoise_methods(num_steps):
     common = dict(num_steps=num_steps, y0="input", clip_range=None)
     return {
         "ebt_system1": dict(mode="system1", **common),
-        # System 2: steps drawn in [1, 2K] (thinking longer than System 1 is trained to),
+        # System 2: steps drawn in [1, 3K] (thinking longer than System 1 is trained to),
         # step jitter, starts around the noisy image (best-of-N draws them so), a replay
         # buffer of its own predictions, and three terms: stationarity (the clean image a
         # fixed point: extra steps do not walk away), calibration (the energy reads as the
         # error: best-of-N and energy-error ranking) and batch negatives (ranking).
-        "ebt_system2": dict(mode="system2", max_steps=2 * num_steps, step_jitter=0.2,
+        "ebt_system2": dict(mode="system2", max_steps=3 * num_steps, step_jitter=0.2,
                             start_noise=START_NOISE, replay_capacity=1024, replay_fraction=0.25,
-                            stationarity_weight=0.1, calibration_weight=0.1,
+                            stationarity_weight=1.0, calibration_weight=0.1,
                             contrastive_weight=0.1, batch_negatives=8, **common),
     }
 
@@ -221,7 +228,7 @@ def evaluate_denoiser(energy, params, test, test_05, seed):
     h = ebt_step_size(params)
 
     def one(key, x):
-        starts = x[None] + START_NOISE * jax.random.normal(key, (BEST_OF, *x.shape))
+        starts = x[None] + BEST_OF_NOISE * jax.random.normal(key, (BEST_OF, *x.shape))
         return best_of_n(key, energy, params, x, starts, num_steps=NUM_STEPS, step_size=h)
 
     keys = jax.random.split(jax.random.key(20_000 + seed), test["x"].shape[0])
