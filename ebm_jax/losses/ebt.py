@@ -28,7 +28,7 @@ against the detached predictions, rolled batch negatives and perturbed targets, 
 multimodal targets where the reconstruction alone averages modes), ``calibration_weight``
 (the energy regresses ``calibration_scale * ½|y' - y|²`` for the predictions and perturbed
 targets ``y'``, with ``E(x, y) = 0``: an energy that reads as the error, so that best-of-N by
-energy and energy-based confidence mean something), ``stationarity_weight`` (``|∇_y E(x,
+energy and energy-based confidence mean something), ``stationarity_weight`` (``|h ∇_y E(x,
 y)|²`` at the true ``y``: the answer is a fixed point, so more steps than trained do not walk
 away from it) and ``energy_l2``.
 
@@ -304,7 +304,7 @@ def ebt(energy_fn: Callable, *, num_steps: int = 4, mode: str = "system1",
         system1: L = mean_k mean_b MSE(y_k, y)        (k = 1..num_steps)
         system2: L = mean_b MSE(y_K_b, y),  K_b ~ U{min_steps..max_steps}
         L += contrastive_weight * InfoNCE + calibration_weight * calibration
-             + stationarity_weight * mean |∇_y E(x, y)|² + energy_l2 * mean E(x, y)²
+             + stationarity_weight * mean |h ∇_y E(x, y)|² + energy_l2 * mean E(x, y)²
 
     Args:
       energy_fn: per-example ``energy_fn(energy_params, x, y) -> scalar``.
@@ -331,7 +331,12 @@ def ebt(energy_fn: Callable, *, num_steps: int = 4, mode: str = "system1",
         times Gaussian noise.
       calibration_weight: weight of ``mean (E(x, y') - calibration_scale ½|y' - y|²)² +
         E(x, y)²`` over the detached predictions of every step and the perturbed targets.
-      stationarity_weight: weight of ``|∇_y E(x, y)|²`` at the true ``y``.
+      stationarity_weight: weight of ``|h ∇_y E(x, y)|²`` at the true ``y``: the length of
+        the step the descent would take from the answer. With ``h`` in it the term does not
+        change when the energy is scaled by ``c`` and the step size by ``1 / c`` (the same
+        descent); ``|∇_y E|²`` alone flattened the energy while the learned step grew to
+        match (measured: ``h`` from 0.1 to 3.3 over 4,000 steps, then descents that
+        diverged from some starts).
       energy_l2: weight of ``E(x, y)²`` (keeps energies at the scale of the start).
       detach_between_steps: see :func:`ebt_descent`.
       clip_range: clamp predictions after every step.
@@ -434,6 +439,10 @@ def ebt(energy_fn: Callable, *, num_steps: int = 4, mode: str = "system1",
         if replay_capacity and replay_capacity < x.shape[0]:
             raise ValueError(f"replay_capacity={replay_capacity} with a batch of {x.shape[0]}: "
                              "expected a capacity of at least one batch")
+        if contrastive_weight and batch_negatives and x.shape[0] < 2:
+            raise ValueError(f"batch_negatives={batch_negatives} with a batch of {x.shape[0]}: "
+                             "expected at least 2 examples (the negatives are other examples' "
+                             "targets)")
         return x, y
 
     def init(rng_key, params, example_batch):
@@ -542,9 +551,9 @@ def ebt(energy_fn: Callable, *, num_steps: int = 4, mode: str = "system1",
         if contrastive_weight:
             negatives = [jax.lax.stop_gradient(out.y)[None]]
             if batch_negatives:
-                shifts = 1 + jax.random.choice(k_roll, batch_size - 1 if batch_size > 1 else 1,
-                                               (batch_negatives,), replace=batch_size - 1
-                                               < batch_negatives)
+                # distinct shifts in [1, B - 1] (repeated only when there are too few)
+                shifts = 1 + jax.random.choice(k_roll, batch_size - 1, (batch_negatives,),
+                                               replace=batch_size - 1 < batch_negatives)
                 idx = (jnp.arange(batch_size)[None, :] + shifts[:, None]) % batch_size
                 negatives.append(y[idx])
             if perturbed is not None:
@@ -569,7 +578,8 @@ def ebt(energy_fn: Callable, *, num_steps: int = 4, mode: str = "system1",
             value = value + calibration_weight * calibration
         if stationarity_weight:
             grads = jax.vmap(value_and_grad_y, in_axes=(None, 0, 0))(energy_params, x, y)[1]
-            stationarity = jnp.mean(jnp.sum(jnp.square(grads.reshape(batch_size, -1)), -1))
+            steps = step_size * grads.reshape(batch_size, -1)
+            stationarity = jnp.mean(jnp.sum(jnp.square(steps), -1))
             info["stationarity"] = stationarity
             value = value + stationarity_weight * stationarity
         if energy_l2:

@@ -360,6 +360,9 @@ def test_loss_refuses_raw_params_missing_keys_and_starts_of_another_shape():
     with pytest.raises(ValueError, match="y0='input'"):
         ebt(vector).init(jax.random.key(0), ebt_params(jnp.float32(1.0)),
                          {"x": jnp.zeros((4, 3)), "y": jnp.zeros((4, 2))})
+    with pytest.raises(ValueError, match="batch_negatives=2 with a batch of 1"):
+        ebt(quadratic, contrastive_weight=1.0, batch_negatives=2).init(
+            jax.random.key(0), ebt_params(jnp.float32(1.0)), batch_of(n=1))
     with pytest.raises(ValueError, match="replay_capacity=2 with a batch of 4"):
         ebt(quadratic, mode="system2", replay_capacity=2, replay_fraction=0.5).init(
             jax.random.key(0), ebt_params(jnp.float32(1.0)), batch_of())
