@@ -359,8 +359,8 @@ def ebt(energy_fn: Callable, *, num_steps: int = 4, mode: str = "system1",
       >>> state = loss.init(jax.random.key(0), params, batch)
       >>> (value, (state, info)), grads = jax.value_and_grad(loss.loss, has_aux=True)(
       ...     params, state, batch, jax.random.key(1))
-      >>> round(float(value), 4), bool(grads["log_step_size"] < 0)   # a longer step helps
-      (0.3651, True)
+      >>> round(float(value), 3), bool(grads["log_step_size"] < 0)   # a longer step helps
+      (0.365, True)
     """
     check_choice("mode", mode, MODES)
     system2 = mode == "system2"
