@@ -57,6 +57,7 @@ MODULES = [
     "ebm_jax.inference.rank",
     "ebm_jax.losses.base",
     "ebm_jax.losses.classification",
+    "ebm_jax.losses.ebt",
     "ebm_jax.losses.nce",
     "ebm_jax.losses.score_matching",
     "ebm_jax.metrics.classification",

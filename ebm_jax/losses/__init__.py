@@ -2,12 +2,16 @@
 from ebm_jax.losses.base import LossTransform, combine
 from ebm_jax.losses.classification import cross_entropy
 from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergence
+from ebm_jax.losses.ebt import (EBTDescent, EBTState, denoising_pairs, ebt, ebt_descent,
+                                ebt_energy, ebt_params, ebt_step_size)
 from ebm_jax.losses.jem import jem_hybrid
 from ebm_jax.losses.nce import nce, nce_params
 from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule,
                                                 progressive_sample, recovery_likelihood)
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
 
-__all__ = ["CDState", "LossTransform", "combine", "contrastive_divergence", "cross_entropy",
-           "denoising_score_matching", "jem_hybrid", "nce", "nce_params", "NoiseSchedule",
+__all__ = ["CDState", "EBTDescent", "EBTState", "LossTransform", "combine",
+           "contrastive_divergence", "cross_entropy", "denoising_pairs",
+           "denoising_score_matching", "ebt", "ebt_descent", "ebt_energy", "ebt_params",
+           "ebt_step_size", "jem_hybrid", "nce", "nce_params", "NoiseSchedule",
            "noise_schedule", "progressive_sample", "recovery_likelihood", "sliced_score_matching"]
