@@ -34,6 +34,7 @@ NAMES = [
     "03_nce_and_recovery_likelihood_2d.ipynb",
     "04_composition_and_inpainting.ipynb",
     "05_scaling_up.ipynb",
+    "06_inference_and_thinking.ipynb",
 ]
 BADGE = "https://colab.research.google.com/github/ebm-jax/ebm_jax/blob/main/notebooks/{name}"
 INSTALL = "ebm-jax @ git+https://github.com/ebm-jax/ebm_jax"
@@ -64,7 +65,7 @@ def _is_install(source: str) -> bool:
     return INSTALL in source
 
 
-def test_the_notebooks_are_the_five_listed():
+def test_the_notebooks_are_the_six_listed():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
 
 
