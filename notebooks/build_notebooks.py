@@ -882,13 +882,18 @@ INFERENCE = header("06_inference_and_thinking.ipynb",
     (`ebt_params`), and trains the energy through the steps (gradients of gradients).
     **System 2** draws the number of steps per example up to $3K$ (one compiled program: the
     extra steps are masked), jitters the steps and asks the clean image to be a fixed point
-    (`stationarity_weight`), so that more steps than trained keep helping; the calibration
-    term makes the energy read as the error, which best-of-$N$ relies on.
+    (`stationarity_weight`), so that more steps than trained keep helping; it starts some
+    examples from its own earlier predictions (a replay buffer). The calibration term makes
+    the energy read as the error, which best-of-$N$ relies on, and the contrastive term with
+    other clean digits of the batch as negatives is what lets the energy *rank* candidates
+    (without it, the true digit is first no more often than chance).
     """), code('''
     net = ej.nets.pure(ej.nets.MLP(128, (256, 256), 1, rngs=nnx.Rngs(0)))
     energy_fn = lambda p, x, y: net.apply(p, jnp.concatenate([x, y]))[0]  # E(x_noisy, y)
     loss = losses.ebt(energy_fn, num_steps=K, mode="system2", max_steps=3 * K, step_jitter=0.2,
-                      start_noise=0.1, stationarity_weight=1.0, calibration_weight=0.1)
+                      start_noise=0.1, replay_capacity=1024, replay_fraction=0.25,
+                      stationarity_weight=1.0, calibration_weight=0.1,
+                      contrastive_weight=0.1, batch_negatives=8)
     optimizer = optax.adam(1e-3)
     pairs = (losses.denoising_pairs(jax.random.key(s), b["x"], NOISE, clip_range=(-1, 1))
              for s, b in enumerate(Batches(data.x_train, None, 64, seed=0)))
