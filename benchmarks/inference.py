@@ -3,7 +3,7 @@ regression and ranking, with inference by energy minimisation (:mod:`ebm_jax.inf
 
     python benchmarks/inference.py --quick          # 1 seed, 600 steps a run (a smoke test)
     python benchmarks/inference.py                  # 3 seeds, 4,000 steps a run
-    python benchmarks/inference.py --seeds 0 --figure   # also a PNG of the denoising curves
+    python benchmarks/inference.py --seeds 0 --figure   # also the pictures (PNGs)
 
 Tasks (one JSON row per task, method and seed, appended to
 benchmarks/results/<device>-<date>.json; ``--no-save`` only prints):
@@ -50,10 +50,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from results_file import append_row, results_path  # noqa: E402
 
+from ebm_jax import plots  # noqa: E402
 from ebm_jax.data import load_digits  # noqa: E402
 from ebm_jax.inference import best_of_n, minimize, rank  # noqa: E402
-from ebm_jax.losses import (denoising_pairs, ebt, ebt_energy, ebt_params,  # noqa: E402
-                            ebt_step_size)
+from ebm_jax.losses import (denoising_pairs, ebt, ebt_descent, ebt_energy,  # noqa: E402
+                            ebt_params, ebt_step_size)
 from ebm_jax.nets import MLP, pure  # noqa: E402
 from ebm_jax.train import init_train_state, make_train_step  # noqa: E402
 
@@ -158,7 +159,9 @@ def denoise_methods(num_steps):
     }
 
 
-def run_denoise(seed, steps, hidden, batch_size=64, methods=None):
+def run_denoise(seed, steps, hidden, batch_size=64, methods=None, figures=None):
+    """The denoising rows (and ranking rows) of one seed; ``figures`` (a dict), when given,
+    receives the thinking curves and ten denoised test digits per method."""
     data = load_digits()
     x_train, x_test = jnp.asarray(data.x_train), jnp.asarray(data.x_test)
     dim = x_train.shape[1]
@@ -183,6 +186,9 @@ def run_denoise(seed, steps, hidden, batch_size=64, methods=None):
             model = pure(MLP(dim, (width,) * len(hidden), dim, rngs=nnx.Rngs(seed)))
             params, log = train(mse_loss(model.apply), model.params, make_batch, steps, seed)
             pred = jax.vmap(model.apply, in_axes=(None, 0))(params, test["x"])
+            if figures is not None:
+                figures.setdefault("baselines", {})[method] = psnr(pred, test["y"])
+                figures.setdefault("digits", {"noisy": test["x"][:10]})[method] = pred[:10]
             rows.append({"task": "ebt_digits_denoise", "method": method, "seed": seed,
                          "steps": steps, "params": num_params(params),
                          "psnr": psnr(pred, test["y"]), "psnr_noisy": psnr(test["x"],
@@ -199,6 +205,13 @@ def run_denoise(seed, steps, hidden, batch_size=64, methods=None):
                "trained_steps": NUM_STEPS, "step_size": float(ebt_step_size(params)),
                **evaluate_denoiser(energy, params, test, test_05, seed), **log}
         row["wall_seconds"] = round(time.perf_counter() - started, 1)
+        if figures is not None:
+            ys = thinking_path(energy, params, test["x"], 3 * NUM_STEPS)   # [3K, N, D]
+            figures.setdefault("curves", {})[method] = (
+                np.arange(1, 3 * NUM_STEPS + 1), [psnr(y, test["y"]) for y in ys])
+            figures.setdefault("digits", {"noisy": test["x"][:10]})[method] = ys[NUM_STEPS - 1,
+                                                                                  :10]
+            figures["digits"]["clean"] = test["y"][:10]
         rows.append(row)
         rows.append({"task": "ranking", "method": method, "seed": seed, "steps": steps,
                      "candidates": NUM_CANDIDATES,
@@ -210,6 +223,15 @@ def descend(energy, params, x, y0, num_steps):
     h = ebt_step_size(params)
     return jax.jit(jax.vmap(lambda x, y0: minimize(energy, params, x, y0, num_steps=num_steps,
                                                    step_size=h)))(x, y0)
+
+
+def thinking_path(energy, params, x, num_steps):
+    """Predictions after each of ``num_steps`` descent steps from the noisy inputs ``x [N, D]``:
+    ``[num_steps, N, D]`` (one descent, :func:`ebm_jax.losses.ebt_descent`)."""
+    h = ebt_step_size(params)
+    path = jax.jit(jax.vmap(lambda x: ebt_descent(energy, params, x, x, num_steps=num_steps,
+                                                  step_size=h).ys))(x)
+    return jnp.swapaxes(path, 0, 1)
 
 
 def evaluate_denoiser(energy, params, test, test_05, seed):
@@ -266,7 +288,9 @@ BRANCH_EBT = dict(mode="system1", num_steps=8, y0="target", start_noise=0.5,
                   contrastive_weight=0.1, batch_negatives=8)
 
 
-def run_branches(seed, steps, hidden, batch_size=128):
+def run_branches(seed, steps, hidden, batch_size=128, figures=None):
+    """The branches rows of one seed; ``figures``, when given, receives ``E(x, y)`` on a grid
+    and descent paths from a few starts."""
     rows = []
     test = branch_batch(jax.random.key(40_000 + seed), 1000)
     x = test["x"]
@@ -296,6 +320,8 @@ def run_branches(seed, steps, hidden, batch_size=128):
     best = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(60_000 + seed),
                                                    x.shape[0]), x)
     upper = float(jnp.mean(best.y > 0))
+    if figures is not None:
+        figures["branches"] = branch_surface(energy, params, k)
     rows.append({"task": "ebt_branches", "method": "ebt_system1", "seed": seed, "steps": steps,
                  "psnr": None, "thinking_gain_db": None, "best_of_n_gain_db": None,
                  "energy_error_spearman": None, "rank1_accuracy": None,
@@ -315,24 +341,50 @@ def run_branches(seed, steps, hidden, batch_size=128):
     return rows
 
 
-# -- figure -------------------------------------------------------------------------------------
-def denoise_figure(rows, path):
-    from matplotlib.figure import Figure
+def branch_surface(energy, params, num_steps, size=121):
+    """``E(x, y)`` on ``[-1, 1] x [-1.5, 1.5]`` and descent paths ``[P, num_steps + 1, 2]``
+    from starts spread over ``y`` at a few ``x``."""
+    xs, ys = np.linspace(-1.0, 1.0, size), np.linspace(-1.5, 1.5, size)
+    grid = jax.jit(jax.vmap(jax.vmap(lambda x, y: energy(params, x[None], y[None]),
+                                     (0, None)), (None, 0)))(jnp.asarray(xs), jnp.asarray(ys))
+    x0 = jnp.repeat(jnp.linspace(-0.8, 0.8, 5), 6)[:, None]
+    y0 = jnp.tile(jnp.linspace(-1.2, 1.2, 6), 5)[:, None]
+    h = ebt_step_size(params)
+    path = jax.jit(jax.vmap(lambda x, y: ebt_descent(energy, params, x, y, num_steps=num_steps,
+                                                     step_size=h).ys))(x0, y0)  # [P, K, 1]
+    path = jnp.concatenate([y0[:, None], path], axis=1)[..., 0]
+    points = jnp.stack([jnp.broadcast_to(x0, path.shape), path], axis=-1)
+    return np.asarray(grid), np.asarray(points)
 
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.add_subplot(1, 1, 1)
-    for row in rows:
-        if row["task"] != "ebt_digits_denoise" or row["psnr"] is None:
-            continue
-        if row.get("psnr_2k") is None:
-            ax.axhline(row["psnr"], ls="--", color="gray", label=f"{row['method']} s{row['seed']}")
-            continue
-        ax.plot([NUM_STEPS, 2 * NUM_STEPS], [row["psnr"], row["psnr_2k"]], marker="o",
-                label=f"{row['method']} s{row['seed']}")
-    ax.set_xlabel("descent steps at test time")
-    ax.set_ylabel("PSNR (dB)")
-    ax.legend(fontsize=6)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+# -- figure -------------------------------------------------------------------------------------
+def write_figures(figures, directory, seed) -> list:
+    """The thinking curve, denoised digits and the branches' energy surface, as PNGs."""
+    written = []
+    if "curves" in figures:
+        path = os.path.join(directory, "inference_thinking.png")
+        plots.save_thinking_curve(path, figures["curves"],
+                                  trained_steps={m: NUM_STEPS for m in figures["curves"]},
+                                  baselines={f"{m} (one pass)": v for m, v in
+                                             figures.get("baselines", {}).items()},
+                                  title=f"denoising 8x8 digits, noise {NOISE}, seed {seed}")
+        written.append(path)
+    if "digits" in figures:
+        path = os.path.join(directory, "inference_denoised.png")
+        digits = figures["digits"]
+        order = ["noisy"] + [k for k in digits if k not in ("noisy", "clean")] + ["clean"]
+        plots.save_image_grids(path, {" / ".join(order) + " (rows)": np.concatenate(
+            [np.asarray(digits[k]) for k in order])}, (8, 8), value_range=DATA_RANGE)
+        written.append(path)
+    if "branches" in figures:
+        grid, paths = figures["branches"]
+        xs = np.linspace(-1.0, 1.0, 200)
+        path = os.path.join(directory, "inference_branches.png")
+        plots.save_energy_paths(path, grid, (-1.0, 1.0, -1.5, 1.5), paths,
+                                targets=[(xs, np.sqrt(1 - xs ** 2)), (xs, -np.sqrt(1 - xs ** 2))],
+                                title=f"EBT energy E(x, y), descent paths, seed {seed}")
+        written.append(path)
+    return written
 
 
 def main(argv=None) -> list:
@@ -344,27 +396,32 @@ def main(argv=None) -> list:
     parser.add_argument("--tasks", nargs="*", default=["ebt_digits_denoise", "ebt_branches"],
                         choices=["ebt_digits_denoise", "ebt_branches"])
     parser.add_argument("--no-save", action="store_true", help="print only")
-    parser.add_argument("--figure", action="store_true", help="write the denoising PNG")
+    parser.add_argument("--figure", action="store_true",
+                        help="write the thinking curve, denoised digits and the branches' "
+                             "energy surface of the first seed (PNGs beside the results)")
+    parser.add_argument("--figure-dir", help="where --figure writes (default: beside the "
+                                             "results)")
     args = parser.parse_args(argv)
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     steps = args.steps or (600 if args.quick else 4000)
     hidden = tuple(args.hidden or (256, 256))
     path = results_path()
     rows = []
+    figures = {} if args.figure else None
     for seed in seeds:
         for task in args.tasks:
             run = run_denoise if task == "ebt_digits_denoise" else run_branches
             for row in run(seed, steps, hidden if task == "ebt_digits_denoise"
-                           else tuple(max(h // 2, 1) for h in hidden)):
+                           else tuple(max(h // 2, 1) for h in hidden),
+                           figures=figures if seed == seeds[0] else None):
                 row = {"benchmark": "inference", **{k: None for k in SUMMARY_KEYS}, **row}
                 if not args.no_save:
                     append_row(row, path)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.figure:
-        out = os.path.join(os.path.dirname(path), "inference_denoise.png")
-        denoise_figure(rows, out)
-        print(f"figure: {out}")
+        for out in write_figures(figures, args.figure_dir or os.path.dirname(path), seeds[0]):
+            print(f"figure: {out}")
     return rows
 
 

@@ -921,18 +921,21 @@ INFERENCE = header("06_inference_and_thinking.ipynb",
     out = descend(test["x"], test["x"], K)
     print(f"PSNR noisy {psnr(test['x']):.2f} dB -> after {K} steps {psnr(out.y):.2f} dB")
     print("mean energy along the descent:", np.round(out.energies.mean(0), 3))
-    plots.save_image_grids("denoised.png", {"noisy": test["x"][:10], "denoised": out.y[:10],
-                                            "clean": test["y"][:10]}, (8, 8),
-                           value_range=(-1, 1))
+    rows = jnp.concatenate([test["x"][:10], out.y[:10], test["y"][:10]])  # 3 rows of 10
+    plots.save_image_grids("denoised.png", {"noisy / denoised / clean": rows}, (8, 8))
     show("denoised.png", width=8)
     '''), md("""
     ## 3. Think longer: the thinking curve
 
-    The same energy, descended for more steps than it was trained with. A model trained to
-    keep the answer a fixed point should not get worse past $K$; the dot marks $K$.
+    The same energy, descended for more steps than it was trained with (`losses.ebt_descent`
+    keeps every step's prediction: one descent gives the whole curve). A model trained to keep
+    the answer a fixed point should not get worse past $K$; the dot marks $K$.
     """), code('''
+    think = jax.vmap(lambda x: losses.ebt_descent(energy, state.params, x, x, num_steps=3 * K,
+                                                  step_size=h).ys)   # every step's prediction
+    path = jax.jit(think)(test["x"])                                    # [N, 3K, 64]
     counts = list(range(1, 3 * K + 1))
-    curve = [psnr(descend(test["x"], test["x"], n).y) for n in counts]
+    curve = [psnr(path[:, n - 1]) for n in counts]
     plots.save_thinking_curve("thinking.png", {"System 2": (counts, curve)},
                               trained_steps={"System 2": K},
                               baselines={"noisy input": psnr(test["x"])})

@@ -30,9 +30,9 @@ def test_psnr_spearman_and_matched_width():
 
 
 @pytest.mark.slow
-def test_a_tiny_run_prints_every_summary_key(capsys):
+def test_a_tiny_run_prints_every_summary_key_and_draws_the_pictures(capsys, tmp_path):
     rows = bench.main(["--quick", "--steps", "8", "--seeds", "0", "--hidden", "8", "8",
-                       "--no-save"])
+                       "--no-save", "--figure", "--figure-dir", str(tmp_path)])
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(printed) == len(rows)
     seen = {(r["task"], r["method"]) for r in rows}
@@ -55,3 +55,5 @@ def test_a_tiny_run_prints_every_summary_key(capsys):
                         and r["method"] == "ebt_system1")
     assert 0.0 <= ebt_branches["branch_hit_rate"] <= 1.0
     assert sum(ebt_branches["branch_shares"]) == pytest.approx(1.0)
+    for name in ("inference_thinking.png", "inference_denoised.png", "inference_branches.png"):
+        assert (tmp_path / name).stat().st_size > 5_000, name
