@@ -373,7 +373,9 @@ def write_figures(figures, directory, seed) -> list:
         path = os.path.join(directory, "inference_denoised.png")
         digits = figures["digits"]
         order = ["noisy"] + [k for k in digits if k not in ("noisy", "clean")] + ["clean"]
-        plots.save_image_grids(path, {" / ".join(order) + " (rows)": np.concatenate(
+        short = {"ebt_system1": "S1", "ebt_system2": "S2", "feedforward": "FF"}
+        title = "rows: " + ", ".join(short.get(k, k) for k in order)
+        plots.save_image_grids(path, {title: np.concatenate(
             [np.asarray(digits[k]) for k in order])}, (8, 8), value_range=DATA_RANGE)
         written.append(path)
     if "branches" in figures:
