@@ -209,8 +209,8 @@ def run_denoise(seed, steps, hidden, batch_size=64, methods=None, figures=None):
             ys = thinking_path(energy, params, test["x"], 3 * NUM_STEPS)   # [3K, N, D]
             figures.setdefault("curves", {})[method] = (
                 np.arange(1, 3 * NUM_STEPS + 1), [psnr(y, test["y"]) for y in ys])
-            figures.setdefault("digits", {"noisy": test["x"][:10]})[method] = ys[NUM_STEPS - 1,
-                                                                                  :10]
+            digits = figures.setdefault("digits", {"noisy": test["x"][:10]})
+            digits[method] = ys[NUM_STEPS - 1, :10]
             figures["digits"]["clean"] = test["y"][:10]
         rows.append(row)
         rows.append({"task": "ranking", "method": method, "seed": seed, "steps": steps,

@@ -11,16 +11,18 @@ variance, heavy-tailed tabular features (Student-t, dof 2.5), byte images in [0,
 tiny set of 200 signals. Each dataset gets a softmax run (the baseline), a JEM run
 (``jem_digits``'s settings) and a CD run (``cd_digits``'s), nothing else set, and a
 ``jem_raw`` run: JEM on the file's own units (``data.normalize=none``), where slow blow-ups
-are expected and the guard must catch them.
+were expected and the guard must catch them (the derived ``objective.energy_l2=0.1`` now
+prevents them; the ``jem_no_l2`` cell drops it, and on the heavy-tailed table the guard
+stops that run naming the cause).
 
 One JSON object per run goes to benchmarks/results/<device>-<date>.json with: ``dataset``,
 ``objective``, ``seed``, ``outcome`` (``trained`` / ``stopped``), ``cause`` (the guard's
 criteria when stopped), ``accuracy``, ``ece``, ``softmax_accuracy``, ``softmax_ece``,
 ``warnings`` (the summary's ``accuracy_warning`` / ``calibration_warning``: the run says it
-is worse than its baseline), ``meets_target`` (JEM: accuracy >= softmax's - 0.03 and ECE <= softmax's + 0.01; any run:
-stopped with a cause counts), ``onset`` (the first logged step whose mean energy magnitude
-passes 10x its early scale, the mean over the first 200 steps), ``detected`` (the first
-diverged step of the first rollback), ``steps_to_detection`` and ``rollback_before_onset``.
+is worse than its baseline), ``meets_target`` (JEM: accuracy >= softmax's - 0.03 and
+ECE <= softmax's + 0.01; any run: stopped with a cause counts), ``onset`` (the first logged
+step whose mean energy magnitude passes 10x its early scale, the mean over the first 200
+steps), ``detected`` (the first diverged step of the first rollback), ``steps_to_detection`` and ``rollback_before_onset``.
 """
 from __future__ import annotations
 
@@ -124,8 +126,8 @@ def run_cell(path: str, dataset: str, objective: str, seed: int, steps: int, roo
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
     onset, detected, events = onset_and_detection(records)
-    row.update(onset=onset, detected=detected, rollbacks=sum(e["event"] == "rollback"
-                                                              for e in events),
+    rollbacks = sum(e["event"] == "rollback" for e in events)
+    row.update(onset=onset, detected=detected, rollbacks=rollbacks,
                steps_to_detection=(detected - onset if onset is not None and detected
                                    is not None else None),
                rollback_before_onset=(all(e.get("to_step", -1) < onset for e in events
