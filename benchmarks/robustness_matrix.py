@@ -22,7 +22,8 @@ criteria when stopped), ``accuracy``, ``ece``, ``softmax_accuracy``, ``softmax_e
 is worse than its baseline), ``meets_target`` (JEM: accuracy >= softmax's - 0.03 and
 ECE <= softmax's + 0.01; any run: stopped with a cause counts), ``onset`` (the first logged
 step whose mean energy magnitude passes 10x its early scale, the mean over the first 200
-steps), ``detected`` (the first diverged step of the first rollback), ``steps_to_detection`` and ``rollback_before_onset``.
+steps), ``detected`` (the first diverged step of the first rollback), ``steps_to_detection``
+and ``rollback_before_onset``.
 """
 from __future__ import annotations
 
