@@ -43,8 +43,9 @@ import jax
 import jax.numpy as jnp
 
 from ebm_jax._checks import (check_bounds, check_choice, check_flag, check_in_range, check_int,
-                             check_positive_finite, check_weight, is_traced)
+                             check_positive_finite, check_weight)
 from ebm_jax.inference._common import check_energy_takes, check_floating, shape_of
+from ebm_jax.inference.minimize import check_options
 from ebm_jax.losses.base import LossTransform, check_examples, require_keys
 
 MODES = ("system1", "system2")
@@ -213,14 +214,7 @@ def ebt_descent(energy_fn: Callable, params: Any, x: Any, y0: jax.Array, *, num_
       >>> out.y.tolist(), out.energies.round(3).tolist()
       ([1.5, 1.5], [4.0, 1.0, 0.25, 0.25])
     """
-    num_steps = check_int("num_steps", num_steps,
-                          expected="a positive Python int (the number of descent steps)")
-    check_positive_finite("step_size", step_size)
-    check_weight("noise_scale", noise_scale, 0.0, expected="a number >= 0 (finite)")
-    noisy = is_traced(noise_scale) or float(noise_scale) > 0
-    if noisy and rng_key is None:
-        raise ValueError(f"rng_key=None with noise_scale={noise_scale!r}: expected a PRNG key "
-                         "to draw the noise from")
+    num_steps, noisy = check_options(num_steps, step_size, noise_scale, rng_key)  # as minimize
     detach_between_steps = check_flag("detach_between_steps", detach_between_steps)
     clip_range = check_bounds("clip_range", clip_range, allow_none=True)
     _check_vector("step_mask", step_mask, num_steps, "flag")
