@@ -486,6 +486,7 @@ def find_baseline(run_dir: str) -> Optional[str]:
 
 ECE_SLACK = 0.01  # a JEM run may be this much less calibrated than its baseline
 ACCURACY_SLACK = 0.03  # ... and this much less accurate
+BASELINE_WARNINGS = ("accuracy_warning", "calibration_warning")  # what baseline_comparison adds
 
 
 def baseline_comparison(run_dir: str, summary: dict) -> dict:
@@ -566,6 +567,7 @@ def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CURVE_PANELS", "ECE_SLACK", "baseline_comparison", "chain_purification",
+__all__ = ["ACCURACY_SLACK", "BASELINE_WARNINGS", "CURVE_PANELS", "ECE_SLACK",
+           "baseline_comparison", "chain_purification",
            "comparison_table", "data_metrics", "evaluate", "evaluate_run", "find_baseline",
            "fresh_samples", "load_run", "quick_eval_fn", "read_run_config"]

@@ -28,8 +28,8 @@ from ebm_jax.data.files import DataFileError
 from ebm_jax.experiments.build import Experiment, build, initial_state, num_train_examples
 from ebm_jax.experiments.config import Config, ConfigError, config_differences
 from ebm_jax.experiments.data import derived_settings, describe_derived, with_measured_data
-from ebm_jax.experiments.evaluation import (CURVE_PANELS, baseline_comparison, evaluate,
-                                            quick_eval_fn, read_run_config)
+from ebm_jax.experiments.evaluation import (BASELINE_WARNINGS, CURVE_PANELS, baseline_comparison,
+                                            evaluate, quick_eval_fn, read_run_config)
 from ebm_jax.experiments.sampling import ReplayBufferConfig
 from ebm_jax.parallel import MeshError, make_data_mesh, shard_batch
 from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, make_train_step,
@@ -172,8 +172,8 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
         train_seconds = time.perf_counter() - train_started
         summary = evaluate(exp, state, workdir=workdir)
         summary.update(derived_settings(config, exp.data, energy_l2_derived=energy_l2_derived))
-        summary.update(baseline_comparison(workdir, summary))  # JEM's ECE against softmax's
-        for warning in ("accuracy_warning", "calibration_warning"):
+        summary.update(baseline_comparison(workdir, summary))  # JEM against softmax
+        for warning in BASELINE_WARNINGS:
             if warning in summary:
                 print(f"ebm-jax: warning: {summary[warning]}")
         summary.update(train_seconds=train_seconds,
