@@ -15,6 +15,8 @@ What this file sets up, once for every test:
   imported). ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns it off; another path moves it.
   The cache key includes the compile options, so a program compiled under ``fast_compile``
   (below) is a different entry from the same program fully optimised.
+* **Faster XLA:CPU compiles** for every test and subprocess: ``XLA_FLAGS`` gains
+  ``--xla_cpu_use_fusion_emitters=false`` (see :data:`COMPILE_TIME_FLAG` below).
 * **The ``fast_compile`` marker**, the one compile shortcut: ``pytestmark =
   pytest.mark.fast_compile`` in a module, or ``@pytest.mark.fast_compile`` on a test,
   compiles with ``jax_disable_most_optimizations`` (no LLVM optimisation: each compile of a
@@ -48,6 +50,16 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".jax_cach
 # 71 s with every program cached, 127 s with only those over 0.1 s).
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# XLA:CPU's MLIR fusion emitters off (the older emitters): the suite's programs compile in
+# about half the time under ``fast_compile`` and a little faster otherwise, and run as fast
+# (measured: the full suite from an empty cache 10m55s -> 8m44s, warm unchanged). Values
+# agree to float rounding, so the test that compares with a fingerprint written by a user's
+# default compiler settings runs its training in a subprocess without this flag
+# (:data:`USER_XLA_FLAGS`). ``XLA_FLAGS`` naming the flag itself keeps the caller's choice.
+COMPILE_TIME_FLAG = "--xla_cpu_use_fusion_emitters=false"
+USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
+if "xla_cpu_use_fusion_emitters" not in USER_XLA_FLAGS:
+    os.environ["XLA_FLAGS"] = f"{USER_XLA_FLAGS} {COMPILE_TIME_FLAG}".strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -3,6 +3,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -12,6 +14,7 @@ from ebm_jax import cli
 from ebm_jax.data import Batches
 from ebm_jax.experiments import ConfigError, build, initial_state, make_config, train
 from ebm_jax.train import Checkpointer, fit, make_train_step, params_fingerprint
+from tests.conftest import USER_XLA_FLAGS
 from tests.experiments.conftest import copy_run
 from tests.experiments.tiny import tiny, tiny_overrides
 
@@ -308,9 +311,14 @@ def test_a_run_directory_of_release_0_1_resumes_bit_exactly_and_evaluates(tmp_pa
         assert "sgld_steps" in json.load(f)  # the flat 0.1 schema
     report = evaluate_run(str(workdir), metrics_requested=["classification"], figures=False)
     assert report["steps"] == 10 and 0.0 <= report["accuracy"] <= 1.0
-    code = cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress",
-                     "--devices", "1", "--set", "run.num_steps=20"])
-    assert code == 0
+    # The release's fingerprint was written with XLA's default settings: resume in a process
+    # without the suite's compile-time flag (tests/conftest.py), as a user would.
+    env = dict(os.environ, XLA_FLAGS=USER_XLA_FLAGS, JAX_NUM_CPU_DEVICES=str(jax.device_count()))
+    env.pop("JAX_DISABLE_MOST_OPTIMIZATIONS", None)
+    done = subprocess.run([sys.executable, "-m", "ebm_jax.cli", "train", "--workdir",
+                           str(workdir), "--resume", "--no-progress", "--devices", "1", "--set",
+                           "run.num_steps=20"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     with open(workdir / "summary.json") as f:
         summary = json.load(f)
     assert summary["steps"] == 20
