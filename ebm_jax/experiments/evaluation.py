@@ -78,6 +78,12 @@ PURIFICATION_STEPS = 10
 # --------------------------------------------------------------------------- after training
 
 
+def method_key(config: Config) -> jax.Array:
+    """The key of the objective's own metrics (``Pieces.evaluate``) in the summary and in
+    ``ebm-jax evaluate``: the same draws, so both report the same values."""
+    return jax.random.fold_in(jax.random.PRNGKey(config.run.seed + 7919), 1)
+
+
 def fresh_samples(exp: Experiment, params: Any, rng_key: jax.Array, num: int) -> np.ndarray:
     """``num`` fresh samples from the run's own generator."""
     return np.asarray(jax.jit(exp.generate, static_argnums=2)(rng_key, params, num))
@@ -105,7 +111,7 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     summary: dict[str, Any] = {"steps": int(state.step)}
     if exp.evaluate is not None:
         figure = None if workdir is None else os.path.join(workdir, PREDICTIONS_FIGURE)
-        summary.update(exp.evaluate(params, jax.random.fold_in(key, 1), figure=figure))
+        summary.update(exp.evaluate(params, method_key(cfg), figure=figure))
     if not exp.density:
         summary["params_fingerprint"] = params_fingerprint(state.params)
         return summary
@@ -176,7 +182,7 @@ def quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
     energy = jax.jit(batch_energy(exp.energy_fn)) if exp.density else None
     noise = uniform_init(*data.data_range)(jax.random.PRNGKey(1), (500, *data.x_test.shape[1:]))
     logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0))) if exp.logits_fn else None
-    method_key = None if exp.evaluate is None else jax.random.PRNGKey(exp.config.run.seed + 7919)
+    own_key = None if exp.evaluate is None else method_key(exp.config)
 
     def finite(*arrays) -> bool:
         return all(bool(jnp.all(jnp.isfinite(a))) for a in arrays)
@@ -196,7 +202,7 @@ def quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
             out["auroc_uniform_noise"] = (float(metrics.auroc(-e_data, -e_noise))
                                           if finite(e_data, e_noise) else math.nan)
         if exp.evaluate is not None:
-            out.update(exp.evaluate(params, method_key, quick=True))
+            out.update(exp.evaluate(params, own_key, quick=True))
         return out
 
     return eval_fn
@@ -364,12 +370,13 @@ def evaluate_run(run_dir: str, *, metrics_requested: Optional[Sequence[str]] = N
     os.makedirs(out_dir, exist_ok=True)
     report: dict[str, Any] = {"run": os.path.abspath(run_dir), "config": cfg.name,
                               "objective": cfg.objective.kind, "steps": int(state.step)}
-    if not has_images or not density:  # 2-D toys (the density's own measures), signals,
-        summary = evaluate(exp, state, workdir=out_dir if figures else None)  # features
+    if not has_images and density:  # 2-D toys (the density's own measures), signals, features
+        summary = evaluate(exp, state, workdir=out_dir if figures else None)
         report.update({k: summary[k] for k in ("kl_nats", "mmd") if k in summary})
-        if not density:  # a conditional energy: its own metrics (Pieces.evaluate)
-            own = {k: v for k, v in summary.items() if k not in ("steps", "params_fingerprint")}
-            report.update(own, method_metrics=sorted(own))
+    if exp.evaluate is not None:  # the objective's own metrics, as in its summary
+        own = exp.evaluate(params, method_key(cfg), figure=os.path.join(
+            out_dir, PREDICTIONS_FIGURE) if figures else None)
+        report.update(own, method_metrics=sorted(own))
     key = jax.random.PRNGKey(cfg.run.seed + 104_729)
     k_ood, k_attack, _ = jax.random.split(key, 3)
     x_test = jnp.asarray(data.x_test)
@@ -603,8 +610,8 @@ def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ACCURACY_SLACK", "BASELINE_WARNINGS", "CURVE_PANELS", "DENSITY_METRICS", "ECE_SLACK",
-           "PREDICTIONS_FIGURE",
+__all__ = ["ACCURACY_SLACK", "BASELINE_WARNINGS", "CURVE_PANELS", "DENSITY_METRICS",
+           "ECE_SLACK", "PREDICTIONS_FIGURE", "method_key",
            "baseline_comparison", "chain_purification",
            "comparison_table", "data_metrics", "evaluate", "evaluate_run", "find_baseline",
            "fresh_samples", "load_run", "quick_eval_fn", "read_run_config"]
