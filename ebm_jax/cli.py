@@ -29,6 +29,7 @@ SUMMARY_KEYS = ("test_accuracy", "ece", "softmax_accuracy", "softmax_ece", "accu
                 "calibration_warning",
                 "auroc_uniform_noise", "energy_data_mean",
                 "energy_noise_mean", "sample_confidence", "sample_in_range_fraction", "kl_nats",
+                "psnr", "psnr_noisy", "branch_hit_rate", "branch_hit_rate_start",  # predictors
                 "steps", "devices", "wall_seconds", "params_fingerprint")
 
 

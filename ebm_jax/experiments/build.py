@@ -37,12 +37,14 @@ class Experiment(NamedTuple):
     params: Any
     energy_fn: Callable
     logits_fn: Optional[Callable]
-    sampler: Sampler
-    make_sampler: Callable
+    sampler: Optional[Sampler]
+    make_sampler: Optional[Callable]
     loss: LossTransform
     optimizer: optax.GradientTransformation
-    generate: Callable
+    generate: Optional[Callable]
     generator_name: str
+    evaluate: Optional[Callable] = None  # the objective's own metrics (Pieces.evaluate)
+    density: bool = True  # energy_fn(params, x) models the data (Objective.density)
 
 
 def make_optimizer(settings: OptimizerConfig, num_steps: int) -> optax.GradientTransformation:
@@ -82,7 +84,7 @@ def build(config: Config, data: Optional[Data] = None, *, num_devices: int = 1) 
     return Experiment(config, data, pieces.params, pieces.energy_fn, pieces.logits_fn,
                       pieces.sampler, pieces.make_sampler, pieces.loss,
                       make_optimizer(config.optimizer, config.run.num_steps), pieces.generate,
-                      pieces.generator_name)
+                      pieces.generator_name, pieces.evaluate, objective.density)
 
 
 def initial_state(exp: Experiment) -> TrainState:

@@ -63,7 +63,9 @@ TOY_NAMES = ("8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "
 # Real image datasets, read through tensorflow-datasets (prepared beforehand; see
 # ebm_jax.data.tfds_source).
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
-DATASETS = ("digits",) + TOY_NAMES + TFDS_NAMES
+# (x, y) pairs with continuous targets, for conditional energies E(x, y) (ebm_jax.data.regression)
+REGRESSION_NAMES = ("branches",)
+DATASETS = ("digits",) + TOY_NAMES + REGRESSION_NAMES + TFDS_NAMES
 MODELS = ("mlp", "conv", "wrn", "igebm_resnet", "resnet")
 ACTIVATIONS = ("swish", "leaky_relu", "relu", "elu", "softplus", "tanh")
 
@@ -284,17 +286,23 @@ def validate(config: Config) -> Config:
     Raises:
       ConfigError: naming the first bad field (dotted), its value and what was expected.
     """
-    from ebm_jax.experiments.objectives import get_objective
+    from ebm_jax.experiments.objectives import get_objective, objective_kinds
 
     objective = get_objective(getattr(config.objective, "kind", None))
     _check_fields(config, "")
     data, model = config.data, config.model
     kind = objective.kind
     is_toy = data.dataset in TOY_NAMES
+    is_regression = data.dataset in REGRESSION_NAMES
     if is_toy and objective.needs_labels:
         raise ConfigError(f"objective={kind!r} with data.dataset={data.dataset!r}: expected an "
                           "objective that needs no labels (2-D toys have none)")
-    if is_toy and model.kind != "mlp":
+    if is_regression and not objective.regression:
+        raise ConfigError(f"objective={kind!r} with data.dataset={data.dataset!r}: expected an "
+                          "objective that learns a conditional energy E(x, y) from continuous "
+                          f"targets (the dataset holds (x, y) pairs), one of "
+                          f"{[k for k in objective_kinds() if get_objective(k).regression]}")
+    if (is_toy or is_regression) and model.kind != "mlp":
         raise ConfigError(f"model.kind={model.kind!r} with data.dataset={data.dataset!r}: "
                           "expected 'mlp'")
     if model.kind not in objective.models:

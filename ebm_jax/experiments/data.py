@@ -20,7 +20,9 @@ import numpy as np
 from ebm_jax.data import load_digits
 from ebm_jax.data.files import (Normalization, data_statistics, is_data_file, load_file,
                                 normalization)
-from ebm_jax.experiments.config import TFDS_NAMES, Config, resolve_energy_l2, validate
+from ebm_jax.data.regression import REGRESSION_DATASETS
+from ebm_jax.experiments.config import (REGRESSION_NAMES, TFDS_NAMES, Config, resolve_energy_l2,
+                                        validate)
 from ebm_jax.experiments.objectives import objective_of
 
 TOY_LIMIT = 4.5  # 2-D toys live in [-4.5, 4.5]^2
@@ -56,6 +58,9 @@ class Data(NamedTuple):
     # a user's file: the map (x - center) / scale that brought its values to the presets'
     # scale (data.normalize; ebm_jax.data.files.Normalization); None for the shipped data
     normalization: Optional[Normalization] = None
+    # a regression dataset (y_train: float targets [N, dy]): its exact answers,
+    # modes(x [N, dx]) -> [N, K, dy] (ebm_jax.data.regression); None elsewhere
+    modes: Optional[Callable] = None
 
 
 def load_tfds_data(config: Config) -> Data:
@@ -188,14 +193,24 @@ def _keep_labelled_share(config: Config, x_train, y_train):
     return x_train[keep], y_train[keep]  # a supervised baseline sees the labelled share only
 
 
+def load_regression_data(config: Config) -> Data:
+    """A seeded regression dataset (``"branches"``): float targets ``y [N, dy]``, no classes,
+    and its exact answers in ``modes``."""
+    d = REGRESSION_DATASETS[config.data.dataset](config.run.seed)
+    return Data(d.x_train, d.y_train, d.x_test, d.y_test, d.x_range, None, None, None,
+                modes=d.modes)
+
+
 def load_data(config: Config) -> Data:
-    """The embedded digits, a seeded sample of a 2-D toy density, a tfds dataset, or the
-    user's file."""
+    """The embedded digits, a seeded sample of a 2-D toy density, a seeded regression
+    dataset, a tfds dataset, or the user's file."""
     dataset = config.data.dataset
     if dataset in TFDS_NAMES:
         return load_tfds_data(config)
     if is_data_file(dataset):
         return load_file_data(config)
+    if dataset in REGRESSION_NAMES:
+        return load_regression_data(config)
     if dataset == "digits":
         d = load_digits()
         x_train, y_train = _keep_labelled_share(config, d.x_train, d.y_train)
@@ -234,4 +249,4 @@ def example_batch(config: Config, data: Data) -> dict:
 
 __all__ = ["Data", "TOY_LIMIT", "derived_settings", "describe_derived", "example_batch",
            "labelled_subset", "load_data",
-           "load_file_data", "load_tfds_data", "with_measured_data"]
+           "load_file_data", "load_regression_data", "load_tfds_data", "with_measured_data"]

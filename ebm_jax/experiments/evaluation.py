@@ -23,7 +23,10 @@ inpainting and purification; nothing is rebuilt from config fields.
   with ``purify`` the same attacks classified after 10 steps of the run's sampler.
 
 Unconditional EBMs get the OOD section with the log p(x) score only; asking them for a
-classifier's metric is an error. 2-D toy runs report ``kl_nats`` and ``mmd``.
+classifier's metric is an error. 2-D toy runs report ``kl_nats`` and ``mmd``. An objective
+that is not a density (a conditional energy ``E(x, y)``, EBT) reports its own metrics
+(``Pieces.evaluate``: a denoiser's PSNR, a regression's hits on the exact answers), listed in
+``method_metrics``; asking it for OOD, generation or a classifier's metric is an error.
 
 Example::
 
@@ -59,8 +62,11 @@ CURVE_PANELS = (
     ("energy_data", "energy_sample", "generative/energy_data", "generative/energy_sample"),
     ("classification/accuracy", "accuracy", "eval/test_accuracy"),
     ("eval/ece", "eval/auroc_uniform_noise"),
+    ("reconstruction", "reconstruction_start"),  # a prediction's error (EBT)
 )
 CLASSIFIER_METRICS = ("classification", "robustness")
+DENSITY_METRICS = ("ood", "generation")  # they read energy_fn(params, x) as a model of the data
+PREDICTIONS_FIGURE = "predictions.png"  # the picture of Pieces.evaluate, where it draws one
 METRICS = ("classification", "ood", "robustness", "generation")
 COMPOSED_CLASSES = (3, 8)  # "a 3 or an 8"
 LINF_BUDGETS = (0.05, 0.1, 0.2)   # digits live in [-1, 1]: 0.1 is 5% of the range
@@ -70,6 +76,12 @@ PURIFICATION_STEPS = 10
 
 
 # --------------------------------------------------------------------------- after training
+
+
+def method_key(config: Config) -> jax.Array:
+    """The key of the objective's own metrics (``Pieces.evaluate``) in the summary and in
+    ``ebm-jax evaluate``: the same draws, so both report the same values."""
+    return jax.random.fold_in(jax.random.PRNGKey(config.run.seed + 7919), 1)
 
 
 def fresh_samples(exp: Experiment, params: Any, rng_key: jax.Array, num: int) -> np.ndarray:
@@ -87,11 +99,22 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     samples vs true samples), ``steps``, ``params_fingerprint``.
     Everything is measured with ``state.ema_params`` (the raw params when the
     run keeps no moving average); the fingerprint is of the raw params.
+
+    An objective with its own metrics (``exp.evaluate``) adds them (and with ``workdir`` its
+    picture, :data:`PREDICTIONS_FIGURE`); one that is not a density (a conditional energy
+    ``E(x, y)``, see :class:`~ebm_jax.experiments.objectives.Objective`) reports only those,
+    ``steps`` and the fingerprint.
     """
     cfg, data, params = exp.config, exp.data, state.ema_params
     key = jax.random.PRNGKey(cfg.run.seed + 7919)
     k_noise, k_pick, k_fresh = jax.random.split(key, 3)
     summary: dict[str, Any] = {"steps": int(state.step)}
+    if exp.evaluate is not None:
+        figure = None if workdir is None else os.path.join(workdir, PREDICTIONS_FIGURE)
+        summary.update(exp.evaluate(params, method_key(cfg), figure=figure))
+    if not exp.density:
+        summary["params_fingerprint"] = params_fingerprint(state.params)
+        return summary
     if exp.logits_fn is not None:
         logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0)))(params, data.x_test)
         report = metrics.classification_report(logits, jnp.asarray(data.y_test))
@@ -149,15 +172,17 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
 
 
 def quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
-    """Cheap periodic evaluation during training: test accuracy/ECE, data and noise energies.
+    """Cheap periodic evaluation during training: test accuracy/ECE, data and noise energies
+    (for a density), and the objective's own quick metrics (``exp.evaluate``).
 
     A model whose logits or energies are not finite (a run that blew up) gets NaN metrics
     rather than an error from the metric functions, so the evaluation never ends the run.
     """
     data = exp.data
-    energy = jax.jit(batch_energy(exp.energy_fn))
+    energy = jax.jit(batch_energy(exp.energy_fn)) if exp.density else None
     noise = uniform_init(*data.data_range)(jax.random.PRNGKey(1), (500, *data.x_test.shape[1:]))
     logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0))) if exp.logits_fn else None
+    own_key = None if exp.evaluate is None else method_key(exp.config)
 
     def finite(*arrays) -> bool:
         return all(bool(jnp.all(jnp.isfinite(a))) for a in arrays)
@@ -172,9 +197,12 @@ def quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
                 out.update(test_accuracy=report["accuracy"], ece=report["ece"])
             else:
                 out.update(test_accuracy=math.nan, ece=math.nan)
-        e_data, e_noise = energy(params, data.x_test), energy(params, noise)
-        out["auroc_uniform_noise"] = (float(metrics.auroc(-e_data, -e_noise))
-                                      if finite(e_data, e_noise) else math.nan)
+        if energy is not None:
+            e_data, e_noise = energy(params, data.x_test), energy(params, noise)
+            out["auroc_uniform_noise"] = (float(metrics.auroc(-e_data, -e_noise))
+                                          if finite(e_data, e_noise) else math.nan)
+        if exp.evaluate is not None:
+            out.update(exp.evaluate(params, own_key, quick=True))
         return out
 
     return eval_fn
@@ -270,10 +298,18 @@ def _check_requested(config: Config, requested: Sequence[str], is_classifier: bo
     if unknown:
         raise ConfigError(f"metrics={unknown}: expected a subset of {list(METRICS)}")
     allowed = data_metrics(config, data)
+    density = objective_of(config).density
     for metric in requested:
+        if metric in DENSITY_METRICS and not density:
+            raise ConfigError(f"metric {metric!r} needs an energy of the data E(x): the run's "
+                              f"objective={config.objective.kind!r} learns a conditional "
+                              "energy E(x, y) (expected none of "
+                              f"{list(DENSITY_METRICS + CLASSIFIER_METRICS)}: its own metrics "
+                              "are always reported)")
         if metric in CLASSIFIER_METRICS and not is_classifier:
+            what = "an unconditional EBM" if density else "a conditional energy E(x, y)"
             raise ConfigError(f"metric {metric!r} needs a classifier: the run's objective="
-                              f"{config.objective.kind!r} is an unconditional EBM (expected a "
+                              f"{config.objective.kind!r} is {what} (expected a "
                               "run of a classifier objective)")
         if metric not in allowed:
             what = ("a 2-D toy" if data.image_shape is None and not is_data_file(
@@ -324,17 +360,23 @@ def evaluate_run(run_dir: str, *, metrics_requested: Optional[Sequence[str]] = N
     cfg, data, params = exp.config, exp.data, state.ema_params
     is_classifier = exp.logits_fn is not None
     has_images = data.image_shape is not None
+    density = exp.density
     if metrics_requested is None:
         metrics_requested = tuple(m for m in data_metrics(cfg, data)
-                                  if is_classifier or m not in CLASSIFIER_METRICS)
+                                  if (is_classifier or m not in CLASSIFIER_METRICS)
+                                  and (density or m not in DENSITY_METRICS))
     requested = _check_requested(cfg, metrics_requested, is_classifier, data)
     out_dir = os.path.join(run_dir, "evaluation")
     os.makedirs(out_dir, exist_ok=True)
     report: dict[str, Any] = {"run": os.path.abspath(run_dir), "config": cfg.name,
                               "objective": cfg.objective.kind, "steps": int(state.step)}
-    if not has_images:  # 2-D toys (the density's own measures), signals, features
+    if not has_images and density:  # 2-D toys (the density's own measures), signals, features
         summary = evaluate(exp, state, workdir=out_dir if figures else None)
         report.update({k: summary[k] for k in ("kl_nats", "mmd") if k in summary})
+    if exp.evaluate is not None:  # the objective's own metrics, as in its summary
+        own = exp.evaluate(params, method_key(cfg), figure=os.path.join(
+            out_dir, PREDICTIONS_FIGURE) if figures else None)
+        report.update(own, method_metrics=sorted(own))
     key = jax.random.PRNGKey(cfg.run.seed + 104_729)
     k_ood, k_attack, _ = jax.random.split(key, 3)
     x_test = jnp.asarray(data.x_test)
@@ -546,8 +588,9 @@ def baseline_comparison(run_dir: str, summary: dict) -> dict:
 def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     """A markdown table of the report's scalar metrics, beside the baseline's."""
     rows = []
+    own = [k for k in report.get("method_metrics", ()) if isinstance(report[k], (int, float))]
     for key in ("accuracy", "nll", "ece", "kl_nats", "mmd", "conditional_accuracy",
-                "composed_3_or_8"):
+                "composed_3_or_8", *own):
         if key in report:
             rows.append((key, report[key], (baseline or {}).get(key)))
     for section in ("inpainting", "ood", "robust_accuracy", "robust_accuracy_purified"):
@@ -567,7 +610,8 @@ def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ACCURACY_SLACK", "BASELINE_WARNINGS", "CURVE_PANELS", "ECE_SLACK",
+__all__ = ["ACCURACY_SLACK", "BASELINE_WARNINGS", "CURVE_PANELS", "DENSITY_METRICS",
+           "ECE_SLACK", "PREDICTIONS_FIGURE", "method_key",
            "baseline_comparison", "chain_purification",
            "comparison_table", "data_metrics", "evaluate", "evaluate_run", "find_baseline",
            "fresh_samples", "load_run", "quick_eval_fn", "read_run_config"]

@@ -4,6 +4,7 @@ with checkpoints and the divergence guard, evaluate, write the summary.
 Run directory::
 
     config.json  metrics.jsonl  checkpoints/  samples.png  curves.png  summary.json
+    (predictions.png instead of samples.png for an objective that predicts, such as EBT)
 
 Example::
 
@@ -28,8 +29,9 @@ from ebm_jax.data.files import DataFileError
 from ebm_jax.experiments.build import Experiment, build, initial_state, num_train_examples
 from ebm_jax.experiments.config import Config, ConfigError, config_differences
 from ebm_jax.experiments.data import derived_settings, describe_derived, with_measured_data
-from ebm_jax.experiments.evaluation import (BASELINE_WARNINGS, CURVE_PANELS, baseline_comparison,
-                                            evaluate, quick_eval_fn, read_run_config)
+from ebm_jax.experiments.evaluation import (BASELINE_WARNINGS, CURVE_PANELS, PREDICTIONS_FIGURE,
+                                            baseline_comparison, evaluate, quick_eval_fn,
+                                            read_run_config)
 from ebm_jax.experiments.sampling import ReplayBufferConfig
 from ebm_jax.parallel import MeshError, make_data_mesh, shard_batch
 from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, make_train_step,
@@ -37,7 +39,7 @@ from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, m
 from ebm_jax.train.guard import TrainingDiverged
 
 RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "samples.png",
-             "curves.png", "landscape.png")
+             "curves.png", "landscape.png", PREDICTIONS_FIGURE)
 
 
 def prepare_workdir(config: Config, workdir: str, *, resume: bool,

@@ -139,7 +139,7 @@ def divergence_flags(value: jax.Array, grad_norm: jax.Array, info: dict,
     finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
     for v in floats:
         finite = finite & jnp.all(jnp.isfinite(v))
-    energies = [jnp.max(jnp.abs(jnp.asarray(v))) for k, v in info.items() if "energy" in k
+    energies = [jnp.max(jnp.abs(jnp.asarray(v))) for k, v in info.items() if is_energy_key(k)
                 and jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)]
     energy = (jnp.max(jnp.stack(energies)) > guard.max_abs_energy) if energies \
         else jnp.zeros((), bool)
@@ -179,6 +179,19 @@ def init_guard_stats() -> GuardStats:
                       jnp.full((), jnp.inf, jnp.float32))
 
 
+def is_energy_key(key: str) -> bool:
+    """Whether an info key names an energy (``energy_data``, ``generative/energy_sample``,
+    ...): it contains ``energy`` and is not a gradient norm (EBT's ``energy_grad_norm``,
+    ``|∇_y E|``, grows as its learned step shrinks: it is no energy scale).
+
+    Example::
+
+      >>> is_energy_key("generative/energy_sample"), is_energy_key("energy_grad_norm")
+      (True, False)
+    """
+    return "energy" in key and not key.endswith("grad_norm")
+
+
 def _floats(info: dict, select) -> list:
     return [jnp.asarray(v) for k, v in info.items() if select(k)
             and jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)]
@@ -186,7 +199,7 @@ def _floats(info: dict, select) -> list:
 
 def _energy_magnitude(info: dict) -> Optional[jax.Array]:
     """The largest mean |energy| over the info's energy keys, or None without any."""
-    energies = _floats(info, lambda k: "energy" in k)
+    energies = _floats(info, is_energy_key)
     if not energies:
         return None
     return jnp.max(jnp.stack([jnp.mean(jnp.abs(v)) for v in energies]))

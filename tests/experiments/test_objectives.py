@@ -22,15 +22,22 @@ OBJECTIVE_DIR = ROOT / "ebm_jax" / "experiments" / "objectives"
 def test_every_module_of_the_package_is_one_registered_objective():
     modules = sorted(p.stem for p in OBJECTIVE_DIR.glob("*.py") if not p.stem.startswith("_"))
     kinds = objective_kinds()
-    assert len(modules) == len(kinds) == 7
-    assert set(kinds) == {"jem", "softmax", "cd", "nce", "dsm", "ssm", "rl"}
+    assert len(modules) == len(kinds) == 8
+    assert set(kinds) == {"jem", "softmax", "cd", "nce", "dsm", "ssm", "rl", "ebt"}
     for kind in kinds:
         objective = get_objective(kind)
         assert isinstance(objective, Objective) and objective.config.kind == kind
         assert issubclass(objective.config, ObjectiveConfig)
         assert objective.config.__dataclass_params__.frozen
         assert objective.classifier == (kind in ("jem", "softmax"))
-        assert objective.unsupervised == (not objective.needs_labels)
+        # EBT learns a conditional energy E(x, y) from (input, target) pairs: neither a
+        # density of x (unsupervised) nor a user of class labels.
+        assert objective.density == (kind != "ebt")
+        assert objective.regression == (kind == "ebt")
+        if objective.density:
+            assert objective.unsupervised == (not objective.needs_labels)
+        else:
+            assert not objective.unsupervised and not objective.needs_labels
 
 
 def test_presets_of_an_objective_hold_that_objective():
@@ -132,10 +139,19 @@ def test_the_guides_new_objective_needs_no_other_file(tmp_path):
 
 
 def test_objective_configs_mirror_their_sections():
-    """Every objective that samples nests the sampler settings; the section types are shared."""
+    """Every objective that samples x (a density: its energy_fn(params, x) models the data)
+    nests the sampler settings; the section types are shared. An objective that is not a
+    density (EBT) draws no samples of x: its descent on y is part of its loss, set by the
+    loss's own fields (num_steps, mode, step_size, ...), so it has no sampler section, and
+    none of the pieces that sample."""
     from ebm_jax.experiments.sampling import LangevinConfig
 
+    densities = [k for k in objective_kinds() if get_objective(k).density]
+    assert len(densities) == 7
     for kind in objective_kinds():
         fields = {f.name: f.type for f in dataclasses.fields(get_objective(kind).config)}
-        assert "sampler" in fields, kind
-        assert get_objective(kind).config().sampler.__class__ is LangevinConfig
+        if kind in densities:
+            assert "sampler" in fields, kind
+            assert get_objective(kind).config().sampler.__class__ is LangevinConfig
+        else:
+            assert "sampler" not in fields and "num_steps" in fields, kind

@@ -321,3 +321,16 @@ def test_quick_eval_of_a_nan_model_gives_nan_metrics():
     blown = quick_eval_fn(exp)(SimpleNamespace(ema_params={"w": jnp.full((2, 2), jnp.nan)}))
     assert set(blown) == {"test_accuracy", "ece", "auroc_uniform_noise"}
     assert all(np.isnan(v) for v in blown.values())
+
+
+def test_a_gradient_norm_of_the_energy_is_no_energy():
+    """EBT logs ``energy_grad_norm`` (|∇_y E|, which grows as its learned step shrinks): the
+    guard's energy criteria read energies only."""
+    from ebm_jax.train.guard import _energy_magnitude, divergence_flags, is_energy_key
+
+    info = {"energy_data": jnp.float32(-4.0), "energy_grad_norm": jnp.float32(3e8),
+            "nonfinite_steps": jnp.float32(0.0)}
+    flags = divergence_flags(jnp.float32(1.0), jnp.float32(2.0), info, DivergenceGuard())
+    assert not bool(flags["energy"])
+    assert float(_energy_magnitude(info)) == 4.0
+    assert is_energy_key("generative/energy_sample") and not is_energy_key("energy_grad_norm")

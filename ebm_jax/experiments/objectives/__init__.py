@@ -29,14 +29,23 @@ class Pieces(NamedTuple):
     Attributes:
       params: the trained pytree (every network of the method).
       energy_fn: ``energy_fn(params, x) -> scalar``, the model of the data that every
-        metric evaluates.
+        metric evaluates; for an objective that is not a ``density`` (a conditional energy
+        over continuous outputs), ``energy_fn(params, x, y) -> scalar``.
       logits_fn: ``logits_fn(params, x) -> [K]`` for classifiers, else None.
       loss: the :class:`~ebm_jax.losses.LossTransform` that training minimises.
-      sampler: the run's sampler on ``energy_fn``.
-      make_sampler: the same sampler settings on any energy (``make(energy_fn) -> Sampler``).
+      sampler: the run's sampler on ``energy_fn`` (None for an objective that draws no
+        samples of ``x``).
+      make_sampler: the same sampler settings on any energy (``make(energy_fn) -> Sampler``;
+        None without a sampler).
       generate: ``generate(rng_key, params, num) -> [num, *example_shape]``: fresh samples
-        the way this method draws them (SGLD from noise, progressive sampling, ...).
+        the way this method draws them (SGLD from noise, progressive sampling, ...); None
+        without a sampler.
       generator_name: how ``generate`` draws, for figure titles.
+      evaluate: the method's own metrics, or None: ``evaluate(params, rng_key, *,
+        quick=False, figure=None) -> {name: float}`` (PSNR of a denoiser's prediction, ...),
+        added to the run's summary, to ``ebm-jax evaluate``'s report and, with
+        ``quick=True`` (what is cheap), to the periodic evaluation; with ``figure`` (a PNG
+        path), it also draws its picture there.
     """
 
     params: Any
@@ -44,9 +53,10 @@ class Pieces(NamedTuple):
     logits_fn: Optional[Callable]
     loss: LossTransform
     sampler: Any
-    make_sampler: Callable
-    generate: Callable
+    make_sampler: Optional[Callable]
+    generate: Optional[Callable]
     generator_name: str = "SGLD from noise"
+    evaluate: Optional[Callable] = None
 
 
 def _no_check(config) -> None:
@@ -73,6 +83,12 @@ class Objective(NamedTuple):
         reports EBM classifiers beside.
       flat_inert: fields of ebm_jax 0.1's flat config that runs of this objective ignored
         (dropped when such a config is migrated, so old runs resume unchanged).
+      density: its ``energy_fn(params, x)`` models the data, so the metrics of a density
+        apply (energies of data against noise, fresh samples, OOD scores, inpainting).
+        False for a conditional energy ``E(x, y)`` over continuous outputs, whose metrics
+        are its own (``Pieces.evaluate``).
+      regression: it learns from continuous targets ``y`` (a dataset of ``(x, y)`` pairs,
+        such as ``"branches"``, needs such an objective).
     """
 
     kind: str
@@ -89,6 +105,8 @@ class Objective(NamedTuple):
     summary: str = ""
     is_baseline: bool = False
     flat_inert: tuple = ()
+    density: bool = True
+    regression: bool = False
 
 
 _REGISTRY: dict[str, Objective] = {}
