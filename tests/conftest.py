@@ -57,7 +57,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # default compiler settings runs its training in a subprocess without this flag
 # (:data:`USER_XLA_FLAGS`). ``XLA_FLAGS`` naming the flag itself keeps the caller's choice.
 COMPILE_TIME_FLAG = "--xla_cpu_use_fusion_emitters=false"
-USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
+# The caller's flags, kept through the xdist workers (which inherit the changed XLA_FLAGS).
+USER_XLA_FLAGS = os.environ.setdefault("EBM_JAX_TESTS_USER_XLA_FLAGS",
+                                       os.environ.get("XLA_FLAGS", ""))
 if "xla_cpu_use_fusion_emitters" not in USER_XLA_FLAGS:
     os.environ["XLA_FLAGS"] = f"{USER_XLA_FLAGS} {COMPILE_TIME_FLAG}".strip()
 
