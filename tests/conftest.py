@@ -13,17 +13,25 @@ What this file sets up, once for every test:
   run, by the other xdist worker and by the subprocesses the tests start (the settings go
   through the environment, ``JAX_COMPILATION_CACHE_DIR`` and friends, before jax is
   imported). ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns it off; another path moves it.
-  The cache key includes the compile options, so a program compiled under ``fast_compile``
+  The cache key includes the compile options, so a program compiled with fewer optimisations
   (below) is a different entry from the same program fully optimised.
 * **Faster XLA:CPU compiles** for every test and subprocess: ``XLA_FLAGS`` gains
   ``--xla_cpu_use_fusion_emitters=false`` (see :data:`COMPILE_TIME_FLAG` below).
-* **The ``fast_compile`` marker**, the one compile shortcut: ``pytestmark =
-  pytest.mark.fast_compile`` in a module, or ``@pytest.mark.fast_compile`` on a test,
-  compiles with ``jax_disable_most_optimizations`` (no LLVM optimisation: each compile of a
-  small network is several times cheaper, its run a little slower, values equal to float
-  rounding). For a module the flag stays on for all of its tests (its jitted functions are
-  shared); for a test, only for that test. In-memory caches are cleared when the flag goes
-  off, so that no later test runs a program compiled this way.
+* **Fewer XLA optimisations by default**: ``JAX_DISABLE_MOST_OPTIMIZATIONS=1`` (set here
+  unless the caller set it; subprocesses inherit it). Most of the suite is compilation of
+  small programs, which this makes several times cheaper; values agree to float rounding.
+  Measured per file on 2 cores (full suite, empty and warm cache): the notebooks, the
+  end-to-end runs, the parallel and data tests are faster; the long statistical chains of
+  five files ran 2-3 times slower, so those are marked ``optimised``.
+* **The ``optimised`` marker**: ``pytestmark = pytest.mark.optimised`` in a module, or
+  ``@pytest.mark.optimised`` on a test, compiles fully optimised (runtime-heavy tests: long
+  chains, many training steps). **The ``fast_compile`` marker** pins the fewer
+  optimisations whatever the default (``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` runs everything
+  else optimised): tests that compare fingerprints with a subprocess or a session run
+  compiled that way, and tests that are mostly compilation. For a module the mode holds for
+  all of its tests (its jitted functions are shared); for a test, only for that test.
+  In-memory caches are cleared when the mode changes, so that no test runs a program
+  compiled in the other mode.
 * **Hypothesis profiles**: ``ci`` is hypothesis's own CI profile (derandomised, no
   database, no deadline) with every test's own example count, today's counts; ``dev`` caps
   every test at 10 examples (an explicit ``@settings(max_examples=120)`` included). Chosen
@@ -44,6 +52,7 @@ if TESTS not in sys.path:
 
 # -- environment, before jax is imported (subprocesses inherit it) -------------------------
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")  # the default compile mode (above)
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".jax_cache"))
 # Every program, however quick to compile: reading an entry back takes milliseconds, and the
 # suite compiles about a thousand small programs (measured: `pytest -m "not slow"` warm in
@@ -51,7 +60,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".jax_cach
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # XLA:CPU's MLIR fusion emitters off (the older emitters): the suite's programs compile in
-# about half the time under ``fast_compile`` and a little faster otherwise, and run as fast
+# about half the time with fewer optimisations and a little faster otherwise, and run as fast
 # (measured: the full suite from an empty cache 10m55s -> 8m44s, warm unchanged). Values
 # agree to float rounding, so the test that compares with a fingerprint written by a user's
 # default compiler settings runs its training in a subprocess without this flag
@@ -65,7 +74,7 @@ if "xla_cpu_use_fusion_emitters" not in USER_XLA_FLAGS:
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
-from compile_modes import fewer_xla_optimisations  # noqa: E402
+from compile_modes import compile_mode  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 # Eight CPU devices, so the data-parallel tests run a real mesh (tests/parallel/);
@@ -132,29 +141,40 @@ def pytest_runtest_setup(item):
                     f"(e.g. {missing[0]}): run the file with -n 0 for its totals")
 
 
-# -- compile shortcut -----------------------------------------------------------------------
-def _marked_here(node):
-    return any(mark.name == "fast_compile" for mark in node.own_markers)
+# -- compile modes --------------------------------------------------------------------------
+COMPILE_MARKERS = {"fast_compile": True, "optimised": False}  # marker: fewer optimisations
+
+
+def _mode_marked(node, own: bool):
+    """The compile mode a module (its own marks) or a test (its closest mark) asks for."""
+    for name, fewer in COMPILE_MARKERS.items():
+        marked = (any(m.name == name for m in node.own_markers) if own
+                  else node.get_closest_marker(name) is not None)
+        if marked:
+            return fewer
+    return None
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _fast_compile_module(request):
-    """``pytestmark = pytest.mark.fast_compile``: on for the whole module."""
-    if _marked_here(request.node):
-        with fewer_xla_optimisations():
-            yield
-    else:
+def _compile_mode_module(request):
+    """``pytestmark = pytest.mark.fast_compile`` / ``optimised``: for the whole module."""
+    fewer = _mode_marked(request.node, own=True)
+    if fewer is None:
         yield
+    else:
+        with compile_mode(fewer):
+            yield
 
 
 @pytest.fixture(autouse=True)
-def _fast_compile_test(request, _fast_compile_module):
-    """``@pytest.mark.fast_compile`` on a test or its class: on for that test."""
-    if request.node.get_closest_marker("fast_compile") is not None:
-        with fewer_xla_optimisations():
-            yield
-    else:
+def _compile_mode_test(request, _compile_mode_module):
+    """``@pytest.mark.fast_compile`` / ``optimised`` on a test or its class: for that test."""
+    fewer = _mode_marked(request.node, own=False)
+    if fewer is None:
         yield
+    else:
+        with compile_mode(fewer):
+            yield
 
 
 @pytest.fixture

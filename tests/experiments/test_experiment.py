@@ -239,6 +239,7 @@ def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset
 
 
 @pytest.mark.slow
+@pytest.mark.optimised  # 300 steps of 10-step chains: runtime (27 s warm with fewer, 12 s with)
 def test_recovery_likelihood_trains_through_the_same_runner(tmp_path):
     config = make_config("rl_2d_8gaussians", tiny_overrides("rl_2d_8gaussians") + [
         "run.num_steps=300", "data.batch_size=120", "model.hidden=64,64",

@@ -26,6 +26,9 @@ from ebm_jax.nets import MLP, as_energy_fn
 from ebm_jax.train.state import init_train_state
 from ebm_jax.train.step import make_train_step
 
+# Long chains and training loops: runtime, not compilation (see tests/conftest.py).
+pytestmark = pytest.mark.optimised
+
 # -- exact value on a deterministic noise sample ---------------------------------------
 
 

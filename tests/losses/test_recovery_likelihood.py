@@ -26,6 +26,9 @@ from ebm_jax.nets.conditioned import (ConditionedMLP, as_conditioned_energy_fn,
 from ebm_jax.train.state import init_train_state
 from ebm_jax.train.step import make_train_step
 
+# Long chains and training loops: runtime, not compilation (see tests/conftest.py).
+pytestmark = pytest.mark.optimised
+
 # Critical value of the statistical checks, in standard errors: the keys are fixed, so the
 # tests are deterministic, and a correct implementation fails a given check with probability
 # < 1e-6 under another seed; the mutations they catch are off by tens to thousands of SE.

@@ -24,6 +24,9 @@ import pytest
 
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
 
+# Long chains and training loops: runtime, not compilation (see tests/conftest.py).
+pytestmark = pytest.mark.optimised
+
 TRUE_COV = np.array([[1.0, 0.5], [0.5, 0.5]])
 N_DATA = 2000
 

@@ -31,6 +31,9 @@ from ebm_jax.samplers.annealed import (
 )
 from ebm_jax.samplers.base import Sampler, init_chains, run_chain, run_chains
 
+# Long chains and training loops: runtime, not compilation (see tests/conftest.py).
+pytestmark = pytest.mark.optimised
+
 Z = 5.0
 NUM_CHAINS = 10_000
 

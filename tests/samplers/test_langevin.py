@@ -16,6 +16,9 @@ import pytest
 from ebm_jax.energies import gaussian
 from ebm_jax.samplers import LangevinInfo, langevin, run_chain, run_chains
 
+# Long chains and training loops: runtime, not compilation (see tests/conftest.py).
+pytestmark = pytest.mark.optimised
+
 MEAN = np.array([1.0, -2.0])
 # Non-diagonal covariance; eigenvalues ~1.391 and ~0.359 (condition number ~3.9).
 COV = np.array([[1.0, 0.5], [0.5, 0.75]])
