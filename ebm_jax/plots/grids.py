@@ -52,7 +52,10 @@ def save_image_grids(path: str, grids: dict, image_shape: Sequence[int], *, colu
                      value_range: tuple = (-1.0, 1.0)) -> None:
     """Save one or more titled image grids side by side: ``grids = {title: [N, D] images}``."""
     plt = _figure()
-    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), 5.4), squeeze=False)
+    # A panel is 5 inches wide and as tall as its rows need (a square grid: 5), plus the title.
+    rows = max(-(-len(images) // columns) for images in grids.values())
+    height = 5 * min(rows, columns) / columns + 0.4
+    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), height), squeeze=False)
     low, high = value_range
     for ax, (title, images) in zip(axes[0], grids.items()):
         grid = tile_images(images, image_shape, columns)
