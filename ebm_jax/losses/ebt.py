@@ -52,8 +52,8 @@ MODES = ("system1", "system2")
 STARTS = ("input", "noise", "target")
 PARAM_KEYS = ("energy", "log_step_size")
 
-__all__ = ["EBTDescent", "EBTReplay", "EBTState", "denoising_pairs", "ebt", "ebt_descent",
-           "ebt_energy", "ebt_params", "ebt_step_size"]
+__all__ = ["EBTDescent", "EBTReplay", "EBTState", "default_start_noise", "denoising_pairs", "ebt",
+           "ebt_descent", "ebt_energy", "ebt_params", "ebt_step_size"]
 
 
 # -- parameters -----------------------------------------------------------------------------
@@ -114,6 +114,18 @@ def ebt_energy(energy_fn: Callable) -> Callable:
 
 
 # -- data -----------------------------------------------------------------------------------
+def default_start_noise(y0: Any) -> float:
+    """The starts' noise when ``start_noise`` is none: 1 for ``y0="noise"`` and
+    ``"target"`` (the start is that noise, or the target perturbed by it), else 0.
+
+    Example::
+
+      >>> default_start_noise("target"), default_start_noise("input")
+      (1.0, 0.0)
+    """
+    return 1.0 if isinstance(y0, str) and y0 in ("noise", "target") else 0.0
+
+
 def denoising_pairs(rng_key: jax.Array, x: jax.Array, noise_std: float, *,
                     clip_range: Optional[tuple[float, float]] = None) -> dict:
     """A denoising batch: ``{"x": clip(x + noise_std N(0, I)), "y": x}`` (inputs noisy,
@@ -366,7 +378,7 @@ def ebt(energy_fn: Callable, *, num_steps: int = 4, mode: str = "system1",
         raise ValueError(f"y0={y0!r}: expected 'input', 'noise', 'batch' or a callable "
                          "y0(rng_key, x) -> y0")
     if start_noise is None:
-        start_noise = 1.0 if y0 in ("noise", "target") else 0.0
+        start_noise = default_start_noise(y0)
     check_weight("start_noise", start_noise, 0.0, expected="a number >= 0 (finite)")
     if y0 in ("noise", "target") and not start_noise > 0:
         raise ValueError(f"start_noise={start_noise!r} with y0={y0!r}: expected a positive "

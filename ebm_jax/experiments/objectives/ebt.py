@@ -40,12 +40,11 @@ from ebm_jax.experiments.config import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE
 from ebm_jax.experiments.networks import make_network
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.losses import LossTransform
-from ebm_jax.losses.ebt import (MODES, denoising_pairs, ebt, ebt_descent, ebt_energy,
-                                ebt_params, ebt_step_size)
+from ebm_jax.losses.ebt import (MODES, STARTS, default_start_noise, denoising_pairs, ebt,
+                                ebt_descent, ebt_energy, ebt_params, ebt_step_size)
 from ebm_jax.nets import as_energy_fn
 
 TASKS = ("denoise", "regress")
-STARTS = ("input", "noise", "target")  # the loss's y0 ("batch" needs starts in the batch)
 HIT_TOLERANCE = 0.1       # a prediction within this distance of an answer is on it
 BEST_OF_DENOISE = 8       # best-of-N at evaluation: starts y0 + 0.2 N(0, I) around the input
 BEST_OF_NOISE = 0.2
@@ -68,7 +67,7 @@ class EBTConfig(ObjectiveConfig):
     noise_std: float = setting(0.3, *POSITIVE)  # task "denoise": the inputs' noise
     num_steps: int = setting(4, *POSITIVE_INT)
     mode: str = setting("system1", *one_of(*MODES))
-    y0: str = setting("input", *one_of(*STARTS))
+    y0: str = setting("input", *one_of(*STARTS))  # the loss's ("batch" needs starts in a batch)
     start_noise: Optional[float] = setting(
         None, lambda v: v is None or v >= 0,
         "a number >= 0, or none (1 for y0 'noise' and 'target', else 0)")
@@ -221,7 +220,7 @@ def make_evaluate(config: Config, data, energy: Callable) -> Callable:
     peak = float(data.data_range[1] - data.data_range[0])
     start_noise = settings.start_noise
     if start_noise is None:
-        start_noise = 1.0 if settings.y0 in ("noise", "target") else 0.0
+        start_noise = default_start_noise(settings.y0)
     start_std = start_noise if settings.y0 == "noise" else settings.prediction_start_std
     y_shape = targets.shape[1:]
 
