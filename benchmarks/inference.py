@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -52,6 +51,8 @@ from results_file import append_row, results_path  # noqa: E402
 
 from ebm_jax import plots  # noqa: E402
 from ebm_jax.data import load_digits  # noqa: E402
+from ebm_jax.experiments.objectives.ebt import psnr as psnr_over_set  # noqa: E402
+from ebm_jax.experiments.objectives.ebt import spearman  # noqa: E402
 from ebm_jax.inference import best_of_n, minimize, rank  # noqa: E402
 from ebm_jax.losses import (denoising_pairs, ebt, ebt_descent, ebt_energy,  # noqa: E402
                             ebt_params, ebt_step_size)
@@ -132,14 +133,7 @@ def mse_loss(apply):
 # -- metrics ------------------------------------------------------------------------------------
 def psnr(pred, target) -> float:
     """Over the whole test set, for data in [-1, 1] (peak-to-peak 2)."""
-    mse = float(jnp.mean(jnp.square(pred - target)))
-    return 10.0 * math.log10((DATA_RANGE[1] - DATA_RANGE[0]) ** 2 / mse)
-
-
-def spearman(a, b) -> float:
-    ra = np.argsort(np.argsort(np.asarray(a)))
-    rb = np.argsort(np.argsort(np.asarray(b)))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return psnr_over_set(pred, target, DATA_RANGE[1] - DATA_RANGE[0])
 
 
 # -- denoising ----------------------------------------------------------------------------------
