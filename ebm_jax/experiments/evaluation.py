@@ -179,8 +179,11 @@ def quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
     rather than an error from the metric functions, so the evaluation never ends the run.
     """
     data = exp.data
-    energy = jax.jit(batch_energy(exp.energy_fn)) if exp.density else None
-    noise = uniform_init(*data.data_range)(jax.random.PRNGKey(1), (500, *data.x_test.shape[1:]))
+    energy, noise = None, None  # data against uniform noise, for an energy of the data only
+    if exp.density:
+        energy = jax.jit(batch_energy(exp.energy_fn))
+        noise = uniform_init(*data.data_range)(jax.random.PRNGKey(1),
+                                               (500, *data.x_test.shape[1:]))
     logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0))) if exp.logits_fn else None
     own_key = None if exp.evaluate is None else method_key(exp.config)
 
