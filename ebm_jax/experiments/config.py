@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable, Optional
 
 from ebm_jax.data.files import is_data_file
+from ebm_jax.data.regression import REGRESSION_DATASETS
 from ebm_jax.nets.patch_conv import CONV_IMPLS
 
 
@@ -64,7 +65,7 @@ TOY_NAMES = ("8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "
 # ebm_jax.data.tfds_source).
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
 # (x, y) pairs with continuous targets, for conditional energies E(x, y) (ebm_jax.data.regression)
-REGRESSION_NAMES = ("branches",)
+REGRESSION_NAMES = tuple(REGRESSION_DATASETS)
 DATASETS = ("digits",) + TOY_NAMES + REGRESSION_NAMES + TFDS_NAMES
 MODELS = ("mlp", "conv", "wrn", "igebm_resnet", "resnet")
 ACTIVATIONS = ("swish", "leaky_relu", "relu", "elu", "softplus", "tanh")
