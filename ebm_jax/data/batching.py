@@ -7,14 +7,23 @@ uninterrupted one would.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ebm_jax._checks import check_int
 
 
+@functools.lru_cache(maxsize=4)
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    """The example order of one epoch: a permutation seeded by ``(seed, epoch)``."""
-    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+    """The example order of one epoch: a permutation seeded by ``(seed, epoch)``, read-only.
+
+    Kept for the epoch's batches: drawing it anew for each of them took 0.7 ms a step on the
+    50,000 points of a 2-D toy (1.5 ms on a busy machine), about as long as a small train step.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    order.setflags(write=False)
+    return order
 
 
 def batch_indices(num_examples: int, batch_size: int, step: int, seed: int) -> np.ndarray:
