@@ -452,7 +452,8 @@ class ConditionedResNet(nnx.Module):
 
     Example::
 
-      >>> net = ConditionedResNet((8, 8, 3), 6, channels=8, rngs=nnx.Rngs(0))
+      >>> net = ConditionedResNet((8, 8, 3), 6, channels=8, channel_multipliers=(1, 2),
+      ...                         num_blocks_per_stage=1, rngs=nnx.Rngs(0))
       >>> energies = net(jnp.zeros((1, 8, 8, 3)), jnp.array([5]))   # x [B, H, W, C], t [B]
       >>> energies.shape
       (1, 1)
