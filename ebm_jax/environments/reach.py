@@ -129,7 +129,7 @@ def _move(position, action, task: ReachTask, xp):
 
 
 # -- the expert -------------------------------------------------------------------------------
-def expert_action(position, goal, side, task: ReachTask, xp=np):
+def expert_action(position, goal, side, task: ReachTask = ReachTask(), xp=np):
     """The expert's next action ``[..., 2]`` (in units of ``max_step``) at ``position``
     ``[..., 2]`` toward ``goal`` ``[..., 2]``, passing on ``side`` ``[...]`` (+1 above, -1
     below): right while ``x < turn_x``, then to ``(0, side waypoint_y)`` while ``x < 0``, then
@@ -155,7 +155,7 @@ def expert_action(position, goal, side, task: ReachTask, xp=np):
     return xp.where(x < task.turn_x, straight, _shorten(toward, xp))
 
 
-def expert_chunks(position, goal, side, task: ReachTask, xp=np):
+def expert_chunks(position, goal, side, task: ReachTask = ReachTask(), xp=np):
     """The expert's clean chunk ``[..., 2 chunk]`` from ``position`` (``chunk`` moves of
     :func:`expert_action`, each from where the previous one left the agent; zero moves once
     the goal is reached).
@@ -176,7 +176,7 @@ def expert_chunks(position, goal, side, task: ReachTask, xp=np):
     return xp.concatenate(actions, axis=-1)
 
 
-def expert_policy(task: ReachTask, sides) -> Callable:
+def expert_policy(sides, task: ReachTask = ReachTask()) -> Callable:
     """The expert as a policy for :func:`simulate`: ``policy(rng_key, observations [B, 4])
     -> chunks [B, 2 chunk]``, episode ``b`` passing on ``sides[b]``."""
     sides = jnp.asarray(sides, jnp.float32)
@@ -188,7 +188,7 @@ def expert_policy(task: ReachTask, sides) -> Callable:
     return policy
 
 
-def mode_chunks(observations, task: ReachTask, xp=np):
+def mode_chunks(observations, task: ReachTask = ReachTask(), xp=np):
     """``[N, 2, 2 chunk]``: the expert's chunks from each observation ``[N, 4]`` on both
     sides (above first): the two modes of the demonstrations where the expert turns."""
     observations = xp.asarray(observations)
@@ -256,7 +256,7 @@ def demonstrations(seed: Any, num_episodes: int, task: ReachTask = ReachTask(), 
     rng = np.random.default_rng(seed)
     starts, goals = sample_starts(rng.integers(2 ** 31), num_episodes, task)
     sides = np.where(rng.random(num_episodes) < 0.5, 1.0, -1.0)
-    position = starts.astype(np.float64)
+    position = starts  # float32 throughout: a label is the expert's chunk from its stored state
     running = np.ones(num_episodes, bool)
     reached, collided = np.zeros(num_episodes, bool), np.zeros(num_episodes, bool)
     observations, chunks, episode_of = [], [], []
@@ -268,8 +268,8 @@ def demonstrations(seed: Any, num_episodes: int, task: ReachTask = ReachTask(), 
         observations.append(np.concatenate([position[index], goals[index]], -1))
         chunks.append(chunk)
         episode_of.append(index)
-        noisy = _move(position[index], chunk[:, :2] + action_noise * rng.standard_normal(
-            (index.size, 2)), task, np)
+        noise = (action_noise * rng.standard_normal((index.size, 2))).astype(np.float32)
+        noisy = _move(position[index], chunk[:, :2] + noise, task, np)
         clean = _move(position[index], chunk[:, :2], task, np)
         hits = segment_hits_disc(position[index], noisy, task.obstacle_radius, np)
         new = np.where(hits[:, None], clean, noisy)
