@@ -38,9 +38,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import check_in_range, check_int
+from ebm_jax._checks import check_choice, check_in_range, check_int
 
 OBSERVATION_SIZE = 4   # [x, y, goal_x, goal_y]
+SHIFTS = ("none", "start", "goal")   # the start distributions of sample_starts
 
 
 class ReachTask(NamedTuple):
@@ -51,8 +52,11 @@ class ReachTask(NamedTuple):
       goal_x: the goal's ``x``; goal_y_range: ``(low, high)`` its ``y`` is drawn in;
         goal_radius: reached when the agent is this close.
       start_x_range, start_y_range: the nominal start box.
-      shifted_y_range: ``(low, high)`` of ``|y|`` for the shifted starts (bands above and
-        below the nominal box, same ``x``; no demonstration starts there).
+      shifted_x_range: the shifted starts' ``x`` (same ``y`` range): past the line where the
+        expert turns, closer to the obstacle, where the demonstrations have already turned
+        away from the middle.
+      shifted_goal_y_range: ``(low, high)`` of ``|goal_y|`` for the shifted goals (either
+        sign; beyond every demonstrated goal).
       max_step: the longest move (an action of norm 1).
       max_steps: moves per episode.
       chunk: actions per policy output (``2 chunk`` numbers).
@@ -66,7 +70,8 @@ class ReachTask(NamedTuple):
     goal_radius: float = 0.1
     start_x_range: tuple = (-0.9, -0.7)
     start_y_range: tuple = (-0.15, 0.15)
-    shifted_y_range: tuple = (0.15, 0.3)
+    shifted_x_range: tuple = (-0.55, -0.45)
+    shifted_goal_y_range: tuple = (0.2, 0.4)
     max_step: float = 0.1
     max_steps: int = 40
     chunk: int = 4
@@ -200,26 +205,31 @@ def mode_chunks(observations, task: ReachTask = ReachTask(), xp=np):
 
 # -- starts and demonstrations -----------------------------------------------------------------
 def sample_starts(seed: Any, num: int, task: ReachTask = ReachTask(), *,
-                  shifted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  shift: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """``(starts [num, 2], goals [num, 2])``, float32, a deterministic function of ``seed``
-    (an int or a sequence of ints, NumPy's ``default_rng``): starts uniform in the nominal
-    box, or with ``shifted`` in the bands ``|y|`` in ``shifted_y_range`` (either side, same
-    ``x``); goals at ``goal_x`` with ``y`` uniform in ``goal_y_range``.
+    (an int or a sequence of ints, NumPy's ``default_rng``).
+
+    ``shift="none"``: starts uniform in the nominal box, goals at ``goal_x`` with ``y``
+    uniform in ``goal_y_range`` (the demonstrations' distribution). ``"start"``: the starts'
+    ``x`` in ``shifted_x_range`` instead (closer to the obstacle). ``"goal"``: the goals'
+    ``|y|`` in ``shifted_goal_y_range`` (either sign).
 
     Example::
 
-      >>> starts, goals = sample_starts(0, 100, shifted=True)
-      >>> bool(np.all(np.abs(starts[:, 1]) >= 0.15)), goals.shape
+      >>> starts, goals = sample_starts(0, 100, shift="start")
+      >>> bool(np.all(starts[:, 0] >= -0.55)), goals.shape
       (True, (100, 2))
     """
     num = check_int("num", num)
+    check_choice("shift", shift, SHIFTS)
     rng = np.random.default_rng(seed)
-    x = rng.uniform(*task.start_x_range, num)
-    if shifted:
-        y = rng.uniform(*task.shifted_y_range, num) * np.where(rng.random(num) < 0.5, 1, -1)
-    else:
-        y = rng.uniform(*task.start_y_range, num)
-    goals = np.stack([np.full(num, task.goal_x), rng.uniform(*task.goal_y_range, num)], -1)
+    x = rng.uniform(*(task.shifted_x_range if shift == "start" else task.start_x_range), num)
+    y = rng.uniform(*task.start_y_range, num)
+    goal_y = rng.uniform(*task.goal_y_range, num)
+    if shift == "goal":
+        goal_y = rng.uniform(*task.shifted_goal_y_range, num) * np.where(
+            rng.random(num) < 0.5, 1.0, -1.0)
+    goals = np.stack([np.full(num, task.goal_x), goal_y], -1)
     return np.stack([x, y], -1).astype(np.float32), goals.astype(np.float32)
 
 
@@ -367,6 +377,6 @@ def demonstration_pairs(seed: int, *, num_train: int = 1000, num_test: int = 200
     return train.observations, train.chunks, test.observations, test.chunks
 
 
-__all__ = ["Demonstrations", "OBSERVATION_SIZE", "ReachTask", "Rollout", "demonstration_pairs",
+__all__ = ["Demonstrations", "OBSERVATION_SIZE", "ReachTask", "SHIFTS", "Rollout", "demonstration_pairs",
            "demonstrations", "expert_action", "expert_chunks", "expert_policy", "mode_chunks",
            "sample_starts", "segment_hits_disc", "simulate"]

@@ -31,8 +31,8 @@ def _mixture_run():
     return jax.jit(run)
 
 
-def _run(weight_row, shifted=False):
-    starts, goals = sample_starts(3, NUM, TASK, shifted=shifted)
+def _run(weight_row):
+    starts, goals = sample_starts(3, NUM, TASK)
     weights = np.broadcast_to(np.asarray(weight_row, np.float32), (NUM, 3))
     return _mixture_run()(weights, starts, goals)
 
@@ -66,14 +66,19 @@ def test_driving_straight_collides_and_the_episode_stops_there():
     assert out.aux["first_move"].shape == (NUM, TASK.max_steps // TASK.chunk, 2)
 
 
-def test_shifted_starts_lie_outside_the_nominal_box():
-    nominal, _ = sample_starts(0, 500, TASK)
-    shifted, goals = sample_starts(0, 500, TASK, shifted=True)
-    assert np.all(np.abs(nominal[:, 1]) <= TASK.start_y_range[1])
-    assert np.all(np.abs(shifted[:, 1]) >= TASK.shifted_y_range[0])
-    assert np.all(np.abs(shifted[:, 1]) <= TASK.shifted_y_range[1])
-    assert 0.4 < np.mean(shifted[:, 1] > 0) < 0.6
-    assert np.all(goals[:, 0] == TASK.goal_x)
+def test_shifted_starts_and_goals_lie_outside_the_nominal_ones():
+    starts, goals = sample_starts(0, 500, TASK)
+    assert np.all((starts[:, 0] >= -0.9) & (starts[:, 0] <= -0.7))
+    assert np.all(np.abs(starts[:, 1]) <= 0.15) and np.all(np.abs(goals[:, 1]) <= 0.2)
+    shifted, same_goals = sample_starts(0, 500, TASK, shift="start")
+    assert np.all((shifted[:, 0] >= -0.55) & (shifted[:, 0] <= -0.45))
+    assert np.all(np.abs(same_goals[:, 1]) <= 0.2)
+    same_starts, far_goals = sample_starts(0, 500, TASK, shift="goal")
+    assert np.all(np.abs(same_starts[:, 1]) <= 0.15) and np.all(same_starts[:, 0] <= -0.7)
+    assert np.all((np.abs(far_goals[:, 1]) >= 0.2) & (np.abs(far_goals[:, 1]) <= 0.4))
+    assert 0.4 < np.mean(far_goals[:, 1] > 0) < 0.6 and np.all(far_goals[:, 0] == TASK.goal_x)
+    with pytest.raises(ValueError, match="shift='left'"):
+        sample_starts(0, 5, TASK, shift="left")
 
 
 def test_demonstrations_split_half_and_half_and_are_bimodal_where_the_expert_turns():
