@@ -31,15 +31,16 @@ def _mixture_run():
     return jax.jit(run)
 
 
-def _run(weight_row):
-    starts, goals = sample_starts(3, NUM, TASK)
+def _run(weight_row, shift="none"):
+    starts, goals = sample_starts(3, NUM, TASK, shift=shift)
     weights = np.broadcast_to(np.asarray(weight_row, np.float32), (NUM, 3))
     return _mixture_run()(weights, starts, goals)
 
 
+@pytest.mark.parametrize("shift", ["none", "start", "goal"])
 @pytest.mark.parametrize("side", [0, 1])
-def test_the_expert_succeeds_on_either_side(side):
-    out = _run([1.0 - side, float(side), 0.0])
+def test_the_expert_succeeds_on_either_side_from_every_start_distribution(side, shift):
+    out = _run([1.0 - side, float(side), 0.0], shift)
     assert bool(out.success.all()) and not bool(out.collided.any())
     top = np.asarray(out.positions[:, :, 1]).max(1) if side == 0 \
         else -np.asarray(out.positions[:, :, 1]).min(1)
