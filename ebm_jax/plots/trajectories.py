@@ -13,7 +13,7 @@ SUCCESS_COLOR, FAILURE_COLOR = "tab:blue", "tab:red"
 
 def save_trajectories(path: str, panels: Mapping[str, tuple], *, discs: Sequence = (),
                       boxes: Sequence = (), limits: Sequence[float] = (-1.0, 1.0, -1.0, 1.0),
-                      max_paths: int = 40) -> None:
+                      max_paths: int = 40, columns: int = 4) -> None:
     """One square panel per entry: paths ``[P, T, 2]``, successes in blue and failures in red
     (start hollow, end filled), over grey discs (obstacles) and dashed boxes (regions).
 
@@ -24,6 +24,7 @@ def save_trajectories(path: str, panels: Mapping[str, tuple], *, discs: Sequence
       boxes: ``(label, (x_low, x_high), (y_low, y_high))`` each, dashed outlines.
       limits: ``(x_low, x_high, y_low, y_high)``.
       max_paths: paths drawn per panel.
+      columns: panels per row.
 
     Example::
 
@@ -42,8 +43,12 @@ def save_trajectories(path: str, panels: Mapping[str, tuple], *, discs: Sequence
                              f"{succeeded.shape}: expected [P, T, 2] and [P]")
         parsed[title] = (paths[:max_paths], succeeded[:max_paths])
     plt = _figure()
-    fig, axes = plt.subplots(1, len(parsed), figsize=(4.2 * len(parsed), 4.4), squeeze=False)
-    for ax, (title, (paths, succeeded)) in zip(axes[0], parsed.items()):
+    cols = min(columns, len(parsed))
+    rows = -(-len(parsed) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.4 * rows), squeeze=False)
+    for ax in axes.ravel()[len(parsed):]:
+        ax.set_axis_off()
+    for ax, (title, (paths, succeeded)) in zip(axes.ravel(), parsed.items()):
         for (cx, cy), radius in discs:
             ax.add_patch(_circle((cx, cy), radius))
         for label, (x_low, x_high), (y_low, y_high) in boxes:

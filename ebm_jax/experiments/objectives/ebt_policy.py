@@ -20,9 +20,9 @@ basins; the calibration term (``calibration_weight``, ``num_perturbed``) makes t
 a chunk read as its squared distance from a demonstrated one, so that the energy of the
 chosen chunk is a confidence.
 
-**Acting**: every ``execute`` moves, :func:`~._side_by_side.best_of_n_predictions`:
-``num_starts`` descents of ``inference_steps`` steps from ``prediction_start_std N(0, I)``,
-the lowest final energy kept (its energy is the decision's confidence).
+**Acting**: every ``execute`` moves, :func:`best_of_n_chunks`: ``num_starts`` descents of
+``inference_steps`` steps from ``prediction_start_std N(0, I)``, the lowest final energy kept
+(its energy is the decision's confidence).
 
 **Evaluation** (:func:`make_evaluate`): ``eval_episodes`` simulated episodes from the
 nominal starts, from shifted starts (closer to the obstacle, past where the expert turns) and
@@ -37,11 +37,11 @@ Example::
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ebm_jax import plots
@@ -50,11 +50,11 @@ from ebm_jax.experiments.config import (POSITIVE_INT, Config, ConfigError, DataC
                                         ModelConfig, RunConfig, one_of, setting)
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives import ebt as ebt_objective
-from ebm_jax.experiments.objectives._side_by_side import (best_of_n_predictions, ebt_half,
-                                                          failure_auroc, param_count,
+from ebm_jax.experiments.objectives._side_by_side import (ebt_half, failure_auroc, param_count,
                                                           regressor_network, side_by_side_loss,
                                                           side_by_side_params)
-from ebm_jax.losses.ebt import STARTS, ebt, ebt_energy, ebt_params, ebt_step_size
+from ebm_jax.losses.ebt import (STARTS, ebt, ebt_descent, ebt_energy, ebt_params,
+                                ebt_step_size)
 
 ENVIRONMENTS = {"reach": ReachTask()}   # the datasets with a simulator, and their task
 STEP_COUNTS = (1, 2, 4, 8)              # success_by_steps: inference steps compared
@@ -96,107 +96,141 @@ def episode_energy(rollout) -> np.ndarray:
     return np.where(decided, np.asarray(rollout.aux), -np.inf).max(axis=1)
 
 
+def best_of_n_chunks(energy: Callable, params, observations, rng_key: jax.Array, *,
+                     num_steps: jax.Array, max_steps: int, num_starts: int, start_std: float,
+                     y_shape: tuple, clip_range: Optional[tuple] = None) -> tuple:
+    """The EBT policy's decision for every observation: ``num_starts`` descents from
+    ``start_std N(0, I)`` at the learned step size, the lowest final energy kept, as
+    :func:`~._side_by_side.best_of_n_predictions` but with the number of steps traced
+    (``num_steps <= max_steps``: one compiled scan of ``max_steps`` steps, masked;
+    :func:`~ebm_jax.losses.ebt.ebt_descent`), so that one program serves every step count.
+
+    Returns:
+      ``(chunks [B, *y_shape], energies [B])``.
+
+    Example: on ``E = ½|y - x|²`` with the step size 1, one step lands on ``x``::
+
+      >>> from ebm_jax.losses import ebt_params
+      >>> energy = lambda p, x, y: 0.5 * jnp.sum((y - x) ** 2)
+      >>> chunks, energies = best_of_n_chunks(
+      ...     energy, ebt_params(None, 1.0), jnp.ones((3, 2)), jax.random.key(0),
+      ...     num_steps=jnp.int32(1), max_steps=4, num_starts=2, start_std=1.0, y_shape=(2,))
+      >>> chunks.tolist(), energies.tolist()
+      ([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]], [0.0, 0.0, 0.0])
+    """
+    step_size = ebt_step_size(params)
+    mask = jnp.arange(max_steps) < num_steps
+
+    def one(key, x):
+        starts = start_std * jax.random.normal(key, (num_starts, *y_shape))
+        out = jax.vmap(lambda y0: ebt_descent(energy, params, x, y0, num_steps=max_steps,
+                                              step_size=step_size, step_mask=mask,
+                                              clip_range=clip_range))(starts)
+        final = out.energies[:, -1]
+        best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf))
+        return out.y[best], final[best]
+
+    return jax.vmap(one)(jax.random.split(rng_key, observations.shape[0]), observations)
+
+
 def make_evaluate(config: Config, energy: Callable, regressor_fn: Callable,
                   y_shape: tuple) -> Callable:
     """The policy's metrics, ``evaluate(params, rng_key, *, quick=False, figure=None)``.
 
-    The EBT policy acts by :func:`~._side_by_side.best_of_n_predictions` on ``energy`` (over
-    EBT's params) with ``inference_steps`` steps; the behavioural-cloning policy is
-    ``regressor_fn``; both through :func:`~ebm_jax.environments.reach.simulate` from the same
-    ``eval_episodes`` starts of each distribution.
+    The EBT policy acts by :func:`best_of_n_chunks` on ``energy`` (over EBT's params); the
+    behavioural-cloning policy is ``regressor_fn``; both through
+    :func:`~ebm_jax.environments.reach.simulate` from the same ``eval_episodes`` starts of
+    each distribution (all three in one batch: one compiled program per policy).
 
-    Keys: ``success_rate`` and ``success_rate_bc`` (nominal starts), ``collision_rate`` and
-    ``collision_rate_bc``, ``step_size``; unless ``quick``: ``success_by_steps`` (``{"1":
-    ..., "2": ..., "4": ..., "8": ...}``, nominal starts), ``success_rate_shifted`` and
-    ``success_rate_bc_shifted`` (shifted starts), ``success_rate_goal_shifted`` and
-    ``success_rate_bc_goal_shifted`` (shifted goals), ``failure_auroc`` (the AUROC of
-    :func:`episode_energy` for failed against successful episodes, over the EBT policy's
-    episodes of all three distributions at ``inference_steps``; NaN without failures),
-    ``failures`` (how many of them failed) and ``failure_auroc_goal_shifted`` (within the
-    distribution where failures are most common).
+    Keys: ``success_rate`` and ``success_rate_bc`` (nominal starts, ``inference_steps``),
+    ``collision_rate`` and ``collision_rate_bc``, ``step_size``; unless ``quick``:
+    ``success_by_steps`` and ``success_by_steps_shifted`` (``{"1": ..., "2": ..., "4": ...,
+    "8": ...}``), ``success_rate_shifted`` and ``success_rate_bc_shifted`` (shifted starts),
+    ``success_rate_goal_shifted`` and ``success_rate_bc_goal_shifted`` (shifted goals),
+    ``failure_auroc`` (the AUROC of :func:`episode_energy` for failed against successful
+    episodes, over the EBT policy's episodes of all three distributions at
+    ``inference_steps``; NaN without failures), ``failures`` (how many of them failed) and
+    ``failure_auroc_goal_shifted`` (within the distribution where failures are most common).
     """
     settings, task = config.objective, ENVIRONMENTS[config.data.dataset]
-    episodes = {shift: sample_starts([EPISODES_KEY, config.run.seed, index],
-                                     settings.eval_episodes, task, shift=shift)
-                for index, shift in enumerate(CONDITIONS.values())}
-
-    def ebt_policy(params, num_steps):
-        def policy(rng_key, observations):
-            return best_of_n_predictions(
-                energy, params["ebt"], observations, rng_key, num_starts=settings.num_starts,
-                num_steps=num_steps, start_std=settings.prediction_start_std, y_shape=y_shape,
-                clip_range=settings.clip_range)
-        return policy
-
-    @functools.partial(jax.jit, static_argnums=1)
-    def run_ebt(params, num_steps, starts, goals, rng_key):
-        return simulate(ebt_policy(params, num_steps), starts, goals, rng_key, task=task,
-                        execute=settings.execute)
+    num = settings.eval_episodes
+    episodes = [sample_starts([EPISODES_KEY, config.run.seed, index], num, task, shift=shift)
+                for index, shift in enumerate(CONDITIONS.values())]
+    starts = np.concatenate([pair[0] for pair in episodes])
+    goals = np.concatenate([pair[1] for pair in episodes])
+    max_steps = max(STEP_COUNTS + (settings.inference_steps,))
 
     @jax.jit
-    def run_bc(params, starts, goals):
+    def run_ebt(params, num_steps, rng_key):
+        def policy(key, observations):
+            return best_of_n_chunks(
+                energy, params["ebt"], observations, key, num_steps=num_steps,
+                max_steps=max_steps, num_starts=settings.num_starts,
+                start_std=settings.prediction_start_std, y_shape=y_shape,
+                clip_range=settings.clip_range)
+        return simulate(policy, starts, goals, rng_key, task=task, execute=settings.execute)
+
+    @jax.jit
+    def run_bc(params):
         def policy(rng_key, observations):
             return jax.vmap(regressor_fn, (None, 0))(params["regressor"], observations)
         return simulate(policy, starts, goals, jax.random.key(0), task=task,
                         execute=settings.execute)
 
-    def rate(values) -> float:
-        return float(np.mean(np.asarray(values)))
+    def rates(values) -> dict:
+        """``{suffix: mean over that distribution's episodes}``."""
+        values = np.asarray(values).reshape(len(CONDITIONS), num)
+        return {suffix: float(np.mean(row)) for suffix, row in zip(CONDITIONS, values)}
 
     def evaluate(params, rng_key, *, quick: bool = False, figure: Optional[str] = None) -> dict:
-        keys = dict(zip(["none", "start", "goal", *STEP_COUNTS],
-                        jax.random.split(rng_key, 3 + len(STEP_COUNTS))))
+        keys = jax.random.split(rng_key, 1 + len(STEP_COUNTS))
         k = settings.inference_steps
-        ebt_runs = {"none": run_ebt(params, k, *episodes["none"], keys["none"])}
-        bc_runs = {"none": run_bc(params, *episodes["none"])}
-        out = {"success_rate": rate(ebt_runs["none"].success),
-               "success_rate_bc": rate(bc_runs["none"].success),
-               "collision_rate": rate(ebt_runs["none"].collided),
-               "collision_rate_bc": rate(bc_runs["none"].collided),
+        ebt_run, bc_run = run_ebt(params, k, keys[0]), run_bc(params)
+        success, success_bc = rates(ebt_run.success), rates(bc_run.success)
+        out = {"success_rate": success[""], "success_rate_bc": success_bc[""],
+               "collision_rate": rates(ebt_run.collided)[""],
+               "collision_rate_bc": rates(bc_run.collided)[""],
                "step_size": float(ebt_step_size(params["ebt"]))}
         if quick:
             return out
-        by_steps = {}
-        for steps in STEP_COUNTS:
-            run = ebt_runs["none"] if steps == k else run_ebt(params, steps, *episodes["none"],
-                                                              keys[steps])
-            by_steps[str(steps)] = rate(run.success)
-        out["success_by_steps"] = by_steps
-        for suffix, shift in CONDITIONS.items():
-            if shift == "none":
-                continue
-            ebt_runs[shift] = run_ebt(params, k, *episodes[shift], keys[shift])
-            bc_runs[shift] = run_bc(params, *episodes[shift])
-            out[f"success_rate{suffix}"] = rate(ebt_runs[shift].success)
-            out[f"success_rate_bc{suffix}"] = rate(bc_runs[shift].success)
-        energies = np.concatenate([episode_energy(run) for run in ebt_runs.values()])
-        failed = ~np.concatenate([np.asarray(run.success) for run in ebt_runs.values()])
+        by_steps = {suffix: {} for suffix in CONDITIONS}
+        for key, steps in zip(keys[1:], STEP_COUNTS):
+            run = ebt_run if steps == k else run_ebt(params, steps, key)
+            for suffix, value in rates(run.success).items():
+                by_steps[suffix][str(steps)] = value
+        out.update(success_by_steps=by_steps[""], success_by_steps_shifted=by_steps["_shifted"])
+        for suffix in CONDITIONS:
+            if suffix:
+                out[f"success_rate{suffix}"] = success[suffix]
+                out[f"success_rate_bc{suffix}"] = success_bc[suffix]
+        energies, failed = episode_energy(ebt_run), ~np.asarray(ebt_run.success)
+        goal = slice(2 * num, 3 * num)
         out.update(failure_auroc=failure_auroc(energies, failed), failures=int(failed.sum()),
-                   failure_auroc_goal_shifted=failure_auroc(
-                       episode_energy(ebt_runs["goal"]), ~np.asarray(ebt_runs["goal"].success)))
+                   failure_auroc_goal_shifted=failure_auroc(energies[goal], failed[goal]))
         if figure is not None:
-            draw_rollouts(figure, config, task, ebt_runs, bc_runs)
+            draw_rollouts(figure, config, task, ebt_run, bc_run, num)
         return out
 
     return evaluate
 
 
-def draw_rollouts(path: str, config: Config, task: ReachTask, ebt_runs: dict,
-                  bc_runs: dict) -> None:
+def draw_rollouts(path: str, config: Config, task: ReachTask, ebt_run, bc_run,
+                  num: int) -> None:
     """The method's picture: the obstacle, the start boxes and the goals' span, and 30 paths
-    of the EBT policy and of the behavioural-cloning MLP from the nominal and the shifted
-    starts (successes blue, failures red)."""
+    of the EBT policy and of the behavioural-cloning MLP from the nominal starts (the first
+    ``num`` episodes of the runs) and from the shifted ones (the next ``num``); successes
+    blue, failures red."""
     k = config.objective.inference_steps
     panels = {}
-    for shift, label in (("none", "nominal starts"), ("start", "shifted starts")):
-        for name, runs in ((f"EBT-Policy, {k} steps", ebt_runs), ("BC MLP", bc_runs)):
-            run = runs[shift]
-            panels[f"{name}: {label}"] = (np.asarray(run.positions[:30]),
-                                          np.asarray(run.success[:30]))
+    for first, label in ((0, "nominal starts"), (num, "shifted starts")):
+        for name, run in ((f"EBT-Policy, {k} steps", ebt_run), ("BC MLP", bc_run)):
+            index = slice(first, first + min(num, 30))
+            panels[f"{name}: {label}"] = (np.asarray(run.positions[index]),
+                                          np.asarray(run.success[index]))
     goal = (task.goal_x - task.goal_radius, task.goal_x + task.goal_radius)
     low, high = task.goal_y_range
     plots.save_trajectories(
-        path, panels, discs=[((0.0, 0.0), task.obstacle_radius)],
+        path, panels, discs=[((0.0, 0.0), task.obstacle_radius)], columns=2,
         boxes=[("start", task.start_x_range, task.start_y_range),
                ("shifted", task.shifted_x_range, task.start_y_range),
                ("goals", goal, (low - task.goal_radius, high + task.goal_radius))])
