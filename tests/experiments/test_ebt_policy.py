@@ -11,14 +11,14 @@ from ebm_jax.environments.reach import mode_chunks, sample_starts
 from ebm_jax.experiments import ConfigError, build, make_config
 from ebm_jax.experiments.objectives._side_by_side import param_count
 from ebm_jax.experiments.objectives.ebt_policy import (CONDITIONS, EPISODES_KEY, STEP_COUNTS,
-                                                       make_evaluate)
+                                                       best_of_n_chunks, make_evaluate)
 from ebm_jax.losses import ebt_params
 from tests.experiments.conftest import _train_tiny
 
 KEYS = {"success_rate", "success_rate_bc", "collision_rate", "collision_rate_bc", "step_size",
         "success_by_steps", "success_by_steps_shifted", "success_rate_shifted",
         "success_rate_bc_shifted", "success_rate_goal_shifted", "success_rate_bc_goal_shifted",
-        "failure_auroc", "failures", "failure_auroc_goal_shifted"}
+        "failure_auroc", "failures", "failure_auroc_goal_shifted", "passed_above"}
 DENSITY_KEYS = {"energy_data_mean", "auroc_uniform_noise", "mmd", "test_accuracy"}
 
 
@@ -52,6 +52,24 @@ def test_the_preset_trains_an_energy_and_a_regressor_of_one_size():
     assert exp.energy_fn(exp.params, jnp.asarray(x[0]), jnp.asarray(y[0])).shape == ()
 
 
+def test_best_of_n_chunks_keeps_the_lowest_energy_of_its_descents():
+    """No steps: the pick is the lowest-energy start (the starts redrawn from the same keys);
+    more steps (the same compiled program) lower it further on a convex energy."""
+    energy = lambda p, x, y: 0.5 * jnp.sum((y - x) ** 2)         # noqa: E731
+    observations, key = jnp.arange(6.0).reshape(3, 2), jax.random.key(3)
+    pick = jax.jit(lambda steps: best_of_n_chunks(
+        energy, ebt_params(None, 0.5), observations, key, num_steps=steps, max_steps=4,
+        num_starts=5, start_std=2.0, y_shape=(2,)))
+    chunks, energies = pick(0)
+    starts = jax.vmap(lambda k: 2.0 * jax.random.normal(k, (5, 2)))(jax.random.split(key, 3))
+    start_energies = 0.5 * jnp.sum((starts - observations[:, None]) ** 2, -1)      # [3, 5]
+    np.testing.assert_allclose(energies, start_energies.min(1), rtol=1e-6)
+    np.testing.assert_allclose(chunks, starts[jnp.arange(3), start_energies.argmin(1)])
+    one, three = pick(1)[1], pick(3)[1]
+    np.testing.assert_allclose(one, energies / 4, rtol=1e-5)       # halfway: a quarter
+    np.testing.assert_allclose(three, energies / 64, rtol=1e-4)
+
+
 def _analytic_energy(params, x, y):
     """Each observation's minimum is the expert's chunk above the obstacle, plus 1, where the
     goal is above the middle line; there the minimum is the mean of the two ways (which
@@ -82,6 +100,7 @@ def test_the_metrics_on_an_analytic_energy_are_the_known_answers():
     assert out["success_rate_goal_shifted"] == toward_below[2]
     assert out["failures"] == sum(round(40 * (1 - share)) for share in toward_below)
     assert out["failure_auroc"] == 1.0 and out["failure_auroc_goal_shifted"] == 1.0
+    assert out["passed_above"] == 1.0                   # the successes follow the upper way
     # the regressor drives the mean of the two ways into the obstacle
     assert out["success_rate_bc"] == 0.0 and out["collision_rate_bc"] == 1.0
 

@@ -37,6 +37,7 @@ Example::
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -150,7 +151,10 @@ def make_evaluate(config: Config, energy: Callable, regressor_fn: Callable,
     ``failure_auroc`` (the AUROC of :func:`episode_energy` for failed against successful
     episodes, over the EBT policy's episodes of all three distributions at
     ``inference_steps``; NaN without failures), ``failures`` (how many of them failed) and
-    ``failure_auroc_goal_shifted`` (within the distribution where failures are most common).
+    ``failure_auroc_goal_shifted`` (within the distribution where failures are most common),
+    ``passed_above`` (the share of the successful nominal episodes that went round the
+    obstacle above it: the demonstrations' is one half; best-of-N keeps the lowest energy, so
+    a policy whose two basins differ a little in depth picks the deeper one every time).
     """
     settings, task = config.objective, ENVIRONMENTS[config.data.dataset]
     num = settings.eval_episodes
@@ -199,6 +203,9 @@ def make_evaluate(config: Config, energy: Callable, regressor_fn: Callable,
             for suffix, value in rates(run.success).items():
                 by_steps[suffix][str(steps)] = value
         out.update(success_by_steps=by_steps[""], success_by_steps_shifted=by_steps["_shifted"])
+        above = np.asarray(ebt_run.positions[:num, :, 1]).max(axis=1) > task.obstacle_radius
+        successful = np.asarray(ebt_run.success[:num])
+        out["passed_above"] = float(np.mean(above[successful])) if successful.any() else math.nan
         for suffix in CONDITIONS:
             if suffix:
                 out[f"success_rate{suffix}"] = success[suffix]
