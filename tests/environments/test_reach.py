@@ -67,6 +67,22 @@ def test_driving_straight_collides_and_the_episode_stops_there():
     assert out.aux["first_move"].shape == (NUM, TASK.max_steps // TASK.chunk, 2)
 
 
+def test_a_receding_horizon_of_one_move_replans_every_move():
+    """Above the obstacle, heading for the goal succeeds; with ``execute=1`` the policy is
+    asked once per move while the episode runs."""
+    starts = np.array([[-0.8, 0.6], [-0.9, 0.7]], np.float32)
+    goals = np.array([[0.8, 0.6], [0.8, 0.7]], np.float32)
+
+    def toward_goal(rng_key, observations):
+        heading = (observations[:, 2:] - observations[:, :2]) / TASK.max_step
+        return jnp.tile(heading, (1, TASK.chunk))
+
+    out = simulate(toward_goal, starts, goals, jax.random.key(0), task=TASK, execute=1)
+    assert bool(out.success.all()) and out.decided.shape == (2, TASK.max_steps)
+    assert np.asarray(out.steps).tolist() == [15, 16]     # 1.6 and 1.7 away, 0.1 short
+    np.testing.assert_array_equal(np.asarray(out.decided).sum(1), np.asarray(out.steps))
+
+
 def test_shifted_starts_and_goals_lie_outside_the_nominal_ones():
     starts, goals = sample_starts(0, 500, TASK)
     assert np.all((starts[:, 0] >= -0.9) & (starts[:, 0] <= -0.7))
