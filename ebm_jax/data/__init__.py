@@ -24,7 +24,8 @@ from ebm_jax.data.ood import (
     uniform_noise,
 )
 from ebm_jax.data import procedural
-from ebm_jax.data.regression import REGRESSION_DATASETS, RegressionData, branch_modes, branches
+from ebm_jax.data.regression import (REGRESSION_DATASETS, RegressionData, branch_modes, branches,
+                                     reach_pairs)
 from ebm_jax.data.tfds_source import (
     TFDS_DATASETS,
     DatasetNotPreparedError,
@@ -40,7 +41,7 @@ __all__ = ["ArrayDataset", "Batches", "batch_indices", "epoch_permutation", "loa
 __all__ += ["DataFileError", "DataStatistics", "FileData", "check_arrays", "data_statistics",
             "is_data_file", "load_file"]
 __all__ += ["procedural"]
-__all__ += ["REGRESSION_DATASETS", "RegressionData", "branch_modes", "branches"]
+__all__ += ["REGRESSION_DATASETS", "RegressionData", "branch_modes", "branches", "reach_pairs"]
 __all__ += ["TOY_DENSITIES", "Toy2D", "get_toy"]
 __all__ += ["OOD_SET_NAMES", "VECTOR_OOD_SET_NAMES", "HeldOutSplit", "flipped", "gaussian_noise",
             "held_out_class", "interpolations", "inverted", "offline_ood_sets", "reversed_along",

@@ -3,6 +3,9 @@ energies ``E(x, y)`` whose prediction is ``argmin_y E(x, y)``.
 
 - :func:`branches`: ``y = ±sqrt(1 - x²) + noise_std ε``, ``x ~ U(-1, 1)``: two answers for
   every input, where a least-squares regressor predicts their mean (0, far from both).
+- :func:`reach_pairs`: the action chunks of an expert that passes an obstacle on either
+  side with equal probability, given the position and the goal
+  (:mod:`ebm_jax.environments.reach`), where a regressor averages the two ways.
 
 Each returns a :class:`RegressionData` (float32 ``x`` and ``y`` of a train and a test split)
 that is a deterministic function of ``seed``, computed with NumPy, with the exact answers
@@ -25,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_jax._checks import check_int, check_weight
+from ebm_jax.environments import reach
 
 BRANCHES_NOISE = 0.02
 
@@ -95,6 +99,27 @@ def branches(seed: int = 0, *, num_train: int = 10_000, num_test: int = 1000,
                           branch_modes, (-1.0, 1.0))
 
 
-REGRESSION_DATASETS = {"branches": branches}
+def reach_pairs(seed: int = 0, *, num_train: int = 1000, num_test: int = 200) -> RegressionData:
+    """The reach task's demonstrations (:mod:`ebm_jax.environments.reach`) as a regression
+    dataset: observations ``x [N, 4]`` (position, goal) and the expert's action chunks
+    ``y [N, 8]`` (4 moves), ``modes`` the chunks of the expert's two ways round the obstacle
+    (:func:`~ebm_jax.environments.reach.mode_chunks`, ``[N, 2, 8]``).
 
-__all__ = ["REGRESSION_DATASETS", "RegressionData", "branch_modes", "branches"]
+    Args:
+      seed: the dataset is a deterministic function of it.
+      num_train, num_test: demonstrated episodes of each split (about 23 pairs each).
+
+    Example::
+
+      >>> data = reach_pairs(0, num_train=20, num_test=5)
+      >>> data.x_train.shape[1], data.y_train.shape[1], data.modes(data.x_test).shape[1:]
+      (4, 8, (2, 8))
+    """
+    x_train, y_train, x_test, y_test = reach.demonstration_pairs(seed, num_train=num_train,
+                                                                 num_test=num_test)
+    return RegressionData(x_train, y_train, x_test, y_test, reach.mode_chunks, (-1.0, 1.0))
+
+
+REGRESSION_DATASETS = {"branches": branches, "reach": reach_pairs}
+
+__all__ = ["REGRESSION_DATASETS", "RegressionData", "branch_modes", "branches", "reach_pairs"]
