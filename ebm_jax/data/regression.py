@@ -3,6 +3,9 @@ energies ``E(x, y)`` whose prediction is ``argmin_y E(x, y)``.
 
 - :func:`branches`: ``y = ±sqrt(1 - x²) + noise_std ε``, ``x ~ U(-1, 1)``: two answers for
   every input, where a least-squares regressor predicts their mean (0, far from both).
+- :func:`ball_fork_pairs`: the next frame of a ball that goes one of two ways at a fork
+  (:mod:`ebm_jax.environments.ball_fork`), given the last two frames; the dataset carries
+  its environment (``environment``: the test episodes and the check of a predicted frame).
 
 Each returns a :class:`RegressionData` (float32 ``x`` and ``y`` of a train and a test split)
 that is a deterministic function of ``seed``, computed with NumPy, with the exact answers
@@ -19,12 +22,13 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from ebm_jax._checks import check_int, check_weight
+from ebm_jax.environments import ball_fork
 
 BRANCHES_NOISE = 0.02
 
@@ -33,10 +37,14 @@ class RegressionData(NamedTuple):
     """A regression dataset.
 
     Attributes:
-      x_train: ``float32 [N, dx]`` inputs; y_train: ``float32 [N, dy]`` targets.
+      x_train: ``float32 [N, dx]`` inputs (or ``[N, *x_shape]``); y_train: ``float32 [N, dy]``
+        targets (or ``[N, *y_shape]``).
       x_test: ``float32 [M, dx]``; y_test: ``float32 [M, dy]``.
       modes: ``modes(x [N, dx]) -> [N, K, dy]``: the ``K`` noise-free answers for each input.
       x_range: ``(low, high)`` of the inputs.
+      environment: for data cut from episodes of an environment
+        (:mod:`ebm_jax.environments`), what its objectives check predictions with (the test
+        episodes and the environment's checks); None for other data.
     """
 
     x_train: np.ndarray
@@ -45,6 +53,7 @@ class RegressionData(NamedTuple):
     y_test: np.ndarray
     modes: Callable
     x_range: tuple
+    environment: Any = None
 
 
 def branch_modes(x) -> np.ndarray:
@@ -95,6 +104,30 @@ def branches(seed: int = 0, *, num_train: int = 10_000, num_test: int = 1000,
                           branch_modes, (-1.0, 1.0))
 
 
-REGRESSION_DATASETS = {"branches": branches}
+def ball_fork_pairs(seed: int = 0, *, num_train: int = 1000,
+                    num_test: int = 200) -> RegressionData:
+    """:func:`ebm_jax.environments.ball_fork.ball_fork` as a regression dataset: contexts
+    ``x [N, 2, 12, 12]`` (the last two frames), next frames ``y [N, 12, 12]`` in ``[0, 1]``,
+    ``modes`` the two true next frames (:func:`~ebm_jax.environments.ball_fork.true_next_frames`,
+    ``[N, 2, 12, 12]``), and the environment of the test episodes.
 
-__all__ = ["REGRESSION_DATASETS", "RegressionData", "branch_modes", "branches"]
+    Args:
+      seed: the dataset is a deterministic function of it.
+      num_train, num_test: episodes of each split (10 pairs each).
+
+    Example::
+
+      >>> data = ball_fork_pairs(0, num_train=10, num_test=4)
+      >>> data.x_train.shape, data.modes(data.x_test).shape, data.environment.rollout_steps
+      ((100, 2, 12, 12), (40, 2, 12, 12), 10)
+    """
+    d = ball_fork.ball_fork(seed, num_train=num_train, num_test=num_test)
+    return RegressionData(d.x_train, d.y_train, d.x_test, d.y_test, ball_fork.true_next_frames,
+                          (0.0, 1.0), d.environment)
+
+
+# A dataset here is seed -> RegressionData (environments add theirs as ball_fork_pairs does).
+REGRESSION_DATASETS = {"branches": branches, "ball_fork": ball_fork_pairs}
+
+__all__ = ["REGRESSION_DATASETS", "RegressionData", "ball_fork_pairs", "branch_modes",
+           "branches"]
