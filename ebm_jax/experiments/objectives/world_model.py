@@ -35,7 +35,7 @@ from ebm_jax.experiments.config import (POSITIVE, POSITIVE_INT, REGRESSION_NAMES
                                         ConfigError, DataConfig, ModelConfig, RunConfig,
                                         setting)
 from ebm_jax.experiments.objectives import Objective, Pieces
-from ebm_jax.experiments.objectives._side_by_side import (REGRESSOR_MSE, best_of_n_predictions,
+from ebm_jax.experiments.objectives._side_by_side import (REGRESSOR_MSE, best_of_n_candidates,
                                                           ebt_config_class, ebt_half,
                                                           failure_auroc, param_count,
                                                           regressor_network, side_by_side_loss,
@@ -44,22 +44,25 @@ from ebm_jax.experiments.objectives.ebt import check_loss_settings, concat_energ
 from ebm_jax.losses.ebt import ebt, ebt_energy, ebt_params, ebt_step_size
 
 FIGURE_EXAMPLES = 4   # fork contexts and rollouts drawn in the picture
+FIGURE_RANGE = (-0.3, 1.0)   # frames' [0, 1] drawn so that their background is light grey
 
 WorldModelConfig = ebt_config_class(
     "WorldModelConfig", "world_model",
     """``ebt(energy_fn, num_steps=, mode=, y0=, start_noise=, ...)`` on ``ebt_params(
     net_params, step_size=step_size)`` (the EBT objective's loss settings) beside an MSE
     regressor of the energy's size (``regressor_weight``: its loss's weight); evaluation's
-    prediction is the best of ``num_starts`` descents from ``prediction_start_std N(0, I)``.""",
-    defaults={"num_steps": 8, "y0": "target", "start_noise": 0.5, "contrastive_weight": 0.1,
-              "batch_negatives": 8},
+    prediction is the best of ``num_starts`` descents from ``prediction_start_std N(0, I)``,
+    on the first ``eval_episodes`` test episodes.""",
+    defaults={"num_steps": 8, "y0": "target", "start_noise": 1.0, "contrastive_weight": 0.1,
+              "batch_negatives": 8, "energy_l2": 0.01, "clip_range": (0.0, 1.0)},
     extra=(("num_starts", int, setting(16, *POSITIVE_INT)),
-           ("regressor_weight", float, setting(1.0, *POSITIVE))),
+           ("regressor_weight", float, setting(1.0, *POSITIVE)),
+           ("eval_episodes", int, setting(200, *POSITIVE_INT))),
     module=__name__)
 
 
 # -- evaluation -------------------------------------------------------------------------------
-def _rates(valid: np.ndarray) -> float:
+def _rate(valid: np.ndarray) -> float:
     return float(np.mean(valid)) if valid.size else float("nan")
 
 
@@ -75,7 +78,8 @@ def branch_shares(environment, contexts: np.ndarray, frames: np.ndarray) -> list
 
 def make_evaluate(config: Config, data, energy: Callable, regressor_fn: Callable) -> Callable:
     """The world model's metrics, ``evaluate(params, rng_key, *, quick=False, figure=None)``
-    over the side-by-side params, on the test split's episodes (``data.environment``).
+    over the side-by-side params, on the first ``eval_episodes`` of the test split's episodes
+    (``data.environment``).
 
     EBT's prediction for a context is the best of ``num_starts`` descents of ``num_steps``
     learned steps from ``prediction_start_std N(0, I)`` (clamped to ``clip_range``), the
@@ -88,63 +92,96 @@ def make_evaluate(config: Config, data, energy: Callable, regressor_fn: Callable
     nearest each way), ``step_size``; unless ``quick``: ``rollout_valid_rate`` and
     ``rollout_valid_rate_mse`` (episodes whose autoregressive rollout of ``rollout_steps``
     frames from the first context is valid at every frame), ``valid_frame_rate_all`` and
-    ``valid_frame_rate_all_mse`` (over every test context, the fork's and the others),
-    ``failure_rate`` and ``failure_auroc`` (EBT over every test context: the AUROC of the
-    pick's energy for an invalid pick against a valid one; NaN when either never happens).
+    ``valid_frame_rate_all_mse`` (over every test context, the fork's and the others), and
+    the energy as a confidence (failure: an invalid frame): ``failure_rate_single`` and
+    ``failure_auroc`` over single descents (every start's result at every test context, a
+    prediction of its own, scored by its final energy), ``failure_count_best_of_n`` and
+    ``failure_auroc_best_of_n`` over the picks (every test context and every rollout frame,
+    each judged on the frames it was predicted from). An AUROC is that of the energy for a
+    failure against a success (1: every failure has a higher energy than every success;
+    0.5: chance; NaN without a failure or without a success).
     """
     settings, environment = config.objective, data.environment
-    contexts, _, steps = environment.context_pairs(environment.test_episodes)
+    episodes = environment.test_episodes[:settings.eval_episodes]
+    contexts, _, steps = environment.context_pairs(episodes)
     fork = environment.fork_mask(steps)
-    first = environment.test_episodes[:, :environment.context_length]
+    first = episodes[:, :environment.context_length]
     frame_shape = tuple(environment.frame_shape)
     predict = jax.jit(functools.partial(
-        best_of_n_predictions, energy, num_starts=settings.num_starts,
+        best_of_n_candidates, energy, num_starts=settings.num_starts,
         num_steps=settings.num_steps, start_std=settings.prediction_start_std,
         y_shape=frame_shape, clip_range=settings.clip_range))
     regress = jax.jit(jax.vmap(regressor_fn, (None, 0)))
 
+    def chunked(fn, inputs, *args):
+        """``fn(inputs_chunk, *args)`` over chunks of ``len(first)`` inputs (the last padded),
+        concatenated: one compiled program for every set of contexts."""
+        size, num = len(first), len(inputs)
+        pad = -num % size
+        inputs = np.concatenate([inputs, np.repeat(inputs[:1], pad, axis=0)])
+        parts = [fn(inputs[i:i + size], *args, i) for i in range(0, len(inputs), size)]
+        return [np.concatenate(part)[:num] for part in zip(*parts)]
+
+    def ebt_predictions(params, inputs, rng_key):
+        """``[picks, their energies, every start's result, its energy]`` (NumPy)."""
+        def one(chunk, i):
+            return predict(params["ebt"], chunk, jax.random.fold_in(rng_key, i))
+        return chunked(one, inputs)
+
     def ebt_frames(params, inputs, rng_key):
-        frames, energies = predict(params["ebt"], inputs, rng_key)
-        return np.asarray(frames), np.asarray(energies)
+        return ebt_predictions(params, inputs, rng_key)[:2]
 
     def mse_frames(params, inputs):
-        return np.asarray(regress(params["regressor"], inputs)).reshape(-1, *frame_shape)
+        def one(chunk, i):
+            return (np.asarray(regress(params["regressor"], chunk)).reshape(-1, *frame_shape),)
+        return chunked(one, inputs)[0]
 
     def rollout(next_frames, start):
-        """``[E, rollout_steps, *frame_shape]``: frames predicted one after the other, each
-        from the last ``context_length`` frames seen (the start's, then the predictions)."""
-        seen = np.asarray(start)
+        """``(frames [E, rollout_steps, *frame_shape], energies [E, rollout_steps])``: frames
+        predicted one after the other, each from the last ``context_length`` frames seen
+        (the start's, then the predictions), with the energies ``next_frames`` gives."""
+        seen, energies = np.asarray(start), []
         for t in range(environment.rollout_steps):
-            frames = next_frames(seen[:, -environment.context_length:], t)
+            frames, energy = next_frames(seen[:, -environment.context_length:], t)
             seen = np.concatenate([seen, frames[:, None]], axis=1)
-        return seen[:, start.shape[1]:]
+            energies.append(energy)
+        return seen[:, start.shape[1]:], np.stack(energies, axis=1)
 
     def evaluate(params, rng_key, *, quick: bool = False, figure: Optional[str] = None) -> dict:
         k_fork, k_all, k_roll = jax.random.split(rng_key, 3)
+        valid = environment.valid_frames
         fork_contexts = contexts[fork]
         ebt_fork = ebt_frames(params, fork_contexts, k_fork)[0]
         mse_fork = mse_frames(params, fork_contexts)
-        valid = environment.valid_frames
-        out = {"valid_frame_rate": _rates(valid(fork_contexts, ebt_fork)),
-               "valid_frame_rate_mse": _rates(valid(fork_contexts, mse_fork)),
+        out = {"valid_frame_rate": _rate(valid(fork_contexts, ebt_fork)),
+               "valid_frame_rate_mse": _rate(valid(fork_contexts, mse_fork)),
                "fork_branch_shares": branch_shares(environment, fork_contexts, ebt_fork),
                "step_size": float(ebt_step_size(params["ebt"]))}
         if quick:
             return out
         roll_keys = jax.random.split(k_roll, environment.rollout_steps)
-        ebt_roll = rollout(lambda seen, t: ebt_frames(params, seen, roll_keys[t])[0], first)
-        mse_roll = rollout(lambda seen, t: mse_frames(params, seen), first)
-        out["rollout_valid_rate"] = _rates(
-            environment.rollout_validity(first, ebt_roll).all(axis=1))
-        out["rollout_valid_rate_mse"] = _rates(
+        ebt_roll, roll_energies = rollout(
+            lambda seen, t: ebt_frames(params, seen, roll_keys[t]), first)
+        mse_roll, _ = rollout(lambda seen, t: (mse_frames(params, seen), np.zeros(len(seen))),
+                              first)
+        roll_valid = environment.rollout_validity(first, ebt_roll)
+        out["rollout_valid_rate"] = _rate(roll_valid.all(axis=1))
+        out["rollout_valid_rate_mse"] = _rate(
             environment.rollout_validity(first, mse_roll).all(axis=1))
-        frames, energies = ebt_frames(params, contexts, k_all)
-        valid = environment.valid_frames(contexts, frames)
-        out["valid_frame_rate_all"] = _rates(valid)
-        out["valid_frame_rate_all_mse"] = _rates(
-            environment.valid_frames(contexts, mse_frames(params, contexts)))
-        out["failure_rate"] = float(1.0 - np.mean(valid))
-        out["failure_auroc"] = failure_auroc(energies, ~valid)
+        frames, energies, candidates, candidate_energies = ebt_predictions(params, contexts,
+                                                                           k_all)
+        all_valid = valid(contexts, frames)
+        out["valid_frame_rate_all"] = _rate(all_valid)
+        out["valid_frame_rate_all_mse"] = _rate(valid(contexts, mse_frames(params, contexts)))
+        num_starts = candidates.shape[1]
+        single_valid = valid(np.repeat(contexts, num_starts, axis=0),
+                             candidates.reshape(-1, *frame_shape))
+        out["failure_rate_single"] = float(1.0 - np.mean(single_valid))
+        out["failure_auroc"] = failure_auroc(candidate_energies.ravel(), ~single_valid)
+        picked_valid = np.concatenate([all_valid, roll_valid.ravel()])
+        out["failure_count_best_of_n"] = int(np.sum(~picked_valid))
+        out["failure_auroc_best_of_n"] = failure_auroc(
+            np.concatenate([energies, roll_energies.ravel()]), ~picked_valid)
         if figure is not None:
             draw_world_model(figure, config, fork_contexts, ebt_fork, mse_fork, first,
                              ebt_roll, mse_roll)
@@ -174,7 +211,7 @@ def draw_world_model(path: str, config: Config, fork_contexts, ebt_fork, mse_for
             fork_frames.reshape(len(fork_frames), -1),
         f"{config.name}: EBT rollouts": strips["EBT"].reshape(len(strips["EBT"]), -1),
         "MSE rollouts": strips["MSE"].reshape(len(strips["MSE"]), -1)},
-        shape, columns=columns, value_range=(0.0, 1.0))
+        shape, columns=columns, value_range=FIGURE_RANGE)
 
 
 # -- build --------------------------------------------------------------------------------------
