@@ -18,7 +18,7 @@ KEYS = {"valid_frame_rate", "valid_frame_rate_mse", "fork_branch_shares", "step_
         "rollout_valid_rate", "rollout_valid_rate_mse", "valid_frame_rate_all",
         "valid_frame_rate_all_mse", "failure_rate_single", "failure_auroc",
         "failure_count_best_of_n", "failure_auroc_best_of_n"}
-WORLD_MODEL_STEPS = 150
+WORLD_MODEL_STEPS = 100
 
 
 def test_settings_are_checked_against_the_data_and_the_starts():
@@ -74,8 +74,8 @@ def world_model_run(tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("world_model") / "run"
     config = tiny("world_model_ball_fork", f"run.num_steps={WORLD_MODEL_STEPS}",
-                  "run.eval_every=50", "run.checkpoint_every=150", "objective.num_starts=4",
-                  "objective.eval_episodes=20")
+                  "run.eval_every=50", f"run.checkpoint_every={WORLD_MODEL_STEPS}",
+                  "objective.num_steps=2", "objective.num_starts=4", "objective.eval_episodes=10")
     return workdir, train(config, str(workdir), progress=False)
 
 
