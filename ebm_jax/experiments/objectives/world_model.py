@@ -54,7 +54,7 @@ WorldModelConfig = ebt_config_class(
     prediction is the best of ``num_starts`` descents from ``prediction_start_std N(0, I)``,
     on the first ``eval_episodes`` test episodes.""",
     defaults={"num_steps": 8, "y0": "target", "start_noise": 1.0, "contrastive_weight": 0.1,
-              "batch_negatives": 8, "energy_l2": 0.01, "clip_range": (0.0, 1.0)},
+              "batch_negatives": 8, "energy_l2": 0.03, "clip_range": (0.0, 1.0)},
     extra=(("num_starts", int, setting(16, *POSITIVE_INT)),
            ("regressor_weight", float, setting(1.0, *POSITIVE)),
            ("eval_episodes", int, setting(200, *POSITIVE_INT))),
@@ -253,6 +253,15 @@ def check(config: Config) -> None:
 
 
 PRESETS = {
+    # The ball-fork next-frame task: an MLP energy 432-128-128-1 over (2 context frames, next
+    # frame) trained as EBT from perturbed targets (y0="target", noise up to 1) with a
+    # contrastive term against 8 other targets of the batch, descents clamped to the frames'
+    # [0, 1], and energy_l2 0.03 (the data's energy pinned near 0 in every context, so that
+    # energies compare across contexts), beside an MLP regressor 288-128-128-144 of the same
+    # size. Without the clamp no descent from noise reached a frame; calibration_weight and
+    # num_perturbed negatives broke the two modes. Measured (3 seeds, 3,000 steps, 1.5-3.5 min
+    # on 2 shared cores): EBT best-of-16 valid at the fork 0.92-1.0 (MSE 0.0), 10-step
+    # rollouts valid 0.93-1.0 (MSE 0.0), single-descent failure AUROC 0.81-0.93.
     "world_model_ball_fork": Config(
         name="world_model_ball_fork", data=DataConfig(dataset="ball_fork", batch_size=128),
         model=ModelConfig(kind="mlp", hidden=(128, 128)),
