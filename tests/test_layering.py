@@ -28,6 +28,9 @@ FORBIDDEN = {
                  "applications", "plots", "data"},
     "samplers": {"losses", "train", "nets", "inference", "metrics", "applications",
                  "plots", "data"},
+    "environments": {"parallel", "energies", "samplers", "losses", "train", "nets",
+                     "inference", "metrics", "applications", "plots", "data",
+                     TOP},       # a leaf: NumPy, JAX and the argument checks only
 }
 
 

@@ -6,6 +6,9 @@ energies ``E(x, y)`` whose prediction is ``argmin_y E(x, y)``.
 - :func:`reach_pairs`: the action chunks of an expert that passes an obstacle on either
   side with equal probability, given the position and the goal
   (:mod:`ebm_jax.environments.reach`), where a regressor averages the two ways.
+- :func:`ball_fork_pairs`: the next frame of a ball that goes one of two ways at a fork
+  (:mod:`ebm_jax.environments.ball_fork`), given the last two frames; the dataset carries
+  its environment (``environment``: the test episodes and the check of a predicted frame).
 
 Each returns a :class:`RegressionData` (float32 ``x`` and ``y`` of a train and a test split)
 that is a deterministic function of ``seed``, computed with NumPy, with the exact answers
@@ -22,13 +25,13 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from ebm_jax._checks import check_int, check_weight
-from ebm_jax.environments import reach
+from ebm_jax.environments import ball_fork, reach
 
 BRANCHES_NOISE = 0.02
 
@@ -37,10 +40,14 @@ class RegressionData(NamedTuple):
     """A regression dataset.
 
     Attributes:
-      x_train: ``float32 [N, dx]`` inputs; y_train: ``float32 [N, dy]`` targets.
+      x_train: ``float32 [N, dx]`` inputs (or ``[N, *x_shape]``); y_train: ``float32 [N, dy]``
+        targets (or ``[N, *y_shape]``).
       x_test: ``float32 [M, dx]``; y_test: ``float32 [M, dy]``.
       modes: ``modes(x [N, dx]) -> [N, K, dy]``: the ``K`` noise-free answers for each input.
       x_range: ``(low, high)`` of the inputs.
+      environment: for data cut from episodes of an environment
+        (:mod:`ebm_jax.environments`), what its objectives check predictions with (the test
+        episodes and the environment's checks); None for other data.
     """
 
     x_train: np.ndarray
@@ -49,6 +56,7 @@ class RegressionData(NamedTuple):
     y_test: np.ndarray
     modes: Callable
     x_range: tuple
+    environment: Any = None
 
 
 def branch_modes(x) -> np.ndarray:
@@ -117,9 +125,35 @@ def reach_pairs(seed: int = 0, *, num_train: int = 1000, num_test: int = 200) ->
     """
     x_train, y_train, x_test, y_test = reach.demonstration_pairs(seed, num_train=num_train,
                                                                  num_test=num_test)
-    return RegressionData(x_train, y_train, x_test, y_test, reach.mode_chunks, (-1.0, 1.0))
+    return RegressionData(x_train, y_train, x_test, y_test, reach.mode_chunks, (-1.0, 1.0),
+                          reach.ReachTask())
 
 
-REGRESSION_DATASETS = {"branches": branches, "reach": reach_pairs}
+def ball_fork_pairs(seed: int = 0, *, num_train: int = 1000,
+                    num_test: int = 200) -> RegressionData:
+    """:func:`ebm_jax.environments.ball_fork.ball_fork` as a regression dataset: contexts
+    ``x [N, 2, 12, 12]`` (the last two frames), next frames ``y [N, 12, 12]`` in ``[0, 1]``,
+    ``modes`` the two true next frames (:func:`~ebm_jax.environments.ball_fork.true_next_frames`,
+    ``[N, 2, 12, 12]``), and the environment of the test episodes.
 
-__all__ = ["REGRESSION_DATASETS", "RegressionData", "branch_modes", "branches", "reach_pairs"]
+    Args:
+      seed: the dataset is a deterministic function of it.
+      num_train, num_test: episodes of each split (10 pairs each).
+
+    Example::
+
+      >>> data = ball_fork_pairs(0, num_train=10, num_test=4)
+      >>> data.x_train.shape, data.modes(data.x_test).shape, data.environment.rollout_steps
+      ((100, 2, 12, 12), (40, 2, 12, 12), 10)
+    """
+    d = ball_fork.ball_fork(seed, num_train=num_train, num_test=num_test)
+    return RegressionData(d.x_train, d.y_train, d.x_test, d.y_test, ball_fork.true_next_frames,
+                          (0.0, 1.0), d.environment)
+
+
+# A dataset here is seed -> RegressionData (environments add theirs as ball_fork_pairs does).
+REGRESSION_DATASETS = {"branches": branches, "ball_fork": ball_fork_pairs,
+                       "reach": reach_pairs}
+
+__all__ = ["REGRESSION_DATASETS", "RegressionData", "ball_fork_pairs", "branch_modes",
+           "branches", "reach_pairs"]

@@ -12,7 +12,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import numpy as np
@@ -61,6 +61,9 @@ class Data(NamedTuple):
     # a regression dataset (y_train: float targets [N, dy]): its exact answers,
     # modes(x [N, dx]) -> [N, K, dy] (ebm_jax.data.regression); None elsewhere
     modes: Optional[Callable] = None
+    # a regression dataset cut from an environment's episodes: the environment (its test
+    # episodes and checks, ebm_jax.environments); None elsewhere
+    environment: Optional[Any] = None
 
 
 def load_tfds_data(config: Config) -> Data:
@@ -194,11 +197,12 @@ def _keep_labelled_share(config: Config, x_train, y_train):
 
 
 def load_regression_data(config: Config) -> Data:
-    """A seeded regression dataset (``"branches"``): float targets ``y [N, dy]``, no classes,
-    and its exact answers in ``modes``."""
+    """A seeded regression dataset (``"branches"``, ``"ball_fork"``): float targets
+    ``y [N, dy]``, no classes, its exact answers in ``modes`` and, for one cut from an
+    environment's episodes, the environment."""
     d = REGRESSION_DATASETS[config.data.dataset](config.run.seed)
     return Data(d.x_train, d.y_train, d.x_test, d.y_test, d.x_range, None, None, None,
-                modes=d.modes)
+                modes=d.modes, environment=d.environment)
 
 
 def load_data(config: Config) -> Data:

@@ -88,13 +88,13 @@ def test_the_branches_preset_loads_the_regression_data():
     # the task against the data
     ("ebt_digits_denoise", ["objective.task=regress"],
      r"objective.task='regress' with data.dataset='digits': expected a dataset with "
-     r"continuous targets, one of \['branches', 'reach'\]"),
+     r"continuous targets, one of \['branches', 'ball_fork', 'reach'\]"),
     ("ebt_branches", ["objective.task=denoise"],
      r"objective.task='denoise' with data.dataset='branches': expected objective.task="
      r"'regress'"),
     ("ebt_branches", ["objective=cd"],
      r"objective='cd' with data.dataset='branches': expected an objective that learns a "
-     r"conditional energy E\(x, y\) .* one of \['ebt', 'ebt_policy'\]"),
+     r"conditional energy E\(x, y\) .* one of \['ebt', 'ebt_policy', 'world_model'\]"),
     ("ebt_branches", ["model.kind=conv"],
      r"model.kind='conv' with data.dataset='branches': expected 'mlp'"),
     ("ebt_digits_denoise", ["model.kind=conv"],

@@ -22,19 +22,21 @@ OBJECTIVE_DIR = ROOT / "ebm_jax" / "experiments" / "objectives"
 def test_every_module_of_the_package_is_one_registered_objective():
     modules = sorted(p.stem for p in OBJECTIVE_DIR.glob("*.py") if not p.stem.startswith("_"))
     kinds = objective_kinds()
-    assert len(modules) == len(kinds) == 9
-    assert set(kinds) == {"jem", "softmax", "cd", "nce", "dsm", "ssm", "rl", "ebt", "ebt_policy"}
+    assert len(modules) == len(kinds) == 10
+    assert set(kinds) == {"jem", "softmax", "cd", "nce", "dsm", "ssm", "rl", "ebt",
+                          "ebt_policy", "world_model"}
+    conditional = ("ebt", "ebt_policy", "world_model")
     for kind in kinds:
         objective = get_objective(kind)
         assert isinstance(objective, Objective) and objective.config.kind == kind
         assert issubclass(objective.config, ObjectiveConfig)
         assert objective.config.__dataclass_params__.frozen
         assert objective.classifier == (kind in ("jem", "softmax"))
-        # EBT and EBT-Policy learn a conditional energy E(x, y) from (input, target) pairs:
-        # neither a density of x (unsupervised) nor a user of class labels.
-        conditional = kind in ("ebt", "ebt_policy")
-        assert objective.density == (not conditional)
-        assert objective.regression == conditional
+        # EBT, EBT-Policy and the world model (EBTs of an action chunk and of the next
+        # frame) learn a conditional energy E(x, y) from (input, target) pairs: neither a
+        # density of x (unsupervised) nor a user of class labels.
+        assert objective.density == (kind not in conditional)
+        assert objective.regression == (kind in conditional)
         if objective.density:
             assert objective.unsupervised == (not objective.needs_labels)
         else:

@@ -31,15 +31,17 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional
+import typing
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ebm_jax import metrics
-from ebm_jax.experiments.config import Config
+from ebm_jax.experiments.config import Config, ObjectiveConfig
 from ebm_jax.experiments.networks import make_network
+from ebm_jax.experiments.objectives.ebt import LOSS_FIELDS, EBTConfig
 from ebm_jax.inference import best_of_n
 from ebm_jax.losses import LossTransform
 from ebm_jax.losses.ebt import ebt_step_size
@@ -49,9 +51,47 @@ HALVES = ("ebt", "regressor")
 REGRESSOR_MSE = "regressor_mse"   # the regressor half's loss, in the loss's info
 SIZE_TOLERANCE = 0.05             # the regressor's parameter count within 5% of the energy's
 
-__all__ = ["HALVES", "REGRESSOR_MSE", "SIZE_TOLERANCE", "best_of_n_predictions",
-           "ebt_half", "failure_auroc", "matched_hidden", "mlp_param_count", "param_count",
-           "regressor_network", "side_by_side_loss", "side_by_side_params"]
+__all__ = ["EBT_SETTINGS", "HALVES", "Predictions", "REGRESSOR_MSE", "SIZE_TOLERANCE",
+           "best_of_n_candidates", "best_of_n_predictions", "ebt_config_class", "ebt_half",
+           "failure_auroc", "matched_hidden", "mlp_param_count", "param_count", "regressor_network",
+           "side_by_side_loss", "side_by_side_params"]
+
+
+# -- settings -----------------------------------------------------------------------------------
+# the EBT objective's settings that an objective built on the EBT loss shares: the loss's
+# (LOSS_FIELDS), the learned step size's start and the prediction's start std
+EBT_SETTINGS = LOSS_FIELDS + ("step_size", "prediction_start_std")
+
+
+def ebt_config_class(name: str, kind: str, doc: str, *, defaults: Optional[Mapping] = None,
+                     extra: tuple = (), module: Optional[str] = None) -> type:
+    """A frozen objective config dataclass with the EBT objective's :data:`EBT_SETTINGS`
+    (their types, checks and defaults, or ``defaults[name]``) followed by ``extra`` fields
+    ``(name, type, setting(...))``: an objective on the EBT loss mirrors the loss factory
+    without copying its settings.
+
+    Example::
+
+      >>> from ebm_jax.experiments.config import POSITIVE_INT, setting
+      >>> Probe = ebt_config_class("Probe", "probe", "A probe.", defaults={"y0": "noise"},
+      ...                          extra=(("num_starts", int, setting(4, *POSITIVE_INT)),))
+      >>> probe = Probe()
+      >>> probe.kind, probe.y0, probe.num_steps, probe.num_starts
+      ('probe', 'noise', 4, 4)
+    """
+    source = EBTConfig
+    hints = typing.get_type_hints(source)
+    fields = {f.name: f for f in dataclasses.fields(source)}
+    defaults = dict(defaults or {})
+    unknown = set(defaults) - set(EBT_SETTINGS)
+    if unknown:
+        raise ValueError(f"defaults for {sorted(unknown)}: expected names of EBT_SETTINGS")
+    specs = [(key, hints[key], dataclasses.field(default=defaults.get(key, fields[key].default),
+                                                 metadata=fields[key].metadata))
+             for key in EBT_SETTINGS]
+    return dataclasses.make_dataclass(
+        name, specs + list(extra), bases=(ObjectiveConfig,), frozen=True,
+        namespace={"kind": kind, "__doc__": doc, "__module__": module or __name__})
 
 
 # -- params and loss --------------------------------------------------------------------------
@@ -187,6 +227,40 @@ def regressor_network(config: Config, in_x: int, out_y: int, target_count: int,
 
 
 # -- evaluation -------------------------------------------------------------------------------
+class Predictions(NamedTuple):
+    """What :func:`best_of_n_candidates` returns for ``N`` inputs and ``n`` starts each.
+
+    Attributes:
+      y: ``[N, *y_shape]`` the picks (lowest final energy); energy: ``[N]`` their energies.
+      candidates: ``[N, n, *y_shape]`` every descent's result; candidate_energies: ``[N, n]``.
+    """
+
+    y: jax.Array
+    energy: jax.Array
+    candidates: jax.Array
+    candidate_energies: jax.Array
+
+
+def best_of_n_candidates(energy: Callable, params: Any, inputs: Any, rng_key: jax.Array, *,
+                         num_starts: int, num_steps: int, start_std: float, y_shape: tuple,
+                         clip_range: Optional[tuple] = None) -> Predictions:
+    """:func:`best_of_n_predictions` with every start's result beside the pick: each single
+    descent is a prediction of its own, its final energy its confidence (the picks of
+    best-of-N are the lowest of them)."""
+    step_size = ebt_step_size(params)
+    inputs = jnp.asarray(inputs)
+
+    def start(key):
+        return start_std * jax.random.normal(key, y_shape)
+
+    def one(key, x):
+        out = best_of_n(key, energy, params, x, start, num_starts, num_steps=num_steps,
+                        step_size=step_size, clip_range=clip_range)
+        return Predictions(out.y, out.energy, out.results.y, out.results.energy)
+
+    return jax.vmap(one)(jax.random.split(rng_key, inputs.shape[0]), inputs)
+
+
 def best_of_n_predictions(energy: Callable, params: Any, inputs: Any, rng_key: jax.Array, *,
                           num_starts: int, num_steps: int, start_std: float, y_shape: tuple,
                           clip_range: Optional[tuple] = None) -> tuple[jax.Array, jax.Array]:
@@ -208,18 +282,10 @@ def best_of_n_predictions(energy: Callable, params: Any, inputs: Any, rng_key: j
     Returns:
       ``(predictions [N, *y_shape], energies [N])``: the picks and their energies.
     """
-    step_size = ebt_step_size(params)
-    inputs = jnp.asarray(inputs)
-
-    def start(key):
-        return start_std * jax.random.normal(key, y_shape)
-
-    def one(key, x):
-        out = best_of_n(key, energy, params, x, start, num_starts, num_steps=num_steps,
-                        step_size=step_size, clip_range=clip_range)
-        return out.y, out.energy
-
-    return jax.vmap(one)(jax.random.split(rng_key, inputs.shape[0]), inputs)
+    out = best_of_n_candidates(energy, params, inputs, rng_key, num_starts=num_starts,
+                               num_steps=num_steps, start_std=start_std, y_shape=y_shape,
+                               clip_range=clip_range)
+    return out.y, out.energy
 
 
 def failure_auroc(energies: Any, failed: Any) -> float:

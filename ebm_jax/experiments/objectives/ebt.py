@@ -362,8 +362,8 @@ def _no_energy(params, x, y):
 
 
 def check(config: Config) -> None:
-    """The task against the dataset, and the loss factory's own cross-field checks (System 1
-    against System 2's settings, the step range, the replay buffer, the starts' noise)."""
+    """The task against the dataset, and the loss factory's own cross-field checks
+    (:func:`check_loss_settings`)."""
     settings, dataset = config.objective, config.data.dataset
     regression_data = dataset in REGRESSION_NAMES
     if settings.task == "regress" and not regression_data:
@@ -373,6 +373,14 @@ def check(config: Config) -> None:
     if settings.task == "denoise" and regression_data:
         raise ConfigError(f"objective.task='denoise' with data.dataset={dataset!r}: expected "
                           "objective.task='regress' (its targets are the answers)")
+    check_loss_settings(config)
+
+
+def check_loss_settings(config: Config) -> None:
+    """The EBT loss factory's own cross-field checks on ``config.objective`` (any objective
+    config with :data:`LOSS_FIELDS`): System 1 against System 2's settings, the step range,
+    the replay buffer against the batch, the starts' noise."""
+    settings = config.objective
     try:
         ebt(_no_energy, **loss_options(settings))
     except ValueError as error:
