@@ -104,6 +104,8 @@ NEXT = md("""
       checkpoints and resume.
     * [06_inference_and_thinking](06_inference_and_thinking.ipynb): predict, rank, best-of-N
       and thinking longer with an energy over (input, output).
+    * [07_world_models_and_policies](07_world_models_and_policies.ipynb): predict the next
+      frame and act by minimising energy, where a regressor averages two futures.
     """)
 
 
@@ -973,6 +975,79 @@ INFERENCE = header("06_inference_and_thinking.ipynb",
     """), NEXT]
 
 
+WORLD = header("07_world_models_and_policies.ipynb",
+               "World models and policies by energy minimisation", """
+    Where the future has two outcomes, a regressor trained with squared error predicts their
+    **average**, which is neither. An energy over (context, future), $E(x, y)$, can keep both
+    as low-energy basins and **pick one** by descending the energy from noise; the energy of
+    the pick then says how sure the model is. Two systems of that kind, trained as
+    energy-based transformers (`losses.ebt`: a few learned-step descent steps *are* the
+    prediction):
+
+    * a **world model** (Gladstone et al. 2024): $E$(last two frames, next frame) on 12x12
+      frames of a ball that goes up or down at random at a fork, rolled out for 10 steps;
+    * a **policy** (EBT-Policy, Davies et al. 2025; implicit behavioural cloning, Florence et
+      al. 2021): $E$(position and goal, next 4 moves) from demonstrations that pass an obstacle
+      above or below with equal probability, acting by 2 descent steps from noise.
+
+    Each trains beside a feed-forward twin of the same size on the same batches (an MSE
+    next-frame predictor, a behavioural-cloning MLP), in one run of the objective registry
+    (`ebm-jax train --config world_model_ball_fork`, `--config ebt_policy_reach`). A CPU
+    runtime is enough (about 5 minutes each; seconds in small mode).
+    """) + [SMALL_MD, setup('''
+    import json
+
+    from ebm_jax import experiments
+
+    # Small mode: a few steps of small networks (numbers meaningless); else the presets.
+    SMALL_RUN = ["run.num_steps=40", "run.eval_every=40", "run.checkpoint_every=40",
+                 "model.hidden=32,32", "objective.num_steps=2", "objective.num_starts=4",
+                 "objective.eval_episodes=10"]
+    OVERRIDES = SMALL_RUN if SMALL else []
+    '''), md("""
+    ## 1. A world model of a ball at a fork
+
+    The objective `world_model` trains the energy (EBT with a contrastive term: other frames of
+    the batch as negatives, so that each way is a basin) and the MSE predictor together. Its
+    evaluation judges every predicted frame with the environment's own check (one ball, on one
+    of the two true paths), at the fork and along 10-step rollouts.
+    """), code('''
+    config = experiments.make_config("world_model_ball_fork", OVERRIDES)
+    world = experiments.train(config, "runs/world_model", progress=not SMALL)
+    for key in ("valid_frame_rate", "valid_frame_rate_mse", "rollout_valid_rate",
+                "rollout_valid_rate_mse", "fork_branch_shares", "failure_auroc"):
+        print(f"{key:24s} {world[key]}")
+    '''), md("""
+    The picture: at the fork, the two context frames, the energy's prediction (best of
+    $N$ descents from noise, the lowest energy kept) and the MSE prediction (two faint
+    half-balls: the average of the two ways); then rollouts of both.
+    """), code('''
+    show("runs/world_model/predictions.png")
+    '''), md("""
+    ## 2. A policy round an obstacle
+
+    The objective `ebt_policy` runs the reach task's simulator: episodes from the demonstrated
+    starts, from starts nearer the obstacle, and toward goals beyond the demonstrated ones.
+    The behavioural-cloning MLP averages "above" and "below" and drives into the obstacle.
+    """), code('''
+    config = experiments.make_config("ebt_policy_reach", OVERRIDES)
+    policy = experiments.train(config, "runs/policy", progress=not SMALL)
+    for key in ("success_rate", "success_rate_bc", "success_rate_shifted",
+                "success_rate_bc_shifted", "success_rate_goal_shifted", "failure_auroc"):
+        print(f"{key:26s} {policy[key]}")
+    print("success by inference steps:", json.dumps(policy["success_by_steps"]))
+    show("runs/policy/predictions.png")
+    '''), md("""
+    ## 3. The energy as a confidence
+
+    `failure_auroc` is the AUROC of the energy for failures against successes: of each
+    single descent's prediction for the world model (an invalid frame), of the highest energy
+    among an episode's chosen chunks for the policy (an episode that failed). Above 0.5, high
+    energy means "likely wrong". `python benchmarks/world_models.py` measures all of this over
+    3 seeds (the README's table).
+    """), NEXT]
+
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_jem_digits.ipynb": JEM,
@@ -980,6 +1055,7 @@ NOTEBOOKS = {
     "04_composition_and_inpainting.ipynb": COMPOSE,
     "05_scaling_up.ipynb": SCALE,
     "06_inference_and_thinking.ipynb": INFERENCE,
+    "07_world_models_and_policies.ipynb": WORLD,
 }
 
 

@@ -35,6 +35,7 @@ NAMES = [
     "04_composition_and_inpainting.ipynb",
     "05_scaling_up.ipynb",
     "06_inference_and_thinking.ipynb",
+    "07_world_models_and_policies.ipynb",
 ]
 BADGE = "https://colab.research.google.com/github/ebm-jax/ebm_jax/blob/main/notebooks/{name}"
 INSTALL = "ebm-jax @ git+https://github.com/ebm-jax/ebm_jax"
@@ -65,7 +66,7 @@ def _is_install(source: str) -> bool:
     return INSTALL in source
 
 
-def test_the_notebooks_are_the_six_listed():
+def test_the_notebooks_are_the_seven_listed():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
 
 
