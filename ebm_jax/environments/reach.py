@@ -377,6 +377,6 @@ def demonstration_pairs(seed: int, *, num_train: int = 1000, num_test: int = 200
     return train.observations, train.chunks, test.observations, test.chunks
 
 
-__all__ = ["Demonstrations", "OBSERVATION_SIZE", "ReachTask", "SHIFTS", "Rollout", "demonstration_pairs",
-           "demonstrations", "expert_action", "expert_chunks", "expert_policy", "mode_chunks",
-           "sample_starts", "segment_hits_disc", "simulate"]
+__all__ = ["Demonstrations", "OBSERVATION_SIZE", "ReachTask", "SHIFTS", "Rollout",
+           "demonstration_pairs", "demonstrations", "expert_action", "expert_chunks",
+           "expert_policy", "mode_chunks", "sample_starts", "segment_hits_disc", "simulate"]
