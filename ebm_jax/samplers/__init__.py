@@ -24,7 +24,7 @@ from ebm_jax.samplers.blackjax_adapter import from_blackjax
 from ebm_jax.samplers.chain_starts import (ChainStart, data_start, follow_support, noise_start,
                                            replay_buffer_start)
 from ebm_jax.samplers.descent import (DescentInfo, DescentState, descent, descent_kernel,
-                                      project_to_ball, random_ball_offset)
+                                      pgd_chain, project_to_ball, random_ball_offset)
 from ebm_jax.samplers.diagnostics import ChainSummary, chain_summary, effective_sample_size, split_rhat
 from ebm_jax.samplers.hmc import HMCInfo, HMCState, hmc, hmc_kernel
 from ebm_jax.samplers.langevin import (LangevinInfo, LangevinState, langevin, langevin_kernel,
@@ -82,6 +82,7 @@ __all__ = [
     "mala_kernel",
     "noise_schedule",
     "noise_start",
+    "pgd_chain",
     "progressive_sample",
     "project_to_ball",
     "push",

@@ -15,8 +15,9 @@ One step, from ``x`` with the chain's origin ``x_0`` (its starting point)::
 
 One sampler serves every gradient-following use of an energy in the toolkit:
 
-* PGD attacks (:func:`~ebm_jax.metrics.pgd_attack`): ascent of a classification loss,
-  sign or L2 steps, an epsilon ball, the data range;
+* PGD attacks (:func:`~ebm_jax.metrics.pgd_attack`) and adversarial training
+  (:mod:`ebm_jax.losses.adversarial`): ascent of a classification loss (descent of a target
+  class's), sign or L2 steps, an epsilon ball, the data range, all through :func:`pgd_chain`;
 * denoising (:func:`~ebm_jax.applications.denoise`): raw descent with a clamp;
 * PGD-contrastive training: sign steps with a ball and noise;
 * energy-minimisation inference ``y_hat = argmin_y E(x, y)``: descent on ``y`` with
@@ -24,6 +25,8 @@ One sampler serves every gradient-following use of an energy in the toolkit:
 
 As for the other samplers, :func:`descent_kernel` takes the step size (and the ball's
 radius and the noise scale) as arguments, possibly traced, and :func:`descent` fixes them.
+:func:`pgd_chain` is projected gradient descent/ascent as attacks run it: one chain from a
+random start in the ball, ``num_steps`` kernel steps, the last position.
 """
 from __future__ import annotations
 
@@ -33,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import (check_bounds, check_choice, check_flag, check_positive_finite,
-                             check_weight)
+from ebm_jax._checks import (check_bounds, check_choice, check_flag, check_int,
+                             check_positive_finite, check_weight)
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers._gradients import (all_finite, check_floating, grad_norm,
                                          scalar_value_and_grad)
@@ -42,6 +45,7 @@ from ebm_jax.samplers.base import Sampler
 
 NORMALIZATIONS = (None, "sign", "l2")
 BALLS = (None, "linf", "l2")
+PGD_NORMS = ("linf", "l2")
 NON_NEGATIVE = "a number >= 0 (finite)"
 
 
@@ -234,3 +238,68 @@ def descent(energy_fn: EnergyFn, step_size: float, *, normalize: Optional[str] =
         return kernel(rng_key, state, params, step_size, epsilon, noise_scale, *cond)
 
     return Sampler(init, step, support=check_bounds("clip_range", clip_range, allow_none=True))
+
+
+def pgd_chain(rng_key: Optional[jax.Array], fn: Callable, params, x0: jax.Array, *cond,
+              norm: str, epsilon, step_size, num_steps: int, ascent: bool = True,
+              random_start: bool = True,
+              clip_range: Optional[tuple[float, float]] = None) -> jax.Array:
+    """Projected gradient descent (PGD, Madry et al. 2018) of ``fn`` around one example.
+
+    The chain starts at ``clip(x0 + u)``, ``u`` uniform in the ``norm`` ball of radius
+    ``epsilon`` (:func:`random_ball_offset`; at ``x0`` without ``random_start``), and takes
+    ``num_steps`` steps of :func:`descent_kernel` with sign (``"linf"``) or L2-normalised
+    (``"l2"``) steps up (``ascent``) or down the gradient of ``fn``, each projected onto the
+    ball around ``x0`` and clamped to ``clip_range``. This is the one PGD loop of the
+    toolkit: attacks (:func:`~ebm_jax.metrics.pgd_attack`) and adversarial training
+    (:mod:`ebm_jax.losses.adversarial`) run it with their own ``fn``.
+
+    Args:
+      rng_key: key of the random start (``None`` is allowed without ``random_start``).
+      fn: pure ``fn(params, x, *cond) -> scalar`` (a classification loss, a KL, an energy).
+      params: its params; ``cond``: its other per-example arguments (a label, a target
+        distribution).
+      x0: one example, any shape (floating point): the ball's centre.
+      norm: ``"linf"`` or ``"l2"`` (over all features of the example).
+      epsilon: the ball's radius (``>= 0``); ``step_size``: the step length (``> 0``); both
+        may be traced.
+      num_steps: a Python int ``>= 0`` (0 returns the start).
+      ascent: step up the gradient (an untargeted attack) or down (a targeted one).
+      random_start: start uniformly at random in the ball, else at ``x0``.
+      clip_range: ``(low, high)`` data range, or ``None``.
+
+    Returns:
+      The last position, shaped like ``x0``: ``||x - x0||_norm <= epsilon`` (up to float
+      rounding) and inside ``clip_range``. Batch examples with ``jax.vmap`` (one key each).
+
+    Example::
+
+      >>> fn = lambda w, x: jnp.dot(w, x)                     # a linear score, pushed up
+      >>> x = pgd_chain(None, fn, jnp.array([1.0, -2.0]), jnp.zeros(2), norm="linf",
+      ...               epsilon=0.1, step_size=0.05, num_steps=5, random_start=False)
+      >>> x
+      Array([ 0.1, -0.1], dtype=float32)
+    """
+    norm = check_choice("norm", norm, PGD_NORMS)
+    num_steps = check_int("num_steps", num_steps, 0)
+    ascent = check_flag("ascent", ascent)
+    random_start = check_flag("random_start", random_start)
+    clip_range = check_bounds("clip_range", clip_range, allow_none=True)
+    x0 = jnp.asarray(x0)
+    check_floating(x0)
+    kernel = descent_kernel(fn, normalize="sign" if norm == "linf" else "l2", ascent=ascent,
+                            ball=norm, clip_range=clip_range)
+    epsilon = jnp.asarray(epsilon, x0.dtype)
+    step_size = jnp.asarray(step_size, x0.dtype)
+    if random_start:
+        start = x0 + project_to_ball(random_ball_offset(rng_key, x0.shape, x0.dtype, epsilon,
+                                                        norm), epsilon, norm)
+    else:
+        start = x0
+    if clip_range is not None:
+        start = jnp.clip(start, clip_range[0], clip_range[1])
+
+    def step(_, state):
+        return kernel(None, state, params, step_size, epsilon, None, *cond)[0]
+
+    return jax.lax.fori_loop(0, num_steps, step, DescentState(start, x0)).position

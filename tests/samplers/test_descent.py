@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ebm_jax.samplers import (DescentState, descent, descent_kernel, init_chains, langevin,
-                              project_to_ball, random_ball_offset, run_chains)
+                              pgd_chain, project_to_ball, random_ball_offset, run_chains)
 
 # Mostly compilation, brief runs: compile with fewer XLA optimisations (conftest).
 pytestmark = pytest.mark.fast_compile
@@ -170,6 +170,44 @@ def test_projection_and_random_start_helpers():
     # Uniform in the 4-D L2 ball: the radius r/eps has P(r <= t) = t^4, mean 4/5.
     r = np.asarray(jnp.linalg.norm(l2, axis=1)) / 0.2
     assert abs(r.mean() - 0.8) < 5 * np.sqrt(4 / 6 - 0.64) / np.sqrt(r.size)
+
+
+@pytest.mark.parametrize("norm,ascent", [("linf", True), ("linf", False), ("l2", True)])
+def test_pgd_chain_reaches_the_extreme_point_of_a_linear_score(norm, ascent):
+    """A linear score w·x has its maximum over the ball at x0 + eps sign(w) (L-inf) or
+    x0 + eps w/|w| (L2), its minimum opposite. Sign steps from a random start get there
+    exactly (and the clamp cuts the last coordinate at 1); L2 steps from x0 go along w."""
+    w = jnp.array([1.0, -2.0, 0.5, 3.0])
+    x0 = jnp.array([0.2, -0.3, 0.0, 0.9 if norm == "linf" else 0.5])
+
+    @jax.jit
+    def chains(keys):
+        return jax.vmap(lambda k: pgd_chain(k, lambda p, x: jnp.dot(p, x), w, x0, norm=norm,
+                                            epsilon=0.2, step_size=0.05, num_steps=10,
+                                            ascent=ascent, random_start=norm == "linf",
+                                            clip_range=(-1.0, 1.0)))(keys)
+
+    x = np.asarray(chains(jax.random.split(jax.random.key(0), 5)))
+    direction = np.sign(w) if norm == "linf" else np.asarray(w) / np.linalg.norm(w)
+    want = np.clip(np.asarray(x0) + (1 if ascent else -1) * 0.2 * direction, -1, 1)
+    assert norm == "l2" or not ascent or want[3] == 1.0   # the clamp binds
+    np.testing.assert_allclose(x, np.broadcast_to(want, x.shape), atol=1e-5)
+
+
+def test_pgd_chain_without_steps_is_its_start():
+    start = pgd_chain(jax.random.key(1), lambda p, x: jnp.sum(x), None, jnp.zeros(3),
+                      norm="linf", epsilon=0.1, step_size=0.1, num_steps=0)
+    np.testing.assert_array_equal(start, 0.1 * np.asarray(jax.random.uniform(
+        jax.random.key(1), (3,), minval=-1.0, maxval=1.0)))
+    same = pgd_chain(None, lambda p, x: jnp.sum(x), None, jnp.zeros(3), norm="l2",
+                     epsilon=0.1, step_size=0.1, num_steps=0, random_start=False)
+    np.testing.assert_array_equal(same, np.zeros(3))
+    with pytest.raises(ValueError, match=r"norm=None: expected one of \('linf', 'l2'\)"):
+        pgd_chain(None, lambda p, x: jnp.sum(x), None, jnp.zeros(3), norm=None, epsilon=0.1,
+                  step_size=0.1, num_steps=1)
+    with pytest.raises(ValueError, match="num_steps=-1: expected an int >= 0"):
+        pgd_chain(None, lambda p, x: jnp.sum(x), None, jnp.zeros(3), norm="l2", epsilon=0.1,
+                  step_size=0.1, num_steps=-1)
 
 
 @pytest.mark.parametrize("kwargs, field", [
