@@ -20,7 +20,12 @@ from ebm_jax.metrics.ood_scores import (
     ood_report,
     roc_curve,
 )
-from ebm_jax.metrics.robustness import pgd_attack, robust_accuracy_curve, sgld_purification
+from ebm_jax.metrics.robustness import (
+    attack_energy_shift,
+    pgd_attack,
+    robust_accuracy_curve,
+    sgld_purification,
+)
 from ebm_jax.metrics.sample_quality import (
     KIDResult,
     extract_features,
@@ -34,7 +39,8 @@ from ebm_jax.metrics.sample_quality import (
 from ebm_jax.metrics.samples import classifier_sample_quality, fit_reference_classifier
 
 __all__ = ["AISResult", "KIDResult", "accuracy", "ais_betas", "ais_log_z", "aupr", "auroc", "calibration_bins", "classification_report",
-           "classifier_sample_quality", "expected_calibration_error", "fit_reference_classifier",
+           "attack_energy_shift", "classifier_sample_quality", "expected_calibration_error",
+           "fit_reference_classifier",
            "extract_features", "fid", "fit_temperature", "frechet_distance",
            "frechet_distance_from_statistics", "gaussian_statistics", "grad_norm_score",
            "kernel_mmd", "kid", "grid_points", "kl_by_quadrature", "log_px_score",

@@ -1,4 +1,5 @@
-"""Adversarial robustness: PGD attacks, robust-accuracy curves and SGLD purification.
+"""Adversarial robustness: PGD attacks, robust-accuracy curves, SGLD purification, and how
+attacks move a classifier's energy.
 
 :func:`pgd_attack` is projected gradient ascent on the classification loss
 (Madry et al., 2018) inside an L-inf or L2 ball of radius ``epsilon`` around
@@ -12,6 +13,10 @@ budgets, optionally with a *defence*: a function that maps inputs to
 JEM-line defence (Grathwohl et al., 2020; Hill et al., 2021): a few SGLD
 steps down the energy ``E(x) = -logsumexp f(x)`` pull an adversarial input
 back toward the data manifold.
+
+:func:`attack_energy_shift` reads the classifier as the EBM ``E(x) = -logsumexp f(x)`` and
+measures the share of examples whose energy an untargeted attack lowers and a targeted one
+raises (the observation of Mirza et al., 2024).
 """
 from __future__ import annotations
 
@@ -22,11 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import check_bounds, check_choice, check_int, is_real
+from ebm_jax._checks import check_bounds, check_choice, check_flag, check_int, is_real
 from ebm_jax.energies._base import EnergyFn, LogitsFn
 from ebm_jax.samplers.base import init_chains, run_chains
-from ebm_jax.samplers.descent import (DescentState, descent_kernel, project_to_ball,
-                                      random_ball_offset)
+from ebm_jax.samplers.descent import pgd_chain
 from ebm_jax.samplers.langevin import langevin
 
 NORMS = ("linf", "l2")
@@ -71,34 +75,22 @@ def _loss(logits: jax.Array, label: jax.Array, kind: str) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("logits_fn", "norm", "num_steps", "random_start",
-                                             "clip_range", "loss"))
+                                             "clip_range", "loss", "targeted"))
 def _pgd(rng_key, params, x, y, epsilon, step_size, *, logits_fn, norm, num_steps, random_start,
-         clip_range, loss):
+         clip_range, loss, targeted=False):
     dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
     x = x.astype(dtype)
-    epsilon = jnp.asarray(epsilon, dtype)
-    step_size = jnp.asarray(step_size, dtype)
-
-    def clip(z):
-        return z if clip_range is None else jnp.clip(z, clip_range[0], clip_range[1])
 
     def loss_fn(p, z, label):
         return _loss(logits_fn(p, z), label, loss)
 
-    # Ascent of the loss with sign (L-inf) or L2-normalised steps, projected back into the
-    # ball around the clean input intersected with the data range.
-    kernel = descent_kernel(loss_fn, normalize="sign" if norm == "linf" else "l2", ascent=True,
-                            ball=norm, clip_range=clip_range)
-
+    # Ascent of the loss (descent of the target class's, targeted) with sign (L-inf) or
+    # L2-normalised steps, projected back into the ball around the clean input intersected
+    # with the data range: the descent kernel's PGD chain.
     def attack_one(key, x0, label):
-        delta = (random_ball_offset(key, x0.shape, dtype, epsilon, norm) if random_start
-                 else jnp.zeros_like(x0))
-        start = clip(x0 + project_to_ball(delta, epsilon, norm))
-
-        def step(_, state):
-            return kernel(None, state, params, step_size, epsilon, None, label)[0]
-
-        return jax.lax.fori_loop(0, num_steps, step, DescentState(start, x0)).position
+        return pgd_chain(key, loss_fn, params, x0, label, norm=norm, epsilon=epsilon,
+                         step_size=step_size, num_steps=num_steps, ascent=not targeted,
+                         random_start=random_start, clip_range=clip_range)
 
     keys = jax.random.split(rng_key, x.shape[0])
     return jax.vmap(attack_one)(keys, x, y)
@@ -108,7 +100,7 @@ def pgd_attack(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, x: jax.Arra
                norm: str = "linf", epsilon: float, step_size: Optional[float] = None,
                num_steps: int, random_start: bool = True,
                clip_range: Optional[tuple[float, float]] = (-1.0, 1.0),
-               loss: str = "ce") -> jax.Array:
+               loss: str = "ce", targeted: bool = False) -> jax.Array:
     """Projected gradient descent (ascent on the loss) within an ``epsilon`` ball.
 
     Each of ``num_steps`` steps moves every example up the gradient of its loss,
@@ -124,7 +116,8 @@ def pgd_attack(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, x: jax.Arra
       logits_fn: ``logits_fn(params, x) -> [K]`` for one example.
       params: the classifier's params.
       x: ``[B, ...]`` clean inputs, inside ``clip_range``.
-      y: ``[B]`` integer labels (true labels: the attack raises their loss).
+      y: ``[B]`` integer labels: the true labels, whose loss the attack raises, or with
+        ``targeted`` the target classes, whose loss it lowers.
       norm: ``"linf"`` or ``"l2"`` (over all features of an example).
       epsilon: the budget (>= 0); 0 returns ``clip(x)``.
       step_size: step length; default ``2.5 * epsilon / num_steps`` (Madry et al.),
@@ -134,6 +127,8 @@ def pgd_attack(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, x: jax.Arra
       clip_range: ``(low, high)`` data range, or ``None`` for no clipping.
       loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini-Wagner:
         ``max_{j≠y} f_j - f_y``, which does not saturate on confident examples).
+      targeted: descend the loss of class ``y`` (steps ``x ← x - step_size · sign(∇)``,
+        resp. L2): a targeted attack toward ``y`` instead of away from it.
 
     Returns:
       ``[B, ...]`` adversarial inputs, ``||x_adv - x||_norm <= epsilon`` (up to
@@ -150,6 +145,10 @@ def pgd_attack(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, x: jax.Arra
       True
       >>> jnp.argmax(jax.vmap(logits_fn, (None, 0))(w, x_adv), axis=-1)   # the close one flips
       Array([0, 0], dtype=int32)
+      >>> x_to = pgd_attack(jax.random.key(0), logits_fn, w, x, jnp.array([1, 0]),
+      ...                   norm="linf", epsilon=0.1, num_steps=10, targeted=True)
+      >>> jnp.argmax(jax.vmap(logits_fn, (None, 0))(w, x_to), axis=-1)   # the close one gets there
+      Array([0, 0], dtype=int32)
     """
     clip_range = _check_attack_args(norm, epsilon, step_size, num_steps, clip_range, loss)
     if not callable(logits_fn):
@@ -160,7 +159,7 @@ def pgd_attack(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, x: jax.Arra
         step_size = 2.5 * jnp.asarray(epsilon, jnp.float32) / num_steps
     return _pgd(rng_key, params, x, y, epsilon, step_size, logits_fn=logits_fn, norm=norm,
                 num_steps=num_steps, random_start=bool(random_start), clip_range=clip_range,
-                loss=loss)
+                loss=loss, targeted=check_flag("targeted", targeted))
 
 
 def sgld_purification(energy_fn: EnergyFn, num_steps: int = 10, step_size: float = 1.0,
@@ -302,3 +301,84 @@ def robust_accuracy_curve(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, 
                                             y_pad[sl], valid[sl], jnp.float32(eps)))
         curve[float(eps)] = correct / n
     return curve
+
+
+def attack_energy_shift(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, x, y, *,
+                        norm: str = "linf", epsilon: float, num_steps: int, batch_size: int,
+                        step_size: Optional[float] = None, random_start: bool = True,
+                        clip_range: Optional[tuple[float, float]] = (-1.0, 1.0),
+                        num_classes: Optional[int] = None) -> dict:
+    """How PGD attacks move a classifier's energy ``E(x) = -logsumexp f(x)`` (Mirza et al.
+    2024: untargeted attacks lower it, targeted ones raise it, on their CIFAR-10 models).
+
+    Each example is attacked twice with :func:`pgd_attack` (cross-entropy, the same budget):
+    untargeted, away from its label, and targeted, toward a class drawn uniformly among the
+    other ``K - 1``. Batches of ``batch_size`` (the last one padded: one program, compiled
+    once).
+
+    Args:
+      rng_key: PRNG key (targets and random starts).
+      logits_fn: ``logits_fn(params, x) -> [K]`` for one example; ``params``: its params.
+      x: ``[N, ...]`` inputs inside ``clip_range``; ``y``: ``[N]`` integer labels.
+      norm, epsilon, num_steps, step_size, random_start, clip_range: as in
+        :func:`pgd_attack`.
+      batch_size: examples per attack call.
+      num_classes: ``K`` (default: read from ``logits_fn``'s output shape).
+
+    Returns:
+      ``{"untargeted": share of examples with E(x_adv) < E(x), "targeted": share with
+      E(x_adv) > E(x), "untargeted_mean": mean E(x_adv) - E(x), "targeted_mean": the same
+      for the targeted attack}``.
+
+    Example::
+
+      >>> logits_fn = lambda w, x: jnp.stack([-0.5 * w @ x, 0.5 * w @ x])   # two classes
+      >>> w, x, y = jnp.array([1.0, 1.0]), jnp.array([[0.3, 0.3], [-0.02, 0.0]]), jnp.array([1, 0])
+      >>> out = attack_energy_shift(jax.random.key(0), logits_fn, w, x, y, epsilon=0.1,
+      ...                           num_steps=10, batch_size=2)
+      >>> out["untargeted"], out["targeted"]   # the margin 0.6 shrinks: E rises; -0.02 crosses
+      (0.5, 0.5)
+    """
+    clip_range = _check_attack_args(norm, epsilon, step_size, num_steps, clip_range, "ce")
+    check_int("batch_size", batch_size)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    _check_batch(x, y)
+    if num_classes is None:
+        shape = jax.eval_shape(logits_fn, params, jnp.asarray(x[0])).shape
+        if len(shape) != 1:
+            raise ValueError(f"logits_fn returned shape {shape} per example: expected [K]")
+        num_classes = shape[0]
+    num_classes = check_int("num_classes", num_classes, 2,
+                            expected="an int >= 2 (a targeted attack needs another class)")
+    n = x.shape[0]
+    num_batches = -(-n // batch_size)
+    pad = num_batches * batch_size - n
+    x_pad = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
+    y_pad = np.concatenate([y, np.repeat(y[:1], pad, axis=0)])
+    valid = np.arange(num_batches * batch_size) < n
+    step = 2.5 * float(epsilon) / num_steps if step_size is None else step_size
+
+    def energy(p, xb):
+        return -jax.nn.logsumexp(jax.vmap(logits_fn, (None, 0))(p, xb), axis=-1)
+
+    @jax.jit
+    def shifts(key, p, xb, yb):
+        k_target, k_untargeted, k_targeted = jax.random.split(key, 3)
+        targets = (yb + jax.random.randint(k_target, yb.shape, 1, num_classes)) % num_classes
+        options = dict(logits_fn=logits_fn, norm=norm, num_steps=num_steps,
+                       random_start=bool(random_start), clip_range=clip_range, loss="ce")
+        x_away = _pgd(k_untargeted, p, xb, yb, epsilon, step, targeted=False, **options)
+        x_toward = _pgd(k_targeted, p, xb, targets, epsilon, step, targeted=True, **options)
+        e = energy(p, xb)
+        return energy(p, x_away) - e, energy(p, x_toward) - e
+
+    away, toward = [], []
+    for b in range(num_batches):
+        sl = slice(b * batch_size, (b + 1) * batch_size)
+        d_away, d_toward = shifts(jax.random.fold_in(rng_key, b), params, x_pad[sl], y_pad[sl])
+        away.append(np.asarray(d_away)[valid[sl]])
+        toward.append(np.asarray(d_toward)[valid[sl]])
+    away, toward = np.concatenate(away), np.concatenate(toward)
+    return {"untargeted": float(np.mean(away < 0)), "targeted": float(np.mean(toward > 0)),
+            "untargeted_mean": float(np.mean(away)), "targeted_mean": float(np.mean(toward))}

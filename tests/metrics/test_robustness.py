@@ -25,7 +25,17 @@ Deliberate breakages, each verified by temporarily editing
   no longer gives the clean accuracy);
 - no projection with an explicit step size: ``test_zero_budget_changes_nothing`` too;
 - the defence ignored in ``robust_accuracy_curve``:
-  ``test_defence_classifies_purified_inputs``.
+  ``test_defence_classifies_purified_inputs``;
+- a targeted attack that ascends (``ascent=not targeted`` -> ``ascent=True`` in ``_pgd``):
+  ``test_targeted_pgd_attains_the_closed_form_optimum`` (the own-class margin shrinks);
+- the energy shift's signs flipped, or targets equal to the labels (``randint(..., 1, K)``
+  -> ``randint(..., 0, 1)``): ``test_attack_energy_shift_has_the_closed_form_shares``.
+
+The energy shift is checked on the linear classifier, whose energy
+``E = -log(2 cosh(m / 2))`` falls as ``|m|`` grows: an attack that moves the margin by
+``delta = eps ||w||_1`` toward (and past) the boundary lowers it exactly where
+``|m| < delta / 2``; with two classes the targeted attack (toward the other class) is the
+untargeted one, so the two shares add up to 1.
 """
 import jax
 import jax.numpy as jnp
@@ -36,6 +46,7 @@ import pytest
 from ebm_jax.data.digits import load_digits
 from ebm_jax.energies import energy_from_logits
 from ebm_jax.metrics.robustness import (
+    attack_energy_shift,
     pgd_attack,
     robust_accuracy_curve,
     sgld_purification,
@@ -89,6 +100,39 @@ def test_pgd_attains_the_closed_form_optimum_on_a_linear_classifier(linear_probl
     # The margin moves by the optimal amount eps * ||w||_dual toward the boundary.
     optimum = margin - np.sign(margin) * epsilon * dual
     np.testing.assert_allclose(adv_margin, optimum, atol=band * epsilon * dual + 1e-5)
+
+
+@pytest.mark.parametrize("toward", ["own", "other"])
+def test_targeted_pgd_attains_the_closed_form_optimum(linear_problem, toward):
+    """Descending the loss of the own class pushes the margin away from the boundary by
+    eps ||w||_1; of the other class, toward it: the untargeted optimum."""
+    params, x, y, margin, w = linear_problem
+    dual = np.abs(w).sum()
+    epsilon = 0.05
+    targets = y if toward == "own" else 1 - y
+    x_adv = pgd_attack(jax.random.PRNGKey(1), linear_logits, params, x, targets, norm="linf",
+                       epsilon=epsilon, num_steps=10, targeted=True)
+    adv_margin = np.asarray(x_adv, np.float64) @ w + float(params[1])
+    direction = np.sign(margin) if toward == "own" else -np.sign(margin)
+    np.testing.assert_allclose(adv_margin, margin + direction * epsilon * dual, atol=1e-4)
+
+
+def test_attack_energy_shift_has_the_closed_form_shares(linear_problem):
+    params, x, y, margin, w = linear_problem
+    delta = 0.05 * np.abs(w).sum()
+    lowered = np.abs(margin) < delta / 2        # the margin crosses and ends farther out
+    clear = np.abs(np.abs(margin) - delta / 2) > 1e-3
+    assert 0.05 < lowered.mean() < 0.95
+    # 400 = 3 x 128 + 16: a padded last batch, which must not count.
+    out = attack_energy_shift(jax.random.PRNGKey(2), linear_logits, params, x[clear],
+                              y[clear], norm="linf", epsilon=0.05, num_steps=10,
+                              batch_size=128)
+    assert out["untargeted"] == pytest.approx(lowered[clear].mean())
+    assert out["targeted"] == pytest.approx(1.0 - lowered[clear].mean())
+    energy = -np.logaddexp(margin / 2, -margin / 2)
+    shift = -np.logaddexp((np.abs(margin) - delta) / 2, -(np.abs(margin) - delta) / 2) - energy
+    assert out["untargeted_mean"] == pytest.approx(shift[clear].mean(), abs=1e-3)
+    assert out["targeted_mean"] == pytest.approx(out["untargeted_mean"], abs=1e-6)
 
 
 # --- a small MLP trained on digits ---
@@ -245,5 +289,10 @@ def test_bad_arguments_raise_one_clear_error(linear_problem):
     with pytest.raises(ValueError, match="defence='sgld': expected None or a callable"):
         robust_accuracy_curve(key, linear_logits, params, x, y, epsilons=[0.1], defence="sgld",
                               **curve)
+    with pytest.raises(ValueError, match="targeted='yes': expected True or False"):
+        pgd_attack(key, linear_logits, params, x, y, targeted="yes", **attack)
+    with pytest.raises(ValueError, match="num_classes=1: expected an int >= 2"):
+        attack_energy_shift(key, linear_logits, params, x, y, num_classes=1, batch_size=64,
+                            **attack)
     with pytest.raises(ValueError, match="num_steps=0: expected a positive Python int"):
         sgld_purification(lambda p, z: jnp.sum(z), num_steps=0, step_size=1.0, noise_scale=0.0)
