@@ -1,4 +1,6 @@
 """Loss transforms: ``init/loss`` pairs ready for ``jax.value_and_grad(..., has_aux=True)``."""
+from ebm_jax.losses.adversarial import (pgd_adversarial_training, trades, trades_examples,
+                                        weat)
 from ebm_jax.losses.base import LossTransform, combine
 from ebm_jax.losses.classification import cross_entropy
 from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergence
@@ -14,4 +16,5 @@ __all__ = ["CDState", "EBTDescent", "EBTState", "LossTransform", "combine",
            "contrastive_divergence", "cross_entropy", "denoising_pairs",
            "denoising_score_matching", "ebt", "ebt_descent", "ebt_energy", "ebt_params",
            "ebt_step_size", "jem_hybrid", "nce", "nce_params", "NoiseSchedule",
-           "noise_schedule", "progressive_sample", "recovery_likelihood", "sliced_score_matching"]
+           "noise_schedule", "pgd_adversarial_training", "progressive_sample",
+           "recovery_likelihood", "sliced_score_matching", "trades", "trades_examples", "weat"]
