@@ -22,8 +22,10 @@ averages per-example losses:
 Shapes: ``logits_fn(params, x) -> [K]`` for one example; ``batch = {"x": [B, ...] floats
 inside clip_range, "y": [B] int labels in [0, K)}``. The transforms are stateless (state
 ``()``). Info (batch means): ``accuracy`` (clean), ``adversarial_accuracy`` (on ``x'``),
-``cross_entropy``, ``energy_shift`` (``E(x') - E(x)``), and for TRADES and WEAT ``kl``; WEAT
-adds ``weight_min`` and ``weight_max`` (the normalised weights, mean 1).
+``cross_entropy``, ``log_px_shift`` (``E(x) - E(x')``: positive where the attack lowered the
+energy; no key names an energy, which the train step's guard would read as an EBM's energy
+scale), and for TRADES and WEAT ``kl``; WEAT adds ``weight_min`` and ``weight_max`` (the
+normalised weights, mean 1).
 
 Example::
 
@@ -189,7 +191,7 @@ def _adversarial_loss(logits_fn: LogitsFn, who: str, attack: _Attack, *, kind: s
         info = {"accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
                 "adversarial_accuracy": jnp.mean(jnp.argmax(logits_adv, -1) == y),
                 "cross_entropy": jnp.mean(ce),
-                "energy_shift": jnp.mean(energy_adv - energy)}
+                "log_px_shift": jnp.mean(energy - energy_adv)}
         if kind == "kl":
             kl = jax.vmap(_kl)(jax.nn.log_softmax(logits, axis=-1), logits_adv)
             per_example = ce + beta * kl

@@ -95,7 +95,11 @@ def test_pgd_at_attains_the_closed_form_worst_case(linear_problem, norm, random_
     m = margins(params, batch["x"])
     worst = m - sign * eps * dual
     np.testing.assert_allclose(value, np.mean(softplus(-sign * worst)), rtol=1e-4)
-    assert float(info["energy_shift"]) != 0.0 and 0 <= float(info["accuracy"]) <= 1
+    energy = -np.logaddexp(m / 2, -m / 2)                   # E = -log(2 cosh(m / 2))
+    energy_adv = -np.logaddexp(worst / 2, -worst / 2)
+    np.testing.assert_allclose(float(info["log_px_shift"]), np.mean(energy - energy_adv),
+                               rtol=1e-4)
+    assert float(info["accuracy"]) == np.mean((m > 0) == (sign > 0))
 
 
 def test_pgd_at_trains_on_the_examples_of_pgd_attack():
