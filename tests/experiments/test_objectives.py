@@ -22,16 +22,17 @@ OBJECTIVE_DIR = ROOT / "ebm_jax" / "experiments" / "objectives"
 def test_every_module_of_the_package_is_one_registered_objective():
     modules = sorted(p.stem for p in OBJECTIVE_DIR.glob("*.py") if not p.stem.startswith("_"))
     kinds = objective_kinds()
-    assert len(modules) == len(kinds) == 10
+    assert len(modules) == len(kinds) == 13
     assert set(kinds) == {"jem", "softmax", "cd", "nce", "dsm", "ssm", "rl", "ebt",
-                          "ebt_policy", "world_model"}
+                          "ebt_policy", "world_model", "pgd_at", "trades", "weat"}
+    classifiers = ("jem", "softmax", "pgd_at", "trades", "weat")
     conditional = ("ebt", "ebt_policy", "world_model")
     for kind in kinds:
         objective = get_objective(kind)
         assert isinstance(objective, Objective) and objective.config.kind == kind
         assert issubclass(objective.config, ObjectiveConfig)
         assert objective.config.__dataclass_params__.frozen
-        assert objective.classifier == (kind in ("jem", "softmax"))
+        assert objective.classifier == (kind in classifiers)
         # EBT, EBT-Policy and the world model (EBTs of an action chunk and of the next
         # frame) learn a conditional energy E(x, y) from (input, target) pairs: neither a
         # density of x (unsupervised) nor a user of class labels.
@@ -150,7 +151,7 @@ def test_objective_configs_mirror_their_sections():
     from ebm_jax.experiments.sampling import LangevinConfig
 
     densities = [k for k in objective_kinds() if get_objective(k).density]
-    assert len(densities) == 7
+    assert len(densities) == 10
     for kind in objective_kinds():
         fields = {f.name: f.type for f in dataclasses.fields(get_objective(kind).config)}
         if kind in densities:

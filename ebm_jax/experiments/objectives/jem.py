@@ -20,7 +20,8 @@ from ebm_jax.experiments.config import (NON_NEGATIVE, OPTIONAL_NON_NEGATIVE, POS
                                         OptimizerConfig, RunConfig, energy_l2_of, section, setting)
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._classifier import (CLASSIFIER_MODELS,
-                                                        CLASSIFIER_MODELS_NOTE, build_classifier)
+                                                        CLASSIFIER_MODELS_NOTE, build_classifier,
+                                                        robust_evaluation)
 from ebm_jax.experiments.sampling import (LangevinConfig, ReplayBufferConfig, make_chain_start,
                                           check_chain_start, langevin_sampling)
 from ebm_jax.losses import jem_hybrid
@@ -48,7 +49,8 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
                       energy_l2=energy_l2_of(config),
                       chain_start=make_chain_start(objective.chain_start, data.data_range,
                                                    num_devices))
-    return Pieces(params, energy_fn, logits_fn, loss, *sampling)
+    return Pieces(params, energy_fn, logits_fn, loss, *sampling,
+                  evaluate=robust_evaluation(data, logits_fn))
 
 
 def check(config: Config) -> None:

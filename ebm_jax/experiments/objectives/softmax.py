@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from ebm_jax.experiments.config import Config, DataConfig, ObjectiveConfig, section
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._classifier import (CLASSIFIER_MODELS,
-                                                        CLASSIFIER_MODELS_NOTE, build_classifier)
+                                                        CLASSIFIER_MODELS_NOTE, build_classifier,
+                                                        robust_evaluation)
 from ebm_jax.experiments.sampling import LangevinConfig, langevin_sampling
 from ebm_jax.losses import cross_entropy
 
@@ -33,7 +34,8 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     del num_devices
     params, logits_fn, energy_fn = build_classifier(config, data, rngs)
     sampling = langevin_sampling(config, data, energy_fn)
-    return Pieces(params, energy_fn, logits_fn, cross_entropy(logits_fn), *sampling)
+    return Pieces(params, energy_fn, logits_fn, cross_entropy(logits_fn), *sampling,
+                  evaluate=robust_evaluation(data, logits_fn))
 
 
 PRESETS = {
