@@ -19,7 +19,8 @@ At the top level: the samplers (``langevin``, ``mala``, ``hmc``, ``annealed_lang
 ``data_start``, ``noise_start``, ``ChainStart``), every loss transform (``cross_entropy``,
 ``jem_hybrid``, ``contrastive_divergence``, ``nce``, ``denoising_score_matching``,
 ``sliced_score_matching``, ``recovery_likelihood`` with ``noise_schedule`` and
-``progressive_sample``), the train step, and ``predict`` (a classifier's labels,
+``progressive_sample``, the adversarial trainings ``pgd_adversarial_training``, ``trades`` and
+``weat``), the train step, and ``predict`` (a classifier's labels,
 probabilities and energies in fixed-size jitted batches). The replay buffer's pure functions live in
 their namespace, ``ej.replay_buffer.init_buffer/sample/push``; the subpackages
 (``ej.samplers``, ``ej.losses``, ``ej.metrics``, ...) hold the rest.
@@ -54,8 +55,11 @@ from ebm_jax.losses import (
     jem_hybrid,
     nce,
     nce_params,
+    pgd_adversarial_training,
     recovery_likelihood,
     sliced_score_matching,
+    trades,
+    weat,
 )
 from ebm_jax.samplers import (
     ChainStart,
@@ -138,6 +142,7 @@ __all__ = [
     "noise_schedule",
     "noise_start",
     "params_fingerprint",
+    "pgd_adversarial_training",
     "plots",
     "predict",
     "progressive_sample",
@@ -149,7 +154,9 @@ __all__ = [
     "samplers",
     "setup_training",
     "sliced_score_matching",
+    "trades",
     "train",
     "uniform_init",
+    "weat",
     "with_temperature",
 ]

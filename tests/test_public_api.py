@@ -12,7 +12,8 @@ CHAIN_STARTS = ["ChainStart", "replay_buffer_start", "data_start", "noise_start"
                 "ReplayBuffer", "uniform_init"]
 LOSSES = ["LossTransform", "combine", "cross_entropy", "jem_hybrid", "contrastive_divergence",
           "nce", "nce_params", "denoising_score_matching", "sliced_score_matching",
-          "recovery_likelihood", "noise_schedule", "progressive_sample"]
+          "recovery_likelihood", "noise_schedule", "progressive_sample",
+          "pgd_adversarial_training", "trades", "weat"]
 
 
 def test_every_name_in_all_is_an_attribute():
