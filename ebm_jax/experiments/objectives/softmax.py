@@ -40,6 +40,12 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
 
 PRESETS = {
     # The same network as jem_digits, as a plain softmax classifier.
+    # Its robustness and energy signs, 3 seeds (`--set run.seed=S`, S = 0, 1, 2; PGD-20 from a
+    # random start on the 360 test digits): robust L-inf 0.2 0.494 / 0.497 / 0.481, L2 1.0
+    # 0.525 / 0.500 / 0.519; the untargeted L-inf attack lowers E(x) = -logsumexp f(x) on
+    # 0.117 / 0.117 / 0.142 of the digits (Mirza et al. 2024 see most lowered on CIFAR-10; here
+    # the attack mostly lowers the true logit, which carries the energy up with it), the
+    # targeted one raises it on 0.975 / 0.983 / 0.972.
     "softmax_digits": Config(name="softmax_digits", objective=SoftmaxConfig()),
     # The baseline of jem_digits_semi: the classifier of the labelled 10% alone.
     "softmax_digits_semi": Config(name="softmax_digits_semi", objective=SoftmaxConfig(),

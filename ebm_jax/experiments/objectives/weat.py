@@ -39,7 +39,12 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
 
 PRESETS = {
     # trades_digits with the energy weights of the natural inputs.
-    # FIGURES
+    # Measured 3 seeds, S = 0, 1, 2 (`ebm-jax train --config weat_digits --set run.seed=S
+    # --workdir DIR`; 6,000 steps on 2 shared CPU cores; robustness: PGD-20 from a random start on
+    # the 360 test digits, in the [-1, 1] scale): clean accuracy 0.994 / 0.992 / 0.994
+    # (TRADES's 0.992 / 0.992 / 0.994), robust L-inf 0.2 0.883 / 0.878 / 0.881 (TRADES's
+    # 0.872 / 0.867 / 0.875; mean +1.0 point), robust L2 1.0 0.789 / 0.797 / 0.792, ECE 0.005 /
+    # 0.008 / 0.005; train 70 / 43 / 46 s, wall 91 / 58 / 59 s.
     "weat_digits": Config(name="weat_digits", objective=WEATConfig()),
 }
 
