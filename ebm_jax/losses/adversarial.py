@@ -34,7 +34,7 @@ Example::
     >>> w = jax.random.normal(jax.random.key(0), (4, 3))
     >>> batch = {"x": jnp.zeros((8, 4)), "y": jnp.arange(8) % 3}
     >>> state = loss.init(jax.random.key(1), w, batch)
-    >>> (value, (state, info)), grads = jax.value_and_grad(loss.loss, has_aux=True)(
+    >>> (value, (state, info)), grads = jax.jit(jax.value_and_grad(loss.loss, has_aux=True))(
     ...     w, state, batch, jax.random.key(2))
     >>> grads.shape, sorted(info)[:3]
     ((4, 3), ['accuracy', 'adversarial_accuracy', 'cross_entropy'])
@@ -235,8 +235,8 @@ def pgd_adversarial_training(logits_fn: LogitsFn, *, epsilon: float, num_steps: 
       >>> logits_fn = lambda w, x: jnp.stack([-0.5 * w @ x, 0.5 * w @ x])   # two classes
       >>> loss = pgd_adversarial_training(logits_fn, epsilon=0.1, num_steps=5)
       >>> w, batch = jnp.array([1.0, -1.0]), {"x": jnp.zeros((4, 2)), "y": jnp.ones(4, int)}
-      >>> value, _ = loss.loss(w, loss.init(jax.random.key(0), w, batch), batch,
-      ...                      jax.random.key(1))
+      >>> value, _ = jax.jit(loss.loss)(w, loss.init(jax.random.key(0), w, batch), batch,
+      ...                               jax.random.key(1))
       >>> round(float(value), 4)        # softplus(0.2): the margin moved by eps * ||w||_1
       0.7981
     """
@@ -272,7 +272,7 @@ def trades(logits_fn: LogitsFn, *, epsilon: float, beta: float = 6.0, num_steps:
       >>> logits_fn = lambda w, x: x @ w
       >>> loss = trades(logits_fn, epsilon=0.1, num_steps=5)
       >>> w, batch = jnp.eye(3), {"x": 0.5 * jnp.eye(3), "y": jnp.arange(3)}
-      >>> value, (_, info) = loss.loss(w, (), batch, jax.random.key(0))
+      >>> value, (_, info) = jax.jit(loss.loss)(w, (), batch, jax.random.key(0))
       >>> bool(info["kl"] > 0), float(info["accuracy"])
       (True, 1.0)
     """
@@ -306,7 +306,7 @@ def weat(logits_fn: LogitsFn, *, epsilon: float, beta: float = 6.0, num_steps: i
       >>> logits_fn = lambda w, x: x @ w
       >>> loss = weat(logits_fn, epsilon=0.1, beta=0.0)          # beta 0: weighted CE only
       >>> w, batch = jnp.eye(2), {"x": jnp.array([[0.0, 0.0], [1.0, 0.0]]), "y": jnp.array([0, 0])}
-      >>> value, (_, info) = loss.loss(w, (), batch, jax.random.key(0))
+      >>> value, (_, info) = jax.jit(loss.loss)(w, (), batch, jax.random.key(0))
       >>> e = -jax.nn.logsumexp(batch["x"] @ w, axis=-1)          # the energies
       >>> w_i = 1 / jax.nn.softplus(jnp.abs(e))
       >>> ce = -jax.nn.log_softmax(batch["x"] @ w)[:, 0]
