@@ -222,6 +222,20 @@ def test_robust_accuracy_falls_monotonically_with_the_budget_on_a_trained_mlp(tr
     assert acc[-1] < 0.2 < clean - 0.5, curve  # a large budget breaks an undefended MLP
 
 
+@pytest.mark.slow
+def test_attack_energy_shift_on_a_trained_mlp(trained_mlp):
+    """The targeted half of Mirza et al.'s observation holds on this MLP (the untargeted half
+    does not: see the README); the untargeted attack's accuracy is the robust accuracy."""
+    params, x, y, clean = trained_mlp
+    out = attack_energy_shift(jax.random.PRNGKey(6), mlp_logits, params, x, y, epsilon=0.2,
+                              num_steps=10, batch_size=128)
+    curve = robust_accuracy_curve(jax.random.PRNGKey(4), mlp_logits, params, x, y,
+                                  norm="linf", epsilons=[0.2], num_steps=10, batch_size=128)
+    assert out["targeted"] > 0.9 and out["targeted_mean"] > 0, out
+    assert out["untargeted_accuracy"] == pytest.approx(curve[0.2], abs=0.05)
+    assert out["untargeted_accuracy"] < clean - 0.2, out
+
+
 def test_sgld_purification_follows_the_energy_gradient_and_the_range():
     # E(x) = ½||x||², no noise: each step x <- x - s x, so K steps give (1 - s)^K x.
     purify = jax.jit(sgld_purification(lambda p, x: 0.5 * jnp.sum(x**2), num_steps=3,
