@@ -39,7 +39,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from ebm_jax.metrics.digit_features import digit_features
+from ebm_jax.metrics.digit_classifier import digit_features
 from ebm_jax.metrics.sample_quality import (ClassDiversity, class_diversity, density_coverage,
                                             frechet_distance, kid, precision_recall)
 

@@ -19,7 +19,7 @@ samples that are not quite digits); float32, one jitted ``lax.scan``, about 2 se
 CPU. Test accuracy on the 360 test digits: :data:`TEST_ACCURACY` (0.9861, 355 of 360).
 Rebuild the file with::
 
-    python -m ebm_jax.metrics.digit_features            # writes digit_classifier.npz
+    python -m ebm_jax.metrics.digit_classifier            # writes digit_classifier.npz
 
 On the machine and XLA flags that wrote it this reproduces it bit for bit; elsewhere float
 rounding (another CPU's vector width, other fusions) moves the weights by a few parts in a
@@ -86,8 +86,9 @@ def _name(path) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _template():
-    """The network's graph, the structure of its params and their flat names, in leaf order."""
-    graphdef, state, rest = nnx.split(_network(SEED), nnx.Param, ...)
+    """The network's graph, the structure of its params and their flat names, in leaf order
+    (traced abstractly: no initialisation is computed)."""
+    graphdef, state, rest = nnx.split(nnx.eval_shape(lambda: _network(SEED)), nnx.Param, ...)
     leaves = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))[0]
     shapes = {_name(path): tuple(leaf.shape) for path, leaf in leaves}
     return graphdef, jax.tree.structure(state), rest, shapes
@@ -197,7 +198,7 @@ def load_digit_classifier(path: Optional[str] = None) -> Params:
 def _load(path: str) -> Params:
     if not os.path.isfile(path):
         raise ValueError(f"no digit classifier weights at {path!r}: expected the .npz written "
-                         "by `python -m ebm_jax.metrics.digit_features`")
+                         "by `python -m ebm_jax.metrics.digit_classifier`")
     with np.load(path) as stored:
         params = _check_params(dict(stored), path)
     for value in params.values():

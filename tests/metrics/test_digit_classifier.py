@@ -1,4 +1,4 @@
-"""The digit feature extractor (``ebm_jax.metrics.digit_features``): the shipped weights load,
+"""The digit feature extractor (``ebm_jax.metrics.digit_classifier``): the shipped weights load,
 classify the test digits at the recorded accuracy, ship with the package, and are what the
 training function makes."""
 import os
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ebm_jax.data import load_digits
-from ebm_jax.metrics.digit_features import (FEATURE_DIM, NORMALISATION, TEST_ACCURACY,
+from ebm_jax.metrics.digit_classifier import (FEATURE_DIM, NORMALISATION, TEST_ACCURACY,
                                             WEIGHTS_FILE, digit_features, digit_logits,
                                             load_digit_classifier, save_digit_classifier,
                                             train_digit_classifier)
