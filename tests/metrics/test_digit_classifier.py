@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 
 from ebm_jax.data import load_digits
-from ebm_jax.metrics.digit_classifier import (FEATURE_DIM, NORMALISATION, TEST_ACCURACY,
-                                            WEIGHTS_FILE, digit_features, digit_logits,
-                                            load_digit_classifier, save_digit_classifier,
-                                            train_digit_classifier)
+from ebm_jax.metrics.digit_classifier import (
+    FEATURE_DIM,
+    NORMALISATION,
+    TEST_ACCURACY,
+    WEIGHTS_FILE,
+    digit_features,
+    digit_logits,
+    load_digit_classifier,
+    save_digit_classifier,
+    train_digit_classifier,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DIGITS = load_digits()
