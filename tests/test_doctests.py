@@ -65,6 +65,8 @@ MODULES = [
     "ebm_jax.losses.nce",
     "ebm_jax.losses.score_matching",
     "ebm_jax.metrics.classification",
+    "ebm_jax.metrics.digit_classifier",
+    "ebm_jax.metrics.digit_yardstick",
     "ebm_jax.metrics.ood",
     "ebm_jax.metrics.sample_quality",
     "ebm_jax.nets.patch_conv",
