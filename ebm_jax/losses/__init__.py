@@ -1,5 +1,6 @@
 """Loss transforms: ``init/loss`` pairs ready for ``jax.value_and_grad(..., has_aux=True)``."""
 from ebm_jax.losses.base import LossTransform, combine
+from ebm_jax.losses.batch_statistics import with_batch_statistics
 from ebm_jax.losses.classification import cross_entropy
 from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergence
 from ebm_jax.losses.ebt import (EBTDescent, EBTState, denoising_pairs, ebt, ebt_descent,
@@ -14,4 +15,5 @@ __all__ = ["CDState", "EBTDescent", "EBTState", "LossTransform", "combine",
            "contrastive_divergence", "cross_entropy", "denoising_pairs",
            "denoising_score_matching", "ebt", "ebt_descent", "ebt_energy", "ebt_params",
            "ebt_step_size", "jem_hybrid", "nce", "nce_params", "NoiseSchedule",
-           "noise_schedule", "progressive_sample", "recovery_likelihood", "sliced_score_matching"]
+           "noise_schedule", "progressive_sample", "recovery_likelihood", "sliced_score_matching",
+           "with_batch_statistics"]
