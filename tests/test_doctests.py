@@ -109,6 +109,7 @@ SLOW_MODULES = [
     "ebm_jax.nets.adapters",
     "ebm_jax.nets.batch_norm",
     "ebm_jax.losses.batch_statistics",
+    "ebm_jax.losses.dat",
     "ebm_jax.nets.conditioned",
     "ebm_jax.nets.conv",
     "ebm_jax.nets.mlp",
