@@ -27,7 +27,7 @@ benchmarks/results/<device>-<date>.json; ``--no-save`` only prints):
 
 Every row has ``task, method, seed, valid_frame_rate, rollout_valid_rate, success_rate,
 success_by_steps, failure_auroc`` (None where a task does not measure it), ``steps`` and the
-run's ``train_seconds`` (both methods train in that one run).
+run's ``train_seconds`` and ``wall_seconds`` (both methods train in that one run).
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ METHODS = {
         "ebt": {"valid_frame_rate": "valid_frame_rate", "rollout_valid_rate":
                 "rollout_valid_rate", "failure_auroc": "failure_auroc",
                 "failure_auroc_best_of_n": "failure_auroc_best_of_n",
+                "failure_count_best_of_n": "failure_count_best_of_n",
                 "valid_frame_rate_all": "valid_frame_rate_all",
                 "fork_branch_shares": "fork_branch_shares"},
         "mse": {"valid_frame_rate": "valid_frame_rate_mse",
@@ -86,7 +87,8 @@ def method_rows(task: str, seed: int, summary: dict) -> list[dict]:
     for method, keys in METHODS[task].items():
         row = {"benchmark": "world_models", **{k: None for k in SUMMARY_KEYS},
                "task": task, "method": method, "seed": seed, "preset": PRESETS[task],
-               "steps": summary.get("steps"), "train_seconds": summary.get("train_seconds")}
+               "steps": summary.get("steps"), "train_seconds": summary.get("train_seconds"),
+               "wall_seconds": summary.get("wall_seconds")}
         row.update({name: summary.get(source) for name, source in keys.items()})
         rows.append(row)
     return rows

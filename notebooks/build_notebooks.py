@@ -1008,7 +1008,9 @@ WORLD = header("07_world_models_and_policies.ipynb",
     ## 1. A world model of a ball at a fork
 
     The objective `world_model` trains the energy (EBT with a contrastive term: other frames of
-    the batch as negatives, so that each way is a basin) and the MSE predictor together. Its
+    the batch as negatives, so that each way is a basin, and the frames a search from noise
+    finds, so that no spurious basin, such as both ways drawn at once, stays lower than the
+    true frames) and the MSE predictor together. Its
     evaluation judges every predicted frame with the environment's own check (one ball, on one
     of the two true paths), at the fork and along 10-step rollouts.
     """), code('''
@@ -1041,9 +1043,11 @@ WORLD = header("07_world_models_and_policies.ipynb",
     ## 3. The energy as a confidence
 
     `failure_auroc` is the AUROC of the energy for failures against successes: of each
-    single descent's prediction for the world model (an invalid frame), of the highest energy
-    among an episode's chosen chunks for the policy (an episode that failed). Above 0.5, high
-    energy means "likely wrong". `python benchmarks/world_models.py` measures all of this over
+    single descent's prediction for the world model (an invalid frame;
+    `failure_auroc_best_of_n` is the same over the best-of-$N$ picks, which fail so rarely
+    that it rests on a handful of frames), of the highest energy among an episode's chosen
+    chunks for the policy (an episode that failed). Above 0.5, high energy means "likely
+    wrong". `python benchmarks/world_models.py` measures all of this over
     3 seeds (the README's table).
     """), NEXT]
 

@@ -23,6 +23,8 @@ from ebm_jax.data.ood import (
     reversed_along,
     uniform_noise,
 )
+from ebm_jax.data.ood_pool import (POOL_KINDS, blurred_noise, check_pool, mixtures, ood_pool,
+                                   shifted)
 from ebm_jax.data import procedural
 from ebm_jax.data.regression import (REGRESSION_DATASETS, RegressionData, branch_modes, branches,
                                      reach_pairs)
@@ -46,5 +48,6 @@ __all__ += ["TOY_DENSITIES", "Toy2D", "get_toy"]
 __all__ += ["OOD_SET_NAMES", "VECTOR_OOD_SET_NAMES", "HeldOutSplit", "flipped", "gaussian_noise",
             "held_out_class", "interpolations", "inverted", "offline_ood_sets", "reversed_along",
             "uniform_noise"]
+__all__ += ["POOL_KINDS", "blurred_noise", "check_pool", "mixtures", "ood_pool", "shifted"]
 __all__ += ["TFDS_DATASETS", "DatasetNotPreparedError", "TFDSBatches", "TFDSSpec", "load_arrays",
             "load_source", "tfds_ood_sets"]

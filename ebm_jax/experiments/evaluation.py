@@ -17,8 +17,10 @@ inpainting and purification; nothing is rebuilt from config fields.
   else ``ood_unavailable`` says how to prepare them); histograms and ROC curves;
 * generation: ``inpainting`` (the bottom half of 100 test digits filled by the run's sampler
   on E(x) over the masked pixels only: MSE and PSNR against the held-out truth, beside
-  filling with the training mean) and, for classifiers, ``conditional_accuracy`` and
-  ``composed_3_or_8``;
+  filling with the training mean) and, for classifiers, ``conditional_accuracy``,
+  ``composed_3_or_8`` and, on the digits, ``conditional_diversity`` (the class-conditional
+  samples' mean pairwise distance within a class relative to the test digits', 1 = as
+  varied as the data, :func:`ebm_jax.metrics.digit_diversity`);
 * adversarial robustness: ``robust_accuracy["linf:EPS"]`` / ``["l2:EPS"]`` under PGD, and
   with ``purify`` the same attacks classified after 10 steps of the run's sampler.
 
@@ -53,6 +55,8 @@ from ebm_jax.experiments.config import Config, ConfigError, config_from_dict
 from ebm_jax.experiments.data import TOY_LIMIT, Data
 from ebm_jax.experiments.objectives import objective_of
 from ebm_jax.experiments.sampling import generator_from_noise
+from ebm_jax.metrics.digit_yardstick import MIN_SAMPLES as YARDSTICK_MIN_SAMPLES
+from ebm_jax.metrics.digit_yardstick import YARDSTICK_KEYS, digit_diversity, score_digits
 from ebm_jax.samplers import Sampler, init_chains, run_chains, uniform_init
 from ebm_jax.train import Checkpointer, TrainState
 from ebm_jax.train.checkpoint import params_fingerprint
@@ -73,6 +77,8 @@ LINF_BUDGETS = (0.05, 0.1, 0.2)   # digits live in [-1, 1]: 0.1 is 5% of the ran
 L2_BUDGETS = (0.5, 1.0, 2.0)      # over 64 pixels
 PGD_STEPS = 20
 PURIFICATION_STEPS = 10
+DIGITS = "digits"  # the dataset the digit yardstick (ebm_jax.metrics.digit_yardstick) measures
+CONDITIONAL_PER_CLASS = 10  # class-conditional samples per class in `ebm-jax evaluate`
 
 
 # --------------------------------------------------------------------------- after training
@@ -89,14 +95,49 @@ def fresh_samples(exp: Experiment, params: Any, rng_key: jax.Array, num: int) ->
     return np.asarray(jax.jit(exp.generate, static_argnums=2)(rng_key, params, num))
 
 
+def conditional_samples(exp: Experiment, params: Any, rng_key: jax.Array,
+                        per_class: int = CONDITIONAL_PER_CLASS) -> tuple[np.ndarray, np.ndarray]:
+    """Class-conditional samples of a classifier run (JEM's ``p(x | y)``, energy
+    ``-f(x)[y]``): ``per_class`` chains per class from uniform noise, the run's sampler
+    settings for ``config.run.fresh_sample_steps`` steps. Returns ``samples [K * per_class,
+    ...]`` and the labels they were generated for ``[K * per_class]`` (class by class)."""
+    from ebm_jax.applications import sample_conditional
+
+    data = exp.data
+    labels = jnp.repeat(jnp.arange(data.num_classes), per_class)
+    samples = sample_conditional(
+        rng_key, exp.logits_fn, params, labels, shape=data.x_train.shape[1:],
+        num_steps=exp.config.run.fresh_sample_steps, init_range=data.data_range,
+        sampler=exp.make_sampler(joint_energy_from_logits(exp.logits_fn)))
+    return np.asarray(samples), np.asarray(labels)
+
+
+def digit_yardstick_summary(samples: np.ndarray, prefix: str = "sample_") -> dict:
+    """The digit yardstick of ``samples`` (:func:`ebm_jax.metrics.score_digits`: Fréchet
+    distance, KID, precision, recall, density and coverage against the test digits, on the
+    digit classifier's features) as summary keys ``{prefix}{name}``. NaN values for samples
+    that are not finite (a run that blew up); empty for fewer than 4 samples."""
+    samples = np.asarray(samples)
+    if len(samples) < YARDSTICK_MIN_SAMPLES:
+        return {}
+    if not np.all(np.isfinite(samples)):
+        return {f"{prefix}{key}": math.nan for key in YARDSTICK_KEYS}
+    scores = score_digits(samples)
+    return {f"{prefix}{key}": scores[key] for key in YARDSTICK_KEYS}
+
+
 def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = None) -> dict:
     """Summary metrics of a trained state; with ``workdir``, also write ``samples.png``.
 
     Keys (where they apply): ``test_accuracy``, ``nll``, ``ece`` (15 bins),
     ``energy_data_mean``, ``energy_noise_mean``, ``auroc_uniform_noise``,
     ``sample_confidence``, ``sample_class_fractions``, ``sample_in_range_fraction``,
-    ``kl_nats`` (2-D toys with a closed-form density), ``mmd`` (2-D toys: model
-    samples vs true samples), ``steps``, ``params_fingerprint``.
+    on the digits the yardstick of the samples against the test digits
+    (``sample_frechet_distance``, ``sample_kid``, ``sample_precision``, ``sample_recall``,
+    ``sample_density``, ``sample_coverage``; the same with ``fresh_`` for the fresh samples
+    where the run also keeps a replay buffer), ``kl_nats`` (2-D toys with a closed-form
+    density), ``mmd`` (2-D toys: model samples vs true samples), ``steps``,
+    ``params_fingerprint``.
     Everything is measured with ``state.ema_params`` (the raw params when the
     run keeps no moving average); the fingerprint is of the raw params.
 
@@ -145,6 +186,10 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
                                                  seed=cfg.run.seed)
         summary.update(metrics.classifier_sample_quality(samples, judge.predict_proba,
                                                          data.num_classes, data.data_range))
+    if cfg.data.dataset == DIGITS:
+        summary.update(digit_yardstick_summary(samples))
+        if buffer is not None:
+            summary.update(digit_yardstick_summary(fresh, "fresh_sample_"))
     if data.log_prob is not None:
         summary["kl_nats"] = float(metrics.kl_by_quadrature(
             data.log_prob, lambda x: exp.energy_fn(params, x), limit=TOY_LIMIT))
@@ -462,7 +507,7 @@ def _generation(exp: Experiment, params: Any, rng_key: jax.Array, out_dir: str,
     """Inpainting error and (classifiers) conditional and composed sampling quality, all with
     the run's sampler settings."""
     from ebm_jax.applications import (half_image_mask, inpaint, masked_energy,
-                                      reconstruction_error, sample_conditional)
+                                      reconstruction_error)
 
     cfg, data = exp.config, exp.data
     num_steps = cfg.run.fresh_sample_steps
@@ -482,12 +527,8 @@ def _generation(exp: Experiment, params: Any, rng_key: jax.Array, out_dir: str,
              "observed (bottom half hidden)": np.asarray(jnp.where(mask > 0, 0.0, x_true)[:30]),
              f"inpainted ({num_steps} sampler steps)": np.asarray(filled[:30])}
     if exp.logits_fn is not None:
-        labels = jnp.repeat(jnp.arange(data.num_classes), 10)
+        conditional, labels = conditional_samples(exp, params, k_cond)
         shape = data.x_train.shape[1:]
-        conditional = sample_conditional(
-            k_cond, exp.logits_fn, params, labels, shape=shape, num_steps=num_steps,
-            init_range=data.data_range,
-            sampler=exp.make_sampler(joint_energy_from_logits(exp.logits_fn)))
         composed_sampler = exp.make_sampler(composed_class_energy(exp.logits_fn,
                                                                   any_of=COMPOSED_CLASSES))
         composed = jax.jit(generator_from_noise(composed_sampler, data.data_range, shape,
@@ -497,7 +538,9 @@ def _generation(exp: Experiment, params: Any, rng_key: jax.Array, out_dir: str,
         judge = metrics.fit_reference_classifier(data.x_train[labelled], data.y_train[labelled],
                                                  seed=cfg.run.seed)
         predicted = judge.predict(np.asarray(conditional))
-        out["conditional_accuracy"] = float(np.mean(predicted == np.asarray(labels)))
+        out["conditional_accuracy"] = float(np.mean(predicted == labels))
+        if cfg.data.dataset == DIGITS and np.all(np.isfinite(conditional)):
+            out["conditional_diversity"] = digit_diversity(conditional, labels).ratio
         out["composed_3_or_8"] = float(np.mean(np.isin(judge.predict(np.asarray(composed)),
                                                        COMPOSED_CLASSES)))
         grids["class-conditional, 10 per class"] = np.asarray(conditional)
@@ -593,7 +636,7 @@ def comparison_table(report: dict, baseline: Optional[dict]) -> str:
     rows = []
     own = [k for k in report.get("method_metrics", ()) if isinstance(report[k], (int, float))]
     for key in ("accuracy", "nll", "ece", "kl_nats", "mmd", "conditional_accuracy",
-                "composed_3_or_8", *own):
+                "conditional_diversity", "composed_3_or_8", *own):
         if key in report:
             rows.append((key, report[key], (baseline or {}).get(key)))
     for section in ("inpainting", "ood", "robust_accuracy", "robust_accuracy_purified"):
@@ -615,6 +658,7 @@ def comparison_table(report: dict, baseline: Optional[dict]) -> str:
 
 __all__ = ["ACCURACY_SLACK", "BASELINE_WARNINGS", "CURVE_PANELS", "DENSITY_METRICS",
            "ECE_SLACK", "PREDICTIONS_FIGURE", "method_key",
-           "baseline_comparison", "chain_purification",
-           "comparison_table", "data_metrics", "evaluate", "evaluate_run", "find_baseline",
-           "fresh_samples", "load_run", "quick_eval_fn", "read_run_config"]
+           "baseline_comparison", "chain_purification", "comparison_table",
+           "conditional_samples", "data_metrics", "digit_yardstick_summary", "evaluate",
+           "evaluate_run", "find_baseline", "fresh_samples", "load_run", "quick_eval_fn",
+           "read_run_config"]

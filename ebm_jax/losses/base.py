@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ebm_jax._checks import check_weight  # noqa: F401  (the losses' weight check)
 
@@ -119,7 +120,8 @@ def check_labels(batch: Mapping, who: str, batch_size: int, num_classes: Optiona
     if not jnp.issubdtype(y.dtype, jnp.integer):
         raise TypeError(f"{who}: batch['y'] has dtype {y.dtype}: expected integer class labels")
     if num_classes is not None and batch_size and not isinstance(y, jax.core.Tracer):
-        low, high = int(jnp.min(y)), int(jnp.max(y))
+        values = np.asarray(y)   # concrete: under jit a jnp reduction would be staged
+        low, high = int(values.min()), int(values.max())
         lowest = -1 if unlabelled else 0
         if low < lowest or high >= num_classes:
             extra = " (-1 marks an unlabelled example)" if unlabelled else ""

@@ -9,6 +9,8 @@ from ebm_jax.metrics.classification import (
     fit_temperature,
     negative_log_likelihood,
 )
+from ebm_jax.metrics.digit_classifier import digit_features, digit_logits
+from ebm_jax.metrics.digit_yardstick import digit_diversity, score_digits
 from ebm_jax.metrics.likelihood import grid_points, kl_by_quadrature
 from ebm_jax.metrics.mmd import mmd
 from ebm_jax.metrics.ood import auroc
@@ -27,7 +29,12 @@ from ebm_jax.metrics.robustness import (
     sgld_purification,
 )
 from ebm_jax.metrics.sample_quality import (
+    ClassDiversity,
+    DensityCoverage,
     KIDResult,
+    PrecisionRecall,
+    class_diversity,
+    density_coverage,
     extract_features,
     fid,
     frechet_distance,
@@ -35,14 +42,20 @@ from ebm_jax.metrics.sample_quality import (
     gaussian_statistics,
     kernel_mmd,
     kid,
+    kth_neighbour_distances,
+    mean_pairwise_distance,
+    precision_recall,
 )
 from ebm_jax.metrics.samples import classifier_sample_quality, fit_reference_classifier
 
-__all__ = ["AISResult", "KIDResult", "accuracy", "ais_betas", "ais_log_z", "aupr", "auroc", "calibration_bins", "classification_report",
-           "attack_energy_shift", "classifier_sample_quality", "expected_calibration_error",
-           "fit_reference_classifier",
+__all__ = ["AISResult", "ClassDiversity", "DensityCoverage", "KIDResult", "PrecisionRecall",
+           "accuracy", "ais_betas", "ais_log_z", "attack_energy_shift", "aupr", "auroc",
+           "calibration_bins", "class_diversity", "classification_report",
+           "classifier_sample_quality", "density_coverage", "digit_diversity", "digit_features",
+           "digit_logits", "expected_calibration_error", "fit_reference_classifier",
            "extract_features", "fid", "fit_temperature", "frechet_distance",
            "frechet_distance_from_statistics", "gaussian_statistics", "grad_norm_score",
-           "kernel_mmd", "kid", "grid_points", "kl_by_quadrature", "log_px_score",
-           "max_softmax_score", "mmd", "negative_log_likelihood", "ood_report", "pgd_attack",
-           "robust_accuracy_curve", "roc_curve", "sgld_purification"]
+           "kernel_mmd", "kid", "kth_neighbour_distances", "grid_points", "kl_by_quadrature",
+           "log_px_score", "max_softmax_score", "mean_pairwise_distance", "mmd",
+           "negative_log_likelihood", "ood_report", "pgd_attack", "precision_recall",
+           "robust_accuracy_curve", "roc_curve", "score_digits", "sgld_purification"]

@@ -6,6 +6,7 @@ from typing import Sequence
 import jax
 from flax import nnx
 
+from ebm_jax.nets.batch_norm import BatchNorm
 from ebm_jax.nets.layers import SNLinear, get_activation
 
 
@@ -22,6 +23,9 @@ class MLP(nnx.Module):
       out_features: output width.
       activation: a name from :data:`ebm_jax.nets.layers.ACTIVATIONS`.
       spectral_norm: spectrally normalise every kernel.
+      batch_norm: a :class:`~ebm_jax.nets.batch_norm.BatchNorm` after every hidden layer,
+        before its nonlinearity (its statistics are params; build the pure functions with
+        :func:`~ebm_jax.nets.batch_norm.pure_batch_norm`).
       rngs: ``nnx.Rngs`` for initialisation.
 
     Example::
@@ -32,15 +36,20 @@ class MLP(nnx.Module):
     """
 
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *,
-                 activation: str = "swish", spectral_norm: bool = False, rngs: nnx.Rngs):
+                 activation: str = "swish", spectral_norm: bool = False,
+                 batch_norm: bool = False, rngs: nnx.Rngs):
         self.activation_name = activation
         self.activation = get_activation(activation)
         widths = [in_features, *hidden, out_features]
         self.layers = nnx.List([SNLinear(a, b, spectral_norm=spectral_norm, rngs=rngs)
                                 for a, b in zip(widths[:-1], widths[1:])])
+        self.norms = nnx.List([BatchNorm(w) for w in hidden]) if batch_norm else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x.reshape(x.shape[0], -1)
-        for layer in self.layers[:-1]:
-            h = self.activation(layer(h))
+        for i, layer in enumerate(self.layers[:-1]):
+            h = layer(h)
+            if self.norms is not None:
+                h = self.norms[i](h)
+            h = self.activation(h)
         return self.layers[-1](h)

@@ -22,7 +22,7 @@ from ebm_jax.samplers.annealed import (
 from ebm_jax.samplers.base import Sampler, init_chains, run_chain, run_chains
 from ebm_jax.samplers.blackjax_adapter import from_blackjax
 from ebm_jax.samplers.chain_starts import (ChainStart, data_start, follow_support, noise_start,
-                                           replay_buffer_start)
+                                           pool_start, replay_buffer_start)
 from ebm_jax.samplers.descent import (DescentInfo, DescentState, descent, descent_kernel,
                                       pgd_chain, project_to_ball, random_ball_offset)
 from ebm_jax.samplers.diagnostics import ChainSummary, chain_summary, effective_sample_size, split_rhat
@@ -83,6 +83,7 @@ __all__ = [
     "noise_schedule",
     "noise_start",
     "pgd_chain",
+    "pool_start",
     "progressive_sample",
     "project_to_ball",
     "push",

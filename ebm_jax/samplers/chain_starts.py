@@ -27,6 +27,8 @@ Factories:
   :func:`~ebm_jax.losses.contrastive_divergence`: capacity 10,000, 5% ``U(-1, 1)`` restarts.
 * :func:`data_start` (Hinton's CD-k): every chain starts at a data point of the batch.
 * :func:`noise_start`: every chain starts from fresh noise (short-run MCMC, Nijkamp et al.).
+* :func:`pool_start` (DAT, Yin et al. 2025): every chain starts at a random example of a
+  fixed pool (out-of-distribution images, :func:`ebm_jax.data.ood_pool`).
 
 Example::
 
@@ -45,7 +47,8 @@ from ebm_jax._checks import check_flag, check_int, check_probability
 from ebm_jax.samplers import replay_buffer as rb
 from ebm_jax.samplers.replay_buffer import PROBABILITY, InitFn, uniform_init
 
-__all__ = ["ChainStart", "data_start", "follow_support", "noise_start", "replay_buffer_start"]
+__all__ = ["ChainStart", "data_start", "follow_support", "noise_start", "pool_start",
+           "replay_buffer_start"]
 
 
 class ChainStart(NamedTuple):
@@ -249,3 +252,46 @@ def noise_start(init_fn: Optional[InitFn] = None) -> ChainStart:
         return state
 
     return ChainStart(init, draw, update, adopt_support)
+
+
+def pool_start(pool) -> ChainStart:
+    """Every chain starts at a random example of ``pool`` ``[N, *sample_shape]`` (drawn with
+    replacement, fresh each call); labels are passed through (chains conditioned on the
+    batch's labels start from the same pool).
+
+    The pool is a constant of the traced step: keep it to what fits beside the model (the
+    digits' OOD pool is a few hundred KB).
+
+    Raises:
+      ValueError: an empty pool, or (at ``init``) one whose examples are not of the
+        sample shape.
+
+    Example::
+
+      >>> start = pool_start(jnp.arange(10.0).reshape(5, 2))
+      >>> x0, _, _ = start.draw(jax.random.key(0), start.init(None, (2,)), None,
+      ...                       jnp.zeros((3, 2)), None)
+      >>> x0.shape, bool(jnp.all(x0[:, 1] - x0[:, 0] == 1.0))   # rows of the pool
+      ((3, 2), True)
+    """
+    pool = jax.numpy.asarray(pool)
+    if pool.ndim < 2 or pool.shape[0] == 0:
+        raise ValueError(f"pool has shape {pool.shape}: expected [N, *sample_shape] with N >= 1")
+
+    def init(rng_key, sample_shape):
+        del rng_key
+        if tuple(pool.shape[1:]) != tuple(sample_shape):
+            raise ValueError(f"pool has examples of shape {tuple(pool.shape[1:])}: expected "
+                             f"{tuple(sample_shape)}, the shape of the data")
+        return ()
+
+    def draw(rng_key, state, params, x, labels=None):
+        del state, params
+        rows = jax.random.randint(rng_key, (x.shape[0],), 0, pool.shape[0])
+        return pool[rows].astype(x.dtype), labels, None
+
+    def update(state, samples, handle):
+        del samples, handle
+        return state
+
+    return ChainStart(init, draw, update)

@@ -49,9 +49,26 @@ def test_report_has_the_named_metrics_and_they_are_consistent(runs):
     inpainting = report["inpainting"]
     assert inpainting["mse"] > 0 and inpainting["mse_mean_fill"] > 0
     assert 0.0 <= report["conditional_accuracy"] <= 1.0 and 0.0 <= report["composed_3_or_8"] <= 1
+    assert report["conditional_diversity"] >= 0.0   # 10 samples of each class vs the test digits
     for name in ("reliability.png", "ood_histograms.png", "ood_roc.png", "robustness_linf.png",
                  "generation.png"):
         assert os.path.getsize(runs / "jem" / "evaluation" / name) > 1000
+
+
+def test_the_digit_yardstick_in_a_summary_names_its_sample_set():
+    """Keys ``{prefix}{measure}`` of the yardstick; NaN for a blown-up run's samples (written
+    as null), nothing for fewer samples than precision and recall need."""
+    from ebm_jax.data import load_digits
+    from ebm_jax.metrics.digit_yardstick import YARDSTICK_KEYS
+
+    train = load_digits().x_train
+    scores = evaluation.digit_yardstick_summary(train[:50], "fresh_sample_")
+    assert set(scores) == {f"fresh_sample_{key}" for key in YARDSTICK_KEYS}
+    assert scores["fresh_sample_precision"] > 0.8 and scores["fresh_sample_frechet_distance"] < 5
+    blown_up = evaluation.digit_yardstick_summary(np.full((50, 64), np.nan))
+    assert set(blown_up) == {f"sample_{key}" for key in YARDSTICK_KEYS}
+    assert all(np.isnan(v) for v in blown_up.values())
+    assert evaluation.digit_yardstick_summary(train[:3]) == {}
 
 
 @pytest.mark.slow

@@ -30,6 +30,9 @@ def test_train_writes_the_run_directory_and_summary(jem_run_dir):
                 "sample_confidence", "sample_class_fractions", "sample_in_range_fraction", "steps",
                 "wall_seconds", "params_fingerprint"):
         assert key in saved, key
+    for measure in ("frechet_distance", "kid", "precision", "recall", "density", "coverage"):
+        for key in (f"sample_{measure}", f"fresh_sample_{measure}"):  # buffer and fresh samples
+            assert isinstance(saved[key], float), key
     assert saved["steps"] == 20 and summary["params_fingerprint"] == saved["params_fingerprint"]
     assert len(saved["sample_class_fractions"]) == 10
     assert sum(saved["sample_class_fractions"]) == pytest.approx(1.0)

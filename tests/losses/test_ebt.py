@@ -307,6 +307,30 @@ def test_contrastive_term_prefers_an_energy_whose_minimum_is_the_target():
     assert 0.0 <= float(good["contrastive"]) < float(bad["contrastive"])
 
 
+@pytest.mark.parametrize("step_size, expected", [(0.5, np.log(2.0 + 3.0)), (0.0, None)])
+def test_noise_negatives_are_where_a_descent_from_noise_ends(step_size, expected):
+    # E(x, y) = ½ a |y - x|² with x = y, a h = 1: one step from any start lands on the target,
+    # so the 3 searches from noise end at E = 0 and each example's InfoNCE is log(2 + 3)
+    # (the prediction from the target-perturbed start is the other 1). With a step of ~0 the
+    # searches stay at the noise: energies ~ ½ a |4 ε|² and the term falls to about log 2.
+    y = jax.random.normal(jax.random.key(3), (6, 4))
+    loss = ebt(quadratic, num_steps=1, y0="target", start_noise=4.0, contrastive_weight=1.0,
+               noise_negatives=3)
+    params = ebt_params(jnp.float32(2.0), max(step_size, 1e-6))
+    _, (_, info) = _value(loss, params, {"x": y, "y": y})
+    if expected is not None:
+        np.testing.assert_allclose(float(info["contrastive"]), expected, rtol=1e-5)
+    else:
+        assert float(info["contrastive"]) < np.log(2.0) + 0.05
+
+
+def test_noise_negatives_need_the_contrastive_term_and_noisy_starts():
+    with pytest.raises(ValueError, match="noise_negatives=2 with contrastive_weight=0.0"):
+        ebt(quadratic, y0="noise", noise_negatives=2)
+    with pytest.raises(ValueError, match="start_noise=0.0: expected both positive"):
+        ebt(quadratic, y0="input", contrastive_weight=1.0, noise_negatives=2)
+
+
 def test_one_jitted_train_step_learns_the_energy_and_the_step_size():
     # E(x, y) = ½ a |y - x|² from y0 = 0 with targets y = x: one step of h a = 1 is exact.
     loss = ebt(quadratic, num_steps=1, y0="noise", start_noise=1e-3)

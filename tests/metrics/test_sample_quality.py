@@ -18,6 +18,21 @@ Breakages checked by editing sample_quality.py and restoring it:
     covariances): test_frechet_distance_non_commuting_closed_forms;
   * covariances with ddof=0 instead of 1: test_frechet_distance_of_features_is_the_
     statistics_formula.
+
+Precision, recall, density, coverage and class diversity, broken the same way (each fails
+the brute-force loops and at least one statistical test besides):
+  * precision and recall returned swapped, or the real and generated sets swapped: the
+    collapsed and the broad/narrow sets;
+  * a row counted as its own neighbour (radius at the (k-1)-th neighbour): the known answers
+    of one distribution (density 0.8, coverage 0.94) and the broad/narrow sets;
+  * precision/recall with k = 5 by default, or density/coverage with k = 3: the known
+    answers of one distribution;
+  * recall's radii from the real set, or density's from the generated set: the collapsed
+    and the broad/narrow sets;
+  * density not divided by k: the known answers; coverage counted over the generated
+    samples instead of the real balls: the collapsed, broad and shifted sets;
+  * class diversity grouping the samples by the real labels instead of the ones they were
+    generated for: test_class_diversity_is_per_class_spread_relative_to_the_real_class.
 """
 import jax
 import jax.numpy as jnp
@@ -28,7 +43,10 @@ from threadpoolctl import threadpool_limits
 
 from ebm_jax.metrics.mmd import mmd
 from ebm_jax.metrics.sample_quality import (
+    ClassDiversity,
     KIDResult,
+    class_diversity,
+    density_coverage,
     extract_features,
     fid,
     frechet_distance,
@@ -36,6 +54,9 @@ from ebm_jax.metrics.sample_quality import (
     gaussian_statistics,
     kernel_mmd,
     kid,
+    kth_neighbour_distances,
+    mean_pairwise_distance,
+    precision_recall,
 )
 
 
@@ -287,5 +308,177 @@ A4, B5 = np.zeros((10, 4)), np.zeros((10, 5))
      r"features_x has shape \(5, 4\) and features_y \(5, 9\): expected the same feature"),
 ])
 def test_bad_arguments_raise_naming_the_argument(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# -- precision, recall, density, coverage -------------------------------------------------
+
+def brute_force_prdc(real, generated, k):
+    """The papers' definitions, one loop per quantity: each row's ball reaches its k-th
+    nearest neighbour among the other rows of its own set; balls are closed."""
+    def radii(points):
+        return [sorted(np.linalg.norm(points[i] - points[j]) for j in range(len(points))
+                       if j != i)[k - 1] for i in range(len(points))]
+
+    radius = {id(real): radii(real), id(generated): radii(generated)}
+
+    def inside(point, centres, c):
+        return np.linalg.norm(point - centres[c]) <= radius[id(centres)][c]
+
+    n, m = len(real), len(generated)
+    precision = np.mean([any(inside(generated[j], real, i) for i in range(n)) for j in range(m)])
+    recall = np.mean([any(inside(real[i], generated, j) for j in range(m)) for i in range(n)])
+    density = sum(inside(generated[j], real, i) for i in range(n) for j in range(m)) / (k * m)
+    coverage = np.mean([any(inside(generated[j], real, i) for j in range(m)) for i in range(n)])
+    return precision, recall, density, coverage
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_precision_recall_density_coverage_are_the_papers_definitions(k):
+    """Two sets of different sizes and spreads (so that swapping them, or taking a ball's
+    radius from the other set, changes every value): the vectorised code equals the loops."""
+    rng = np.random.default_rng(11)
+    real = rng.standard_normal((40, 3))
+    generated = 1.8 * rng.standard_normal((25, 3)) + 0.4
+    pr = precision_recall(real, generated, k=k)
+    dc = density_coverage(real, generated, k=k)
+    expected = brute_force_prdc(real, generated, k)
+    np.testing.assert_allclose([pr.precision, pr.recall, dc.density, dc.coverage], expected,
+                               rtol=1e-12)
+    swapped = brute_force_prdc(generated, real, k)
+    assert not np.allclose(expected, swapped, atol=0.02)  # the test can tell the roles apart
+
+
+def test_the_default_neighbours_are_the_papers_k3_and_k5():
+    rng = np.random.default_rng(12)
+    real, generated = rng.standard_normal((30, 2)), 1.5 * rng.standard_normal((20, 2))
+    p, r, _, _ = brute_force_prdc(real, generated, 3)
+    _, _, d, c = brute_force_prdc(real, generated, 5)
+    assert tuple(precision_recall(real, generated)) == pytest.approx((p, r), abs=1e-12)
+    assert tuple(density_coverage(real, generated)) == pytest.approx((d, c), abs=1e-12)
+    assert kth_neighbour_distances(np.array([[0.0], [1.0], [3.0], [3.0]]), 1).tolist() == [
+        1.0, 1.0, 0.0, 0.0]   # a duplicate row is a neighbour at distance 0
+
+
+def _mean_over_seeds(make_generated, seeds=range(5), n=400, d=4):
+    """Precision, recall, density and coverage of ``make_generated(rng, n, d)`` against n
+    draws of N(0, I_d), averaged over seeds."""
+    rows = []
+    for seed in seeds:
+        rng = np.random.default_rng(100 + seed)
+        real = rng.standard_normal((n, d))
+        generated = make_generated(rng, n, d)
+        rows.append((*precision_recall(real, generated), *density_coverage(real, generated)))
+    return np.mean(rows, axis=0)
+
+
+def test_two_samples_of_one_distribution_get_the_known_answers():
+    """Known answers for any continuous distribution (Naeem et al. 2020): E[density] = 1 and
+    E[coverage] = 1 - Π_{i<=5} (N - i) / (N + M - i) = 0.9693 at N = M = 400; with N = M,
+    E[precision] = E[recall] by symmetry. Over 100 seeds one draw (N(0, I_4)) had sd 0.029
+    (density), 0.010 (coverage) and 0.023 (precision - recall), mean precision 0.943; the
+    tolerances are 4 sd of the mean of 5 draws. A ball that counted its own row (the 4th
+    neighbour instead of the 5th) would give density 0.8 and coverage 0.938."""
+    n = 400
+    precision, recall, density, coverage = _mean_over_seeds(
+        lambda rng, n, d: rng.standard_normal((n, d)), n=n)
+    expected_coverage = 1.0 - np.prod([(n - i) / (2 * n - i) for i in range(1, 6)])
+    sd_of_mean = 1 / np.sqrt(5)
+    assert abs(density - 1.0) < 4 * 0.029 * sd_of_mean, density
+    assert abs(coverage - expected_coverage) < 4 * 0.010 * sd_of_mean, coverage
+    assert abs(precision - recall) < 4 * 0.023 * sd_of_mean, (precision, recall)
+    assert 0.9 < precision < 0.98, precision
+
+
+def test_a_collapsed_set_keeps_precision_and_loses_recall_and_coverage():
+    """Ten real-looking samples, each repeated 40 times with a tiny jitter: every sample
+    lies on the data (measured precision 0.95, density 1.06) but they cover almost none of
+    it: recall 0.000 (their own balls have radii ~1e-3), coverage 0.13 (ten points, each in
+    about k = 5 of the 400 real balls), against 0.94 and 0.97 for a sample of the data."""
+    def collapsed(rng, n, d):
+        return np.repeat(rng.standard_normal((10, d)), n // 10, 0) + 1e-3 * rng.standard_normal(
+            (n, d))
+    precision, recall, density, coverage = _mean_over_seeds(collapsed, seeds=range(2))
+    assert precision > 0.8 and density > 0.6, (precision, density)
+    assert recall < 0.01 and coverage < 0.2, (recall, coverage)
+
+
+def test_broad_samples_lose_precision_and_narrow_ones_recall():
+    """N(0, 9 I) samples around N(0, I) data spread past it: precision and density fall
+    (measured 0.14 and 0.10) while recall stays high (1.00), and coverage, which uses only the
+    data's balls, falls to 0.36. N(0, I / 9) samples are the mirror image: precision 1.00,
+    recall 0.20, density 1.24 (crowding the data's dense centre), coverage 0.41."""
+    broad = _mean_over_seeds(lambda rng, n, d: 3.0 * rng.standard_normal((n, d)), seeds=[0])
+    narrow = _mean_over_seeds(lambda rng, n, d: rng.standard_normal((n, d)) / 3.0, seeds=[0])
+    precision, recall, density, coverage = broad
+    assert precision < 0.3 and density < 0.3 and recall > 0.9 and coverage < 0.45, broad
+    precision, recall, density, coverage = narrow
+    assert precision > 0.95 and recall < 0.35 and density > 1.0 and coverage < 0.5, narrow
+
+
+def test_precision_density_and_coverage_fall_as_the_samples_move_off_the_data():
+    """Samples shifted by s along one axis of N(0, I_4): each measure falls with s
+    (measured precision 0.94, 0.89, 0.21 and coverage 0.97, 0.73, 0.12 at s = 0, 1.5, 4)."""
+    values = [_mean_over_seeds(lambda rng, n, d: rng.standard_normal((n, d)) + s * np.eye(d)[0],
+                               seeds=[0]) for s in (0.0, 1.5, 4.0)]
+    precision, recall, density, coverage = np.transpose(values)
+    for measure in (precision, recall, density, coverage):
+        assert measure[0] > measure[1] > measure[2], np.round(values, 3)
+    assert precision[2] < 0.4 and coverage[2] < 0.25, np.round(values, 3)
+
+
+# -- diversity within a class ---------------------------------------------------------------
+
+def test_mean_pairwise_distance_is_the_mean_over_pairs():
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((7, 2, 3))
+    flat = x.reshape(7, -1)
+    pairs = [np.linalg.norm(flat[i] - flat[j]) for i in range(7) for j in range(i + 1, 7)]
+    np.testing.assert_allclose(mean_pairwise_distance(x), np.mean(pairs), rtol=1e-8)
+    assert np.isnan(mean_pairwise_distance(x[:1]))
+
+
+def test_class_diversity_is_per_class_spread_relative_to_the_real_class():
+    """Real classes of different spreads. Samples drawn from each class's own distribution
+    score ~1 in every class (measured 0.98-1.02); samples of one image per class ~0; and
+    the classes are the ones the samples were generated for: class c given the images of
+    class c + 1 scores spread(c + 1) / spread(c)."""
+    rng = np.random.default_rng(14)
+    spreads = np.array([0.5, 1.0, 2.0])
+    labels = np.repeat(np.arange(3), 200)
+    real = rng.standard_normal((600, 6)) * spreads[labels, None] + 5.0 * labels[:, None]
+    resampled = rng.standard_normal((600, 6)) * spreads[labels, None] + 5.0 * labels[:, None]
+    same = class_diversity(resampled, labels, real, labels)
+    assert isinstance(same, ClassDiversity) and same.by_class.shape == (3,)
+    np.testing.assert_allclose(same.by_class, 1.0, atol=0.06)
+    np.testing.assert_allclose(same.real_spread / same.real_spread[0], spreads / spreads[0],
+                               rtol=0.06)
+    collapsed = class_diversity(real[[0, 200, 400]].repeat(10, 0), np.repeat(np.arange(3), 10),
+                                real, labels)
+    assert collapsed.ratio == 0.0 and np.all(collapsed.generated_spread == 0.0)
+    shifted = class_diversity(real[200:], labels[:400], real, labels, num_classes=3)
+    np.testing.assert_allclose(shifted.by_class[:2], [2.0, 2.0], rtol=0.1)
+    assert np.isnan(shifted.by_class[2])          # no sample generated for class 2
+    assert shifted.ratio == pytest.approx(np.mean(shifted.by_class[:2]))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: precision_recall(A4, B5), r"real_features has shape \(10, 4\) and "
+     r"generated_features \(10, 5\): expected the same feature dimension"),
+    (lambda: precision_recall(A4, np.zeros((3, 4))),
+     r"k=3 with 3 rows in generated_features: expected k < 3"),
+    (lambda: density_coverage(np.zeros((5, 4)), A4),
+     r"k=5 with 5 rows in real_features: expected k < 5"),
+    (lambda: density_coverage(A4, A4, k=0), r"k=0: expected a Python int >= 1"),
+    (lambda: class_diversity(A4, np.zeros(9, int), A4, np.zeros(10, int)),
+     r"the labels of samples have shape \(9,\) and dtype int64: expected \[10\] non-negative "
+     r"integer class labels"),
+    (lambda: class_diversity(A4, np.zeros(10, int), B5, np.zeros(10, int)),
+     r"samples have 4 values per example and real 5"),
+    (lambda: class_diversity(A4, np.arange(10), A4, np.zeros(10, int), num_classes=3),
+     r"num_classes=3 with labels up to 9: expected num_classes >= 10"),
+])
+def test_bad_prdc_and_diversity_arguments_raise_naming_the_argument(call, message):
     with pytest.raises(ValueError, match=message):
         call()

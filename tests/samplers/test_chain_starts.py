@@ -248,3 +248,20 @@ def test_a_custom_start_plugs_in_and_sees_the_params():
     assert seen
     # Chains start at the minimum mu and stay there: sample energy 0.
     np.testing.assert_allclose(info["energy_sample"], 0.0, atol=1e-10)
+
+
+def test_pool_start_draws_rows_of_the_pool_uniformly_and_checks_its_shape():
+    from ebm_jax.samplers import pool_start
+    pool = jnp.arange(4.0)[:, None] * jnp.ones((4, 3))       # row i is all i
+    start = pool_start(pool)
+    state = start.init(jax.random.key(0), (3,))
+    x0, labels, _ = start.draw(jax.random.key(1), state, None, jnp.zeros((4000, 3)),
+                               jnp.ones(4000, jnp.int32))
+    rows = np.asarray(x0[:, 0]).astype(int)
+    assert np.all(x0 == x0[:, :1]) and labels.shape == (4000,)
+    # each of the 4 rows about 1,000 times: binomial sd ~27, 5 sd = 137
+    assert np.all(np.abs(np.bincount(rows, minlength=4) - 1000) < 137)
+    with pytest.raises(ValueError, match=r"pool has examples of shape \(3,\): expected \(2,\)"):
+        start.init(jax.random.key(0), (2,))
+    with pytest.raises(ValueError, match=r"pool has shape \(0, 3\)"):
+        pool_start(jnp.zeros((0, 3)))

@@ -56,7 +56,7 @@ TEST_NOISE_KEY = 10_000   # the test split's noise: key 10_000 + run.seed (the b
 class EBTConfig(ObjectiveConfig):
     """``ebt(energy_fn, num_steps=, mode=, y0=, start_noise=, min_steps=, max_steps=,
     step_jitter=, langevin_noise=, replay_capacity=, replay_fraction=, contrastive_weight=,
-    batch_negatives=, num_perturbed=, perturb_scale=, calibration_weight=,
+    batch_negatives=, noise_negatives=, num_perturbed=, perturb_scale=, calibration_weight=,
     calibration_scale=, stationarity_weight=, energy_l2=, detach_between_steps=,
     clip_range=)`` on ``ebt_params(net_params, step_size=step_size)``; ``task`` and
     ``noise_std`` make the pairs; ``prediction_start_std`` is evaluation's start for
@@ -80,6 +80,7 @@ class EBTConfig(ObjectiveConfig):
     replay_fraction: float = setting(0.0, *PROBABILITY)
     contrastive_weight: float = setting(0.0, *NON_NEGATIVE)
     batch_negatives: int = setting(0, *NON_NEGATIVE_INT)
+    noise_negatives: int = setting(0, *NON_NEGATIVE_INT)
     num_perturbed: int = setting(0, *NON_NEGATIVE_INT)
     perturb_scale: float = setting(0.3, *POSITIVE)
     calibration_weight: float = setting(0.0, *NON_NEGATIVE)
@@ -96,9 +97,9 @@ class EBTConfig(ObjectiveConfig):
 
 LOSS_FIELDS = ("num_steps", "mode", "y0", "start_noise", "min_steps", "max_steps",
                "step_jitter", "langevin_noise", "replay_capacity", "replay_fraction",
-               "contrastive_weight", "batch_negatives", "num_perturbed", "perturb_scale",
-               "calibration_weight", "calibration_scale", "stationarity_weight", "energy_l2",
-               "detach_between_steps", "clip_range")
+               "contrastive_weight", "batch_negatives", "noise_negatives", "num_perturbed",
+               "perturb_scale", "calibration_weight", "calibration_scale",
+               "stationarity_weight", "energy_l2", "detach_between_steps", "clip_range")
 
 
 def loss_options(settings: EBTConfig) -> dict:

@@ -38,7 +38,6 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import jax
@@ -48,14 +47,14 @@ import numpy as np
 from ebm_jax import plots
 from ebm_jax.environments.reach import ReachTask, sample_starts, simulate
 from ebm_jax.experiments.config import (POSITIVE_INT, Config, ConfigError, DataConfig,
-                                        ModelConfig, RunConfig, one_of, setting)
+                                        ModelConfig, RunConfig, setting)
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives import ebt as ebt_objective
-from ebm_jax.experiments.objectives._side_by_side import (ebt_half, failure_auroc, param_count,
+from ebm_jax.experiments.objectives._side_by_side import (ebt_config_class, ebt_half,
+                                                          failure_auroc, param_count,
                                                           regressor_network, side_by_side_loss,
                                                           side_by_side_params)
-from ebm_jax.losses.ebt import (STARTS, ebt, ebt_descent, ebt_energy, ebt_params,
-                                ebt_step_size)
+from ebm_jax.losses.ebt import ebt, ebt_descent, ebt_energy, ebt_params, ebt_step_size
 
 ENVIRONMENTS = {"reach": ReachTask()}   # the datasets with a simulator, and their task
 STEP_COUNTS = (1, 2, 4, 8)              # success_by_steps: inference steps compared
@@ -63,22 +62,19 @@ EPISODES_KEY = 50_000                   # the episodes' starts: seeds (50_000, r
 CONDITIONS = {"": "none", "_shifted": "start", "_goal_shifted": "goal"}   # key suffix: shift
 
 
-@dataclass(frozen=True)
-class EBTPolicyConfig(ebt_objective.EBTConfig):
-    """The EBT objective's settings (:class:`~.ebt.EBTConfig`: the loss factory's, the
-    learned step size's start ``step_size``, the acting starts' std ``prediction_start_std``;
-    ``task`` is ``"regress"``, ``noise_std`` unused), and how the policy acts and is scored:
-    ``inference_steps`` descent steps from ``num_starts`` starts (best-of-N) every
-    ``execute`` moves, over ``eval_episodes`` episodes per start distribution."""
-
-    kind = "ebt_policy"
-    task: str = setting("regress", *one_of("regress"))
-    num_steps: int = setting(2, *POSITIVE_INT)
-    y0: str = setting("target", *one_of(*STARTS))
-    inference_steps: int = setting(2, *POSITIVE_INT)
-    num_starts: int = setting(16, *POSITIVE_INT)
-    execute: int = setting(4, *POSITIVE_INT)
-    eval_episodes: int = setting(1000, *POSITIVE_INT)
+EBTPolicyConfig = ebt_config_class(
+    "EBTPolicyConfig", "ebt_policy",
+    """The EBT objective's loss settings (:data:`~._side_by_side.EBT_SETTINGS`: the loss
+    factory's, the learned step size's start ``step_size``, the acting starts' std
+    ``prediction_start_std``), and how the policy acts and is scored: ``inference_steps``
+    descent steps from ``num_starts`` starts (best-of-N) every ``execute`` moves, over
+    ``eval_episodes`` episodes per start distribution.""",
+    defaults={"num_steps": 2, "y0": "target"},
+    extra=(("inference_steps", int, setting(2, *POSITIVE_INT)),
+           ("num_starts", int, setting(16, *POSITIVE_INT)),
+           ("execute", int, setting(4, *POSITIVE_INT)),
+           ("eval_episodes", int, setting(1000, *POSITIVE_INT))),
+    module=__name__)
 
 
 def episode_energy(rollout) -> np.ndarray:
@@ -274,7 +270,10 @@ def check(config: Config) -> None:
     if settings.execute > chunk:
         raise ConfigError(f"objective.execute={settings.execute}: expected at most the chunk's "
                           f"{chunk} moves of data.dataset={dataset!r}")
-    ebt_objective.check(config)
+    if settings.y0 == "input":
+        raise ConfigError("objective.y0='input': expected 'noise' or 'target' (the policy's "
+                          "input, an observation, is not an action chunk to start from)")
+    ebt_objective.check_loss_settings(config)
 
 
 PRESETS = {
