@@ -82,7 +82,7 @@ def save_energy_trace(path: str, energies, *, steps: Optional[Sequence[float]] =
     if title:
         ax.set_title(title)
     if with_mean:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")  # "best" warns when slow
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -132,7 +132,7 @@ def save_energy_histogram(path: str, data_energies, sample_energies, *, bins: in
     ax.set_ylabel("density" if density else "count")
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")  # "best" warns when slow
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

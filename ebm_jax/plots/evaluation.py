@@ -139,7 +139,7 @@ def save_ood_histograms(path: str, scores: Mapping[str, object], in_scores, scor
         ax.set_title(f"{name}: AUROC {area:.3f}", fontsize=10)
         ax.set_xlabel(score_name)
         ax.set_ylabel("density")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")  # "best" warns when slow
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[count:]:
         ax.axis("off")
@@ -236,7 +236,7 @@ def save_robustness_curve(path: str, curves: Mapping[str, Mapping[float, float]]
     ax.set_ylim(0, 1.02)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")  # "best" warns when slow
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -67,7 +67,7 @@ def save_thinking_curve(path: str, curves: Mapping[str, tuple], *,
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")  # "best" warns when slow
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
