@@ -175,6 +175,9 @@ class RunConfig:
     num_eval_samples: int = setting(1000, *POSITIVE_INT)
     # chain steps of the generator that evaluation draws fresh samples with
     fresh_sample_steps: int = setting(200, *POSITIVE_INT)
+    # test examples a classifier's robustness evaluation attacks (PGD-20 at L-inf 0.2 and
+    # L2 1.0, two compiled programs); 0 skips it
+    robust_eval_examples: int = setting(1000, *NON_NEGATIVE_INT)
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,8 @@ class Config:
 # Fields that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_FIELDS = frozenset({"run.num_steps", "run.eval_every", "run.log_every",
                               "run.checkpoint_every", "run.keep_checkpoints",
-                              "run.num_eval_samples", "run.fresh_sample_steps", "data.data_dir",
+                              "run.num_eval_samples", "run.fresh_sample_steps",
+                              "run.robust_eval_examples", "data.data_dir",
                               "guard.rollback_retries"})
 
 

@@ -93,7 +93,8 @@ def test_a_bad_setting_names_the_field(override, message):
 
 @pytest.fixture(scope="module")
 def weat_run(tmp_path_factory):
-    return _train_tiny(tmp_path_factory, "weat_digits", "run.num_steps=20")
+    return _train_tiny(tmp_path_factory, "weat_digits", "run.num_steps=20",
+                       "run.robust_eval_examples=100")
 
 
 @pytest.mark.slow

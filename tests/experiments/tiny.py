@@ -12,6 +12,7 @@ TINY = {
     "run.checkpoint_every": "10",
     "run.num_eval_samples": "100",
     "run.fresh_sample_steps": "5",
+    "run.robust_eval_examples": "0",       # two PGD programs: the robustness tests set it
     "objective.chain_start.capacity": "200",
     "objective.num_steps": "5",            # SGLD steps per training step (CD, JEM)
     "objective.num_langevin_steps": "3",   # recovery likelihood's chains

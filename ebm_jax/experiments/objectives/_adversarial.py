@@ -44,4 +44,5 @@ def build_adversarial(config: Config, data, rngs, make_loss: Callable) -> Pieces
     params, logits_fn, energy_fn = build_classifier(config, data, rngs)
     sampling = langevin_sampling(config, data, energy_fn)
     return Pieces(params, energy_fn, logits_fn, make_loss(logits_fn), *sampling,
-                  evaluate=robust_evaluation(data, logits_fn))
+                  evaluate=robust_evaluation(data, logits_fn,
+                                             config.run.robust_eval_examples))

@@ -18,11 +18,10 @@ CLASSIFIER_MODELS_NOTE = ("a classifier has K outputs; 'igebm_resnet' has one, t
 
 # The robustness every classifier's summary reports (in the data's units: digits and images
 # live in [-1, 1], so L-inf 0.2 is a tenth of the range and L2 1.0 over 64 pixels is 0.125
-# per pixel): PGD-20 from a random start, on at most ROBUST_EXAMPLES test examples.
+# per pixel): PGD-20 from a random start, on at most run.robust_eval_examples test examples.
 ROBUST_LINF = 0.2
 ROBUST_L2 = 1.0
 ROBUST_PGD_STEPS = 20
-ROBUST_EXAMPLES = 1000
 ROBUST_BATCH = 500
 ROBUST_KEYS = ("robust_accuracy_linf", "robust_accuracy_l2", "energy_sign_untargeted",
                "energy_sign_targeted")
@@ -37,10 +36,11 @@ def build_classifier(config, data, rngs):
     return model.params, model.apply, energy_from_logits(model.apply)
 
 
-def robust_evaluation(data, logits_fn: Callable) -> Callable:
+def robust_evaluation(data, logits_fn: Callable, num_examples: int) -> Callable:
     """A classifier's own metrics, ``evaluate(params, rng_key, *, quick=False, figure=None)``
-    (see :class:`~ebm_jax.experiments.objectives.Pieces`), on the first
-    :data:`ROBUST_EXAMPLES` test examples; nothing with ``quick`` (the periodic evaluation).
+    (see :class:`~ebm_jax.experiments.objectives.Pieces`), on the first ``num_examples``
+    test examples (a run's ``run.robust_eval_examples``); nothing with ``quick`` (the
+    periodic evaluation) or without examples.
 
     Keys: ``robust_accuracy_linf`` and ``robust_accuracy_l2``, the accuracy under PGD-20
     with a random start at L-inf :data:`ROBUST_LINF` and L2 :data:`ROBUST_L2` (cross-entropy
@@ -50,15 +50,15 @@ def robust_evaluation(data, logits_fn: Callable) -> Callable:
     class raises (:func:`ebm_jax.metrics.attack_energy_shift`; Mirza et al. 2024 report both
     shares high on CIFAR-10 classifiers). Two compiled programs per call.
     """
-    x = np.asarray(data.x_test[:ROBUST_EXAMPLES])
-    y = np.asarray(data.y_test[:ROBUST_EXAMPLES])
+    x = np.asarray(data.x_test[:num_examples])
+    y = np.asarray(data.y_test[:num_examples])
     batch = min(len(x), ROBUST_BATCH)
     options = dict(num_steps=ROBUST_PGD_STEPS, batch_size=batch, clip_range=data.data_range)
 
     def evaluate(params, rng_key, *, quick: bool = False,
                  figure: Optional[str] = None) -> dict:
         del figure  # no picture of its own
-        if quick:
+        if quick or not len(x):
             return {}
         k_linf, k_l2 = jax.random.split(rng_key)
         # One L-inf program: the untargeted attack's accuracy and energies, the targeted one's.

@@ -50,7 +50,8 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
                       chain_start=make_chain_start(objective.chain_start, data.data_range,
                                                    num_devices))
     return Pieces(params, energy_fn, logits_fn, loss, *sampling,
-                  evaluate=robust_evaluation(data, logits_fn))
+                  evaluate=robust_evaluation(data, logits_fn,
+                                             config.run.robust_eval_examples))
 
 
 def check(config: Config) -> None:

@@ -35,7 +35,8 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     params, logits_fn, energy_fn = build_classifier(config, data, rngs)
     sampling = langevin_sampling(config, data, energy_fn)
     return Pieces(params, energy_fn, logits_fn, cross_entropy(logits_fn), *sampling,
-                  evaluate=robust_evaluation(data, logits_fn))
+                  evaluate=robust_evaluation(data, logits_fn,
+                                             config.run.robust_eval_examples))
 
 
 PRESETS = {
