@@ -1,5 +1,6 @@
 """Applications of trained EBMs: inpainting, denoising and class-conditional sampling."""
-from ebm_jax.applications.conditional import sample_composed, sample_conditional
+from ebm_jax.applications.conditional import (AscentSweep, generate_by_ascent, sample_composed,
+                                              sample_conditional)
 from ebm_jax.applications.inpainting import (
     ReconstructionError,
     box_mask,
@@ -11,6 +12,6 @@ from ebm_jax.applications.inpainting import (
     reconstruction_error,
 )
 
-__all__ = ["ReconstructionError", "box_mask", "denoise", "half_image_mask", "inpaint",
-           "masked_energy", "random_pixel_mask", "reconstruction_error", "sample_composed",
-           "sample_conditional"]
+__all__ = ["AscentSweep", "ReconstructionError", "box_mask", "denoise", "generate_by_ascent",
+           "half_image_mask", "inpaint", "masked_energy", "random_pixel_mask",
+           "reconstruction_error", "sample_composed", "sample_conditional"]

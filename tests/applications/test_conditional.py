@@ -186,3 +186,24 @@ def test_sample_composed_rejects_bad_input(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         sample_composed(**args)
+
+
+def test_generation_by_ascent_sweeps_the_step_count_and_keeps_the_best():
+    from ebm_jax.applications.conditional import generate_by_ascent
+    from ebm_jax.losses.dat import pgd_contrastive_samples
+
+    def logits_fn(w, x):
+        return w @ x
+    w = jnp.array([[3.0, 4.0], [0.0, 1.0]])           # class 0 climbs along (0.6, 0.8)
+    seeds = jnp.zeros((6, 2))
+    labels = jnp.array([0, 1, 0, 1, 0, 1])
+    target = np.where(np.asarray(labels)[:, None] == 0, [0.24, 0.32], [0.0, 0.4])  # 4 steps
+    sweep = generate_by_ascent(logits_fn, w, seeds, labels, [2, 4, 6],
+                               lambda x: float(np.abs(x - target).max()), step_size=0.1)
+    assert sweep.best_steps == 4 and sweep.scores[4] < 1e-6 < sweep.scores[2]
+    np.testing.assert_allclose(sweep.samples[6], pgd_contrastive_samples(
+        logits_fn, w, seeds, labels, 6, step_size=0.1), atol=1e-6)
+    with pytest.raises(ValueError, match=r"steps=\[\]"):
+        generate_by_ascent(logits_fn, w, seeds, labels, [], lambda x: 0.0)
+    with pytest.raises(ValueError, match="labels has shape"):
+        generate_by_ascent(logits_fn, w, seeds, labels[:3], [1], lambda x: 0.0)
