@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ebm_jax._checks import check_int, is_int
+from ebm_jax.nets.batch_norm import BatchNorm
 from ebm_jax.nets.conditioned import CONDITIONINGS, EMBEDDINGS, sinusoidal_embedding
 from ebm_jax.nets.layers import (
     PowerIterationVector,
@@ -167,15 +168,20 @@ class _Dense(nnx.Module):
 
 
 class _WideBlock(nnx.Module):
-    """JEM's ``wide_basic`` without norm: ``conv2(act(conv1(act(x)))) + shortcut(x)``.
+    """JEM's ``wide_basic`` without norm: ``conv2(act(conv1(act(x)))) + shortcut(x)``, or
+    with ``batch_norm`` the original pre-activation block ``conv2(act(bn2(conv1(act(bn1(
+    x)))))) + shortcut(x)``.
 
     ``conv2`` carries the stride; the shortcut is a 1x1 convolution when the
     shape changes, else the identity.
     """
 
     def __init__(self, in_features: int, out_features: int, strides: int, *,
-                 activation: Callable[[jax.Array], jax.Array], conv_kwargs: dict, rngs: nnx.Rngs):
+                 activation: Callable[[jax.Array], jax.Array], conv_kwargs: dict, rngs: nnx.Rngs,
+                 batch_norm: bool = False):
         self.activation = activation
+        self.bn1 = BatchNorm(in_features) if batch_norm else None
+        self.bn2 = BatchNorm(out_features) if batch_norm else None
         self.conv1 = _Conv(in_features, out_features, 3, rngs=rngs, **conv_kwargs)
         self.conv2 = _Conv(out_features, out_features, 3, strides=strides, rngs=rngs,
                            **conv_kwargs)
@@ -184,8 +190,8 @@ class _WideBlock(nnx.Module):
                          if strides != 1 or in_features != out_features else None)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = self.conv1(self.activation(x))
-        h = self.conv2(self.activation(h))
+        h = self.conv1(self.activation(x if self.bn1 is None else self.bn1(x)))
+        h = self.conv2(self.activation(h if self.bn2 is None else self.bn2(h)))
         return h + (x if self.shortcut is None else self.shortcut(x))
 
 
@@ -210,6 +216,9 @@ class WideResNet(nnx.Module):
         (``"leaky_relu"`` has slope 0.2, JEM's).
       spectral_norm: spectrally normalise every kernel (head included).
       power_iterations: power iterations of spectral normalisation.
+      batch_norm: the original WRN's batch norm before every activation
+        (:class:`~ebm_jax.nets.batch_norm.BatchNorm`: its statistics are params; build the
+        pure functions with :func:`~ebm_jax.nets.batch_norm.pure_batch_norm`). JEM drops it.
       dtype: compute dtype of convolutions and matmuls (e.g. ``jnp.bfloat16``).
       param_dtype: storage dtype of the parameters.
       rngs: ``nnx.Rngs``.
@@ -226,7 +235,8 @@ class WideResNet(nnx.Module):
     def __init__(self, image_shape: Sequence[int], num_classes: int, *, depth: int = 28,
                  widen_factor: int = 10, activation: str = "leaky_relu",
                  spectral_norm: bool = False, power_iterations: int = 3,
-                 dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+                 batch_norm: bool = False, dtype: Any = jnp.float32,
+                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.image_shape = _check_image_shape(image_shape)
         num_classes = check_int("num_classes", num_classes)
         if not is_int(depth) or depth < 10 or (depth - 4) % 6:
@@ -247,9 +257,10 @@ class WideResNet(nnx.Module):
             for i in range(n):
                 blocks.append(_WideBlock(in_features, width, strides if i == 0 else 1,
                                          activation=self.activation, conv_kwargs=conv_kwargs,
-                                         rngs=rngs))
+                                         rngs=rngs, batch_norm=batch_norm))
                 in_features = width
         self.blocks = nnx.List(blocks)
+        self.final_bn = BatchNorm(in_features) if batch_norm else None
         self.head = _Dense(in_features, num_classes, float32_output=True, rngs=rngs,
                            **conv_kwargs)
 
@@ -257,6 +268,8 @@ class WideResNet(nnx.Module):
         h = self.stem(_as_images(x, self.image_shape, self.dtype))
         for block in self.blocks:
             h = block(h)
+        if self.final_bn is not None:
+            h = self.final_bn(h)
         pooled = jnp.mean(self.activation(h).astype(jnp.float32), axis=(1, 2))
         return self.head(pooled).astype(jnp.float32)
 

@@ -100,3 +100,19 @@ def test_with_the_statistics_of_the_data_per_example_equals_the_batch():
 def test_a_bad_update_rate_is_refused():
     with pytest.raises(ValueError, match=r"update_rate=0.0: expected a number in \(0, 1\]"):
         with_running_statistics(optax.sgd(0.1), update_rate=0.0)
+
+
+def test_a_wide_resnet_with_batch_norm_normalises_before_every_activation():
+    from ebm_jax.nets import WideResNet
+    net = WideResNet((8, 8, 3), 4, depth=10, widen_factor=1, batch_norm=True,
+                     rngs=nnx.Rngs(0))
+    model = pure_batch_norm(net)
+    # one block per group: 2 norms each, and the final one (mean and variance each)
+    assert sum(jax.tree.leaves(statistics_mask(model.params))) == 2 * (3 * 2 + 1)
+    xs = jax.random.normal(jax.random.key(1), (6, 8 * 8 * 3))
+    out, targets = model.apply_batch(model.params, xs)
+    assert out.shape == (6, 4)
+    per_example = jax.vmap(model.apply, (None, 0))(targets, xs)   # the batch's statistics
+    np.testing.assert_allclose(per_example, out, rtol=1e-4, atol=1e-5)
+    plain = WideResNet((8, 8, 3), 4, depth=10, widen_factor=1, rngs=nnx.Rngs(0))
+    assert not any(jax.tree.leaves(statistics_mask(pure_batch_norm(plain).params)))
