@@ -56,6 +56,21 @@ def _check_attack_args(norm, epsilon, step_size, num_steps, clip_range, loss):
     return check_bounds("clip_range", clip_range, allow_none=True, expected=CLIP_RANGE)
 
 
+def _padded_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """``(index, x_b, y_b, mask)`` for every batch of ``batch_size`` examples, the last one
+    padded with copies of the first example (``mask`` False there): one compiled program
+    serves every batch."""
+    n = x.shape[0]
+    num_batches = -(-n // batch_size)
+    pad = num_batches * batch_size - n
+    x_pad = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
+    y_pad = np.concatenate([y, np.repeat(y[:1], pad, axis=0)])
+    valid = np.arange(num_batches * batch_size) < n
+    for b in range(num_batches):
+        sl = slice(b * batch_size, (b + 1) * batch_size)
+        yield b, x_pad[sl], y_pad[sl], valid[sl]
+
+
 def _check_batch(x, y) -> tuple[jax.Array, jax.Array]:
     x, y = jnp.asarray(x), jnp.asarray(y)
     if x.ndim < 1 or x.shape[0] == 0:
@@ -274,11 +289,6 @@ def robust_accuracy_curve(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, 
     y = np.asarray(y)
     _check_batch(x, y)
     n = x.shape[0]
-    num_batches = -(-n // batch_size)
-    pad = num_batches * batch_size - n
-    x_pad = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
-    y_pad = np.concatenate([y, np.repeat(y[:1], pad, axis=0)])
-    valid = np.arange(num_batches * batch_size) < n
 
     @jax.jit
     def correct_in_batch(key, params, xb, yb, mask, eps):
@@ -295,10 +305,9 @@ def robust_accuracy_curve(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, 
     curve = {}
     for eps in epsilons:
         correct = 0
-        for b in range(num_batches):
-            sl = slice(b * batch_size, (b + 1) * batch_size)
-            correct += int(correct_in_batch(jax.random.fold_in(rng_key, b), params, x_pad[sl],
-                                            y_pad[sl], valid[sl], jnp.float32(eps)))
+        for b, xb, yb, mask in _padded_batches(x, y, batch_size):
+            correct += int(correct_in_batch(jax.random.fold_in(rng_key, b), params, xb, yb,
+                                            mask, jnp.float32(eps)))
         curve[float(eps)] = correct / n
     return curve
 
@@ -374,22 +383,15 @@ def attack_energy_shift(rng_key: jax.Array, logits_fn: LogitsFn, params: Any, x,
         num_classes = shape[0]
     num_classes = check_int("num_classes", num_classes, 2,
                             expected="an int >= 2 (a targeted attack needs another class)")
-    n = x.shape[0]
-    num_batches = -(-n // batch_size)
-    pad = num_batches * batch_size - n
-    x_pad = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
-    y_pad = np.concatenate([y, np.repeat(y[:1], pad, axis=0)])
-    valid = np.arange(num_batches * batch_size) < n
     epsilon = np.float32(epsilon)
     step = np.float32(2.5 * epsilon / num_steps if step_size is None else step_size)
     parts = []
-    for b in range(num_batches):
-        sl = slice(b * batch_size, (b + 1) * batch_size)
-        out = _energy_shifts(jax.random.fold_in(rng_key, b), params, x_pad[sl], y_pad[sl],
+    for b, xb, yb, mask in _padded_batches(x, y, batch_size):
+        out = _energy_shifts(jax.random.fold_in(rng_key, b), params, xb, yb,
                              epsilon, step, logits_fn=logits_fn, norm=norm,
                              num_steps=num_steps, random_start=bool(random_start),
                              clip_range=clip_range, num_classes=num_classes)
-        parts.append([np.asarray(a)[valid[sl]] for a in out])
+        parts.append([np.asarray(a)[mask] for a in out])
     away, toward, correct = (np.concatenate(a) for a in zip(*parts))
     return {"untargeted": float(np.mean(away < 0)), "targeted": float(np.mean(toward > 0)),
             "untargeted_mean": float(np.mean(away)), "targeted_mean": float(np.mean(toward)),
