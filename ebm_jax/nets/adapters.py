@@ -39,21 +39,37 @@ def pure(module: nnx.Module) -> PureModel:
       >>> model.apply(model.params, jnp.zeros(2)).shape
       (1,)
     """
+    rebuild, params = split_params(module, "PureModel.params")
+
+    def apply(params, x):
+        return rebuild(params)(x[None])[0]
+
+    return PureModel(apply, params)
+
+
+def split_params(module: nnx.Module, name: str) -> tuple[Callable[[Any], nnx.Module], Any]:
+    """``(rebuild, params)``: ``module``'s trainable parameters as a nested dict of arrays, and
+    ``rebuild(params)``, the module with those parameters (its other variables fresh copies
+    of the module's, so that a traced call may set them), at trace time.
+
+    Raises (from ``rebuild``):
+      ValueError: params of another structure than ``params`` (named ``name`` in the message).
+    """
     graphdef, params_state, rest = nnx.split(module, nnx.Param, ...)
     treedef = jax.tree.structure(params_state)
     params = nnx.to_pure_dict(params_state)
     expected = jax.tree.structure(params)
 
-    def apply(params, x):
+    def rebuild(params):
         # Leaves are matched by position, so the structure (keys included) must be the one we made.
         got = jax.tree.structure(params)
         if got != expected:
             raise ValueError(f"params have structure {got}: expected {expected}, "
-                             "the structure of PureModel.params")
+                             f"the structure of {name}")
         state = jax.tree.unflatten(treedef, jax.tree.leaves(params))
-        return nnx.merge(graphdef, state, rest)(x[None])[0]
+        return nnx.merge(graphdef, state, rest, copy=True)
 
-    return PureModel(apply, params)
+    return rebuild, params
 
 
 def as_energy_fn(module: nnx.Module) -> PureModel:

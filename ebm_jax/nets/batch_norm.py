@@ -45,6 +45,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from ebm_jax.nets.adapters import split_params
+
 STATISTICS = ("running_mean", "running_var")   # the leaf names of the running statistics
 EPSILON = 1e-5
 UPDATE_RATE = 0.1   # PyTorch's BatchNorm momentum: the share of the batch's statistic per step
@@ -180,18 +182,7 @@ class BatchNormModel(NamedTuple):
 def pure_batch_norm(module: nnx.Module) -> BatchNormModel:
     """Split ``module`` (which may hold :class:`BatchNorm` layers) into
     :class:`BatchNormModel`'s pure functions and its params."""
-    graphdef, params_state, rest = nnx.split(module, nnx.Param, ...)
-    treedef = jax.tree.structure(params_state)
-    params = nnx.to_pure_dict(params_state)
-    expected = jax.tree.structure(params)
-
-    def merged(params):
-        got = jax.tree.structure(params)
-        if got != expected:
-            raise ValueError(f"params have structure {got}: expected {expected}, the "
-                             "structure of BatchNormModel.params")
-        state = jax.tree.unflatten(treedef, jax.tree.leaves(params))
-        return nnx.merge(graphdef, state, rest, copy=True)   # fresh variables per trace
+    merged, params = split_params(module, "BatchNormModel.params")
 
     def apply(params, x):
         return merged(params)(x[None])[0]
