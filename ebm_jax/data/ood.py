@@ -216,18 +216,35 @@ def interpolations(rng_key: jax.Array, x, y=None, num: Optional[int] = None, *,
     n = x.shape[0]
     num = n if num is None else _check_num(num)
     check_probability("weight", weight, include_zero=False, include_one=False)
+    first, second = pairs(rng_key, n, num, y, x.shape)
+    return ((1.0 - weight) * x[first] + weight * x[second]).astype(np.float32)
+
+
+def pairs(rng_key: jax.Array, n: int, num: int, y=None,
+          x_shape: Optional[tuple] = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, second)``: ``num`` random pairs of indices into ``n`` examples, the second of
+    each a uniform draw among the examples of other classes (with labels ``y [n]``), or among
+    the other ``n - 1`` examples (without). ``x_shape`` only names the examples in errors.
+
+    Example::
+
+      >>> first, second = pairs(jax.random.key(0), 4, 100, np.array([0, 0, 1, 1]))
+      >>> bool(np.all(first // 2 != second // 2))           # always of the other class
+      True
+    """
+    x_shape = (n,) if x_shape is None else tuple(x_shape)
     k_first, k_second = jax.random.split(rng_key)
     first = _indices(k_first, n, num)
     if y is None:
         if n < 2:
-            raise ValueError(f"x has shape {x.shape}: expected at least 2 examples to pair")
+            raise ValueError(f"x has shape {x_shape}: expected at least 2 examples to pair")
         # A uniform partner among the other n - 1 examples.
         offset = np.asarray(jax.random.randint(k_second, (num,), 1, n))
         second = (first + offset) % n
     else:
         y = np.asarray(y)
         if y.shape != (n,):
-            raise ValueError(f"y has shape {y.shape}: expected labels ({n},) matching x {x.shape}")
+            raise ValueError(f"y has shape {y.shape}: expected labels ({n},) matching x {x_shape}")
         classes = np.unique(y)
         if classes.size < 2:
             raise ValueError(f"y has the single class {classes.tolist()}: expected at least two "
@@ -242,7 +259,7 @@ def interpolations(rng_key: jax.Array, x, y=None, num: Optional[int] = None, *,
         rank = np.minimum((u * (n - counts[c])).astype(np.int64), n - counts[c] - 1)
         rank = np.where(rank >= starts[c], rank + counts[c], rank)
         second = order[rank]
-    return ((1.0 - weight) * x[first] + weight * x[second]).astype(np.float32)
+    return first, second
 
 
 def held_out_class(x, y, cls: int) -> HeldOutSplit:

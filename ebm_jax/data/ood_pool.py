@@ -28,12 +28,12 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
 
-from ebm_jax.data.ood import _check_images, _check_num, _indices, interpolations, inverted
+from ebm_jax.data.ood import _check_images, _check_num, _indices, interpolations, inverted, pairs
 
 POOL_KINDS = ("blurred_noise", "mixtures", "interpolations", "shifted", "inverted")
 BLUR_SIGMA = 1.0          # pixels: the blur of the noise (strokes of 8x8 digits are ~1-2 px)
@@ -41,15 +41,10 @@ SHIFT_PIXELS = (2, 3)     # the shifts' smallest and largest size along each axi
 BLEND_WEIGHTS = (0.3, 0.7)
 
 
-def _image_shape(image_shape: Sequence[int], x: np.ndarray) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in image_shape)
-    if len(shape) == 2:
-        shape = shape + (1,)
-    if len(shape) != 3 or int(np.prod(shape)) != int(np.prod(x.shape[1:])):
-        raise ValueError(f"image_shape={tuple(image_shape)!r}: expected (H, W[, C]) with "
-                         f"H*W*C = {int(np.prod(x.shape[1:]))}, the size of one example of x "
-                         f"{x.shape}")
-    return shape
+def _hwc(image_shape: Sequence[int]) -> tuple[int, int, int]:
+    """``(H, W, C)`` of an image shape ``(H, W[, C])``."""
+    h, w, *c = (int(s) for s in image_shape)
+    return h, w, (c[0] if c else 1)
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
@@ -84,30 +79,13 @@ def blurred_noise(rng_key: jax.Array, num: int, image_shape: Sequence[int],
       ((4, 64), -1.0, 1.0)
     """
     num = _check_num(num)
-    h, w, c = (tuple(int(s) for s in image_shape) + (1,))[:3]
+    h, w, c = _hwc(image_shape)
     low, high = data_range
     noise = np.asarray(jax.random.uniform(rng_key, (num, h, w, c)), np.float64)
     smooth = _blur(noise, sigma).reshape(num, -1)
     lo, hi = smooth.min(axis=1, keepdims=True), smooth.max(axis=1, keepdims=True)
     unit = (smooth - lo) / np.maximum(hi - lo, 1e-12)
     return (low + (high - low) * unit).astype(np.float32)
-
-
-def _partners(rng_key: jax.Array, y: Optional[np.ndarray], first: np.ndarray,
-              n: int) -> np.ndarray:
-    """For each index of ``first``, a random other index (of another class with labels)."""
-    k_offset, k_retry = jax.random.split(rng_key)
-    second = (first + np.asarray(jax.random.randint(k_offset, first.shape, 1, n))) % n
-    if y is None:
-        return second
-    for attempt in range(64):  # redraw the partners of a class's own until none is left
-        same = y[second] == y[first]
-        if not same.any():
-            break
-        redraw = np.asarray(jax.random.randint(jax.random.fold_in(k_retry, attempt),
-                                               first.shape, 0, n))
-        second = np.where(same, redraw, second)
-    return second
 
 
 def mixtures(rng_key: jax.Array, x, num: int, *, y=None) -> np.ndarray:
@@ -122,12 +100,7 @@ def mixtures(rng_key: jax.Array, x, num: int, *, y=None) -> np.ndarray:
       [[1.0, 1.0, -1.0]]
     """
     x = _check_images(x)
-    n, num = x.shape[0], _check_num(num)
-    if n < 2:
-        raise ValueError(f"x has shape {x.shape}: expected at least 2 examples to mix")
-    k_first, k_second = jax.random.split(rng_key)
-    first = _indices(k_first, n, num)
-    second = _partners(k_second, None if y is None else np.asarray(y), first, n)
+    first, second = pairs(rng_key, x.shape[0], _check_num(num), y, x.shape)
     return np.maximum(x[first], x[second]).astype(np.float32)
 
 
@@ -143,8 +116,8 @@ def shifted(rng_key: jax.Array, x, image_shape: Sequence[int], data_range: tuple
       >>> int(np.argmax(moved[0])) in (0, 2, 8, 10)           # one pixel diagonally away
       True
     """
-    x = _check_images(x)
-    h, w, c = _image_shape(image_shape, x)
+    x = _check_images(x, image_shape)
+    h, w, c = _hwc(image_shape)
     num, (low, _) = _check_num(num), data_range
     k_pick, k_size, k_sign = jax.random.split(rng_key, 3)
     images = x[_indices(k_pick, x.shape[0], num)].reshape(num, h, w, c)
@@ -183,7 +156,6 @@ def ood_pool(rng_key: jax.Array, x, image_shape: Sequence[int], data_range: tupl
     unknown = [k for k in kinds if k not in POOL_KINDS]
     if not kinds or unknown:
         raise ValueError(f"kinds={kinds!r}: expected a non-empty subset of {list(POOL_KINDS)}")
-    _image_shape(image_shape, x)
     shares = [num // len(kinds) + (i < num % len(kinds)) for i in range(len(kinds))]
     keys = jax.random.split(rng_key, len(kinds) + 1)
     flat = x.reshape(x.shape[0], -1)
