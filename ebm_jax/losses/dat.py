@@ -156,8 +156,7 @@ def dat_energy(logits_fn: Callable, start: ChainStart, *, step_size: float = 0.1
 
     def init(rng_key, params, example_batch):
         x = jnp.asarray(example_batch["x"])
-        labels = check_labels(example_batch, "dat_energy", x.shape[0], None)
-        del labels
+        check_labels(example_batch, "dat_energy", x.shape[0], None)
         window = max(1, math.ceil(auroc_images / x.shape[0]))
         return DATState(jnp.asarray(initial_steps, jnp.int32), jnp.zeros((window,), jnp.float32),
                         jnp.zeros((), jnp.int32), start.init(rng_key, x.shape[1:]))

@@ -535,7 +535,6 @@ def ebt(energy_fn: Callable, *, num_steps: int = 4, mode: str = "system1",
     def search_from_noise(key, energy_params, step_size, x, y):
         """``[noise_negatives, B, ...]``: detached descents of ``scan_steps`` steps from
         ``start_noise N(0, I)``, as inference searches."""
-        energy_params, step_size = jax.lax.stop_gradient((energy_params, step_size))
         noise = start_noise * jax.random.normal(key, (noise_negatives, *y.shape), y.dtype)
 
         def one(x_b, start_b):
