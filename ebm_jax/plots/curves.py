@@ -31,7 +31,7 @@ def save_curves(path: str, records: Iterable[dict], panels: Sequence[Sequence[st
             ax.plot([p[0] for p in points], [p[1] for p in points], label=key,
                     marker="o" if len(points) < 20 else None)
         ax.set_xlabel("step")
-        ax.legend(fontsize=8, loc="upper right")  # "best" warns when slow
+        ax.legend(fontsize=8, loc="center right")  # "best" warns when slow; curves end high or low
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
