@@ -67,6 +67,7 @@ MODULES = [
     "ebm_jax.losses.ebt",
     "ebm_jax.losses.nce",
     "ebm_jax.losses.score_matching",
+    "ebm_jax.losses.two_stage",
     "ebm_jax.metrics.classification",
     "ebm_jax.metrics.digit_classifier",
     "ebm_jax.metrics.digit_yardstick",

@@ -269,7 +269,8 @@ def generate_by_ascent(logits_fn: LogitsFn, params: Any, seeds: Any, labels: Any
     (L2-normalised steps of ``step_size``, clamped; :func:`~ebm_jax.losses.dat.
     pgd_contrastive_samples`), for every count in ``steps``, each scored by ``score_fn(
     samples) -> float`` (lower is better, e.g. the digit yardstick's Fréchet distance); one
-    compiled program serves every count.
+    compiled program serves every count, and the sweep costs as many steps as its largest
+    count (each count continues the last).
 
     Raises:
       ValueError: no step counts or a negative one, seeds and labels of different lengths.
@@ -294,6 +295,11 @@ def generate_by_ascent(logits_fn: LogitsFn, params: Any, seeds: Any, labels: Any
                          "per seed")
     ascend = jax.jit(lambda p, x, y, t: pgd_contrastive_samples(
         logits_fn, p, x, y, t, step_size=step_size, clip_range=clip_range))
-    samples = {t: np.asarray(ascend(params, seeds, labels, jnp.int32(t))) for t in steps}
+    # The ascent is deterministic: each count continues the previous one's samples (the cost
+    # of the largest count alone), which equals starting afresh from the seeds.
+    samples, x, done = {}, seeds, 0
+    for t in sorted(set(steps)):
+        x = ascend(params, x, labels, jnp.int32(t - done))
+        samples[t], done = np.asarray(x), t
     scores = {t: float(score_fn(x)) for t, x in samples.items()}
     return AscentSweep(samples, scores, min(scores, key=scores.get))

@@ -47,9 +47,12 @@ class Experiment(NamedTuple):
     density: bool = True  # energy_fn(params, x) models the data (Objective.density)
 
 
-def make_optimizer(settings: OptimizerConfig, num_steps: int) -> optax.GradientTransformation:
+def make_optimizer(settings: OptimizerConfig, num_steps: int,
+                   wrap: Optional[Callable] = None) -> optax.GradientTransformation:
     """Adam/AdamW/SGD with optional warm-up, cosine decay over ``num_steps`` and global-norm
-    gradient clipping, behind a learning-rate multiplier that a rollback can lower."""
+    gradient clipping, inside ``wrap(optimizer)`` when given (an objective's,
+    ``Pieces.wrap_optimizer``), behind a learning-rate multiplier that a rollback can
+    lower."""
     lr = settings.learning_rate
     if settings.schedule == "cosine":
         lr = optax.warmup_cosine_decay_schedule(0.0, settings.learning_rate,
@@ -66,7 +69,7 @@ def make_optimizer(settings: OptimizerConfig, num_steps: int) -> optax.GradientT
         opt = optax.sgd(lr, momentum=0.9)
     if settings.clip_grad_norm is not None:
         opt = optax.chain(optax.clip_by_global_norm(settings.clip_grad_norm), opt)
-    return with_lr_scale(opt)
+    return with_lr_scale(wrap(opt) if wrap is not None else opt)
 
 
 def build(config: Config, data: Optional[Data] = None, *, num_devices: int = 1) -> Experiment:
@@ -83,7 +86,8 @@ def build(config: Config, data: Optional[Data] = None, *, num_devices: int = 1) 
     pieces = objective.build(config, data, nnx.Rngs(config.run.seed), num_devices=num_devices)
     return Experiment(config, data, pieces.params, pieces.energy_fn, pieces.logits_fn,
                       pieces.sampler, pieces.make_sampler, pieces.loss,
-                      make_optimizer(config.optimizer, config.run.num_steps), pieces.generate,
+                      make_optimizer(config.optimizer, config.run.num_steps,
+                                     pieces.wrap_optimizer), pieces.generate,
                       pieces.generator_name, pieces.evaluate, objective.density)
 
 

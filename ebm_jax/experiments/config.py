@@ -133,6 +133,9 @@ class ModelConfig:
                                            "a positive int or none (the paper's)")
     # compute dtype; parameters, energies and chains stay float32
     dtype: str = setting("float32", *one_of("float32", "bfloat16"))
+    # "mlp" and "wrn": batch norm after every hidden layer / before every activation, its
+    # running statistics params (ebm_jax.nets.batch_norm); for objectives that train them
+    batch_norm: bool = setting(False)
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,13 @@ def validate(config: Config) -> Config:
     if (is_toy or is_regression) and model.kind != "mlp":
         raise ConfigError(f"model.kind={model.kind!r} with data.dataset={data.dataset!r}: "
                           "expected 'mlp'")
+    if model.batch_norm and not objective.batch_norm:
+        raise ConfigError(f"model.batch_norm=True with objective={kind!r}: expected false (its "
+                          "training does not update batch norm's statistics; objectives that "
+                          f"do: {[k for k in objective_kinds() if get_objective(k).batch_norm]})")
+    if model.batch_norm and model.kind not in ("mlp", "wrn"):
+        raise ConfigError(f"model.batch_norm=True with model.kind={model.kind!r}: expected "
+                          "model.kind 'mlp' or 'wrn' (the networks with batch norm)")
     if model.kind not in objective.models:
         raise ConfigError(f"model.kind={model.kind!r} with objective={kind!r}: expected one of "
                           f"{list(objective.models)} ({objective.models_note})")

@@ -57,7 +57,7 @@ def make_network(model: ModelConfig, in_features: int, image_shape: Optional[tup
     _require_images(model, image_shape)
     common = dict(activation=model.activation, spectral_norm=model.spectral_norm, rngs=rngs)
     if model.kind == "mlp":
-        return MLP(in_features, model.hidden, out, **common)
+        return MLP(in_features, model.hidden, out, batch_norm=model.batch_norm, **common)
     if model.kind == "conv":
         return ConvNet(image_shape, model.channels, out, conv_impl=model.conv_impl,
                        kernel_sizes=_per_layer(model.kernel_sizes),
@@ -65,7 +65,7 @@ def make_network(model: ModelConfig, in_features: int, image_shape: Optional[tup
     dtype = compute_dtype(model)
     if model.kind == "wrn":
         return WideResNet(image_shape, out, depth=model.depth, widen_factor=model.widen_factor,
-                          dtype=dtype, **common)
+                          batch_norm=model.batch_norm, dtype=dtype, **common)
     if model.kind == "igebm_resnet":
         return IGEBMResNet(image_shape, channels=model.resnet_channels, dtype=dtype,
                            **_resnet_blocks(model), **common)

@@ -2,7 +2,8 @@
 from ebm_jax.losses.adversarial import (pgd_adversarial_training, trades, trades_examples,
                                         weat)
 from ebm_jax.losses.base import LossTransform, combine
-from ebm_jax.losses.batch_statistics import with_batch_statistics
+from ebm_jax.losses.batch_statistics import (freeze_statistics, with_batch_statistics,
+                                             with_frozen_statistics)
 from ebm_jax.losses.classification import cross_entropy
 from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergence
 from ebm_jax.losses.dat import DATState, dat, dat_energy, pgd_contrastive_samples
@@ -13,11 +14,13 @@ from ebm_jax.losses.nce import nce, nce_params
 from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule,
                                                 progressive_sample, recovery_likelihood)
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
+from ebm_jax.losses.two_stage import TwoStageState, two_stage
 
 __all__ = ["CDState", "DATState", "EBTDescent", "EBTState", "LossTransform", "combine",
            "contrastive_divergence", "cross_entropy", "dat", "dat_energy", "denoising_pairs",
            "denoising_score_matching", "ebt", "ebt_descent", "ebt_energy", "ebt_params",
-           "ebt_step_size", "jem_hybrid", "nce", "nce_params", "NoiseSchedule",
+           "ebt_step_size", "freeze_statistics", "jem_hybrid", "nce", "nce_params", "NoiseSchedule",
            "noise_schedule", "pgd_adversarial_training", "pgd_contrastive_samples",
            "progressive_sample", "recovery_likelihood", "sliced_score_matching", "trades",
-           "trades_examples", "weat", "with_batch_statistics"]
+           "trades_examples", "TwoStageState", "two_stage", "weat", "with_batch_statistics",
+           "with_frozen_statistics"]

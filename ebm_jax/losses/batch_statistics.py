@@ -13,12 +13,13 @@ moves the running statistics toward the batch's through
 inputs (adversarial examples, chains) by the clean batch's statistics is virtual batch norm
 (Salimans et al. 2016) with the clean batch as the reference.
 
-Without the wrapper, the same loss on the same network normalises by the running statistics:
-the frozen stage of DAT (Yin et al. 2025).
+Without the wrapper, the same loss on the same network normalises by the running statistics;
+:func:`with_frozen_statistics` also stops the loss's gradient at them, so that an optimizer
+built by :func:`~ebm_jax.nets.with_running_statistics` leaves them where they are (the frozen
+stage of DAT, Yin et al. 2025) while the rest of the network trains.
 
 Example::
 
-    >>> import optax
     >>> from flax import nnx
     >>> from ebm_jax.losses import cross_entropy
     >>> from ebm_jax.nets import MLP, pure_batch_norm
@@ -34,8 +35,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax
+
 from ebm_jax.losses.base import LossTransform
-from ebm_jax.nets.batch_norm import statistics_matching
+from ebm_jax.nets.batch_norm import statistics_mask, statistics_matching
 
 MATCHING = "batch_statistics_matching"   # the info key of the matching term
 
@@ -71,3 +74,38 @@ def with_batch_statistics(loss: LossTransform,
         return value + matching, (state, {**info, MATCHING: matching})
 
     return LossTransform(init, loss_fn)
+
+
+def freeze_statistics(params: Any) -> Any:
+    """``params`` with ``stop_gradient`` at the running statistics (values unchanged)."""
+    return jax.tree.map(lambda leaf, is_stat: jax.lax.stop_gradient(leaf) if is_stat else leaf,
+                        params, statistics_mask(params))
+
+
+def with_frozen_statistics(loss: LossTransform) -> LossTransform:
+    """``loss`` whose gradient at the running statistics of batch norm is zero: evaluated at
+    :func:`freeze_statistics` ``(params)``. With
+    :func:`~ebm_jax.nets.with_running_statistics`, whose statistics take plain SGD, they then
+    stay frozen, whatever the rest of the params do.
+
+    Example::
+
+      >>> from flax import nnx
+      >>> from ebm_jax.losses import cross_entropy
+      >>> from ebm_jax.nets import MLP, pure_batch_norm
+      >>> model = pure_batch_norm(MLP(2, (8,), 3, batch_norm=True, rngs=nnx.Rngs(0)))
+      >>> loss = with_frozen_statistics(cross_entropy(model.apply))
+      >>> batch = {"x": jnp.ones((4, 2)), "y": jnp.zeros(4, jnp.int32)}
+      >>> state = loss.init(jax.random.key(0), model.params, batch)
+      >>> grads = jax.grad(lambda p: loss.loss(p, state, batch, jax.random.key(1))[0])(
+      ...     model.params)
+      >>> float(jnp.abs(grads["norms"][0]["running_mean"]).max())
+      0.0
+    """
+    if not isinstance(loss, LossTransform):
+        raise TypeError(f"loss={loss!r}: expected a LossTransform")
+
+    def loss_fn(params, state, batch, rng_key):
+        return loss.loss(freeze_statistics(params), state, batch, rng_key)
+
+    return LossTransform(loss.init, loss_fn)

@@ -192,8 +192,9 @@ def dat(energy_term: LossTransform, adversarial_term: LossTransform, *,
     """DAT's loss: ``energy_weight * energy_term`` on the first half of the batch plus
     ``adversarial_term`` on the second half (two independently drawn batches of ``B``).
 
-    Info: the terms' own keys (the adversarial term's prefixed ``"adversarial/"``) and
-    ``"energy/loss"``, ``"adversarial/loss"``. State: ``{"energy": ..., "adversarial": ...}``.
+    Info: the terms' own keys (an adversarial term's key that the energy term also reports
+    prefixed ``"adversarial/"``) and ``"energy/loss"``, ``"adversarial/loss"``. State:
+    ``{"energy": ..., "adversarial": ...}``.
 
     Raises:
       ValueError: (at ``init``/``loss``) a batch of an odd size.
@@ -225,8 +226,10 @@ def dat(energy_term: LossTransform, adversarial_term: LossTransform, *,
         e_value, (e_state, e_info) = energy_term.loss(params, state["energy"], first, k_energy)
         a_value, (a_state, a_info) = adversarial_term.loss(params, state["adversarial"], second,
                                                            k_adv)
-        info = {**e_info, **{f"adversarial/{k}": v for k, v in a_info.items()},
-                "energy/loss": e_value, "adversarial/loss": a_value}
+        # Unprefixed where the terms' keys differ, so that a run's curves (accuracy, energies)
+        # go on across a switch from adversarial training alone (two_stage).
+        a_info = {(f"adversarial/{k}" if k in e_info else k): v for k, v in a_info.items()}
+        info = {**e_info, **a_info, "energy/loss": e_value, "adversarial/loss": a_value}
         return (energy_weight * e_value + a_value,
                 ({"energy": e_state, "adversarial": a_state}, info))
 

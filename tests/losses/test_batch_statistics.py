@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from ebm_jax.losses import cross_entropy
-from ebm_jax.losses.batch_statistics import MATCHING, with_batch_statistics
+from ebm_jax.losses.batch_statistics import (MATCHING, with_batch_statistics,
+                                             with_frozen_statistics)
 from ebm_jax.nets import MLP, pure_batch_norm, statistics_mask, with_running_statistics
 from ebm_jax.nets.batch_norm import statistic_leaves
 
@@ -63,8 +64,38 @@ def test_training_moves_the_running_statistics_by_the_running_average():
     np.testing.assert_allclose(statistic_leaves(params)[0], running, rtol=1e-5, atol=1e-6)
 
 
+def test_frozen_statistics_stay_while_the_weights_train():
+    """The frozen loss normalises by the running statistics (its value is the plain loss's)
+    and its gradient stops at them: with the running-average optimizer they do not move,
+    while every other parameter does. Without the freeze they would (the task's gradient
+    reaches them), which the last assertion shows."""
+    plain = cross_entropy(MODEL.apply)
+    frozen = with_frozen_statistics(plain)
+    opt = with_running_statistics(optax.adam(1e-2), update_rate=0.25)
+    key = jax.random.key(1)
+    state = frozen.init(jax.random.key(0), MODEL.params, BATCH)
+    np.testing.assert_allclose(frozen.loss(MODEL.params, state, BATCH, key)[0],
+                               plain.loss(MODEL.params, state, BATCH, key)[0], rtol=1e-6)
+    mask = jax.tree.leaves(statistics_mask(MODEL.params))
+
+    def one_step(loss):
+        grads = jax.grad(lambda p: loss.loss(p, state, BATCH, key)[0])(MODEL.params)
+        updates, _ = opt.update(grads, opt.init(MODEL.params), MODEL.params)
+        return optax.apply_updates(MODEL.params, updates)
+
+    for is_stat, before, after in zip(mask, jax.tree.leaves(MODEL.params),
+                                      jax.tree.leaves(one_step(frozen))):
+        moved = float(jnp.max(jnp.abs(after - before)))
+        assert (moved == 0.0) if is_stat else (moved > 0.0)
+    unfrozen = statistic_leaves(one_step(plain))
+    assert any(float(jnp.max(jnp.abs(a - b))) > 0.0
+               for a, b in zip(unfrozen, statistic_leaves(MODEL.params)))
+
+
 def test_a_wrong_argument_is_refused():
     with pytest.raises(TypeError, match="expected a LossTransform"):
         with_batch_statistics(MODEL.apply, MODEL.apply_batch)
     with pytest.raises(TypeError, match="apply_batch=None"):
         with_batch_statistics(cross_entropy(MODEL.apply), None)
+    with pytest.raises(TypeError, match="expected a LossTransform"):
+        with_frozen_statistics(MODEL.apply)

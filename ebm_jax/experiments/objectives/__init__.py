@@ -46,6 +46,9 @@ class Pieces(NamedTuple):
         added to the run's summary, to ``ebm-jax evaluate``'s report and, with
         ``quick=True`` (what is cheap), to the periodic evaluation; with ``figure`` (a PNG
         path), it also draws its picture there.
+      wrap_optimizer: ``wrap(optimizer) -> optimizer`` around the config's optimizer (before
+        the rollback's learning-rate multiplier), or None: e.g. batch norm's running
+        statistics on their own update (:func:`~ebm_jax.nets.with_running_statistics`).
     """
 
     params: Any
@@ -57,6 +60,7 @@ class Pieces(NamedTuple):
     generate: Optional[Callable]
     generator_name: str = "SGLD from noise"
     evaluate: Optional[Callable] = None
+    wrap_optimizer: Optional[Callable] = None
 
 
 def _no_check(config) -> None:
@@ -89,6 +93,9 @@ class Objective(NamedTuple):
         are its own (``Pieces.evaluate``).
       regression: it learns from continuous targets ``y`` (a dataset of ``(x, y)`` pairs,
         such as ``"branches"``, needs such an objective).
+      batch_norm: it trains networks with batch norm (``model.batch_norm``): its loss moves
+        the running statistics (:func:`~ebm_jax.losses.with_batch_statistics`) and its
+        ``Pieces.wrap_optimizer`` gives them their update.
     """
 
     kind: str
@@ -107,6 +114,7 @@ class Objective(NamedTuple):
     flat_inert: tuple = ()
     density: bool = True
     regression: bool = False
+    batch_norm: bool = False
 
 
 _REGISTRY: dict[str, Objective] = {}
