@@ -136,31 +136,41 @@ def stage1_figures(workdir: str, stage1_steps: int) -> dict:
             "stage1_robust_accuracy_linf": figures["robust_accuracy_linf"]}
 
 
-def baseline_generation(workdir: str, figure: Optional[str] = None) -> dict:
-    """DAT's generation sweep (its preset's steps, from the same held-out seeds) on another
-    classifier's trained run."""
+def baseline_generation(workdir: str, figure: Optional[str] = None, *,
+                        steps: Optional[tuple] = None, num_seeds: Optional[int] = None) -> dict:
+    """DAT's generation sweep on another classifier's trained run: ``dat_digits``'s step
+    counts (or ``steps``) from the held-out seeds a DAT run of the same seed uses (or the
+    first ``num_seeds`` of another number)."""
     from ebm_jax.experiments import make_config
     from ebm_jax.experiments.evaluation import load_run
     from ebm_jax.experiments.objectives.dat import ascent_yardstick, held_out_seeds
 
     exp, state = load_run(workdir)
     settings = make_config("dat_digits").objective
-    seeds = held_out_seeds(exp.config.run.seed, exp.data, settings.generation_seeds)
+    seeds = held_out_seeds(exp.config.run.seed, exp.data,
+                           num_seeds or settings.generation_seeds)
     return ascent_yardstick(exp.logits_fn, state.ema_params, exp.data, seeds,
-                            settings.sweep_steps, step_size=settings.contrastive_step_size,
-                            figure=figure)
+                            steps or settings.sweep_steps,
+                            step_size=settings.contrastive_step_size, figure=figure)
 
 
-def run_method(method: str, seed: int, steps: Optional[int], workdir: str,
-               figure_dir: Optional[str] = None) -> dict:
-    """Train ``method``'s preset with ``run.seed=seed`` in ``workdir`` (``steps``: a shorter
-    run, DAT's stage 1 a third of it) and return its row."""
-    from ebm_jax.experiments import make_config, train
+def method_config(method: str, seed: int, steps: Optional[int]):
+    """``(config, stage1_steps or None)``: ``method``'s preset with ``run.seed=seed``
+    (``steps``: a shorter run, DAT's stage 1 a third of it; DAT keeps a checkpoint at the
+    end of stage 1).
+
+    Example::
+
+      >>> config, stage1 = method_config("dat", 2, 600)
+      >>> stage1, config.objective.stage1_steps, config.run.checkpoint_every, config.run.seed
+      (200, 200, 200, 2)
+    """
+    from ebm_jax.experiments import make_config
 
     preset, overrides, _ = METHODS[method]
     overrides = [f"run.seed={seed}"] + list(overrides)
     stage1 = None
-    if preset == "dat_digits":
+    if "stage1_steps" in make_config(preset).objective.__dataclass_fields__:
         stage1 = steps // 3 if steps else make_config(preset).objective.stage1_steps
         overrides += [f"objective.stage1_steps={stage1}", f"run.checkpoint_every={stage1}",
                       "run.keep_checkpoints=100"]
@@ -168,10 +178,19 @@ def run_method(method: str, seed: int, steps: Optional[int], workdir: str,
         overrides += [f"run.num_steps={steps}", f"run.eval_every={steps}"]
         if stage1 is None:
             overrides.append(f"run.checkpoint_every={steps}")
-    summary = train(make_config(preset, overrides), workdir, progress=False)
+    return make_config(preset, overrides), stage1
+
+
+def run_method(method: str, seed: int, steps: Optional[int], workdir: str,
+               figure_dir: Optional[str] = None) -> dict:
+    """Train :func:`method_config`'s run in ``workdir`` and return its row."""
+    from ebm_jax.experiments import train
+
+    config, stage1 = method_config(method, seed, steps)
+    summary = train(config, workdir, progress=False)
     figure = (os.path.join(figure_dir, f"adversarial-{method}-{seed}.png")
               if figure_dir else None)
-    if preset == "dat_digits":
+    if stage1 is not None:   # DAT: its own evaluation swept its generations
         generation = summary
         if figure:
             shutil.copy(os.path.join(workdir, "predictions.png"), figure)

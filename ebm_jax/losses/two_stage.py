@@ -70,6 +70,18 @@ def two_stage(first: LossTransform, second: LossTransform, *,
         if not isinstance(term, LossTransform):
             raise TypeError(f"{name}={term!r}: expected a LossTransform")
     switch_step = check_int("switch_step", switch_step, 0)
+    # The stages' info shapes, by the avals of (state, batch): tracing a stage only for them
+    # would double its trace (a network's PGD loops, say) at every trace of the step.
+    info_shapes: dict = {}
+
+    def infos(params, state, batch, rng_key):
+        avals = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), (params, state, batch))
+        key = (jax.tree.structure((params, state, batch)), tuple(jax.tree.leaves(avals)))
+        if key not in info_shapes:
+            info_shapes[key] = (
+                jax.eval_shape(first.loss, params, state.first, batch, rng_key)[1][1],
+                jax.eval_shape(second.loss, params, state.second, batch, rng_key)[1][1])
+        return info_shapes[key]
 
     def init(rng_key, params, example_batch):
         k_first, k_second = jax.random.split(rng_key)
@@ -79,8 +91,7 @@ def two_stage(first: LossTransform, second: LossTransform, *,
 
     def loss(params, state, batch, rng_key):
         args = (params, state.first, batch, rng_key)
-        first_info = jax.eval_shape(first.loss, *args)[1][1]
-        second_info = jax.eval_shape(second.loss, params, state.second, batch, rng_key)[1][1]
+        first_info, second_info = infos(params, state, batch, rng_key)
         for key in set(first_info) & set(second_info):
             a, b = first_info[key], second_info[key]
             if (a.shape, a.dtype) != (b.shape, b.dtype):

@@ -37,6 +37,18 @@ def cd_run_dir(tmp_path_factory):
     return _train_tiny(tmp_path_factory, "cd_digits", "run.num_steps=20")
 
 
+@pytest.fixture(scope="session")
+def dat_run_dir(tmp_path_factory):
+    """A 20-step tiny ``dat_digits`` run directory (10 steps of each stage, checkpoints at 10
+    and 20) and its summary: robustness on 50 test digits, generations swept over 2 and 4
+    ascent steps from 40 held-out seeds."""
+    return _train_tiny(tmp_path_factory, "dat_digits", "run.num_steps=20",
+                       "objective.stage1_steps=10", "objective.pool_size=100",
+                       "objective.generation_seeds=40", "objective.sweep_steps=2,4",
+                       "objective.sample_steps=2", "objective.auroc_images=32",
+                       "run.robust_eval_examples=50")
+
+
 def copy_run(source, destination):
     """A private copy of a shared run directory."""
     shutil.copytree(source, destination)

@@ -25,7 +25,6 @@ from ebm_jax.experiments.objectives.dat import pools
 from ebm_jax.losses import dat, dat_energy, pgd_adversarial_training, with_frozen_statistics
 from ebm_jax.nets.batch_norm import statistic_leaves, statistics_mask
 from ebm_jax.samplers import pool_start
-from tests.experiments.conftest import _train_tiny
 
 pytestmark = pytest.mark.fast_compile
 
@@ -158,18 +157,9 @@ def test_the_second_stage_trains_at_its_share_of_the_learning_rate():
     np.testing.assert_allclose(first_update_size(0) / first_update_size(2), 0.1, rtol=1e-3)
 
 
-@pytest.fixture(scope="module")
-def dat_run(tmp_path_factory):
-    return _train_tiny(tmp_path_factory, "dat_digits", "run.num_steps=20",
-                       "objective.stage1_steps=10", "objective.pool_size=100",
-                       "objective.generation_seeds=40", "objective.sweep_steps=2,4",
-                       "objective.sample_steps=2", "objective.auroc_images=32",
-                       "run.robust_eval_examples=50")
-
-
 @pytest.mark.slow
-def test_a_tiny_run_reports_robustness_generation_and_the_curriculum(dat_run):
-    workdir, summary = dat_run
+def test_a_tiny_run_reports_robustness_generation_and_the_curriculum(dat_run_dir):
+    workdir, summary = dat_run_dir
     for key in ROBUST_KEYS:
         assert 0.0 <= summary[key] <= 1.0, key
     assert summary["ascent_best_steps"] in (2, 4)
@@ -182,3 +172,22 @@ def test_a_tiny_run_reports_robustness_generation_and_the_curriculum(dat_run):
     assert all("curriculum_T" in r and "accuracy" in r for r in logged)
     assert not [r for r in rows if r.get("event") == "rollback"]
     assert (workdir / "predictions.png").exists()
+
+
+@pytest.mark.slow
+def test_the_benchmark_reads_stage_one_and_sweeps_the_same_seeds_as_the_run(dat_run_dir):
+    """benchmarks/adversarial.py on a real run: the stage-1 checkpoint's figures, and its
+    generation sweep for other classifiers, which from the same seeds and counts gives the
+    run's own Fréchet distances (the same held-out seeds)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import adversarial as bench
+
+    workdir, summary = dat_run_dir
+    stage1 = bench.stage1_figures(str(workdir), 10)
+    assert 0.0 <= stage1["stage1_robust_accuracy_linf"] <= stage1["stage1_clean_accuracy"] <= 1
+    swept = bench.baseline_generation(str(workdir), steps=(2, 4), num_seeds=40)
+    for steps, fd in summary["ascent_frechet_by_steps"].items():
+        np.testing.assert_allclose(swept["ascent_frechet_by_steps"][steps], fd, rtol=1e-4)

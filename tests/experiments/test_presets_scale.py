@@ -34,11 +34,14 @@ SMALL = ["data.batch_size=8", "run.num_eval_samples=8", "optimizer.warmup_steps=
          "run.fresh_sample_steps=2"]
 # The persistent SGLD chains of the objectives that have them (JEM, CD; not recovery likelihood).
 SMALL_CHAINS = ["objective.chain_start.capacity=64", "objective.num_steps=2"]
+# DAT's OOD pools (the procedural pool's images are made on the CPU when the run is built).
+SMALL_POOLS = ["objective.pool_size=16", "objective.generation_seeds=10"]
 
 
 def _small(preset):
-    has_chains = hasattr(PRESETS[preset].objective, "chain_start")
-    return SMALL + (SMALL_CHAINS if has_chains else [])
+    objective = PRESETS[preset].objective
+    return (SMALL + (SMALL_CHAINS if hasattr(objective, "chain_start") else [])
+            + (SMALL_POOLS if hasattr(objective, "pool_size") else []))
 
 
 def _tiny(preset, *extra):
@@ -50,7 +53,7 @@ def _tiny(preset, *extra):
 # another head or other data) trace it: shapes and dtypes through the whole step, without
 # compiling the same network again (about 10 s each on 2 cores).
 STEP_TAKEN = {"jem_cifar10": True, "igebm_cifar10": True, "drl_cifar10": True,
-              "jem_cifar100": False, "jem_svhn": False}
+              "jem_cifar100": False, "jem_svhn": False, "dat_cifar10": False}
 
 
 @pytest.mark.slow
