@@ -12,15 +12,15 @@ classifier's digits by PGD ascent on ``f(x)[y]`` from the same held-out OOD seed
 procedural pool of the test digits), the step count of the best Fréchet distance kept (DAT's
 own evaluation; the same sweep for the others); JEM's row reads its fresh SGLD samples
 instead (its own generator), and also carries its ascent figures. DAT's rows add the
-curriculum's final ``T`` and the robust and clean accuracy of its stage-1 checkpoint (the
-robust classifier it starts from).
+curriculum's final ``T`` and the robust and clean accuracy and the generations' Fréchet
+distance of its stage-1 checkpoint (the robust classifier it starts from).
 
 One JSON object per method and seed goes to benchmarks/results/<device>-<date>.json with:
 ``method, preset, seed, steps, clean_accuracy, robust_accuracy_linf, robust_accuracy_l2,
 energy_sign_untargeted, energy_sign_targeted, generator, frechet_distance, kid, precision,
 recall, coverage, diversity, ascent_best_steps, ascent_frechet_distance, curriculum_T,
-stage1_clean_accuracy, stage1_robust_accuracy_linf, rollbacks, train_seconds,
-wall_seconds``.
+stage1_clean_accuracy, stage1_robust_accuracy_linf, stage1_frechet_distance, rollbacks,
+train_seconds, wall_seconds``.
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ ROW_KEYS = ("method", "preset", "seed", "steps", "clean_accuracy", "robust_accur
             "robust_accuracy_l2", "energy_sign_untargeted", "energy_sign_targeted", "generator",
             "frechet_distance", "kid", "precision", "recall", "coverage", "diversity",
             "ascent_best_steps", "ascent_frechet_distance", "curriculum_T",
-            "stage1_clean_accuracy", "stage1_robust_accuracy_linf", "rollbacks",
+            "stage1_clean_accuracy", "stage1_robust_accuracy_linf", "stage1_frechet_distance",
+            "rollbacks",
             "train_seconds", "wall_seconds")
 YARDSTICK = ("frechet_distance", "kid", "precision", "recall", "coverage")
 QUICK_STEPS = 600
@@ -112,14 +113,16 @@ def method_row(method: str, seed: int, summary: dict, generation: dict,
     return row
 
 
-def stage1_figures(workdir: str, stage1_steps: int) -> dict:
-    """The clean and robust (L-inf) accuracy of a DAT run's checkpoint at ``stage1_steps``."""
+def stage1_figures(workdir: str, stage1_steps: int, *, steps: Optional[tuple] = None) -> dict:
+    """The clean and robust (L-inf) accuracy of a DAT run's checkpoint at ``stage1_steps``,
+    and the Fréchet distance of its generations (the run's own sweep, or over ``steps``)."""
     import jax
     import numpy as np
 
     from ebm_jax.experiments import build, initial_state
     from ebm_jax.experiments.evaluation import method_key, read_run_config
     from ebm_jax.experiments.objectives._classifier import robust_evaluation
+    from ebm_jax.experiments.objectives.dat import ascent_yardstick, held_out_seeds
     from ebm_jax.train import Checkpointer
 
     exp = build(read_run_config(workdir))
@@ -132,8 +135,14 @@ def stage1_figures(workdir: str, stage1_steps: int) -> dict:
     logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0)))(params, exp.data.x_test)
     robust = robust_evaluation(exp.data, exp.logits_fn, len(exp.data.x_test))
     figures = robust(params, method_key(exp.config))
+    settings = exp.config.objective
+    seeds = held_out_seeds(exp.config.run.seed, exp.data, settings.generation_seeds)
+    generation = ascent_yardstick(exp.logits_fn, params, exp.data, seeds,
+                                  steps or settings.sweep_steps,
+                                  step_size=settings.contrastive_step_size)
     return {"stage1_clean_accuracy": float(np.mean(np.argmax(logits, -1) == exp.data.y_test)),
-            "stage1_robust_accuracy_linf": figures["robust_accuracy_linf"]}
+            "stage1_robust_accuracy_linf": figures["robust_accuracy_linf"],
+            "stage1_frechet_distance": generation["ascent_frechet_distance"]}
 
 
 def baseline_generation(workdir: str, figure: Optional[str] = None, *,
