@@ -11,12 +11,13 @@ start on the 360 test digits, L-inf 0.2 and L2 1.0 in the [-1, 1] scale). Genera
 classifier's digits by PGD ascent on ``f(x)[y]`` from the same held-out OOD seeds (a
 procedural pool of the test digits), the step count of the best Fréchet distance kept (DAT's
 own evaluation; the same sweep for the others); JEM's row reads its fresh SGLD samples
-instead (its own generator), and also carries its ascent figures. DAT's rows add the
+instead (its own generator; 1,000 of them, as many as the ascent's seeds), and also carries
+its ascent figures. DAT's rows add the
 curriculum's final ``T`` and the robust and clean accuracy and the generations' Fréchet
 distance of its stage-1 checkpoint (the robust classifier it starts from).
 
 One JSON object per method and seed goes to benchmarks/results/<device>-<date>.json with:
-``method, preset, seed, steps, clean_accuracy, robust_accuracy_linf, robust_accuracy_l2,
+``method, preset, seed, steps, clean_accuracy, ece, robust_accuracy_linf, robust_accuracy_l2,
 energy_sign_untargeted, energy_sign_targeted, generator, frechet_distance, kid, precision,
 recall, coverage, diversity, ascent_best_steps, ascent_frechet_distance, curriculum_T,
 stage1_clean_accuracy, stage1_robust_accuracy_linf, stage1_frechet_distance, rollbacks,
@@ -47,7 +48,7 @@ METHODS = {
     "dat_unfrozen": ("dat_digits", ["objective.freeze_statistics=false"], ASCENT),
     "jem": ("jem_digits", [], SGLD),   # its own generator: SGLD from noise
 }
-ROW_KEYS = ("method", "preset", "seed", "steps", "clean_accuracy", "robust_accuracy_linf",
+ROW_KEYS = ("method", "preset", "seed", "steps", "clean_accuracy", "ece", "robust_accuracy_linf",
             "robust_accuracy_l2", "energy_sign_untargeted", "energy_sign_targeted", "generator",
             "frechet_distance", "kid", "precision", "recall", "coverage", "diversity",
             "ascent_best_steps", "ascent_frechet_distance", "curriculum_T",
@@ -56,6 +57,7 @@ ROW_KEYS = ("method", "preset", "seed", "steps", "clean_accuracy", "robust_accur
             "train_seconds", "wall_seconds")
 YARDSTICK = ("frechet_distance", "kid", "precision", "recall", "coverage")
 QUICK_STEPS = 600
+FRESH_SAMPLES = 1000   # JEM's fresh samples: as many as DAT's held-out seeds
 
 
 def read_log(metrics_path: str) -> tuple[Optional[float], int]:
@@ -98,7 +100,7 @@ def method_row(method: str, seed: int, summary: dict, generation: dict,
     row = {"benchmark": "adversarial", **{k: None for k in ROW_KEYS}, "method": method,
            "preset": METHODS[method][0], "seed": seed, "steps": summary.get("steps"),
            "clean_accuracy": summary.get("test_accuracy")}
-    for key in ("robust_accuracy_linf", "robust_accuracy_l2", "energy_sign_untargeted",
+    for key in ("ece", "robust_accuracy_linf", "robust_accuracy_l2", "energy_sign_untargeted",
                 "energy_sign_targeted", "train_seconds", "wall_seconds"):
         row[key] = summary.get(key)
     row["ascent_best_steps"] = generation.get("ascent_best_steps")
@@ -190,6 +192,22 @@ def method_config(method: str, seed: int, steps: Optional[int]):
     return make_config(preset, overrides), stage1
 
 
+def fresh_generation(workdir: str, num: int = FRESH_SAMPLES) -> dict:
+    """The digit yardstick (``fresh_sample_*`` keys) of ``num`` fresh samples of a run's own
+    generator (JEM: SGLD from uniform noise, ``run.fresh_sample_steps`` steps): as many
+    samples as the ascent's, since a Fréchet distance depends on the number of samples (the
+    summary's own fresh samples are 100 on images)."""
+    import jax
+
+    from ebm_jax.experiments.evaluation import (digit_yardstick_summary, fresh_samples,
+                                                load_run)
+
+    exp, state = load_run(workdir)
+    key = jax.random.fold_in(jax.random.key(exp.config.run.seed), 31_337)
+    return digit_yardstick_summary(fresh_samples(exp, state.ema_params, key, num),
+                                   "fresh_sample_")
+
+
 def run_method(method: str, seed: int, steps: Optional[int], workdir: str,
                figure_dir: Optional[str] = None) -> dict:
     """Train :func:`method_config`'s run in ``workdir`` and return its row."""
@@ -205,6 +223,8 @@ def run_method(method: str, seed: int, steps: Optional[int], workdir: str,
             shutil.copy(os.path.join(workdir, "predictions.png"), figure)
     else:
         generation = baseline_generation(workdir, figure)
+    if METHODS[method][2] == SGLD:
+        summary = {**summary, **fresh_generation(workdir)}
     curriculum_t, rollbacks = read_log(os.path.join(workdir, "metrics.jsonl"))
     extra = {"curriculum_T": curriculum_t, "rollbacks": rollbacks}
     if stage1 is not None:

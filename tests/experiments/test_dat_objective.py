@@ -189,6 +189,8 @@ def test_the_benchmark_reads_stage_one_and_sweeps_the_same_seeds_as_the_run(dat_
     stage1 = bench.stage1_figures(str(workdir), 10, steps=(2,))
     assert 0.0 <= stage1["stage1_robust_accuracy_linf"] <= stage1["stage1_clean_accuracy"] <= 1
     assert stage1["stage1_frechet_distance"] > 0
+    fresh = bench.fresh_generation(str(workdir), 20)      # any run's own generator
+    assert fresh["fresh_sample_frechet_distance"] > 0 and "fresh_sample_recall" in fresh
     swept = bench.baseline_generation(str(workdir), steps=(2, 4), num_seeds=40)
     for steps, fd in summary["ascent_frechet_by_steps"].items():
         np.testing.assert_allclose(swept["ascent_frechet_by_steps"][steps], fd, rtol=1e-4)

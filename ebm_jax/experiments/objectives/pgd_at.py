@@ -36,12 +36,11 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
 
 PRESETS = {
     # The network of softmax_digits and jem_digits, trained on PGD-10 examples at L-inf 0.2.
-    # Measured 3 seeds, S = 0, 1, 2 (`ebm-jax train --config at_digits --set run.seed=S
-    # --workdir DIR`; 6,000 steps on 2 shared CPU cores; robustness: PGD-20 from a random start on
-    # the 360 test digits, in the [-1, 1] scale): clean accuracy 0.989 / 0.989 / 0.989,
-    # robust L-inf 0.2 0.875 / 0.858 / 0.850 (JEM's 0.597 / 0.564 / 0.625), robust L2 1.0
-    # 0.772 / 0.781 / 0.767, ECE 0.010 / 0.010 / 0.011; train 49 / 34 / 42 s, wall 67 / 45 /
-    # 54 s.
+    # Measured 3 seeds, S = 0, 1, 2 (`python benchmarks/adversarial.py`, the same runs as
+    # `ebm-jax train --config at_digits --set run.seed=S`; 6,000 steps on 2 CPU cores; PGD-20
+    # from a random start on the 360 test digits, in the [-1, 1] scale):
+    # clean accuracy 0.989 / 0.989 / 0.992, robust L-inf 0.2 0.867 / 0.864 / 0.867 (JEM's
+    # 0.619 / 0.578 / 0.650), robust L2 1.0 0.783 / 0.786 / 0.772; wall 68-71 s.
     "at_digits": Config(name="at_digits", objective=PGDATConfig()),
 }
 

@@ -40,12 +40,11 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
 
 PRESETS = {
     # The network of softmax_digits and jem_digits; the KL's PGD-10 at L-inf 0.2, beta 6.
-    # Measured 3 seeds, S = 0, 1, 2 (`ebm-jax train --config trades_digits --set run.seed=S
-    # --workdir DIR`; 6,000 steps on 2 shared CPU cores; robustness: PGD-20 from a random start on
-    # the 360 test digits, in the [-1, 1] scale): clean accuracy 0.992 / 0.992 / 0.994,
-    # robust L-inf 0.2 0.872 / 0.867 / 0.875 (JEM's 0.597 / 0.564 / 0.625), robust L2 1.0
-    # 0.781 / 0.800 / 0.789, ECE 0.008 / 0.008 / 0.007; train 46 / 44 / 46 s, wall 62 / 55 /
-    # 58 s.
+    # Measured 3 seeds, S = 0, 1, 2 (`python benchmarks/adversarial.py`, the same runs as
+    # `ebm-jax train --config trades_digits --set run.seed=S`; 6,000 steps on 2 CPU cores; PGD-20
+    # from a random start on the 360 test digits, in the [-1, 1] scale):
+    # clean accuracy 0.994 / 0.989 / 0.992, robust L-inf 0.2 0.878 / 0.878 / 0.883, robust
+    # L2 1.0 0.797 / 0.778 / 0.775; wall 67-75 s.
     "trades_digits": Config(name="trades_digits", objective=TRADESConfig()),
 }
 

@@ -39,12 +39,12 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
 
 PRESETS = {
     # trades_digits with the energy weights of the natural inputs.
-    # Measured 3 seeds, S = 0, 1, 2 (`ebm-jax train --config weat_digits --set run.seed=S
-    # --workdir DIR`; 6,000 steps on 2 shared CPU cores; robustness: PGD-20 from a random start on
-    # the 360 test digits, in the [-1, 1] scale): clean accuracy 0.994 / 0.992 / 0.994
-    # (TRADES's 0.992 / 0.992 / 0.994), robust L-inf 0.2 0.883 / 0.878 / 0.881 (TRADES's
-    # 0.872 / 0.867 / 0.875; mean +1.0 point), robust L2 1.0 0.789 / 0.797 / 0.792, ECE 0.005 /
-    # 0.008 / 0.005; train 70 / 43 / 46 s, wall 91 / 58 / 59 s.
+    # Measured 3 seeds, S = 0, 1, 2 (`python benchmarks/adversarial.py`, the same runs as
+    # `ebm-jax train --config weat_digits --set run.seed=S`; 6,000 steps on 2 CPU cores; PGD-20
+    # from a random start on the 360 test digits, in the [-1, 1] scale):
+    # clean accuracy 0.994 / 0.994 / 0.994, robust L-inf 0.2 0.886 / 0.844 / 0.889
+    # (TRADES's 0.878 / 0.878 / 0.883; seed 1 was 0.878 at steps 2,000 and 4,000: robust
+    # overfitting), robust L2 1.0 0.794 / 0.717 / 0.778; wall 65-75 s.
     "weat_digits": Config(name="weat_digits", objective=WEATConfig()),
 }
 
