@@ -302,10 +302,11 @@ def test_semi_supervised_runs_keep_a_stratified_share_of_the_labels(tmp_path):
 V0_1_RUN = os.path.join(os.path.dirname(__file__), "data", "run_v0_1_jem")
 # Written by ebm_jax 0.1 (commit 5eb8648): `ebm-jax train` of jem_digits with hidden=32,
 # buffer_size=64, sgld_steps=5, batch_size=32, 10 steps (flat config.json, checkpoint at 10).
-# The same release, run uninterrupted to 20 steps, ends at this fingerprint on a CPU with
-# AVX-512. XLA compiles for the host's vector instructions, and the float results follow:
-# on an AVX2-only AMD EPYC the resumed run ends at 9f1cce4b421360bc, and capped there with
-# XLA_FLAGS=--xla_cpu_max_isa=AVX or SSE4_2 at 82e590211808ed1e and 96ea5a2b69993562.
+# The same release, run uninterrupted to 20 steps, ended at this fingerprint on the machines
+# of its time, which ran AVX-512 code. XLA compiles for the host's vector instructions, and
+# the float results follow: on an AMD EPYC without AVX-512 the resumed run ends at
+# 9f1cce4b421360bc, and capped there with XLA_FLAGS=--xla_cpu_max_isa=AVX or SSE4_2 at
+# 82e590211808ed1e and 96ea5a2b69993562.
 V0_1_FINGERPRINT_AT_20 = "46049683009776ae"
 
 
