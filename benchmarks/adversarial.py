@@ -180,9 +180,9 @@ def method_config(method: str, seed: int, steps: Optional[int]):
 
     preset, overrides, _ = METHODS[method]
     overrides = [f"run.seed={seed}"] + list(overrides)
-    stage1 = None
-    if "stage1_steps" in make_config(preset).objective.__dataclass_fields__:
-        stage1 = steps // 3 if steps else make_config(preset).objective.stage1_steps
+    stage1, defaults = None, make_config(preset).objective
+    if "stage1_steps" in defaults.__dataclass_fields__:
+        stage1 = steps // 3 if steps else defaults.stage1_steps
         overrides += [f"objective.stage1_steps={stage1}", f"run.checkpoint_every={stage1}",
                       "run.keep_checkpoints=100"]
     if steps:

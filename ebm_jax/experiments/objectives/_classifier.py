@@ -10,7 +10,7 @@ import numpy as np
 from ebm_jax import metrics
 from ebm_jax.energies import energy_from_logits
 from ebm_jax.experiments.networks import make_network, network_shape
-from ebm_jax.nets import pure
+from ebm_jax.nets import pure, pure_batch_norm
 
 CLASSIFIER_MODELS = ("mlp", "conv", "wrn")
 CLASSIFIER_MODELS_NOTE = ("a classifier has K outputs; 'igebm_resnet' has one, the energy, "
@@ -27,12 +27,19 @@ ROBUST_KEYS = ("robust_accuracy_linf", "robust_accuracy_l2", "energy_sign_untarg
                "energy_sign_targeted")
 
 
+def classifier_model(config, data, rngs):
+    """The classifier network of ``config.model`` as pure functions: a
+    :class:`~ebm_jax.nets.BatchNormModel` with ``model.batch_norm`` (its ``apply_batch``
+    normalises by the batch), else ``pure(net)``; ``apply`` is the logits either way."""
+    in_features = int(np.prod(data.x_train.shape[1:]))
+    net = make_network(config.model, in_features, network_shape(data), data.num_classes, rngs)
+    return pure_batch_norm(net) if config.model.batch_norm else pure(net)
+
+
 def build_classifier(config, data, rngs):
     """``(params, logits_fn, energy_fn)`` of a classifier read as an EBM,
     ``E(x) = -logsumexp f(x)``."""
-    in_features = int(np.prod(data.x_train.shape[1:]))
-    net = make_network(config.model, in_features, network_shape(data), data.num_classes, rngs)
-    model = pure(net)
+    model = classifier_model(config, data, rngs)
     return model.params, model.apply, energy_from_logits(model.apply)
 
 

@@ -44,16 +44,15 @@ from ebm_jax.energies import energy_from_logits
 from ebm_jax.experiments.config import (NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, WIDTHS, Config,
                                         ConfigError, DataConfig, ModelConfig, OptimizerConfig,
                                         RunConfig, setting)
-from ebm_jax.experiments.networks import make_network, network_shape
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._adversarial import AttackConfig, attack_options
 from ebm_jax.experiments.objectives._classifier import (CLASSIFIER_MODELS,
                                                         CLASSIFIER_MODELS_NOTE,
-                                                        robust_evaluation)
+                                                        classifier_model, robust_evaluation)
 from ebm_jax.experiments.sampling import langevin_sampling
 from ebm_jax.losses import (dat, dat_energy, pgd_adversarial_training, pgd_contrastive_samples,
                             two_stage, with_batch_statistics, with_frozen_statistics)
-from ebm_jax.nets import pure, pure_batch_norm, with_running_statistics
+from ebm_jax.nets import with_running_statistics
 from ebm_jax.samplers import pool_start
 
 PROCEDURAL = "procedural"
@@ -227,9 +226,7 @@ def generation_evaluation(config: Config, data, logits_fn, seeds: np.ndarray):
 def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     del num_devices
     settings = config.objective
-    in_features = int(np.prod(data.x_train.shape[1:]))
-    net = make_network(config.model, in_features, network_shape(data), data.num_classes, rngs)
-    model = pure_batch_norm(net) if config.model.batch_norm else pure(net)
+    model = classifier_model(config, data, rngs)
     logits_fn, energy_fn = model.apply, energy_from_logits(model.apply)
     train_pool, seeds = pools(config, data)
     adversarial = pgd_adversarial_training(logits_fn, **attack_options(config, data))
