@@ -1,6 +1,6 @@
 """Every learning objective on every closed-form 2-D toy: KL(true || model), MMD, wall time.
 
-    python benchmarks/objectives_2d.py                      # 4 objectives x 4 toys x 3 seeds
+    python benchmarks/objectives_2d.py                      # every objective x 4 toys x 3 seeds
     python benchmarks/objectives_2d.py --quick              # 1 seed, 1/4 of the steps
     python benchmarks/objectives_2d.py --objectives nce cd --toys rings --seeds 0
 
@@ -20,9 +20,19 @@ import statistics
 import tempfile
 
 from ebm_jax.experiments import make_config, train
+from ebm_jax.experiments.objectives import get_objective, objective_kinds
 
 TOYS = ("8gaussians", "rings", "checkerboard", "two_spirals")
-OBJECTIVES = ("cd", "nce", "dsm", "rl")
+
+
+def toy_objectives() -> tuple[str, ...]:
+    """Every registered objective with a ``<kind>_2d_<toy>`` preset for each toy: a new
+    method's presets put it in this benchmark with no edit here."""
+    return tuple(kind for kind in objective_kinds()
+                 if all(f"{kind}_2d_{toy}" in get_objective(kind).presets for toy in TOYS))
+
+
+OBJECTIVES = toy_objectives()
 
 
 def run(objective: str, toy: str, seed: int, quick: bool) -> dict:
