@@ -20,6 +20,7 @@ import statistics
 import tempfile
 
 from ebm_jax.experiments import make_config, train
+from ebm_jax.plots import read_metrics
 from ebm_jax.experiments.objectives import get_objective, objective_kinds
 
 TOYS = ("8gaussians", "rings", "checkerboard", "two_spirals")
@@ -44,9 +45,15 @@ def run(objective: str, toy: str, seed: int, quick: bool) -> dict:
         config = make_config(preset, overrides)
     with tempfile.TemporaryDirectory() as workdir:
         summary = train(config, workdir, progress=False)
+        logged = [r["log_z"] for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))
+                  if "log_z" in r]
     return {"benchmark": "objectives_2d", "objective": config.objective.kind,
             "toy": config.data.dataset, "seed": config.run.seed,
             "kl_nats": summary.get("kl_nats"), "mmd": summary.get("mmd"),
+            # the normaliser the method learns or tracks (its last logged "log_z", for NCE,
+            # MECO, FCE) against the quadrature of the evaluated energy
+            "log_z": logged[-1] if logged else None,
+            "log_z_quadrature": summary.get("log_z_quadrature"),
             "steps": summary["steps"], "wall_seconds": summary["wall_seconds"],
             "train_seconds": summary["train_seconds"], "quick": quick,
             "date": datetime.date.today().isoformat()}

@@ -193,6 +193,8 @@ def evaluate(exp: Experiment, state: TrainState, *, workdir: Optional[str] = Non
     if data.log_prob is not None:
         summary["kl_nats"] = float(metrics.kl_by_quadrature(
             data.log_prob, lambda x: exp.energy_fn(params, x), limit=TOY_LIMIT))
+        summary["log_z_quadrature"] = float(metrics.log_z_by_quadrature(
+            lambda x: exp.energy_fn(params, x), limit=TOY_LIMIT))
     if data.image_shape is None:  # 2-D toys, signals, tables: compare with true samples
         summary["mmd"] = float(metrics.mmd(samples[:2000], data.x_test[:2000]))
     summary["params_fingerprint"] = params_fingerprint(state.params)

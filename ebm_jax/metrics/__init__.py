@@ -11,7 +11,7 @@ from ebm_jax.metrics.classification import (
 )
 from ebm_jax.metrics.digit_classifier import digit_features, digit_logits
 from ebm_jax.metrics.digit_yardstick import digit_diversity, score_digits
-from ebm_jax.metrics.likelihood import grid_points, kl_by_quadrature
+from ebm_jax.metrics.likelihood import grid_points, kl_by_quadrature, log_z_by_quadrature
 from ebm_jax.metrics.mmd import mmd
 from ebm_jax.metrics.ood import auroc
 from ebm_jax.metrics.ood_scores import (
@@ -55,7 +55,7 @@ __all__ = ["AISResult", "ClassDiversity", "DensityCoverage", "KIDResult", "Preci
            "digit_logits", "expected_calibration_error", "fit_reference_classifier",
            "extract_features", "fid", "fit_temperature", "frechet_distance",
            "frechet_distance_from_statistics", "gaussian_statistics", "grad_norm_score",
-           "kernel_mmd", "kid", "kth_neighbour_distances", "grid_points", "kl_by_quadrature",
+           "kernel_mmd", "kid", "kth_neighbour_distances", "grid_points", "kl_by_quadrature", "log_z_by_quadrature",
            "log_px_score", "max_softmax_score", "mean_pairwise_distance", "mmd",
            "negative_log_likelihood", "ood_report", "pgd_attack", "precision_recall",
            "robust_accuracy_curve", "roc_curve", "score_digits", "sgld_purification"]

@@ -162,8 +162,11 @@ def test_objectives_2d_presets_and_quick_overrides(monkeypatch):
 
     def fake_train(config, workdir, progress):
         seen["config"] = config
+        with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:  # the last log_z is kept
+            f.write('{"step": 1, "log_z": 0.5}\n{"step": 2, "loss": 1.0}\n'
+                    '{"step": 3, "log_z": 0.75}\n')
         return {"kl_nats": 0.1, "mmd": 0.01, "steps": config.run.num_steps, "wall_seconds": 1.0,
-                "train_seconds": 0.5}
+                "train_seconds": 0.5, "log_z_quadrature": 0.8}
 
     monkeypatch.setattr(objectives_2d, "train", fake_train)
     row = objectives_2d.run("nce", "rings", 1, quick=True)
@@ -173,3 +176,4 @@ def test_objectives_2d_presets_and_quick_overrides(monkeypatch):
     assert (row["objective"], row["toy"], row["seed"], row["steps"]) == \
         ("nce", "rings", 1, full.run.num_steps // 4)
     assert row["quick"] is True and row["kl_nats"] == 0.1
+    assert (row["log_z"], row["log_z_quadrature"]) == (0.75, 0.8)
