@@ -117,6 +117,7 @@ SLOW_MODULES = [
     "ebm_jax.losses.dat",
     "ebm_jax.nets.conditioned",
     "ebm_jax.nets.conv",
+    "ebm_jax.nets.flows",
     "ebm_jax.nets.mlp",
     "ebm_jax.nets.resnet",
     "ebm_jax.plots.diagnostics",
