@@ -17,7 +17,7 @@ At the top level: the samplers (``langevin``, ``mala``, ``hmc``, ``annealed_lang
 ``descent``, the ``*_kernel`` builders that take the step size as an argument, and
 ``init_chains``/``run_chain``/``run_chains``), the chain starts (``replay_buffer_start``,
 ``data_start``, ``noise_start``, ``ChainStart``), every loss transform (``cross_entropy``,
-``jem_hybrid``, ``contrastive_divergence``, ``nce``, ``denoising_score_matching``,
+``jem_hybrid``, ``hdge``, ``contrastive_divergence``, ``nce``, ``denoising_score_matching``,
 ``sliced_score_matching``, ``recovery_likelihood`` with ``noise_schedule`` and
 ``progressive_sample``, the adversarial trainings ``pgd_adversarial_training``, ``trades`` and
 ``weat``), the train step, and ``predict`` (a classifier's labels,
@@ -52,6 +52,7 @@ from ebm_jax.losses import (
     denoising_score_matching,
     ebt,
     ebt_params,
+    hdge,
     jem_hybrid,
     nce,
     nce_params,
@@ -122,6 +123,7 @@ __all__ = [
     "energies",
     "energy_from_logits",
     "fit",
+    "hdge",
     "hmc",
     "hmc_kernel",
     "inference",

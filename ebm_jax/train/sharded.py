@@ -1,9 +1,9 @@
 """The train state on a device mesh, and the train step jitted over it.
 
 The state is replicated except for replay buffers, whose slots (samples and
-labels) are split along ``data``; with the loss's ``buffer_shards`` a
-multiple of the device count each device holds whole buffer blocks and
-samples them locally (see :mod:`ebm_jax.samplers.replay_buffer`). The mesh
+labels) are split along ``data`` (and HDGE's logit queues, split the same way);
+with the loss's ``buffer_shards`` a multiple of the device count each device
+holds whole buffer blocks and samples them locally (see :mod:`ebm_jax.samplers.replay_buffer`). The mesh
 and the array shardings come from :mod:`ebm_jax.parallel`, a leaf that knows
 nothing of train states; this module, above the samplers, knows where the
 replay buffers are.
@@ -16,28 +16,33 @@ import jax
 from jax.sharding import Mesh
 
 from ebm_jax.parallel import check_divisible, data_sharding, replicated
+from ebm_jax.losses.hdge import LogitQueue
 from ebm_jax.samplers.replay_buffer import ReplayBuffer
+
+_SPLIT = (ReplayBuffer, LogitQueue)   # ring buffers of rows: rows and labels split, pointer not
 
 
 def state_shardings(state: Any, mesh: Mesh) -> Any:
     """The sharding of every leaf of ``state`` (same structure).
 
-    Replay-buffer samples and labels are split along ``data`` (their capacity
-    must divide by the device count); everything else is replicated.
+    Replay-buffer samples and labels, and the logits and labels of an HDGE queue
+    (:class:`~ebm_jax.losses.LogitQueue`), are split along ``data`` (their capacity must
+    divide by the device count); everything else is replicated.
 
     Raises:
       MeshError: a buffer capacity that does not divide by the device count.
     """
-    def buffer_sharding(buffer: ReplayBuffer):
-        check_divisible("buffer capacity", buffer.samples.shape[0], mesh)
-        return ReplayBuffer(data_sharding(mesh), data_sharding(mesh), replicated(mesh))
+    def buffer_sharding(buffer):
+        name = "buffer capacity" if isinstance(buffer, ReplayBuffer) else "HDGE queue_size"
+        check_divisible(name, buffer[0].shape[0], mesh)
+        return type(buffer)(data_sharding(mesh), data_sharding(mesh), replicated(mesh))
 
     def leaf_or_buffer(node):
-        if isinstance(node, ReplayBuffer):
+        if isinstance(node, _SPLIT):
             return buffer_sharding(node)
         return replicated(mesh)
 
-    return jax.tree.map(leaf_or_buffer, state, is_leaf=lambda n: isinstance(n, ReplayBuffer))
+    return jax.tree.map(leaf_or_buffer, state, is_leaf=lambda n: isinstance(n, _SPLIT))
 
 
 def shard_state(state: Any, mesh: Mesh) -> Any:
