@@ -123,6 +123,7 @@ SLOW_MODULES = [
     "ebm_jax.plots.diagnostics",
     "ebm_jax.plots.evaluation",
     "ebm_jax.plots.inference",
+    "ebm_jax.plots.landscape",
     "ebm_jax.plots.sequences",
     "ebm_jax.plots.trajectories",
     "ebm_jax.samplers.adaptation",

@@ -9,6 +9,7 @@ from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergenc
 from ebm_jax.losses.dat import DATState, dat, dat_energy, pgd_contrastive_samples
 from ebm_jax.losses.ebt import (EBTDescent, EBTState, denoising_pairs, ebt, ebt_descent,
                                 ebt_energy, ebt_params, ebt_step_size)
+from ebm_jax.losses.fce import fce, fce_optimizer, fce_params
 from ebm_jax.losses.flow_likelihood import flow_maximum_likelihood
 from ebm_jax.losses.hdge import HDGEState, LogitQueue, hdge, hdge_contrastive
 from ebm_jax.losses.jem import jem_hybrid
@@ -22,7 +23,7 @@ from ebm_jax.losses.two_stage import TwoStageState, two_stage
 __all__ = ["CDState", "DATState", "EBTDescent", "EBTState", "LossTransform", "combine",
            "contrastive_divergence", "cross_entropy", "dat", "dat_energy", "denoising_pairs",
            "denoising_score_matching", "ebt", "ebt_descent", "ebt_energy", "ebt_params",
-           "ebt_step_size", "flow_maximum_likelihood", "freeze_statistics", "HDGEState",
+           "ebt_step_size", "fce", "fce_optimizer", "fce_params", "flow_maximum_likelihood", "freeze_statistics", "HDGEState",
            "hdge", "hdge_contrastive", "jem_hybrid", "log_z_estimate", "LogitQueue", "meco",
            "MECOState", "nce", "nce_params", "NoiseSchedule",
            "noise_schedule", "pgd_adversarial_training", "pgd_contrastive_samples",

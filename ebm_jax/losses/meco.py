@@ -72,7 +72,8 @@ def log_z_estimate(energy_fn: EnergyFn, noise: NoiseDistribution, params, noise_
       >>> energy_fn = lambda w, x: 0.5 * jnp.sum(x ** 2)       # Z = 2π
       >>> noise = uniform_box(-6.0, 6.0, (2,))
       >>> y = noise.sample(jax.random.key(0), 100_000)
-      >>> round(float(log_z_estimate(energy_fn, noise, None, y)), 1), round(math.log(2 * math.pi), 1)
+      >>> estimate = log_z_estimate(energy_fn, noise, None, y)
+      >>> round(float(estimate), 1), round(math.log(2 * math.pi), 1)
       (1.8, 1.8)
     """
     log_w = -batch_energy(energy_fn)(params, noise_samples) - jax.vmap(noise.log_prob)(

@@ -61,3 +61,31 @@ def save_energy_landscape(path: str, model_energy: Callable, *, true_log_prob: O
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def save_density_panels(path: str, log_densities: dict, *, limit: float = 4.5,
+                        size: int = 200) -> None:
+    """Write one panel per 2-D density, each normalised on the grid, side by side.
+
+    Args:
+      path: PNG path.
+      log_densities: ``{title: log_density}``, each ``[2] -> scalar`` (unnormalised is
+        fine: ``-E`` for an energy), e.g. the data's, a flow's and an EBM's.
+
+    Example::
+
+      >>> save_density_panels("densities.png", {"N(0, I)": lambda x: -0.5 * jnp.sum(x ** 2),
+      ...                                       "N(1, I)": lambda x: -0.5 * jnp.sum((x - 1) ** 2)},
+      ...                     size=50)
+    """
+    plt = _figure()
+    count = len(log_densities)
+    fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 4.2), squeeze=False)
+    extent = (-limit, limit, -limit, limit)
+    for ax, (title, log_density) in zip(axes[0], log_densities.items()):
+        ax.imshow(density_on_grid(log_density, limit, size), origin="lower", extent=extent,
+                  cmap="viridis", interpolation="nearest")
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -34,8 +34,8 @@ def nce_population_loss(theta, c, mu, grid, dx):
 
 
 @pytest.mark.parametrize("mu, curvature", [(1.0, 0.21), (8.0, 3.5e-7)])
-def test_nce_flattens_far_from_the_noise_and_meco_keeps_the_likelihoods_curvature(mu,
-                                                                                    curvature):
+def test_nce_flattens_far_from_the_noise_and_meco_keeps_the_likelihoods_curvature(
+        mu, curvature):
     # NCE's smallest curvature at its optimum (theta = mu, c = log sqrt(2π)), over the
     # energy's mean and the learned normaliser: 0.21 at mean 1, 3.5e-7 at mean 8 (the
     # paper's table), within 10%.
