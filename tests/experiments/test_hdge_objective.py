@@ -59,6 +59,29 @@ def test_the_config_builds_the_loss_of_its_settings():
     assert abs(value(hdge(exp.logits_fn, 16, 0.3, generative_weight=1.0)) - built) > 1e-3
 
 
+def test_shared_forward_false_builds_the_combine_route():
+    """``objective.shared_forward=false`` builds the same loss through ``combine``: the same
+    value, and twice the network's matrix products in the jaxpr of the loss."""
+    overrides = ["model.hidden=16", "data.batch_size=8", "objective.queue_size=16"]
+    built = {flag: build(make_config("hdge_digits",
+                                     overrides + [f"objective.shared_forward={flag}"]))
+             for flag in ("true", "false")}
+    exp = built["true"]
+    batch = {"x": exp.data.x_train[:8], "y": exp.data.y_train[:8]}
+    state = initial_state(exp).loss_state
+
+    def run(loss):
+        return jax.jit(loss.loss)(exp.params, state, batch, jax.random.key(1))
+
+    def dots(loss):
+        jaxpr = jax.make_jaxpr(lambda p: loss.loss(p, state, batch, jax.random.key(1))[0])
+        return str(jaxpr(exp.params)).count("dot_general")
+
+    np.testing.assert_allclose(float(run(built["false"].loss)[0]), float(run(exp.loss)[0]),
+                               rtol=1e-5)
+    assert dots(built["false"].loss) == 2 * dots(exp.loss) > 0
+
+
 @pytest.mark.slow
 def test_a_tiny_run_trains_evaluates_and_resumes_bit_exactly(tmp_path, capsys):
     workdir = tmp_path / "run"

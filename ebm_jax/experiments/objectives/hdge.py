@@ -29,8 +29,10 @@ from ebm_jax.losses import hdge
 @dataclass(frozen=True)
 class HDGEConfig(ObjectiveConfig):
     """``hdge(logits_fn, queue_size, temperature, generative_weight=, normalize=,
-    batch_negatives=, num_shards=)``; ``sampler``: SGLD on E(x) = -logsumexp f(x) for the
-    evaluation. ``num_shards``: the queue's blocks (none: one per device)."""
+    batch_negatives=, num_shards=, shared_forward=)``; ``sampler``: SGLD on
+    E(x) = -logsumexp f(x) for the evaluation. ``num_shards``: the queue's blocks (none: one
+    per device). ``shared_forward``: both terms from one forward pass (false: the same loss
+    through ``combine``, the network run once per term, about twice the FLOPs)."""
 
     kind = "hdge"
     sampler: LangevinConfig = section(LangevinConfig)
@@ -41,6 +43,7 @@ class HDGEConfig(ObjectiveConfig):
     batch_negatives: bool = setting(False)
     num_shards: Optional[int] = setting(None, lambda v: v is None or v > 0,
                                         "a positive int or none (one per device)")
+    shared_forward: bool = setting(True)
 
 
 def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
@@ -50,7 +53,8 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     loss = hdge(logits_fn, objective.queue_size, objective.temperature,
                 generative_weight=objective.generative_weight, normalize=objective.normalize,
                 batch_negatives=objective.batch_negatives,
-                num_shards=objective.num_shards or num_devices)
+                num_shards=objective.num_shards or num_devices,
+                shared_forward=objective.shared_forward)
     return Pieces(params, energy_fn, logits_fn, loss, *sampling,
                   evaluate=robust_evaluation(data, logits_fn,
                                              config.run.robust_eval_examples))
