@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from ebm_jax._checks import check_flag, check_int, check_positive_finite
 from ebm_jax.energies import LogitsFn
@@ -126,6 +127,57 @@ def _check_batch(batch, who, num_shards, queue_size):
     return x
 
 
+def _features(logits, normalize):
+    if not normalize:
+        return logits
+    norm = jnp.sqrt(jnp.sum(jnp.square(logits), -1, keepdims=True))
+    return logits / jnp.maximum(norm, 1e-12)
+
+
+def _contrastive(logits, labels, queue, queue_size, temperature, normalize, batch_negatives,
+                 num_shards, who):
+    """``(value, new_queue, info)`` of the contrastive term on the batch's logits ``[B, K]``."""
+    z = _features(logits, normalize)
+    if queue.logits.shape != (queue_size, z.shape[-1]):
+        raise ValueError(f"{who}: the state's queue has shape {queue.logits.shape}: "
+                         f"expected ({queue_size}, {z.shape[-1]}) (from init)")
+    classes = jnp.maximum(labels, 0)
+    positive = jnp.take_along_axis(z, classes[:, None], 1)[:, 0] / temperature   # [B]
+    # The queue's sum per class, once: [K] log-sums over the filled slots (-inf: none), read
+    # at each example's class; the same value as a [B, Q] table of z_j[y_i], at K/B the cost.
+    filled = queue.labels != EMPTY
+    stored = jnp.where(filled[:, None], jax.lax.stop_gradient(queue.logits) / temperature,
+                       -jnp.inf)
+    queue_lse = jax.nn.logsumexp(stored, 0)[classes]                          # [B]
+    terms = [positive[:, None], queue_lse[:, None]]
+    if batch_negatives:
+        others = z[:, classes].T / temperature                      # [B, B]: z_k[y_i]
+        terms.append(jnp.where(jnp.eye(z.shape[0], dtype=bool), -jnp.inf, others))
+    everything = jnp.concatenate(terms, 1)
+    per_example = jax.nn.logsumexp(everything, 1) - positive
+    negatives = jax.nn.logsumexp(everything[:, 1:], 1)                    # -inf: none
+    labelled = (labels >= 0).astype(z.dtype)
+    count = jnp.maximum(jnp.sum(labelled), 1.0)
+    value = jnp.sum(per_example * labelled) / count
+    lse = jnp.where(jnp.isfinite(negatives), negatives, 0.0)
+    info = {"queue_fill": jnp.mean(filled.astype(z.dtype)),
+            "positive_logit": jnp.sum(positive * labelled) / count,
+            "negative_logsumexp": jnp.sum(lse * labelled) / count}
+    new_queue = enqueue(queue, jax.lax.stop_gradient(z), labels, num_shards=num_shards)
+    return value, new_queue, info
+
+
+def _cross_entropy(logits, labels):
+    """``(value, accuracy)``: :func:`~ebm_jax.losses.cross_entropy`'s mean over labelled
+    examples (no label smoothing), from logits already computed."""
+    labelled = (labels >= 0).astype(logits.dtype)
+    count = jnp.maximum(jnp.sum(labelled), 1.0)
+    targets = jax.nn.one_hot(jnp.maximum(labels, 0), logits.shape[-1])
+    value = jnp.sum(optax.softmax_cross_entropy(logits, targets) * labelled) / count
+    correct = (jnp.argmax(logits, -1) == labels).astype(logits.dtype)
+    return value, jnp.sum(correct * labelled) / count
+
+
 def hdge_contrastive(logits_fn: LogitsFn, queue_size: int = 65_536, temperature: float = 0.1,
                      *, normalize: bool = True, batch_negatives: bool = False,
                      num_shards: int = 1) -> LossTransform:
@@ -166,12 +218,6 @@ def hdge_contrastive(logits_fn: LogitsFn, queue_size: int = 65_536, temperature:
     batched_logits = jax.vmap(logits_fn, in_axes=(None, 0))
     who = "hdge"
 
-    def features(logits):
-        if not normalize:
-            return logits
-        norm = jnp.sqrt(jnp.sum(jnp.square(logits), -1, keepdims=True))
-        return logits / jnp.maximum(norm, 1e-12)
-
     def init(rng_key, params, example_batch):
         del rng_key
         x = _check_batch(example_batch, who, num_shards, queue_size)
@@ -187,52 +233,36 @@ def hdge_contrastive(logits_fn: LogitsFn, queue_size: int = 65_536, temperature:
     def loss(params, state, batch, rng_key):
         del rng_key
         x = _check_batch(batch, who, num_shards, queue_size)
-        z = features(batched_logits(params, x))                      # [B, K]
-        labels = check_labels(batch, who, x.shape[0], z.shape[-1], unlabelled=True)
-        queue = state.queue
-        if queue.logits.shape != (queue_size, z.shape[-1]):
-            raise ValueError(f"{who}: the state's queue has shape {queue.logits.shape}: "
-                             f"expected ({queue_size}, {z.shape[-1]}) (from init)")
-        classes = jnp.maximum(labels, 0)
-        positive = jnp.take_along_axis(z, classes[:, None], 1)[:, 0] / temperature   # [B]
-        # Queue entries at each example's class: [B, Q], empty slots at -inf.
-        stored = jax.lax.stop_gradient(queue.logits)
-        negatives = stored[:, classes].T / temperature
-        filled = queue.labels != EMPTY
-        negatives = jnp.where(filled[None, :], negatives, -jnp.inf)
-        if batch_negatives:
-            others = z[:, classes].T / temperature                      # [B, B]: z_k[y_i]
-            others = jnp.where(jnp.eye(x.shape[0], dtype=bool), -jnp.inf, others)
-            negatives = jnp.concatenate([negatives, others], 1)
-        everything = jnp.concatenate([positive[:, None], negatives], 1)
-        per_example = jax.nn.logsumexp(everything, 1) - positive
-        labelled = (labels >= 0).astype(z.dtype)
-        count = jnp.maximum(jnp.sum(labelled), 1.0)
-        value = jnp.sum(per_example * labelled) / count
-        has_negative = jnp.any(jnp.isfinite(negatives), 1)
-        lse = jnp.where(has_negative, jax.nn.logsumexp(negatives, 1), 0.0)
-        info = {"queue_fill": jnp.mean(filled.astype(z.dtype)),
-                "positive_logit": jnp.sum(positive * labelled) / count,
-                "negative_logsumexp": jnp.sum(lse * labelled) / count}
-        new_queue = enqueue(queue, jax.lax.stop_gradient(z), labels, num_shards=num_shards)
-        return value, (HDGEState(new_queue), info)
+        logits = batched_logits(params, x)                            # [B, K]
+        labels = check_labels(batch, who, x.shape[0], logits.shape[-1], unlabelled=True)
+        value, queue, info = _contrastive(logits, labels, state.queue, queue_size, temperature,
+                                          normalize, batch_negatives, num_shards, who)
+        return value, (HDGEState(queue), info)
 
     return LossTransform(init, loss)
 
 
 def hdge(logits_fn: LogitsFn, queue_size: int = 65_536, temperature: float = 0.1, *,
          classification_weight: float = 1.0, generative_weight: float = 1.0,
-         normalize: bool = True, batch_negatives: bool = False,
-         num_shards: int = 1) -> LossTransform:
+         normalize: bool = True, batch_negatives: bool = False, num_shards: int = 1,
+         shared_forward: bool = True) -> LossTransform:
     """HDGE's hybrid: cross-entropy on ``p(y|x)`` plus the contrastive ``-log p(x|y)``.
 
-    ``combine(classification=(classification_weight, cross_entropy(logits_fn)),
-    generative=(generative_weight, hdge_contrastive(logits_fn, ...)))``; the arguments past
-    the weights are :func:`hdge_contrastive`'s. Every bad setting, and a batch without
-    labels, raises a ``ValueError`` naming the field, the value and what was expected,
-    before any compute.
+    The value is that of ``combine(classification=(classification_weight,
+    cross_entropy(logits_fn)), generative=(generative_weight, hdge_contrastive(logits_fn,
+    ...)))``, with the same state, info keys and gradient; the arguments past the weights
+    are :func:`hdge_contrastive`'s. Both terms read the same logits ``f(x)``, so with
+    ``shared_forward`` (the default) the batch's logits are computed once and both terms
+    are taken from them: one forward and one backward pass through the network a step, as
+    cross-entropy alone. ``combine`` cannot share them (each term calls ``logits_fn``), and
+    XLA does not merge the two backward passes, so ``shared_forward=False`` (the
+    ``combine`` above, literally) costs about twice cross-entropy's network FLOPs; it is
+    kept for composing the terms differently (e.g. ``hdge_contrastive`` added to another
+    hybrid through ``combine``). Every bad setting, and a batch without labels, raises a
+    ``ValueError`` naming the field, the value and what was expected, before any compute.
 
-    Info keys are ``classification/...`` and ``generative/...``; the state is
+    Info keys are ``classification/loss``, ``classification/accuracy``, ``generative/loss``
+    and ``generative/...`` (:func:`hdge_contrastive`'s); the state is
     ``{"classification": (), "generative": HDGEState}``.
 
     Example::
@@ -248,18 +278,36 @@ def hdge(logits_fn: LogitsFn, queue_size: int = 65_536, temperature: float = 0.1
     check_weight("generative_weight", generative_weight, 0.0)
     queue_size, num_shards = _check_settings(queue_size, temperature, num_shards, normalize,
                                              batch_negatives)
-    hybrid = combine(
-        classification=(classification_weight, cross_entropy(logits_fn)),
-        generative=(generative_weight,
-                    hdge_contrastive(logits_fn, queue_size, temperature, normalize=normalize,
-                                     batch_negatives=batch_negatives, num_shards=num_shards)))
+    check_flag("shared_forward", shared_forward)
+    who = "hdge"
+    contrastive = hdge_contrastive(logits_fn, queue_size, temperature, normalize=normalize,
+                                   batch_negatives=batch_negatives, num_shards=num_shards)
+    hybrid = combine(classification=(classification_weight, cross_entropy(logits_fn)),
+                     generative=(generative_weight, contrastive))
+    batched_logits = jax.vmap(logits_fn, in_axes=(None, 0))
 
     def init(rng_key, params, example_batch):
-        _check_batch(example_batch, "hdge", num_shards, queue_size)   # before cross_entropy's
+        _check_batch(example_batch, who, num_shards, queue_size)   # before cross_entropy's
         return hybrid.init(rng_key, params, example_batch)
 
     def loss(params, state, batch, rng_key):
-        _check_batch(batch, "hdge", num_shards, queue_size)
-        return hybrid.loss(params, state, batch, rng_key)
+        x = _check_batch(batch, who, num_shards, queue_size)
+        if not shared_forward:
+            return hybrid.loss(params, state, batch, rng_key)
+        logits = batched_logits(params, x)                            # once, for both terms
+        if len(logits.shape) != 2:
+            raise ValueError(f"{who}: logits_fn returned shape {logits.shape[1:]} per example: "
+                             "expected logits [K]")
+        labels = check_labels(batch, who, x.shape[0], logits.shape[-1], unlabelled=True)
+        ce, accuracy = _cross_entropy(logits, labels)
+        generative, queue, term_info = _contrastive(
+            logits, labels, state["generative"].queue, queue_size, temperature, normalize,
+            batch_negatives, num_shards, who)
+        value = classification_weight * ce + generative_weight * generative
+        info = {"classification/loss": ce, "classification/accuracy": accuracy,
+                "generative/loss": generative}
+        info.update({f"generative/{k}": v for k, v in term_info.items()})
+        return value, ({"classification": state["classification"],
+                        "generative": HDGEState(queue)}, info)
 
     return LossTransform(init, loss)

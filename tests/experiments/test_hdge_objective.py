@@ -59,6 +59,62 @@ def test_the_config_builds_the_loss_of_its_settings():
     assert abs(value(hdge(exp.logits_fn, 16, 0.3, generative_weight=1.0)) - built) > 1e-3
 
 
+def test_shared_forward_false_builds_the_combine_route():
+    """``objective.shared_forward=false`` builds the same loss through ``combine``: the same
+    value, and twice the network's matrix products in the jaxpr of the loss."""
+    overrides = ["model.hidden=16", "data.batch_size=8", "objective.queue_size=16"]
+    built = {flag: build(make_config("hdge_digits",
+                                     overrides + [f"objective.shared_forward={flag}"]))
+             for flag in ("true", "false")}
+    exp = built["true"]
+    batch = {"x": exp.data.x_train[:8], "y": exp.data.y_train[:8]}
+    state = initial_state(exp).loss_state
+
+    def run(loss):
+        return jax.jit(loss.loss)(exp.params, state, batch, jax.random.key(1))
+
+    def dots(loss):
+        jaxpr = jax.make_jaxpr(lambda p: loss.loss(p, state, batch, jax.random.key(1))[0])
+        return str(jaxpr(exp.params)).count("dot_general")
+
+    np.testing.assert_allclose(float(run(built["false"].loss)[0]), float(run(exp.loss)[0]),
+                               rtol=1e-5)
+    assert dots(built["false"].loss) == 2 * dots(exp.loss) > 0
+
+
+def test_the_normalised_log_px_is_logsumexp_of_normalised_logits_over_tau():
+    """The score of the density the normalised contrastive term trains: numpy's formula, and
+    unchanged when the logits are scaled (the raw ``logsumexp f(x)`` is not)."""
+    from ebm_jax.experiments.objectives.hdge import normalised_log_px
+
+    exp = build(tiny("hdge_digits"))
+    x = exp.data.x_test[:6]
+    logits = np.stack([np.asarray(exp.logits_fn(exp.params, xi)) for xi in x]).astype(np.float64)
+    z = logits / np.linalg.norm(logits, axis=1, keepdims=True) / 0.2
+    expected = np.log(np.sum(np.exp(z - z.max(1, keepdims=True)), 1)) + z.max(1)
+    score = normalised_log_px(exp.logits_fn, 0.2)
+    np.testing.assert_allclose(np.asarray(score(exp.params, x)), expected, rtol=1e-5)
+    scaled = normalised_log_px(lambda p, xi: 3.0 * exp.logits_fn(p, xi), 0.2)
+    np.testing.assert_allclose(np.asarray(scaled(exp.params, x)), expected, rtol=1e-5)
+
+
+def test_the_evaluation_adds_the_normalised_log_px_aurocs():
+    """With ``normalize`` the method's metrics hold the AUROC of the normalised log p(x) on
+    each offline OOD set and their mean; none in the periodic (quick) evaluation, none
+    without ``normalize``."""
+    exp = build(tiny("hdge_digits"))
+    out = exp.evaluate(exp.params, jax.random.key(0))
+    sets = ["gaussian_noise", "hflip", "interpolations", "inverted", "uniform_noise", "vflip"]
+    assert sorted(out) == sorted([f"ood_normalised_log_px/{s}" for s in sets]
+                                 + ["ood_normalised_log_px/mean"])
+    values = [out[f"ood_normalised_log_px/{s}"] for s in sets]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    np.testing.assert_allclose(out["ood_normalised_log_px/mean"], np.mean(values), rtol=1e-6)
+    assert exp.evaluate(exp.params, jax.random.key(0), quick=True) == {}
+    raw = build(tiny("hdge_digits", "objective.normalize=false"))
+    assert raw.evaluate(raw.params, jax.random.key(0)) == {}
+
+
 @pytest.mark.slow
 def test_a_tiny_run_trains_evaluates_and_resumes_bit_exactly(tmp_path, capsys):
     workdir = tmp_path / "run"
@@ -66,6 +122,7 @@ def test_a_tiny_run_trains_evaluates_and_resumes_bit_exactly(tmp_path, capsys):
                     str(workdir), progress=False)
     assert summary["steps"] == 20 and 0.0 <= summary["test_accuracy"] <= 1.0
     assert np.isfinite(summary["ece"]) and np.isfinite(summary["auroc_uniform_noise"])
+    assert 0.0 <= summary["ood_normalised_log_px/mean"] <= 1.0
     with open(workdir / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
     assert not [r for r in records if r.get("event") == "rollback"]

@@ -11,6 +11,7 @@ Deliberate breakages, each verified by temporarily editing the package and resto
 - the pointer not wrapped (``% block`` dropped): ``test_the_ring_buffer_wraps_per_block``.
 """
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -185,6 +186,85 @@ def test_the_hybrid_is_cross_entropy_plus_the_weighted_term():
     assert float(info["generative/loss"]) > 0.0
 
 
+def _mlp(params, x):
+    hidden = jnp.tanh(x @ params["w1"])
+    return hidden @ params["w2"]
+
+
+@pytest.mark.parametrize("normalize,batch_negatives", [(True, False), (False, True)])
+def test_the_shared_forward_equals_the_combine_route(normalize, batch_negatives):
+    """Over three steps (the queue filling, an unlabelled example), ``shared_forward`` gives the
+    value, gradient, state and info of ``combine(cross_entropy, hdge_contrastive)``."""
+    rng = np.random.default_rng(4)
+    params = {"w1": jnp.asarray(rng.normal(size=(4, 5)), jnp.float32),
+              "w2": jnp.asarray(rng.normal(size=(5, K)), jnp.float32)}
+    batches = [{"x": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32),
+                "y": jnp.asarray(rng.integers(-1, K, size=6), jnp.int32)} for _ in range(3)]
+    kw = dict(classification_weight=0.7, generative_weight=0.3, normalize=normalize,
+              batch_negatives=batch_negatives)
+    shared, separate = hdge(_mlp, 12, 0.5, **kw), hdge(_mlp, 12, 0.5, shared_forward=False, **kw)
+    reference = combine(classification=(0.7, cross_entropy(_mlp)),
+                        generative=(0.3, hdge_contrastive(_mlp, 12, 0.5, normalize=normalize,
+                                                          batch_negatives=batch_negatives)))
+    runs = []
+    for loss in (shared, separate, reference):
+        state, out = loss.init(jax.random.key(0), params, batches[0]), []
+        step = jax.jit(jax.value_and_grad(loss.loss, has_aux=True))
+        for batch in batches:
+            (value, (state, info)), grad = step(params, state, batch, jax.random.key(1))
+            out.append((value, grad, state, info))
+        runs.append(out)
+    assert float(runs[0][-1][3]["generative/queue_fill"]) == 1.0
+    for other in runs[1:]:
+        for (v0, g0, s0, i0), (v1, g1, s1, i1) in zip(runs[0], other):
+            assert sorted(i0) == sorted(i1)
+            assert jax.tree.structure(s0) == jax.tree.structure(s1)
+            for a, b in zip(jax.tree.leaves((v0, g0, s0, i0)), jax.tree.leaves((v1, g1, s1, i1))):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-6)
+
+
+def _dots(fn, *args):
+    """dot_general equations in the jaxpr of ``fn`` (sub-jaxprs included)."""
+    def count(jaxpr):
+        total = 0
+        for eqn in jaxpr.eqns:
+            total += eqn.primitive.name == "dot_general"
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                total += count(sub)
+        return total
+    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def test_the_shared_forward_runs_the_network_once_forward_and_once_backward():
+    """The gradient of the shared-forward hybrid has cross-entropy's matrix products (the
+    contrastive term adds none on top of the logits), the combine route twice as many; and
+    ``logits_fn`` is traced once per loss call."""
+    rng = np.random.default_rng(5)
+    params = {"w1": jnp.asarray(rng.normal(size=(4, 5)), jnp.float32),
+              "w2": jnp.asarray(rng.normal(size=(5, K)), jnp.float32)}
+    batch = {"x": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32),
+             "y": jnp.asarray(rng.integers(0, K, size=6), jnp.int32)}
+    calls = []
+
+    def counting(p, x):
+        calls.append(1)
+        return _mlp(p, x)
+
+    def grad_of(loss, state):
+        return lambda p: jax.grad(lambda q: loss.loss(q, state, batch, jax.random.key(1))[0])(p)
+
+    ce = cross_entropy(_mlp)
+    shared, separate = hdge(_mlp, 12, 0.5), hdge(_mlp, 12, 0.5, shared_forward=False)
+    state = shared.init(jax.random.key(0), params, batch)
+    ce_dots = _dots(grad_of(ce, ()), params)
+    assert ce_dots >= 4                                   # 2 forward, >= 2 backward
+    assert _dots(grad_of(shared, state), params) == ce_dots
+    assert _dots(grad_of(separate, state), params) == 2 * ce_dots
+    counted = hdge(counting, 12, 0.5)
+    jax.make_jaxpr(lambda p: counted.loss(p, state, batch, jax.random.key(1)))(params)
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(queue_size=0), "queue_size=0: expected a positive int"),
     (dict(queue_size=2.5), "queue_size=2.5: expected a positive int"),
@@ -199,6 +279,11 @@ def test_bad_settings_raise_one_value_error_naming_the_field(factory, kwargs, me
     with pytest.raises(ValueError) as error:
         factory(linear, **kwargs)
     assert message in str(error.value)
+
+
+def test_a_bad_shared_forward_raises():
+    with pytest.raises(ValueError, match="shared_forward=1: expected True or False"):
+        hdge(linear, shared_forward=1)
 
 
 def test_bad_batches_raise_before_any_compute():
