@@ -21,7 +21,8 @@ def test_the_toy_presets_have_nce_s_network_data_and_batch(toy):
     config, base = make_config(f"fce_2d_{toy}"), make_config(f"nce_2d_{toy}")
     assert (config.model, config.optimizer, config.data) == \
         (base.model, base.optimizer, base.data)
-    assert config.objective.flow == "spline" and config.objective.threshold == 0.6
+    assert config.run.num_steps == base.run.num_steps                # NCE's budget
+    assert config.objective.flow == "realnvp" and config.objective.threshold == 0.6
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -125,8 +125,10 @@ def _flat(batch):
 
 
 PRESETS = {
-    # NCE's network, batch and budget (nce_2d_<toy>), with a spline flow as the noise.
-    f"fce_2d_{toy}": toy_preset(toy, FCEConfig(sampler=TOY_SAMPLER),
+    # NCE's network, batch and budget (nce_2d_<toy>) against a RealNVP of 4 couplings: 2.3x
+    # NCE's step on 2 cores, where the spline flow's is 5x (and fits the checkerboard better).
+    f"fce_2d_{toy}": toy_preset(toy, FCEConfig(sampler=TOY_SAMPLER, flow="realnvp",
+                                               flow_layers=4),
                                 batch_size=512, num_steps=16_000, fresh_sample_steps=500,
                                 eval_every=4000, checkpoint_every=4000)
     for toy in TOYS
