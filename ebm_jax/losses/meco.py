@@ -31,11 +31,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ebm_jax._checks import check_in_range, check_probability
+from ebm_jax._checks import check_probability
 from ebm_jax.energies import EnergyFn, batch_energy
-from ebm_jax.energies.distributions import NoiseDistribution, check_noise
-from ebm_jax.losses.base import LossTransform, require_keys
-from ebm_jax.losses.nce import _num_noise
+from ebm_jax.energies.distributions import NoiseDistribution
+from ebm_jax.losses.base import LossTransform
+from ebm_jax.losses.nce import _check_noise_batch, _check_noise_settings
 
 # The weight of the newest minibatch estimate in the moving average (γ): 0.9, the default
 # of the authors' stochastic compositional methods (SogCLR, SOX) for the inner estimate.
@@ -122,25 +122,15 @@ def meco(energy_fn: EnergyFn, noise: NoiseDistribution, *, noise_ratio: float = 
       >>> sorted(info), abs(float(state.log_u) - 0.919) < 0.1          # log sqrt(2π) = 0.919
       (['energy_data', 'energy_noise', 'log_z', 'log_z_batch', 'nll'], True)
     """
-    noise_ratio = check_in_range("noise_ratio", noise_ratio, 0, math.inf, include_low=False,
-                                 expected="a positive finite number")
+    noise_ratio = _check_noise_settings(noise, noise_ratio)
     rate = check_probability("rate", rate, include_zero=False,
                              expected="a moving-average weight in (0, 1]")
-    if not isinstance(noise, NoiseDistribution):
-        raise ValueError(f"noise={noise!r}: expected a NoiseDistribution (see "
-                         "ebm_jax.energies.distributions: fit_gaussian, uniform_box, from_pair)")
     batched = batch_energy(energy_fn)
     noise_log_prob = jax.vmap(noise.log_prob)
     log_rate, log_keep = math.log(rate), (math.log1p(-rate) if rate < 1 else -math.inf)
 
     def check(batch) -> int:
-        require_keys(batch, ("x",), "meco")
-        x = batch["x"]
-        if jnp.ndim(x) < 1 or jnp.shape(x)[0] == 0:
-            raise ValueError(f"batch['x'] has shape {jnp.shape(x)}: expected a non-empty "
-                             "batch [B, ...] with B >= 1")
-        check_noise(noise, jnp.shape(x)[1:], who="noise")
-        return _num_noise(noise_ratio, jnp.shape(x)[0])
+        return _check_noise_batch(batch, noise, noise_ratio, "meco")
 
     def init(rng_key, params, example_batch):
         num_noise = check(example_batch)

@@ -77,6 +77,28 @@ def _num_noise(noise_ratio: float, batch_size: int) -> int:
     return num
 
 
+def _check_noise_settings(noise: NoiseDistribution, noise_ratio) -> float:
+    """The construction checks of a loss against a noise (NCE, MECO): the checked ratio."""
+    # a count ratio, not an array value: any positive finite float (a concrete 0-d array too)
+    noise_ratio = check_in_range("noise_ratio", noise_ratio, 0, math.inf, include_low=False,
+                                 expected="a positive finite number")
+    if not isinstance(noise, NoiseDistribution):
+        raise ValueError(f"noise={noise!r}: expected a NoiseDistribution (see "
+                         "ebm_jax.energies.distributions: fit_gaussian, uniform_box, from_pair)")
+    return noise_ratio
+
+
+def _check_noise_batch(batch, noise: NoiseDistribution, noise_ratio: float, who: str) -> int:
+    """A batch's checks against the noise (before compute): the number of noise samples."""
+    require_keys(batch, ("x",), who)
+    x = batch["x"]
+    if jnp.ndim(x) < 1 or jnp.shape(x)[0] == 0:
+        raise ValueError(f"batch['x'] has shape {jnp.shape(x)}: expected a non-empty "
+                         "batch [B, ...] with B >= 1")
+    check_noise(noise, jnp.shape(x)[1:], who="noise")
+    return _num_noise(noise_ratio, jnp.shape(x)[0])
+
+
 def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
         noise_ratio: float = 1.0) -> LossTransform:
     """Noise-contrastive estimation of an energy and its log normaliser.
@@ -111,24 +133,14 @@ def nce(energy_fn: EnergyFn, noise: NoiseDistribution, *,
       >>> value.shape, sorted(info)
       ((), ['accuracy', 'energy_data', 'energy_noise', 'log_z'])
     """
-    # a count ratio, not an array value: any positive finite float (a concrete 0-d array too)
-    noise_ratio = check_in_range("noise_ratio", noise_ratio, 0, math.inf, include_low=False,
-                                 expected="a positive finite number")
-    if not isinstance(noise, NoiseDistribution):
-        raise ValueError(f"noise={noise!r}: expected a NoiseDistribution (see "
-                         "ebm_jax.energies.distributions: fit_gaussian, uniform_box, from_pair)")
+    noise_ratio = _check_noise_settings(noise, noise_ratio)
     batched = batch_energy(energy_fn)
     noise_log_prob = jax.vmap(noise.log_prob)
 
     def check(params, batch):
         require_keys(batch, ("x",), "nce")
         _check_params(params)
-        x = batch["x"]
-        if jnp.ndim(x) < 1 or jnp.shape(x)[0] == 0:
-            raise ValueError(f"batch['x'] has shape {jnp.shape(x)}: expected a non-empty "
-                             "batch [B, ...] with B >= 1")
-        check_noise(noise, jnp.shape(x)[1:], who="noise")
-        return _num_noise(noise_ratio, jnp.shape(x)[0])
+        return _check_noise_batch(batch, noise, noise_ratio, "nce")
 
     def init(rng_key, params, example_batch):
         check(params, example_batch)

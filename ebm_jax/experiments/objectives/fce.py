@@ -116,7 +116,7 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
         return fce_optimizer(optimizer, optax.adam(settings.flow_learning_rate))
 
     return Pieces(fce_params(energy_params, flow.params), energy_fn, None, loss, *sampling,
-                  generator_name="SGLD from noise", evaluate=evaluate, wrap_optimizer=wrap)
+                  evaluate=evaluate, wrap_optimizer=wrap)
 
 
 def _flat(batch):
