@@ -6,8 +6,8 @@ Example::
     >>> config = make_config("jem_digits", ["run.num_steps=100", "run.seed=3"])
     >>> config.run.num_steps, config.objective.kind
     (100, 'jem')
-    >>> sorted(presets_by_objective())[:3]
-    ['cd', 'dat', 'dsm']
+    >>> sorted(presets_by_objective())[:2]
+    ['cd', 'cdrl']
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ from ebm_jax.losses.base import LossTransform, combine
 from ebm_jax.losses.batch_statistics import (freeze_statistics, with_batch_statistics,
                                              with_frozen_statistics)
 from ebm_jax.losses.classification import cross_entropy
+from ebm_jax.losses.cdrl import (CDRLScales, cdrl, cdrl_optimizer, cdrl_params, cdrl_scales,
+                               decoupled_energy, residual_initializer)
 from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergence
 from ebm_jax.losses.dat import DATState, dat, dat_energy, pgd_contrastive_samples
 from ebm_jax.losses.ebt import (EBTDescent, EBTState, denoising_pairs, ebt, ebt_descent,
@@ -20,7 +22,8 @@ from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule,
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
 from ebm_jax.losses.two_stage import TwoStageState, two_stage
 
-__all__ = ["CDState", "DATState", "EBTDescent", "EBTState", "LossTransform", "combine",
+__all__ = ["CDRLScales", "cdrl", "cdrl_optimizer", "cdrl_params", "cdrl_scales",
+           "decoupled_energy", "residual_initializer", "CDState", "DATState", "EBTDescent", "EBTState", "LossTransform", "combine",
            "contrastive_divergence", "cross_entropy", "dat", "dat_energy", "denoising_pairs",
            "denoising_score_matching", "ebt", "ebt_descent", "ebt_energy", "ebt_params",
            "ebt_step_size", "fce", "fce_optimizer", "fce_params", "flow_maximum_likelihood", "freeze_statistics", "HDGEState",

@@ -8,15 +8,16 @@ from ebm_jax.plots.evaluation import (
     save_robustness_curve,
     save_roc_curves,
 )
-from ebm_jax.plots.grids import save_image_grids, save_scatter, tile_images
+from ebm_jax.plots.grids import (save_image_grids, save_level_grid, save_scatter,
+                                 tile_images)
 from ebm_jax.plots.inference import save_energy_paths, save_thinking_curve
 from ebm_jax.plots.landscape import (density_on_grid, save_density_panels,
                                      save_energy_landscape)
 from ebm_jax.plots.sequences import save_sequence_panels
 from ebm_jax.plots.trajectories import save_trajectories
 
-__all__ = ["density_on_grid", "read_metrics", "save_curves", "save_energy_histogram",
-           "save_density_panels", "save_energy_landscape", "save_energy_paths", "save_energy_trace",
-           "save_image_grids", "save_ood_histograms", "save_reliability_diagram",
-           "save_robustness_curve", "save_roc_curves", "save_scatter", "save_sequence_panels",
-           "save_thinking_curve", "save_trajectories", "tile_images"]
+__all__ = ["density_on_grid", "read_metrics", "save_curves", "save_density_panels",
+           "save_energy_histogram", "save_energy_landscape", "save_energy_paths",
+           "save_energy_trace", "save_image_grids", "save_level_grid", "save_ood_histograms",
+           "save_reliability_diagram", "save_robustness_curve", "save_roc_curves", "save_scatter",
+           "save_sequence_panels", "save_thinking_curve", "save_trajectories", "tile_images"]

@@ -86,3 +86,62 @@ def save_scatter(path: str, panels: dict, *, limits: Optional[tuple] = (-4.5, 4.
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_level_grid(path: str, rows: dict, column_titles: Sequence[str], *,
+                    image_shape: Optional[Sequence[int]] = None, per_cell: int = 16,
+                    limits: Optional[tuple] = (-4.5, 4.5), value_range: tuple = (-1.0, 1.0)
+                    ) -> None:
+    """Save samples level by level: one row per ``rows`` entry, one column per level.
+
+    Args:
+      path: PNG path.
+      rows: ``{row title: [L, N, D]}`` samples at each of ``L`` levels (e.g. an initializer's
+        proposals and their refinements, CDRL's progressive sampling).
+      column_titles: ``L`` titles, one per level.
+      image_shape: draw the first ``per_cell`` examples of each cell as an image grid of this
+        shape; without it, ``D = 2`` points are scattered in ``limits``.
+      per_cell: images per cell (a square number tiles best).
+      limits, value_range: the scatter's box; the images' grey range.
+
+    Example::
+
+      >>> save_level_grid("levels.png", {"proposal": np.zeros((3, 10, 2)),
+      ...                                "refined": np.ones((3, 10, 2))}, ["t=2", "t=1", "t=0"])
+    """
+    plt = _figure()
+    num_cols = len(column_titles)
+    for title, samples in rows.items():
+        if np.shape(samples)[0] != num_cols:
+            raise ValueError(f"rows[{title!r}] has {np.shape(samples)[0]} levels: expected "
+                             f"{num_cols}, one per column title")
+    fig, axes = plt.subplots(len(rows), num_cols, figsize=(2.4 * num_cols, 2.4 * len(rows)),
+                             squeeze=False)
+    columns = max(int(np.sqrt(per_cell)), 1)
+    for r, (title, samples) in enumerate(rows.items()):
+        for c in range(num_cols):
+            ax = axes[r, c]
+            cell = np.asarray(samples[c])
+            if image_shape is None:
+                ax.scatter(cell[:, 0], cell[:, 1], s=1, alpha=0.4)
+                if limits is not None:
+                    ax.set_xlim(*limits)
+                    ax.set_ylim(*limits)
+                ax.set_aspect("equal")
+                ax.set_xticks([])
+                ax.set_yticks([])
+            else:
+                grid = tile_images(cell[:per_cell], image_shape, columns)
+                ax.imshow(grid, cmap="gray_r", vmin=value_range[0], vmax=value_range[1],
+                          interpolation="nearest")
+                ax.axis("off")
+            if r == 0:
+                ax.set_title(column_titles[c], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(title)
+                if image_shape is not None:   # axis("off") hides the label: write it instead
+                    ax.text(-0.08, 0.5, title, transform=ax.transAxes, rotation=90,
+                            ha="right", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

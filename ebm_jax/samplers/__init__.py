@@ -21,7 +21,8 @@ from ebm_jax.samplers.annealed import (
 )
 from ebm_jax.samplers.base import Sampler, init_chains, run_chain, run_chains
 from ebm_jax.samplers.blackjax_adapter import from_blackjax
-from ebm_jax.samplers.chain_starts import (ChainStart, data_start, follow_support, noise_start,
+from ebm_jax.samplers.chain_starts import (ChainStart, RecoveryCondition, data_start,
+                                           follow_support, initializer_start, noise_start,
                                            pool_start, replay_buffer_start)
 from ebm_jax.samplers.descent import (DescentInfo, DescentState, descent, descent_kernel,
                                       pgd_chain, project_to_ball, random_ball_offset)
@@ -31,9 +32,11 @@ from ebm_jax.samplers.langevin import (LangevinInfo, LangevinState, langevin, la
                                        temperature_noise_scale)
 from ebm_jax.samplers.mala import MALAInfo, MALAState, mala, mala_kernel
 from ebm_jax.samplers.recovery import (RecoveryChainOptions, RecoveryInfo, progressive_sample,
-                                       recovery_chain_options, recovery_chains, recovery_langevin)
+                                       recovery_chain_options, recovery_chains, recovery_langevin,
+                                       tweedie_denoise)
 from ebm_jax.samplers.replay_buffer import ReplayBuffer, init_buffer, push, sample, uniform_init
-from ebm_jax.samplers.schedules import NoiseSchedule, diffuse, noise_schedule
+from ebm_jax.samplers.schedules import (NoiseSchedule, cosine_logsnr, diffuse, diffuse_shared,
+                                        noise_schedule)
 
 __all__ = [
     "AdaptationInfo",
@@ -54,6 +57,7 @@ __all__ = [
     "MALAState",
     "NoiseSchedule",
     "RecoveryChainOptions",
+    "RecoveryCondition",
     "RecoveryInfo",
     "ReplayBuffer",
     "Sampler",
@@ -62,10 +66,12 @@ __all__ = [
     "annealed_langevin",
     "annealed_sample",
     "chain_summary",
+    "cosine_logsnr",
     "data_start",
     "descent",
     "descent_kernel",
     "diffuse",
+    "diffuse_shared",
     "dual_averaging_init",
     "dual_averaging_update",
     "effective_sample_size",
@@ -76,6 +82,7 @@ __all__ = [
     "hmc_kernel",
     "init_buffer",
     "init_chains",
+    "initializer_start",
     "langevin",
     "langevin_kernel",
     "mala",
@@ -99,5 +106,6 @@ __all__ = [
     "song_ermon_step_sizes",
     "split_rhat",
     "temperature_noise_scale",
+    "tweedie_denoise",
     "uniform_init",
 ]

@@ -29,6 +29,9 @@ Factories:
 * :func:`noise_start`: every chain starts from fresh noise (short-run MCMC, Nijkamp et al.).
 * :func:`pool_start` (DAT, Yin et al. 2025): every chain starts at a random example of a
   fixed pool (out-of-distribution images, :func:`ebm_jax.data.ood_pool`).
+* :func:`initializer_start` (CDRL, Zhu et al. 2024): a learned generator. For the chains
+  of a noise level (``x`` is then a :class:`RecoveryCondition`, the noisier sample and the
+  level), a network proposes the cleaner sample and the chains refine the proposal.
 
 Example::
 
@@ -42,13 +45,15 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from ebm_jax._checks import check_flag, check_int, check_probability
 from ebm_jax.samplers import replay_buffer as rb
 from ebm_jax.samplers.replay_buffer import PROBABILITY, InitFn, uniform_init
 
-__all__ = ["ChainStart", "data_start", "follow_support", "noise_start", "pool_start",
-           "replay_buffer_start"]
+__all__ = ["ChainStart", "RecoveryCondition", "data_start", "follow_support",
+           "initializer_start", "noise_start", "pool_start", "replay_buffer_start"]
 
 
 class ChainStart(NamedTuple):
@@ -289,6 +294,79 @@ def pool_start(pool) -> ChainStart:
         del state, params
         rows = jax.random.randint(rng_key, (x.shape[0],), 0, pool.shape[0])
         return pool[rows].astype(x.dtype), labels, None
+
+    def update(state, samples, handle):
+        del samples, handle
+        return state
+
+    return ChainStart(init, draw, update)
+
+
+class RecoveryCondition(NamedTuple):
+    """What the chains of one noise level are conditioned on, passed as ``x`` to a chain
+    start's ``draw`` by the recovery-likelihood losses and samplers.
+
+    Attributes:
+      x_next: ``[B, ...]`` the noisier samples ``x_{t+1}``.
+      level: the level ``t`` of the samples to draw (an int scalar, often traced).
+    """
+
+    x_next: Any
+    level: Any
+
+
+def initializer_start(initializer_fn: Callable[..., Any],
+                      proposal_stds: Sequence[float]) -> ChainStart:
+    """Chains start at a learned initializer's proposal (CDRL's cooperative start).
+
+    The proposal for ``x_t`` given ``x_{t+1}`` is ``g(x_{t+1}, t) + proposal_stds[t] n``,
+    ``n ~ N(0, I)``, with ``g = initializer_fn(params, x_next, t[, label])`` a per-example
+    mean; the chains of the level then refine it. ``params`` are the params the loss or the
+    sampler is called with (the initializer reads its own part, e.g.
+    ``params["initializer"]``), so the draw is differentiable in them: a loss that regresses
+    the proposal onto the refined samples (:func:`~ebm_jax.losses.cdrl`) trains ``g`` through
+    it.
+
+    Args:
+      initializer_fn: ``(params, x_next [...], level[, label]) -> [...]`` the mean of ``x_t``.
+      proposal_stds: ``[T]`` the noise std added at each level (CDRL: the diffusion's
+        posterior std, :func:`~ebm_jax.losses.cdrl_scales`).
+
+    Returns:
+      A stateless :class:`ChainStart` whose ``draw`` takes ``x`` as a
+      :class:`RecoveryCondition`.
+
+    Example::
+
+      >>> start = initializer_start(lambda p, x, t: p * x, [0.0, 0.5])
+      >>> condition = RecoveryCondition(jnp.ones((4, 2)), 0)
+      >>> x0, _, _ = start.draw(jax.random.key(0), (), 2.0, condition, None)
+      >>> x0.tolist()[0]
+      [2.0, 2.0]
+    """
+    stds = np.asarray(proposal_stds, np.float64)
+    if stds.ndim != 1 or not stds.size or not np.all(np.isfinite(stds) & (stds >= 0)):
+        raise ValueError(f"proposal_stds={proposal_stds!r}: expected one finite std >= 0 per "
+                         "level")
+    stds = jnp.asarray(stds.astype(np.float32))
+
+    def init(rng_key, sample_shape):
+        del rng_key, sample_shape
+        return ()
+
+    def draw(rng_key, state, params, x, labels=None):
+        del state
+        if not isinstance(x, RecoveryCondition):
+            raise TypeError(f"initializer_start draws from a RecoveryCondition(x_next, level), "
+                            f"got {type(x).__name__}")
+        x_next, level = jnp.asarray(x.x_next), x.level
+        if labels is None:
+            mean = jax.vmap(initializer_fn, in_axes=(None, 0, None))(params, x_next, level)
+        else:
+            mean = jax.vmap(initializer_fn, in_axes=(None, 0, None, 0))(
+                params, x_next, level, labels)
+        noise = jax.random.normal(rng_key, x_next.shape, x_next.dtype)
+        return mean + stds[level] * noise, labels, None
 
     def update(state, samples, handle):
         del samples, handle

@@ -39,11 +39,13 @@ from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ebm_jax._checks import (check_bounds, check_choice, check_flag, check_in_range, check_int,
                              is_int)
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers.base import init_chains, run_chains
+from ebm_jax.samplers.chain_starts import ChainStart, RecoveryCondition
 from ebm_jax.samplers.langevin import LangevinInfo, langevin
 from ebm_jax.samplers.mala import mala
 from ebm_jax.samplers.schedules import (NoiseSchedule, as_noise_schedule, check_level,
@@ -52,7 +54,7 @@ from ebm_jax.samplers.schedules import (NoiseSchedule, as_noise_schedule, check_
 CHAIN_INITS = ("rescaled", "noisy", "posterior_mean", "importance")
 
 __all__ = ["CHAIN_INITS", "RecoveryChainOptions", "RecoveryInfo", "progressive_sample",
-           "recovery_chain_options", "recovery_chains", "recovery_langevin"]
+           "recovery_chain_options", "recovery_chains", "recovery_langevin", "tweedie_denoise"]
 
 
 class RecoveryChainOptions(NamedTuple):
@@ -69,13 +71,16 @@ class RecoveryChainOptions(NamedTuple):
     grad_clip: Optional[float]
     clip_range: Optional[tuple[float, float]]
     unroll: int
+    step_sizes: Optional[tuple[float, ...]] = None
+    marginal_top: bool = False
 
 
 def recovery_chain_options(*, num_steps: int = 30, step_size_scale: float = 0.05,
                            chain_init: str = "importance", num_candidates: int = 16,
                            metropolis: bool = True, grad_clip: Optional[float] = None,
                            clip_range: Optional[tuple[float, float]] = None,
-                           unroll: int = 1) -> RecoveryChainOptions:
+                           unroll: int = 1, step_sizes: Optional[Sequence[float]] = None,
+                           marginal_top: bool = False) -> RecoveryChainOptions:
     """Validate the conditional chains' settings (before any compute).
 
     Arguments as in :func:`recovery_langevin`. Raises ``ValueError`` naming the field,
@@ -102,8 +107,16 @@ def recovery_chain_options(*, num_steps: int = 30, step_size_scale: float = 0.05
     clip_range = check_bounds("clip_range", clip_range, allow_none=True,
                               expected="(low, high) with low < high")
     unroll = check_int("unroll", unroll)
+    if step_sizes is not None:
+        values = np.asarray(step_sizes, np.float64)
+        if values.ndim != 1 or not values.size or not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError(f"step_sizes={step_sizes!r}: expected one positive finite Langevin "
+                             "step size per level")
+        step_sizes = tuple(float(v) for v in values)
+    marginal_top = check_flag("marginal_top", marginal_top)
     return RecoveryChainOptions(num_steps, step_size_scale, chain_init, num_candidates,
-                                metropolis, grad_clip, clip_range, unroll)
+                                metropolis, grad_clip, clip_range, unroll, step_sizes,
+                                marginal_top)
 
 
 class RecoveryInfo(NamedTuple):
@@ -143,7 +156,8 @@ def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
                       chain_init: str = "importance", num_candidates: int = 16,
                       metropolis: bool = True, grad_clip: Optional[float] = None,
                       clip_range: Optional[tuple[float, float]] = None,
-                      unroll: int = 1) -> tuple[jax.Array, RecoveryInfo]:
+                      unroll: int = 1, step_sizes: Optional[Sequence[float]] = None,
+                      marginal_top: bool = False) -> tuple[jax.Array, RecoveryInfo]:
     """Sample the conditional EBM ``p(x_t | x_{t+1})``: one Langevin chain per row of ``x_next``.
 
     The chains run Langevin dynamics (:func:`~ebm_jax.samplers.langevin` in
@@ -188,6 +202,11 @@ def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
       clip_range: ``(low, high)``: clamp positions (unadjusted) or reject
         proposals outside the box (``metropolis``).
       unroll: scan unroll factor of the chain loop.
+      step_sizes: ``[T]`` Langevin step sizes ``h_t``, one per level, in place of
+        ``step_size_scale * σ_t²`` (CDRL's decoupled steps,
+        :func:`~ebm_jax.losses.cdrl_scales`).
+      marginal_top: the top level ``T-1`` is a marginal EBM: its chains sample ``E(x, T-1)``
+        alone, without the quadratic term (CDRL's; the schedule's end is then not pure noise).
 
     Returns:
       ``(samples [N, ...], RecoveryInfo)``.
@@ -209,17 +228,33 @@ def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
     options = recovery_chain_options(num_steps=num_steps, step_size_scale=step_size_scale,
                                      chain_init=chain_init, num_candidates=num_candidates,
                                      metropolis=metropolis, grad_clip=grad_clip,
-                                     clip_range=clip_range, unroll=unroll)
+                                     clip_range=clip_range, unroll=unroll, step_sizes=step_sizes,
+                                     marginal_top=marginal_top)
+    check_step_sizes(options, schedule)
     return recovery_chains(rng_key, energy_fn, params, schedule, level, x_next, options)
+
+
+def check_step_sizes(options: RecoveryChainOptions, schedule: NoiseSchedule) -> None:
+    """Raise unless ``options.step_sizes`` (if any) has one entry per level of ``schedule``."""
+    if options.step_sizes is not None and len(options.step_sizes) != schedule.num_levels:
+        raise ValueError(f"step_sizes has {len(options.step_sizes)} entries: expected "
+                         f"{schedule.num_levels}, one per level of the schedule")
 
 
 def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
                     schedule: NoiseSchedule, level, x_next: jax.Array,
-                    options: RecoveryChainOptions) -> tuple[jax.Array, RecoveryInfo]:
+                    options: RecoveryChainOptions, *, start: Optional[jax.Array] = None,
+                    labels: Optional[jax.Array] = None) -> tuple[jax.Array, RecoveryInfo]:
     """:func:`recovery_langevin` with settings validated by :func:`recovery_chain_options`.
 
     ``schedule`` must be a :class:`NoiseSchedule` and ``level`` is not range-checked (it is
     usually traced): the form a loss calls at trace time.
+
+    Args (beyond :func:`recovery_langevin`'s):
+      start: ``[N, ...]`` chain starts, in place of ``options.chain_init`` (a learned
+        initializer's proposals, :func:`~ebm_jax.samplers.initializer_start`).
+      labels: ``[N]`` int classes: the energy is then ``energy_fn(params, x, t, label)``
+        (class-conditional and guided energies).
 
     Example::
 
@@ -229,19 +264,36 @@ def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
       ...                                 noise_schedule("t6"), 1, jnp.zeros((8, 2)), options)
     """
     (num_steps, step_size_scale, chain_init, num_candidates, metropolis, grad_clip, clip_range,
-     unroll) = options
+     unroll, step_sizes, marginal_top) = options
     level = jnp.asarray(level, jnp.int32)
     sigma = float32_array(schedule.sigmas)[level]
     alpha = float32_array(schedule.alphas)[level]
     precision = jnp.square(alpha / sigma)
-    step_size = step_size_scale * jnp.square(sigma)
+    if marginal_top:
+        precision = jnp.where(level == schedule.num_levels - 1, 0.0, precision)
+    if step_sizes is None:
+        step_size = step_size_scale * jnp.square(sigma)
+    else:
+        step_size = float32_array(np.asarray(step_sizes))[level]
 
-    def conditional_energy(p, x, x_tilde):
-        return energy_fn(p, x, level) + 0.5 * precision * jnp.sum(jnp.square(x - x_tilde))
+    def level_energy(p, x, *label):
+        return energy_fn(p, x, level, *label)
+
+    if labels is not None and chain_init == "importance" and start is None:
+        raise ValueError("chain_init='importance' with labels: importance-resampled starts "
+                         "score an unconditional energy; expected another chain_init or start")
+
+    def conditional_energy(p, x, x_tilde, *label):
+        return level_energy(p, x, *label) + 0.5 * precision * jnp.sum(jnp.square(x - x_tilde))
 
     x_next = jnp.asarray(x_next)
     x_tilde = x_next / alpha
-    if chain_init == "rescaled":
+    if start is not None:
+        start = jnp.asarray(start)
+        if start.shape != x_next.shape:
+            raise ValueError(f"start has shape {start.shape}: expected {x_next.shape}, the "
+                             "shape of x_next (one start per chain)")
+    elif chain_init == "rescaled":
         start = x_tilde
     elif chain_init == "noisy":
         start = x_next
@@ -253,8 +305,9 @@ def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
                                  num_candidates)
     if clip_range is not None:
         start = jnp.clip(start, clip_range[0], clip_range[1])
+    cond = (x_tilde,) if labels is None else (x_tilde, jnp.asarray(labels))
     # The step size is traced (it depends on the level), so the samplers skip their
-    # positivity check; step_size_scale was checked by recovery_chain_options.
+    # positivity check; step_size_scale and step_sizes were checked by recovery_chain_options.
     if metropolis:
         # MALA on U(x | x̃); a proposal outside clip_range is rejected (the target
         # restricted to the box).
@@ -262,8 +315,8 @@ def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
     else:
         sampler = langevin(conditional_energy, step_size, grad_clip=grad_clip,
                            clip_range=clip_range)
-    states = init_chains(sampler, start, params, x_tilde)
-    chains, info = run_chains(rng_key, sampler, states, params, num_steps, x_tilde,
+    states = init_chains(sampler, start, params, *cond)
+    chains, info = run_chains(rng_key, sampler, states, params, num_steps, *cond,
                               unroll=unroll, trace=True)
     samples = chains.position
     if metropolis:
@@ -281,7 +334,10 @@ def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
                        chain_init: str = "importance", num_candidates: int = 16,
                        metropolis: bool = True, grad_clip: Optional[float] = None,
                        clip_range: Optional[tuple[float, float]] = None,
-                       return_trajectory: bool = False, unroll: int = 1):
+                       step_sizes: Optional[Sequence[float]] = None, marginal_top: bool = False,
+                       chain_start: Optional[ChainStart] = None,
+                       labels: Optional[jax.Array] = None, return_trajectory: bool = False,
+                       return_proposals: bool = False, unroll: int = 1):
     """Generate from noise: ``x_T ~ N(0, I)``, then ``x_t ~ p(x_t | x_{t+1})`` for ``t = T-1..0``.
 
     All levels run in one ``lax.scan`` (the level is traced), so the whole
@@ -289,20 +345,28 @@ def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
 
     Args:
       rng_key: a PRNG key.
-      energy_fn: per-example ``energy_fn(params, x, t) -> scalar``.
+      energy_fn: per-example ``energy_fn(params, x, t) -> scalar`` (with ``labels``:
+        ``energy_fn(params, x, t, label)``).
       params: energy parameters (evaluate with the EMA parameters).
       schedule: a :class:`NoiseSchedule`.
       shape: the shape of one example, e.g. ``(2,)`` or ``(64,)``.
       num_samples: ``N``.
-      num_langevin_steps: Langevin steps per level.
-      step_size_scale, chain_init, num_candidates, metropolis, grad_clip, clip_range, unroll:
-        as in :func:`recovery_langevin`.
+      num_langevin_steps: Langevin steps per level (0 with a ``chain_start``: its proposals
+        alone, unrefined).
+      step_size_scale, chain_init, num_candidates, metropolis, grad_clip, clip_range,
+        step_sizes, marginal_top, unroll: as in :func:`recovery_langevin`.
+      chain_start: a :class:`~ebm_jax.samplers.ChainStart` drawing each level's chain starts
+        from a :class:`~ebm_jax.samplers.RecoveryCondition` (CDRL's learned initializer,
+        :func:`~ebm_jax.samplers.initializer_start`), in place of ``chain_init``.
+      labels: ``[N]`` int classes for a class-conditional (or guided) energy and start.
       return_trajectory: also return every level's samples.
+      return_proposals: also return every level's chain starts (with ``chain_start``).
 
     Returns:
-      ``samples [N, *shape]`` (level 0), or ``(samples, trajectory)`` with
-      ``trajectory [T+1, N, *shape]``, ``trajectory[t]`` the samples at level
-      ``t`` (``trajectory[T]`` the initial noise, ``trajectory[0] == samples``).
+      ``samples [N, *shape]`` (level 0), then, if asked, ``trajectory [T+1, N, *shape]``
+      (``trajectory[t]`` the samples at level ``t``, ``trajectory[T]`` the initial noise,
+      ``trajectory[0] == samples``) and ``proposals [T, N, *shape]`` (``proposals[t]`` the
+      starts of the level-``t`` chains), as a tuple in that order.
 
     Jit it by closing over the static arguments::
 
@@ -315,28 +379,90 @@ def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
       (100, 2)
     """
     schedule = as_noise_schedule(schedule)
-    check_int("num_langevin_steps", num_langevin_steps)
-    options = recovery_chain_options(num_steps=num_langevin_steps,
+    check_int("num_langevin_steps", num_langevin_steps, minimum=0 if chain_start is not None else 1,
+              expected=None if chain_start is None else "an int >= 0")
+    refine = num_langevin_steps > 0
+    options = recovery_chain_options(num_steps=max(num_langevin_steps, 1),
                                      step_size_scale=step_size_scale, chain_init=chain_init,
                                      num_candidates=num_candidates, metropolis=metropolis,
-                                     grad_clip=grad_clip, clip_range=clip_range, unroll=unroll)
+                                     grad_clip=grad_clip, clip_range=clip_range, unroll=unroll,
+                                     step_sizes=step_sizes, marginal_top=marginal_top)
+    check_step_sizes(options, schedule)
     shape = tuple(shape)
     if not all(is_int(d) and d > 0 for d in shape):
         raise ValueError(f"shape={shape!r}: expected a tuple of positive ints "
                          "(one example's shape)")
     num_samples = check_int("num_samples", num_samples)
+    if return_proposals and chain_start is None:
+        raise ValueError("return_proposals=True without a chain_start: the proposals are a "
+                         "learned start's draws")
+    if labels is not None and jnp.shape(labels) != (num_samples,):
+        raise ValueError(f"labels has shape {jnp.shape(labels)}: expected ({num_samples},), one "
+                         "class per sample")
     num_levels = schedule.num_levels
     k_init, k_levels = jax.random.split(rng_key)
     x_end = jax.random.normal(k_init, (num_samples, *shape), jnp.float32)
 
     def body(x, inputs):
         level, key = inputs
-        x, _ = recovery_chains(key, energy_fn, params, schedule, level, x, options)
-        return x, x
+        start = None
+        if chain_start is not None:
+            key, k_start = jax.random.split(key)
+            start = chain_start.draw(k_start, (), params, RecoveryCondition(x, level), labels)[0]
+        if refine:
+            x, _ = recovery_chains(key, energy_fn, params, schedule, level, x, options,
+                                   start=start, labels=labels)
+        else:
+            x = start
+        return x, (x, x if start is None else start)
 
     levels = jnp.arange(num_levels - 1, -1, -1, dtype=jnp.int32)
-    samples, path = jax.lax.scan(body, x_end, (levels, jax.random.split(k_levels, num_levels)))
-    if not return_trajectory:
-        return samples
-    trajectory = jnp.concatenate([path[::-1], x_end[None]], axis=0)
-    return samples, trajectory
+    samples, (path, starts) = jax.lax.scan(body, x_end,
+                                           (levels, jax.random.split(k_levels, num_levels)))
+    out = [samples]
+    if return_trajectory:
+        out.append(jnp.concatenate([path[::-1], x_end[None]], axis=0))
+    if return_proposals:
+        out.append(starts[::-1])
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def tweedie_denoise(energy_fn: EnergyFn, params: Any, x: jax.Array, noise_std: float, *,
+                    level: int = 0, labels: Optional[jax.Array] = None) -> jax.Array:
+    """Tweedie's posterior mean of clean data from ``x = sqrt(1 - s²) x_clean + s ε``.
+
+    ``E[x_clean | x] = (x + s² ∇ log p(x)) / sqrt(1 - s²)`` with ``log p(x) = -E(x, level)``
+    the model's density of the noisy data, here the level-``level`` energy. CDRL ends its
+    generation with this step at level 0 (its data diffused once, ``s ≈ 0.0074``). The score
+    is the sampler's: the density the chains sample, ``exp(-E)``. (CDRL's reference code
+    divides its network's output by half the step size its chains use, a score twice this
+    one.)
+
+    Args:
+      energy_fn: per-example ``energy_fn(params, x, t[, label]) -> scalar``.
+      params: its parameters.
+      x: ``[N, ...]`` noisy samples.
+      noise_std: ``s`` in ``[0, 1)``.
+      level: the energy's level.
+      labels: ``[N]`` classes for a class-conditional energy.
+
+    Returns:
+      ``[N, ...]`` denoised samples.
+
+    Example::
+
+      >>> s, var = 0.1, 0.99 * 0.25 + 0.01        # clean N(0, 0.5²), noisy N(0, var)
+      >>> energy_fn = lambda p, x, t: 0.5 * jnp.sum(x**2) / var
+      >>> denoised = tweedie_denoise(energy_fn, None, jnp.ones((1, 1)), s)
+      >>> round(float(denoised[0, 0]), 4), round(0.99**0.5 * 0.25 / var, 4)   # E[x | x_noisy]
+      (0.966, 0.966)
+    """
+    check_in_range("noise_std", noise_std, 0, 1, include_high=False,
+                   expected="a noise std in [0, 1)")
+    extra = () if labels is None else (jnp.asarray(labels),)
+
+    def score(x_one, *label):
+        return -jax.grad(energy_fn, argnums=1)(params, x_one, level, *label)
+
+    grads = jax.vmap(score)(jnp.asarray(x), *extra)
+    return (x + noise_std**2 * grads) / math.sqrt(1.0 - noise_std**2)

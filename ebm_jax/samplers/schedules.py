@@ -25,7 +25,7 @@ import numpy as np
 
 from ebm_jax._checks import check_in_range, check_int, is_traced
 
-SCHEDULES = ("t6", "ddpm", "linear", "geometric")
+SCHEDULES = ("t6", "ddpm", "linear", "geometric", "cosine")
 
 
 class NoiseSchedule(NamedTuple):
@@ -73,9 +73,42 @@ def _ddpm_sigmas(num_levels: int) -> np.ndarray:
     return np.sqrt(1.0 - a**2)
 
 
+def cosine_logsnr(num_levels: int, logsnr_max: float = 9.8, logsnr_min: float = -5.1
+                  ) -> np.ndarray:
+    """``[T+1]`` log signal-to-noise ratios of the truncated cosine schedule (CDRL's).
+
+    ``logsnr(u) = -2 log tan(a u + b)`` at ``u = k / T``, ``k = 0..T``, with ``a`` and ``b``
+    chosen so that it runs from ``logsnr_max`` at ``u = 0`` down to ``logsnr_min`` at
+    ``u = 1`` (the cosine schedule of improved DDPM, whose log-SNR is exactly this with
+    ``a = π/2``, ``b = 0``, truncated). In a variance-preserving diffusion level ``k`` is
+    ``sqrt(sigmoid(logsnr_k)) x + sqrt(sigmoid(-logsnr_k)) ε``.
+
+    Example::
+
+      >>> cosine_logsnr(6).round(2)
+      array([ 9.8 ,  2.69,  1.2 ,  0.14, -0.88, -2.17, -5.1 ])
+    """
+    num_levels = check_int("num_levels", num_levels)
+    if not (np.isfinite(logsnr_max) and np.isfinite(logsnr_min) and logsnr_max > logsnr_min):
+        raise ValueError(f"logsnr_max={logsnr_max!r}, logsnr_min={logsnr_min!r}: expected finite "
+                         "numbers with logsnr_max > logsnr_min (the signal falls with the level)")
+    b = np.arctan(np.exp(-0.5 * logsnr_max))
+    a = np.arctan(np.exp(-0.5 * logsnr_min)) - b
+    u = np.arange(num_levels + 1, dtype=np.float64) / num_levels
+    return -2.0 * np.log(np.tan(a * u + b))
+
+
+def _cosine_sigmas(num_levels: int, logsnr_max: float, logsnr_min: float) -> np.ndarray:
+    """Per-step noise stds between consecutive levels of :func:`cosine_logsnr`: the step from
+    level ``k`` to ``k+1`` scales by ``sqrt(ᾱ_{k+1} / ᾱ_k)``, ``ᾱ = sigmoid(logsnr)``."""
+    log_signal = -np.logaddexp(0.0, -cosine_logsnr(num_levels, logsnr_max, logsnr_min))
+    return np.sqrt(-np.expm1(np.diff(log_signal)))
+
+
 def noise_schedule(name_or_sigmas: Union[str, Sequence[float], np.ndarray, NoiseSchedule] = "t6",
                    *, num_levels: Optional[int] = None, sigma_min: Optional[float] = None,
-                   sigma_max: Optional[float] = None) -> NoiseSchedule:
+                   sigma_max: Optional[float] = None, logsnr_max: Optional[float] = None,
+                   logsnr_min: Optional[float] = None) -> NoiseSchedule:
     """Build (and validate) a :class:`NoiseSchedule`.
 
     Noise increases with the level: ``sigmas`` must be non-decreasing, every
@@ -90,9 +123,16 @@ def noise_schedule(name_or_sigmas: Union[str, Sequence[float], np.ndarray, Noise
         * ``"ddpm"``: the same construction with ``num_levels`` levels (2..501);
         * ``"linear"`` / ``"geometric"``: ``num_levels`` sigmas spaced linearly /
           geometrically from ``sigma_min`` to ``sigma_max``;
+        * ``"cosine"``: CDRL's truncated cosine log-SNR schedule (:func:`cosine_logsnr`),
+          ``num_levels`` steps (default 6) from ``logsnr_max`` (default 9.8) to
+          ``logsnr_min`` (default -5.1). Level 0 here is the data at ``logsnr_max``: CDRL
+          diffuses the data once, by ``sqrt(sigmoid(-logsnr_max))`` ≈ 0.0074, which the
+          loss does (:func:`~ebm_jax.losses.cdrl`), not the schedule;
         * an explicit sequence of per-level sigmas (or a ``NoiseSchedule``, revalidated).
-      num_levels: number of levels for ``"ddpm"``, ``"linear"`` and ``"geometric"``.
+      num_levels: number of levels for ``"ddpm"``, ``"linear"``, ``"geometric"`` and
+        ``"cosine"``.
       sigma_min, sigma_max: the range for ``"linear"`` and ``"geometric"``.
+      logsnr_max, logsnr_min: the log-SNR range of ``"cosine"``.
 
     Example::
 
@@ -101,18 +141,25 @@ def noise_schedule(name_or_sigmas: Union[str, Sequence[float], np.ndarray, Noise
       (6, array([0.324, 0.516, 0.632, 0.713, 0.773, 1.   ]))
       >>> noise_schedule("geometric", num_levels=4, sigma_min=0.1, sigma_max=0.8).sigmas
       array([0.1, 0.2, 0.4, 0.8])
+      >>> noise_schedule("cosine").sigmas.round(3)
+      array([0.252, 0.424, 0.551, 0.671, 0.808, 0.97 ])
       >>> noise_schedule([0.5, 0.3])
       Traceback (most recent call last):
       ValueError: sigmas[1]=0.3 < sigmas[0]=0.5: ...
     """
     named = isinstance(name_or_sigmas, str)
+    what = f"{name_or_sigmas!r}" if named else "explicit sigmas"
     if not named or name_or_sigmas == "t6":
         for field, value in (("num_levels", num_levels), ("sigma_min", sigma_min),
                              ("sigma_max", sigma_max)):
             if value is not None:
-                what = f"{name_or_sigmas!r}" if named else "explicit sigmas"
                 raise ValueError(f"{field}={value!r}: not used by the {what} schedule; "
-                                 "it is for 'ddpm', 'linear' and 'geometric'")
+                                 "it is for 'ddpm', 'linear', 'geometric' and 'cosine'")
+    if name_or_sigmas != "cosine":
+        for field, value in (("logsnr_max", logsnr_max), ("logsnr_min", logsnr_min)):
+            if value is not None:
+                raise ValueError(f"{field}={value!r}: not used by the {what} schedule; it is "
+                                 "for 'cosine'")
     if named:
         name = name_or_sigmas
         if name not in SCHEDULES:
@@ -120,6 +167,14 @@ def noise_schedule(name_or_sigmas: Union[str, Sequence[float], np.ndarray, Noise
                              "of per-level sigmas")
         if name == "t6":
             sigmas = _ddpm_sigmas(6)
+        elif name == "cosine":
+            for field, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
+                if value is not None:
+                    raise ValueError(f"{field}={value!r}: not used by the 'cosine' schedule; "
+                                     "its range is logsnr_max, logsnr_min")
+            sigmas = _cosine_sigmas(6 if num_levels is None else num_levels,
+                                    9.8 if logsnr_max is None else logsnr_max,
+                                    -5.1 if logsnr_min is None else logsnr_min)
         else:
             check_int("num_levels", num_levels,
                       expected=f"a positive int for the {name!r} schedule")
@@ -214,6 +269,37 @@ def diffuse(rng_key: jax.Array, schedule: NoiseSchedule, x0: jax.Array,
     x_next = (float32_array(schedule.alphas)[level] * x_t
               + float32_array(schedule.sigmas)[level] * jax.random.normal(k2, x0.shape, x0.dtype))
     return x_t, x_next
+
+
+def diffuse_shared(rng_key: jax.Array, schedule: NoiseSchedule, x0: jax.Array,
+                   level) -> tuple[jax.Array, jax.Array]:
+    """Draw ``(x_t, x_{t+1})`` with one noise draw for both (CDRL's variance reduction).
+
+    ``x_t = ᾱ_t x0 + sqrt(1-ᾱ_t²) ε`` and ``x_{t+1} = ᾱ_{t+1} x0 + sqrt(1-ᾱ_{t+1}²) ε``, the
+    same ``ε``. Each is exactly distributed as its level's marginal (as with :func:`diffuse`),
+    but the pair is not the diffusion's joint: it is a coupling of the two marginals. Recovery
+    likelihood's gradient, ``E_{x_t}[∇E(x_t, t)] - E_{x_{t+1}} E_{p(x | x_{t+1})}[∇E(x, t)]``,
+    reads each marginal alone, so any coupling leaves it unbiased; this one makes the data
+    term and the chains' condition move together, which cancels much of the variance of their
+    difference (:func:`~ebm_jax.losses.cdrl`).
+
+    Arguments and returns as in :func:`diffuse`.
+
+    Example::
+
+      >>> x_t, x_next = diffuse_shared(jax.random.key(0), noise_schedule("cosine"),
+      ...                              jnp.zeros((4, 2)), 2)
+      >>> bool(jnp.allclose(x_next / x_t, x_next[0, 0] / x_t[0, 0]))    # the same ε
+      True
+    """
+    schedule = as_noise_schedule(schedule)
+    check_level(level, schedule.num_levels)
+    x0 = jnp.asarray(x0)
+    eps = jax.random.normal(rng_key, x0.shape, x0.dtype)
+    mean_scales = float32_array(schedule.marginal_alphas)
+    noise_scales = float32_array(schedule.marginal_sigmas)
+    return (mean_scales[level] * x0 + noise_scales[level] * eps,
+            mean_scales[level + 1] * x0 + noise_scales[level + 1] * eps)
 
 
 def check_level(level, num_levels: int) -> None:

@@ -1,17 +1,14 @@
 """The ``fce`` objective through the registry: NCE's network, data and batch; the config's
 checks; both networks and both optimizer states in one TrainState; a tiny run that trains,
 draws the flow beside the EBM and resumes bit-exactly."""
-import json
 import os
-import shutil
 
 import jax
 import numpy as np
 import pytest
 
-from ebm_jax import cli
 from ebm_jax.experiments import ConfigError, build, initial_state, make_config, train
-from tests.experiments.tiny import tiny
+from tests.experiments.tiny import assert_resumes_bit_exactly, run_records, tiny
 
 pytestmark = pytest.mark.fast_compile
 
@@ -61,15 +58,9 @@ def test_a_tiny_run_trains_draws_the_flow_and_resumes_bit_exactly(tmp_path, caps
     for key in ("kl_nats", "flow_kl_nats", "log_z_quadrature"):
         assert np.isfinite(summary[key]), key
     assert os.path.getsize(workdir / "predictions.png") > 1000   # true | flow | EBM
-    with open(workdir / "metrics.jsonl") as f:
-        records = [json.loads(line) for line in f]
+    records = run_records(workdir)
     assert not [r for r in records if r.get("event") == "rollback"]
     moved = [r["flow_updated"] for r in records if "flow_updated" in r]
     assert moved and min(moved) == 1.0                           # threshold 0: every step
     assert all(np.isfinite(r["minus_value"]) for r in records if "minus_value" in r)
-    shutil.rmtree(workdir / "checkpoints" / "20")    # as if stopped after step 10
-    os.remove(workdir / "summary.json")
-    assert cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress"]) == 0
-    assert "resumed from step 10" in capsys.readouterr().out
-    with open(workdir / "summary.json") as f:
-        assert json.load(f)["params_fingerprint"] == summary["params_fingerprint"]
+    assert_resumes_bit_exactly(workdir, summary, capsys)

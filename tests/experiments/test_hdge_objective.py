@@ -1,18 +1,14 @@
 """The ``hdge`` objective through the registry (preset ``hdge_digits``): the preset compares
 with JEM and softmax, the config's checks, the loss it builds, and a tiny run that trains,
 evaluates and resumes bit-exactly."""
-import json
-import os
-import shutil
 
 import jax
 import numpy as np
 import pytest
 
-from ebm_jax import cli
 from ebm_jax.experiments import ConfigError, build, initial_state, make_config, train
 from ebm_jax.losses import hdge
-from tests.experiments.tiny import tiny
+from tests.experiments.tiny import assert_resumes_bit_exactly, run_records, tiny
 
 pytestmark = pytest.mark.fast_compile
 
@@ -123,14 +119,8 @@ def test_a_tiny_run_trains_evaluates_and_resumes_bit_exactly(tmp_path, capsys):
     assert summary["steps"] == 20 and 0.0 <= summary["test_accuracy"] <= 1.0
     assert np.isfinite(summary["ece"]) and np.isfinite(summary["auroc_uniform_noise"])
     assert 0.0 <= summary["ood_normalised_log_px/mean"] <= 1.0
-    with open(workdir / "metrics.jsonl") as f:
-        records = [json.loads(line) for line in f]
+    records = run_records(workdir)
     assert not [r for r in records if r.get("event") == "rollback"]
     fills = [r["generative/queue_fill"] for r in records if "generative/queue_fill" in r]
     assert fills[-1] == 1.0            # 64 slots, 32 a step: full from the third step
-    shutil.rmtree(workdir / "checkpoints" / "20")    # as if stopped after step 10
-    os.remove(workdir / "summary.json")
-    assert cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress"]) == 0
-    assert "resumed from step 10" in capsys.readouterr().out
-    with open(workdir / "summary.json") as f:
-        assert json.load(f)["params_fingerprint"] == summary["params_fingerprint"]
+    assert_resumes_bit_exactly(workdir, summary, capsys)

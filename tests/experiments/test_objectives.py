@@ -52,9 +52,9 @@ def test_presets_of_an_objective_hold_that_objective():
 
 
 def test_an_unknown_kind_names_the_registered_ones():
-    with pytest.raises(ConfigError,
-                       match=r"objective='gan': expected one of \['cd', 'dat', 'dsm', "):
+    with pytest.raises(ConfigError) as error:
         get_objective("gan")
+    assert f"objective='gan': expected one of {sorted(objective_kinds())}" in str(error.value)
 
 
 def _compared_strings(tree: ast.AST):

@@ -1,5 +1,7 @@
 """One tiny config for every end-to-end test of the application layer: the preset's own
 objective and data, shrunk so that a run of a few steps is mostly compilation."""
+import os
+
 from ebm_jax.experiments import make_config
 from ebm_jax.experiments.config import field_names
 
@@ -33,3 +35,28 @@ def tiny_overrides(preset: str) -> list[str]:
 def tiny(preset: str = "jem_digits", *extra: str):
     """``preset`` with the tiny overrides, then ``extra`` (dotted ``key=value``)."""
     return make_config(preset, tiny_overrides(preset) + list(extra))
+
+
+def run_records(workdir) -> list[dict]:
+    """The records of ``workdir/metrics.jsonl``."""
+    import json
+
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def assert_resumes_bit_exactly(workdir, summary: dict, capsys, *, stopped: int = 10,
+                               last: int = 20) -> None:
+    """Drop the run's last checkpoint (as if stopped after step ``stopped``), resume it with
+    ``ebm-jax train --resume`` and check it ends on the uninterrupted run's parameters."""
+    import json
+    import shutil
+
+    from ebm_jax import cli
+
+    shutil.rmtree(os.path.join(workdir, "checkpoints", str(last)))
+    os.remove(os.path.join(workdir, "summary.json"))
+    assert cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress"]) == 0
+    assert f"resumed from step {stopped}" in capsys.readouterr().out
+    with open(os.path.join(workdir, "summary.json")) as f:
+        assert json.load(f)["params_fingerprint"] == summary["params_fingerprint"]

@@ -1,0 +1,364 @@
+"""Cooperative diffusion recovery likelihood (CDRL; Zhu, Xie, Wu & Gao, ICLR 2024).
+
+Diffusion recovery likelihood (:func:`~ebm_jax.losses.recovery_likelihood`) learns one EBM
+per noise level of a diffusion by sampling the nearly Gaussian conditionals
+``p(x_t | x_{t+1})`` with MCMC. CDRL pairs every level with an *initializer* ``g(x_{t+1}, t)``
+that proposes ``x_t``; a few Langevin steps of the EBM refine the proposal, the EBM learns by
+recovery likelihood against the refined samples, and the initializer regresses its proposal
+onto them (the two cooperate: the better the proposal, the fewer steps the refinement needs).
+As in the reference code:
+
+* the truncated cosine log-SNR schedule (``noise_schedule("cosine")``, log-SNR 9.8 to -5.1
+  over 6 levels), the data diffused once to log-SNR 9.8 (``data_noise`` ≈ 0.0074);
+* one noise draw for each pair ``(x_t, x_{t+1})`` (:func:`~ebm_jax.samplers.diffuse_shared`);
+* a *decoupled* energy: the network's output ``f`` is divided by the squared Langevin step
+  ``s_t² = b c_t σ_t²`` (``b = 4e-4``, ``c_t = σ̄_t / σ̄_0`` the ratio of marginal noise stds),
+  ``E(x, t) = -f(a_t x, t) / s_t²``, so that a chain's drift, ``∇f / 2``, does not grow with the
+  step size (:func:`cdrl_scales`, :func:`decoupled_energy`);
+* per-level weights ``σ_0 / σ_t`` on ``f``'s recovery-likelihood loss;
+* a marginal EBM at the noisiest level (no quadratic term: ``x_T`` is not pure noise);
+* 15 unadjusted Langevin steps; a final Tweedie step at sampling
+  (:func:`~ebm_jax.samplers.tweedie_denoise`).
+
+Both networks' params live in one pytree, ``cdrl_params(energy, initializer)``, trained in one
+jitted step by :func:`cdrl_optimizer` (each network its own optimizer state, clipping and
+learning rate).
+
+Example::
+
+    >>> from ebm_jax.samplers import noise_schedule
+    >>> schedule = noise_schedule("cosine")
+    >>> scales = cdrl_scales(schedule)
+    >>> energy_fn = decoupled_energy(lambda p, y, t: -0.5 * jnp.sum((y - p["energy"]) ** 2),
+    ...                              scales)
+    >>> initializer_fn = residual_initializer(lambda p, x, t: p["initializer"] * x, scales)
+    >>> loss = cdrl(energy_fn, initializer_fn, schedule, scales=scales, num_langevin_steps=3)
+    >>> params = cdrl_params(jnp.zeros(2), jnp.zeros(()))
+    >>> batch = {"x": jnp.ones((12, 2))}
+    >>> value, (state, info) = jax.jit(loss.loss)(params, loss.init(None, params, batch), batch,
+    ...                                           jax.random.key(0))
+    >>> sorted(info)[:3]
+    ['energy_data', 'energy_sample', 'initializer_loss']
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ebm_jax._checks import check_flag, check_in_range, check_int, check_weight
+from ebm_jax.energies import EnergyFn
+from ebm_jax.losses.base import LossTransform, require_keys
+from ebm_jax.samplers.chain_starts import RecoveryCondition, initializer_start
+from ebm_jax.samplers.recovery import recovery_chain_options, recovery_chains
+from ebm_jax.samplers.schedules import as_noise_schedule, diffuse, diffuse_shared, float32_array
+
+__all__ = ["CDRLScales", "cdrl", "cdrl_optimizer", "cdrl_params", "cdrl_scales",
+           "decoupled_energy", "residual_initializer"]
+
+ENERGY_KEY, INITIALIZER_KEY = "energy", "initializer"
+REFERENCE_DATA_NOISE = math.sqrt(1.0 / (1.0 + math.exp(9.8)))   # sqrt(sigmoid(-9.8)) ≈ 0.0074
+
+
+class CDRLScales(NamedTuple):
+    """CDRL's per-level constants, NumPy float64 ``[T]`` arrays (``T`` levels).
+
+    Attributes:
+      energy_scales: ``s_t²``, the squared Langevin step of the level in the network's input
+        space: the energy is ``-f / s_t²``.
+      input_scales: ``a_t``, the network's input is ``a_t x`` (``sqrt(1 - σ_t²)``; 1 at a
+        marginal top level).
+      step_sizes: ``h_t = s_t² / (2 a_t²)``, the same Langevin step in ``x`` (the temperature
+        form: noise ``sqrt(2 h_t)``), for :func:`~ebm_jax.samplers.recovery_chains`.
+      proposal_stds: the initializer's noise, the diffusion's posterior std
+        ``sqrt(σ̄_t² σ_t² / σ̄_{t+1}²)`` of ``x_t`` given ``x_{t+1}`` and the data.
+      loss_weights: the weight of each level's recovery-likelihood term on ``E``:
+        ``(σ_0 / σ_t) s_t²``, the reference's ``σ_0 / σ_t`` on ``f``.
+      data_noise: the std that diffuses the data to level 0 (a float).
+      marginal_top: whether the top level is a marginal EBM (a bool).
+    """
+
+    energy_scales: np.ndarray
+    input_scales: np.ndarray
+    step_sizes: np.ndarray
+    proposal_stds: np.ndarray
+    loss_weights: np.ndarray
+    data_noise: float
+    marginal_top: bool
+
+
+def cdrl_scales(schedule: Any = "cosine", *, data_noise: float = REFERENCE_DATA_NOISE,
+                step_scale: float = 4e-4, per_level_c: bool = True,
+                marginal_top: bool = True) -> CDRLScales:
+    """CDRL's decoupled step sizes, input scales, proposal stds and loss weights.
+
+    With ``σ̄_t`` the marginal noise std of level ``t`` (the data diffused by ``data_noise``
+    first, so ``σ̄_0 = data_noise``) and ``σ_t`` the schedule's step out of level ``t``:
+    ``s_t² = step_scale c_t σ_t²`` with ``c_t = σ̄_t / σ̄_0`` (the reference's images), or
+    ``c_t = 1 / σ̄_0`` at every level with ``per_level_c=False`` (its 2-D example, with
+    ``step_scale=2e-3``).
+
+    Args:
+      schedule: a :class:`~ebm_jax.samplers.NoiseSchedule` or its name (default ``"cosine"``).
+      data_noise: ``σ̄_0`` in ``(0, 1)``: the reference's ``sqrt(sigmoid(-9.8))``.
+      step_scale: ``b`` (> 0).
+      per_level_c: ``c_t = σ̄_t / σ̄_0`` (True) or ``1 / σ̄_0`` (False).
+      marginal_top: the top level is a marginal EBM on ``x_{T-1}`` (input scale 1, step
+        ``s²/2``).
+
+    Example::
+
+      >>> from ebm_jax.samplers import noise_schedule
+      >>> scales = cdrl_scales(noise_schedule("cosine"))
+      >>> scales.energy_scales[:2].round(6).tolist(), round(float(scales.proposal_stds[-1]), 4)
+      ([2.5e-05, 0.002437], 0.9218)
+    """
+    schedule = as_noise_schedule(schedule)
+    check_in_range("data_noise", data_noise, 0, 1, include_low=False, include_high=False,
+                   expected="a noise std in (0, 1): CDRL's level 0 is the data diffused once")
+    check_in_range("step_scale", step_scale, 0, math.inf, include_low=False,
+                   expected="a positive number")
+    per_level_c = check_flag("per_level_c", per_level_c)
+    marginal_top = check_flag("marginal_top", marginal_top)
+    # marginal stds with the data noise: x_t = sqrt(1-d²) m_t x + sqrt(1 - (1-d²) m_t²) ε
+    signal = (1.0 - data_noise**2) * schedule.marginal_alphas**2
+    marginal_sigmas = np.sqrt(1.0 - signal)
+    if per_level_c:
+        c = marginal_sigmas[:-1] / data_noise
+    else:
+        c = np.full(schedule.num_levels, 1.0 / data_noise)
+    sigmas_sq = schedule.sigmas**2
+    energy_scales = step_scale * c * sigmas_sq
+    input_scales = schedule.alphas.copy()
+    if marginal_top:
+        input_scales[-1] = 1.0
+    step_sizes = energy_scales / (2.0 * input_scales**2)
+    proposal_stds = np.sqrt(marginal_sigmas[:-1]**2 * sigmas_sq / marginal_sigmas[1:]**2)
+    loss_weights = schedule.sigmas[0] / schedule.sigmas * energy_scales
+    return CDRLScales(energy_scales, input_scales, step_sizes, proposal_stds, loss_weights,
+                      float(data_noise), marginal_top)
+
+
+def decoupled_energy(network_fn: Callable[..., jax.Array], scales: CDRLScales) -> EnergyFn:
+    """``E(x, t[, label]) = -f(a_t x, t[, label]) / s_t²``: the network's output ``f`` read as
+    a log-density scaled by the level's squared Langevin step (CDRL's parameterisation).
+
+    Args:
+      network_fn: per-example ``f(params, y, t[, label]) -> scalar``.
+      scales: from :func:`cdrl_scales`.
+
+    Example::
+
+      >>> scales = cdrl_scales("cosine")
+      >>> energy_fn = decoupled_energy(lambda p, y, t: -jnp.sum(y**2), scales)
+      >>> bool(energy_fn(None, jnp.ones(2), 0) > 0)
+      True
+    """
+    energy_scales = float32_array(scales.energy_scales)
+    input_scales = float32_array(scales.input_scales)
+
+    def energy_fn(params, x, level, *label):
+        return -network_fn(params, input_scales[level] * x, level, *label) / energy_scales[level]
+
+    return energy_fn
+
+
+def residual_initializer(network_fn: Callable[..., jax.Array],
+                         scales: CDRLScales) -> Callable[..., jax.Array]:
+    """An initializer mean ``g(x_{t+1}, t) = x_{t+1} / a_t + h(x_{t+1}, t)``: the rescaled
+    noisy sample plus a learned residual (CDRL's initializer is the identity at
+    initialisation when ``h`` starts at zero; at a marginal top level ``a = 1``).
+
+    Example::
+
+      >>> g = residual_initializer(lambda p, x, t: jnp.zeros_like(x), cdrl_scales("cosine"))
+      >>> g(None, jnp.ones(2), 5).tolist()                                  # the marginal top
+      [1.0, 1.0]
+    """
+    input_scales = float32_array(scales.input_scales)
+
+    def initializer_fn(params, x_next, level, *label):
+        return x_next / input_scales[level] + network_fn(params, x_next, level, *label)
+
+    return initializer_fn
+
+
+def cdrl_params(energy_params: Any, initializer_params: Any) -> dict:
+    """The one params pytree of both networks: ``{"energy": ..., "initializer": ...}``."""
+    return {ENERGY_KEY: energy_params, INITIALIZER_KEY: initializer_params}
+
+
+def cdrl_optimizer(energy_optimizer: optax.GradientTransformation,
+                   initializer_optimizer: optax.GradientTransformation
+                   ) -> optax.GradientTransformation:
+    """Each network its own optimizer (and state) over :func:`cdrl_params`' pytree.
+
+    The reference: Adam with gradients clipped to norm 1 for each network, learning rates
+    1e-4 (EBM) and 1e-5 (initializer), e.g.
+    ``cdrl_optimizer(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-4)), ...)``.
+
+    Example::
+
+      >>> tx = cdrl_optimizer(optax.adam(1e-3), optax.sgd(0.1))
+      >>> params = cdrl_params(jnp.zeros(2), jnp.zeros(3))
+      >>> updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+      >>> [round(float(u), 3) for u in updates["initializer"]]
+      [-0.1, -0.1, -0.1]
+    """
+    def labels(params):
+        return {key: jax.tree.map(lambda _, k=key: k, sub) for key, sub in params.items()}
+
+    return optax.multi_transform({ENERGY_KEY: energy_optimizer,
+                                  INITIALIZER_KEY: initializer_optimizer}, labels)
+
+
+def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
+         schedule: Any = "cosine", *, scales: Optional[CDRLScales] = None,
+         num_langevin_steps: int = 15, shared_noise: bool = True, split_batch: bool = True,
+         initializer_weight: float = 1.0, null_label: Optional[int] = None,
+         label_drop: float = 0.1, per_level_info: bool = False,
+         unroll: int = 1) -> LossTransform:
+    """CDRL as a :class:`~ebm_jax.losses.LossTransform` over both networks (all levels).
+
+    For every level ``t`` (a ``jax.vmap`` over levels; each takes ``B / T`` examples with
+    ``split_batch``): diffuse the data once by ``scales.data_noise``, draw ``(x_t, x_{t+1})``
+    (one noise draw with ``shared_noise``), propose ``x̂ = g(x_{t+1}, t) + std_t n``
+    (:func:`~ebm_jax.samplers.initializer_start`), refine it by ``num_langevin_steps`` of
+    unadjusted Langevin on ``p(x | x_{t+1})`` with step ``scales.step_sizes[t]`` (params
+    and proposal held constant) into ``x_s``, and take::
+
+        L = Σ_t [ w_t (mean E(x_t, t) - mean E(x_s, t))                        (the EBM)
+                  + λ a_t² mean ||x_s - x̂||² ] / T                           (the initializer)
+
+    ``w_t = scales.loss_weights[t]``, ``λ = initializer_weight``. The EBM's term is minus its
+    recovery log-likelihood gradient; the initializer's (summed over dimensions, in the
+    network's input space ``a_t x`` as in the reference) pulls its proposal, noise included,
+    onto the refined sample. Neither term reaches the other network.
+
+    Args:
+      energy_fn: per-example ``energy_fn(params, x, t[, label]) -> scalar`` reading its part of
+        :func:`cdrl_params` (e.g. :func:`decoupled_energy`).
+      initializer_fn: per-example ``g(params, x_next, t[, label]) -> x_t``-shaped mean (e.g.
+        :func:`residual_initializer`).
+      schedule: a :class:`~ebm_jax.samplers.NoiseSchedule` or its name (``"cosine"``).
+      scales: :func:`cdrl_scales` of ``schedule`` (default: the reference's).
+      num_langevin_steps: ``K`` (the reference's 15).
+      shared_noise: one noise draw per pair (CDRL's variance reduction); else the diffusion's
+        joint (:func:`~ebm_jax.samplers.diffuse`).
+      split_batch: ``B`` split across the ``T`` levels (``B`` a multiple of ``T``); else
+        every level sees the whole batch.
+      initializer_weight: ``λ`` (> 0).
+      null_label: the null class of classifier-free guidance: with it, ``batch["y"]`` holds
+        the classes, both networks take a label, and each label is replaced by ``null_label``
+        with probability ``label_drop`` (the reference: 0.1).
+      per_level_info: add ``loss/level_t`` and ``initializer_loss/level_t``.
+      unroll: scan unroll of the chains.
+
+    State: ``()``. Info: ``energy_data``, ``energy_sample`` (means over levels of
+    ``s_t² E``: the network's ``-f`` for a decoupled energy, on one scale at every level),
+    ``initializer_loss``,
+    ``refinement_distance`` (mean distance a chain moved from its proposal),
+    ``sample_grad_norm``, ``nonfinite_steps``.
+    """
+    schedule = as_noise_schedule(schedule)
+    scales = cdrl_scales(schedule) if scales is None else scales
+    num_levels = schedule.num_levels
+    if len(scales.energy_scales) != num_levels:
+        raise ValueError(f"scales have {len(scales.energy_scales)} levels: expected "
+                         f"{num_levels}, those of the schedule (build them with "
+                         "cdrl_scales(schedule))")
+    num_langevin_steps = check_int("num_langevin_steps", num_langevin_steps)
+    shared_noise = check_flag("shared_noise", shared_noise)
+    split_batch = check_flag("split_batch", split_batch)
+    check_weight("initializer_weight", initializer_weight, 0.0, expected="a number > 0")
+    if initializer_weight <= 0:
+        raise ValueError(f"initializer_weight={initializer_weight!r}: expected a number > 0")
+    conditional = null_label is not None
+    if conditional:
+        check_int("null_label", null_label, minimum=0)
+        check_in_range("label_drop", label_drop, 0, 1, expected="a probability in [0, 1]")
+    options = recovery_chain_options(num_steps=num_langevin_steps, metropolis=False,
+                                     chain_init="rescaled", step_sizes=scales.step_sizes,
+                                     marginal_top=scales.marginal_top, unroll=unroll)
+    start = initializer_start(initializer_fn, scales.proposal_stds)
+    weights = float32_array(scales.loss_weights)
+    energy_scales = float32_array(scales.energy_scales)
+    input_scales = float32_array(scales.input_scales)
+    data_scale = math.sqrt(1.0 - scales.data_noise**2)
+    pair = diffuse_shared if shared_noise else diffuse
+    per_example = jax.vmap(energy_fn, in_axes=(None, 0, None) + ((0,) if conditional else ()))
+
+    def check_batch(batch):
+        keys = ("x", "y") if conditional else ("x",)
+        require_keys(batch, keys, "cdrl")
+        batch_size = batch["x"].shape[0]
+        if split_batch and batch_size % num_levels:
+            raise ValueError(f"batch['x'] has {batch_size} examples: split_batch=True needs a "
+                             f"multiple of the number of levels, {num_levels}")
+
+    def init(rng_key, params, example_batch):
+        del rng_key, params
+        check_batch(example_batch)
+        return ()
+
+    def loss(params, state, batch, rng_key):
+        check_batch(batch)
+        frozen = jax.lax.stop_gradient(params)
+
+        def one_level(level, x, y, key):
+            k_data, k_pair, k_drop, k_start, k_chain = jax.random.split(key, 5)
+            x0 = data_scale * x + scales.data_noise * jax.random.normal(k_data, x.shape, x.dtype)
+            x_t, x_next = pair(k_pair, schedule, x0, level)
+            labels = None
+            if conditional:
+                drop = jax.random.bernoulli(k_drop, label_drop, y.shape)
+                labels = jnp.where(drop, null_label, y)
+            proposal = start.draw(k_start, (), params, RecoveryCondition(x_next, level),
+                                  labels)[0]
+            samples, info = recovery_chains(k_chain, energy_fn, frozen, schedule, level, x_next,
+                                            options, start=jax.lax.stop_gradient(proposal),
+                                            labels=labels)
+            samples = jax.lax.stop_gradient(samples)
+            extra = () if labels is None else (labels,)
+            e_data = per_example(params, x_t, level, *extra)
+            e_sample = per_example(params, samples, level, *extra)
+            ebm_value = weights[level] * (jnp.mean(e_data) - jnp.mean(e_sample))
+            residual = (samples - proposal).reshape(samples.shape[0], -1)
+            init_value = jnp.square(input_scales[level]) * jnp.mean(
+                jnp.sum(jnp.square(residual), axis=-1))
+            # energies in units of the level's squared step (-f for a decoupled energy), so
+            # that levels of very different s_t² weigh alike in the means the guard reads
+            stats = (energy_scales[level] * jnp.mean(e_data),
+                     energy_scales[level] * jnp.mean(e_sample), jnp.mean(info.displacement),
+                     jnp.mean(info.langevin.grad_norm), jnp.sum(info.langevin.nonfinite))
+            return ebm_value, init_value, stats
+
+        levels = jnp.arange(num_levels, dtype=jnp.int32)
+        keys = jax.random.split(rng_key, num_levels)
+        x = batch["x"]
+        y = batch["y"] if conditional else jnp.zeros(x.shape[0], jnp.int32)
+        if split_batch:
+            size = x.shape[0] // num_levels
+            xs = x.reshape(num_levels, size, *x.shape[1:])
+            ys = y.reshape(num_levels, size)
+            ebm_values, init_values, stats = jax.vmap(one_level)(levels, xs, ys, keys)
+        else:
+            ebm_values, init_values, stats = jax.vmap(one_level, in_axes=(0, None, None, 0))(
+                levels, x, y, keys)
+        e_data, e_sample, displacement, grad_norm, nonfinite = stats
+        value = jnp.mean(ebm_values) + initializer_weight * jnp.mean(init_values)
+        info = {"energy_data": jnp.mean(e_data), "energy_sample": jnp.mean(e_sample),
+                "initializer_loss": jnp.mean(init_values),
+                "refinement_distance": jnp.mean(displacement),
+                "sample_grad_norm": jnp.mean(grad_norm), "nonfinite_steps": jnp.sum(nonfinite)}
+        if per_level_info:
+            for t in range(num_levels):
+                info[f"loss/level_{t}"] = ebm_values[t]
+                info[f"initializer_loss/level_{t}"] = init_values[t]
+        return value, (state, info)
+
+    return LossTransform(init, loss)
