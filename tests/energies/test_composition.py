@@ -28,7 +28,7 @@ import pytest
 from ebm_jax.energies import batch_energy, gaussian, gaussian_mixture, with_temperature
 from ebm_jax.energies.composition import (ClassConditional, class_conditional, class_energy,
                                           classes_and, classes_or, composed_class_energy,
-                                          mixture, negation, product)
+                                          guided, mixture, negation, product)
 from ebm_jax.samplers import init_chains, langevin, mala, run_chains
 from ebm_jax.samplers.diagnostics import effective_sample_size
 
@@ -375,3 +375,43 @@ def test_bad_params_or_classes_raise_when_traced(energy, params, message):
     with pytest.raises(ValueError, match=message):
         jax.eval_shape(energy, params, jnp.zeros(2 if params is None or
                                                  isinstance(params, (tuple, list)) else 3))
+
+
+# ------------------------------------------------------------------ classifier-free guidance
+
+def _class_gaussians(x, y):
+    """E(x, y) = |x - μ_y|² / 2 with μ_0 = 0 the null class (the unconditional energy)."""
+    means = jnp.array([[0.0, 0.0], [2.0, 0.0], [0.0, -1.0]])
+    return 0.5 * jnp.sum((x - means[y]) ** 2)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0, 3.0])
+def test_guidance_moves_the_class_mode_to_one_plus_w_times_its_mean(weight):
+    # (1+w)|x-μ|²/2 - w|x|²/2 = |x - (1+w)μ|²/2 + const: the mode is (1+w)μ, the curvature 1
+    energy = guided(lambda p, x, y: _class_gaussians(x, y), weight, null_label=0)
+    grad = jax.grad(energy, argnums=1)(None, (1 + weight) * jnp.array([2.0, 0.0]), 1)
+    np.testing.assert_allclose(grad, 0.0, atol=1e-6)
+    hess = jax.hessian(energy, argnums=1)(None, jnp.zeros(2), 1)
+    np.testing.assert_allclose(hess, jnp.eye(2), atol=1e-6)
+
+
+def test_guidance_zero_is_the_energy_and_the_null_class_is_unchanged():
+    energy = guided(lambda p, x, y: _class_gaussians(x, y), 2.5, null_label=0)
+    x = jnp.array([0.3, -0.7])
+    np.testing.assert_allclose(energy(None, x, 0), _class_gaussians(x, 0), rtol=1e-6)
+    plain = guided(lambda p, x, y: _class_gaussians(x, y), 0.0, null_label=0)
+    np.testing.assert_allclose(plain(None, x, 2), _class_gaussians(x, 2), rtol=1e-6)
+    # batched labels, one per example
+    batched = jax.vmap(energy, in_axes=(None, 0, 0))(None, jnp.stack([x, x]), jnp.array([1, 2]))
+    assert batched.shape == (2,)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(weight=-1.0, null_label=0), "weight=-1.0"),
+    (dict(weight=float("nan"), null_label=0), "weight=nan"),
+    (dict(weight=1.0, null_label=-1), "null_label=-1"),
+    (dict(weight=1.0, null_label=1.5), "null_label=1.5"),
+])
+def test_bad_guidance_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        guided(lambda p, x, y: 0.0, **kwargs)
