@@ -18,6 +18,9 @@ name             density                                              log_prob
 ``two_spirals``  two interleaved spirals: a 400-Gaussian mixture      exact
 ===============  ===================================================  ==========
 
+``labelled_8gaussians`` is ``8gaussians`` with each draw's component as its class label
+(``sample_labelled``), for class-conditional generation and guidance.
+
 Example::
 
   >>> toy = get_toy("8gaussians")
@@ -45,11 +48,15 @@ class Toy2D(NamedTuple):
       sample: ``sample(rng_key, n) -> [n, 2]`` float32 exact draws.
       log_prob: ``log_prob(x[2]) -> scalar`` normalised log-density, or ``None``
         where there is no closed form.
+      sample_labelled: ``sample_labelled(rng_key, n) -> (x [n, 2], labels [n] int32)``: the
+        same draws as ``sample`` with each one's class (its mixture component), or ``None``
+        for an unlabelled toy.
     """
 
     name: str
     sample: Callable[[jax.Array, int], jax.Array]
     log_prob: Optional[Callable[[jax.Array], jax.Array]]
+    sample_labelled: Optional[Callable[[jax.Array, int], tuple]] = None
 
 
 # --------------------------------------------------------------------------- 8gaussians
@@ -63,12 +70,17 @@ EIGHT_GAUSSIANS_MEANS = (_EIGHT_SCALE * np.stack(
 """``[8, 2]`` NumPy float32 means of ``8gaussians``: radius ``4 / 1.414``, angles ``k π/4``."""
 
 
-def _eight_gaussians_sample(rng_key: jax.Array, n: int) -> jax.Array:
-    """``[n, 2]`` draws: a uniform component ``k`` and ``mean_k + (0.5 / 1.414) ε``."""
+def _eight_gaussians_sample_labelled(rng_key: jax.Array, n: int) -> tuple:
+    """``([n, 2], [n])``: a uniform component ``k`` (the label) and ``mean_k + (0.5 / 1.414) ε``."""
     k_comp, k_noise = jax.random.split(rng_key)
     comp = jax.random.randint(k_comp, (n,), 0, 8)
     noise = jax.random.normal(k_noise, (n, 2), jnp.float32)
-    return jnp.asarray(EIGHT_GAUSSIANS_MEANS)[comp] + _EIGHT_STD * noise
+    return jnp.asarray(EIGHT_GAUSSIANS_MEANS)[comp] + _EIGHT_STD * noise, comp.astype(jnp.int32)
+
+
+def _eight_gaussians_sample(rng_key: jax.Array, n: int) -> jax.Array:
+    """``[n, 2]`` draws of :func:`_eight_gaussians_sample_labelled` without their labels."""
+    return _eight_gaussians_sample_labelled(rng_key, n)[0]
 
 
 def _eight_gaussians_log_prob(x: jax.Array) -> jax.Array:
@@ -262,6 +274,8 @@ TOY_DENSITIES: dict[str, Toy2D] = {
     "swiss_roll": Toy2D("swiss_roll", _swiss_roll_sample, None),
     "pinwheel": Toy2D("pinwheel", _pinwheel_sample, None),
     "two_spirals": Toy2D("two_spirals", _two_spirals_sample, _two_spirals_log_prob),
+    "labelled_8gaussians": Toy2D("labelled_8gaussians", _eight_gaussians_sample,
+                                 _eight_gaussians_log_prob, _eight_gaussians_sample_labelled),
 }
 """All toy densities by name."""
 

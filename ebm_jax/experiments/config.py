@@ -60,7 +60,7 @@ OPTIONAL_POSITIVE = (lambda v: v is None or v > 0), "a positive number or none"
 WIDTHS = (lambda v: len(v) > 0 and all(w > 0 for w in v)), "a non-empty list of positive ints"
 
 TOY_NAMES = ("8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "pinwheel",
-             "two_spirals")
+             "two_spirals", "labelled_8gaussians")
 # Real image datasets, read through tensorflow-datasets (prepared beforehand; see
 # ebm_jax.data.tfds_source).
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
@@ -304,7 +304,9 @@ def validate(config: Config) -> Config:
     is_regression = data.dataset in REGRESSION_NAMES
     if is_toy and objective.needs_labels:
         raise ConfigError(f"objective={kind!r} with data.dataset={data.dataset!r}: expected an "
-                          "objective that needs no labels (2-D toys have none)")
+                          "objective that needs no labels (the 2-D toys are for generative "
+                          "learning; labelled_8gaussians' labels serve class-conditional "
+                          "generation)")
     if is_regression and not objective.regression:
         raise ConfigError(f"objective={kind!r} with data.dataset={data.dataset!r}: expected an "
                           "objective that learns a conditional energy E(x, y) from continuous "

@@ -224,6 +224,13 @@ def load_data(config: Config) -> Data:
 
     toy = get_toy(dataset)
     key_train, key_test = jax.random.split(jax.random.PRNGKey(10_000 + config.run.seed))
+    if toy.sample_labelled is not None:   # the component of each draw is its class
+        sample = jax.jit(toy.sample_labelled, static_argnums=1)
+        (x_train, y_train), (x_test, y_test) = [
+            (np.asarray(x, np.float32), np.asarray(y, np.int32))
+            for x, y in (sample(key_train, TOY_TRAIN_SIZE), sample(key_test, 5_000))]
+        return Data(x_train, y_train, x_test, y_test, (-TOY_LIMIT, TOY_LIMIT), None,
+                    int(y_train.max()) + 1, toy.log_prob)
     sample = jax.jit(toy.sample, static_argnums=1)
     x_train = np.asarray(sample(key_train, TOY_TRAIN_SIZE), np.float32)
     x_test = np.asarray(sample(key_test, 5_000), np.float32)

@@ -21,8 +21,8 @@ from ebm_jax.data.toy2d import (EIGHT_GAUSSIANS_MEANS, RINGS_NOISE, RINGS_RADII,
                                 SWISS_ROLL_SCALE)
 
 NAMES = ["8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "pinwheel",
-         "two_spirals"]
-WITH_LOG_PROB = ["8gaussians", "rings", "checkerboard", "two_spirals"]
+         "two_spirals", "labelled_8gaussians"]
+WITH_LOG_PROB = ["8gaussians", "rings", "checkerboard", "two_spirals", "labelled_8gaussians"]
 N = 100_000  # samples for the statistical tests
 
 # Quadrature grid: 400x400 midpoints over [-4.5, 4.5]^2.
@@ -93,6 +93,20 @@ def test_registry_names_and_types():
         assert toy.name == name
         assert get_toy(name) is toy
         assert (toy.log_prob is not None) == (name in WITH_LOG_PROB)
+
+
+def test_labelled_8gaussians_draws_8gaussians_with_their_components():
+    """Same key, same points as ``8gaussians``; each label is the component that drew the point
+    (within 6 of its std of that mean: 8 components x 2,000 draws leave P(miss) ~ 1e-4)."""
+    key = jax.random.PRNGKey(3)
+    x, labels = get_toy("labelled_8gaussians").sample_labelled(key, 2000)
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(get_toy("8gaussians").sample(key,
+                                                                                         2000)))
+    labels = np.asarray(labels)
+    assert labels.dtype == np.int32 and set(labels.tolist()) == set(range(8))
+    distance = np.linalg.norm(np.asarray(x) - EIGHT_GAUSSIANS_MEANS[labels], axis=-1)
+    assert distance.max() < 6 * 0.5 / 1.414
+    assert all(get_toy(n).sample_labelled is None for n in NAMES if n != "labelled_8gaussians")
 
 
 def test_unknown_name_raises_with_choices():

@@ -28,8 +28,10 @@ import numpy as np
 import optax
 
 from ebm_jax import plots
-from ebm_jax.experiments.config import (POSITIVE, POSITIVE_INT, Config, ConfigError,
-                                        ObjectiveConfig, section, setting)
+from ebm_jax.energies import guided
+from ebm_jax.experiments.config import (NON_NEGATIVE, POSITIVE, POSITIVE_INT, PROBABILITY,
+                                        TOY_NAMES, Config, ConfigError, ObjectiveConfig, section,
+                                        setting)
 from ebm_jax.experiments.networks import make_level_network, network_shape
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._common import TOYS, TOY_SAMPLER, toy_preset
@@ -42,6 +44,9 @@ from ebm_jax.samplers import initializer_start, noise_schedule, progressive_samp
 from ebm_jax.samplers.recovery import tweedie_denoise
 
 NUM_FIGURE_SAMPLES = 1000
+LABELLED_TOY = "labelled_8gaussians"
+NUM_GUIDANCE_SAMPLES = 2000
+GUIDANCE_SWEEP = (0.0, 1.0, 3.0)     # w of the class accuracy and spread a conditional run reports
 
 
 @dataclass(frozen=True)
@@ -63,21 +68,57 @@ class CDRLConfig(ObjectiveConfig):
     # Langevin steps per level when generating: -1 as in training, 0 the initializer alone
     sample_langevin_steps: int = setting(-1, lambda v: v >= -1, "an int >= -1")
     tweedie: bool = setting(True)                      # denoise the level-0 samples at the end
+    # class-conditional networks f(y, t, c), g(x, t, c) on a labelled dataset; labels dropped
+    # to the null class (index num_classes) with probability label_drop in training
+    conditional: bool = setting(False)
+    label_drop: float = setting(0.1, *PROBABILITY)
+    guidance: float = setting(0.0, *NON_NEGATIVE)      # w of classifier-free guidance
 
 
-def make_initializer(settings: CDRLConfig, in_features: int, num_levels: int, rngs):
-    """``(h, params)``: a level-conditioned MLP residual ``h(params, x_next, t)``, zero at
+def condition_index(num_classes, level, *label):
+    """The embedding row of ``(level, label)``: ``level`` alone for an unconditional network,
+    else ``level (C + 1) + label`` (``C`` classes and the null class ``C``), so that one
+    learned embedding per pair conditions both networks."""
+    if num_classes is None:
+        return level
+    (label,) = label
+    return level * (num_classes + 1) + label
+
+
+def make_initializer(settings: CDRLConfig, in_features: int, num_conditions: int, rngs):
+    """``(h, params)``: a condition-embedding MLP residual ``h(params, x_next, index)``, zero at
     initialisation (its head starts at zero)."""
-    net = ConditionedMLP(in_features, tuple(settings.initializer_hidden), num_levels,
+    net = ConditionedMLP(in_features, tuple(settings.initializer_hidden), num_conditions,
                          out_features=in_features, activation="swish", rngs=rngs)
     net.head.linear.kernel[...] = jnp.zeros_like(net.head.linear.kernel[...])
     rebuild, params = split_params(net, "the initializer's params")
 
-    def residual(params, x_next, level):
-        out = rebuild(params)(x_next[None], jnp.reshape(level, (1,)))[0]
+    def residual(params, x_next, index):
+        out = rebuild(params)(x_next[None], jnp.reshape(index, (1,)))[0]
         return out.reshape(x_next.shape)
 
     return residual, params
+
+
+def class_sample_statistics(samples: np.ndarray, labels: np.ndarray,
+                            class_means: np.ndarray) -> dict:
+    """``class_accuracy``: the share of samples nearest to their own class's mean (of the
+    data); ``class_spread``: the root-mean-square distance of a class's samples to their own
+    mean, averaged over classes.
+
+    Example::
+
+      >>> means = np.array([[0.0, 0.0], [4.0, 0.0]])
+      >>> x = np.array([[0.5, 0.0], [-0.5, 0.0], [3.0, 0.0], [1.0, 0.0]])
+      >>> class_sample_statistics(x, np.array([0, 0, 1, 1]), means)
+      {'class_accuracy': 0.75, 'class_spread': 0.75}
+    """
+    flat = samples.reshape(len(samples), -1)
+    nearest = np.argmin(((flat[:, None] - class_means[None]) ** 2).sum(-1), axis=1)
+    spreads = [np.sqrt(((flat[labels == c] - flat[labels == c].mean(0)) ** 2).sum(-1).mean())
+               for c in np.unique(labels)]
+    return {"class_accuracy": float(np.mean(nearest == labels)),
+            "class_spread": float(np.mean(spreads))}
 
 
 def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
@@ -88,42 +129,83 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
                          per_level_c=settings.per_level_c)
     shape = data.x_train.shape[1:]
     in_features = int(np.prod(shape))
+    num_classes = None
+    if settings.conditional:
+        if data.y_train is None or data.num_classes is None:
+            raise ConfigError(f"objective.conditional=True with data.dataset="
+                              f"{config.data.dataset!r}: expected a labelled dataset (the "
+                              "digits, labelled_8gaussians)")
+        num_classes = int(data.num_classes)
+    null_label = num_classes                 # the null class: one past the last class
+    num_conditions = schedule.num_levels * (1 if num_classes is None else num_classes + 1)
     network = as_conditioned_energy_fn(make_level_network(
-        config.model, in_features, network_shape(data), schedule.num_levels, rngs))
-    residual, initializer_params = make_initializer(settings, in_features, schedule.num_levels,
+        config.model, in_features, network_shape(data), num_conditions, rngs))
+    residual, initializer_params = make_initializer(settings, in_features, num_conditions,
                                                     rngs)
-    level_energy = decoupled_energy(lambda p, y, t: network.apply(p["energy"], y, t), scales)
-    initializer_fn = residual_initializer(lambda p, x, t: residual(p["initializer"], x, t),
-                                          scales)
+    level_energy = decoupled_energy(lambda p, y, t, *c: network.apply(
+        p["energy"], y, condition_index(num_classes, t, *c)), scales)
+    initializer_fn = residual_initializer(lambda p, x, t, *c: residual(
+        p["initializer"], x, condition_index(num_classes, t, *c)), scales)
     loss = cdrl(level_energy, initializer_fn, schedule, scales=scales,
                 num_langevin_steps=settings.num_langevin_steps,
-                shared_noise=settings.shared_noise)
-    start = initializer_start(initializer_fn, scales.proposal_stds)
+                shared_noise=settings.shared_noise, null_label=null_label,
+                label_drop=settings.label_drop)
     sample_steps = (settings.num_langevin_steps if settings.sample_langevin_steps < 0
                     else settings.sample_langevin_steps)
     chain = dict(num_langevin_steps=sample_steps, metropolis=False, chain_init="rescaled",
-                 step_sizes=scales.step_sizes, marginal_top=scales.marginal_top,
-                 chain_start=start)
+                 step_sizes=scales.step_sizes, marginal_top=scales.marginal_top)
 
     def energy_fn(params, x):
-        return level_energy(params, x, 0)
+        if num_classes is None:
+            return level_energy(params, x, 0)
+        return level_energy(params, x, 0, null_label)     # the unconditional model
 
-    def progressive(rng_key, params, num, **extra):
-        return progressive_sample(rng_key, level_energy, params, schedule, shape, num,
-                                  **chain, **extra)
+    def progressive(rng_key, params, num, labels=None, guidance=0.0, **extra):
+        """Progressive samples (for ``labels``, of those classes, guided by ``w``)."""
+        energy, mean = level_energy, initializer_fn
+        if labels is not None and (isinstance(guidance, jax.Array) or guidance):
+            energy, mean = guided(energy, guidance, null_label), guided(mean, guidance,
+                                                                        null_label)
+        start = initializer_start(mean, scales.proposal_stds)
+        out = progressive_sample(rng_key, energy, params, schedule, shape, num,
+                                 chain_start=start, labels=labels, **chain, **extra)
+        if settings.tweedie and not extra:
+            out = tweedie_denoise(energy, params, out, scales.data_noise, labels=labels)
+        return out
+
+    def draw_labels(rng_key, num):
+        if num_classes is None:
+            return None
+        return jax.random.randint(rng_key, (num,), 0, num_classes)
 
     def generate(rng_key, params, num):
-        samples = progressive(rng_key, params, num)
-        if settings.tweedie:
-            samples = tweedie_denoise(level_energy, params, samples, scales.data_noise)
-        return samples
+        key_labels, key_samples = jax.random.split(rng_key)
+        return progressive(key_samples, params, num, draw_labels(key_labels, num),
+                           settings.guidance)
+
+    def guidance_sweep(params, rng_key):
+        """Class accuracy and spread of samples for the classes in turn, at each w."""
+        labels = jnp.arange(NUM_GUIDANCE_SAMPLES, dtype=jnp.int32) % num_classes
+        class_means = np.stack([data.x_train[data.y_train == c].reshape(
+            -1, in_features).mean(0) for c in range(num_classes)])
+        sample = jax.jit(lambda k, p, w: progressive(k, p, NUM_GUIDANCE_SAMPLES, labels, w))
+        out = {}
+        for w in GUIDANCE_SWEEP:      # one program: w is traced
+            samples = sample(rng_key, params, jnp.float32(w))
+            for name, value in class_sample_statistics(
+                    np.asarray(samples), np.asarray(labels), class_means).items():
+                out[f"{name}_w{w:g}"] = value
+        return out
 
     def evaluate(params, rng_key, *, quick=False, figure=None):
         if quick or figure is None:
             return {}
+        summary = {} if num_classes is None else guidance_sweep(params, rng_key)
+        labels = draw_labels(rng_key, NUM_FIGURE_SAMPLES)
         _, trajectory, proposals = jax.jit(
-            lambda k, p: progressive(k, p, NUM_FIGURE_SAMPLES, return_trajectory=True,
-                                     return_proposals=True))(rng_key, params)
+            lambda k, p: progressive(k, p, NUM_FIGURE_SAMPLES, labels, settings.guidance,
+                                     return_trajectory=True, return_proposals=True))(
+            rng_key, params)
         levels = list(range(schedule.num_levels - 1, -1, -1))
         rows = {"proposal g(x_t+1)": np.asarray(proposals)[levels].reshape(
                     len(levels), NUM_FIGURE_SAMPLES, -1),
@@ -132,7 +214,7 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
         image_shape = None if in_features == 2 else network_shape(data) or shape
         plots.save_level_grid(figure, rows, [f"level {t}" for t in levels],
                               image_shape=image_shape, limits=(-4.5, 4.5))
-        return {}
+        return summary
 
     clip = config.optimizer.clip_grad_norm
 
@@ -150,6 +232,11 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
 
 
 def check(config: Config) -> None:
+    dataset = config.data.dataset
+    if config.objective.conditional and dataset in TOY_NAMES and dataset != LABELLED_TOY:
+        raise ConfigError(f"objective.conditional=True with data.dataset={dataset!r}: expected "
+                          f"a labelled dataset ({LABELLED_TOY!r}, the digits); the other 2-D "
+                          "toys carry no labels")
     levels = config.objective.num_levels
     if config.data.batch_size % levels:
         raise ConfigError(f"data.batch_size={config.data.batch_size}: expected a multiple of "
@@ -166,6 +253,12 @@ PRESETS = {
                                                     initializer_learning_rate=1e-3),
                                     batch_size=240, num_steps=4000)
        for toy in TOYS},
+    # Class-conditional on 8 Gaussians labelled by component (the null class is label 8,
+    # dropped to 10% of the time); the evaluation samples every class at w = 0, 1, 3.
+    "cdrl_2d_labelled_8gaussians": toy_preset(
+        LABELLED_TOY, CDRLConfig(sampler=TOY_SAMPLER, step_scale=2e-3, per_level_c=False,
+                                 initializer_learning_rate=1e-3, conditional=True),
+        batch_size=240, num_steps=4000),
 }
 
 OBJECTIVE = Objective(
