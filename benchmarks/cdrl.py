@@ -1,0 +1,137 @@
+"""Cooperative diffusion recovery likelihood against diffusion recovery likelihood on 2-D toys,
+and classifier-free guidance on labelled 8 Gaussians (issue 20's targets).
+
+    python benchmarks/cdrl.py                                # checkerboard, rings; seeds 0-2
+    python benchmarks/cdrl.py --toys rings --seeds 0 --no-guidance
+    python benchmarks/cdrl.py --quick --no-save              # 1/10 of the steps, print only
+
+For each toy and seed, in one process:
+
+* ``cdrl``: ``cdrl_2d_<toy>`` trained (15 Langevin steps per level), then generation with
+  ``K`` = 0 (the initializer alone), 5 and 15 refinement steps per level from the same EMA
+  params: one row per ``K``;
+* ``rl``: ``rl_2d_<toy>`` trained and sampled with ``K`` = 15 MALA steps per level (the
+  preset's 30 set to 15), the same MLP and batch.
+
+Each row: ``method``, ``dataset``, ``seed``, ``langevin_steps`` (generation's ``K``),
+``mmd`` (2,000 samples against 2,000 test draws), ``kl_nats`` (the level-0 energy's, by
+quadrature: one value per trained model), ``seconds_per_sample`` (generating 2,000 samples,
+compiled, median of 3 repeats, divided by 2,000), ``train_seconds``, ``frechet_distance``
+(None on the toys), ``guidance_w`` and ``class_accuracy`` (None without labels).
+With guidance (default): ``cdrl_2d_labelled_8gaussians`` per seed, one row per ``w`` in
+0, 1, 3 with ``class_accuracy`` (the share of samples of class ``c`` nearest the data's mean of
+``c``) and ``class_spread``. Rows go to benchmarks/results/<device>-<date>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from results_file import append_row, results_path  # noqa: E402
+
+from ebm_jax import metrics  # noqa: E402
+from ebm_jax.experiments import build, make_config, train  # noqa: E402
+from ebm_jax.experiments.config import apply_overrides  # noqa: E402
+from ebm_jax.experiments.evaluation import load_run  # noqa: E402
+
+TOYS = ("checkerboard", "rings")
+CDRL_STEPS = (0, 5, 15)
+RL_STEPS = 15
+GUIDANCE = (0.0, 1.0, 3.0)
+NUM_SAMPLES = 2000
+
+
+def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3) -> dict:
+    """``mmd`` of ``num`` fresh samples against the test set and ``seconds_per_sample`` of the
+    compiled generation (median of ``repeats``)."""
+    generate = jax.jit(exp.generate, static_argnums=2)
+    samples = jax.block_until_ready(generate(jax.random.key(1), params, num))  # compiles
+    times = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(generate(jax.random.key(2 + r), params, num))
+        times.append(time.perf_counter() - start)
+    samples = np.asarray(samples)
+    finite = bool(np.all(np.isfinite(samples)))
+    mmd = float(metrics.mmd(samples[:num], exp.data.x_test[:num])) if finite else None
+    return {"mmd": mmd, "seconds_per_sample": statistics.median(times) / num}
+
+
+def row(method, toy, seed, steps, summary, measured, **extra) -> dict:
+    return {"benchmark": "cdrl", "method": method, "dataset": toy, "seed": seed,
+            "langevin_steps": steps, "mmd": measured.get("mmd"),
+            "kl_nats": summary.get("kl_nats"),
+            "seconds_per_sample": measured.get("seconds_per_sample"),
+            "train_seconds": summary.get("train_seconds"), "frechet_distance": None,
+            "guidance_w": None, "class_accuracy": None, **extra,
+            "date": datetime.date.today().isoformat()}
+
+
+def trained(preset: str, overrides: list, quick: bool):
+    """``(summary, exp, state)`` of a run of ``preset`` (a tenth of its steps with ``quick``)."""
+    config = make_config(preset, overrides)
+    if quick:
+        config = make_config(preset, overrides + [f"run.num_steps={config.run.num_steps // 10}"])
+    with tempfile.TemporaryDirectory() as workdir:
+        summary = train(config, workdir, progress=False)
+        exp, state = load_run(workdir)
+    return summary, exp, state
+
+
+def compare(toy: str, seed: int, quick: bool) -> list:
+    """The rows of CDRL (K = 0, 5, 15) and RL (K = 15) on ``toy`` for ``seed``."""
+    rows = []
+    summary, exp, state = trained(f"cdrl_2d_{toy}", [f"run.seed={seed}"], quick)
+    for steps in CDRL_STEPS:
+        config = apply_overrides(exp.config, [f"objective.sample_langevin_steps={steps}"])
+        rows.append(row("cdrl", toy, seed, steps, summary,
+                        measure_generation(build(config), state.ema_params)))
+    summary, exp, state = trained(f"rl_2d_{toy}", [f"run.seed={seed}",
+                                                   f"objective.num_langevin_steps={RL_STEPS}"],
+                                  quick)
+    rows.append(row("rl", toy, seed, RL_STEPS, summary,
+                    measure_generation(exp, state.ema_params)))
+    return rows
+
+
+def guidance(seed: int, quick: bool) -> list:
+    """One row per ``w``: class accuracy and spread of guided samples on labelled 8 Gaussians."""
+    summary, _, _ = trained("cdrl_2d_labelled_8gaussians", [f"run.seed={seed}"], quick)
+    return [row("cdrl", "labelled_8gaussians", seed, 15, summary, {"mmd": summary.get("mmd")},
+                guidance_w=w, class_accuracy=summary[f"class_accuracy_w{w:g}"],
+                class_spread=summary[f"class_spread_w{w:g}"]) for w in GUIDANCE]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--toys", nargs="+", default=list(TOYS), choices=TOYS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--no-guidance", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a tenth of each preset's steps")
+    parser.add_argument("--no-save", action="store_true", help="print the rows only")
+    args = parser.parse_args(argv)
+    path = results_path()
+    for seed in args.seeds:
+        rows = [r for toy in args.toys for r in compare(toy, seed, args.quick)]
+        if not args.no_guidance:
+            rows += guidance(seed, args.quick)
+        for r in rows:
+            r["quick"] = args.quick
+            print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()},
+                  flush=True)
+            if not args.no_save:
+                append_row(r, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""benchmarks/cdrl.py: its rows and the generation it times, on a tiny untrained CDRL model
+(nothing is written to benchmarks/results)."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import cdrl as cdrl_bench  # noqa: E402
+
+from ebm_jax.experiments import build, initial_state  # noqa: E402
+from tests.experiments.tiny import tiny  # noqa: E402
+
+pytestmark = pytest.mark.fast_compile
+
+KEYS = ("method", "dataset", "seed", "langevin_steps", "mmd", "kl_nats", "frechet_distance",
+        "seconds_per_sample", "guidance_w", "class_accuracy")
+
+
+def test_a_row_carries_the_issues_summary_keys_and_generation_is_timed():
+    exp = build(tiny("cdrl_2d_rings", "data.batch_size=48", "objective.initializer_hidden=16",
+                     "objective.sample_langevin_steps=2"))
+    measured = cdrl_bench.measure_generation(exp, initial_state(exp).params, num=32, repeats=1)
+    assert np.isfinite(measured["mmd"]) and measured["seconds_per_sample"] > 0
+    row = cdrl_bench.row("cdrl", "rings", 0, 2, {"kl_nats": 1.0, "train_seconds": 3.0},
+                         measured)
+    assert set(KEYS) <= set(row)
+    assert row["langevin_steps"] == 2 and row["guidance_w"] is None
