@@ -8,10 +8,12 @@ from ebm_jax.applications.inpainting import (
     half_image_mask,
     inpaint,
     masked_energy,
+    progressive_inpaint,
     random_pixel_mask,
     reconstruction_error,
 )
 
 __all__ = ["AscentSweep", "ReconstructionError", "box_mask", "denoise", "generate_by_ascent",
-           "half_image_mask", "inpaint", "masked_energy", "random_pixel_mask",
+           "half_image_mask", "inpaint", "masked_energy", "progressive_inpaint",
+           "random_pixel_mask",
            "reconstruction_error", "sample_composed", "sample_conditional"]

@@ -254,7 +254,8 @@ def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
       start: ``[N, ...]`` chain starts, in place of ``options.chain_init`` (a learned
         initializer's proposals, :func:`~ebm_jax.samplers.initializer_start`).
       labels: ``[N]`` int classes: the energy is then ``energy_fn(params, x, t, label)``
-        (class-conditional and guided energies).
+        (class-conditional and guided energies); any pytree of ``[N, ...]`` arrays is passed
+        to the energy the same way, one entry per chain.
 
     Example::
 
@@ -305,7 +306,7 @@ def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
                                  num_candidates)
     if clip_range is not None:
         start = jnp.clip(start, clip_range[0], clip_range[1])
-    cond = (x_tilde,) if labels is None else (x_tilde, jnp.asarray(labels))
+    cond = (x_tilde,) if labels is None else (x_tilde, jax.tree.map(jnp.asarray, labels))
     # The step size is traced (it depends on the level), so the samplers skip their
     # positivity check; step_size_scale and step_sizes were checked by recovery_chain_options.
     if metropolis:
@@ -336,8 +337,10 @@ def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
                        clip_range: Optional[tuple[float, float]] = None,
                        step_sizes: Optional[Sequence[float]] = None, marginal_top: bool = False,
                        chain_start: Optional[ChainStart] = None,
-                       labels: Optional[jax.Array] = None, return_trajectory: bool = False,
-                       return_proposals: bool = False, unroll: int = 1):
+                       labels: Optional[jax.Array] = None,
+                       observed: Optional[tuple[jax.Array, jax.Array]] = None,
+                       return_trajectory: bool = False, return_proposals: bool = False,
+                       unroll: int = 1):
     """Generate from noise: ``x_T ~ N(0, I)``, then ``x_t ~ p(x_t | x_{t+1})`` for ``t = T-1..0``.
 
     All levels run in one ``lax.scan`` (the level is traced), so the whole
@@ -359,6 +362,12 @@ def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
         from a :class:`~ebm_jax.samplers.RecoveryCondition` (CDRL's learned initializer,
         :func:`~ebm_jax.samplers.initializer_start`), in place of ``chain_init``.
       labels: ``[N]`` int classes for a class-conditional (or guided) energy and start.
+      observed: ``(x_observed [N, *shape], missing [N, *shape] bool)`` to inpaint: at every
+        level the observed entries are the observation diffused to that level (a fresh
+        noise draw), the chains move the missing ones on the energy of the combined point,
+        and level 0 returns the observed entries exactly (the replacement method of
+        diffusion inpainting; :func:`~ebm_jax.applications.progressive_inpaint` checks
+        the arguments).
       return_trajectory: also return every level's samples.
       return_proposals: also return every level's chain starts (with ``chain_start``).
 
@@ -402,6 +411,33 @@ def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
     num_levels = schedule.num_levels
     k_init, k_levels = jax.random.split(rng_key)
     x_end = jax.random.normal(k_init, (num_samples, *shape), jnp.float32)
+    chain_energy = energy_fn
+    if observed is not None:
+        x_observed, missing = observed
+        x_observed = jnp.asarray(x_observed, jnp.float32)
+        if x_observed.shape != (num_samples, *shape):
+            raise ValueError(f"observed[0] has shape {x_observed.shape}: expected "
+                             f"{(num_samples, *shape)}, one observation per sample")
+        missing = jnp.broadcast_to(jnp.asarray(missing, bool), x_observed.shape)
+        if chain_start is None and chain_init == "importance":
+            raise ValueError("observed with chain_init='importance': importance-resampled "
+                             "starts score the whole point; expected another chain_init or "
+                             "a chain_start")
+        mean_scales = float32_array(schedule.marginal_alphas)
+        noise_scales = float32_array(schedule.marginal_sigmas)
+
+        def diffused_observation(key, level):
+            noise = jax.random.normal(key, x_observed.shape, jnp.float32)
+            return mean_scales[level] * x_observed + noise_scales[level] * noise
+
+        def combined_energy(p, z, level, at):        # the energy of the combined point
+            observed_z, missing_z, *label = at
+            return energy_fn(p, jnp.where(missing_z, z, observed_z), level, *label)
+
+        chain_energy = combined_energy
+
+        k_init, k_top = jax.random.split(k_init)
+        x_end = jnp.where(missing, x_end, diffused_observation(k_top, num_levels))
 
     def body(x, inputs):
         level, key = inputs
@@ -409,11 +445,18 @@ def progressive_sample(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
         if chain_start is not None:
             key, k_start = jax.random.split(key)
             start = chain_start.draw(k_start, (), params, RecoveryCondition(x, level), labels)[0]
+        chain_labels = labels
+        if observed is not None:
+            key, k_observed = jax.random.split(key)
+            x_observed_t = diffused_observation(k_observed, level)
+            chain_labels = (x_observed_t, missing) + (() if labels is None else (labels,))
         if refine:
-            x, _ = recovery_chains(key, energy_fn, params, schedule, level, x, options,
-                                   start=start, labels=labels)
+            x, _ = recovery_chains(key, chain_energy, params, schedule, level, x, options,
+                                   start=start, labels=chain_labels)
         else:
             x = start
+        if observed is not None:
+            x = jnp.where(missing, x, x_observed_t)
         return x, (x, x if start is None else start)
 
     levels = jnp.arange(num_levels - 1, -1, -1, dtype=jnp.int32)
