@@ -20,7 +20,11 @@ compiled, median of 3 repeats, divided by 2,000), ``train_seconds``, ``frechet_d
 (None on the toys), ``guidance_w`` and ``class_accuracy`` (None without labels).
 With guidance (default): ``cdrl_2d_labelled_8gaussians`` per seed, one row per ``w`` in
 0, 1, 3 with ``class_accuracy`` (the share of samples of class ``c`` nearest the data's mean of
-``c``) and ``class_spread``. Rows go to benchmarks/results/<device>-<date>.json.
+``c``) and ``class_spread``. With ``--variance`` (default): per trained CDRL model, the
+variance over 64 draws (one example per level each, the same params) of each level's EBM
+gradient estimate with shared-noise pairs against the diffusion's own pairs (``x_{t+1}``
+drawn from ``x_t``: the joint that posterior sampling also draws), rows ``variance_ratio``
+at levels 1-3. Rows go to benchmarks/results/<device>-<date>.json.
 """
 from __future__ import annotations
 
@@ -33,7 +37,9 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,6 +49,7 @@ from ebm_jax import metrics  # noqa: E402
 from ebm_jax.experiments import build, make_config, train  # noqa: E402
 from ebm_jax.experiments.config import apply_overrides  # noqa: E402
 from ebm_jax.experiments.evaluation import load_run  # noqa: E402
+from ebm_jax.experiments.objectives.cdrl import build_model, make_loss  # noqa: E402
 
 TOYS = ("checkerboard", "rings")
 CDRL_STEPS = (0, 5, 15)
@@ -67,6 +74,42 @@ def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3) ->
     return {"mmd": mmd, "seconds_per_sample": statistics.median(times) / num}
 
 
+def level_gradient_variances(exp, params, *, shared_noise: bool, draws: int = 64,
+                             seed: int = 0) -> np.ndarray:
+    """``[T]``: for each level, the summed variance over ``draws`` of the EBM params' gradient
+    of that level's loss term, one example per level per draw (the EBM term only: the
+    initializer's never reaches the EBM's params)."""
+    config = exp.config
+    model = build_model(config, exp.data, nnx.Rngs(0))
+    loss = make_loss(config, model, shared_noise=shared_noise, per_level_info=True)
+    levels = model.schedule.num_levels
+    rng = np.random.default_rng(seed)
+    batches = jnp.asarray(exp.data.x_train[rng.choice(len(exp.data.x_train), draws * levels)]
+                          .reshape(draws, levels, -1))
+    state = loss.init(None, params, {"x": batches[0]})
+
+    def level_losses(p, x, key):
+        info = loss.loss(p, state, {"x": x}, key)[1][1]
+        return jnp.stack([info[f"loss/level_{t}"] for t in range(levels)])
+
+    def flat_jacobian(x, key):
+        jac = jax.jacrev(level_losses)(params, x, key)["energy"]
+        return jnp.concatenate([leaf.reshape(levels, -1) for leaf in jax.tree.leaves(jac)], 1)
+
+    grads = jax.jit(jax.vmap(flat_jacobian))(batches, jax.random.split(jax.random.key(seed),
+                                                                       draws))
+    return np.asarray(jnp.sum(jnp.var(grads, axis=0), axis=-1))
+
+
+def variance_rows(toy: str, seed: int, exp, params) -> list:
+    shared = level_gradient_variances(exp, params, shared_noise=True, seed=seed)
+    joint = level_gradient_variances(exp, params, shared_noise=False, seed=seed)
+    return [{"benchmark": "cdrl_variance", "method": "cdrl", "dataset": toy, "seed": seed,
+             "level": t, "draws": 64, "variance_shared": float(shared[t]),
+             "variance_joint": float(joint[t]), "variance_ratio": float(shared[t] / joint[t]),
+             "date": datetime.date.today().isoformat()} for t in (1, 2, 3)]
+
+
 def row(method, toy, seed, steps, summary, measured, **extra) -> dict:
     return {"benchmark": "cdrl", "method": method, "dataset": toy, "seed": seed,
             "langevin_steps": steps, "mmd": measured.get("mmd"),
@@ -88,10 +131,13 @@ def trained(preset: str, overrides: list, quick: bool):
     return summary, exp, state
 
 
-def compare(toy: str, seed: int, quick: bool) -> list:
-    """The rows of CDRL (K = 0, 5, 15) and RL (K = 15) on ``toy`` for ``seed``."""
+def compare(toy: str, seed: int, quick: bool, variance: bool = True) -> list:
+    """The rows of CDRL (K = 0, 5, 15) and RL (K = 15) on ``toy`` for ``seed`` (and the
+    gradient variances of the CDRL model)."""
     rows = []
     summary, exp, state = trained(f"cdrl_2d_{toy}", [f"run.seed={seed}"], quick)
+    if variance:
+        rows += variance_rows(toy, seed, exp, state.ema_params)
     for steps in CDRL_STEPS:
         config = apply_overrides(exp.config, [f"objective.sample_langevin_steps={steps}"])
         rows.append(row("cdrl", toy, seed, steps, summary,
@@ -117,12 +163,14 @@ def main(argv=None) -> None:
     parser.add_argument("--toys", nargs="+", default=list(TOYS), choices=TOYS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-guidance", action="store_true")
+    parser.add_argument("--no-variance", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a tenth of each preset's steps")
     parser.add_argument("--no-save", action="store_true", help="print the rows only")
     args = parser.parse_args(argv)
     path = results_path()
     for seed in args.seeds:
-        rows = [r for toy in args.toys for r in compare(toy, seed, args.quick)]
+        rows = [r for toy in args.toys
+                for r in compare(toy, seed, args.quick, not args.no_variance)]
         if not args.no_guidance:
             rows += guidance(seed, args.quick)
         for r in rows:

@@ -29,3 +29,14 @@ def test_a_row_carries_the_issues_summary_keys_and_generation_is_timed():
                          measured)
     assert set(KEYS) <= set(row)
     assert row["langevin_steps"] == 2 and row["guidance_w"] is None
+
+
+def test_level_gradient_variances_are_one_positive_number_per_level():
+    exp = build(tiny("cdrl_2d_rings", "data.batch_size=48", "objective.initializer_hidden=16",
+                     "objective.num_langevin_steps=2"))
+    params = initial_state(exp).params
+    shared = cdrl_bench.level_gradient_variances(exp, params, shared_noise=True, draws=8)
+    joint = cdrl_bench.level_gradient_variances(exp, params, shared_noise=False, draws=8)
+    assert shared.shape == joint.shape == (6,)
+    assert np.all(np.isfinite(shared)) and np.all(shared > 0) and np.all(joint > 0)
+    assert not np.allclose(shared, joint)      # the pairs differ

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -121,8 +122,23 @@ def class_sample_statistics(samples: np.ndarray, labels: np.ndarray,
             "class_spread": float(np.mean(spreads))}
 
 
-def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
-    del num_devices
+class CDRLModel(NamedTuple):
+    """A CDRL run's model: its schedule and scales, the level energy
+    ``E(params, x, t[, class])``, the initializer's mean ``g(params, x_next, t[, class])``,
+    the initial params of both, and the classes (``None`` unconditional; the null class is
+    ``num_classes``)."""
+
+    schedule: Any
+    scales: Any
+    level_energy: Callable
+    initializer_fn: Callable
+    params: dict
+    num_classes: Optional[int]
+
+
+def build_model(config: Config, data, rngs) -> CDRLModel:
+    """The networks of ``config`` for ``data`` (what :func:`build` trains; benchmarks rebuild
+    losses around them)."""
     settings = config.objective
     schedule = noise_schedule("cosine", num_levels=settings.num_levels)
     scales = cdrl_scales(schedule, step_scale=settings.step_scale,
@@ -136,7 +152,7 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
                               f"{config.data.dataset!r}: expected a labelled dataset (the "
                               "digits, labelled_8gaussians)")
         num_classes = int(data.num_classes)
-    null_label = num_classes                 # the null class: one past the last class
+    # one embedding row per level, or per (level, class) with the null class one past the last
     num_conditions = schedule.num_levels * (1 if num_classes is None else num_classes + 1)
     network = as_conditioned_energy_fn(make_level_network(
         config.model, in_features, network_shape(data), num_conditions, rngs))
@@ -146,10 +162,30 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
         p["energy"], y, condition_index(num_classes, t, *c)), scales)
     initializer_fn = residual_initializer(lambda p, x, t, *c: residual(
         p["initializer"], x, condition_index(num_classes, t, *c)), scales)
-    loss = cdrl(level_energy, initializer_fn, schedule, scales=scales,
-                num_langevin_steps=settings.num_langevin_steps,
-                shared_noise=settings.shared_noise, null_label=null_label,
-                label_drop=settings.label_drop)
+    return CDRLModel(schedule, scales, level_energy, initializer_fn,
+                     cdrl_params(network.params, initializer_params), num_classes)
+
+
+def make_loss(config: Config, model: CDRLModel, **changes) -> Any:
+    """``cdrl(...)`` with the config's settings over ``model`` (``changes``: other keywords of
+    :func:`~ebm_jax.losses.cdrl`, e.g. ``per_level_info=True``)."""
+    settings = config.objective
+    keywords = dict(scales=model.scales, num_langevin_steps=settings.num_langevin_steps,
+                    shared_noise=settings.shared_noise, null_label=model.num_classes,
+                    label_drop=settings.label_drop)
+    return cdrl(model.level_energy, model.initializer_fn, model.schedule,
+                **{**keywords, **changes})
+
+
+def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
+    del num_devices
+    settings = config.objective
+    model = build_model(config, data, rngs)
+    schedule, scales, level_energy, initializer_fn, params, num_classes = model
+    null_label = num_classes                 # the null class: one past the last class
+    shape = data.x_train.shape[1:]
+    in_features = int(np.prod(shape))
+    loss = make_loss(config, model)
     sample_steps = (settings.num_langevin_steps if settings.sample_langevin_steps < 0
                     else settings.sample_langevin_steps)
     chain = dict(num_langevin_steps=sample_steps, metropolis=False, chain_init="rescaled",
@@ -225,7 +261,7 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
         return cdrl_optimizer(optimizer, initializer_opt)
 
     make_sampler = sampler_recipe(settings.sampler, data.data_range)
-    return Pieces(cdrl_params(network.params, initializer_params), energy_fn, None, loss,
+    return Pieces(params, energy_fn, None, loss,
                   make_sampler(energy_fn), make_sampler, generate,
                   "progressive sampling from the initializer", evaluate=evaluate,
                   wrap_optimizer=wrap)
