@@ -218,7 +218,8 @@ def cdrl_optimizer(energy_optimizer: optax.GradientTransformation,
 
 def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
          schedule: Any = "cosine", *, scales: Optional[CDRLScales] = None,
-         num_langevin_steps: int = 15, shared_noise: bool = True, split_batch: bool = True,
+         num_langevin_steps: int = 15, metropolis: bool = False, shared_noise: bool = True,
+         split_batch: bool = True,
          initializer_weight: float = 1.0, null_label: Optional[int] = None,
          label_drop: float = 0.1, per_level_info: bool = False,
          unroll: int = 1) -> LossTransform:
@@ -247,6 +248,8 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
       schedule: a :class:`~ebm_jax.samplers.NoiseSchedule` or its name (``"cosine"``).
       scales: :func:`cdrl_scales` of ``schedule`` (default: the reference's).
       num_langevin_steps: ``K`` (the reference's 15).
+      metropolis: refine by MALA (each step accepted or rejected on the level's conditional)
+        instead of the reference's unadjusted Langevin; Info then adds ``acceptance_rate``.
       shared_noise: one noise draw per pair (CDRL's variance reduction); else the diffusion's
         joint (:func:`~ebm_jax.samplers.diffuse`).
       split_batch: ``B`` split across the ``T`` levels (``B`` a multiple of ``T``); else
@@ -281,7 +284,8 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
     if conditional:
         check_int("null_label", null_label, minimum=0)
         check_in_range("label_drop", label_drop, 0, 1, expected="a probability in [0, 1]")
-    options = recovery_chain_options(num_steps=num_langevin_steps, metropolis=False,
+    metropolis = check_flag("metropolis", metropolis)
+    options = recovery_chain_options(num_steps=num_langevin_steps, metropolis=metropolis,
                                      chain_init="rescaled", step_sizes=scales.step_sizes,
                                      marginal_top=scales.marginal_top, unroll=unroll)
     start = initializer_start(initializer_fn, scales.proposal_stds)
@@ -334,7 +338,8 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
             # that levels of very different s_t² weigh alike in the means the guard reads
             stats = (energy_scales[level] * jnp.mean(e_data),
                      energy_scales[level] * jnp.mean(e_sample), jnp.mean(info.displacement),
-                     jnp.mean(info.langevin.grad_norm), jnp.sum(info.langevin.nonfinite))
+                     jnp.mean(info.langevin.grad_norm), jnp.sum(info.langevin.nonfinite),
+                     jnp.mean(info.acceptance))
             return ebm_value, init_value, stats
 
         levels = jnp.arange(num_levels, dtype=jnp.int32)
@@ -349,12 +354,14 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
         else:
             ebm_values, init_values, stats = jax.vmap(one_level, in_axes=(0, None, None, 0))(
                 levels, x, y, keys)
-        e_data, e_sample, displacement, grad_norm, nonfinite = stats
+        e_data, e_sample, displacement, grad_norm, nonfinite, acceptance = stats
         value = jnp.mean(ebm_values) + initializer_weight * jnp.mean(init_values)
         info = {"energy_data": jnp.mean(e_data), "energy_sample": jnp.mean(e_sample),
                 "initializer_loss": jnp.mean(init_values),
                 "refinement_distance": jnp.mean(displacement),
                 "sample_grad_norm": jnp.mean(grad_norm), "nonfinite_steps": jnp.sum(nonfinite)}
+        if metropolis:
+            info["acceptance_rate"] = jnp.mean(acceptance)
         if per_level_info:
             for t in range(num_levels):
                 info[f"loss/level_{t}"] = ebm_values[t]

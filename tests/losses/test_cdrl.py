@@ -128,17 +128,19 @@ def test_each_term_trains_its_own_network_only():
 
 
 @pytest.mark.slow
-def test_a_gaussian_is_learned_level_by_level_and_the_initializer_follows():
+@pytest.mark.parametrize("metropolis", [False, True])
+def test_a_gaussian_is_learned_level_by_level_and_the_initializer_follows(metropolis):
     # Data N(m, 0.5² I) in 2-D: the exact model is Gaussian at every level, so the learned
     # means must reach the diffused data means a_t m. 1,500 Adam steps (cosine decay), batch
     # 240 (40 a level).
     # The initializer's proposal x_next/a + c x_next must move from c = 0 towards the posterior
     # mean's slope (measured -0.12 to -1.08 at levels 1-4); a flipped EBM term sends the means
-    # away and the check fails.
+    # away and the check fails. Unadjusted (the reference's) and MALA refinement alike.
     m = jnp.array([1.5, -1.0])
     scales = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False)
     energy_fn, initializer_fn = _gaussian_model(scales)
-    loss = cdrl(energy_fn, initializer_fn, COSINE, scales=scales, num_langevin_steps=15)
+    loss = cdrl(energy_fn, initializer_fn, COSINE, scales=scales, num_langevin_steps=15,
+                metropolis=metropolis)
     params = cdrl_params({"mean": jnp.zeros((6, 2)), "log_var": jnp.zeros(6)}, jnp.zeros(6))
     tx = cdrl_optimizer(optax.adam(optax.cosine_decay_schedule(3e-2, 1500)),
                         optax.adam(optax.cosine_decay_schedule(1e-2, 1500)))
@@ -159,6 +161,21 @@ def test_a_gaussian_is_learned_level_by_level_and_the_initializer_follows():
     # measured: every level within 0.035 of its target; a flipped EBM term is off by > 1
     np.testing.assert_allclose(params["energy"]["mean"], target, atol=0.06)
     assert np.all(np.asarray(params["initializer"][1:5]) < -0.05)   # shrinks x_next / a
+
+
+def test_mala_refinement_reports_its_acceptance():
+    scales = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False)
+    energy_fn, initializer_fn = _gaussian_model(scales)
+    params = cdrl_params({"mean": jnp.zeros((6, 2)), "log_var": jnp.zeros(6)}, jnp.zeros(6))
+    batch = {"x": jnp.ones((12, 2))}
+    for metropolis in (False, True):
+        loss = cdrl(energy_fn, initializer_fn, COSINE, scales=scales, num_langevin_steps=3,
+                    metropolis=metropolis)
+        info = loss.loss(params, (), batch, jax.random.key(0))[1][1]
+        assert ("acceptance_rate" in info) == metropolis
+    assert 0.0 < float(info["acceptance_rate"]) <= 1.0
+    with pytest.raises(ValueError, match="metropolis"):
+        cdrl(energy_fn, initializer_fn, COSINE, scales=scales, metropolis="yes")
 
 
 def test_progressive_sampling_from_the_initializer_alone_returns_its_proposals():

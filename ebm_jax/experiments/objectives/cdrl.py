@@ -60,6 +60,7 @@ class CDRLConfig(ObjectiveConfig):
     sampler: LangevinConfig = section(LangevinConfig)
     num_levels: int = setting(6, lambda v: 2 <= v <= 100, "an int in [2, 100]")
     num_langevin_steps: int = setting(15, *POSITIVE_INT)
+    metropolis: bool = setting(False)                  # MALA refinement (the reference: ULA)
     step_scale: float = setting(4e-4, *POSITIVE)        # b in s_t² = b c_t σ_t²
     per_level_c: bool = setting(True)                  # c_t = σ̄_t/σ̄_0, else 1/σ̄_0
     shared_noise: bool = setting(True)
@@ -171,8 +172,8 @@ def make_loss(config: Config, model: CDRLModel, **changes) -> Any:
     :func:`~ebm_jax.losses.cdrl`, e.g. ``per_level_info=True``)."""
     settings = config.objective
     keywords = dict(scales=model.scales, num_langevin_steps=settings.num_langevin_steps,
-                    shared_noise=settings.shared_noise, null_label=model.num_classes,
-                    label_drop=settings.label_drop)
+                    metropolis=settings.metropolis, shared_noise=settings.shared_noise,
+                    null_label=model.num_classes, label_drop=settings.label_drop)
     return cdrl(model.level_energy, model.initializer_fn, model.schedule,
                 **{**keywords, **changes})
 
@@ -188,7 +189,8 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     loss = make_loss(config, model)
     sample_steps = (settings.num_langevin_steps if settings.sample_langevin_steps < 0
                     else settings.sample_langevin_steps)
-    chain = dict(num_langevin_steps=sample_steps, metropolis=False, chain_init="rescaled",
+    chain = dict(num_langevin_steps=sample_steps, metropolis=settings.metropolis,
+                 chain_init="rescaled",
                  step_sizes=scales.step_sizes, marginal_top=scales.marginal_top)
 
     def energy_fn(params, x):
