@@ -17,7 +17,9 @@ Each row: ``method``, ``dataset``, ``seed``, ``langevin_steps`` (generation's ``
 ``mmd`` (2,000 samples against 2,000 test draws), ``kl_nats`` (the level-0 energy's, by
 quadrature: one value per trained model), ``seconds_per_sample`` (generating 2,000 samples,
 compiled, median of 3 repeats, divided by 2,000), ``train_seconds``, ``frechet_distance``
-(None on the toys), ``guidance_w`` and ``class_accuracy`` (None without labels).
+(None on the toys), ``guidance_w`` and ``class_accuracy`` (None without labels),
+``stopped_at`` (the step the guard stopped the run at, measured then at its last good
+checkpoint; None for a run that finished).
 With guidance (default): ``cdrl_2d_labelled_8gaussians`` per seed, one row per ``w`` in
 0, 1, 3 with ``class_accuracy`` (the share of samples of class ``c`` nearest the data's mean of
 ``c``) and ``class_spread``. With ``--variance`` (default): per trained CDRL model, the
@@ -48,8 +50,10 @@ from results_file import append_row, results_path  # noqa: E402
 from ebm_jax import metrics  # noqa: E402
 from ebm_jax.experiments import build, make_config, train  # noqa: E402
 from ebm_jax.experiments.config import apply_overrides  # noqa: E402
+from ebm_jax.experiments.data import TOY_LIMIT  # noqa: E402
 from ebm_jax.experiments.evaluation import load_run  # noqa: E402
 from ebm_jax.experiments.objectives.cdrl import build_model, make_loss  # noqa: E402
+from ebm_jax.train.guard import TrainingDiverged  # noqa: E402
 
 TOYS = ("checkerboard", "rings")
 CDRL_STEPS = (0, 5, 15)
@@ -116,18 +120,29 @@ def row(method, toy, seed, steps, summary, measured, **extra) -> dict:
             "kl_nats": summary.get("kl_nats"),
             "seconds_per_sample": measured.get("seconds_per_sample"),
             "train_seconds": summary.get("train_seconds"), "frechet_distance": None,
-            "guidance_w": None, "class_accuracy": None, **extra,
+            "guidance_w": None, "class_accuracy": None,
+            "stopped_at": summary.get("stopped_at"), **extra,
             "date": datetime.date.today().isoformat()}
 
 
 def trained(preset: str, overrides: list, quick: bool):
-    """``(summary, exp, state)`` of a run of ``preset`` (a tenth of its steps with ``quick``)."""
+    """``(summary, exp, state)`` of a run of ``preset`` (a tenth of its steps with ``quick``).
+
+    A run the guard stops is measured at its last good checkpoint: the summary then holds
+    ``kl_nats`` of that checkpoint (toys) and ``stopped_at``, the step it stopped at."""
     config = make_config(preset, overrides)
     if quick:
         config = make_config(preset, overrides + [f"run.num_steps={config.run.num_steps // 10}"])
     with tempfile.TemporaryDirectory() as workdir:
-        summary = train(config, workdir, progress=False)
+        try:
+            summary = train(config, workdir, progress=False)
+        except TrainingDiverged as stopped:
+            summary = {"stopped_at": stopped.step}
         exp, state = load_run(workdir)
+    if "stopped_at" in summary and exp.data.log_prob is not None:
+        params = state.ema_params
+        summary["kl_nats"] = float(metrics.kl_by_quadrature(
+            exp.data.log_prob, lambda x: exp.energy_fn(params, x), limit=TOY_LIMIT))
     return summary, exp, state
 
 
@@ -154,8 +169,8 @@ def guidance(seed: int, quick: bool) -> list:
     """One row per ``w``: class accuracy and spread of guided samples on labelled 8 Gaussians."""
     summary, _, _ = trained("cdrl_2d_labelled_8gaussians", [f"run.seed={seed}"], quick)
     return [row("cdrl", "labelled_8gaussians", seed, 15, summary, {"mmd": summary.get("mmd")},
-                guidance_w=w, class_accuracy=summary[f"class_accuracy_w{w:g}"],
-                class_spread=summary[f"class_spread_w{w:g}"]) for w in GUIDANCE]
+                guidance_w=w, class_accuracy=summary.get(f"class_accuracy_w{w:g}"),
+                class_spread=summary.get(f"class_spread_w{w:g}")) for w in GUIDANCE]
 
 
 def main(argv=None) -> None:

@@ -63,6 +63,7 @@ class CDRLConfig(ObjectiveConfig):
     metropolis: bool = setting(False)                  # MALA refinement (the reference: ULA)
     step_scale: float = setting(4e-4, *POSITIVE)        # b in s_t² = b c_t σ_t²
     per_level_c: bool = setting(True)                  # c_t = σ̄_t/σ̄_0, else 1/σ̄_0
+    marginal_top: bool = setting(True)                 # the top level a marginal EBM
     shared_noise: bool = setting(True)
     initializer_hidden: tuple[int, ...] = setting((128, 128), lambda v: len(v) >= 1 and all(
         int(w) > 0 for w in v), "a non-empty list of positive widths")
@@ -143,7 +144,7 @@ def build_model(config: Config, data, rngs) -> CDRLModel:
     settings = config.objective
     schedule = noise_schedule("cosine", num_levels=settings.num_levels)
     scales = cdrl_scales(schedule, step_scale=settings.step_scale,
-                         per_level_c=settings.per_level_c)
+                         per_level_c=settings.per_level_c, marginal_top=settings.marginal_top)
     shape = data.x_train.shape[1:]
     in_features = int(np.prod(shape))
     num_classes = None
