@@ -93,7 +93,7 @@ class CDRLScales(NamedTuple):
 
 def cdrl_scales(schedule: Any = "cosine", *, data_noise: float = REFERENCE_DATA_NOISE,
                 step_scale: float = 4e-4, per_level_c: bool = True,
-                marginal_top: bool = True) -> CDRLScales:
+                marginal_top: bool = True, decoupled: bool = True) -> CDRLScales:
     """CDRL's decoupled step sizes, input scales, proposal stds and loss weights.
 
     With ``σ̄_t`` the marginal noise std of level ``t`` (the data diffused by ``data_noise``
@@ -109,6 +109,9 @@ def cdrl_scales(schedule: Any = "cosine", *, data_noise: float = REFERENCE_DATA_
       per_level_c: ``c_t = σ̄_t / σ̄_0`` (True) or ``1 / σ̄_0`` (False).
       marginal_top: the top level is a marginal EBM on ``x_{T-1}`` (input scale 1, step
         ``s²/2``).
+      decoupled: the energy is ``-f / s_t²`` (CDRL's parameterisation); with False it is
+        ``-f`` itself (``energy_scales`` 1, the loss weights ``σ_0 / σ_t`` on ``E``), as in
+        recovery likelihood, with the same steps.
 
     Example::
 
@@ -124,6 +127,7 @@ def cdrl_scales(schedule: Any = "cosine", *, data_noise: float = REFERENCE_DATA_
                    expected="a positive number")
     per_level_c = check_flag("per_level_c", per_level_c)
     marginal_top = check_flag("marginal_top", marginal_top)
+    decoupled = check_flag("decoupled", decoupled)
     # marginal stds with the data noise: x_t = sqrt(1-d²) m_t x + sqrt(1 - (1-d²) m_t²) ε
     signal = (1.0 - data_noise**2) * schedule.marginal_alphas**2
     marginal_sigmas = np.sqrt(1.0 - signal)
@@ -139,6 +143,9 @@ def cdrl_scales(schedule: Any = "cosine", *, data_noise: float = REFERENCE_DATA_
     step_sizes = energy_scales / (2.0 * input_scales**2)
     proposal_stds = np.sqrt(marginal_sigmas[:-1]**2 * sigmas_sq / marginal_sigmas[1:]**2)
     loss_weights = schedule.sigmas[0] / schedule.sigmas * energy_scales
+    if not decoupled:
+        loss_weights = loss_weights / energy_scales
+        energy_scales = np.ones_like(energy_scales)
     return CDRLScales(energy_scales, input_scales, step_sizes, proposal_stds, loss_weights,
                       float(data_noise), marginal_top)
 

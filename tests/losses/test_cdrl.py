@@ -163,6 +163,16 @@ def test_a_gaussian_is_learned_level_by_level_and_the_initializer_follows(metrop
     assert np.all(np.asarray(params["initializer"][1:5]) < -0.05)   # shrinks x_next / a
 
 
+def test_an_energy_that_is_not_decoupled_keeps_the_steps_and_weighs_e_directly():
+    coupled = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False)
+    plain = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False, decoupled=False)
+    np.testing.assert_array_equal(plain.energy_scales, np.ones(6))
+    np.testing.assert_allclose(plain.step_sizes, coupled.step_sizes)
+    np.testing.assert_allclose(plain.loss_weights, COSINE.sigmas[0] / COSINE.sigmas)
+    with pytest.raises(ValueError, match="decoupled"):
+        cdrl_scales(COSINE, decoupled=1)
+
+
 def test_mala_refinement_reports_its_acceptance():
     scales = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False)
     energy_fn, initializer_fn = _gaussian_model(scales)
