@@ -14,6 +14,7 @@
 #   samplers    SGLD/MALA/HMC throughput, every architecture
 #   samplers_big  the same for the big convs and WRN-28-10 only
 #   scaling_256 the WRN-28-10 train step at batch 256
+#   profile     where the WRN-28-10 step's device time goes (benchmarks/profile_step.py)
 #   train_step  the main presets' jitted train steps
 # Needs no install: the checkout on PYTHONPATH, the machine's jax/flax/optax/torch.
 set -u
@@ -68,6 +69,7 @@ print(f\"bf16 8192 matmul: {2 * 8192**3 / dt / 1e12:.0f} TFLOP/s\")
     scaling_256) step scaling_256 90 "$PY" benchmarks/scaling.py --devices 1 --steps 10 \
         --set data.batch_size=256 ;;
     train_step) step train_step 90 "$PY" benchmarks/train_step.py --steps 200 ;;
+    profile) step profile 100 bash -c "$PY benchmarks/profile_step.py --steps 3 --out /tmp/prof_step && cp /tmp/prof_step/profile_summary.json $OUT/profile_step.json; $PY benchmarks/profile_step.py --steps 3 --sgld-only --out /tmp/prof_sgld && cp /tmp/prof_sgld/profile_summary.json $OUT/profile_sgld.json" ;;
     *) echo "unknown step $s" ;;
   esac
 done
