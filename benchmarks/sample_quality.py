@@ -1,6 +1,6 @@
 """The yardstick of generated digits: the data's own scores (the floor) and the digit presets'.
 
-    python benchmarks/sample_quality.py                  # the floor and 3 presets, their own steps
+    python benchmarks/sample_quality.py                  # the floor and 4 presets, their own steps
     python benchmarks/sample_quality.py --quick          # 300 training steps a preset (smoke test)
     python benchmarks/sample_quality.py --runs runs      # runs/<preset>, trained there if absent
     python benchmarks/sample_quality.py --presets cd_digits --no-save
@@ -22,7 +22,9 @@ Rows (one JSON object each, appended to benchmarks/results/<device>-<date>.json;
   the run's generator: SGLD from uniform noise, ``run.fresh_sample_steps`` steps) and
   ``class-conditional`` (``N / 10`` chains per class on ``-f(x)[y]``, the same sampler);
 * ``cd_digits``: ``replay buffer`` and ``fresh``;
-* ``rl_digits``: ``fresh`` (progressive sampling from noise through the six levels).
+* ``rl_digits``: ``fresh`` (progressive sampling from noise through the six levels);
+* ``cdrl_digits``: ``fresh`` (progressive sampling from the initializer's proposals, each
+  refined by the EBM's Langevin steps).
 
 Each row has ``preset`` (``floor`` for the data), ``samples``, ``num_samples``, the yardstick's
 keys, ``diversity`` (None where there are no labels), ``steps``, ``train_seconds`` and ``seed``
@@ -45,7 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from results_file import RESULTS_DIR, append_row, results_path  # noqa: E402
 
-PRESETS = ("jem_digits", "cd_digits", "rl_digits")
+PRESETS = ("jem_digits", "cd_digits", "rl_digits", "cdrl_digits")
 NUM_SAMPLES = 1000
 QUICK_STEPS = 300
 ROW_KEYS = ("preset", "samples", "num_samples", "frechet_distance", "kid", "kid_std",

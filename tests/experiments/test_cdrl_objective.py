@@ -27,11 +27,34 @@ def tiny_cdrl(*extra):
     (["objective.conditional=true"], "objective.conditional=True with data.dataset='rings'"),
     (["objective.guidance=-1"], "objective.guidance=-1"),
     (["objective.label_drop=1.5"], "objective.label_drop=1.5"),
+    (["objective.data_noise=0"], "objective.data_noise=0"),
+    (["objective.data_noise=1"], "objective.data_noise=1"),
 ])
 def test_a_bad_setting_names_the_field(overrides, message):
     with pytest.raises(ConfigError) as error:
         make_config("cdrl_2d_rings", overrides)
     assert message in str(error.value)
+
+
+def test_the_digits_presets_diffuse_the_data_by_their_data_noise():
+    from flax import nnx
+
+    from ebm_jax.experiments import load_data
+    from ebm_jax.experiments.objectives.cdrl import build_model
+    from ebm_jax.losses import cdrl_scales
+    from ebm_jax.samplers import noise_schedule
+
+    for name, classes in (("cdrl_digits", None), ("cdrl_digits_conditional", 10)):
+        config = make_config(name)
+        model = build_model(config, load_data(config), nnx.Rngs(0))
+        assert model.scales.data_noise == pytest.approx(0.1) and model.num_classes == classes
+        # σ̄_0 sets the level-0 step: c_0 = σ̄_0/σ̄_0 = 1, so s_0² = b σ_0²
+        expected = cdrl_scales(noise_schedule("cosine", num_levels=6), data_noise=0.1,
+                               step_scale=config.objective.step_scale)
+        np.testing.assert_allclose(model.scales.step_sizes, expected.step_sizes, rtol=1e-6)
+    rings = build_model(make_config("cdrl_2d_rings"), load_data(make_config("cdrl_2d_rings")),
+                        nnx.Rngs(0))
+    assert rings.scales.data_noise == pytest.approx(0.0074, rel=0.01)  # the reference's
 
 
 def test_one_train_state_holds_both_networks_and_both_optimizer_states():
@@ -105,3 +128,16 @@ def test_a_tiny_conditional_run_reports_class_accuracy_and_spread_at_each_guidan
         assert 0.0 <= summary[f"class_accuracy_w{w}"] <= 1.0
         assert np.isfinite(summary[f"class_spread_w{w}"])
     assert np.isfinite(summary["kl_nats"])
+
+
+def test_a_conditional_digits_evaluation_asks_the_digit_classifier_at_each_guidance(tmp_path):
+    exp = build(tiny("cdrl_digits_conditional", "data.batch_size=48",
+                     "objective.initializer_hidden=16", "objective.num_langevin_steps=1"))
+    params = initial_state(exp).params
+    out = exp.evaluate(params, jax.random.key(0), figure=str(tmp_path / "levels.png"))
+    for w in ("0", "1", "3"):
+        assert 0.0 <= out[f"classifier_accuracy_w{w}"] <= 1.0
+        assert 0.0 <= out[f"class_accuracy_w{w}"] <= 1.0
+    assert os.path.isfile(tmp_path / "levels.png")
+    # Untrained networks: the samples carry no class, the classifier agrees by chance.
+    assert out["classifier_accuracy_w0"] < 0.3
