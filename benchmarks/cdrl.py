@@ -129,7 +129,8 @@ def trained(preset: str, overrides: list, quick: bool):
     """``(summary, exp, state)`` of a run of ``preset`` (a tenth of its steps with ``quick``).
 
     A run the guard stops is measured at its last good checkpoint: the summary then holds
-    ``kl_nats`` of that checkpoint (toys) and ``stopped_at``, the step it stopped at."""
+    ``kl_nats`` of that checkpoint (toys) and ``stopped_at``, the step it stopped at. Stopped
+    before its first checkpoint, it has nothing to measure: ``exp`` and ``state`` are None."""
     config = make_config(preset, overrides)
     if quick:
         config = make_config(preset, overrides + [f"run.num_steps={config.run.num_steps // 10}"])
@@ -138,6 +139,8 @@ def trained(preset: str, overrides: list, quick: bool):
             summary = train(config, workdir, progress=False)
         except TrainingDiverged as stopped:
             summary = {"stopped_at": stopped.step}
+            if not os.listdir(os.path.join(workdir, "checkpoints")):
+                return summary, None, None
         exp, state = load_run(workdir)
     if "stopped_at" in summary and exp.data.log_prob is not None:
         params = state.ema_params
@@ -151,17 +154,19 @@ def compare(toy: str, seed: int, quick: bool, variance: bool = True) -> list:
     gradient variances of the CDRL model)."""
     rows = []
     summary, exp, state = trained(f"cdrl_2d_{toy}", [f"run.seed={seed}"], quick)
-    if variance:
+    if variance and state is not None:
         rows += variance_rows(toy, seed, exp, state.ema_params)
-    for steps in CDRL_STEPS:
-        config = apply_overrides(exp.config, [f"objective.sample_langevin_steps={steps}"])
-        rows.append(row("cdrl", toy, seed, steps, summary,
-                        measure_generation(build(config), state.ema_params)))
+    for steps in CDRL_STEPS:   # a run stopped before any checkpoint: rows without figures
+        measured = {}
+        if state is not None:
+            config = apply_overrides(exp.config, [f"objective.sample_langevin_steps={steps}"])
+            measured = measure_generation(build(config), state.ema_params)
+        rows.append(row("cdrl", toy, seed, steps, summary, measured))
     summary, exp, state = trained(f"rl_2d_{toy}", [f"run.seed={seed}",
                                                    f"objective.num_langevin_steps={RL_STEPS}"],
                                   quick)
     rows.append(row("rl", toy, seed, RL_STEPS, summary,
-                    measure_generation(exp, state.ema_params)))
+                    {} if state is None else measure_generation(exp, state.ema_params)))
     return rows
 
 

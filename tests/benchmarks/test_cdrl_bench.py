@@ -40,3 +40,20 @@ def test_level_gradient_variances_are_one_positive_number_per_level():
     assert shared.shape == joint.shape == (6,)
     assert np.all(np.isfinite(shared)) and np.all(shared > 0) and np.all(joint > 0)
     assert not np.allclose(shared, joint)      # the pairs differ
+
+
+def test_a_run_stopped_before_its_first_checkpoint_gives_rows_without_figures(monkeypatch):
+    from ebm_jax.train.guard import TrainingDiverged
+
+    def stops_early(config, workdir, progress=True):
+        os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)
+        raise TrainingDiverged("diverged", ("energy_scale",), step=300)
+
+    monkeypatch.setattr(cdrl_bench, "train", stops_early)
+    summary, exp, state = cdrl_bench.trained("cdrl_2d_rings", ["run.seed=2"], quick=True)
+    assert summary == {"stopped_at": 300} and exp is None and state is None
+    rows = cdrl_bench.compare("rings", 2, quick=True)
+    assert [(r["method"], r["langevin_steps"]) for r in rows] == [
+        ("cdrl", 0), ("cdrl", 5), ("cdrl", 15), ("rl", 15)]
+    assert all(r["stopped_at"] == 300 and r["mmd"] is None and r["kl_nats"] is None
+               for r in rows)
