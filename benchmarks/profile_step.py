@@ -37,8 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scaling import CPU_DEFAULTS, PRESET, QUICK, synthetic_cifar  # noqa: E402
 
 from ebm_jax.data import Batches  # noqa: E402
-from ebm_jax.experiments import build, initial_state, make_config  # noqa: E402
-from ebm_jax.train import DivergenceGuard, make_train_step  # noqa: E402
+from ebm_jax.experiments import (build, experiment_train_step, initial_state,  # noqa: E402
+                                 make_config)
 
 KINDS = (("conv", ("conv", "cudnn", "implicit_gemm", "wgrad", "dgrad", "fprop")),
          ("gemm", ("gemm", "cublas", "dot", "matmul", "sm90_xmma", "cutlass")),
@@ -130,10 +130,7 @@ def step_program(overrides: list, sgld_only: bool):
 
         compiled = jax.jit(run).lower(jax.random.key(0), x0).compile()
         return (lambda i: compiled(jax.random.key(i), x0)), config
-    guard = (DivergenceGuard(config.guard.max_energy, config.guard.max_grad_norm)
-             if config.guard.enabled else None)
-    step = make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay,
-                           guard=guard)
+    step = experiment_train_step(exp)
     state = initial_state(exp)
     batch = jax.device_put(next(batches))
     compiled = jax.jit(step, donate_argnums=0).lower(state, batch).compile()

@@ -60,10 +60,9 @@ from results_file import append_row, device_name, results_path  # noqa: E402
 
 from ebm_jax.data import Batches  # noqa: E402
 from ebm_jax.experiments import Data, build, initial_state, make_config  # noqa: E402
-from ebm_jax.experiments.run import device_mesh  # noqa: E402
+from ebm_jax.experiments.run import device_mesh, experiment_train_step  # noqa: E402
 from ebm_jax.parallel import shard_batch  # noqa: E402
-from ebm_jax.train import (DivergenceGuard, make_train_step, shard_state,  # noqa: E402
-                           sharded_train_step)
+from ebm_jax.train import shard_state, sharded_train_step  # noqa: E402
 
 PRESET = "jem_cifar10"
 CPU_DEFAULTS = ["model.depth=16", "model.widen_factor=2", "model.dtype=float32"]
@@ -117,10 +116,7 @@ def measure(config, data: Data, num_devices: int, steps: int) -> dict:
     mesh = device_mesh(config, num_devices)
     exp = build(config, data=data, num_devices=num_devices)
     state = shard_state(initial_state(exp), mesh)
-    guard = (DivergenceGuard(config.guard.max_energy, config.guard.max_grad_norm)
-             if config.guard.enabled else None)  # as `ebm-jax train` steps it
-    train_step = make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay,
-                                 guard=guard)
+    train_step = experiment_train_step(exp)  # as `ebm-jax train` steps it
     step = sharded_train_step(train_step, mesh, state)
     batch_size = config.data.batch_size
     batches = Batches(data.x_train, data.y_train, batch_size, seed=config.run.seed)

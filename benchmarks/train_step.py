@@ -11,10 +11,10 @@ MALA chains per noise level) and ``dsm_2d_8gaussians`` (denoising score matching
 ``--config`` (repeatable) replaces the list; ``--set KEY=VALUE`` (a dotted config key, as
 ``ebm-jax train --set``: ``objective.num_steps=5``) applies to every preset.
 
-The step is the one ``ebm-jax train`` runs on one device: the pieces of
-``ebm_jax.experiments.build``, ``make_train_step(loss, optimizer,
-ema_decay=config.optimizer.ema_decay, guard=...)`` (the divergence guard when
-``config.guard.enabled``), under ``jax.jit`` with the state donated, on the preset's data.
+The step is the one ``ebm-jax train`` runs on one device:
+``ebm_jax.experiments.experiment_train_step(build(config))`` (loss, optimizer, EMA and the
+divergence guard when ``config.guard.enabled``), under ``jax.jit`` with the state donated, on
+the preset's data.
 
 Timing: ``compile_seconds`` is lowering + compilation, timed apart; one warm-up step
 (``warmup_seconds``); then ``--steps`` steps (batches drawn beforehand) are dispatched
@@ -62,8 +62,8 @@ from device_peaks import compiled_flops, device_peak_flops, jaxpr_flops  # noqa:
 from results_file import append_row, device_name, results_path  # noqa: E402
 
 from ebm_jax.data import Batches  # noqa: E402
-from ebm_jax.experiments import build, initial_state, make_config  # noqa: E402
-from ebm_jax.train import DivergenceGuard, make_train_step  # noqa: E402
+from ebm_jax.experiments import (build, experiment_train_step, initial_state,  # noqa: E402
+                                 make_config)
 
 PRESETS = ["jem_digits", "cd_digits", "nce_2d_8gaussians", "rl_digits", "dsm_2d_8gaussians"]
 QUICK_STEPS = 20
@@ -103,10 +103,7 @@ def program(preset: str, overrides: list[str], num_batches: int = 1):
     exp = build(config)
     state = initial_state(exp)
     batches = Batches(exp.data.x_train, exp.data.y_train, config.data.batch_size, seed=0)
-    guard = (DivergenceGuard(config.guard.max_energy, config.guard.max_grad_norm)
-             if config.guard.enabled else None)
-    step_fn = make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay,
-                              guard=guard)
+    step_fn = experiment_train_step(exp)
     return config, step_fn, state, [next(batches) for _ in range(num_batches)]
 
 

@@ -29,9 +29,8 @@ Architectures (``ARCHS``; the torch networks are benchmarks/vs_pytorch.py's):
 
 Rows:
 
-* ``toolkit``: ``ebm_jax.experiments.build(config)`` and ``make_train_step(loss, optimizer,
-  ema_decay=..., guard=...)`` as ``ebm-jax train`` runs it (divergence guard included), under
-  ``jax.jit`` with the state donated.
+* ``toolkit``: ``ebm_jax.experiments.experiment_train_step(build(config))``, the step
+  ``ebm-jax train`` runs (divergence guard included), under ``jax.jit`` with the state donated.
 * ``torch_eager``: the reference code's structure: the buffer draw and write-back with
   tensor indexing, a Python loop of ``torch.autograd.grad`` SGLD steps, one forward of the
   data batch whose logits give both terms, ``loss.backward()``, ``torch.optim.Adam``. Two
@@ -69,8 +68,8 @@ from results_file import append_row, device_name, results_path  # noqa: E402
 from scaling import synthetic_cifar  # noqa: E402
 
 from ebm_jax.data import Batches  # noqa: E402
-from ebm_jax.experiments import build, initial_state, load_data, make_config  # noqa: E402
-from ebm_jax.train import DivergenceGuard, make_train_step  # noqa: E402
+from ebm_jax.experiments import (build, experiment_train_step, initial_state,  # noqa: E402
+                                 load_data, make_config)
 
 
 class StepArch(NamedTuple):
@@ -134,10 +133,7 @@ def toolkit_program(config, data, num_batches: int):
     """``(step_fn, state, batches, params)``: the unjitted step ``ebm-jax train`` builds, its
     initial state, ``num_batches`` batches and the network's initial params."""
     exp = build(config, data=data)
-    guard = (DivergenceGuard(config.guard.max_energy, config.guard.max_grad_norm)
-             if config.guard.enabled else None)
-    step_fn = make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay,
-                              guard=guard)
+    step_fn = experiment_train_step(exp)
     batches = Batches(data.x_train, data.y_train, config.data.batch_size, seed=config.run.seed)
     return step_fn, initial_state(exp), [next(batches) for _ in range(num_batches)], exp.params
 
@@ -253,20 +249,20 @@ class ToolkitTimed(vs_pytorch.Timed):
         self.state, metrics = self.compiled(self.state, self.batches[0])  # warm-up
         jax.block_until_ready((self.state, metrics))
 
-    def once(self, repeat: int) -> float:
-        batch = self.batches[repeat % len(self.batches)]
+    def run(self, first: int, count: int) -> float:
+        """Seconds for ``count`` steps dispatched back to back from batch ``first`` on."""
         started = time.perf_counter()
-        self.state, metrics = self.compiled(self.state, batch)
+        for i in range(count):
+            self.state, metrics = self.compiled(
+                self.state, self.batches[(first + i) % len(self.batches)])
         jax.block_until_ready((self.state, metrics))
         return time.perf_counter() - started
 
-    def timed(self, repeat: int) -> float:  # dispatch the repeat's steps back to back
-        started = time.perf_counter()
-        for i in range(self.calls):
-            self.state, metrics = self.compiled(
-                self.state, self.batches[(repeat * self.calls + i) % len(self.batches)])
-        jax.block_until_ready((self.state, metrics))
-        return (time.perf_counter() - started) / self.calls
+    def once(self, repeat: int) -> float:
+        return self.run(repeat, 1)
+
+    def timed(self, repeat: int) -> float:
+        return self.run(repeat * self.calls, self.calls) / self.calls
 
 
 class TorchStepTimed(vs_pytorch.Timed):
@@ -284,20 +280,20 @@ class TorchStepTimed(vs_pytorch.Timed):
             self.jem.step(*self.batches[i % len(self.batches)])
         self._sync()
 
-    def once(self, repeat: int) -> float:
+    def run(self, first: int, count: int) -> float:
+        """Seconds for ``count`` steps from batch ``first`` on, synchronised at both ends."""
         self._sync()
         started = time.perf_counter()
-        self.jem.step(*self.batches[repeat % len(self.batches)])
+        for i in range(count):
+            self.jem.step(*self.batches[(first + i) % len(self.batches)])
         self._sync()
         return time.perf_counter() - started
 
+    def once(self, repeat: int) -> float:
+        return self.run(repeat, 1)
+
     def timed(self, repeat: int) -> float:
-        self._sync()
-        started = time.perf_counter()
-        for i in range(self.calls):
-            self.jem.step(*self.batches[(repeat * self.calls + i) % len(self.batches)])
-        self._sync()
-        return (time.perf_counter() - started) / self.calls
+        return self.run(repeat * self.calls, self.calls) / self.calls
 
 
 def measure_arch(name: str, repeats: int, *, torch_rows: bool, min_seconds: float = 0.5,

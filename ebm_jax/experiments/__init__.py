@@ -31,11 +31,11 @@ from ebm_jax.experiments.evaluation import evaluate, evaluate_run, load_run
 from ebm_jax.experiments.objectives import Objective, Pieces, get_objective, objective_kinds
 from ebm_jax.experiments.presets import (PRESETS, load_config_file, make_config,
                                          presets_by_objective)
-from ebm_jax.experiments.run import train
+from ebm_jax.experiments.run import experiment_train_step, train
 
 __all__ = ["Config", "ConfigError", "Data", "DataConfig", "Experiment", "GuardConfig",
            "ModelConfig", "Objective", "ObjectiveConfig", "OptimizerConfig", "PRESETS", "Pieces",
            "PilotReport", "RunConfig", "build", "config_differences", "config_from_dict",
-           "evaluate", "evaluate_run", "find_buffer", "get_objective", "initial_state",
-           "load_config_file", "load_data", "load_run", "make_config", "make_optimizer",
-           "objective_kinds", "pilot", "presets_by_objective", "train"]
+           "evaluate", "evaluate_run", "experiment_train_step", "find_buffer", "get_objective",
+           "initial_state", "load_config_file", "load_data", "load_run", "make_config",
+           "make_optimizer", "objective_kinds", "pilot", "presets_by_objective", "train"]

@@ -116,6 +116,23 @@ def global_batches(exp: Experiment, mesh, start_step: int):
     return (shard_batch(batch, mesh) for batch in local)
 
 
+def experiment_train_step(exp: Experiment):
+    """The train step ``ebm-jax train`` runs for ``exp``, unjitted and unsharded: its loss and
+    optimizer with the config's EMA and divergence guard (what the benchmarks time).
+
+    Example::
+
+      >>> from ebm_jax.experiments import make_config
+      >>> step = experiment_train_step(build(make_config("jem_digits")))  # doctest: +SKIP
+      >>> state, metrics = jax.jit(step)(state, batch)                     # doctest: +SKIP
+    """
+    config = exp.config
+    guard = (DivergenceGuard(config.guard.max_energy, config.guard.max_grad_norm)
+             if config.guard.enabled else None)
+    return make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay,
+                           guard=guard)
+
+
 def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True, devices: Optional[int] = None) -> dict:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint with ``resume``).
@@ -153,15 +170,10 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
                 state = restored
                 print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
         guard_settings = config.guard
-        guard = (DivergenceGuard(guard_settings.max_energy, guard_settings.max_grad_norm)
-                 if guard_settings.enabled else None)
         rollback = (RollbackPolicy(guard_settings.rollback_retries,
                                    guard_settings.rollback_lr_factor)
                     if guard_settings.enabled else None)
-        train_step = sharded_train_step(
-            make_train_step(exp.loss, exp.optimizer, ema_decay=config.optimizer.ema_decay,
-                            guard=guard),
-            mesh, state)
+        train_step = sharded_train_step(experiment_train_step(exp), mesh, state)
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         train_started = time.perf_counter()
         first_step = int(state.step)
@@ -200,4 +212,4 @@ def _finite(summary: dict) -> dict:
 
 # The failures that end `ebm-jax train` with one line (re-exported for the command line).
 __all__ = ["DataFileError", "DatasetNotPreparedError", "TrainingDiverged", "device_mesh",
-           "global_batches", "prepare_workdir", "train"]
+           "experiment_train_step", "global_batches", "prepare_workdir", "train"]

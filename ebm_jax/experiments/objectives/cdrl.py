@@ -46,9 +46,9 @@ from ebm_jax.experiments.networks import make_level_network, network_shape
 from ebm_jax.experiments.objectives import Objective, Pieces
 from ebm_jax.experiments.objectives._common import TOYS, TOY_SAMPLER, toy_preset
 from ebm_jax.experiments.sampling import LangevinConfig, sampler_recipe
-from ebm_jax.metrics.digit_classifier import digit_logits
 from ebm_jax.losses.cdrl import (REFERENCE_DATA_NOISE, cdrl, cdrl_optimizer, cdrl_params,
                                  cdrl_scales, decoupled_energy, residual_initializer)
+from ebm_jax.metrics.digit_classifier import digit_logits
 from ebm_jax.nets import ConditionedMLP, as_conditioned_energy_fn
 from ebm_jax.nets.adapters import split_params
 from ebm_jax.samplers import initializer_start, noise_schedule, progressive_sample
