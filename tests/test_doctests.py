@@ -31,6 +31,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "ebm_jax"
 
 MODULES = [
     "ebm_jax._checks",
+    "ebm_jax.applications.tabular.encoding",
+    "ebm_jax.applications.tabular.negatives",
     "ebm_jax.data.digits",
     "ebm_jax.data.files",
     "ebm_jax.data.procedural",
@@ -90,6 +92,9 @@ MODULES = [
 SLOW_MODULES = [
     "ebm_jax.applications.conditional",
     "ebm_jax.applications.inpainting",
+    "ebm_jax.applications.tabular.backends",
+    "ebm_jax.applications.tabular.estimator",
+    "ebm_jax.applications.tabular.generation",
     "ebm_jax.data.batching",
     "ebm_jax.data.ood",
     "ebm_jax.data.ood_pool",

@@ -1,0 +1,31 @@
+"""Tabular data augmentation with one energy per class (TabEBM, Margeloiu et al. 2024).
+
+``TabEBM(...).fit(X, y).generate(n_per_class, seed)`` is the estimator; its parts are here
+to compose: surrogate negatives, class-energy backends (a training-free kernel classifier, a
+small network per class, your own in-context classifier), the table's encoding, and the
+class sampler.
+"""
+from ebm_jax.applications.tabular.backends import (
+    BANDWIDTH_RULES,
+    LOO_GRID,
+    ClassEnergyBackend,
+    InContextParams,
+    KernelParams,
+    class_energy,
+    in_context_backend,
+    kernel_backend,
+    loo_bandwidth,
+    network_backend,
+    scott_bandwidth,
+)
+from ebm_jax.applications.tabular.encoding import (ColumnSpec, TableEncoding, decode, encode,
+                                                   fit_encoding)
+from ebm_jax.applications.tabular.estimator import BACKENDS, TabEBM
+from ebm_jax.applications.tabular.generation import class_sampler, jittered_starts
+from ebm_jax.applications.tabular.negatives import surrogate_negatives
+
+__all__ = ["BACKENDS", "BANDWIDTH_RULES", "LOO_GRID", "ClassEnergyBackend", "ColumnSpec",
+           "InContextParams", "KernelParams", "TabEBM", "TableEncoding", "class_energy",
+           "class_sampler", "decode", "encode", "fit_encoding", "in_context_backend",
+           "jittered_starts", "kernel_backend", "loo_bandwidth", "network_backend",
+           "scott_bandwidth", "surrogate_negatives"]

@@ -1,0 +1,303 @@
+"""Backends of TabEBM's class energies: what plays the role of the paper's in-context
+classifier (TabPFN) that tells a class's rows from its surrogate negatives.
+
+A backend is a :class:`ClassEnergyBackend`: ``fit`` turns one class's standardised rows and
+its surrogate negatives into parameters, ``logits`` reads them at a point as two logits
+``[real, surrogate]``, and the class energy is ``E_c(x) = -logsumexp(logits)``
+(:func:`class_energy`), low near the class's rows.
+
+* :func:`kernel_backend`: training-free, an in-context Gaussian-kernel classifier,
+  ``logit_real(x) = log sum_i exp(-|x - x_i|^2 / 2h^2)`` over the class's rows and the same
+  sum over the negatives; its energy is a differentiable kernel density of the class (the
+  far negatives barely touch it near the data). Bandwidth by Scott's rule or by leave-one-out
+  likelihood.
+* :func:`network_backend`: a small MLP per class trained for a few hundred Adam steps to tell
+  the rows from uniform noise in the negatives' box plus the negatives: noise-contrastive
+  estimation of the class density against a uniform noise (its one output is the real logit,
+  the surrogate logit is pinned at 0).
+* :func:`in_context_backend`: your own in-context classifier, ``logits_fn(context_x,
+  context_y, x) -> [2]`` (context labels 0 for rows, 1 for negatives), differentiable in JAX.
+
+Rows come padded to a common count with a mask, so that ``fit`` and ``logits`` of the first two
+vmap over classes; an in-context function sees only real rows (``vmappable=False``: the
+estimator loops over classes).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, NamedTuple, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from ebm_jax._checks import check_choice, check_int, check_positive_finite
+from ebm_jax.nets import MLP, pure
+
+
+class ClassEnergyBackend(NamedTuple):
+    """How one class's energy is made and read.
+
+    Attributes:
+      name: what the estimator reports (``"kernel"``, ``"network"``, ``"in_context"``).
+      init: ``init(rng_key, num_features) -> initial params`` (eager, once per class).
+      fit: ``fit(rng_key, initial, rows [N, D], row_mask [N], negatives [M, D]) -> params``,
+        pure; rows past the mask are padding.
+      logits: ``logits(params, x [D]) -> [2]``: the real and the surrogate logit.
+      vmappable: whether ``fit`` and ``logits`` may be vmapped over classes with padded rows.
+    """
+
+    name: str
+    init: Callable[[jax.Array, int], Any]
+    fit: Callable[..., Any]
+    logits: Callable[[Any, jax.Array], jax.Array]
+    vmappable: bool = True
+
+
+def class_energy(backend: ClassEnergyBackend) -> Callable[[Any, jax.Array], jax.Array]:
+    """The class energy ``E_c(x) = -logsumexp(logits(params, x))``, a per-example scalar.
+
+    Example::
+
+      >>> backend = kernel_backend(bandwidth=0.5)
+      >>> rows = jnp.array([[0.0, 0.0], [1.0, 0.0]])
+      >>> negatives = jnp.array([[5.0, 5.0], [-5.0, -5.0]])
+      >>> params = backend.fit(None, (), rows, jnp.ones(2, bool), negatives)
+      >>> energy = class_energy(backend)
+      >>> bool(energy(params, jnp.zeros(2)) < energy(params, jnp.array([3.0, 3.0])))
+      True
+    """
+    def energy(params, x):
+        return -jax.nn.logsumexp(backend.logits(params, x))
+
+    return energy
+
+
+# -- the kernel backend -----------------------------------------------------------------
+class KernelParams(NamedTuple):
+    """A class's in-context kernel classifier.
+
+    Attributes:
+      rows: ``[N, D]`` the class's standardised rows (padding included).
+      log_weights: ``[N]``: 0 for a row, ``-inf`` for padding.
+      negatives: ``[M, D]`` surrogate negatives.
+      bandwidth: scalar ``h``.
+    """
+
+    rows: jax.Array
+    log_weights: jax.Array
+    negatives: jax.Array
+    bandwidth: jax.Array
+
+
+BANDWIDTH_RULES = ("scott", "loo")
+# Leave-one-out likelihood searches h over these multiples of the class's mean std.
+LOO_GRID = tuple(float(f) for f in jnp.geomspace(0.02, 2.0, 40))
+
+
+def _masked_std(rows, mask):
+    """The mean over features of each feature's standard deviation over the masked rows."""
+    weights = mask / jnp.sum(mask)
+    mean = weights @ rows
+    var = weights @ (rows - mean) ** 2
+    return jnp.maximum(jnp.mean(jnp.sqrt(var)), 1e-3)
+
+
+def scott_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
+    """Scott's rule for a ``D``-dimensional Gaussian kernel: ``h = s n^(-1/(D+4))``, with
+    ``s`` the mean per-feature standard deviation of the ``n`` masked rows.
+
+    Example::
+
+      >>> rows = jax.random.normal(jax.random.key(0), (100, 2))
+      >>> round(float(scott_bandwidth(rows, jnp.ones(100, bool))), 2)
+      0.45
+    """
+    n = jnp.sum(row_mask)
+    return _masked_std(rows, row_mask) * n ** (-1.0 / (rows.shape[-1] + 4))
+
+
+def loo_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
+    """The bandwidth on a grid (:data:`LOO_GRID` times the mean feature std) that maximises the
+    leave-one-out log-likelihood of the masked rows under the kernel density of the others.
+
+    Example::
+
+      >>> rows = jax.random.normal(jax.random.key(0), (200, 1))
+      >>> 0.2 < float(loo_bandwidth(rows, jnp.ones(200, bool))) < 0.6
+      True
+    """
+    n, d = rows.shape
+    count = jnp.sum(row_mask)
+    sq = jnp.sum((rows[:, None, :] - rows[None, :, :]) ** 2, -1)
+    others = row_mask[None, :] & row_mask[:, None] & ~jnp.eye(n, dtype=bool)
+    grid = _masked_std(rows, row_mask) * jnp.asarray(LOO_GRID)
+
+    def loo_log_likelihood(h):
+        log_k = jnp.where(others, -sq / (2 * h ** 2), -jnp.inf)
+        per_row = (jax.nn.logsumexp(log_k, axis=1) - jnp.log(count - 1)
+                   - d * jnp.log(h) - 0.5 * d * math.log(2 * math.pi))
+        return jnp.sum(jnp.where(row_mask, per_row, 0.0))
+
+    return grid[jnp.argmax(jax.vmap(loo_log_likelihood)(grid))]
+
+
+def kernel_backend(bandwidth: Union[str, float] = "scott") -> ClassEnergyBackend:
+    """The training-free in-context kernel classifier (TabPFN's role, no weights needed).
+
+    Args:
+      bandwidth: ``"scott"`` (:func:`scott_bandwidth`), ``"loo"`` (:func:`loo_bandwidth`), or
+        a positive number in standardised units.
+
+    Example::
+
+      >>> backend = kernel_backend("loo")
+      >>> rows = jax.random.normal(jax.random.key(0), (30, 3))
+      >>> params = backend.fit(None, (), rows, jnp.ones(30, bool), 5.0 * jnp.eye(3))
+      >>> backend.logits(params, jnp.zeros(3)).shape
+      (2,)
+    """
+    if isinstance(bandwidth, str):
+        check_choice("bandwidth", bandwidth, list(BANDWIDTH_RULES))
+        rule = scott_bandwidth if bandwidth == "scott" else loo_bandwidth
+    else:
+        check_positive_finite("bandwidth", bandwidth,
+                              f"a positive number or one of {list(BANDWIDTH_RULES)}")
+        h = float(bandwidth)
+
+        def rule(rows, mask):
+            return jnp.asarray(h, rows.dtype)
+
+    def init(rng_key, num_features):
+        return ()
+
+    def fit(rng_key, initial, rows, row_mask, negatives):
+        del rng_key, initial
+        row_mask = jnp.asarray(row_mask, bool)
+        return KernelParams(rows, jnp.where(row_mask, 0.0, -jnp.inf), negatives,
+                            rule(rows, row_mask))
+
+    def logits(params, x):
+        scale = 1.0 / (2.0 * params.bandwidth ** 2)
+        real = jax.nn.logsumexp(-jnp.sum((x - params.rows) ** 2, -1) * scale + params.log_weights)
+        surrogate = jax.nn.logsumexp(-jnp.sum((x - params.negatives) ** 2, -1) * scale)
+        return jnp.stack([real, surrogate])
+
+    return ClassEnergyBackend("kernel", init, fit, logits)
+
+
+# -- the network backend ----------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _mlp(num_features: int, hidden: tuple) -> Callable:
+    """The pure ``apply(params, x) -> [1]`` of an MLP of these widths (built once a shape)."""
+    return pure(MLP(num_features, hidden, 1, rngs=nnx.Rngs(0))).apply
+
+
+def network_backend(hidden: Sequence[int] = (64, 64), num_steps: int = 300,
+                    learning_rate: float = 1e-2, noise_per_row: int = 4,
+                    min_noise: int = 64) -> ClassEnergyBackend:
+    """A small MLP per class, trained to tell the class's rows from uniform noise in the box
+    ``[-b, b]^D`` spanned by the surrogate negatives (``b`` their largest coordinate) plus the
+    negatives themselves: noise-contrastive estimation of the class density.
+
+    Each of ``num_steps`` full-batch Adam steps draws fresh noise (``noise_per_row`` points a
+    row slot, at least ``min_noise``); the loss is the mean cross-entropy of the rows plus that
+    of the noise and negatives (balanced however many rows a class has).
+
+    Example::
+
+      >>> backend = network_backend(hidden=(16,), num_steps=50)
+      >>> rows = jax.random.normal(jax.random.key(0), (20, 2))
+      >>> initial = backend.init(jax.random.key(1), 2)
+      >>> params = backend.fit(jax.random.key(2), initial, rows, jnp.ones(20, bool),
+      ...                      5.0 * jnp.array([[1.0, 1.0], [-1.0, -1.0]]))
+      >>> backend.logits(params, jnp.zeros(2)).shape
+      (2,)
+    """
+    hidden = tuple(check_int("hidden", h) for h in hidden)
+    num_steps = check_int("num_steps", num_steps)
+    check_positive_finite("learning_rate", learning_rate)
+    noise_per_row = check_int("noise_per_row", noise_per_row)
+    min_noise = check_int("min_noise", min_noise)
+    optimizer = optax.adam(learning_rate)
+
+    def init(rng_key, num_features):
+        seed = int(jax.random.randint(rng_key, (), 0, 2 ** 31 - 1))
+        return pure(MLP(num_features, hidden, 1, rngs=nnx.Rngs(seed))).params
+
+    def logits(params, x):
+        # The surrogate logit pinned at 0: a two-logit classifier fixes only the difference of
+        # its logits, and with a free level -logsumexp would be no energy at all (any function
+        # of x could be added to both logits). Pinned, E_c = -softplus(g), and g is the NCE
+        # log-ratio of the class density to the noise's, up to a constant.
+        return jnp.concatenate([_mlp(x.shape[-1], hidden)(params, x), jnp.zeros(1, x.dtype)])
+
+    def fit(rng_key, initial, rows, row_mask, negatives):
+        row_mask = jnp.asarray(row_mask, rows.dtype)
+        box = jnp.max(jnp.abs(negatives))
+        num_noise = max(min_noise, noise_per_row * rows.shape[0])
+        batched = jax.vmap(logits, (None, 0))
+
+        def loss(params, key):
+            noise = jax.random.uniform(key, (num_noise, rows.shape[1]), rows.dtype, -box, box)
+            real = jax.nn.log_softmax(batched(params, rows))[:, 0]
+            fake = jax.nn.log_softmax(batched(params, jnp.concatenate([noise, negatives])))[:, 1]
+            return -(jnp.sum(real * row_mask) / jnp.sum(row_mask) + jnp.mean(fake))
+
+        def step(carry, key):
+            params, opt_state = carry
+            grads = jax.grad(loss)(params, key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        (params, _), _ = jax.lax.scan(step, (initial, optimizer.init(initial)),
+                                      jax.random.split(rng_key, num_steps))
+        return params
+
+    return ClassEnergyBackend("network", init, fit, logits)
+
+
+# -- your own in-context classifier -----------------------------------------------------
+class InContextParams(NamedTuple):
+    """A class's context: ``x`` ``[N + M, D]`` (rows, then negatives), ``y`` ``[N + M]`` (0 for
+    a row, 1 for a negative)."""
+
+    x: jax.Array
+    y: jax.Array
+
+
+def in_context_backend(logits_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+                       ) -> ClassEnergyBackend:
+    """Your own in-context classifier (for example a JAX port of TabPFN):
+    ``logits_fn(context_x [K, D], context_y [K], x [D]) -> [2]``, differentiable in ``x``.
+
+    Example::
+
+      >>> def nearest(cx, cy, x):  # a soft nearest-neighbour classifier
+      ...     d = -jnp.sum((x - cx) ** 2, -1)
+      ...     return jnp.stack([jax.nn.logsumexp(jnp.where(cy == c, d, -jnp.inf)) for c in (0, 1)])
+      >>> backend = in_context_backend(nearest)
+      >>> params = backend.fit(None, (), jnp.zeros((3, 2)), jnp.ones(3, bool), 5 * jnp.ones((1, 2)))
+      >>> backend.logits(params, jnp.zeros(2)).shape
+      (2,)
+    """
+    if not callable(logits_fn):
+        raise TypeError(f"logits_fn={logits_fn!r}: expected a function "
+                        "logits_fn(context_x, context_y, x) -> [2]")
+
+    def init(rng_key, num_features):
+        return ()
+
+    def fit(rng_key, initial, rows, row_mask, negatives):
+        del rng_key, initial, row_mask  # the estimator passes real rows only (vmappable=False)
+        x = jnp.concatenate([rows, negatives])
+        y = jnp.concatenate([jnp.zeros(rows.shape[0], jnp.int32),
+                             jnp.ones(negatives.shape[0], jnp.int32)])
+        return InContextParams(x, y)
+
+    def logits(params, x):
+        return logits_fn(params.x, params.y, x)
+
+    return ClassEnergyBackend("in_context", init, fit, logits, vmappable=False)
