@@ -32,6 +32,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "ebm_jax"
 MODULES = [
     "ebm_jax._checks",
     "ebm_jax.applications.tabular.encoding",
+    "ebm_jax.applications.tabular.evaluation",
     "ebm_jax.applications.tabular.negatives",
     "ebm_jax.data.digits",
     "ebm_jax.data.files",

@@ -11,21 +11,25 @@ from ebm_jax.applications.tabular.backends import (
     ClassEnergyBackend,
     InContextParams,
     KernelParams,
+    SharedKernelParams,
     class_energy,
     in_context_backend,
     kernel_backend,
     loo_bandwidth,
     network_backend,
     scott_bandwidth,
+    shared_kernel_energy,
+    shared_step_scale,
 )
 from ebm_jax.applications.tabular.encoding import (ColumnSpec, TableEncoding, decode, encode,
                                                    fit_encoding)
-from ebm_jax.applications.tabular.estimator import BACKENDS, TabEBM
+from ebm_jax.applications.tabular.estimator import BACKENDS, CLASS_ENERGIES, TabEBM
 from ebm_jax.applications.tabular.generation import class_sampler, jittered_starts
 from ebm_jax.applications.tabular.negatives import surrogate_negatives
 
-__all__ = ["BACKENDS", "BANDWIDTH_RULES", "LOO_GRID", "ClassEnergyBackend", "ColumnSpec",
-           "InContextParams", "KernelParams", "TabEBM", "TableEncoding", "class_energy",
-           "class_sampler", "decode", "encode", "fit_encoding", "in_context_backend",
-           "jittered_starts", "kernel_backend", "loo_bandwidth", "network_backend",
-           "scott_bandwidth", "surrogate_negatives"]
+__all__ = ["BACKENDS", "BANDWIDTH_RULES", "CLASS_ENERGIES", "LOO_GRID", "ClassEnergyBackend",
+           "ColumnSpec", "InContextParams", "KernelParams", "SharedKernelParams", "TabEBM",
+           "TableEncoding", "class_energy", "class_sampler", "decode", "encode", "fit_encoding",
+           "in_context_backend", "jittered_starts", "kernel_backend", "loo_bandwidth",
+           "network_backend", "scott_bandwidth", "shared_kernel_energy", "shared_step_scale",
+           "surrogate_negatives"]

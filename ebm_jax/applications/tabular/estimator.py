@@ -12,6 +12,7 @@ backends; an in-context function of yours runs class by class on the real rows o
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional, Sequence, Union
 
 import jax
@@ -21,14 +22,16 @@ from sklearn.base import BaseEstimator
 
 from ebm_jax._checks import (check_choice, check_flag, check_int, check_positive_finite,
                              check_weight)
-from ebm_jax.applications.tabular.backends import (ClassEnergyBackend, class_energy,
-                                                   in_context_backend, kernel_backend,
-                                                   network_backend)
+from ebm_jax.applications.tabular.backends import (ClassEnergyBackend, SharedKernelParams,
+                                                   class_energy, in_context_backend,
+                                                   kernel_backend, network_backend,
+                                                   shared_kernel_energy, shared_step_scale)
 from ebm_jax.applications.tabular.encoding import decode, encode, fit_encoding
 from ebm_jax.applications.tabular.generation import class_sampler
 from ebm_jax.applications.tabular.negatives import surrogate_negatives
 
 BACKENDS = ("kernel", "network", "in_context")
+CLASS_ENERGIES = ("distinct", "shared")
 
 
 class TabEBM(BaseEstimator):
@@ -42,11 +45,18 @@ class TabEBM(BaseEstimator):
       categorical: categorical columns (names for a DataFrame, positions for an array).
       negative_distance: the surrogate corners' distance in standardised units (5).
       num_negative_pairs: corner pairs with three or more encoded features (2, i.e. 4 corners).
-      num_steps, step_size, noise_scale, start_noise: SGLD (200, 0.1, 0.01, 0.01).
+      num_steps, step_size, noise_scale, start_noise: SGLD (200, 0.1, 0.01, 0.01); the kernel
+        backend's step is ``step_size`` times each class's squared bandwidth
+        (:func:`~ebm_jax.applications.tabular.kernel_backend`). ``noise_scale=None`` takes the
+        temperature form, ``sqrt(2 step)``: the chains then sample ``exp(-E_c)`` (for the
+        kernel, its density) instead of descending to its modes.
       batch_mean_gradient: the reference code's batch-averaged gradient (each chain's step
         divided by the number of chains); default off: per-example gradients.
       hidden, network_steps, network_learning_rate: the network backend's MLP and training.
       logits_fn: ``logits_fn(context_x, context_y, x) -> [2]`` for ``backend="in_context"``.
+      class_energies: ``"distinct"`` (the method) or ``"shared"``, the paper's ablation: one
+        kernel classifier over all classes read as ``E(x, y) = -log p(y | x)``
+        (:func:`~ebm_jax.applications.tabular.shared_kernel_energy`; kernel backend only).
       seed: the negatives' and the network backend's seed (``generate`` takes its own).
 
     Example::
@@ -66,7 +76,8 @@ class TabEBM(BaseEstimator):
                  noise_scale: float = 0.01, start_noise: float = 0.01,
                  batch_mean_gradient: bool = False, hidden: Sequence[int] = (64, 64),
                  network_steps: int = 300, network_learning_rate: float = 1e-2,
-                 logits_fn: Optional[Callable] = None, seed: int = 0):
+                 logits_fn: Optional[Callable] = None, class_energies: str = "distinct",
+                 seed: int = 0):
         self.backend = backend
         self.bandwidth = bandwidth
         self.categorical = categorical
@@ -81,6 +92,7 @@ class TabEBM(BaseEstimator):
         self.network_steps = network_steps
         self.network_learning_rate = network_learning_rate
         self.logits_fn = logits_fn
+        self.class_energies = class_energies
         self.seed = seed
 
     # -- settings -----------------------------------------------------------------------
@@ -89,10 +101,16 @@ class TabEBM(BaseEstimator):
         check_int("num_negative_pairs", self.num_negative_pairs)
         check_int("num_steps", self.num_steps)
         check_positive_finite("step_size", self.step_size)
-        check_weight("noise_scale", self.noise_scale, 0.0, expected="a number >= 0")
+        if self.noise_scale is not None:
+            check_weight("noise_scale", self.noise_scale, 0.0,
+                         expected="a number >= 0, or None for the temperature form")
         check_weight("start_noise", self.start_noise, 0.0, expected="a number >= 0")
         check_flag("batch_mean_gradient", self.batch_mean_gradient)
         check_int("seed", self.seed, 0)
+        check_choice("class_energies", self.class_energies, list(CLASS_ENERGIES))
+        if self.class_energies == "shared" and self.backend != "kernel":
+            raise ValueError(f"class_energies='shared' with backend={self.backend!r}: the "
+                             "shared-model ablation is a kernel classifier (backend='kernel')")
         if isinstance(self.backend, ClassEnergyBackend):
             return self.backend
         check_choice("backend", self.backend, list(BACKENDS))
@@ -143,13 +161,28 @@ class TabEBM(BaseEstimator):
         initial = [backend.init(k, width) for k in init_keys]
         if backend.vmappable:
             initial = jax.tree.map(lambda *leaves: jnp.stack(leaves), *initial)
-            params = jax.jit(jax.vmap(backend.fit))(fit_keys, initial, jnp.asarray(rows),
-                                                    jnp.asarray(mask), negatives)
+            params = _jitted_fit(backend)(fit_keys, initial, jnp.asarray(rows),
+                                          jnp.asarray(mask), negatives)
+            if self.class_energies == "shared":
+                k = len(classes)
+                params = SharedKernelParams(
+                    jnp.broadcast_to(params.rows, (k,) + params.rows.shape),
+                    jnp.broadcast_to(params.log_weights, (k,) + params.log_weights.shape),
+                    jnp.broadcast_to(params.bandwidth, (k, k)), jnp.arange(k))
         else:
             params = [backend.fit(fit_keys[c], initial[c], jnp.asarray(rows[c, :counts[c]]),
                                   jnp.ones(counts[c], bool), negatives[c])
                       for c in range(len(classes))]
         self.backend_ = backend
+        shared = self.class_energies == "shared"
+        self.energy_ = shared_kernel_energy if shared else class_energy(backend)
+        step_scale = shared_step_scale if shared else backend.step_scale
+        if step_scale is None:
+            self.step_scales_ = np.ones(len(classes), np.float32)
+        elif backend.vmappable:
+            self.step_scales_ = np.asarray(jax.vmap(step_scale)(params))
+        else:
+            self.step_scales_ = np.array([step_scale(p) for p in params], np.float32)
         self.encoding_ = encoding
         self.classes_ = classes
         self.label_dtype_ = np.asarray(y).dtype
@@ -157,7 +190,6 @@ class TabEBM(BaseEstimator):
         self.rows_, self.row_mask_, self.negatives_ = rows, mask, negatives
         self.class_params_ = params
         self.n_features_in_ = len(encoding.columns)
-        self._samplers = {}  # jitted samplers by chains a class (this fit's; not a parameter)
         return self
 
     def _check_fitted(self):
@@ -165,17 +197,15 @@ class TabEBM(BaseEstimator):
             raise ValueError("this TabEBM is not fitted yet: call fit(X, y) first")
 
     # -- use ----------------------------------------------------------------------------
-    def class_energies(self, X) -> np.ndarray:
+    def energies(self, X) -> np.ndarray:
         """``[N, K]``: each row's energy under each class's energy (rows in the training
         table's form). Low where a class is likely."""
         self._check_fitted()
         Z = jnp.asarray(encode(self.encoding_, X))
-        energy = class_energy(self.backend_)
         if self.backend_.vmappable:
-            per_class = jax.jit(jax.vmap(jax.vmap(energy, (None, 0)), (0, None)))
-            return np.asarray(per_class(self.class_params_, Z)).T
-        return np.stack([np.asarray(jax.vmap(energy, (None, 0))(p, Z))
-                         for p in self.class_params_], 1)
+            return np.asarray(_jitted_energies(self.energy_)(self.class_params_, Z)).T
+        energies = jax.jit(jax.vmap(self.energy_, (None, 0)))
+        return np.stack([np.asarray(energies(p, Z)) for p in self.class_params_], 1)
 
     def sample_encoded(self, n_per_class: int, seed: int = 0) -> np.ndarray:
         """``[K, n_per_class, width]``: each class's samples in the standardised, one-hot
@@ -187,22 +217,18 @@ class TabEBM(BaseEstimator):
         sample = self._jitted_sampler(n)
         if self.backend_.vmappable:
             return np.asarray(sample(keys, self.class_params_, jnp.asarray(self.rows_),
-                                     jnp.asarray(self.row_mask_)))
+                                     jnp.asarray(self.row_mask_), jnp.asarray(self.step_scales_)))
         return np.stack([np.asarray(sample(keys[c], self.class_params_[c],
                                            jnp.asarray(self.rows_[c][self.row_mask_[c]]),
-                                           jnp.ones(int(self.row_mask_[c].sum()), bool)))
+                                           jnp.ones(int(self.row_mask_[c].sum()), bool),
+                                           self.step_scales_[c]))
                          for c in range(len(self.classes_))])
 
     def _jitted_sampler(self, n: int):
-        """The jitted sampler for ``n`` chains a class, built once per ``n`` and fit (a second
-        ``generate`` of the same size compiles nothing)."""
-        if n not in self._samplers:
-            sample = class_sampler(class_energy(self.backend_), n, num_steps=self.num_steps,
-                                   step_size=self.step_size, noise_scale=self.noise_scale,
-                                   start_noise=self.start_noise,
-                                   batch_mean_gradient=self.batch_mean_gradient)
-            self._samplers[n] = jax.jit(jax.vmap(sample) if self.backend_.vmappable else sample)
-        return self._samplers[n]
+        return _jitted_sampler(self.energy_, n, self.num_steps, float(self.step_size),
+                               None if self.noise_scale is None else float(self.noise_scale),
+                               float(self.start_noise),
+                               bool(self.batch_mean_gradient), self.backend_.vmappable)
 
     def generate(self, n_per_class: int, seed: int = 0):
         """``(X_synth, y_synth)``: ``n_per_class`` rows of every class, in the training table's
@@ -216,6 +242,28 @@ class TabEBM(BaseEstimator):
 
             y_synth = pd.Series(y_synth, name=self.label_name_)
         return X_synth, y_synth
+
+
+# Jitted programs, one per backend and settings: fits of the same shapes (the seeds of a
+# benchmark, refits) compile nothing new.
+@functools.lru_cache(maxsize=64)
+def _jitted_fit(backend: ClassEnergyBackend):
+    return jax.jit(jax.vmap(backend.fit))
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_energies(energy):
+    """``[K, N]`` energies of every row under every class's params."""
+    return jax.jit(jax.vmap(jax.vmap(energy, (None, 0)), (0, None)))
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_sampler(energy, n, num_steps, step_size, noise_scale, start_noise,
+                    batch_mean_gradient, vmapped):
+    sample = class_sampler(energy, n, num_steps=num_steps, step_size=step_size,
+                           noise_scale=noise_scale, start_noise=start_noise,
+                           batch_mean_gradient=batch_mean_gradient)
+    return jax.jit(jax.vmap(sample) if vmapped else sample)
 
 
 def _plain(value):

@@ -65,7 +65,8 @@ def test_per_example_chains_descend_and_batch_mean_chains_random_walk(iris_small
 
 def test_the_in_context_path_agrees_with_the_vmapped_kernel(iris_small):
     """The kernel's logits written as a user's in-context function, fitted class by class on
-    unpadded rows, give the vmapped kernel backend's samples."""
+    unpadded rows, give the vmapped kernel backend's samples (its step unscaled, as a user
+    function's is)."""
     X, y, _, _ = iris_small
     h = 0.4
 
@@ -74,10 +75,10 @@ def test_the_in_context_path_agrees_with_the_vmapped_kernel(iris_small):
         return jnp.stack([jax.nn.logsumexp(jnp.where(cy == c, log_k, -jnp.inf)) for c in (0, 1)])
 
     mine = TabEBM(backend="in_context", logits_fn=kernel_logits, num_steps=30).fit(X, y)
-    ours = TabEBM(backend=kernel_backend(h), num_steps=30).fit(X, y)
+    ours = TabEBM(backend=kernel_backend(h)._replace(step_scale=None), num_steps=30).fit(X, y)
     np.testing.assert_allclose(mine.generate(10, seed=2)[0], ours.generate(10, seed=2)[0],
                                atol=1e-4)
-    np.testing.assert_allclose(mine.class_energies(X), ours.class_energies(X), rtol=1e-5)
+    np.testing.assert_allclose(mine.energies(X), ours.energies(X), rtol=1e-5)
 
 
 def test_a_table_with_categories_and_integers_comes_back_in_its_own_types():
@@ -98,7 +99,7 @@ def test_a_table_with_categories_and_integers_comes_back_in_its_own_types():
     assert isinstance(y_new, pd.Series) and y_new.name == "band"
     assert sorted(y_new.unique()) == ["high", "low"] and len(y_new) == 30
     # each class's energy is lowest on its own class's rows, on average
-    energies = model.class_energies(frame)
+    energies = model.energies(frame)
     own = energies[np.arange(n), (labels == "low").to_numpy().astype(int)]
     other = energies[np.arange(n), (labels == "high").to_numpy().astype(int)]
     assert own.mean() < other.mean()
@@ -152,3 +153,38 @@ def test_a_user_backend_object_is_taken_as_is():
     X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0], [3.0, 1.0]])
     model = TabEBM(backend=backend, num_steps=5).fit(X, [0, 0, 1, 1])
     assert model.backend_ is backend
+
+
+def test_a_tight_class_keeps_its_chains_at_the_paper_step():
+    """Iris at 20 stratified rows: setosa's Scott bandwidth is 0.19, where a step of 0.1 on the
+    kernel energy (curvature 1/h^2 = 27) overshoots every mode and the chains reach 1e4; in
+    units of h^2 they stay within the rows' range."""
+    from ebm_jax.applications.tabular.evaluation import stratified_split
+
+    X, y = load_iris(return_X_y=True)
+    X_train, y_train, _, _ = stratified_split(X, y, 20, seed=0)
+    model = TabEBM(num_steps=100).fit(X_train, y_train)
+    assert float(model.class_params_.bandwidth.min()) < 0.2
+    Z = model.sample_encoded(30, seed=0)
+    assert np.abs(Z).max() < np.abs(model.rows_).max() + 0.5
+
+
+def test_the_temperature_form_samples_the_kernel_density():
+    """With noise sqrt(2 step) the kernel backend's chains sample exp(-E_c): near the rows, the
+    class's kernel density, a mixture of N(x_i, h^2). At the step 0.1 h^2 the discretised
+    chain's components have variance h^2 / (1 - 0.05), so a class's samples have the rows' mean
+    and variance var(rows) + h^2 / 0.95 (2,000 chains a class: within 5 standard errors). The
+    paper's noise 0.01 collapses them to the density's modes instead."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (12, 1)), rng.normal(3, 0.5, (12, 1))])
+    y = np.repeat([0, 1], 12)
+    model = TabEBM(noise_scale=None, num_steps=300).fit(X, y)
+    Z = model.sample_encoded(2000, seed=0)[..., 0]
+    for c in range(2):
+        rows = model.rows_[c][model.row_mask_[c], 0]
+        h = float(model.class_params_.bandwidth[c])
+        variance = rows.var() + h ** 2 / 0.95
+        assert abs(Z[c].mean() - rows.mean()) < 5 * np.sqrt(variance / 2000)
+        assert abs(Z[c].var() / variance - 1) < 5 * np.sqrt(2 / 2000), (Z[c].var(), variance)
+    collapsed = TabEBM(num_steps=300).fit(X, y).sample_encoded(2000, seed=0)[..., 0]
+    assert collapsed[0].var() < 0.9 * Z[0].var()
