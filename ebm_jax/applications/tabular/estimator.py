@@ -214,21 +214,23 @@ class TabEBM(BaseEstimator):
         n = check_int("n_per_class", n_per_class)
         check_int("seed", seed, 0)
         keys = jax.random.split(jax.random.key(seed), len(self.classes_))
-        sample = self._jitted_sampler(n)
+        # Steps and noises are arguments of one compiled program per energy and shape
+        # (settings such as the batch-mean flag or the temperature form compile nothing new).
+        steps = (self.step_size / (n if self.batch_mean_gradient else 1)
+                 * np.asarray(self.step_scales_, np.float32))
+        noises = (np.sqrt(2.0 * steps) if self.noise_scale is None
+                  else np.full_like(steps, self.noise_scale))
+        sample = _jitted_sampler(self.energy_, n, self.num_steps, float(self.start_noise),
+                                 self.backend_.vmappable)
         if self.backend_.vmappable:
             return np.asarray(sample(keys, self.class_params_, jnp.asarray(self.rows_),
-                                     jnp.asarray(self.row_mask_), jnp.asarray(self.step_scales_)))
+                                     jnp.asarray(self.row_mask_), jnp.asarray(steps),
+                                     jnp.asarray(noises)))
         return np.stack([np.asarray(sample(keys[c], self.class_params_[c],
                                            jnp.asarray(self.rows_[c][self.row_mask_[c]]),
                                            jnp.ones(int(self.row_mask_[c].sum()), bool),
-                                           self.step_scales_[c]))
+                                           steps[c], noises[c]))
                          for c in range(len(self.classes_))])
-
-    def _jitted_sampler(self, n: int):
-        return _jitted_sampler(self.energy_, n, self.num_steps, float(self.step_size),
-                               None if self.noise_scale is None else float(self.noise_scale),
-                               float(self.start_noise),
-                               bool(self.batch_mean_gradient), self.backend_.vmappable)
 
     def generate(self, n_per_class: int, seed: int = 0):
         """``(X_synth, y_synth)``: ``n_per_class`` rows of every class, in the training table's
@@ -258,11 +260,11 @@ def _jitted_energies(energy):
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted_sampler(energy, n, num_steps, step_size, noise_scale, start_noise,
-                    batch_mean_gradient, vmapped):
-    sample = class_sampler(energy, n, num_steps=num_steps, step_size=step_size,
-                           noise_scale=noise_scale, start_noise=start_noise,
-                           batch_mean_gradient=batch_mean_gradient)
+def _jitted_sampler(energy, n, num_steps, start_noise, vmapped):
+    """``sample(keys, params, rows, mask, steps, noises)``: the class sampler with its step and
+    noise as arguments (a unit step scaled by ``steps``; ``noises`` replacing the noise)."""
+    sample = class_sampler(energy, n, num_steps=num_steps, step_size=1.0, noise_scale=0.0,
+                           start_noise=start_noise)
     return jax.jit(jax.vmap(sample) if vmapped else sample)
 
 
