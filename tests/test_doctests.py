@@ -131,6 +131,7 @@ SLOW_MODULES = [
     "ebm_jax.plots.inference",
     "ebm_jax.plots.landscape",
     "ebm_jax.plots.sequences",
+    "ebm_jax.plots.tabular",
     "ebm_jax.plots.trajectories",
     "ebm_jax.samplers.adaptation",
     "ebm_jax.samplers.annealed",

@@ -1,5 +1,6 @@
 """Applications of EBMs: inpainting, denoising, class-conditional sampling, and tabular
-augmentation with one energy per class (:mod:`ebm_jax.applications.tabular`, ``TabEBM``)."""
+augmentation with one energy per class (``from ebm_jax.applications.tabular import TabEBM``;
+imported on demand, as it brings scikit-learn's estimator machinery and SciPy)."""
 from ebm_jax.applications.conditional import (AscentSweep, generate_by_ascent, sample_composed,
                                               sample_conditional)
 from ebm_jax.applications.inpainting import (
@@ -13,10 +14,7 @@ from ebm_jax.applications.inpainting import (
     random_pixel_mask,
     reconstruction_error,
 )
-from ebm_jax.applications import tabular
-from ebm_jax.applications.tabular import TabEBM
 
-__all__ = ["AscentSweep", "ReconstructionError", "TabEBM", "box_mask", "denoise",
-           "generate_by_ascent", "half_image_mask", "inpaint", "masked_energy",
-           "progressive_inpaint", "random_pixel_mask", "reconstruction_error", "sample_composed",
-           "sample_conditional", "tabular"]
+__all__ = ["AscentSweep", "ReconstructionError", "box_mask", "denoise", "generate_by_ascent",
+           "half_image_mask", "inpaint", "masked_energy", "progressive_inpaint",
+           "random_pixel_mask", "reconstruction_error", "sample_composed", "sample_conditional"]

@@ -36,6 +36,7 @@ NAMES = [
     "05_scaling_up.ipynb",
     "06_inference_and_thinking.ipynb",
     "07_world_models_and_policies.ipynb",
+    "08_tabular_augmentation.ipynb",
 ]
 BADGE = "https://colab.research.google.com/github/ebm-jax/ebm_jax/blob/main/notebooks/{name}"
 INSTALL = "ebm-jax @ git+https://github.com/ebm-jax/ebm_jax"
