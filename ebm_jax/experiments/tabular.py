@@ -31,9 +31,9 @@ def _pandas():
 
 
 def read_table(path: str, target: str):
-    """``(X, y)``: the CSV at ``path`` as a DataFrame without the ``target`` column, and that
-    column. Raises :class:`TabularInputError` for a missing or unreadable file, a missing
-    target column, fewer than two feature columns... one line each."""
+    """The CSV at ``path`` as a DataFrame, checked to have the ``target`` column with a label in
+    every row and at least one other column. Raises :class:`TabularInputError` for a missing
+    or unreadable file, a missing target column or label, no feature column: one line each."""
     pd = _pandas()
     if not os.path.isfile(path):
         raise TabularInputError(f"{path}: no such file")
@@ -49,10 +49,9 @@ def read_table(path: str, target: str):
     if y.isna().any():
         raise TabularInputError(f"--target {target!r}: row {int(y.isna().to_numpy().argmax())} "
                                 f"of {path} has no label: expected a label in every row")
-    X = frame.drop(columns=[target])
-    if X.shape[1] == 0:
+    if frame.shape[1] == 1:
         raise TabularInputError(f"{path}: no feature column besides the target {target!r}")
-    return X, y
+    return frame
 
 
 def categorical_columns(X, declared: Optional[Sequence[str]] = None) -> list:
@@ -74,7 +73,8 @@ def augment_csv(path: str, target: str, per_class: int, out: str,
     input's columns, the target included, in its order); returns ``{class: rows written}``."""
     from ebm_jax.applications.tabular import TabEBM
 
-    X, y = read_table(path, target)
+    frame = read_table(path, target)
+    X, y = frame.drop(columns=[target]), frame[target]
     columns = categorical_columns(X, categorical)
     try:
         model = TabEBM(backend=backend, categorical=columns, seed=seed).fit(X, y)
@@ -82,7 +82,7 @@ def augment_csv(path: str, target: str, per_class: int, out: str,
     except ValueError as error:
         raise TabularInputError(f"{path}: {error}") from error
     X_new[target] = y_new.to_numpy()
-    X_new[list(_pandas().read_csv(path, nrows=0).columns)].to_csv(out, index=False)
+    X_new[list(frame.columns)].to_csv(out, index=False)  # the input's column order
     return {str(k): int(v) for k, v in y_new.value_counts(sort=False).items()}
 
 
@@ -98,12 +98,13 @@ def evaluate_csv(path: str, target: str, n_real: Sequence[int], seeds: int,
     unknown = [m for m in (methods or ()) if m not in METHODS]
     if unknown:
         raise TabularInputError(f"--methods {unknown[0]!r}: expected some of {list(METHODS)}")
-    X, y = read_table(path, target)
+    frame = read_table(path, target)
+    X, y = frame.drop(columns=[target]), frame[target]
     columns = categorical_columns(X)
     if columns:
         raise TabularInputError(f"{path}: evaluate needs numeric features; {columns[0]!r} is "
                                 "categorical (one-hot encode it, or drop it)")
-    labels, counts = np.unique(y.to_numpy(), return_counts=True)
+    labels = np.unique(y.to_numpy())
     rows = []
     for size in n_real:
         if size > len(y) * 0.7:

@@ -65,6 +65,8 @@ def _columns(X) -> list:
 
 
 def _is_missing(values: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: NaN in a float column, ``None`` or NaN in an object column (cells and
+    labels alike)."""
     if values.dtype.kind in "fc":
         return np.isnan(values)
     if values.dtype.kind == "O":

@@ -26,7 +26,7 @@ from ebm_jax.applications.tabular.backends import (ClassEnergyBackend, SharedKer
                                                    class_energy, in_context_backend,
                                                    kernel_backend, network_backend,
                                                    shared_kernel_energy, shared_step_scale)
-from ebm_jax.applications.tabular.encoding import decode, encode, fit_encoding
+from ebm_jax.applications.tabular.encoding import _is_missing, decode, encode, fit_encoding
 from ebm_jax.applications.tabular.generation import class_sampler
 from ebm_jax.applications.tabular.negatives import surrogate_negatives
 
@@ -278,8 +278,7 @@ def _labels(y, num_rows: int) -> np.ndarray:
     if labels.ndim != 1 or len(labels) != num_rows:
         raise ValueError(f"y has shape {labels.shape}: expected [{num_rows}], a label per row "
                          "of X")
-    missing = (np.isnan(labels) if labels.dtype.kind == "f"
-               else np.array([v is None for v in labels.tolist()]))
+    missing = _is_missing(labels)
     if missing.any():
         raise ValueError(f"y has a missing label in row {int(np.argmax(missing))}: expected a "
                          "label for every row")

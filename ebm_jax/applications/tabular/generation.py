@@ -42,13 +42,13 @@ def jittered_starts(rng_key: jax.Array, rows: jax.Array, row_mask: jax.Array, nu
 def class_sampler(energy_fn: Callable[[Any, jax.Array], jax.Array], num_chains: int, *,
                   num_steps: int = 200, step_size: float = 0.1, noise_scale: float = 0.01,
                   start_noise: float = 0.01, batch_mean_gradient: bool = False) -> Callable:
-    """``sample(rng_key, params, rows [N, D], row_mask [N], step_scale=1.0, noise_scale=None)
+    """``sample(rng_key, params, rows [N, D], row_mask [N], step_scale=1.0, noise=None)
     -> [num_chains, D]``: TabEBM's chains on one class, pure (jit it; vmap it over classes with
     padded rows). The step is ``step_size * step_scale`` (divided by ``num_chains`` with
     ``batch_mean_gradient``); ``step_scale`` may be traced, one per class (the kernel
-    backend's squared bandwidth, :attr:`ClassEnergyBackend.step_scale`). A ``noise_scale``
-    given to ``sample`` (possibly traced) replaces the one given here, so that one compiled
-    program serves any steps and noises.
+    backend's squared bandwidth, :attr:`ClassEnergyBackend.step_scale`). A ``noise`` given to
+    ``sample`` (possibly traced) replaces ``noise_scale``, so that one compiled program serves
+    any steps and noises.
 
     Example::
 
@@ -61,9 +61,8 @@ def class_sampler(energy_fn: Callable[[Any, jax.Array], jax.Array], num_chains: 
     step = step_size / num_chains if batch_mean_gradient else step_size
     langevin(energy_fn, step, noise_scale)  # checks the settings now, before any compute
 
-    def sample(rng_key, params, rows, row_mask, step_scale=1.0, noise_scale_now=None):
-        noise = noise_scale if noise_scale_now is None else noise_scale_now
-        sampler = langevin(energy_fn, step * step_scale, noise)
+    def sample(rng_key, params, rows, row_mask, step_scale=1.0, noise=None):
+        sampler = langevin(energy_fn, step * step_scale, noise_scale if noise is None else noise)
         start_key, chain_key = jax.random.split(rng_key)
         starts = jittered_starts(start_key, rows, row_mask, num_chains, start_noise)
         states = jax.vmap(sampler.init)(starts)
