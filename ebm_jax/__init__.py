@@ -20,7 +20,7 @@ At the top level: the samplers (``langevin``, ``mala``, ``hmc``, ``annealed_lang
 ``jem_hybrid``, ``hdge``, ``contrastive_divergence``, ``nce``, ``denoising_score_matching``,
 ``sliced_score_matching``, ``recovery_likelihood`` with ``noise_schedule`` and
 ``progressive_sample``, the adversarial trainings ``pgd_adversarial_training``, ``trades`` and
-``weat``), the train step, and ``predict`` (a classifier's labels,
+``weat``, the concept models' ``ecbm_loss`` and ``concept_bottleneck_loss``), the train step, and ``predict`` (a classifier's labels,
 probabilities and energies in fixed-size jitted batches). The replay buffer's pure functions live in
 their namespace, ``ej.replay_buffer.init_buffer/sample/push``; the subpackages
 (``ej.samplers``, ``ej.losses``, ``ej.metrics``, ...) hold the rest.
@@ -47,11 +47,13 @@ from ebm_jax.inference import predict
 from ebm_jax.losses import (
     LossTransform,
     combine,
+    concept_bottleneck_loss,
     contrastive_divergence,
     cross_entropy,
     denoising_score_matching,
     ebt,
     ebt_params,
+    ecbm_loss,
     hdge,
     jem_hybrid,
     nce,
@@ -111,6 +113,7 @@ __all__ = [
     "applications",
     "batch_energy",
     "combine",
+    "concept_bottleneck_loss",
     "contrastive_divergence",
     "cross_entropy",
     "data",
@@ -120,6 +123,7 @@ __all__ = [
     "descent_kernel",
     "ebt",
     "ebt_params",
+    "ecbm_loss",
     "energies",
     "energy_from_logits",
     "fit",

@@ -34,6 +34,7 @@ MODULES = [
     "ebm_jax.applications.tabular.encoding",
     "ebm_jax.applications.tabular.evaluation",
     "ebm_jax.applications.tabular.negatives",
+    "ebm_jax.data.concepts",
     "ebm_jax.data.digits",
     "ebm_jax.data.files",
     "ebm_jax.data.procedural",
@@ -67,6 +68,7 @@ MODULES = [
     "ebm_jax.inference.rank",
     "ebm_jax.losses.base",
     "ebm_jax.losses.classification",
+    "ebm_jax.losses.concept_bottleneck",
     "ebm_jax.losses.ebt",
     "ebm_jax.losses.nce",
     "ebm_jax.losses.score_matching",
@@ -91,6 +93,10 @@ MODULES = [
 ]
 # over a second each on 2 CPU cores: networks, chains, plots, or many eagerly compiled ops
 SLOW_MODULES = [
+    "ebm_jax.applications.concepts.bottleneck",
+    "ebm_jax.applications.concepts.conditionals",
+    "ebm_jax.applications.concepts.inference",
+    "ebm_jax.applications.concepts.model",
     "ebm_jax.applications.conditional",
     "ebm_jax.applications.inpainting",
     "ebm_jax.applications.tabular.backends",
@@ -111,6 +117,7 @@ SLOW_MODULES = [
     "ebm_jax.experiments.objectives._side_by_side",
     "ebm_jax.losses.adversarial",
     "ebm_jax.losses.contrastive_divergence",
+    "ebm_jax.losses.ecbm",
     "ebm_jax.losses.jem",
     "ebm_jax.losses.recovery_likelihood",
     "ebm_jax.metrics.ais",
@@ -126,6 +133,7 @@ SLOW_MODULES = [
     "ebm_jax.nets.flows",
     "ebm_jax.nets.mlp",
     "ebm_jax.nets.resnet",
+    "ebm_jax.plots.concepts",
     "ebm_jax.plots.diagnostics",
     "ebm_jax.plots.evaluation",
     "ebm_jax.plots.inference",

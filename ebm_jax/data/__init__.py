@@ -1,5 +1,9 @@
-"""Datasets that work offline, tfds datasets, OOD sets, and deterministic, resumable batching."""
+"""Datasets that work offline (the digits also with seven-segment concepts), tfds datasets,
+OOD sets, and deterministic, resumable batching."""
 from ebm_jax.data.batching import Batches, batch_indices, epoch_permutation
+from ebm_jax.data.concepts import (SEGMENT_NAMES, SEVEN_SEGMENT_CODES, ConceptDataset,
+                                   concept_dataset, concept_frequencies, flip_concepts,
+                                   load_seven_segment_digits)
 from ebm_jax.data.digits import ArrayDataset, load_digits
 from ebm_jax.data.files import (
     DataFileError,
@@ -42,6 +46,8 @@ from ebm_jax.data.toy2d import TOY_DENSITIES, Toy2D, get_toy
 __all__ = ["ArrayDataset", "Batches", "batch_indices", "epoch_permutation", "load_digits"]
 __all__ += ["DataFileError", "DataStatistics", "FileData", "check_arrays", "data_statistics",
             "is_data_file", "load_file"]
+__all__ += ["SEGMENT_NAMES", "SEVEN_SEGMENT_CODES", "ConceptDataset", "concept_dataset",
+            "concept_frequencies", "flip_concepts", "load_seven_segment_digits"]
 __all__ += ["procedural"]
 __all__ += ["REGRESSION_DATASETS", "RegressionData", "branch_modes", "branches", "reach_pairs"]
 __all__ += ["TOY_DENSITIES", "Toy2D", "get_toy"]
