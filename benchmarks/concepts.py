@@ -83,7 +83,7 @@ def save_figures(rows: list, data, folder: str) -> list:
     spreads = {m: np.std(g, axis=0)[:, 1] for m, g in groups.items()}
     paths = [os.path.join(folder, "concepts_intervention_curves.png")]
     save_intervention_curves(paths[0], curves, spreads=spreads)
-    tables = [r for r in rows if r.get("concept_marginals") and r["method"] == "ecbm"]
+    tables = [r for r in rows if r.get("concept_marginals") and r["method"] == METHODS[0]]
     if tables:
         paths.append(os.path.join(folder, "concepts_conditionals.png"))
         frequencies = concept_frequencies(data.y_train, data.c_train, data.num_classes)

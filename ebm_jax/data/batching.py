@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 
+from typing import Optional
+
 import numpy as np
 
 from ebm_jax._checks import check_int
@@ -54,6 +56,8 @@ class Batches:
       start_step: the step to resume from.
       process_index, process_count: on several hosts, process ``p`` yields rows
         ``p * B/P : (p+1) * B/P`` of each global batch (``batch_size`` is global).
+      extras: more per-example arrays (``{name: [N, ...]}``), batched alongside under their
+        names (e.g. the concepts ``"c"`` of a concept dataset).
 
     Example::
 
@@ -66,9 +70,14 @@ class Batches:
     """
 
     def __init__(self, x: np.ndarray, y, batch_size: int, *, seed: int, start_step: int = 0,
-                 process_index: int = 0, process_count: int = 1):
+                 process_index: int = 0, process_count: int = 1, extras: Optional[dict] = None):
         if y is not None and len(y) != len(x):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}: expected the same number")
+        self.extras = dict(extras or {})
+        for name, value in self.extras.items():
+            if name in ("x", "y") or len(value) != len(x):
+                raise ValueError(f"extras[{name!r}] has {len(value)} rows: expected a name other "
+                                 f"than 'x' and 'y' and {len(x)} rows, one per example")
         batch_indices(len(x), batch_size, 0, seed)  # validates batch_size up front
         if process_count < 1 or not 0 <= process_index < process_count:
             raise ValueError(f"process_index={process_index}, process_count={process_count}: "
@@ -89,4 +98,5 @@ class Batches:
         batch = {"x": self.x[idx]}
         if self.y is not None:
             batch["y"] = self.y[idx]
+        batch.update({name: value[idx] for name, value in self.extras.items()})
         return batch

@@ -66,7 +66,9 @@ TOY_NAMES = ("8gaussians", "two_moons", "rings", "checkerboard", "swiss_roll", "
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
 # (x, y) pairs with continuous targets, for conditional energies E(x, y) (ebm_jax.data.regression)
 REGRESSION_NAMES = tuple(REGRESSION_DATASETS)
-DATASETS = ("digits",) + TOY_NAMES + REGRESSION_NAMES + TFDS_NAMES
+# Labelled data with binary concepts per example (ebm_jax.data.concepts), for concept models.
+CONCEPT_NAMES = ("seven_segment_digits",)
+DATASETS = ("digits",) + CONCEPT_NAMES + TOY_NAMES + REGRESSION_NAMES + TFDS_NAMES
 MODELS = ("mlp", "conv", "wrn", "igebm_resnet", "resnet")
 ACTIVATIONS = ("swish", "leaky_relu", "relu", "elu", "softplus", "tanh")
 
@@ -312,6 +314,12 @@ def validate(config: Config) -> Config:
                           "objective that learns a conditional energy E(x, y) from continuous "
                           f"targets (the dataset holds (x, y) pairs), one of "
                           f"{[k for k in objective_kinds() if get_objective(k).regression]}")
+    if objective.concepts != (data.dataset in CONCEPT_NAMES):
+        expected = (f"a concept dataset, one of {list(CONCEPT_NAMES)}" if objective.concepts
+                    else "an objective that learns concepts, one of "
+                    f"{[k for k in objective_kinds() if get_objective(k).concepts]}")
+        raise ConfigError(f"objective={kind!r} with data.dataset={data.dataset!r}: expected "
+                          f"{expected}")
     if (is_toy or is_regression) and model.kind != "mlp":
         raise ConfigError(f"model.kind={model.kind!r} with data.dataset={data.dataset!r}: "
                           "expected 'mlp'")

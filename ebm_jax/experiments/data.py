@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import numpy as np
 
-from ebm_jax.data import load_digits
+from ebm_jax.data import load_digits, load_seven_segment_digits
 from ebm_jax.data.files import (Normalization, data_statistics, is_data_file, load_file,
                                 normalization)
 from ebm_jax.data.regression import REGRESSION_DATASETS
@@ -64,6 +64,11 @@ class Data(NamedTuple):
     # a regression dataset cut from an environment's episodes: the environment (its test
     # episodes and checks, ebm_jax.environments); None elsewhere
     environment: Optional[Any] = None
+    # a concept dataset (ebm_jax.data.concepts): binary concepts [N, C] of each split and
+    # their names; batches then carry them as "c". None elsewhere
+    c_train: Optional[np.ndarray] = None
+    c_test: Optional[np.ndarray] = None
+    concept_names: Optional[tuple] = None
 
 
 def load_tfds_data(config: Config) -> Data:
@@ -186,6 +191,13 @@ def with_measured_data(config: Config) -> Config:
     return validate(resolve_energy_l2(dataclasses.replace(config, data=d)))
 
 
+def _labelled_rows(config: Config, y_train) -> np.ndarray:
+    """The training rows a concept model sees: all, or the labelled share."""
+    if config.data.label_fraction >= 1.0:
+        return np.ones(len(y_train), bool)
+    return labelled_subset(y_train, config.data.label_fraction, seed=config.run.seed)
+
+
 def _keep_labelled_share(config: Config, x_train, y_train):
     fraction = config.data.label_fraction
     if fraction >= 1.0 or y_train is None:
@@ -215,6 +227,12 @@ def load_data(config: Config) -> Data:
         return load_file_data(config)
     if dataset in REGRESSION_NAMES:
         return load_regression_data(config)
+    if dataset == "seven_segment_digits":
+        d = load_seven_segment_digits()
+        keep = _labelled_rows(config, d.y_train)
+        return Data(d.x_train[keep], d.y_train[keep], d.x_test, d.y_test, (-1.0, 1.0),
+                    d.image_shape, d.num_classes, None, c_train=d.c_train[keep],
+                    c_test=d.c_test, concept_names=d.concept_names)
     if dataset == "digits":
         d = load_digits()
         x_train, y_train = _keep_labelled_share(config, d.x_train, d.y_train)
@@ -255,6 +273,8 @@ def example_batch(config: Config, data: Data) -> dict:
     example = {"x": data.x_train[:size]}
     if data.y_train is not None:
         example["y"] = data.y_train[:size]
+    if data.c_train is not None:
+        example["c"] = data.c_train[:size]
     return example
 
 

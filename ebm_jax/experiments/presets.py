@@ -7,7 +7,7 @@ Example::
     >>> config.run.num_steps, config.objective.kind
     (100, 'jem')
     >>> sorted(presets_by_objective())[:2]
-    ['cd', 'cdrl']
+    ['cbm', 'cd']
 """
 from __future__ import annotations
 

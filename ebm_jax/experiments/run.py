@@ -110,9 +110,10 @@ def global_batches(exp: Experiment, mesh, start_step: int):
     if exp.data.train_batches is not None:
         local = exp.data.train_batches(start_step, *process)
     else:
+        extras = {} if exp.data.c_train is None else {"c": exp.data.c_train}
         local = Batches(exp.data.x_train, exp.data.y_train, exp.config.data.batch_size,
                         seed=exp.config.run.seed, start_step=start_step,
-                        process_index=process[0], process_count=process[1])
+                        process_index=process[0], process_count=process[1], extras=extras)
     return (shard_batch(batch, mesh) for batch in local)
 
 

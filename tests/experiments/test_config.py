@@ -66,7 +66,7 @@ def test_switching_the_objective_takes_its_defaults_and_later_keys_apply_to_it()
     (["model.hidden=0,4"], r"model.hidden=\(0, 4\): expected a non-empty list of positive ints"),
     (["run.num_steps"], r"override 'run.num_steps': expected key=value"),
     (["objective=gan"],
-     r"objective='gan': expected one of \['cd', "),  # the registered kinds, sorted
+     r"objective='gan': expected one of \['cbm', 'cd', "),  # the registered kinds, sorted
     (["objective=softmax", "data.dataset=rings"],
      r"objective='softmax' with data.dataset='rings': expected an objective that needs no "
      r"labels"),

@@ -26,7 +26,7 @@ def test_every_module_of_the_package_is_one_registered_objective():
     assert modules == list(kinds)
     assert {"jem", "softmax", "cd", "nce", "dsm", "ssm", "rl", "ebt", "ebt_policy",
             "world_model", "pgd_at", "trades", "weat", "dat", "meco", "hdge"} <= set(kinds)
-    classifiers = ("jem", "softmax", "pgd_at", "trades", "weat", "dat", "hdge")
+    classifiers = ("jem", "softmax", "pgd_at", "trades", "weat", "dat", "hdge", "ecbm", "cbm")
     conditional = ("ebt", "ebt_policy", "world_model")
     for kind in kinds:
         objective = get_objective(kind)

@@ -187,7 +187,7 @@ def evaluate_methods(methods, data: ConceptDataset, *, seed: int = 0, train_step
     trained, rows = {}, []
     for method in methods:
         start = time.perf_counter()
-        if method == "cbm":
+        if method not in ECBM_SETTINGS:      # the concept bottleneck
             row = _evaluate_cbm(data, seed, train_steps, feature_dim, ratios)
         else:
             pseudo = ECBM_SETTINGS[method][0]

@@ -96,6 +96,8 @@ class Objective(NamedTuple):
       batch_norm: it trains networks with batch norm (``model.batch_norm``): its loss moves
         the running statistics (:func:`~ebm_jax.losses.with_batch_statistics`) and its
         ``Pieces.wrap_optimizer`` gives them their update.
+      concepts: it learns binary concepts beside the class (batches ``{"x", "y", "c"}``), so
+        it runs on a concept dataset (``seven_segment_digits``) and only there.
     """
 
     kind: str
@@ -115,6 +117,7 @@ class Objective(NamedTuple):
     density: bool = True
     regression: bool = False
     batch_norm: bool = False
+    concepts: bool = False
 
 
 _REGISTRY: dict[str, Objective] = {}
