@@ -20,7 +20,8 @@ At the top level: the samplers (``langevin``, ``mala``, ``hmc``, ``annealed_lang
 ``jem_hybrid``, ``hdge``, ``contrastive_divergence``, ``nce``, ``denoising_score_matching``,
 ``sliced_score_matching``, ``recovery_likelihood`` with ``noise_schedule`` and
 ``progressive_sample``, the adversarial trainings ``pgd_adversarial_training``, ``trades`` and
-``weat``, the concept models' ``ecbm_loss`` and ``concept_bottleneck_loss``), the train step, and ``predict`` (a classifier's labels,
+``weat``, the concept models' ``ecbm_loss`` and ``concept_bottleneck_loss``, GEDI's clustering
+``gedi``), the train step, and ``predict`` (a classifier's labels,
 probabilities and energies in fixed-size jitted batches). The replay buffer's pure functions live in
 their namespace, ``ej.replay_buffer.init_buffer/sample/push``; the subpackages
 (``ej.samplers``, ``ej.losses``, ``ej.metrics``, ...) hold the rest.
@@ -54,6 +55,7 @@ from ebm_jax.losses import (
     ebt,
     ebt_params,
     ecbm_loss,
+    gedi,
     hdge,
     jem_hybrid,
     nce,
@@ -127,6 +129,7 @@ __all__ = [
     "energies",
     "energy_from_logits",
     "fit",
+    "gedi",
     "hdge",
     "hmc",
     "hmc_kernel",

@@ -29,7 +29,7 @@ from ebm_jax.data.ood import (
 )
 from ebm_jax.data.ood_pool import (POOL_KINDS, blurred_noise, check_pool, mixtures, ood_pool,
                                    shifted)
-from ebm_jax.data import procedural
+from ebm_jax.data import augment, procedural
 from ebm_jax.data.regression import (REGRESSION_DATASETS, RegressionData, branch_modes, branches,
                                      reach_pairs)
 from ebm_jax.data.tfds_source import (
@@ -48,7 +48,7 @@ __all__ += ["DataFileError", "DataStatistics", "FileData", "check_arrays", "data
             "is_data_file", "load_file"]
 __all__ += ["SEGMENT_NAMES", "SEVEN_SEGMENT_CODES", "ConceptDataset", "concept_dataset",
             "concept_frequencies", "flip_concepts", "load_seven_segment_digits"]
-__all__ += ["procedural"]
+__all__ += ["augment", "procedural"]
 __all__ += ["REGRESSION_DATASETS", "RegressionData", "branch_modes", "branches", "reach_pairs"]
 __all__ += ["TOY_DENSITIES", "Toy2D", "get_toy"]
 __all__ += ["OOD_SET_NAMES", "VECTOR_OOD_SET_NAMES", "HeldOutSplit", "flipped", "gaussian_noise",

@@ -16,6 +16,8 @@ from ebm_jax.losses.ecbm import (concept_pseudo_likelihood, ecbm_loss, energy_cr
                                  perturb_concept_vectors)
 from ebm_jax.losses.fce import fce, fce_optimizer, fce_params
 from ebm_jax.losses.flow_likelihood import flow_maximum_likelihood
+from ebm_jax.losses.gedi import (gedi, invariance, symmetric_cross_entropy, uniform_prior,
+                                 uniform_prior_divergence)
 from ebm_jax.losses.hdge import HDGEState, LogitQueue, hdge, hdge_contrastive
 from ebm_jax.losses.jem import jem_hybrid
 from ebm_jax.losses.meco import MECOState, log_z_estimate, meco
@@ -31,10 +33,11 @@ __all__ = ["cdrl", "cdrl_optimizer", "cdrl_params", "cdrl_scales", "CDRLScales",
            "decoupled_energy", "denoising_pairs", "denoising_score_matching", "ebt",
            "ebt_descent", "ebt_energy", "ebt_params", "ebt_step_size", "EBTDescent", "EBTState",
            "ecbm_loss", "energy_cross_entropy", "fce", "fce_optimizer", "fce_params",
-           "flow_maximum_likelihood", "freeze_statistics", "hdge", "hdge_contrastive",
-           "HDGEState", "jem_hybrid", "log_z_estimate", "LogitQueue", "LossTransform", "meco",
-           "MECOState", "nce", "nce_params", "noise_schedule", "NoiseSchedule",
-           "perturb_concept_vectors", "pgd_adversarial_training", "pgd_contrastive_samples",
-           "progressive_sample", "recovery_likelihood", "residual_initializer",
-           "sliced_score_matching", "trades", "trades_examples", "two_stage", "TwoStageState",
-           "weat", "with_batch_statistics", "with_frozen_statistics"]
+           "flow_maximum_likelihood", "freeze_statistics", "gedi", "hdge", "hdge_contrastive",
+           "HDGEState", "invariance", "jem_hybrid", "log_z_estimate", "LogitQueue",
+           "LossTransform", "meco", "MECOState", "nce", "nce_params", "noise_schedule",
+           "NoiseSchedule", "perturb_concept_vectors", "pgd_adversarial_training",
+           "pgd_contrastive_samples", "progressive_sample", "recovery_likelihood",
+           "residual_initializer", "sliced_score_matching", "symmetric_cross_entropy", "trades",
+           "trades_examples", "two_stage", "TwoStageState", "uniform_prior",
+           "uniform_prior_divergence", "weat", "with_batch_statistics", "with_frozen_statistics"]

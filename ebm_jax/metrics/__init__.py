@@ -9,6 +9,8 @@ from ebm_jax.metrics.classification import (
     fit_temperature,
     negative_log_likelihood,
 )
+from ebm_jax.metrics.clustering import (cluster_accuracy, kmeans_clusters,
+                                        largest_cluster_share, nmi)
 from ebm_jax.metrics.digit_classifier import digit_features, digit_logits
 from ebm_jax.metrics.digit_yardstick import digit_diversity, score_digits
 from ebm_jax.metrics.likelihood import grid_points, kl_by_quadrature, log_z_by_quadrature
@@ -48,14 +50,16 @@ from ebm_jax.metrics.sample_quality import (
 )
 from ebm_jax.metrics.samples import classifier_sample_quality, fit_reference_classifier
 
-__all__ = ["AISResult", "ClassDiversity", "DensityCoverage", "KIDResult", "PrecisionRecall",
-           "accuracy", "ais_betas", "ais_log_z", "attack_energy_shift", "aupr", "auroc",
-           "calibration_bins", "class_diversity", "classification_report",
-           "classifier_sample_quality", "density_coverage", "digit_diversity", "digit_features",
-           "digit_logits", "expected_calibration_error", "fit_reference_classifier",
-           "extract_features", "fid", "fit_temperature", "frechet_distance",
+__all__ = ["accuracy", "ais_betas", "ais_log_z", "AISResult", "attack_energy_shift", "aupr",
+           "auroc", "calibration_bins", "class_diversity", "ClassDiversity",
+           "classification_report", "classifier_sample_quality", "cluster_accuracy",
+           "density_coverage", "DensityCoverage", "digit_diversity", "digit_features",
+           "digit_logits", "expected_calibration_error", "extract_features", "fid",
+           "fit_reference_classifier", "fit_temperature", "frechet_distance",
            "frechet_distance_from_statistics", "gaussian_statistics", "grad_norm_score",
-           "kernel_mmd", "kid", "kth_neighbour_distances", "grid_points", "kl_by_quadrature", "log_z_by_quadrature",
-           "log_px_score", "max_softmax_score", "mean_pairwise_distance", "mmd",
-           "negative_log_likelihood", "ood_report", "pgd_attack", "precision_recall",
-           "robust_accuracy_curve", "roc_curve", "score_digits", "sgld_purification"]
+           "grid_points", "kernel_mmd", "kid", "KIDResult", "kl_by_quadrature", "kmeans_clusters",
+           "kth_neighbour_distances", "largest_cluster_share", "log_px_score",
+           "log_z_by_quadrature", "max_softmax_score", "mean_pairwise_distance", "mmd",
+           "negative_log_likelihood", "nmi", "ood_report", "pgd_attack", "precision_recall",
+           "PrecisionRecall", "robust_accuracy_curve", "roc_curve", "score_digits",
+           "sgld_purification"]
