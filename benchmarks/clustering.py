@@ -20,7 +20,8 @@ Rows (JSON lines, to benchmarks/results/<device>-<date>.json with ``benchmark:
 ``largest_cluster_share``, ``ood_auroc`` (the AUROC of ``-E(x)`` telling test points from
 as many uniform points in the training data's bounding box; ``None`` for k-means, which has
 no energy), ``train_steps``, ``seconds``. The summary printed at the end: per dataset and
-method, the mean and standard deviation over seeds.
+method, the mean and standard deviation over seeds. Picture (with the rows, or in
+``--figures``): ``clustering_2d.png``, GEDI's density and clusters on each 2-D set.
 """
 from __future__ import annotations
 
@@ -201,8 +202,9 @@ def evaluate(logits_fn, params, x_train, x_test, y_test, seed: int) -> dict:
 
 
 def run_one(method: str, dataset: str, seed: int, *, quick: bool = False,
-            steps: int | None = None) -> dict:
-    """One row: train (or fit k-means) on ``dataset``'s training set, evaluate on its test set."""
+            steps: int | None = None, keep=None) -> dict:
+    """One row: train (or fit k-means) on ``dataset``'s training set, evaluate on its test set.
+    ``keep(dataset, x_test, logits_fn, params)``, if given, receives each trained network."""
     from ebm_jax.metrics.clustering import cluster_accuracy, kmeans_clusters
     from ebm_jax.metrics.clustering import largest_cluster_share, nmi
 
@@ -219,8 +221,31 @@ def run_one(method: str, dataset: str, seed: int, *, quick: bool = False,
         logits_fn, params = train_gedi(x_train, setting, WEIGHTS[method], seed, train_steps,
                                        image_shape)
         metrics = evaluate(logits_fn, params, x_train, x_test, y_test, seed)
+        if keep is not None:
+            keep(dataset, x_test, logits_fn, params)
     return {"method": method, "dataset": dataset, "seed": seed, **metrics,
             "train_steps": train_steps, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def save_figure(panels: dict, folder: str) -> str:
+    """``clustering_2d.png``: per 2-D dataset, GEDI's density exp(-E) and its clusters of the
+    test points (the first seed's network)."""
+    import jax
+
+    from ebm_jax.plots.clustering import save_cluster_panels
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "clustering_2d.png")
+    shown = {}
+    for dataset, (x_test, logits_fn, params) in panels.items():
+        clusters = np.asarray(jax.vmap(logits_fn, in_axes=(None, 0))(params, x_test)).argmax(-1)
+
+        def energy(x, logits_fn=logits_fn, params=params):
+            return -jax.nn.logsumexp(logits_fn(params, x))
+
+        shown[f"GEDI on {dataset}"] = (x_test, clusters, energy)
+    save_cluster_panels(path, shown)
+    return path
 
 
 def summarise(rows: list) -> list:
@@ -248,22 +273,35 @@ def main(argv=None) -> list:
                         help="training steps (default: each dataset's)")
     parser.add_argument("--quick", action="store_true", help="3 seeds, fewer steps")
     parser.add_argument("--no-save", action="store_true", help="print only")
+    parser.add_argument("--figures", default=None,
+                        help="folder for clustering_2d.png (default: benchmarks/results when "
+                             "saving, none with --no-save)")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps={args.steps}: expected a positive number of training steps")
     seeds = args.seeds if args.seeds is not None else (3 if args.quick else 5)
     path = None if args.no_save else results_path()
+    figures = args.figures or (None if path is None else os.path.dirname(path))
+    panels = {}
+
+    def keep(dataset, x_test, logits_fn, params):
+        if figures and x_test.shape[1] == 2 and dataset not in panels:   # GEDI, first seed
+            panels[dataset] = (x_test, logits_fn, params)
+
     start = time.perf_counter()
     rows = []
     for dataset in args.datasets:
         for method in args.methods:
             for seed in range(seeds):
-                row = run_one(method, dataset, seed, quick=args.quick, steps=args.steps)
+                row = run_one(method, dataset, seed, quick=args.quick, steps=args.steps,
+                              keep=keep if method == METHODS[0] else None)
                 rows.append(row)
                 if path is not None:
                     append_row({"benchmark": "clustering", **row}, path)
                 print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()},
                       flush=True)
+    if panels:
+        print("figure:", save_figure(panels, figures))
     print("summary (mean over seeds):")
     for line in summarise(rows):
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in line.items()

@@ -136,6 +136,7 @@ SLOW_MODULES = [
     "ebm_jax.nets.flows",
     "ebm_jax.nets.mlp",
     "ebm_jax.nets.resnet",
+    "ebm_jax.plots.clustering",
     "ebm_jax.plots.concepts",
     "ebm_jax.plots.diagnostics",
     "ebm_jax.plots.evaluation",

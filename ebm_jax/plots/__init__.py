@@ -1,6 +1,7 @@
 """Plots: sample grids, 2-D scatters and energy landscapes, signals as lines, training curves,
 chain diagnostics, inference by energy minimisation, a policy's paths, real and synthetic table
 rows, concept interventions and conditionals."""
+from ebm_jax.plots.clustering import save_cluster_panels
 from ebm_jax.plots.concepts import save_conditional_table, save_intervention_curves
 from ebm_jax.plots.curves import read_metrics, save_curves
 from ebm_jax.plots.diagnostics import save_energy_histogram, save_energy_trace
@@ -19,8 +20,8 @@ from ebm_jax.plots.sequences import save_sequence_panels
 from ebm_jax.plots.tabular import save_pair_plot
 from ebm_jax.plots.trajectories import save_trajectories
 
-__all__ = ["density_on_grid", "read_metrics", "save_conditional_table", "save_curves",
-           "save_density_panels", "save_energy_histogram", "save_energy_landscape",
+__all__ = ["density_on_grid", "read_metrics", "save_cluster_panels", "save_conditional_table",
+           "save_curves", "save_density_panels", "save_energy_histogram", "save_energy_landscape",
            "save_energy_paths", "save_energy_trace", "save_image_grids",
            "save_intervention_curves", "save_level_grid", "save_ood_histograms", "save_pair_plot",
            "save_reliability_diagram", "save_robustness_curve", "save_roc_curves", "save_scatter",

@@ -16,9 +16,9 @@ KEYS = {"method", "dataset", "seed", "nmi", "cluster_accuracy", "largest_cluster
 
 @pytest.mark.slow
 @pytest.mark.fast_compile
-def test_a_tiny_run_writes_rows_of_every_method_and_a_summary(capsys):
+def test_a_tiny_run_writes_rows_of_every_method_a_summary_and_the_figure(capsys, tmp_path):
     rows = clustering_bench.main(["--datasets", "moons", "--seeds", "1", "--steps", "20",
-                                  "--no-save"])
+                                  "--no-save", "--figures", str(tmp_path)])
     assert [r["method"] for r in rows] == list(clustering_bench.METHODS)
     for row in rows:
         assert KEYS <= set(row)
@@ -28,6 +28,7 @@ def test_a_tiny_run_writes_rows_of_every_method_and_a_summary(capsys):
     assert {line["method"] for line in summary} == set(clustering_bench.METHODS)
     out = capsys.readouterr().out
     assert "summary" in out and "total" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["clustering_2d.png"]
 
 
 def test_bad_steps_are_refused():
