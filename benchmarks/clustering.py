@@ -89,18 +89,13 @@ def load(dataset: str, seed: int):
 
         data = load_digits()
         return data.x_train, data.y_train, data.x_test, data.y_test, (8, 8)
-    from sklearn import datasets
+    from ebm_jax.data.cluster_toys import load_cluster_toy
 
-    if dataset == "moons":
-        x, y = datasets.make_moons(1500, noise=0.1, random_state=seed)
-    elif dataset == "circles":
-        x, y = datasets.make_circles(1500, noise=0.05, factor=0.5, random_state=seed)
-    else:
+    if dataset not in DATASETS:
         raise ValueError(f"dataset={dataset!r}: expected one of {list(DATASETS)}")
-    x_train, y_train, x_test, y_test = x[:1000], y[:1000], x[1000:], y[1000:]
-    mean, std = x_train.mean(0), x_train.std(0)
-    return (((x_train - mean) / std).astype(np.float32), y_train.astype(np.int64),
-            ((x_test - mean) / std).astype(np.float32), y_test.astype(np.int64), None)
+    data = load_cluster_toy(dataset, seed=seed)
+    return data.x_train, data.y_train.astype(np.int64), data.x_test, \
+        data.y_test.astype(np.int64), None
 
 
 def _augment(setting: Setting, image_shape):

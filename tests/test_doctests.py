@@ -35,6 +35,7 @@ MODULES = [
     "ebm_jax.applications.tabular.evaluation",
     "ebm_jax.applications.tabular.negatives",
     "ebm_jax.data.augment",
+    "ebm_jax.data.cluster_toys",
     "ebm_jax.data.concepts",
     "ebm_jax.data.digits",
     "ebm_jax.data.files",

@@ -1,6 +1,7 @@
 """Datasets that work offline (the digits also with seven-segment concepts), tfds datasets,
 OOD sets, and deterministic, resumable batching."""
 from ebm_jax.data.batching import Batches, batch_indices, epoch_permutation
+from ebm_jax.data.cluster_toys import CLUSTER_TOYS, load_cluster_toy
 from ebm_jax.data.concepts import (SEGMENT_NAMES, SEVEN_SEGMENT_CODES, ConceptDataset,
                                    concept_dataset, concept_frequencies, flip_concepts,
                                    load_seven_segment_digits)
@@ -49,6 +50,7 @@ __all__ += ["DataFileError", "DataStatistics", "FileData", "check_arrays", "data
 __all__ += ["SEGMENT_NAMES", "SEVEN_SEGMENT_CODES", "ConceptDataset", "concept_dataset",
             "concept_frequencies", "flip_concepts", "load_seven_segment_digits"]
 __all__ += ["augment", "procedural"]
+__all__ += ["CLUSTER_TOYS", "load_cluster_toy"]
 __all__ += ["REGRESSION_DATASETS", "RegressionData", "branch_modes", "branches", "reach_pairs"]
 __all__ += ["TOY_DENSITIES", "Toy2D", "get_toy"]
 __all__ += ["OOD_SET_NAMES", "VECTOR_OOD_SET_NAMES", "HeldOutSplit", "flipped", "gaussian_noise",

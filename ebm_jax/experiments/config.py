@@ -24,6 +24,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable, Optional
 
+from ebm_jax.data.cluster_toys import CLUSTER_TOYS
 from ebm_jax.data.files import is_data_file
 from ebm_jax.data.regression import REGRESSION_DATASETS
 from ebm_jax.nets.patch_conv import CONV_IMPLS
@@ -68,7 +69,10 @@ TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
 REGRESSION_NAMES = tuple(REGRESSION_DATASETS)
 # Labelled data with binary concepts per example (ebm_jax.data.concepts), for concept models.
 CONCEPT_NAMES = ("seven_segment_digits",)
-DATASETS = ("digits",) + CONCEPT_NAMES + TOY_NAMES + REGRESSION_NAMES + TFDS_NAMES
+# Labelled 2-D sets for clustering (ebm_jax.data.cluster_toys), standardised.
+CLUSTER_NAMES = CLUSTER_TOYS
+DATASETS = (("digits",) + CONCEPT_NAMES + TOY_NAMES + CLUSTER_NAMES + REGRESSION_NAMES
+            + TFDS_NAMES)
 MODELS = ("mlp", "conv", "wrn", "igebm_resnet", "resnet")
 ACTIVATIONS = ("swish", "leaky_relu", "relu", "elu", "softplus", "tanh")
 
@@ -303,6 +307,7 @@ def validate(config: Config) -> Config:
     data, model = config.data, config.model
     kind = objective.kind
     is_toy = data.dataset in TOY_NAMES
+    is_plane = is_toy or data.dataset in CLUSTER_NAMES
     is_regression = data.dataset in REGRESSION_NAMES
     if is_toy and objective.needs_labels:
         raise ConfigError(f"objective={kind!r} with data.dataset={data.dataset!r}: expected an "
@@ -320,7 +325,7 @@ def validate(config: Config) -> Config:
                     f"{[k for k in objective_kinds() if get_objective(k).concepts]}")
         raise ConfigError(f"objective={kind!r} with data.dataset={data.dataset!r}: expected "
                           f"{expected}")
-    if (is_toy or is_regression) and model.kind != "mlp":
+    if (is_plane or is_regression) and model.kind != "mlp":
         raise ConfigError(f"model.kind={model.kind!r} with data.dataset={data.dataset!r}: "
                           "expected 'mlp'")
     if model.batch_norm and not objective.batch_norm:

@@ -17,12 +17,12 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import numpy as np
 
-from ebm_jax.data import load_digits, load_seven_segment_digits
+from ebm_jax.data import load_cluster_toy, load_digits, load_seven_segment_digits
 from ebm_jax.data.files import (Normalization, data_statistics, is_data_file, load_file,
                                 normalization)
 from ebm_jax.data.regression import REGRESSION_DATASETS
-from ebm_jax.experiments.config import (REGRESSION_NAMES, TFDS_NAMES, Config, resolve_energy_l2,
-                                        validate)
+from ebm_jax.experiments.config import (CLUSTER_NAMES, REGRESSION_NAMES, TFDS_NAMES, Config,
+                                        resolve_energy_l2, validate)
 from ebm_jax.experiments.objectives import objective_of
 
 TOY_LIMIT = 4.5  # 2-D toys live in [-4.5, 4.5]^2
@@ -227,6 +227,11 @@ def load_data(config: Config) -> Data:
         return load_file_data(config)
     if dataset in REGRESSION_NAMES:
         return load_regression_data(config)
+    if dataset in CLUSTER_NAMES:
+        d = load_cluster_toy(dataset, seed=config.run.seed)
+        x_train, y_train = _keep_labelled_share(config, d.x_train, d.y_train)
+        return Data(x_train, y_train, d.x_test, d.y_test, d.data_range, None, d.num_classes,
+                    None)
     if dataset == "seven_segment_digits":
         d = load_seven_segment_digits()
         keep = _labelled_rows(config, d.y_train)

@@ -1,7 +1,7 @@
 """Loss transforms: ``init/loss`` pairs ready for ``jax.value_and_grad(..., has_aux=True)``."""
 from ebm_jax.losses.adversarial import (pgd_adversarial_training, trades, trades_examples,
                                         weat)
-from ebm_jax.losses.base import LossTransform, combine
+from ebm_jax.losses.base import LossTransform, WarmupState, after_warmup, combine
 from ebm_jax.losses.batch_statistics import (freeze_statistics, with_batch_statistics,
                                              with_frozen_statistics)
 from ebm_jax.losses.classification import cross_entropy
@@ -27,8 +27,8 @@ from ebm_jax.losses.recovery_likelihood import (NoiseSchedule, noise_schedule,
 from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score_matching
 from ebm_jax.losses.two_stage import TwoStageState, two_stage
 
-__all__ = ["cdrl", "cdrl_optimizer", "cdrl_params", "cdrl_scales", "CDRLScales", "CDState",
-           "combine", "concept_bottleneck_loss", "concept_pseudo_likelihood",
+__all__ = ["after_warmup", "cdrl", "cdrl_optimizer", "cdrl_params", "cdrl_scales", "CDRLScales",
+           "CDState", "combine", "concept_bottleneck_loss", "concept_pseudo_likelihood",
            "contrastive_divergence", "cross_entropy", "dat", "dat_energy", "DATState",
            "decoupled_energy", "denoising_pairs", "denoising_score_matching", "ebt",
            "ebt_descent", "ebt_energy", "ebt_params", "ebt_step_size", "EBTDescent", "EBTState",
@@ -40,4 +40,5 @@ __all__ = ["cdrl", "cdrl_optimizer", "cdrl_params", "cdrl_scales", "CDRLScales",
            "pgd_contrastive_samples", "progressive_sample", "recovery_likelihood",
            "residual_initializer", "sliced_score_matching", "symmetric_cross_entropy", "trades",
            "trades_examples", "two_stage", "TwoStageState", "uniform_prior",
-           "uniform_prior_divergence", "weat", "with_batch_statistics", "with_frozen_statistics"]
+           "uniform_prior_divergence", "WarmupState", "weat", "with_batch_statistics",
+           "with_frozen_statistics"]

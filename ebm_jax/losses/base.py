@@ -79,6 +79,51 @@ def combine(**terms: tuple[float, LossTransform]) -> LossTransform:
     return LossTransform(init, loss)
 
 
+class WarmupState(NamedTuple):
+    """State of :func:`after_warmup`: ``count`` (int32 scalar, the loss evaluations so far)
+    and the wrapped transform's state."""
+
+    count: jax.Array
+    inner: Any
+
+
+def after_warmup(transform: LossTransform, num_steps: int) -> LossTransform:
+    """``transform`` switched on after its first ``num_steps`` evaluations (one a train step):
+    its value is 0 until then (computed, so its state and info still move), then itself. For
+    curricula such as GEDI's, whose clustering terms wait until the generative term has
+    shaped the features. Info adds ``active`` (0.0 or 1.0).
+
+    Example::
+
+      >>> from ebm_jax.losses import cross_entropy
+      >>> late = after_warmup(cross_entropy(lambda w, x: x @ w), 2)
+      >>> w, batch = jnp.ones((2, 3)), {"x": jnp.ones((4, 2)), "y": jnp.zeros(4, jnp.int32)}
+      >>> state = late.init(jax.random.key(0), w, batch)
+      >>> values = []
+      >>> for _ in range(3):
+      ...     value, (state, info) = late.loss(w, state, batch, jax.random.key(1))
+      ...     values.append(round(float(value), 4))
+      >>> values                                             # log 3 from the third step
+      [0.0, 0.0, 1.0986]
+    """
+    num_steps = int(num_steps)
+    if num_steps < 0:
+        raise ValueError(f"num_steps={num_steps}: expected a number of steps >= 0")
+
+    def init(rng_key, params, example_batch):
+        return WarmupState(jnp.zeros((), jnp.int32), transform.init(rng_key, params,
+                                                                    example_batch))
+
+    def loss(params, state, batch, rng_key):
+        value, (inner, info) = transform.loss(params, state.inner, batch, rng_key)
+        active = state.count >= num_steps
+        value = jnp.where(active, value, jnp.zeros_like(value))
+        info = {**info, "active": active.astype(jnp.float32)}
+        return value, (WarmupState(state.count + 1, inner), info)
+
+    return LossTransform(init, loss)
+
+
 def require_keys(batch: Mapping, keys: tuple[str, ...], who: str) -> None:
     """Raise a clear error if ``batch`` is not a dict or lacks one of ``keys`` (checked at
     trace time)."""

@@ -37,7 +37,8 @@ import jax.numpy as jnp
 
 from ebm_jax._checks import check_choice, check_int, check_positive_finite, check_weight
 from ebm_jax.energies import LogitsFn, energy_from_logits
-from ebm_jax.losses.base import LossTransform, check_examples, combine, require_keys
+from ebm_jax.losses.base import (LossTransform, after_warmup, check_examples, combine,
+                                 require_keys)
 from ebm_jax.losses.contrastive_divergence import contrastive_divergence
 from ebm_jax.samplers.base import Sampler
 from ebm_jax.samplers.chain_starts import ChainStart
@@ -232,7 +233,8 @@ def uniform_prior(logits_fn: LogitsFn, *, temperature: float = 1.0,
 def gedi(logits_fn: LogitsFn, sampler: Sampler, augment, *, generative_weight: float = 1.0,
          invariance_weight: float = 1.0, prior_weight: float = 1.0, temperature: float = 1.0,
          divergence: str = "kl", chain_start: Optional[ChainStart] = None,
-         num_steps: int = 20, energy_l2: float = 0.0, **cd_kwargs: Any) -> LossTransform:
+         num_steps: int = 20, energy_l2: float = 0.0, warmup_steps: int = 0,
+         **cd_kwargs: Any) -> LossTransform:
     """GEDI's three-term loss on one network's cluster logits (module docstring).
 
     Args:
@@ -246,6 +248,9 @@ def gedi(logits_fn: LogitsFn, sampler: Sampler, augment, *, generative_weight: f
         switches a term off, same state and info keys, so ablations run the same code).
       temperature: ``tau`` of the cluster assignments ``softmax(f(x) / tau)`` (> 0).
       divergence: the prior term's ``"kl"`` or ``"reverse_kl"`` (:func:`uniform_prior`).
+      warmup_steps: train steps on the generative term alone before the invariance and
+        prior terms switch on (:func:`~ebm_jax.losses.base.after_warmup`; 0: from the start).
+        On the 2-D sets, half the run: without it the circles are cut in half by a line.
       chain_start, num_steps, energy_l2, **cd_kwargs: passed to
         :func:`~ebm_jax.losses.contrastive_divergence` (default chain start: a replay buffer
         of 10,000 with 5% noise restarts drawn in the sampler's box).
@@ -254,7 +259,8 @@ def gedi(logits_fn: LogitsFn, sampler: Sampler, augment, *, generative_weight: f
       ``combine(generative=(generative_weight, contrastive_divergence(...)),
       invariance=(invariance_weight, invariance(...)), prior=(prior_weight,
       uniform_prior(...)))``: state ``{"generative": CDState, "invariance": (),
-      "prior": ()}``; info ``generative/...``, ``invariance/...``, ``prior/...`` with each
+      "prior": ()}`` (each of the last two inside a
+      :class:`~ebm_jax.losses.base.WarmupState` with ``warmup_steps``); info ``generative/...``, ``invariance/...``, ``prior/...`` with each
       term's unweighted value as ``<name>/loss``.
 
     Example::
@@ -277,14 +283,18 @@ def gedi(logits_fn: LogitsFn, sampler: Sampler, augment, *, generative_weight: f
                          ("prior_weight", prior_weight)):
         check_weight(name, weight, 0.0)
     check_int("num_steps", num_steps)
+    check_int("warmup_steps", warmup_steps, 0)
     if "num_classes" in cd_kwargs:
         raise ValueError("gedi: num_classes is not an option: the EBM is unconditional, "
                          "E(x) = -logsumexp(f(x)), and batches are unlabelled")
     energy_fn = energy_from_logits(logits_fn)
     generative = contrastive_divergence(energy_fn, sampler, chain_start=chain_start,
                                         num_steps=num_steps, energy_l2=energy_l2, **cd_kwargs)
-    return combine(generative=(generative_weight, generative),
-                   invariance=(invariance_weight,
-                               invariance(logits_fn, augment, temperature=temperature)),
-                   prior=(prior_weight, uniform_prior(logits_fn, temperature=temperature,
-                                                      divergence=divergence)))
+    clustering = {"invariance": (invariance_weight,
+                                 invariance(logits_fn, augment, temperature=temperature)),
+                  "prior": (prior_weight, uniform_prior(logits_fn, temperature=temperature,
+                                                        divergence=divergence))}
+    if warmup_steps:
+        clustering = {name: (weight, after_warmup(term, warmup_steps))
+                      for name, (weight, term) in clustering.items()}
+    return combine(generative=(generative_weight, generative), **clustering)

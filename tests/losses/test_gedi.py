@@ -195,3 +195,24 @@ def test_a_short_run_clusters_two_blobs_and_the_prior_keeps_them_balanced():
     pred = np.asarray(jnp.argmax(jax.vmap(logits_fn, (None, 0))(state.params, x), -1))
     assert cluster_accuracy(y, pred) >= 0.95
     assert max(np.mean(pred == 0), np.mean(pred == 1)) <= 0.6
+
+
+def test_after_warmup_counts_evaluations_and_passes_the_term_through_afterwards():
+    from ebm_jax.losses import after_warmup, cross_entropy
+
+    term = cross_entropy(lambda w, x: x @ w)
+    late = after_warmup(term, 3)
+    w = jnp.array([[1.0, -1.0], [0.5, 0.0]])
+    batch = {"x": jnp.ones((4, 2)), "y": jnp.array([0, 1, 1, 0])}
+    state = late.init(jax.random.key(0), w, batch)
+    inner_value = term.loss(w, (), batch, jax.random.key(1))[0]
+    grad = jax.jit(jax.grad(lambda w, s: late.loss(w, s, batch, jax.random.key(1))[0]))
+    for step in range(5):
+        value, (new_state, info) = late.loss(w, state, batch, jax.random.key(1))
+        on = step >= 3
+        assert float(info["active"]) == float(on) and int(new_state.count) == step + 1
+        np.testing.assert_allclose(value, inner_value if on else 0.0, rtol=1e-6)
+        assert (float(jnp.abs(grad(w, state)).max()) > 0) == on   # no gradient while warming
+        state = new_state
+    with pytest.raises(ValueError, match="num_steps=-1"):
+        after_warmup(term, -1)
