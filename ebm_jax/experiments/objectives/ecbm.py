@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 
 from ebm_jax.applications.concepts import concept_energy_model, infer, infer_exact, intervene
 from ebm_jax.experiments.config import (NON_NEGATIVE, POSITIVE_INT, PROBABILITY, Config,
@@ -85,6 +86,9 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
                           num_steps=objective.inference_steps)
             out = intervene(model, params, x, start, known, concepts, weights=weights,
                             num_steps=objective.inference_steps)
+            told = jnp.any(known, axis=1)       # examples told nothing keep the prediction
+            return (jnp.where(told, out.classes, start.classes),
+                    jnp.where(told[:, None], out.concepts, start.concepts))
         return out.classes, out.concepts
 
     return concept_pieces(config, data, model.params, logits_fn, loss, predict)
