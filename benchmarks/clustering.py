@@ -99,16 +99,6 @@ def load(dataset: str, seed: int):
         data.y_test.astype(np.int64), None
 
 
-def _augment(setting: Setting, image_shape):
-    from ebm_jax.data.augment import compose, gaussian_noise, random_shift
-
-    parts = []
-    if setting.max_shift and image_shape is not None:
-        parts.append(random_shift(setting.max_shift, image_shape, fill=-1.0))
-    parts.append(gaussian_noise(setting.noise))
-    return compose(*parts)
-
-
 def train_gedi(x_train, setting: Setting, weights, seed: int, steps: int, image_shape=None):
     """Train GEDI's network; returns ``(logits_fn, params)``."""
     import jax
@@ -116,6 +106,7 @@ def train_gedi(x_train, setting: Setting, weights, seed: int, steps: int, image_
     import optax
     from flax import nnx
 
+    from ebm_jax.data.augment import shift_then_noise
     from ebm_jax.energies import energy_from_logits
     from ebm_jax.losses.gedi import gedi
     from ebm_jax.nets import MLP
@@ -132,8 +123,11 @@ def train_gedi(x_train, setting: Setting, weights, seed: int, steps: int, image_
     generative, invariance, prior = weights
     generative, prior = generative * setting.generative_weight, prior * setting.prior_weight
 
+    augment = shift_then_noise(setting.noise, max_shift=setting.max_shift,
+                               image_shape=image_shape, fill=-1.0)
+
     def make_loss(generative, invariance, prior):
-        return gedi(model.apply, sampler, _augment(setting, image_shape),
+        return gedi(model.apply, sampler, augment,
                     generative_weight=generative, invariance_weight=invariance,
                     prior_weight=prior, temperature=setting.temperature,
                     divergence=setting.divergence,

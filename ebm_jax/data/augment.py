@@ -27,7 +27,7 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from ebm_jax._checks import check_int, check_weight
 
 __all__ = ["Augment", "augment_batch", "compose", "gaussian_noise", "identity",
+           "shift_then_noise",
            "random_shift"]
 
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
@@ -171,6 +172,26 @@ def compose(*augments: Augment) -> Augment:
         return x
 
     return augment
+
+
+def shift_then_noise(noise: float, *, max_shift: int = 0,
+                     image_shape: Optional[Sequence[int]] = None,
+                     fill: float = 0.0) -> Augment:
+    """GEDI's augmentation: random shifts of up to ``max_shift`` pixels (images only: with
+    ``image_shape`` and ``max_shift > 0``; emptied pixels take ``fill``), then Gaussian noise
+    of standard deviation ``noise``.
+
+    Example::
+
+      >>> aug = shift_then_noise(0.0, max_shift=1, image_shape=(2, 2), fill=-1.0)
+      >>> set(aug(jax.random.key(3), jnp.ones(4)).tolist()) <= {-1.0, 1.0}
+      True
+    """
+    parts = []
+    if max_shift and image_shape is not None:
+        parts.append(random_shift(max_shift, image_shape, fill=fill))
+    parts.append(gaussian_noise(noise))
+    return compose(*parts)
 
 
 def augment_batch(augment: Augment, rng_key: jax.Array, x: jax.Array) -> jax.Array:

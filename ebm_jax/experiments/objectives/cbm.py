@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 
 from ebm_jax.applications.concepts import bottleneck_model, bottleneck_predict
 from ebm_jax.experiments.config import (NON_NEGATIVE, POSITIVE_INT, Config, ObjectiveConfig,
@@ -54,7 +55,7 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
     @jax.jit
     def predict(params, x, known, concepts):
         classes, probs = bottleneck_predict(model, params, x, known, concepts)
-        return classes, (probs > 0.5).astype(concepts.dtype)
+        return classes, (probs > 0.5).astype(jnp.int32)
 
     return concept_pieces(config, data, model.params, logits_fn, loss, predict)
 

@@ -84,6 +84,8 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
         else:
             start = infer(model, params, x, weights=weights,
                           num_steps=objective.inference_steps)
+            if known is None:
+                return start.classes, start.concepts
             out = intervene(model, params, x, start, known, concepts, weights=weights,
                             num_steps=objective.inference_steps)
             told = jnp.any(known, axis=1)       # examples told nothing keep the prediction

@@ -18,7 +18,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from ebm_jax.data.augment import compose, gaussian_noise, random_shift
+from ebm_jax.data.augment import shift_then_noise
 from ebm_jax.energies import energy_from_logits
 from ebm_jax.experiments.config import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT,
                                         Config, ConfigError, DataConfig, GuardConfig,
@@ -67,15 +67,6 @@ def _num_clusters(config: Config, data) -> int:
     return clusters
 
 
-def _augment(objective: GEDIConfig, data):
-    parts = []
-    if objective.max_shift and data.image_shape is not None:
-        parts.append(random_shift(objective.max_shift, data.image_shape,
-                                  fill=float(data.data_range[0])))
-    parts.append(gaussian_noise(objective.augment_noise))
-    return compose(*parts)
-
-
 def cluster_evaluation(data, logits_fn):
     """``evaluate(params, rng_key, *, quick=False, figure=None)``: ``nmi``,
     ``cluster_accuracy`` (Hungarian matching) and ``largest_cluster_share`` of the test set's
@@ -104,7 +95,9 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
                             _num_clusters(config, data), rngs))
     energy_fn = energy_from_logits(net.apply)
     sampling = langevin_sampling(config, data, energy_fn)
-    loss = gedi(net.apply, sampling.sampler, _augment(objective, data),
+    augment = shift_then_noise(objective.augment_noise, max_shift=objective.max_shift,
+                               image_shape=data.image_shape, fill=float(data.data_range[0]))
+    loss = gedi(net.apply, sampling.sampler, augment,
                 generative_weight=objective.generative_weight,
                 invariance_weight=objective.invariance_weight,
                 prior_weight=objective.prior_weight, temperature=objective.temperature,
