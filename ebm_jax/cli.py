@@ -7,6 +7,8 @@
     ebm-jax train --set objective=nce --set data.dataset=rings
     ebm-jax train --workdir runs/a --resume        # continue the run saved in runs/a
     ebm-jax train --devices 4                      # data parallel over 4 devices (default: all)
+    ebm-jax train --coordinator host0:8476 --num-processes 4 --process-id 0   # one of 4 hosts
+    ebm-jax launch --processes 2 -- train --config jem_digits   # 2 processes on this machine
     ebm-jax evaluate runs/jem_digits               # report.json + figures, beside the baseline
     ebm-jax doctor --config jem_digits --steps 300 # a pilot: exit 0 healthy, 3 a problem found
     ebm-jax presets                                # the named configs, by objective
@@ -43,6 +45,25 @@ def _add_set_argument(parser: argparse.ArgumentParser) -> None:
                              "objective=KIND switches to that objective's defaults; repeatable")
 
 
+def _add_group_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "many processes", "one process of a run over several hosts (JAX's distributed "
+        "runtime); every process runs the same command with its own --process-id")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="process 0's address (or JAX_COORDINATOR_ADDRESS)")
+    group.add_argument("--num-processes", default=None, metavar="N",
+                       help="how many processes (or JAX_NUM_PROCESSES)")
+    group.add_argument("--process-id", default=None, metavar="I",
+                       help="this process's id, 0 to N-1 (or JAX_PROCESS_ID)")
+    group.add_argument("--distributed", action="store_true",
+                       help="let JAX detect the three above (Cloud TPU, SLURM, Open MPI, "
+                            "Kubernetes)")
+    group.add_argument("--local-devices", type=int, default=None, metavar="K",
+                       help="CPU devices this process brings (testing on one machine)")
+    group.add_argument("--join-timeout", type=float, default=None, metavar="S",
+                       help="seconds to wait for every process to join (default: 60)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ebm-jax",
                                      description="Train and sample energy-based models.")
@@ -61,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--devices", type=int, default=None, metavar="N",
                        help="data-parallel over the first N devices (default: all; on CPU, "
                             "JAX_NUM_CPU_DEVICES=8 makes eight)")
+    _add_group_arguments(train)
     evaluate = sub.add_parser("evaluate", help="calibration, OOD detection and robustness of a "
                               "trained run, beside its softmax baseline")
     evaluate.add_argument("run_dir", help="a run directory written by `ebm-jax train`")
@@ -88,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     doctor.add_argument("--devices", type=int, default=None, metavar="N",
                         help="data-parallel over the first N devices (default: all)")
+    launch = sub.add_parser(
+        "launch", help="run a command as N processes of one run on this machine (CPU devices "
+                       "split between them): ebm-jax launch --processes 2 -- train ...")
+    launch.add_argument("--processes", type=int, required=True, metavar="N")
+    launch.add_argument("--local-devices", type=int, default=None, metavar="K",
+                        help="CPU devices per process (default: 8 in all, split)")
+    launch.add_argument("--port", type=int, default=None,
+                        help="the coordinator's port on localhost (default: a free one)")
+    launch.add_argument("launched", nargs=argparse.REMAINDER, metavar="COMMAND",
+                        help="-- then the ebm-jax command: train ...")
     sub.add_parser("presets", help="list the named configs, by objective")
     show = sub.add_parser("config", help="print the resolved config of a preset as JSON")
     show.add_argument("preset", nargs="?", default=DEFAULT_PRESET,
@@ -175,6 +207,41 @@ def _tabular(args) -> int:
     return 0
 
 
+def _process_group(args):
+    """This process's place in a group of processes (None: alone), checked before any compute."""
+    from ebm_jax.experiments.processes import run_process_group
+
+    return run_process_group(args.coordinator, args.num_processes, args.process_id,
+                             auto=args.distributed)
+
+
+def _join(args, group, config, workdir) -> None:
+    """Join the group (checking every process trains the same run) or, alone, bring
+    ``--local-devices`` CPU devices."""
+    from ebm_jax.experiments.processes import join_run, start_single_process
+
+    if args.local_devices is not None and args.local_devices < 1:
+        raise ConfigError(f"--local-devices {args.local_devices}: expected a positive int")
+    if args.join_timeout is not None and not args.join_timeout > 0:
+        raise ConfigError(f"--join-timeout {args.join_timeout}: expected seconds > 0")
+    if group is None:
+        start_single_process(args.local_devices)
+        return
+    options = {} if args.join_timeout is None else {"timeout_s": args.join_timeout}
+    join_run(group, config, workdir, resume=args.resume, overwrite=args.overwrite,
+             local_devices=args.local_devices, **options)
+
+
+def _launch(args) -> int:
+    """``ebm-jax launch``: the processes' first failing status, or 0."""
+    from ebm_jax.experiments.launch import launch
+
+    command = list(args.launched)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    return launch(command, args.processes, local_devices=args.local_devices, port=args.port)
+
+
 def _print_presets() -> int:
     for kind, names in presets_by_objective().items():
         objective = get_objective(kind)
@@ -228,8 +295,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _doctor(args)
         if args.command == "tabular":
             return _tabular(args)
+        if args.command == "launch":
+            return _launch(args)
+        group = _process_group(args)
         config = train_config(args)
         workdir = args.workdir or f"runs/{config.name}"
+        _join(args, group, config, workdir)
         from ebm_jax.experiments.run import train  # imports jax: after the config is good
 
         summary = train(config, workdir, resume=args.resume, overwrite=args.overwrite,
@@ -247,6 +318,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"ebm-jax: error: {error}", file=sys.stderr)
         return code
+    if "process_index" in summary:  # not process 0: it prints the summary
+        return 0
     shown = {k: summary[k] for k in SUMMARY_KEYS if k in summary}
     print(json.dumps(shown, indent=2))
     print(f"run directory: {workdir}")

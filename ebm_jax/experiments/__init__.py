@@ -11,6 +11,9 @@ The library below (energies, samplers, losses, train, ...) never imports this pa
 - :mod:`~ebm_jax.experiments.data`, :mod:`~ebm_jax.experiments.networks`,
   :mod:`~ebm_jax.experiments.sampling`, :mod:`~ebm_jax.experiments.build`: the pieces;
 - :mod:`~ebm_jax.experiments.run`: training into a run directory;
+- :mod:`~ebm_jax.experiments.processes`: a run as one process of many (joining, and checking
+  that every process was started for the same run); :mod:`~ebm_jax.experiments.launch`: N
+  processes of one run on this machine, ``ebm-jax launch``;
 - :mod:`~ebm_jax.experiments.evaluation`: the summary and ``ebm-jax evaluate``;
 - :mod:`~ebm_jax.experiments.doctor`: a short pilot run and its diagnoses, ``ebm-jax doctor``.
 

@@ -33,7 +33,8 @@ from ebm_jax.experiments.evaluation import (BASELINE_WARNINGS, CURVE_PANELS, PRE
                                             baseline_comparison, evaluate, quick_eval_fn,
                                             read_run_config)
 from ebm_jax.experiments.sampling import ReplayBufferConfig
-from ebm_jax.parallel import MeshError, make_data_mesh, shard_batch
+from ebm_jax.parallel import (MeshError, barrier, gather_to_host, is_primary, make_data_mesh,
+                              shard_batch)
 from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, make_train_step,
                            shard_state, sharded_train_step)
 from ebm_jax.train.guard import TrainingDiverged
@@ -42,9 +43,9 @@ RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "sam
              "curves.png", "landscape.png", PREDICTIONS_FIGURE)
 
 
-def prepare_workdir(config: Config, workdir: str, *, resume: bool,
-                    overwrite: bool) -> Checkpointer:
-    """Check that ``workdir`` may take this run, before any compute; write ``config.json``.
+def check_workdir(config: Config, workdir: str, *, resume: bool, overwrite: bool) -> bool:
+    """Check that ``workdir`` may take this run, before any compute (reads only); return
+    whether it holds a run.
 
     Raises:
       ConfigError: the workdir holds another run (a different config), or a
@@ -52,15 +53,9 @@ def prepare_workdir(config: Config, workdir: str, *, resume: bool,
     """
     config_path = os.path.join(workdir, "config.json")
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    has_run = os.path.exists(config_path) or (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir))
-    if has_run and overwrite:
-        for name in RUN_FILES:
-            path = os.path.join(workdir, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-    elif has_run:
+    has_run = bool(os.path.exists(config_path)
+                   or (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir)))
+    if has_run and not overwrite:
         if os.path.exists(config_path):
             diff = config_differences(read_run_config(workdir), config)
             if diff:
@@ -72,10 +67,42 @@ def prepare_workdir(config: Config, workdir: str, *, resume: bool,
         if not resume:
             raise ConfigError(f"workdir {workdir!r} already holds a run: expected --resume to "
                               "continue it, --overwrite to start over, or another --workdir")
+    return has_run
+
+
+def write_workdir(config: Config, workdir: str, *, overwrite: bool) -> None:
+    """Clear a previous run (``overwrite``) and write ``config.json``."""
+    if overwrite:
+        for name in RUN_FILES:
+            path = os.path.join(workdir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
     os.makedirs(workdir, exist_ok=True)
-    with open(config_path, "w") as f:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=2)
-    return Checkpointer(ckpt_dir, max_to_keep=config.run.keep_checkpoints,
+
+
+def prepare_workdir(config: Config, workdir: str, *, resume: bool,
+                    overwrite: bool) -> Checkpointer:
+    """Check that ``workdir`` may take this run, before any compute; write ``config.json``;
+    return the run's checkpointer.
+
+    With several processes every process checks, process 0 alone writes, and every
+    process opens the checkpointer (each writes its own shards of a checkpoint).
+
+    Raises:
+      ConfigError: the workdir holds another run (a different config), or a
+        run of this config while neither ``resume`` nor ``overwrite`` is set.
+    """
+    check_workdir(config, workdir, resume=resume, overwrite=overwrite)
+    barrier("ebm_jax:workdir_checked")  # nobody writes before every process has read
+    if is_primary():
+        write_workdir(config, workdir, overwrite=overwrite)
+    barrier("ebm_jax:workdir_written")
+    return Checkpointer(os.path.join(workdir, "checkpoints"),
+                        max_to_keep=config.run.keep_checkpoints,
                         save_every=config.run.checkpoint_every)
 
 
@@ -83,9 +110,14 @@ def device_mesh(config: Config, devices: Optional[int] = None):
     """The data-parallel mesh of a run, after checking that its sizes split over it.
 
     Raises:
-      ConfigError: more devices than present, or a batch or replay buffer that
-        does not divide by the device count (naming the field).
+      ConfigError: more devices than present, fewer than every device of a run over
+        several processes, or a batch or replay buffer that does not divide by the device
+        count (naming the field).
     """
+    if jax.process_count() > 1 and devices not in (None, jax.device_count()):
+        raise ConfigError(f"--devices {devices}: expected every one of the "
+                          f"{jax.device_count()} devices of the {jax.process_count()} processes "
+                          "(leave --devices out)")
     try:
         mesh = make_data_mesh(devices)
     except MeshError as error:
@@ -150,6 +182,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
     ``curves.png`` and ``summary.json``; returns the summary.
     """
     started = time.perf_counter()
+    primary = is_primary()
     energy_l2_derived = getattr(config.objective, "energy_l2", 0.0) is None
     config = with_measured_data(config)  # a user's file: checked, its range and scale recorded
     mesh = device_mesh(config, devices)
@@ -158,7 +191,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
     try:
         exp = build(config, num_devices=num_devices)
         derived = describe_derived(config, exp.data, energy_l2_derived=energy_l2_derived)
-        if derived:
+        if derived and primary:
             print(f"ebm-jax: {derived}")
         n_train = num_train_examples(exp)
         if config.data.batch_size > n_train:
@@ -169,7 +202,8 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
             restored = checkpointer.restore_latest(state)  # into the template's shardings
             if restored is not None:
                 state = restored
-                print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
+                if primary:
+                    print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
         guard_settings = config.guard
         rollback = (RollbackPolicy(guard_settings.rollback_retries,
                                    guard_settings.rollback_lr_factor)
@@ -180,12 +214,18 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
         first_step = int(state.step)
         run = config.run
         state, _ = fit(train_step, state, global_batches(exp, mesh, first_step), run.num_steps,
-                       log_every=run.log_every, eval_fn=quick_eval_fn(exp),
+                       log_every=run.log_every, eval_fn=on_primary(quick_eval_fn(exp)),
                        eval_every=run.eval_every, checkpointer=checkpointer,
-                       metrics_path=metrics_path, progress=progress, rollback=rollback,
+                       metrics_path=metrics_path if primary else None,
+                       progress=progress and primary, rollback=rollback,
                        restart_batches=lambda step: global_batches(exp, mesh, step))
         train_seconds = time.perf_counter() - train_started
-        summary = evaluate(exp, state, workdir=workdir)
+        host_state = gather_to_host(state)  # every process takes part; process 0 evaluates
+        if not primary:
+            return {"steps": int(host_state.step), "devices": num_devices,
+                    "process_index": jax.process_index(),
+                    "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started}
+        summary = evaluate(exp, host_state, workdir=workdir)
         summary.update(derived_settings(config, exp.data, energy_l2_derived=energy_l2_derived))
         summary.update(baseline_comparison(workdir, summary))  # JEM against softmax
         for warning in BASELINE_WARNINGS:
@@ -195,7 +235,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
                        train_steps_per_s=(int(state.step) - first_step) / max(train_seconds,
                                                                                1e-9),
                        wall_seconds=time.perf_counter() - started, config=config.name,
-                       seed=run.seed, devices=num_devices)
+                       seed=run.seed, devices=num_devices, processes=jax.process_count())
         plots.save_curves(os.path.join(workdir, "curves.png"), plots.read_metrics(metrics_path),
                           CURVE_PANELS)
         with open(os.path.join(workdir, "summary.json"), "w") as f:
@@ -203,6 +243,19 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
         return summary
     finally:
         checkpointer.close()
+
+
+def on_primary(eval_fn):
+    """``eval_fn`` run by process 0 alone on a host copy of the state; the other processes
+    take part in the copy (a collective) and return ``{}``. One process: ``eval_fn``."""
+    if jax.process_count() == 1:
+        return eval_fn
+
+    def primary_eval_fn(state):
+        host_state = gather_to_host(state)
+        return eval_fn(host_state) if is_primary() else {}
+
+    return primary_eval_fn
 
 
 def _finite(summary: dict) -> dict:

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from ebm_jax.parallel import any_process
 from ebm_jax.train.checkpoint import Checkpointer
 from ebm_jax.train.guard import (CAUSE_ADVICE, RollbackPolicy, TrainingDiverged,
                                  learning_rate_scale, scale_learning_rate)
@@ -117,7 +118,8 @@ def fit(train_step: Callable[[TrainState, dict], tuple[TrainState, dict]], state
         training goes on; any other exception propagates.
       checkpointer: saves every ``checkpointer.save_every`` steps, at the end,
         and on Ctrl-C: the first Ctrl-C finishes the current step, saves and
-        raises ``KeyboardInterrupt``.
+        raises ``KeyboardInterrupt`` (with several processes, at the next logging step,
+        where the processes agree on it).
       metrics_path: the ``metrics.jsonl`` to append to.
       progress: show a tqdm progress bar.
       rollback: on by default, for a train step made with a ``guard`` (its
@@ -311,6 +313,15 @@ def _evaluate(eval_fn, state, step, bar) -> dict:
     return {"step": step, **{f"eval/{k}": v for k, v in results.items()}}
 
 
+def _stop_requested(interrupt: dict, step: int, log_every: int) -> bool:
+    """Whether a Ctrl-C asks to stop before this step. With several processes they must stop
+    at the same step (the checkpoint is written by all of them): the flags are compared at
+    logging steps only, one small collective each, so a Ctrl-C takes effect at the next one."""
+    if jax.process_count() == 1:
+        return interrupt["stop"]
+    return step % log_every == 0 and any_process(interrupt["stop"])
+
+
 def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_every, checkpointer,
           writer, bar, interrupt, rollback=None, restart_batches=None):
     """The body of :func:`fit`; returns the final state."""
@@ -319,7 +330,7 @@ def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_
     retries = 0
     last_good = _LastGood(checkpointer, state) if rollback is not None else None
     while step < num_steps:
-        if interrupt["stop"]:
+        if _stop_requested(interrupt, step, log_every):
             if checkpointer is not None:
                 bar.write(f"interrupted at step {step}: saving a checkpoint")
                 checkpointer.save(state)
