@@ -218,6 +218,7 @@ def _process_group(args):
 def _join(args, group, config, workdir) -> None:
     """Join the group (checking every process trains the same run) or, alone, bring
     ``--local-devices`` CPU devices."""
+    from ebm_jax.experiments.launch import quiet_native_stdout
     from ebm_jax.experiments.processes import join_run, start_single_process
 
     if args.local_devices is not None and args.local_devices < 1:
@@ -228,6 +229,7 @@ def _join(args, group, config, workdir) -> None:
         start_single_process(args.local_devices)
         return
     options = {} if args.join_timeout is None else {"timeout_s": args.join_timeout}
+    quiet_native_stdout()  # started by `ebm-jax launch`: without Gloo's lines
     join_run(group, config, workdir, resume=args.resume, overwrite=args.overwrite,
              local_devices=args.local_devices, **options)
 

@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from typing import Optional, Sequence
 
@@ -30,8 +29,10 @@ from ebm_jax.experiments.config import ConfigError
 
 TOTAL_CPU_DEVICES = 8
 GRACE_S = 90.0  # after the first failure, how long the others get to stop by themselves
-# Gloo (the CPU backend's collectives) prints a line per device communicator it connects.
-GLOO_NOISE = "[Gloo] Rank "
+# Set in the processes the launcher starts: they send native writes to standard output
+# (Gloo, the CPU backend's collectives, prints a line per device communicator it connects,
+# from several threads at once, token by token) to /dev/null; Python's output is kept.
+LAUNCHED_ENV = "EBM_JAX_LAUNCHED"
 GROUP_FLAGS = ("--coordinator", "--num-processes", "--process-id", "--local-devices",
                "--distributed")
 
@@ -97,13 +98,18 @@ def _describe(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
-def _copy_output(stream) -> None:
-    """Copy a process's standard output to ours, without Gloo's connection lines."""
-    for line in stream:
-        if not line.startswith(GLOO_NOISE):
-            sys.stdout.write(line)
-            sys.stdout.flush()
-    stream.close()
+def quiet_native_stdout() -> None:
+    """In a launched process: file descriptor 1 to /dev/null, Python's ``sys.stdout`` to a copy
+    of the original, so that C++ libraries' prints (Gloo's) vanish and Python's stay."""
+    if not os.environ.get(LAUNCHED_ENV):
+        return
+    sys.stdout.flush()
+    kept = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sys.stdout = open(kept, "w", buffering=1, encoding=sys.stdout.encoding or "utf-8",
+                      errors="replace")
 
 
 def launch(command: Sequence[str], processes: int, *, local_devices: Optional[int] = None,
@@ -118,13 +124,9 @@ def launch(command: Sequence[str], processes: int, *, local_devices: Optional[in
     child_env.pop("JAX_NUM_CPU_DEVICES", None)  # --local-devices says how many
     # Own sessions: a Ctrl-C in the terminal reaches the launcher only, which forwards it once
     # (twice would be the second Ctrl-C that stops a process without its checkpoint).
-    children = [subprocess.Popen(cmd, env=child_env, start_new_session=True,
-                                 stdout=subprocess.PIPE, text=True, bufsize=1)
+    child_env[LAUNCHED_ENV] = "1"
+    children = [subprocess.Popen(cmd, env=child_env, start_new_session=True)
                 for cmd in process_commands(command, processes, local_devices, port)]
-    copiers = [threading.Thread(target=_copy_output, args=(child.stdout,), daemon=True)
-               for child in children]
-    for copier in copiers:
-        copier.start()
 
     def forward(signum, frame):
         for child in children:
@@ -154,8 +156,6 @@ def launch(command: Sequence[str], processes: int, *, local_devices: Optional[in
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        for copier in copiers:
-            copier.join(timeout=5)
     if first_failure is None:
         for index, child in enumerate(children):  # a failure seen only after the loop ended
             if child.returncode != 0:

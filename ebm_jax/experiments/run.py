@@ -199,7 +199,8 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
                               f"{n_train} training examples of {config.data.dataset!r}")
         state = shard_state(initial_state(exp), mesh)
         if resume:
-            restored = checkpointer.restore_latest(state)  # into the template's shardings
+            restored = checkpointer.restore_latest(  # into the template's shardings
+                state, log=print if primary else (lambda message: None))
             if restored is not None:
                 state = restored
                 if primary:

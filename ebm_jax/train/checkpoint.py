@@ -79,6 +79,7 @@ class Checkpointer:
                                                cleanup_tmp_directories=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_handlers=ocp.StandardCheckpointHandler())
+        self._damaged: set[int] = set()  # steps restore_latest found unreadable
 
     def latest_step(self) -> Optional[int]:
         """The newest complete checkpoint's step, or None."""
@@ -90,6 +91,9 @@ class Checkpointer:
     def save(self, state: Any, *, force: bool = True) -> bool:
         """Save ``state`` at its own step; returns whether a checkpoint was written."""
         step = int(state.step)
+        if step in self._damaged:  # skipped by restore_latest: replace it with this state
+            self._manager.delete(step)
+            self._damaged.discard(step)
         if step in self._manager.all_steps():
             return False
         try:
@@ -165,7 +169,8 @@ class Checkpointer:
         """Restore the newest readable checkpoint, or return None when there is none.
 
         A checkpoint that cannot be read (truncated or corrupted files, say after
-        a disk failure) is skipped for the one before it, and ``log`` says so.
+        a disk failure) is skipped for the one before it, and ``log`` says so; the run
+        that goes on from there replaces it when it saves that step again.
         One of another network (:class:`CheckpointMismatchError`) is not
         skipped: that is a wrong directory, not damage.
 
@@ -182,6 +187,7 @@ class Checkpointer:
             except Exception as error:  # Orbax/TensorStore raise many kinds on damaged files
                 reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
                 failures.append(f"step {step} ({reason})")
+                self._damaged.add(step)
                 log(f"checkpoint at step {step} in {self.directory} cannot be read ({reason}); "
                     "falling back to the one before it")
                 continue

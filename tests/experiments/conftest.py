@@ -1,4 +1,7 @@
 """Tiny trained runs shared by the application layer's tests (one training each per session)."""
+import fcntl
+import json
+import os
 import shutil
 
 import pytest
@@ -47,6 +50,26 @@ def dat_run_dir(tmp_path_factory):
                        "objective.generation_seeds=40", "objective.sweep_steps=2,4",
                        "objective.sample_steps=2", "objective.auroc_images=32",
                        "run.robust_eval_examples=50")
+
+
+def once_across_workers(tmp_path_factory, name: str, make):
+    """``make(directory) -> dict`` (JSON) run once per test session, whichever xdist worker
+    asks first; the other worker waits for it and reads the same dict. For the costliest
+    shared runs, which work stealing would otherwise run on both workers when it splits their
+    file (the directory is kept for the session; treat it as read-only)."""
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # shared by the workers of this session
+    directory = root / f"once-{name}"
+    with open(root / f"once-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = directory / "result.json"
+        if not done.exists():
+            shutil.rmtree(directory, ignore_errors=True)  # a failed attempt's leftovers
+            directory.mkdir()
+            result = make(directory)
+            done.write_text(json.dumps(result))
+        return json.loads(done.read_text())
 
 
 def copy_run(source, destination):

@@ -69,9 +69,16 @@ def test_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, damage
     said = []
     ckpt = Checkpointer(directory)
     restored = ckpt.restore_latest(_template(), log=said.append)
-    ckpt.close()
     assert int(restored.step) == 1 and float(restored.w[3]) == 3.0
     assert any("checkpoint at step 2" in s and "falling back" in s for s in said)
+    # The run goes on from step 1 and saves step 2 again: the damaged one is replaced (kept,
+    # a resume or an evaluation would fall back to step 1 for ever).
+    assert ckpt.save(State(jnp.asarray(2), jnp.full(100, 7.0)))
+    ckpt.close()
+    ckpt = Checkpointer(directory)
+    again = ckpt.restore_latest(_template(), log=said.append)
+    ckpt.close()
+    assert int(again.step) == 2 and float(again.w[3]) == 7.0
 
 
 def test_no_readable_checkpoint_is_one_clear_error(tmp_path):

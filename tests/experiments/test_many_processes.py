@@ -15,6 +15,7 @@ collectives sum in another order across processes than within one).
 """
 import json
 import os
+import pathlib
 import shutil
 import signal
 import socket
@@ -30,6 +31,7 @@ from ebm_jax.experiments import load_run, make_config, train
 from ebm_jax.experiments.data import load_data
 from ebm_jax.parallel import make_data_mesh
 from ebm_jax.train import Checkpointer
+from tests.experiments.conftest import once_across_workers
 from tests.experiments.tfds_two_processes import CONFIG as TFDS_CONFIG
 from tests.experiments.tfds_two_processes import FIRST_STEP, STEPS as TFDS_STEPS
 from tfds_mock import mocked
@@ -97,24 +99,37 @@ def _wait_for_checkpoint(workdir, after: int, process, timeout=240):
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("one") / "run"
-    train(make_config("jem_digits", RUN), str(workdir), progress=False, devices=8)
-    return workdir
+    def run(directory):
+        workdir = directory / "run"
+        train(make_config("jem_digits", RUN), str(workdir), progress=False, devices=8)
+        return {"workdir": str(workdir)}
+
+    return pathlib.Path(once_across_workers(tmp_path_factory, "one_process", run)["workdir"])
 
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("two") / "run"
-    done = subprocess.run(_launch(workdir), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return workdir, done
+    def run(directory):
+        workdir = directory / "run"
+        done = subprocess.run(_launch(workdir), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return {"workdir": str(workdir), "stdout": done.stdout, "stderr": done.stderr}
+
+    result = once_across_workers(tmp_path_factory, "two_processes", run)
+    return pathlib.Path(result["workdir"]), result
 
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
     """Ctrl-C to the launcher after the first checkpoint; resume; SIGKILL process 1 after the
-    next checkpoint; resume on both. Returns what each stage did."""
-    root = tmp_path_factory.mktemp("interrupted")
+    next checkpoint; damage the newest checkpoint; resume on both. Returns what each stage
+    did."""
+    result = once_across_workers(tmp_path_factory, "interrupted", _interrupt_kill_resume)
+    return {**result, "resumed": pathlib.Path(result["resumed"]),
+            "copy": pathlib.Path(result["copy"])}
+
+
+def _interrupt_kill_resume(root):
     workdir, copy = root / "run", root / "copy"
     out = {}
     launcher = subprocess.Popen(_launch(workdir), stdout=subprocess.PIPE,
@@ -136,11 +151,19 @@ def interrupted(tmp_path_factory):
                           stderr=stderr, saved=saved)
     shutil.copytree(workdir, copy)
 
+    # The newest checkpoint's array files truncated (a disk failure): both processes fall
+    # back to the one before it, and the run replaces it when it gets there again.
+    steps = sorted(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
+    damaged = workdir / "checkpoints" / str(steps[-1])
+    for path in damaged.glob("default/*/d/*"):
+        with open(path, "r+b") as handle:
+            handle.truncate(10)
     done = subprocess.run(_launch(workdir, "--resume"), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    out["resumed"] = workdir
-    out["copy"] = copy
+    out["damaged"] = dict(steps=steps, stdout=done.stdout)
+    out["resumed"] = str(workdir)
+    out["copy"] = str(copy)
     return out
 
 
@@ -164,8 +187,8 @@ def test_process_zero_alone_writes_the_run_files(two_processes):
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == list(range(10, STEPS + 1, 10))
     assert sorted(int(n) for n in os.listdir(workdir / "checkpoints")) == [60, 80, 100]
-    assert done.stdout.count('"params_fingerprint"') == 1  # one summary printed
-    assert "[Gloo]" not in done.stdout
+    assert done["stdout"].count('"params_fingerprint"') == 1  # one summary printed
+    assert "Gloo" not in done["stdout"]
 
 
 def test_a_two_process_checkpoint_restores_on_1_2_4_8_devices(two_processes):
@@ -211,10 +234,15 @@ def test_sigkill_of_one_process_stops_the_other_within_a_minute(interrupted):
 
 
 def test_resume_after_sigkill_reaches_the_uninterrupted_parameters(interrupted, two_processes):
-    """On both processes: exactly the uninterrupted two-process run. From a copy of the
-    killed run, on one process of 8 devices: the same to float rounding."""
+    """On both processes, from the checkpoint before the newest (damaged on purpose): exactly
+    the uninterrupted two-process run. From a copy of the killed run, on one process of 8
+    devices: the same to float rounding."""
     two, _ = two_processes
     reference = _params(two)
+    damaged = interrupted["damaged"]
+    assert f"restored step {damaged['steps'][-2]}; skipped damaged: step " \
+        f"{damaged['steps'][-1]}" in damaged["stdout"]
+    assert damaged["stdout"].count("falling back to the one before it") == 1  # process 0 says
     assert all(np.array_equal(a, b) for a, b in zip(_params(interrupted["resumed"]), reference))
     copy = interrupted["copy"]
     saved = max(int(n) for n in os.listdir(copy / "checkpoints") if n.isdigit())

@@ -112,3 +112,16 @@ def test_the_launcher_gives_each_process_its_place():
 def test_the_launcher_refuses_a_bad_launch(command, processes, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
         check_launch(command, processes, None)
+
+
+def test_a_run_over_several_processes_takes_every_device(monkeypatch):
+    """``--devices`` below the global count would leave a process without devices: refused."""
+    import jax
+
+    from ebm_jax.experiments import make_config
+    from ebm_jax.experiments.run import device_mesh
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ConfigError, match="--devices 4: expected every one of the"):
+        device_mesh(make_config("cd_2d_rings"), 4)
+    assert device_mesh(make_config("cd_2d_rings"), None).shape["data"] == jax.device_count()
