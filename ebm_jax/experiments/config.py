@@ -187,6 +187,11 @@ class RunConfig:
     # test examples a classifier's robustness evaluation attacks (PGD-20 at L-inf 0.2 and
     # L2 1.0, two compiled programs); 0 skips it
     robust_eval_examples: int = setting(1000, *NON_NEGATIVE_INT)
+    # train steps per call of the compiled program (a lax.scan over that many batches): the
+    # host's per-step work (placing a batch, dispatching the step) is paid once per call, which
+    # a fast step on an accelerator needs; the step counts above must be multiples of it. The
+    # same run with another value agrees to float rounding, not to the bit.
+    steps_per_call: int = setting(1, *POSITIVE_INT)
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,7 @@ class Config:
 RESUMABLE_FIELDS = frozenset({"run.num_steps", "run.eval_every", "run.log_every",
                               "run.checkpoint_every", "run.keep_checkpoints",
                               "run.num_eval_samples", "run.fresh_sample_steps",
-                              "run.robust_eval_examples", "data.data_dir",
+                              "run.robust_eval_examples", "run.steps_per_call", "data.data_dir",
                               "guard.rollback_retries"})
 
 
@@ -356,6 +361,12 @@ def validate(config: Config) -> Config:
     if data.label_fraction < 1.0 and not objective.needs_labels:
         raise ConfigError(f"data.label_fraction={data.label_fraction} with objective={kind!r}: "
                           "expected an objective that uses labels")
+    run = config.run
+    for name in ("num_steps", "log_every", "eval_every", "checkpoint_every"):
+        if getattr(run, name) % run.steps_per_call:
+            raise ConfigError(f"run.{name}={getattr(run, name)} with run.steps_per_call="
+                              f"{run.steps_per_call}: expected a multiple of "
+                              "run.steps_per_call (each call runs that many steps)")
     objective.check(config)
     return config
 

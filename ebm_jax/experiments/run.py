@@ -14,6 +14,7 @@ Example::
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -22,6 +23,7 @@ import time
 from typing import Optional
 
 import jax
+import numpy as np
 
 from ebm_jax import plots
 from ebm_jax.data import Batches, DatasetNotPreparedError
@@ -34,7 +36,7 @@ from ebm_jax.experiments.evaluation import (BASELINE_WARNINGS, CURVE_PANELS, PRE
                                             read_run_config)
 from ebm_jax.experiments.sampling import ReplayBufferConfig
 from ebm_jax.parallel import (MeshError, barrier, gather_to_host, is_primary, make_data_mesh,
-                              shard_batch)
+                              shard_batch, shard_stacked_batches)
 from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, make_train_step,
                            shard_state, sharded_train_step)
 from ebm_jax.train.guard import TrainingDiverged
@@ -135,9 +137,23 @@ def device_mesh(config: Config, devices: Optional[int] = None):
     return mesh
 
 
-def global_batches(exp: Experiment, mesh, start_step: int):
+def global_batches(exp: Experiment, mesh, start_step: int, steps_per_call: int = 1):
     """The run's batches from ``start_step`` on, as global arrays split over ``mesh``; each
-    process reads only its slice (tfds sources or the in-memory arrays)."""
+    process reads only its slice (tfds sources or the in-memory arrays). With
+    ``steps_per_call`` K > 1, K consecutive batches stacked per item (``[K, B, ...]``)."""
+    local = _local_batches(exp, start_step)
+    if steps_per_call == 1:
+        return (shard_batch(batch, mesh) for batch in local)
+    return (shard_stacked_batches(_stack(list(itertools.islice(local, steps_per_call))), mesh)
+            for _ in itertools.count())
+
+
+def _stack(batches: list) -> dict:
+    return {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
+
+
+def _local_batches(exp: Experiment, start_step: int):
+    """This process's slices of the run's batches from ``start_step`` on (host arrays)."""
     process = (jax.process_index(), jax.process_count())
     if exp.data.train_batches is not None:
         local = exp.data.train_batches(start_step, *process)
@@ -146,7 +162,7 @@ def global_batches(exp: Experiment, mesh, start_step: int):
         local = Batches(exp.data.x_train, exp.data.y_train, exp.config.data.batch_size,
                         seed=exp.config.run.seed, start_step=start_step,
                         process_index=process[0], process_count=process[1], extras=extras)
-    return (shard_batch(batch, mesh) for batch in local)
+    return local
 
 
 def experiment_train_step(exp: Experiment):
@@ -209,17 +225,24 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
         rollback = (RollbackPolicy(guard_settings.rollback_retries,
                                    guard_settings.rollback_lr_factor)
                     if guard_settings.enabled else None)
-        train_step = sharded_train_step(experiment_train_step(exp), mesh, state)
+        per_call = config.run.steps_per_call
+        if int(state.step) % per_call:
+            raise ConfigError(f"run.steps_per_call={per_call}: the run resumes at step "
+                              f"{int(state.step)}, expected a multiple of it (resume with "
+                              "--set run.steps_per_call=1)")
+        train_step = sharded_train_step(experiment_train_step(exp), mesh, state,
+                                        steps_per_call=per_call)
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         train_started = time.perf_counter()
         first_step = int(state.step)
         run = config.run
-        state, _ = fit(train_step, state, global_batches(exp, mesh, first_step), run.num_steps,
+        state, _ = fit(train_step, state, global_batches(exp, mesh, first_step, per_call),
+                       run.num_steps,
                        log_every=run.log_every, eval_fn=on_primary(quick_eval_fn(exp)),
                        eval_every=run.eval_every, checkpointer=checkpointer,
                        metrics_path=metrics_path if primary else None,
                        progress=progress and primary, rollback=rollback,
-                       restart_batches=lambda step: global_batches(exp, mesh, step))
+                       restart_batches=lambda step: global_batches(exp, mesh, step, per_call))
         train_seconds = time.perf_counter() - train_started
         host_state = gather_to_host(state)  # every process takes part; process 0 evaluates
         if not primary:

@@ -22,9 +22,10 @@ from ebm_jax.parallel.mesh import (DATA_AXIS, MeshError, check_divisible, make_d
 from ebm_jax.parallel.distributed import (DistributedError, ProcessGroup, agree, any_process,
                                           barrier, gather_to_host, is_primary, join,
                                           process_group)
-from ebm_jax.parallel.sharding import data_sharding, replicated, shard_batch
+from ebm_jax.parallel.sharding import (data_sharding, replicated, shard_batch,
+                                      shard_stacked_batches, stacked_data_sharding)
 
 __all__ = ["DATA_AXIS", "DistributedError", "MeshError", "ProcessGroup", "agree", "any_process",
            "barrier", "check_divisible", "data_sharding", "gather_to_host", "is_primary", "join",
            "make_data_mesh", "map_blocks", "process_group", "replicated", "shard_batch",
-           "split_along_data"]
+           "shard_stacked_batches", "split_along_data", "stacked_data_sharding"]

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import jax
 from jax.sharding import Mesh
 
-from ebm_jax.parallel import check_divisible, data_sharding, replicated
+from ebm_jax.parallel import (check_divisible, data_sharding, replicated,
+                              stacked_data_sharding)
 from ebm_jax.losses.hdge import LogitQueue
 from ebm_jax.samplers.replay_buffer import ReplayBuffer
 
@@ -51,7 +52,7 @@ def shard_state(state: Any, mesh: Mesh) -> Any:
 
 
 def sharded_train_step(train_step: Callable, mesh: Mesh, state: Any, *,
-                       donate: bool = True) -> Callable:
+                       donate: bool = True, steps_per_call: int = 1) -> Callable:
     """Jit ``train_step(state, batch)`` over ``mesh``: one XLA program for all devices.
 
     Args:
@@ -59,6 +60,9 @@ def sharded_train_step(train_step: Callable, mesh: Mesh, state: Any, *,
       mesh: from :func:`~ebm_jax.parallel.make_data_mesh`.
       state: a state with the run's structure (only its structure and shapes are used).
       donate: donate the input state's buffers (the step returns a new state).
+      steps_per_call: with ``K > 1``, one call runs ``K`` steps (a ``lax.scan``) on batches
+        stacked ``[K, B, ...]`` (:func:`~ebm_jax.parallel.shard_stacked_batches`) and returns
+        metrics stacked ``[K]``; :func:`~ebm_jax.train.fit` reads ``step.steps_per_call``.
 
     Returns:
       ``step(state, batch) -> (state, metrics)`` taking a state placed by
@@ -85,7 +89,14 @@ def sharded_train_step(train_step: Callable, mesh: Mesh, state: Any, *,
       1
     """
     state_sh = state_shardings(state, mesh)
-    jitted = jax.jit(train_step, in_shardings=(state_sh, data_sharding(mesh)),
+    if steps_per_call == 1:
+        program, batch_sh = train_step, data_sharding(mesh)
+    else:
+        def program(state, batches):
+            return jax.lax.scan(train_step, state, batches)
+
+        batch_sh = stacked_data_sharding(mesh)
+    jitted = jax.jit(program, in_shardings=(state_sh, batch_sh),
                      out_shardings=(state_sh, replicated(mesh)),
                      donate_argnums=(0,) if donate else ())
 
@@ -98,4 +109,5 @@ def sharded_train_step(train_step: Callable, mesh: Mesh, state: Any, *,
             return jitted.lower(state, batch)
 
     step.lower = lower
+    step.steps_per_call = steps_per_call
     return step
