@@ -61,9 +61,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from device_peaks import compiled_flops, device_peak_flops, jaxpr_flops  # noqa: E402
 from results_file import append_row, device_name, results_path  # noqa: E402
 
-from ebm_jax.data import Batches  # noqa: E402
 from ebm_jax.experiments import (build, experiment_train_step, initial_state,  # noqa: E402
                                  make_config)
+from ebm_jax.experiments.run import local_batches  # noqa: E402
 
 PRESETS = ["jem_digits", "cd_digits", "nce_2d_8gaussians", "rl_digits", "dsm_2d_8gaussians"]
 QUICK_STEPS = 20
@@ -102,7 +102,7 @@ def program(preset: str, overrides: list[str], num_batches: int = 1):
     config = make_config(preset, overrides)
     exp = build(config)
     state = initial_state(exp)
-    batches = Batches(exp.data.x_train, exp.data.y_train, config.data.batch_size, seed=0)
+    batches = local_batches(exp, 0)  # with the objective's extras (concepts)
     step_fn = experiment_train_step(exp)
     return config, step_fn, state, [next(batches) for _ in range(num_batches)]
 

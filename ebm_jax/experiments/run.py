@@ -141,7 +141,7 @@ def global_batches(exp: Experiment, mesh, start_step: int, steps_per_call: int =
     """The run's batches from ``start_step`` on, as global arrays split over ``mesh``; each
     process reads only its slice (tfds sources or the in-memory arrays). With
     ``steps_per_call`` K > 1, K consecutive batches stacked per item (``[K, B, ...]``)."""
-    local = _local_batches(exp, start_step)
+    local = local_batches(exp, start_step)
     if steps_per_call == 1:
         return (shard_batch(batch, mesh) for batch in local)
     return (shard_stacked_batches(_stack(list(itertools.islice(local, steps_per_call))), mesh)
@@ -152,8 +152,10 @@ def _stack(batches: list) -> dict:
     return {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
 
 
-def _local_batches(exp: Experiment, start_step: int):
-    """This process's slices of the run's batches from ``start_step`` on (host arrays)."""
+def local_batches(exp: Experiment, start_step: int):
+    """This process's slices of the run's batches from ``start_step`` on (host arrays: ``x``,
+    ``y`` and the objective's extras, such as concepts ``c``), as :func:`global_batches`
+    places them."""
     process = (jax.process_index(), jax.process_count())
     if exp.data.train_batches is not None:
         local = exp.data.train_batches(start_step, *process)
@@ -290,4 +292,5 @@ def _finite(summary: dict) -> dict:
 
 # The failures that end `ebm-jax train` with one line (re-exported for the command line).
 __all__ = ["DataFileError", "DatasetNotPreparedError", "TrainingDiverged", "device_mesh",
-           "experiment_train_step", "global_batches", "prepare_workdir", "train"]
+           "experiment_train_step", "global_batches", "local_batches", "prepare_workdir",
+           "train"]

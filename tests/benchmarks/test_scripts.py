@@ -141,6 +141,13 @@ def test_train_step_no_sampling_presets_and_defaults():
     assert train_bench.sampling(ddpm) == (10 * rl.data.batch_size, 30)
 
 
+def test_train_step_batches_carry_the_objectives_extras():
+    """A concept objective's step reads the concepts ``c`` from its batch: the benchmark draws
+    the run's own batches (it drew x and y only, and ecbm_digits failed)."""
+    _, _, _, batches = train_bench.program("ecbm_digits", ["model.hidden=16"], 2)
+    assert len(batches) == 2 and set(batches[0]) == {"x", "y", "c"}
+
+
 def test_train_step_overrides_are_dotted_keys():
     config, _, _, batches = train_bench.program("nce_2d_8gaussians",
                                                 ["model.hidden=8", "data.batch_size=16"], 2)
