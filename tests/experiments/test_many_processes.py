@@ -215,11 +215,13 @@ def test_a_two_process_checkpoint_restores_on_1_2_4_8_devices(two_processes):
 
 def test_ctrl_c_to_the_launcher_stops_both_processes_at_one_checkpoint(interrupted):
     """The launcher forwards one SIGINT to each process; they agree on the next logging step,
-    save there together and exit 130; the launcher exits 130."""
+    save there together and exit 130; the launcher exits 130. (The signal follows the first
+    checkpoint at once, so that step may itself be the next logging step: the stop is at it
+    or after it.)"""
     stage = interrupted["sigint"]
     assert stage["returncode"] == 130, stage["stderr"][-2000:]
     last = max(stage["steps"])
-    assert stage["first"] < last < STEPS and last % 10 == 0
+    assert stage["first"] <= last < STEPS and last % 10 == 0
     assert stage["stderr"].count("interrupted; the last checkpoint is intact") == 2
 
 
