@@ -36,6 +36,7 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from device_peaks import parse_cpuinfo  # noqa: E402
 from results_file import append_row, results_path  # noqa: E402
 
 from ebm_jax.experiments import build, initial_state, make_config  # noqa: E402
@@ -52,12 +53,9 @@ DISTINCT_BATCHES = 50  # the bare loop cycles through this many batches placed b
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return parse_cpuinfo(f.read())["model_name"] or platform.machine()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
 
 
 def _copy(state):

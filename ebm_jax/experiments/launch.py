@@ -122,9 +122,9 @@ def launch(command: Sequence[str], processes: int, *, local_devices: Optional[in
     child_env = dict(os.environ if env is None else env)
     child_env["JAX_PLATFORMS"] = "cpu"  # CPU devices split between the processes
     child_env.pop("JAX_NUM_CPU_DEVICES", None)  # --local-devices says how many
+    child_env[LAUNCHED_ENV] = "1"
     # Own sessions: a Ctrl-C in the terminal reaches the launcher only, which forwards it once
     # (twice would be the second Ctrl-C that stops a process without its checkpoint).
-    child_env[LAUNCHED_ENV] = "1"
     children = [subprocess.Popen(cmd, env=child_env, start_new_session=True)
                 for cmd in process_commands(command, processes, local_devices, port)]
 

@@ -21,7 +21,7 @@ from typing import Optional
 
 from ebm_jax.experiments.config import Config, ConfigError, config_differences, config_from_dict
 from ebm_jax.parallel.distributed import (JOIN_TIMEOUT_S, DistributedError, ProcessGroup, agree,
-                                          backend_started, join, process_group)
+                                          join, process_group, use_cpu_devices)
 
 __all__ = ["join_run", "run_process_group", "start_single_process"]
 
@@ -81,8 +81,7 @@ def start_single_process(local_devices: Optional[int]) -> None:
     """One process: bring ``local_devices`` CPU devices (``--local-devices`` without a group)."""
     if local_devices is None:
         return
-    import jax
-
-    if backend_started():
-        raise ConfigError("--local-devices: the JAX backend already started")
-    jax.config.update("jax_num_cpu_devices", local_devices)
+    try:
+        use_cpu_devices(local_devices)
+    except DistributedError as error:
+        raise ConfigError(f"--local-devices {local_devices}: {error}") from None

@@ -45,9 +45,8 @@ RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "sam
              "curves.png", "landscape.png", PREDICTIONS_FIGURE)
 
 
-def check_workdir(config: Config, workdir: str, *, resume: bool, overwrite: bool) -> bool:
-    """Check that ``workdir`` may take this run, before any compute (reads only); return
-    whether it holds a run.
+def check_workdir(config: Config, workdir: str, *, resume: bool, overwrite: bool) -> None:
+    """Check that ``workdir`` may take this run, before any compute (reads only).
 
     Raises:
       ConfigError: the workdir holds another run (a different config), or a
@@ -55,8 +54,7 @@ def check_workdir(config: Config, workdir: str, *, resume: bool, overwrite: bool
     """
     config_path = os.path.join(workdir, "config.json")
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    has_run = bool(os.path.exists(config_path)
-                   or (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir)))
+    has_run = os.path.exists(config_path) or (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir))
     if has_run and not overwrite:
         if os.path.exists(config_path):
             diff = config_differences(read_run_config(workdir), config)
@@ -69,7 +67,6 @@ def check_workdir(config: Config, workdir: str, *, resume: bool, overwrite: bool
         if not resume:
             raise ConfigError(f"workdir {workdir!r} already holds a run: expected --resume to "
                               "continue it, --overwrite to start over, or another --workdir")
-    return has_run
 
 
 def write_workdir(config: Config, workdir: str, *, overwrite: bool) -> None:

@@ -192,6 +192,19 @@ def backend_started() -> bool:
     return xla_bridge.backends_are_initialized()
 
 
+def use_cpu_devices(count: int) -> None:
+    """Make this process bring ``count`` CPU devices (``jax_num_cpu_devices``); before any
+    device is used, since the count is fixed when JAX creates its devices.
+
+    Raises:
+      DistributedError: ``count`` below 1, or the JAX backend already started.
+    """
+    if backend_started():
+        raise DistributedError("the JAX backend started before its CPU devices were set: "
+                               "expected it before any device is used")
+    jax.config.update("jax_num_cpu_devices", _int_setting("local_devices", count, 1))
+
+
 def _watchdog(done: threading.Event, seconds: float, message: str) -> None:
     """End the process with one line if ``done`` is not set in time: JAX's own timeout ends
     the interpreter from C++ with a crash dump instead of an exception."""
@@ -228,8 +241,7 @@ def join(group: ProcessGroup, *, local_devices: Optional[int] = None,
         raise DistributedError("the JAX backend started before joining the process group: "
                                "expected join() before any device is used")
     if local_devices is not None:
-        jax.config.update("jax_num_cpu_devices",
-                          _int_setting("local_devices", local_devices, 1))
+        use_cpu_devices(local_devices)
     # Cross-process collectives on CPU devices (no effect on GPU or TPU, which bring their own).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if not group.auto and group.process_id == 0:
@@ -245,13 +257,11 @@ def join(group: ProcessGroup, *, local_devices: Optional[int] = None,
         "process 0 reachable at that address"))).start()
     options = dict(initialization_timeout=int(timeout_s) + 30,
                    heartbeat_timeout_seconds=int(heartbeat_timeout_s))
+    if not group.auto:  # all three given: no cluster detection
+        options["cluster_detection_method"] = "deactivate"
     try:
-        if group.auto:
-            jax.distributed.initialize(group.coordinator, group.num_processes, group.process_id,
-                                       **options)
-        else:
-            jax.distributed.initialize(group.coordinator, group.num_processes, group.process_id,
-                                       cluster_detection_method="deactivate", **options)
+        jax.distributed.initialize(group.coordinator, group.num_processes, group.process_id,
+                                   **options)
     except (ValueError, TypeError, RuntimeError) as error:  # auto-detection found no cluster
         done.set()
         raise DistributedError(f"joining a process group failed: {error}: expected "

@@ -41,12 +41,19 @@ def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
       >>> batch["x"].sharding.spec == PartitionSpec("data")
       True
     """
+    return _place(local_batch, data_sharding(mesh))
+
+
+def _place(local_batch: dict, sharding: NamedSharding) -> dict:
+    """This process's rows as global arrays with ``sharding`` (whose spec names the batch axis,
+    split along ``data``)."""
+    batch_axis = list(sharding.spec).index(DATA_AXIS)
     local = {name: np.asarray(value) for name, value in local_batch.items()}
     for name, value in local.items():
-        check_divisible(f"batch size (of {name!r}, global)", value.shape[0] * jax.process_count(),
-                        mesh)
+        check_divisible(f"batch size (of {name!r}, global)",
+                        value.shape[batch_axis] * jax.process_count(), sharding.mesh)
     # One call for the whole batch: a call per array costs ~60 us each, per training step.
-    return jax.make_array_from_process_local_data(data_sharding(mesh), local)
+    return jax.make_array_from_process_local_data(sharding, local)
 
 
 def stacked_data_sharding(mesh: Mesh) -> NamedSharding:
@@ -65,8 +72,4 @@ def shard_stacked_batches(local_batches: dict, mesh: Mesh) -> dict:
       >>> batches["x"].shape, batches["x"].sharding.spec == PartitionSpec(None, "data")
       ((4, 64, 2), True)
     """
-    local = {name: np.asarray(value) for name, value in local_batches.items()}
-    for name, value in local.items():
-        check_divisible(f"batch size (of {name!r}, global)", value.shape[1] * jax.process_count(),
-                        mesh)
-    return jax.make_array_from_process_local_data(stacked_data_sharding(mesh), local)
+    return _place(local_batches, stacked_data_sharding(mesh))

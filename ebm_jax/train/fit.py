@@ -327,11 +327,11 @@ def _evaluate(eval_fn, state, step, bar) -> dict:
     return {"step": step, **{f"eval/{k}": v for k, v in results.items()}}
 
 
-def _stop_requested(interrupt: dict, step: int, log_every: int) -> bool:
-    """Whether a Ctrl-C asks to stop before this step. With several processes they must stop
+def _stop_requested(interrupt: dict, step: int, log_every: int, several: bool) -> bool:
+    """Whether a Ctrl-C asks to stop before this step. With ``several`` processes they must stop
     at the same step (the checkpoint is written by all of them): the flags are compared at
     logging steps only, one small collective each, so a Ctrl-C takes effect at the next one."""
-    if jax.process_count() == 1:
+    if not several:
         return interrupt["stop"]
     return step % log_every == 0 and any_process(interrupt["stop"])
 
@@ -363,8 +363,9 @@ def _loop(train_step, state, batches, num_steps, step, log_every, eval_fn, eval_
     window_start = time.perf_counter()
     retries = 0
     last_good = _LastGood(checkpointer, state) if rollback is not None else None
+    several = jax.process_count() > 1
     while step < num_steps:
-        if _stop_requested(interrupt, step, log_every):
+        if _stop_requested(interrupt, step, log_every, several):
             if checkpointer is not None:
                 bar.write(f"interrupted at step {step}: saving a checkpoint")
                 checkpointer.save(state)

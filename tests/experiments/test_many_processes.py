@@ -29,6 +29,7 @@ import pytest
 
 from ebm_jax.experiments import load_run, make_config, train
 from ebm_jax.experiments.data import load_data
+from ebm_jax.experiments.launch import free_port
 from ebm_jax.parallel import make_data_mesh
 from ebm_jax.train import Checkpointer
 from tests.experiments.conftest import once_across_workers
@@ -271,7 +272,7 @@ def test_two_processes_read_disjoint_tfds_rows_that_make_the_global_batch(tmp_pa
     """Mock cifar10 through the run's data path: each process reads its half of every
     global batch, the halves are disjoint, and the assembled batch is the one a single
     process reads at that step."""
-    port = _free_port()
+    port = free_port()
     script = os.path.join(HERE, "tfds_two_processes.py")
     outs = [str(tmp_path / f"p{i}.npz") for i in range(2)]
     procs = [subprocess.Popen([sys.executable, script, f"localhost:{port}", str(i), outs[i]],
@@ -292,12 +293,6 @@ def test_two_processes_read_disjoint_tfds_rows_that_make_the_global_batch(tmp_pa
     assert np.array_equal(p0["whole"], expected)
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("", 0))
-        return probe.getsockname()[1]
-
-
 def _train_as(process_id, *flags, port, extra=(), timeout=120):
     command = [sys.executable, "-m", "ebm_jax.cli", "train", "--config", "cd_2d_rings",
                "--workdir", os.devnull + "-unused", "--no-progress",
@@ -314,7 +309,7 @@ def _one_error_line(proc, timeout):
 
 
 def test_an_unreachable_coordinator_is_one_error_after_a_bounded_wait():
-    proc = _train_as(1, "--num-processes", "2", "--join-timeout", "3", port=_free_port())
+    proc = _train_as(1, "--num-processes", "2", "--join-timeout", "3", port=free_port())
     code, lines, seconds, stderr = _one_error_line(proc, 60)
     assert code == 2 and len(lines) == 1, stderr[-2000:]
     assert "process 1 of 2 could not join the run at localhost:" in lines[0]
@@ -333,14 +328,14 @@ def test_a_port_in_use_is_one_error():
 
 
 def test_processes_started_with_different_counts_or_configs_are_one_error_each():
-    port = _free_port()
+    port = free_port()
     procs = [_train_as(0, "--num-processes", "2", port=port),
              _train_as(1, "--num-processes", "3", port=port)]
     results = [_one_error_line(proc, 90) for proc in procs]
     for code, lines, _, stderr in results:
         assert code == 2 and len(lines) == 1, stderr[-2000:]
         assert "num_processes differs between processes" in lines[0]
-    port = _free_port()
+    port = free_port()
     procs = [_train_as(0, "--num-processes", "2", port=port),
              _train_as(1, "--num-processes", "2", port=port,
                        extra=["--set", "optimizer.learning_rate=0.5"])]
