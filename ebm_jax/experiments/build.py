@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -26,6 +25,7 @@ from ebm_jax.experiments.objectives import objective_of
 from ebm_jax.losses import LossTransform
 from ebm_jax.samplers import ReplayBuffer, Sampler
 from ebm_jax.train import TrainState, init_train_state, with_lr_scale
+from ebm_jax.train.state import copy_arrays
 
 
 class Experiment(NamedTuple):
@@ -95,7 +95,7 @@ def initial_state(exp: Experiment) -> TrainState:
     """The state at step 0 for ``exp`` (also the template that checkpoints restore into)."""
     # A copy of the params: a donated train step frees the state's arrays, and exp.params must
     # stay usable (another state, a restore template).
-    params = jax.tree.map(jnp.copy, exp.params)
+    params = copy_arrays(exp.params)
     return init_train_state(jax.random.PRNGKey(exp.config.run.seed), params, exp.optimizer,
                             exp.loss, example_batch(exp.config, exp.data))
 

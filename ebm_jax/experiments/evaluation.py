@@ -234,8 +234,8 @@ def quick_eval_fn(exp: Experiment) -> Callable[[TrainState], dict]:
     logits = jax.jit(jax.vmap(exp.logits_fn, (None, 0))) if exp.logits_fn else None
     own_key = None if exp.evaluate is None else method_key(exp.config)
 
-    def finite(*arrays) -> bool:
-        return all(bool(jnp.all(jnp.isfinite(a))) for a in arrays)
+    def finite(*arrays) -> bool:  # on the host: small arrays, no program per shape
+        return all(bool(np.all(np.isfinite(np.asarray(a)))) for a in arrays)
 
     def eval_fn(state):
         out = {}

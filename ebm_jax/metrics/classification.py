@@ -7,8 +7,11 @@ not checked.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ebm_jax._checks import check_int
@@ -45,11 +48,13 @@ def _check_labels(logits_or_probs, labels, name: str = "logits"):
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"labels have dtype {labels.dtype}: expected integer class labels")
     if _is_concrete(logits_or_probs, labels):
-        low, high = int(jnp.min(labels)), int(jnp.max(labels))
+        # On the host: eager jnp reductions would compile a program per op and shape.
+        host_labels = np.asarray(labels)
+        low, high = int(host_labels.min()), int(host_labels.max())
         if low < 0 or high >= num_classes:
             raise ValueError(f"labels are in [{low}, {high}]: expected class labels in "
                              f"[0, {num_classes}) for {name} with K={num_classes}")
-        bad = int(jnp.sum(~jnp.isfinite(logits_or_probs)))
+        bad = int(np.sum(~np.isfinite(np.asarray(logits_or_probs))))
         if bad:
             raise ValueError(f"{name} has {bad} non-finite values (NaN or inf): expected "
                              "finite values")
@@ -59,7 +64,8 @@ def _check_labels(logits_or_probs, labels, name: str = "logits"):
 def _check_probs(probs, labels):
     probs, labels = _check_labels(probs, labels, "probs")
     if _is_concrete(probs):
-        low, high = float(jnp.min(probs)), float(jnp.max(probs))
+        host_probs = np.asarray(probs)
+        low, high = float(host_probs.min()), float(host_probs.max())
         if low < -1e-6 or high > 1 + 1e-6:
             raise ValueError(f"probs are in [{low:g}, {high:g}]: expected probabilities in "
                              "[0, 1] (apply jax.nn.softmax to logits first)")
@@ -164,9 +170,15 @@ def classification_report(logits: jax.Array, labels: jax.Array, num_bins: int = 
     Raises a ``ValueError`` for empty or non-finite logits and for labels outside ``[0, K)``.
     """
     logits, labels = _check_labels(logits, labels)
+    check_int("num_bins", num_bins)
+    values = jax.device_get(_report_values(logits, labels, num_bins))
+    return {name: float(values[name]) for name in ("accuracy", "nll", "ece")}
+
+
+@functools.partial(jax.jit, static_argnames="num_bins")
+def _report_values(logits, labels, num_bins):
+    """The report's metrics in one compiled program (the values were checked eagerly)."""
     probs = jax.nn.softmax(logits, axis=-1)
-    return {
-        "accuracy": float(accuracy(logits, labels)),
-        "nll": float(negative_log_likelihood(logits, labels)),
-        "ece": float(expected_calibration_error(probs, labels, num_bins)),
-    }
+    return {"accuracy": accuracy(logits, labels),
+            "nll": negative_log_likelihood(logits, labels),
+            "ece": expected_calibration_error(probs, labels, num_bins)}

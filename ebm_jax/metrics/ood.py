@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _check_score_vectors(scores_in, scores_out) -> tuple[jax.Array, jax.Array]:
@@ -30,7 +31,8 @@ def _check_score_vectors(scores_in, scores_out) -> tuple[jax.Array, jax.Array]:
                              for s in (scores_in, scores_out))
     for name, scores in (("scores_in", scores_in), ("scores_out", scores_out)):
         if not isinstance(scores, jax.core.Tracer):
-            bad = int(jnp.sum(jnp.isnan(scores))) if jnp.issubdtype(scores.dtype, jnp.floating) \
+            bad = int(np.sum(np.isnan(np.asarray(scores)))) \
+                if jnp.issubdtype(scores.dtype, jnp.floating) \
                 else 0
             if bad:
                 raise ValueError(f"{name} has {bad} NaN values: expected real scores (a NaN has "

@@ -18,7 +18,7 @@ from ebm_jax.parallel import any_process
 from ebm_jax.train.checkpoint import Checkpointer
 from ebm_jax.train.guard import (CAUSE_ADVICE, RollbackPolicy, TrainingDiverged,
                                  learning_rate_scale, scale_learning_rate)
-from ebm_jax.train.state import TrainState
+from ebm_jax.train.state import TrainState, copy_arrays
 
 # Short names for the progress bar: the first metric of each group that is present is shown.
 PROGRESS_FIELDS = (
@@ -231,7 +231,7 @@ class _LastGood:
 
     def keep(self, state: TrainState) -> None:
         if self._saved() is None:
-            self._state = _copy(state)
+            self._state = copy_arrays(state)
         else:
             self._state = None  # the checkpoints take over
 
@@ -250,11 +250,7 @@ class _LastGood:
         saved = self._saved()
         if saved is not None:
             return self.checkpointer.restore(saved, template)
-        return _copy(self._state)  # a copy: a donating step frees what it is given
-
-
-def _copy(state):
-    return jax.tree.map(lambda v: v.copy() if hasattr(v, "copy") else v, state)
+        return copy_arrays(self._state)  # a copy: a donating step frees what it is given
 
 
 def _roll_back(state, step, last_good, rollback, retries, writer, bar, divergence):

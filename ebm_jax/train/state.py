@@ -69,9 +69,35 @@ def init_train_state(rng_key: jax.Array, params: Any, optimizer: optax.GradientT
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        opt_state=optimizer.init(params),
+        opt_state=jax.jit(optimizer.init)(params),  # one program, not one per leaf shape
         loss_state=loss.init(loss_key, params, example_batch),
         rng_key=train_key,
-        ema_params=jax.tree.map(jnp.array, params),  # a copy: donation must not free it twice
+        ema_params=copy_arrays(params),  # a copy: donation must not free it twice
         guard_stats=init_guard_stats(),
     )
+
+
+def copy_arrays(tree: Any) -> Any:
+    """``tree`` with every device array copied into a new buffer (in one compiled program,
+    not one per leaf shape); other leaves are copied with their ``copy`` method if they have
+    one, else kept. A donating train step frees what it is given: keep a copy to reuse.
+
+    Example::
+
+      >>> tree = {"w": jnp.ones(3), "n": 2}
+      >>> copied = copy_arrays(tree)
+      >>> tree["w"].delete()
+      >>> copied["w"].tolist(), copied["n"]
+      ([1.0, 1.0, 1.0], 2)
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    on_device = [i for i, v in enumerate(leaves) if isinstance(v, jax.Array)]
+    copies = dict(zip(on_device, _copy_device_arrays([leaves[i] for i in on_device])))
+    return jax.tree.unflatten(treedef, [
+        copies[i] if i in copies else (v.copy() if hasattr(v, "copy") else v)
+        for i, v in enumerate(leaves)])
+
+
+@jax.jit
+def _copy_device_arrays(arrays):
+    return [jnp.copy(a) for a in arrays]  # new buffers: a jitted function's outputs never alias

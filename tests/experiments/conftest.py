@@ -15,7 +15,7 @@ def _train_tiny(tmp_path_factory, preset: str, *extra: str, fewer_optimisations:
 
     workdir = tmp_path_factory.mktemp(preset) / "run"
     with compile_mode(fewer_optimisations):
-        summary = train(tiny(preset, *extra), str(workdir), progress=False)
+        summary = train(tiny(preset, *extra), str(workdir), progress=False, devices=1)
     return workdir, summary
 
 

@@ -74,7 +74,7 @@ def test_one_train_state_holds_both_networks_and_both_optimizer_states():
 def test_a_tiny_run_trains_draws_levels_and_resumes_bit_exactly(tmp_path, capsys):
     workdir = tmp_path / "run"
     config = tiny_cdrl("run.num_steps=20")
-    summary = train(config, str(workdir), progress=False)
+    summary = train(config, str(workdir), progress=False, devices=1)
     for key in ("kl_nats", "mmd"):
         assert np.isfinite(summary[key]), key
     assert os.path.getsize(workdir / "predictions.png") > 1000   # proposals | refinements
@@ -123,7 +123,7 @@ def test_a_conditional_run_embeds_every_level_and_class_and_guidance_reaches_the
 @pytest.mark.slow
 def test_a_tiny_conditional_run_reports_class_accuracy_and_spread_at_each_guidance(tmp_path):
     summary = train(tiny_conditional("run.num_steps=10"), str(tmp_path / "run"),
-                    progress=False)
+                    progress=False, devices=1)
     for w in ("0", "1", "3"):
         assert 0.0 <= summary[f"class_accuracy_w{w}"] <= 1.0
         assert np.isfinite(summary[f"class_spread_w{w}"])

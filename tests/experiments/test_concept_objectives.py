@@ -75,7 +75,8 @@ def test_the_config_builds_the_loss_of_its_settings(preset):
 @pytest.mark.slow
 def test_a_tiny_ecbm_run_trains_evaluates_concepts_and_resumes_bit_exactly(tmp_path, capsys):
     workdir = tmp_path / "run"
-    summary = train(tiny("ecbm_digits", "run.num_steps=20"), str(workdir), progress=False)
+    summary = train(tiny("ecbm_digits", "run.num_steps=20"), str(workdir), progress=False,
+                    devices=1)
     assert summary["steps"] == 20
     for key in ("concept_accuracy", "overall_concept_accuracy", "concept_class_accuracy",
                 "intervention_accuracy", "test_accuracy"):

@@ -236,7 +236,8 @@ def test_denoising_run_resumes_bit_exactly(ebt_denoise_run_dir, tmp_path, capsys
     last = EBT_DENOISE_STEPS
     shutil.rmtree(workdir / "checkpoints" / str(last))  # stopped after the previous one
     os.remove(workdir / "summary.json")
-    code = cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress"])
+    code = cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress",
+                     "--devices", "1"])
     out = capsys.readouterr().out
     assert code == 0 and f"resumed from step {last - 10}" in out, out
     with open(workdir / "summary.json") as f:

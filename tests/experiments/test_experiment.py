@@ -55,7 +55,8 @@ def test_resume_without_config_continues_the_saved_run_bit_exactly(jem_run_dir, 
     workdir = copy_run(source, tmp_path / "run")
     shutil.rmtree(workdir / "checkpoints" / "20")  # as if stopped after the step-10 checkpoint
     os.remove(workdir / "summary.json")
-    code = cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress"])
+    code = cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress",
+                     "--devices", "1"])
     out = capsys.readouterr().out
     assert code == 0 and "resumed from step 10" in out, out
     with open(workdir / "summary.json") as f:
@@ -158,7 +159,8 @@ def test_workdir_with_another_config_is_refused_before_compute(jem_run_dir, tmp_
 @pytest.mark.slow
 @pytest.mark.fast_compile  # a few steps: mostly compilation
 def test_toy_run_reports_kl_and_writes_a_scatter(tmp_path):
-    summary = train(tiny("cd_2d_8gaussians", "run.num_steps=10"), str(tmp_path), progress=False)
+    summary = train(tiny("cd_2d_8gaussians", "run.num_steps=10"), str(tmp_path), progress=False,
+                    devices=1)
     assert np.isfinite(summary["kl_nats"]) and summary["kl_nats"] > 0
     assert np.isfinite(summary["mmd"])
     assert "test_accuracy" not in summary
@@ -234,7 +236,7 @@ def test_sampling_free_objectives_train_through_the_same_runner(tmp_path, preset
     from ebm_jax.metrics import kl_by_quadrature
 
     kl_before = float(kl_by_quadrature(exp.data.log_prob, lambda x: exp.energy_fn(untrained.params, x)))
-    summary = train(config, str(tmp_path), progress=False)
+    summary = train(config, str(tmp_path), progress=False, devices=1)
     # 400 steps take an untrained MLP (KL 1.7 nats: one blob) a good way toward the 8 modes
     # (measured: NCE 0.28, DSM 0.53); a sign-flipped or detached objective does not lower it.
     assert summary["kl_nats"] < 0.7 * kl_before
@@ -255,7 +257,7 @@ def test_recovery_likelihood_trains_through_the_same_runner(tmp_path):
 
     kl_before = float(kl_by_quadrature(exp.data.log_prob,
                                        lambda x: exp.energy_fn(untrained.params, x)))
-    summary = train(config, str(tmp_path), progress=False)
+    summary = train(config, str(tmp_path), progress=False, devices=1)
     # Level 0 of E(x, t) is the model of the data. 300 steps take its EMA weights from one blob
     # (KL 2.13) to 0.42 nats (the raw weights oscillate between 0.6 and 1.6); a sign-flipped
     # loss ends at KL ~1e10.
@@ -295,7 +297,8 @@ def test_semi_supervised_runs_keep_a_stratified_share_of_the_labels(tmp_path):
     # The baseline trains on the labelled share alone: the same images with the same labels.
     np.testing.assert_array_equal(softmax.x_train, jem.x_train[jem.y_train >= 0])
     np.testing.assert_array_equal(softmax.y_train, jem.y_train[jem.y_train >= 0])
-    summary = train(tiny("jem_digits_semi", "run.num_steps=10"), str(tmp_path), progress=False)
+    summary = train(tiny("jem_digits_semi", "run.num_steps=10"), str(tmp_path), progress=False,
+                    devices=1)
     assert 0.0 <= summary["test_accuracy"] <= 1.0
 
 
@@ -318,20 +321,36 @@ def _has_avx512() -> bool:
         return False
 
 
-def _resume(workdir, num_steps: int, from_step: int) -> dict:
-    """``ebm-jax train --resume`` of ``workdir`` from its checkpoint at ``from_step`` to
-    ``num_steps``, in a process with XLA's default settings (without the suite's compile-time
-    flag, tests/conftest.py), as a user would; its summary."""
+# Resumes in one interpreter, one after the other, as ``ebm-jax train --resume`` would run
+# each: a fresh interpreter, jax's import and the compiles are paid once for all of them.
+RESUME_ALL = """
+import json, os, sys
+from ebm_jax import cli
+for workdir, num_steps in zip(sys.argv[1::2], sys.argv[2::2]):
+    code = cli.main(["train", "--workdir", workdir, "--resume", "--no-progress", "--devices",
+                     "1", "--set", f"run.num_steps={num_steps}",
+                     "--set", "run.robust_eval_examples=0"])
+    if code:
+        sys.exit(code)
+    with open(os.path.join(workdir, "summary.json")) as f:
+        print("summary:", json.dumps(json.load(f)))
+"""
+
+
+def _resume(*legs) -> list:
+    """``ebm-jax train --resume`` of each ``(workdir, num_steps, from_step)`` in turn, in a
+    process with XLA's default settings (without the suite's compile-time flag,
+    tests/conftest.py), as a user would; their summaries."""
     env = dict(os.environ, XLA_FLAGS=USER_XLA_FLAGS, JAX_NUM_CPU_DEVICES=str(jax.device_count()))
     env.pop("JAX_DISABLE_MOST_OPTIMIZATIONS", None)
-    done = subprocess.run([sys.executable, "-m", "ebm_jax.cli", "train", "--workdir",
-                           str(workdir), "--resume", "--no-progress", "--devices", "1", "--set",
-                           f"run.num_steps={num_steps}", "--set", "run.robust_eval_examples=0"],
+    argv = [str(arg) for workdir, num_steps, _ in legs for arg in (workdir, num_steps)]
+    done = subprocess.run([sys.executable, "-c", RESUME_ALL, *argv],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert f"resumed from step {from_step}" in done.stdout, done.stdout
-    with open(workdir / "summary.json") as f:
-        return json.load(f)
+    resumed = [line for line in done.stdout.splitlines() if line.startswith("resumed from step")]
+    assert [line.split()[3] for line in resumed] == [str(leg[2]) for leg in legs], done.stdout
+    return [json.loads(line[len("summary:"):]) for line in done.stdout.splitlines()
+            if line.startswith("summary:")]
 
 
 @pytest.mark.slow
@@ -347,9 +366,8 @@ def test_a_run_directory_of_release_0_1_resumes_bit_exactly_and_evaluates(tmp_pa
         assert "sgld_steps" in json.load(f)  # the flat 0.1 schema
     report = evaluate_run(str(workdir), metrics_requested=["classification"], figures=False)
     assert report["steps"] == 10 and 0.0 <= report["accuracy"] <= 1.0
-    summary = _resume(workdir, 20, from_step=10)
-    assert summary["steps"] == 20
-    assert _resume(legs, 15, from_step=10)["steps"] == 15
-    assert _resume(legs, 20, from_step=15)["params_fingerprint"] == summary["params_fingerprint"]
+    summary, leg_15, leg_20 = _resume((workdir, 20, 10), (legs, 15, 10), (legs, 20, 15))
+    assert summary["steps"] == 20 and leg_15["steps"] == 15
+    assert leg_20["params_fingerprint"] == summary["params_fingerprint"]
     if _has_avx512():
         assert summary["params_fingerprint"] == V0_1_FINGERPRINT_AT_20

@@ -54,7 +54,7 @@ def test_a_tiny_run_trains_draws_the_flow_and_resumes_bit_exactly(tmp_path, caps
     workdir = tmp_path / "run"
     config = tiny("fce_2d_8gaussians", "run.num_steps=20", "objective.flow_layers=1",
                   "objective.flow_hidden=8", "objective.threshold=0")
-    summary = train(config, str(workdir), progress=False)
+    summary = train(config, str(workdir), progress=False, devices=1)
     for key in ("kl_nats", "flow_kl_nats", "log_z_quadrature"):
         assert np.isfinite(summary[key]), key
     assert os.path.getsize(workdir / "predictions.png") > 1000   # true | flow | EBM

@@ -61,7 +61,7 @@ def test_the_config_builds_the_weights_and_the_warmup():
 def test_a_tiny_run_trains_scores_clusters_and_resumes_bit_exactly(tmp_path, capsys):
     workdir = tmp_path / "run"
     summary = train(tiny("gedi_circles", "run.num_steps=20", "objective.warmup_steps=10"),
-                    str(workdir), progress=False)
+                    str(workdir), progress=False, devices=1)
     assert summary["steps"] == 20
     assert 0.0 <= summary["nmi"] <= 1.0 and 0.0 <= summary["cluster_accuracy"] <= 1.0
     assert 0.5 <= summary["largest_cluster_share"] <= 1.0

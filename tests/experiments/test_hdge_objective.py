@@ -115,7 +115,7 @@ def test_the_evaluation_adds_the_normalised_log_px_aurocs():
 def test_a_tiny_run_trains_evaluates_and_resumes_bit_exactly(tmp_path, capsys):
     workdir = tmp_path / "run"
     summary = train(tiny("hdge_digits", "run.num_steps=20", "objective.queue_size=64"),
-                    str(workdir), progress=False)
+                    str(workdir), progress=False, devices=1)
     assert summary["steps"] == 20 and 0.0 <= summary["test_accuracy"] <= 1.0
     assert np.isfinite(summary["ece"]) and np.isfinite(summary["auroc_uniform_noise"])
     assert 0.0 <= summary["ood_normalised_log_px/mean"] <= 1.0

@@ -1,9 +1,9 @@
 """``ebm-jax train`` as two processes of one run (JAX's distributed runtime, Gloo on CPU).
 
 The runs are shared by the tests of this module (each is a subprocess start, a compile and
-100 steps on 2 cores):
+40 steps on 2 cores):
 
-* ``one_process``: ``jem_digits`` for 100 steps on 1 process x 8 CPU devices, in this process;
+* ``one_process``: ``jem_digits`` for 40 steps on 1 process x 8 CPU devices, in this process;
 * ``two_processes``: the same through ``ebm-jax launch --processes 2`` (2 processes x 4);
 * ``interrupted``: the same again, stopped by Ctrl-C (to the launcher) after its first
   checkpoint, resumed, then process 1 SIGKILLed after the next checkpoint, and resumed on
@@ -41,9 +41,13 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices (conftest)")]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STEPS = 100
-RUN = ["run.num_steps=100", "run.log_every=10", "run.checkpoint_every=20",
-       "run.eval_every=1000", "run.num_eval_samples=100", "run.fresh_sample_steps=5"]
+# Two processes of 4 CPU devices take about 0.2 s a step (Gloo's collectives between
+# processes), and each launch pays two interpreters, a join and a compile: 40 steps leave
+# the interruptions below several logging steps of room.
+STEPS, LOG_EVERY, CHECKPOINT_EVERY = 40, 5, 10
+RUN = [f"run.num_steps={STEPS}", f"run.log_every={LOG_EVERY}",
+       f"run.checkpoint_every={CHECKPOINT_EVERY}", "run.eval_every=1000",
+       "run.num_eval_samples=100", "run.fresh_sample_steps=5"]
 ROUNDING = 1e-5
 
 
@@ -170,7 +174,7 @@ def _interrupt_kill_resume(root):
 
 def test_two_processes_end_with_the_parameters_of_one(one_process, two_processes):
     """2 processes x 4 devices against 1 x 8, same replay-buffer blocks (8 in both): equal to
-    float rounding after 100 steps; a dropped or doubled process slice, or a gradient
+    float rounding after 40 steps; a dropped or doubled process slice, or a gradient
     averaged over one process only, moves them by far more."""
     two, _ = two_processes
     assert _rounding(_params(two), _params(one_process)) <= ROUNDING
@@ -186,8 +190,10 @@ def test_process_zero_alone_writes_the_run_files(two_processes):
     assert names == ["checkpoints", "config.json", "curves.png", "metrics.jsonl",
                      "samples.png", "summary.json"]
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "loss" in r] == list(range(10, STEPS + 1, 10))
-    assert sorted(int(n) for n in os.listdir(workdir / "checkpoints")) == [60, 80, 100]
+    assert [r["step"] for r in records if "loss" in r] == list(
+        range(LOG_EVERY, STEPS + 1, LOG_EVERY))
+    assert sorted(int(n) for n in os.listdir(workdir / "checkpoints")) == [
+        STEPS - 2 * CHECKPOINT_EVERY, STEPS - CHECKPOINT_EVERY, STEPS]
     assert done["stdout"].count('"params_fingerprint"') == 1  # one summary printed
     assert "Gloo" not in done["stdout"]
 
@@ -222,7 +228,7 @@ def test_ctrl_c_to_the_launcher_stops_both_processes_at_one_checkpoint(interrupt
     stage = interrupted["sigint"]
     assert stage["returncode"] == 130, stage["stderr"][-2000:]
     last = max(stage["steps"])
-    assert stage["first"] <= last < STEPS and last % 10 == 0
+    assert stage["first"] <= last < STEPS and last % LOG_EVERY == 0
     assert stage["stderr"].count("interrupted; the last checkpoint is intact") == 2
 
 
@@ -256,14 +262,14 @@ def test_resume_after_sigkill_reaches_the_uninterrupted_parameters(interrupted, 
 
 def test_a_one_process_checkpoint_resumes_on_two_processes(one_process, two_processes,
                                                            tmp_path):
-    """The 1-process run's step-100 checkpoint, restored by two processes (no step left to
+    """The 1-process run's last checkpoint, restored by two processes (no step left to
     train): the same parameters, as the summary's fingerprint says."""
     workdir = tmp_path / "run"
     shutil.copytree(one_process, workdir)
     done = subprocess.run(_launch(workdir, "--resume"), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "resumed from step 100" in done.stdout
+    assert f"resumed from step {STEPS}" in done.stdout
     before = json.loads((one_process / "summary.json").read_text())["params_fingerprint"]
     assert json.loads((workdir / "summary.json").read_text())["params_fingerprint"] == before
 

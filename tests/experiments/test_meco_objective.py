@@ -59,7 +59,8 @@ def test_the_config_builds_the_loss_of_its_settings():
 @pytest.mark.slow
 def test_a_tiny_run_logs_the_tracked_log_z_and_evaluates_it(tmp_path):
     workdir = str(tmp_path / "run")
-    summary = train(tiny("meco_2d_8gaussians", "run.num_steps=20"), workdir, progress=False)
+    summary = train(tiny("meco_2d_8gaussians", "run.num_steps=20"), workdir, progress=False,
+                    devices=1)
     logged = [r["log_z"] for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))
               if "log_z" in r]
     assert logged and all(np.isfinite(logged))

@@ -107,6 +107,7 @@ def test_paper_hyperparameters():
 
 
 COMMON = _small("jem_cifar10") + ["model.kind=conv", "model.channels=8,8", "model.dtype=float32",
+                                  "run.robust_eval_examples=0",
                                   "run.eval_every=100", "run.log_every=1",
                                   "run.checkpoint_every=2"]
 

@@ -143,7 +143,8 @@ def test_a_tiny_jem_trains_on_a_signal_file_and_resumes_with_the_same_arguments(
     # the programs of the session's tiny digits run, so that they come from the compile cache.
     data = _signals(tmp_path / "signals.npz", scale_to=(-1.0, 1.0))
     workdir = str(tmp_path / "run")
-    args = ["train", "--workdir", workdir, "--no-progress", "--set", f"data.dataset={data}"]
+    args = ["train", "--workdir", workdir, "--no-progress", "--devices", "1",
+            "--set", f"data.dataset={data}"]
     args += [x for o in tiny_overrides("jem_digits") for x in ("--set", o)]
     assert cli.main(args + ["--set", "run.num_steps=4"]) == 0
     with open(f"{workdir}/config.json") as f:

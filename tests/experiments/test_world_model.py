@@ -76,7 +76,7 @@ def world_model_run(tmp_path_factory):
     config = tiny("world_model_ball_fork", f"run.num_steps={WORLD_MODEL_STEPS}",
                   "run.eval_every=50", f"run.checkpoint_every={WORLD_MODEL_STEPS}",
                   "objective.num_steps=2", "objective.num_starts=4", "objective.eval_episodes=10")
-    return workdir, train(config, str(workdir), progress=False)
+    return workdir, train(config, str(workdir), progress=False, devices=1)
 
 
 @pytest.mark.slow

@@ -56,7 +56,8 @@ def assert_resumes_bit_exactly(workdir, summary: dict, capsys, *, stopped: int =
 
     shutil.rmtree(os.path.join(workdir, "checkpoints", str(last)))
     os.remove(os.path.join(workdir, "summary.json"))
-    assert cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress"]) == 0
+    assert cli.main(["train", "--workdir", str(workdir), "--resume", "--no-progress",
+                     "--devices", "1"]) == 0
     assert f"resumed from step {stopped}" in capsys.readouterr().out
     with open(os.path.join(workdir, "summary.json")) as f:
         assert json.load(f)["params_fingerprint"] == summary["params_fingerprint"]

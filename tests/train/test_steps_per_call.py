@@ -72,6 +72,6 @@ def test_a_run_of_five_steps_per_call_resumes_bit_exactly(tmp_path, capsys):
 
     workdir = tmp_path / "run"
     summary = train(tiny("jem_digits", f"run.num_steps={STEPS}", "run.steps_per_call=5"),
-                    str(workdir), progress=False)
+                    str(workdir), progress=False, devices=1)
     assert summary["steps"] == STEPS
     assert_resumes_bit_exactly(workdir, summary, capsys)
