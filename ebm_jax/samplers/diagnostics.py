@@ -1,4 +1,4 @@
-"""MCMC convergence diagnostics: effective sample size and split R-hat.
+"""MCMC convergence diagnostics: effective sample size (mean, bulk, tail) and split R-hat.
 
 Pure ``jax.numpy`` (they jit and vmap), for draws laid out ``[chains, draws]`` or
 ``[chains, draws, ...]`` (then computed independently per trailing element),
@@ -17,7 +17,10 @@ as implemented in Stan and ArviZ:
   (default) applies this to the raw draws: the ESS that gives the Monte Carlo
   standard error of a mean, ``sd / sqrt(ESS)`` (ArviZ ``ess(method="mean")``).
   ``method="bulk"`` applies it to the rank-normalised draws (ArviZ's default
-  ``ess_bulk``), robust to heavy tails.
+  ``ess_bulk``), robust to heavy tails. ``method="tail"`` is the smaller ESS of the
+  indicators ``draws <= q_5%`` and ``draws <= q_95%`` (quantiles of all draws; ArviZ
+  ``ess_tail``): how well the chains visit the tails, which a sampler can under-sample
+  while the bulk ESS and R-hat look perfect.
 * :func:`split_rhat`: the rank-normalised split-R-hat of Vehtari et al. (2021),
   ``max(R̂(z(split draws)), R̂(z(split |draws - median|)))``: the bulk part catches
   chains with different locations, the folded part chains with different scales
@@ -133,7 +136,9 @@ def effective_sample_size(samples, *, method: str = "mean") -> jax.Array:
         One chain is fine (it is split in two).
       method: ``"mean"`` (default): ESS of the raw draws, the one that gives the
         Monte Carlo standard error of their mean, ``sd / sqrt(ess)``. ``"bulk"``:
-        ESS of the rank-normalised draws (Stan's/ArviZ's ``ess_bulk``).
+        ESS of the rank-normalised draws (Stan's/ArviZ's ``ess_bulk``). ``"tail"``: the
+        smaller ESS of the 5% and 95% quantile indicators (``ess_tail``); Vehtari et al.
+        ask for bulk and tail ESS above ``100 * chains`` before trusting quantiles.
 
     Returns:
       ESS with shape ``samples.shape[2:]`` (a scalar for ``[chains, draws]``), in
@@ -147,14 +152,28 @@ def effective_sample_size(samples, *, method: str = "mean") -> jax.Array:
       >>> ess.shape, bool(jnp.all((ess > 3000) & (ess < 5500)))
       ((2,), True)
     """
-    if method not in ("mean", "bulk"):
-        raise ValueError(f"method={method!r}: expected 'mean' or 'bulk'")
+    if method not in ESS_METHODS:
+        raise ValueError(f"method={method!r}: expected one of {', '.join(ESS_METHODS)}")
     return _ess_impl(_as_draws(samples), method)
+
+
+ESS_METHODS = ("mean", "bulk", "tail")
+TAIL_PROBS = (0.05, 0.95)
+
+
+def _tail_ess_2d(x: jax.Array) -> jax.Array:
+    """Tail ESS of ``x [C, N]`` (unsplit): the smaller ESS of the split indicators
+    ``x <= quantile(x, p)`` for ``p`` in :data:`TAIL_PROBS` (linear quantiles, as NumPy)."""
+    quantiles = jnp.quantile(x, jnp.asarray(TAIL_PROBS, x.dtype))
+    return jnp.min(jnp.stack([_ess_2d(_split_chains((x <= q).astype(x.dtype)))
+                              for q in quantiles]))
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _ess_impl(x: jax.Array, method: str) -> jax.Array:
     def one(x2):
+        if method == "tail":
+            return _tail_ess_2d(x2)
         split = _split_chains(x2)
         return _ess_2d(_z_scale(split) if method == "bulk" else split)
 
@@ -219,12 +238,16 @@ class ChainSummary(NamedTuple):
       sd: standard deviation over all chains and draws (ddof=1).
       ess: :func:`effective_sample_size` (``method="mean"``).
       rhat: :func:`split_rhat` (rank-normalised).
+      ess_bulk, ess_tail: :func:`effective_sample_size` with ``method="bulk"`` and
+        ``"tail"`` (Stan's summary columns).
     """
 
     mean: jax.Array
     sd: jax.Array
     ess: jax.Array
     rhat: jax.Array
+    ess_bulk: jax.Array
+    ess_tail: jax.Array
 
     @property
     def mcse(self) -> jax.Array:
@@ -233,7 +256,7 @@ class ChainSummary(NamedTuple):
 
 
 def chain_summary(samples, statistic: Optional[Callable] = None) -> ChainSummary:
-    """Mean, sd, ESS and R-hat of a statistic of the draws.
+    """Mean, sd, ESS (mean, bulk and tail) and R-hat of a statistic of the draws.
 
     Args:
       samples: positions ``[chains, draws, *position_shape]``.
@@ -259,4 +282,6 @@ def chain_summary(samples, statistic: Optional[Callable] = None) -> ChainSummary
     count = x.shape[0] * x.shape[1]
     mean = jnp.mean(x, axis=(0, 1))
     sd = jnp.sqrt(jnp.sum(jnp.square(x - mean), axis=(0, 1)) / (count - 1))
-    return ChainSummary(mean, sd, effective_sample_size(x), split_rhat(x))
+    return ChainSummary(mean, sd, effective_sample_size(x), split_rhat(x),
+                        effective_sample_size(x, method="bulk"),
+                        effective_sample_size(x, method="tail"))
