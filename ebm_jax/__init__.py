@@ -15,7 +15,8 @@ get one jitted train step::
 
 At the top level: the samplers (``langevin``, ``mala``, ``hmc``, ``annealed_langevin``,
 ``descent``, the ``*_kernel`` builders that take the step size as an argument, and
-``init_chains``/``run_chain``/``run_chains``), the chain starts (``replay_buffer_start``,
+``init_chains``/``run_chain``/``run_chains``, and ``sample_chain``/``sample_chains`` that
+record ``Draws``), the chain starts (``replay_buffer_start``,
 ``data_start``, ``noise_start``, ``ChainStart``), every loss transform (``cross_entropy``,
 ``jem_hybrid``, ``hdge``, ``contrastive_divergence``, ``nce``, ``denoising_score_matching``,
 ``sliced_score_matching``, ``recovery_likelihood`` with ``noise_schedule`` and
@@ -68,6 +69,7 @@ from ebm_jax.losses import (
 )
 from ebm_jax.samplers import (
     ChainStart,
+    Draws,
     ReplayBuffer,
     Sampler,
     annealed_langevin,
@@ -89,6 +91,8 @@ from ebm_jax.samplers import (
     replay_buffer_start,
     run_chain,
     run_chains,
+    sample_chain,
+    sample_chains,
     uniform_init,
 )
 from ebm_jax.train import (
@@ -106,6 +110,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ChainStart",
     "Checkpointer",
+    "Draws",
     "LossTransform",
     "ReplayBuffer",
     "Sampler",
@@ -160,6 +165,8 @@ __all__ = [
     "replay_buffer_start",
     "run_chain",
     "run_chains",
+    "sample_chain",
+    "sample_chains",
     "samplers",
     "setup_training",
     "sliced_score_matching",

@@ -7,7 +7,7 @@ import ebm_jax as ej
 
 SAMPLERS = ["langevin", "langevin_kernel", "mala", "mala_kernel", "hmc", "hmc_kernel",
             "annealed_langevin", "annealed_sample", "descent", "descent_kernel", "init_chains",
-            "run_chain", "run_chains", "Sampler"]
+            "run_chain", "run_chains", "sample_chain", "sample_chains", "Draws", "Sampler"]
 CHAIN_STARTS = ["ChainStart", "replay_buffer_start", "data_start", "noise_start",
                 "ReplayBuffer", "uniform_init"]
 LOSSES = ["LossTransform", "combine", "cross_entropy", "jem_hybrid", "contrastive_divergence",

@@ -19,7 +19,8 @@ from ebm_jax.samplers.annealed import (
     annealed_sample,
     song_ermon_step_sizes,
 )
-from ebm_jax.samplers.base import Sampler, init_chains, run_chain, run_chains
+from ebm_jax.samplers.base import (Draws, Sampler, init_chains, run_chain, run_chains,
+                                   sample_chain, sample_chains)
 from ebm_jax.samplers.blackjax_adapter import from_blackjax
 from ebm_jax.samplers.chain_starts import (ChainStart, RecoveryCondition, data_start,
                                            follow_support, initializer_start, noise_start,
@@ -48,6 +49,7 @@ __all__ = [
     "ChainSummary",
     "DescentInfo",
     "DescentState",
+    "Draws",
     "DualAveragingState",
     "HMCInfo",
     "HMCState",
@@ -103,6 +105,8 @@ __all__ = [
     "run_chain",
     "run_chains",
     "sample",
+    "sample_chain",
+    "sample_chains",
     "song_ermon_step_sizes",
     "split_rhat",
     "temperature_noise_scale",

@@ -136,3 +136,95 @@ def run_chains(rng_key: jax.Array, sampler: Sampler, states: Any, params: Any, n
         return run_chain(key, sampler, state, params, num_steps, *c, unroll=unroll, trace=trace)
 
     return jax.vmap(one)(keys, states, *cond)
+
+
+class Draws(NamedTuple):
+    """Recorded draws of one chain (``[num_draws, ...]``) or of many (``[C, num_draws, ...]``,
+    the ``[chains, draws, ...]`` layout of :mod:`ebm_jax.samplers.diagnostics`).
+
+    Attributes:
+      positions: the position after every ``thin``-th step.
+      info: the sampler's Info of those steps (acceptance, energy, ...).
+    """
+
+    positions: Any
+    info: Any
+
+
+def _position(state: Any) -> Any:
+    position = getattr(state, "position", None)
+    if position is None:
+        raise ValueError(f"a sampler state of type {type(state).__name__} has no 'position' "
+                         "field: expected a state such as LangevinState, MALAState or HMCState")
+    return position
+
+
+def sample_chain(rng_key: jax.Array, sampler: Sampler, state: Any, params: Any, num_draws: int,
+                 *cond: Any, thin: int = 1, unroll: int = 1) -> tuple[Any, Draws]:
+    """Run one chain for ``num_draws * thin`` steps and record its position every ``thin``
+    steps (memory ``num_draws`` positions, whatever ``thin``).
+
+    The steps use the keys :func:`run_chain` would use for ``num_draws * thin`` steps, so
+    the final state is the one ``run_chain`` reaches (to float rounding: another compiled
+    program); the draws are the positions after steps ``thin, 2 thin, ...,
+    num_draws * thin``. Warm up (or adapt) first: every recorded
+    draw counts.
+
+    Returns:
+      ``(final_state, Draws)`` with ``positions [num_draws, ...]`` and the Info of the
+      recorded steps (leading axis ``num_draws``).
+
+    Example::
+
+      >>> from ebm_jax.samplers import langevin
+      >>> sampler = langevin(lambda p, x: 0.5 * x @ x, step_size=0.1)
+      >>> run = jax.jit(lambda key, state: sample_chain(key, sampler, state, None, 100, thin=5))
+      >>> state, draws = run(jax.random.key(0), sampler.init(jnp.ones(2), None))
+      >>> draws.positions.shape                     # 100 draws, one every 5 steps
+      (100, 2)
+    """
+    num_draws = check_int("num_draws", num_draws, expected="a positive Python int")
+    thin = check_int("thin", thin, expected="a positive Python int")
+    _position(state)
+    keys = jax.random.split(rng_key, num_draws * thin)
+    keys = keys.reshape((num_draws, thin) + keys.shape[1:])
+
+    def one_draw(carry, draw_keys):
+        def body(s, key):
+            return sampler.step(key, s, params, *cond)[0], None
+
+        carry, _ = jax.lax.scan(body, carry, draw_keys[:-1], unroll=unroll)
+        carry, info = sampler.step(draw_keys[-1], carry, params, *cond)
+        return carry, (_position(carry), info)
+
+    state, (positions, info) = jax.lax.scan(one_draw, state, keys)
+    return state, Draws(positions, info)
+
+
+def sample_chains(rng_key: jax.Array, sampler: Sampler, states: Any, params: Any,
+                  num_draws: int, *cond: Any, thin: int = 1,
+                  unroll: int = 1) -> tuple[Any, Draws]:
+    """:func:`sample_chain` vmapped over chains (keys split as :func:`run_chains` splits
+    them): ``Draws.positions [C, num_draws, ...]``, ready for
+    :func:`~ebm_jax.samplers.diagnostics.chain_summary`.
+
+    Example::
+
+      >>> from ebm_jax.samplers import langevin
+      >>> from ebm_jax.samplers.diagnostics import chain_summary
+      >>> sampler = langevin(lambda p, x: 0.5 * x @ x, step_size=0.1)
+      >>> states = init_chains(sampler, jnp.zeros((4, 2)), None)
+      >>> _, draws = jax.jit(lambda k, s: sample_chains(k, sampler, s, None, 200))(
+      ...     jax.random.key(0), states)
+      >>> chain_summary(draws.positions).mean.shape  # draws [4, 200, 2] -> per coordinate
+      (2,)
+    """
+    num_chains = _check_chain_axis("states", states, cond)
+    keys = jax.random.split(rng_key, num_chains)
+    keys, states, cond = split_along_data((keys, states, cond))
+
+    def one(key, state, *c):
+        return sample_chain(key, sampler, state, params, num_draws, *c, thin=thin,
+                            unroll=unroll)
+
+    return jax.vmap(one)(keys, states, *cond)
