@@ -4,11 +4,13 @@ from ebm_jax.samplers import replay_buffer
 from ebm_jax.samplers.adaptation import (
     AdaptationInfo,
     DualAveragingState,
+    Warmup,
     adapt_step_size,
     adapt_step_size_chains,
     dual_averaging_init,
     dual_averaging_update,
     final_step_size,
+    warmup_chains,
 )
 from ebm_jax.samplers.annealed import (
     AnnealedInfo,
@@ -63,6 +65,7 @@ __all__ = [
     "RecoveryInfo",
     "ReplayBuffer",
     "Sampler",
+    "Warmup",
     "adapt_step_size",
     "adapt_step_size_chains",
     "annealed_langevin",
@@ -112,4 +115,5 @@ __all__ = [
     "temperature_noise_scale",
     "tweedie_denoise",
     "uniform_init",
+    "warmup_chains",
 ]

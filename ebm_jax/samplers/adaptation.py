@@ -17,6 +17,10 @@ warm-up of one chain and :func:`adapt_step_size_chains` of many chains that
 share one step size (adapted on their mean acceptance), as one ``lax.scan``.
 Both drive a low-level kernel ``kernel(rng_key, state, params, step_size, *cond)``
 such as :func:`~ebm_jax.samplers.mala_kernel` or :func:`~ebm_jax.samplers.hmc_kernel`.
+:func:`warmup_chains` is the one-call form: from a sampler constructor
+``make_sampler(step_size) -> Sampler`` (``functools.partial(mala, energy_fn)``) it
+initialises the chains, adapts their shared step size and returns the sampler at that
+step size with the warmed-up states.
 
 Targets: 0.574 is optimal for MALA (Roberts & Rosenthal 1998), about 0.65-0.8 for HMC.
 """
@@ -30,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_jax._checks import check_int, check_positive_finite
+from ebm_jax.samplers.base import Sampler, init_chains
 
 GAMMA = 0.05
 T0 = 10.0
@@ -255,3 +260,78 @@ def adapt_step_size_chains(rng_key: jax.Array, kernel: Callable, states: Any, pa
 
     return _warmup(rng_key, transition, states, initial_step_size, num_warmup,
                    target_acceptance, gamma, t0, kappa)
+
+
+class Warmup(NamedTuple):
+    """What :func:`warmup_chains` returns.
+
+    Attributes:
+      sampler: ``make_sampler(step_size)``, the sampler to draw with.
+      states: the chains' states after warm-up ``[C, ...]``, ready for
+        :func:`~ebm_jax.samplers.sample_chains` or :func:`~ebm_jax.samplers.run_chains`.
+      step_size: the adapted step size (a JAX float32 scalar).
+      info: the :class:`AdaptationInfo` trace (``info`` fields ``[num_warmup, C]``).
+    """
+
+    sampler: Sampler
+    states: Any
+    step_size: jax.Array
+    info: AdaptationInfo
+
+
+def warmup_chains(rng_key: jax.Array, make_sampler: Callable[[Any], Sampler], positions: Any,
+                  params: Any, *cond: Any, initial_step_size, num_warmup: int,
+                  target_acceptance: float = 0.574, gamma: float = GAMMA, t0: float = T0,
+                  kappa: float = KAPPA) -> Warmup:
+    """Start chains at ``positions [C, ...]``, warm them up while adapting one shared step
+    size by dual averaging (as :func:`adapt_step_size_chains`), and return the sampler
+    built at the adapted step size with the warmed-up states: one constructor instead of
+    a sampler for the states, its kernel for the adaptation and a sampler again.
+
+    Args:
+      rng_key: one PRNG key.
+      make_sampler: ``make_sampler(step_size) -> Sampler`` whose steps report an
+        ``acceptance_rate`` (MALA, HMC), e.g. ``functools.partial(mala, energy_fn)`` or
+        ``lambda h: hmc(energy_fn, h, 10)``; it is called with a traced step size during
+        the warm-up.
+      positions: chain starts ``[C, ...]`` (every ``cond`` is ``[C, ...]`` too).
+      params: shared energy parameters.
+      initial_step_size, num_warmup, target_acceptance, gamma, t0, kappa: as in
+        :func:`adapt_step_size`.
+
+    Returns:
+      A :class:`Warmup` ``(sampler, states, step_size, info)``. It returns a sampler (two
+      functions), so call it outside ``jit``; the warm-up itself is one compiled
+      ``lax.scan``.
+
+    Example::
+
+      >>> import functools
+      >>> from ebm_jax.samplers import mala, sample_chains
+      >>> energy = lambda p, x: 0.5 * jnp.sum(x**2)
+      >>> warm = warmup_chains(jax.random.key(0), functools.partial(mala, energy),
+      ...                      jnp.zeros((64, 2)), None, initial_step_size=0.1, num_warmup=300)
+      >>> _, draws = sample_chains(jax.random.key(1), warm.sampler, warm.states, None, 100)
+      >>> draws.positions.shape                    # [chains, draws, 2]
+      (64, 100, 2)
+    """
+    if not callable(make_sampler):
+        raise TypeError(f"make_sampler={make_sampler!r}: expected a function step_size -> "
+                        "Sampler, e.g. functools.partial(mala, energy_fn)")
+    _check_warmup(num_warmup, initial_step_size, target_acceptance)
+    _check_hyperparameters(gamma, t0, kappa)
+    first = make_sampler(initial_step_size)
+    if not isinstance(first, Sampler):
+        raise TypeError(f"make_sampler({initial_step_size}) returned {type(first).__name__}: "
+                        "expected a Sampler (init, step)")
+    states = init_chains(first, positions, params, *cond)
+
+    def kernel(key, state, kernel_params, step_size, *c):
+        return make_sampler(step_size).step(key, state, kernel_params, *c)
+
+    states, step_size, info = jax.jit(
+        lambda key, states, params, *c: adapt_step_size_chains(
+            key, kernel, states, params, *c, initial_step_size=initial_step_size,
+            num_warmup=num_warmup, target_acceptance=target_acceptance, gamma=gamma, t0=t0,
+            kappa=kappa))(rng_key, states, params, *cond)
+    return Warmup(make_sampler(step_size), states, step_size, info)

@@ -9,6 +9,8 @@ must be within 0.05 of the target. Measured over keys 0-3: MALA adapts to h = 0.
 (acceptance 0.561-0.590 for target 0.574), HMC with L = 5 to eps = 0.83 (acceptance
 0.793-0.797 for target 0.8): within 0.015 of the target.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,8 @@ from ebm_jax.energies import gaussian
 from ebm_jax.samplers import (
     AdaptationInfo,
     DualAveragingState,
+    Sampler,
+    Warmup,
     adapt_step_size,
     adapt_step_size_chains,
     dual_averaging_init,
@@ -28,6 +32,8 @@ from ebm_jax.samplers import (
     init_chains,
     mala,
     mala_kernel,
+    run_chains,
+    warmup_chains,
 )
 
 MEAN = np.array([1.0, -2.0])
@@ -133,6 +139,56 @@ def test_shared_step_size_reaches_the_target(sampler_name, target):
     assert info.info.acceptance_rate.shape == (500, 128)
     np.testing.assert_allclose(info.acceptance_rate, info.info.acceptance_rate.mean(1), rtol=1e-5)
     assert abs(float(acceptance) - target) < 0.05, (float(step_size), float(acceptance))
+
+
+@pytest.mark.parametrize("family", ["mala", "hmc"])
+def test_warmup_chains_is_the_three_step_recipe_in_one_call(family):
+    """From a constructor alone: the same states and step size as a sampler's init_chains,
+    its kernel through adapt_step_size_chains and the sampler rebuilt at the adapted step
+    (to float rounding), and the returned sampler is that last one."""
+    if family == "mala":
+        make, kernel = functools.partial(mala, TARGET.energy_fn), mala_kernel(TARGET.energy_fn)
+    else:
+        make, kernel = (lambda h: hmc(TARGET.energy_fn, h, 5)), hmc_kernel(TARGET.energy_fn, 5)
+    starts = jax.random.normal(jax.random.key(3), (16, 2))
+    warm = warmup_chains(jax.random.key(4), make, starts, None, initial_step_size=0.5,
+                         num_warmup=60)
+    assert isinstance(warm, Warmup) and isinstance(warm.sampler, Sampler)
+    states = init_chains(make(0.5), starts, None)
+    states, step_size, info = jax.jit(lambda k, s: adapt_step_size_chains(
+        k, kernel, s, None, initial_step_size=0.5, num_warmup=60))(jax.random.key(4), states)
+    np.testing.assert_allclose(warm.step_size, step_size, rtol=1e-5)
+    np.testing.assert_allclose(warm.states.position, states.position, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(warm.info.acceptance_rate, info.acceptance_rate, rtol=1e-5,
+                               atol=1e-6)
+    ours, _ = run_chains(jax.random.key(5), warm.sampler, warm.states, None, 3)
+    theirs, _ = run_chains(jax.random.key(5), make(step_size), states, None, 3)
+    np.testing.assert_allclose(ours.position, theirs.position, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_warmed_up_sampler_accepts_at_the_target():
+    """128 MALA chains warmed up from one point: the returned sampler's mean acceptance over
+    the next 200 steps is within 0.05 of the target (as adapt_step_size_chains's own test);
+    a sampler returned at the initial step size (1.0 here) accepts far less."""
+    warm = warmup_chains(jax.random.key(6), functools.partial(mala, TARGET.energy_fn),
+                         jnp.zeros((128, 2)), None, initial_step_size=1.0, num_warmup=500)
+    _, info = jax.jit(lambda k, s: run_chains(k, warm.sampler, s, None, 200, trace=True))(
+        jax.random.key(7), warm.states)
+    assert abs(float(info.acceptance_rate.mean()) - 0.574) < 0.05, float(warm.step_size)
+
+
+def test_warmup_chains_refuses_what_is_not_a_sampler_constructor():
+    with pytest.raises(TypeError, match="make_sampler=3: expected a function step_size"):
+        warmup_chains(jax.random.key(0), 3, jnp.zeros((2, 2)), None, initial_step_size=0.1,
+                      num_warmup=5)
+    with pytest.raises(TypeError, match=r"make_sampler\(0.1\) returned function: expected a "
+                                        "Sampler"):
+        warmup_chains(jax.random.key(0), lambda h: mala_kernel(TARGET.energy_fn),
+                      jnp.zeros((2, 2)), None, initial_step_size=0.1, num_warmup=5)
+    with pytest.raises(ValueError, match="num_warmup"):
+        warmup_chains(jax.random.key(0), functools.partial(mala, TARGET.energy_fn),
+                      jnp.zeros((2, 2)), None, initial_step_size=0.1, num_warmup=0)
 
 
 def test_adaptation_is_a_pure_function_of_its_key():
