@@ -20,7 +20,9 @@ such as :func:`~ebm_jax.samplers.mala_kernel` or :func:`~ebm_jax.samplers.hmc_ke
 :func:`warmup_chains` is the one-call form: from a sampler constructor
 ``make_sampler(step_size) -> Sampler`` (``functools.partial(mala, energy_fn)``) it
 initialises the chains, adapts their shared step size and returns the sampler at that
-step size with the warmed-up states.
+step size with the warmed-up states. :func:`window_adaptation` is Stan's warm-up: the step
+size and a diagonal mass matrix (the draws' regularised variances over doubling windows,
+:func:`warmup_windows`), for samplers built as ``make_sampler(step_size, inverse_mass)``.
 
 Targets: 0.574 is optimal for MALA (Roberts & Rosenthal 1998), about 0.65-0.8 for HMC.
 """
@@ -335,3 +337,152 @@ def warmup_chains(rng_key: jax.Array, make_sampler: Callable[[Any], Sampler], po
             num_warmup=num_warmup, target_acceptance=target_acceptance, gamma=gamma, t0=t0,
             kappa=kappa))(rng_key, states, params, *cond)
     return Warmup(make_sampler(step_size), states, step_size, info)
+
+
+# -- Stan's windowed adaptation of the step size and a diagonal mass matrix ------------------
+
+def warmup_windows(num_warmup: int, initial_buffer: int = 75, final_buffer: int = 50,
+                   first_window: int = 25) -> tuple[int, list, int]:
+    """Stan's warm-up schedule: a fast initial buffer (step size only), slow windows that
+    double in length (each ends with a new mass matrix; the last one stretched to the final
+    buffer), a fast final buffer (step size only).
+
+    Below 20 warm-up steps there are no windows (the step size alone adapts); when the
+    three default lengths do not fit, Stan's 15% / 75% / 10% split is used.
+
+    Returns:
+      ``(initial_buffer, [(start, end), ...], final_buffer)``: the slow windows as
+      half-open step ranges.
+
+    Example::
+
+      >>> warmup_windows(1000)       # Stan's default: windows of 25, 50, 100, 200 and 500
+      (75, [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)], 50)
+    """
+    num_warmup = check_int("num_warmup", num_warmup)
+    if num_warmup < 20:
+        return num_warmup, [], 0
+    if initial_buffer + first_window + final_buffer > num_warmup:
+        initial_buffer, final_buffer = int(0.15 * num_warmup), int(0.1 * num_warmup)
+        first_window = num_warmup - initial_buffer - final_buffer
+    windows, start, size, slow_end = [], initial_buffer, first_window, num_warmup - final_buffer
+    while start < slow_end:
+        end = start + size
+        if end + 2 * size >= slow_end:  # the next window would not fit: stretch this one
+            end = slow_end
+        windows.append((start, end))
+        start, size = end, 2 * size
+    return initial_buffer, windows, final_buffer
+
+
+class _PositionInfo(NamedTuple):
+    acceptance_rate: jax.Array
+    position: jax.Array
+
+
+def regularised_variance(draws: jax.Array) -> jax.Array:
+    """Stan's regularised variance of ``draws [n, D]``: ``n / (n + 5) var + 1e-3 * 5 / (n + 5)``
+    (shrunk toward a small multiple of the identity, so that a short window cannot give a
+    degenerate mass matrix).
+
+    Example::
+
+      >>> draws = jnp.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]])
+      >>> [round(float(v), 4) for v in regularised_variance(draws)]   # var 4 and 0, n = 3
+      [1.5006, 0.0006]
+    """
+    n = draws.shape[0]
+    return n / (n + 5.0) * jnp.var(draws, axis=0, ddof=1) + 1e-3 * 5.0 / (n + 5.0)
+
+
+class WindowWarmup(NamedTuple):
+    """What :func:`window_adaptation` returns: :class:`Warmup`'s fields plus the adapted
+    diagonal ``inverse_mass [D]`` (the draws' regularised variances)."""
+
+    sampler: Sampler
+    states: Any
+    step_size: jax.Array
+    inverse_mass: jax.Array
+    info: list
+
+
+def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], positions: Any,
+                      params: Any, *cond: Any, initial_step_size, num_warmup: int,
+                      target_acceptance: float = 0.8, initial_buffer: int = 75,
+                      final_buffer: int = 50, first_window: int = 25, gamma: float = GAMMA,
+                      t0: float = T0, kappa: float = KAPPA) -> WindowWarmup:
+    """Stan's warm-up for chains that share a step size and a diagonal mass matrix.
+
+    :func:`warmup_windows` gives the phases. Dual averaging adapts the step size throughout
+    (on the chains' mean acceptance); at the end of each slow window the inverse mass
+    matrix becomes the :func:`regularised_variance` of that window's draws, pooled over
+    chains (``n`` = chains x window length), and dual averaging restarts from the step
+    size reached. The final buffer adapts the step size to the last mass matrix.
+
+    Args:
+      rng_key: one PRNG key.
+      make_sampler: ``make_sampler(step_size, inverse_mass) -> Sampler`` whose steps report
+        an ``acceptance_rate``, e.g. ``lambda h, m: hmc(energy_fn, h, 10, inverse_mass=m)``
+        (both arguments may be traced); ``inverse_mass`` is ``[D]``, ``D`` the flattened
+        position size.
+      positions: chain starts ``[C, ...]``.
+      params: shared energy parameters.
+      initial_step_size, num_warmup, target_acceptance (default 0.8, Stan's), gamma, t0,
+        kappa: as in :func:`adapt_step_size`.
+      initial_buffer, final_buffer, first_window: Stan's 75, 50 and 25.
+
+    Returns:
+      A :class:`WindowWarmup` ``(sampler, states, step_size, inverse_mass, info)``; ``info``
+      lists each phase's :class:`AdaptationInfo`. Call it outside ``jit`` (it returns a
+      sampler); each phase is one compiled ``lax.scan``.
+
+    Example::
+
+      >>> from ebm_jax.samplers import hmc
+      >>> energy = lambda p, x: 0.5 * jnp.sum((x / jnp.array([1.0, 10.0])) ** 2)
+      >>> warm = window_adaptation(jax.random.key(0),
+      ...                          lambda h, m: hmc(energy, h, 10, inverse_mass=m),
+      ...                          jnp.zeros((16, 2)), None, initial_step_size=0.1,
+      ...                          num_warmup=300)
+      >>> warm.inverse_mass.shape            # about the variances (1, 100)
+      (2,)
+    """
+    if not callable(make_sampler):
+        raise TypeError(f"make_sampler={make_sampler!r}: expected a function (step_size, "
+                        "inverse_mass) -> Sampler")
+    _check_warmup(num_warmup, initial_step_size, target_acceptance)
+    _check_hyperparameters(gamma, t0, kappa)
+    num_positions = jax.tree.leaves(positions)[0].shape[0]
+    size = int(np.prod(jnp.shape(positions)[1:]))
+    inverse_mass = jnp.ones(size, jnp.float32)
+    first = make_sampler(initial_step_size, inverse_mass)
+    if not isinstance(first, Sampler):
+        raise TypeError(f"make_sampler({initial_step_size}, inverse_mass) returned "
+                        f"{type(first).__name__}: expected a Sampler (init, step)")
+    states = init_chains(first, positions, params, *cond)
+    start, windows, end = warmup_windows(num_warmup, initial_buffer, final_buffer, first_window)
+    phases = ([start] if start else []) + [b - a for a, b in windows] + ([end] if end else [])
+    slow = [False] * bool(start) + [True] * len(windows) + [False] * bool(end)
+
+    def run_phase(key, chain_states, mass, step_size, num_steps):
+        def kernel(k, state, kernel_params, h, *c):
+            state, info = make_sampler(h, mass).step(k, state, kernel_params, *c)
+            return state, _PositionInfo(info.acceptance_rate, state.position)
+
+        return adapt_step_size_chains(key, kernel, chain_states, params, *cond,
+                                      initial_step_size=step_size, num_warmup=num_steps,
+                                      target_acceptance=target_acceptance, gamma=gamma,
+                                      t0=t0, kappa=kappa)
+
+    step_size, infos = float(initial_step_size), []
+    for key, num_steps, is_slow in zip(jax.random.split(rng_key, len(phases)), phases, slow):
+        phase = jax.jit(run_phase, static_argnums=(3, 4))
+        states, new_step, info = phase(key, states, inverse_mass, step_size, num_steps)
+        step_size = float(new_step)
+        infos.append(info)
+        if is_slow:  # a new mass matrix from this window's draws, pooled over chains
+            draws = info.info.position.reshape(num_steps * num_positions, size)
+            inverse_mass = regularised_variance(draws).astype(jnp.float32)
+    sampler = make_sampler(jnp.float32(step_size), inverse_mass)
+    # The cached energies and gradients of HMC/MALA states do not depend on the mass matrix.
+    return WindowWarmup(sampler, states, jnp.float32(step_size), inverse_mass, infos)

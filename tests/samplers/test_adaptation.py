@@ -33,8 +33,11 @@ from ebm_jax.samplers import (
     mala,
     mala_kernel,
     run_chains,
+    sample_chains,
     warmup_chains,
 )
+from ebm_jax.samplers.adaptation import regularised_variance, window_adaptation, warmup_windows
+from ebm_jax.samplers.diagnostics import effective_sample_size
 
 MEAN = np.array([1.0, -2.0])
 COV = np.array([[1.0, 0.5], [0.5, 0.75]])
@@ -248,3 +251,64 @@ def test_pure_pieces_check_their_arguments():
         dual_averaging_init(-0.1)
     with pytest.raises(ValueError, match=r"target_acceptance=1.5"):
         dual_averaging_update(dual_averaging_init(0.1), 0.5, 1.5)
+
+
+# -- Stan's windowed adaptation ---------------------------------------------------------------
+
+def test_the_windows_are_stans():
+    """Stan's schedule (windowed_adaptation.hpp): for 1,000 warm-up steps a 75-step buffer,
+    slow windows of 25, 50, 100, 200 and 500 (the last stretched to the final buffer) and a
+    50-step buffer; Stan's 15/75/10% split when the defaults do not fit; none below 20."""
+    assert warmup_windows(1000) == (75, [(75, 100), (100, 150), (150, 250), (250, 450),
+                                         (450, 950)], 50)
+    # 100 + 2 x 50 reaches the final buffer: the second window is stretched to it.
+    assert warmup_windows(300) == (75, [(75, 100), (100, 250)], 50)
+    assert warmup_windows(100) == (15, [(15, 90)], 10)
+    assert warmup_windows(10) == (10, [], 0)
+
+
+def test_the_regularised_variance_is_stans():
+    draws = jax.random.normal(jax.random.key(0), (20, 3)) * jnp.array([1.0, 2.0, 0.0])
+    n = 20
+    expected = n / (n + 5) * np.var(np.asarray(draws), axis=0, ddof=1) + 1e-3 * 5 / (n + 5)
+    np.testing.assert_allclose(regularised_variance(draws), expected, rtol=1e-5)
+
+
+SCALES = jnp.array([1.0, 30.0])
+
+
+def _wide_energy(params, x):
+    return 0.5 * jnp.sum((x / SCALES) ** 2)
+
+
+@pytest.mark.slow
+def test_window_adaptation_learns_the_variances_and_beats_the_identity_mass():
+    """N(0, diag(1, 900)), 16 HMC chains (L = 4: a path of about 4 normalised units, short
+    of the Gaussian's period 2 pi, whose multiples make fixed-length HMC return where it
+    started), 300 warm-up steps (windows 25 and 150): the inverse mass within 30% of the
+    variances (measured 1.00 and 855), the acceptance between 0.75 and 0.97 for Stan's
+    target 0.8 (dual averaging's averaged step is smaller than its last iterates, so the
+    acceptance after warm-up lands above the target: measured 0.85-0.91 under the suite's
+    and the default compile flags; the initial step 0.1 accepts 0.99+), the draws' variances
+    within 20%, and the wide coordinate's ESS over 300 draws at least 10 times that of the
+    same HMC with the identity mass and a step size adapted alone (measured 7,300 against
+    45: the identity mass's step is set by the narrow coordinate). A mass in place of the
+    inverse mass, or no update after the windows, fails."""
+    make = lambda h, m: hmc(_wide_energy, h, 4, inverse_mass=m)  # noqa: E731
+    starts = jax.random.normal(jax.random.key(1), (16, 2))
+    warm = window_adaptation(jax.random.key(2), make, starts, None, initial_step_size=0.1,
+                             num_warmup=300)
+    np.testing.assert_allclose(warm.inverse_mass, np.asarray(SCALES) ** 2, rtol=0.3)
+    assert len(warm.info) == 4  # initial buffer, two windows, final buffer
+    run = jax.jit(lambda k, sampler, s: sample_chains(k, sampler, s, None, 300),
+                  static_argnums=1)
+    _, draws = run(jax.random.key(3), warm.sampler, warm.states)
+    assert 0.75 < float(draws.info.acceptance_rate.mean()) < 0.97
+    np.testing.assert_allclose(np.asarray(draws.positions).reshape(-1, 2).var(0),
+                               np.asarray(SCALES) ** 2, rtol=0.2)
+    plain = warmup_chains(jax.random.key(2), lambda h: hmc(_wide_energy, h, 4), starts, None,
+                          initial_step_size=0.1, num_warmup=300, target_acceptance=0.8)
+    _, plain_draws = run(jax.random.key(3), plain.sampler, plain.states)
+    ess, plain_ess = (np.asarray(effective_sample_size(d.positions))[1]
+                      for d in (draws, plain_draws))
+    assert ess > 10 * plain_ess, (ess, plain_ess)
