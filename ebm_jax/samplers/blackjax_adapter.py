@@ -8,6 +8,14 @@ stay a runtime argument (one compilation across param values).
 
 blackjax stays an optional dependency: this module never imports it; the caller
 passes the algorithm's constructor (``blackjax.mala``, ``blackjax.hmc``, ...).
+
+NUTS with Stan's warm-up (step size and diagonal mass matrix) is the adapter inside
+:func:`~ebm_jax.samplers.window_adaptation`::
+
+    warm = window_adaptation(key, lambda h, m: from_blackjax(
+        blackjax.nuts, energy_fn, step_size=h, inverse_mass_matrix=m),
+        positions, params, initial_step_size=0.1, num_warmup=1000)
+    _, draws = sample_chains(key2, warm.sampler, warm.states, params, 1000)
 """
 from __future__ import annotations
 
