@@ -235,9 +235,9 @@ def test_nuts_through_the_adapter_takes_stans_window_adaptation():
 
     make = lambda h, m: from_blackjax(blackjax.nuts, energy, step_size=h,  # noqa: E731
                                       inverse_mass_matrix=m)
-    warm = window_adaptation(jax.random.key(2), make, jax.random.normal(jax.random.key(1),
-                                                                          (8, 2)), None,
-                             initial_step_size=0.1, num_warmup=150)
+    starts = jax.random.normal(jax.random.key(1), (8, 2))
+    warm = window_adaptation(jax.random.key(2), make, starts, None, initial_step_size=0.1,
+                             num_warmup=150)
     np.testing.assert_allclose(warm.inverse_mass, np.asarray(scales) ** 2, rtol=0.3)
     _, draws = jax.jit(lambda k, s: sample_chains(k, warm.sampler, s, None, 300))(
         jax.random.key(3), warm.states)
