@@ -376,6 +376,7 @@ def replacement_moments(schedule, cov, observed_value):
     return mean[1], np.sqrt(state_cov[1, 1])
 
 
+@pytest.mark.slow  # a long statistical check (over 1.5 s)
 @pytest.mark.parametrize("start", ["rescaled", "initializer"])
 def test_progressive_inpainting_matches_the_replacement_methods_law(start):
     """Data N(0, [[1, .9], [.9, 1]]), the exact level energies, x_0 observed at 1: 4,000 fills

@@ -195,6 +195,7 @@ def scaled_quadratic(params, x):
     return 0.5 * jnp.sum(((x - params["mu"]) * jnp.exp(-params["log_sigma"])) ** 2)
 
 
+@pytest.mark.slow  # a long statistical check (over 1.5 s)
 def test_cd_learns_gaussian_mean_and_scale():
     """Fit N(mu, diag sigma^2) in 2-D to 512 draws of N(1.5, 0.5^2) by persistent CD.
 

@@ -33,6 +33,7 @@ def nce_population_loss(theta, c, mu, grid, dx):
     return dx * jnp.sum(jnp.exp(log_p) * jax.nn.softplus(-g) + jnp.exp(log_q) * jax.nn.softplus(g))
 
 
+@pytest.mark.slow  # a long statistical check (over 1.5 s)
 @pytest.mark.parametrize("mu, curvature", [(1.0, 0.21), (8.0, 3.5e-7)])
 def test_nce_flattens_far_from_the_noise_and_meco_keeps_the_likelihoods_curvature(
         mu, curvature):

@@ -270,6 +270,7 @@ def _check_more_temperatures_help(out):
 # number of MCMC steps), stderr ranges [0.0095, 0.0111] vs [0.0270, 0.0310]; with 8 seeds
 # the RMSE check fails with probability ~2e-4. 10-D: RMSE 0.037 vs 0.158, stderr
 # [0.033, 0.044] vs [0.100, 0.41]; with 6 seeds the RMSE check fails w.p. ~1e-3.
+@pytest.mark.slow  # a long statistical check (over 1.5 s)
 def test_more_temperatures_smaller_error_2d():
     target = TARGETS_2D["diagonal"]
     truth = float(target.log_z) - SHIFT

@@ -118,6 +118,7 @@ def noise_params():
             "sigmas": jnp.asarray(SIGMAS, jnp.float32)}
 
 
+@pytest.mark.slow  # a long statistical check (over 1.5 s)
 def test_noise_mode_anneals_from_the_top_level_down_to_the_data():
     """Song & Ermon step sizes (eps = 0.01, so h_l = sigma_l^2); the first stage samples the
     top level (variance 9.25, h a = 0.97: ULA inflates it by 1/(1 - 0.49) = 1.95) and the

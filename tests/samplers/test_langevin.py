@@ -94,6 +94,7 @@ def check_moments(x, mean, cov):
 # covariance error like (1 - h/lam_max)^(2t). For h = 0.05, t = 1000 steps:
 # (1 - 0.05/1.391)^1000 ~ 1e-16, far below the standard errors. At this step the
 # bias factor on the small eigenvalue is 1/(1 - 0.05/0.718) = 1.075, about 5 SE.
+@pytest.mark.slow  # a long statistical check (over 1.5 s)
 @pytest.mark.parametrize("temperature", [None, 2.0])
 def test_temperature_form_matches_ula_stationary_law(temperature):
     step_size = 0.05

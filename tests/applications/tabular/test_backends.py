@@ -103,6 +103,7 @@ def test_a_bad_bandwidth_is_named(bad, message):
         kernel_backend(bad)
 
 
+@pytest.mark.slow  # a long statistical check (over 1.5 s)
 def test_the_network_reads_the_log_density_ratio_of_a_gaussian_class():
     """A 1-D standard normal class against uniform noise on [-5, 5]: the real logit g is the
     NCE estimate of log N(x) - log U(x) + const, so g(0) - g(x) = x^2 / 2 inside the class's

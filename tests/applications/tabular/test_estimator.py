@@ -42,6 +42,7 @@ def test_samples_of_each_class_look_like_that_class_and_copy_no_row(iris_small):
     assert not np.array_equal(model.generate(40, seed=1)[0], X_new)
 
 
+@pytest.mark.slow  # a long statistical check (over 1.5 s)
 def test_per_example_chains_descend_and_batch_mean_chains_random_walk(iris_small):
     """The paper's settings (step 0.1, noise 0.01, 200 steps), 400 chains a class. Per-example
     chains descend the class energy below its rows' own (they settle at the kernel density's
@@ -169,6 +170,7 @@ def test_a_tight_class_keeps_its_chains_at_the_paper_step():
     assert np.abs(Z).max() < np.abs(model.rows_).max() + 0.5
 
 
+@pytest.mark.slow  # a long statistical check (over 1.5 s)
 def test_the_temperature_form_samples_the_kernel_density():
     """With noise sqrt(2 step) the kernel backend's chains sample exp(-E_c): near the rows, the
     class's kernel density, a mixture of N(x_i, h^2). At the step 0.1 h^2 the discretised
