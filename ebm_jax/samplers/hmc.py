@@ -178,8 +178,14 @@ def hmc(energy_fn: EnergyFn, step_size: float, num_leapfrog_steps: int, *, inver
       step_size: leapfrog step ``ε > 0``. A Python/NumPy number is checked here; a JAX
         array (e.g. from :func:`~ebm_jax.samplers.adapt_step_size`) is used as is.
       num_leapfrog_steps: ``L``, a positive int; a step costs ``L`` gradient evaluations.
+        The path length ``L ε`` is fixed: on a near-Gaussian target whose scales the mass
+        matrix matches, a path near a multiple of the period ``2π`` returns close to where
+        it started and the chain barely moves while accepting almost everything (seen at
+        ``L ε ≈ 12``); keep ``L ε`` below about 5 there, or use NUTS
+        (:mod:`~ebm_jax.samplers.blackjax_adapter`).
       inverse_mass: ``None`` (identity) or a 1-D array ``[D]`` of positive finite diagonal
-        entries of ``M⁻¹``, ``D`` the flattened position size (checked in ``init``).
+        entries of ``M⁻¹``, ``D`` the flattened position size (checked in ``init``);
+        :func:`~ebm_jax.samplers.window_adaptation` estimates it.
       temperature: ``T > 0``.
 
     Returns:
