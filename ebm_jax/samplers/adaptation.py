@@ -28,6 +28,7 @@ Targets: 0.574 is optimal for MALA (Roberts & Rosenthal 1998), about 0.65-0.8 fo
 """
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any, Callable, NamedTuple
 
@@ -264,6 +265,46 @@ def adapt_step_size_chains(rng_key: jax.Array, kernel: Callable, states: Any, pa
                    target_acceptance, gamma, t0, kappa)
 
 
+def _check_constructor(make_sampler: Any, expected: str) -> None:
+    if not callable(make_sampler):
+        raise TypeError(f"make_sampler={make_sampler!r}: expected a function {expected}")
+
+
+def _first_sampler(make_sampler: Callable, args: tuple, shown: str) -> Sampler:
+    """``make_sampler(*args)``, or one clear error when it returns no sampler."""
+    first = make_sampler(*args)
+    if not isinstance(first, Sampler):
+        raise TypeError(f"make_sampler({shown}) returned {type(first).__name__}: expected a "
+                        "Sampler (init, step)")
+    return first
+
+
+class _PositionInfo(NamedTuple):
+    acceptance_rate: jax.Array
+    position: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("make_sampler", "initial_step_size", "num_warmup",
+                                             "target_acceptance", "gamma", "t0", "kappa",
+                                             "record_positions"))
+def _shared_warmup(rng_key, states, params, cond, extra, *, make_sampler, initial_step_size,
+                   num_warmup, target_acceptance, gamma, t0, kappa, record_positions):
+    """:func:`adapt_step_size_chains` with the kernel ``make_sampler(h, *extra).step`` (one
+    compiled program); with ``record_positions`` the trace's ``info`` is the acceptance and
+    the position of every step (:class:`_PositionInfo`)."""
+
+    def kernel(key, state, kernel_params, step_size, *c):
+        state, info = make_sampler(step_size, *extra).step(key, state, kernel_params, *c)
+        if record_positions:
+            info = _PositionInfo(info.acceptance_rate, state.position)
+        return state, info
+
+    return adapt_step_size_chains(rng_key, kernel, states, params, *cond,
+                                  initial_step_size=initial_step_size, num_warmup=num_warmup,
+                                  target_acceptance=target_acceptance, gamma=gamma, t0=t0,
+                                  kappa=kappa)
+
+
 class Warmup(NamedTuple):
     """What :func:`warmup_chains` returns.
 
@@ -317,25 +358,17 @@ def warmup_chains(rng_key: jax.Array, make_sampler: Callable[[Any], Sampler], po
       >>> draws.positions.shape                    # [chains, draws, 2]
       (64, 100, 2)
     """
-    if not callable(make_sampler):
-        raise TypeError(f"make_sampler={make_sampler!r}: expected a function step_size -> "
-                        "Sampler, e.g. functools.partial(mala, energy_fn)")
+    _check_constructor(make_sampler, "step_size -> Sampler, e.g. "
+                                     "functools.partial(mala, energy_fn)")
     _check_warmup(num_warmup, initial_step_size, target_acceptance)
     _check_hyperparameters(gamma, t0, kappa)
-    first = make_sampler(initial_step_size)
-    if not isinstance(first, Sampler):
-        raise TypeError(f"make_sampler({initial_step_size}) returned {type(first).__name__}: "
-                        "expected a Sampler (init, step)")
+    first = _first_sampler(make_sampler, (initial_step_size,), f"{initial_step_size}")
     states = init_chains(first, positions, params, *cond)
-
-    def kernel(key, state, kernel_params, step_size, *c):
-        return make_sampler(step_size).step(key, state, kernel_params, *c)
-
-    states, step_size, info = jax.jit(
-        lambda key, states, params, *c: adapt_step_size_chains(
-            key, kernel, states, params, *c, initial_step_size=initial_step_size,
-            num_warmup=num_warmup, target_acceptance=target_acceptance, gamma=gamma, t0=t0,
-            kappa=kappa))(rng_key, states, params, *cond)
+    states, step_size, info = _shared_warmup(
+        rng_key, states, params, cond, (), make_sampler=make_sampler,
+        initial_step_size=float(initial_step_size), num_warmup=num_warmup,
+        target_acceptance=target_acceptance, gamma=gamma, t0=t0, kappa=kappa,
+        record_positions=False)
     return Warmup(make_sampler(step_size), states, step_size, info)
 
 
@@ -373,11 +406,6 @@ def warmup_windows(num_warmup: int, initial_buffer: int = 75, final_buffer: int 
         windows.append((start, end))
         start, size = end, 2 * size
     return initial_buffer, windows, final_buffer
-
-
-class _PositionInfo(NamedTuple):
-    acceptance_rate: jax.Array
-    position: jax.Array
 
 
 def regularised_variance(draws: jax.Array) -> jax.Array:
@@ -447,37 +475,26 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
       >>> warm.inverse_mass.shape            # about the variances (1, 100)
       (2,)
     """
-    if not callable(make_sampler):
-        raise TypeError(f"make_sampler={make_sampler!r}: expected a function (step_size, "
-                        "inverse_mass) -> Sampler")
+    _check_constructor(make_sampler, "(step_size, inverse_mass) -> Sampler")
     _check_warmup(num_warmup, initial_step_size, target_acceptance)
     _check_hyperparameters(gamma, t0, kappa)
     num_positions = jax.tree.leaves(positions)[0].shape[0]
     size = int(np.prod(jnp.shape(positions)[1:]))
     inverse_mass = jnp.ones(size, jnp.float32)
-    first = make_sampler(initial_step_size, inverse_mass)
-    if not isinstance(first, Sampler):
-        raise TypeError(f"make_sampler({initial_step_size}, inverse_mass) returned "
-                        f"{type(first).__name__}: expected a Sampler (init, step)")
+    first = _first_sampler(make_sampler, (initial_step_size, inverse_mass),
+                           f"{initial_step_size}, inverse_mass")
     states = init_chains(first, positions, params, *cond)
     start, windows, end = warmup_windows(num_warmup, initial_buffer, final_buffer, first_window)
     phases = ([start] if start else []) + [b - a for a, b in windows] + ([end] if end else [])
     slow = [False] * bool(start) + [True] * len(windows) + [False] * bool(end)
 
-    def run_phase(key, chain_states, mass, step_size, num_steps):
-        def kernel(k, state, kernel_params, h, *c):
-            state, info = make_sampler(h, mass).step(k, state, kernel_params, *c)
-            return state, _PositionInfo(info.acceptance_rate, state.position)
-
-        return adapt_step_size_chains(key, kernel, chain_states, params, *cond,
-                                      initial_step_size=step_size, num_warmup=num_steps,
-                                      target_acceptance=target_acceptance, gamma=gamma,
-                                      t0=t0, kappa=kappa)
-
     step_size, infos = float(initial_step_size), []
     for key, num_steps, is_slow in zip(jax.random.split(rng_key, len(phases)), phases, slow):
-        phase = jax.jit(run_phase, static_argnums=(3, 4))
-        states, new_step, info = phase(key, states, inverse_mass, step_size, num_steps)
+        states, new_step, info = _shared_warmup(
+            key, states, params, cond, (inverse_mass,), make_sampler=make_sampler,
+            initial_step_size=step_size, num_warmup=num_steps,
+            target_acceptance=target_acceptance, gamma=gamma, t0=t0, kappa=kappa,
+            record_positions=True)
         step_size = float(new_step)
         infos.append(info)
         if is_slow:  # a new mass matrix from this window's draws, pooled over chains
