@@ -155,6 +155,7 @@ SLOW_MODULES = [
     "ebm_jax.samplers.diagnostics",
     "ebm_jax.samplers.hmc",
     "ebm_jax.samplers.mala",
+    "ebm_jax.samplers.mass_matrix",
     "ebm_jax.samplers.recovery",
 ]
 # A learning method's own modules (its loss, its objective) run without being listed: adding a

@@ -1,5 +1,5 @@
 """Kernels and samplers (``init/step``), the chain runner, chain starts, the replay buffer,
-noise schedules, recovery-likelihood chains and step-size adaptation."""
+noise schedules, recovery-likelihood chains, mass matrices and step-size adaptation."""
 from ebm_jax.samplers import replay_buffer
 from ebm_jax.samplers.adaptation import (
     AdaptationInfo,
@@ -11,6 +11,7 @@ from ebm_jax.samplers.adaptation import (
     dual_averaging_init,
     dual_averaging_update,
     final_step_size,
+    regularised_covariance,
     regularised_variance,
     warmup_chains,
     warmup_windows,
@@ -33,11 +34,13 @@ from ebm_jax.samplers.chain_starts import (ChainStart, RecoveryCondition, data_s
                                            pool_start, replay_buffer_start)
 from ebm_jax.samplers.descent import (DescentInfo, DescentState, descent, descent_kernel,
                                       pgd_chain, project_to_ball, random_ball_offset)
-from ebm_jax.samplers.diagnostics import ChainSummary, chain_summary, effective_sample_size, split_rhat
+from ebm_jax.samplers.diagnostics import (ChainSummary, chain_summary, effective_sample_size,
+                                          split_rhat)
 from ebm_jax.samplers.hmc import HMCInfo, HMCState, hmc, hmc_kernel
 from ebm_jax.samplers.langevin import (LangevinInfo, LangevinState, langevin, langevin_kernel,
                                        temperature_noise_scale)
 from ebm_jax.samplers.mala import MALAInfo, MALAState, mala, mala_kernel
+from ebm_jax.samplers.mass_matrix import MassMatrix, mass_matrix
 from ebm_jax.samplers.recovery import (RecoveryChainOptions, RecoveryInfo, progressive_sample,
                                        recovery_chain_options, recovery_chains, recovery_langevin,
                                        tweedie_denoise)
@@ -63,6 +66,7 @@ __all__ = [
     "LangevinState",
     "MALAInfo",
     "MALAState",
+    "MassMatrix",
     "NoiseSchedule",
     "RecoveryChainOptions",
     "RecoveryCondition",
@@ -97,6 +101,7 @@ __all__ = [
     "langevin_kernel",
     "mala",
     "mala_kernel",
+    "mass_matrix",
     "noise_schedule",
     "noise_start",
     "pgd_chain",
@@ -108,6 +113,7 @@ __all__ = [
     "recovery_chain_options",
     "recovery_chains",
     "recovery_langevin",
+    "regularised_covariance",
     "regularised_variance",
     "replay_buffer",
     "replay_buffer_start",

@@ -21,8 +21,9 @@ such as :func:`~ebm_jax.samplers.mala_kernel` or :func:`~ebm_jax.samplers.hmc_ke
 ``make_sampler(step_size) -> Sampler`` (``functools.partial(mala, energy_fn)``) it
 initialises the chains, adapts their shared step size and returns the sampler at that
 step size with the warmed-up states. :func:`window_adaptation` is Stan's warm-up: the step
-size and a diagonal mass matrix (the draws' regularised variances over doubling windows,
-:func:`warmup_windows`), for samplers built as ``make_sampler(step_size, inverse_mass)``.
+size and a diagonal or dense mass matrix (the draws' regularised variances or covariance
+over doubling windows, :func:`warmup_windows`), for samplers built as
+``make_sampler(step_size, inverse_mass)``.
 
 Targets: 0.574 is optimal for MALA (Roberts & Rosenthal 1998), about 0.65-0.8 for HMC.
 """
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import check_int, check_positive_finite
+from ebm_jax._checks import check_flag, check_int, check_positive_finite
 from ebm_jax.samplers.base import Sampler, init_chains
 
 GAMMA = 0.05
@@ -423,9 +424,26 @@ def regularised_variance(draws: jax.Array) -> jax.Array:
     return n / (n + 5.0) * jnp.var(draws, axis=0, ddof=1) + 1e-3 * 5.0 / (n + 5.0)
 
 
+def regularised_covariance(draws: jax.Array) -> jax.Array:
+    """Stan's regularised covariance of ``draws [n, D]``:
+    ``n / (n + 5) cov + 1e-3 * 5 / (n + 5) I`` (the dense counterpart of
+    :func:`regularised_variance`; symmetric positive definite whatever ``n``).
+
+    Example::
+
+      >>> draws = jnp.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]])  # cov [[1, 2], [2, 4]]
+      >>> [[round(float(v), 4) for v in row] for row in regularised_covariance(draws)]
+      [[0.3756, 0.75], [0.75, 1.5006]]
+    """
+    n = draws.shape[0]
+    cov = jnp.cov(draws, rowvar=False, ddof=1).reshape(draws.shape[1], draws.shape[1])
+    return n / (n + 5.0) * cov + 1e-3 * 5.0 / (n + 5.0) * jnp.eye(draws.shape[1], dtype=cov.dtype)
+
+
 class WindowWarmup(NamedTuple):
     """What :func:`window_adaptation` returns: :class:`Warmup`'s fields plus the adapted
-    diagonal ``inverse_mass [D]`` (the draws' regularised variances)."""
+    ``inverse_mass``: ``[D]`` (the draws' regularised variances) or, with
+    ``dense_mass=True``, ``[D, D]`` (their regularised covariance)."""
 
     sampler: Sampler
     states: Any
@@ -437,27 +455,34 @@ class WindowWarmup(NamedTuple):
 def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], positions: Any,
                       params: Any, *cond: Any, initial_step_size, num_warmup: int,
                       target_acceptance: float = 0.8, initial_buffer: int = 75,
-                      final_buffer: int = 50, first_window: int = 25, gamma: float = GAMMA,
+                      final_buffer: int = 50, first_window: int = 25,
+                      dense_mass: bool = False, gamma: float = GAMMA,
                       t0: float = T0, kappa: float = KAPPA) -> WindowWarmup:
-    """Stan's warm-up for chains that share a step size and a diagonal mass matrix.
+    """Stan's warm-up for chains that share a step size and a mass matrix (diagonal, or
+    dense with ``dense_mass=True``).
 
     :func:`warmup_windows` gives the phases. Dual averaging adapts the step size throughout
     (on the chains' mean acceptance); at the end of each slow window the inverse mass
-    matrix becomes the :func:`regularised_variance` of that window's draws, pooled over
-    chains (``n`` = chains x window length), and dual averaging restarts from the step
-    size reached. The final buffer adapts the step size to the last mass matrix.
+    matrix becomes the :func:`regularised_variance` (or :func:`regularised_covariance`) of
+    that window's draws, pooled over chains (``n`` = chains x window length), and dual
+    averaging restarts from the step size reached. The final buffer adapts the step size
+    to the last mass matrix.
 
     Args:
       rng_key: one PRNG key.
       make_sampler: ``make_sampler(step_size, inverse_mass) -> Sampler`` whose steps report
         an ``acceptance_rate``, e.g. ``lambda h, m: hmc(energy_fn, h, 10, inverse_mass=m)``
-        (both arguments may be traced); ``inverse_mass`` is ``[D]``, ``D`` the flattened
-        position size.
+        or ``lambda h, m: mala(energy_fn, h, inverse_mass=m)`` (both arguments may be
+        traced); ``inverse_mass`` is ``[D]`` (``[D, D]`` with ``dense_mass``), ``D`` the
+        flattened position size.
       positions: chain starts ``[C, ...]``.
       params: shared energy parameters.
       initial_step_size, num_warmup, target_acceptance (default 0.8, Stan's), gamma, t0,
         kappa: as in :func:`adapt_step_size`.
       initial_buffer, final_buffer, first_window: Stan's 75, 50 and 25.
+      dense_mass: estimate a dense inverse mass (the covariance: correlations included;
+        ``D (D + 1) / 2`` numbers, so use enough chains x window draws) instead of the
+        diagonal.
 
     Returns:
       A :class:`WindowWarmup` ``(sampler, states, step_size, inverse_mass, info)``; ``info``
@@ -478,9 +503,11 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
     _check_constructor(make_sampler, "(step_size, inverse_mass) -> Sampler")
     _check_warmup(num_warmup, initial_step_size, target_acceptance)
     _check_hyperparameters(gamma, t0, kappa)
+    dense_mass = check_flag("dense_mass", dense_mass)
     num_positions = jax.tree.leaves(positions)[0].shape[0]
     size = int(np.prod(jnp.shape(positions)[1:]))
-    inverse_mass = jnp.ones(size, jnp.float32)
+    inverse_mass = jnp.eye(size, dtype=jnp.float32) if dense_mass else jnp.ones(size, jnp.float32)
+    estimate = regularised_covariance if dense_mass else regularised_variance
     first = _first_sampler(make_sampler, (initial_step_size, inverse_mass),
                            f"{initial_step_size}, inverse_mass")
     states = init_chains(first, positions, params, *cond)
@@ -499,7 +526,7 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
         infos.append(info)
         if is_slow:  # a new mass matrix from this window's draws, pooled over chains
             draws = info.info.position.reshape(num_steps * num_positions, size)
-            inverse_mass = regularised_variance(draws).astype(jnp.float32)
+            inverse_mass = estimate(draws).astype(jnp.float32)
     sampler = make_sampler(jnp.float32(step_size), inverse_mass)
     # The cached energies and gradients of HMC/MALA states do not depend on the mass matrix.
     return WindowWarmup(sampler, states, jnp.float32(step_size), inverse_mass, infos)

@@ -1,7 +1,8 @@
 """Hamiltonian Monte Carlo (HMC) as a pure ``init/step`` sampler.
 
-The target is ``π(x) ∝ exp(-E(x) / T)``. With a diagonal mass matrix ``M``
-(given by its inverse, ``inverse_mass``), one step
+The target is ``π(x) ∝ exp(-E(x) / T)``. With a mass matrix ``M`` (given by its inverse,
+``inverse_mass``: the identity, a diagonal or a dense matrix, see
+:mod:`~ebm_jax.samplers.mass_matrix`), one step
 
 1. draws a momentum ``p ~ N(0, M)``;
 2. runs ``L`` leapfrog steps of size ``ε`` on ``H(x, p) = E(x)/T + ½ pᵀ M⁻¹ p``::
@@ -19,17 +20,17 @@ argument (for :mod:`ebm_jax.samplers.adaptation`) and :func:`hmc` fixes it.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ebm_jax._checks import check_int, check_positive_finite, is_traced
+from ebm_jax._checks import check_int, check_positive_finite
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers._gradients import (all_finite, grad_norm, init_cached, metropolis,
                                          value_and_grad)
 from ebm_jax.samplers.base import Sampler
+from ebm_jax.samplers.mass_matrix import check_inverse_mass, check_mass_size, mass_matrix
 
 
 class HMCState(NamedTuple):
@@ -69,41 +70,7 @@ class HMCInfo(NamedTuple):
     energy_error: jax.Array
 
 
-def _check_inverse_mass(inverse_mass: Any) -> Any:
-    """Validate a diagonal inverse mass (``None`` = identity); return it as an array or None.
-
-    Concrete values are checked (1-D, finite, positive); a traced array only for its rank.
-    """
-    if inverse_mass is None:
-        return None
-    traced = is_traced(inverse_mass)
-    arr = inverse_mass if traced else np.asarray(inverse_mass)
-    if arr.ndim != 1:
-        raise ValueError(f"inverse_mass has shape {tuple(arr.shape)}: expected a 1-D array [D] "
-                         "(the diagonal of the inverse mass, one entry per position element)")
-    if not traced and (not np.issubdtype(arr.dtype, np.number)
-                       or not np.all(np.isfinite(arr) & (arr > 0))):
-        raise ValueError(f"inverse_mass={arr!r}: expected finite positive entries")
-    return arr
-
-
-def _check_mass_size(inverse_mass: Any, position_shape: tuple) -> None:
-    expected = (int(np.prod(position_shape)),)
-    if inverse_mass is not None and tuple(inverse_mass.shape) != expected:
-        raise ValueError(
-            f"inverse_mass has shape {tuple(inverse_mass.shape)}: expected {expected}, the "
-            f"flattened size of the position (shape {tuple(position_shape)})")
-
-
-def _mass_like(inverse_mass: Any, position: jax.Array) -> jax.Array:
-    """The inverse mass reshaped to ``position.shape`` (ones for the identity)."""
-    if inverse_mass is None:
-        return jnp.ones(position.shape, position.dtype)
-    _check_mass_size(inverse_mass, position.shape)
-    return jnp.asarray(inverse_mass, position.dtype).reshape(position.shape)
-
-
-def _leapfrog(value_and_grad, params, cond, x, p, energy, grad, step_size, inv_mass,
+def _leapfrog(value_and_grad, params, cond, x, p, energy, grad, step_size, velocity,
               temperature, num_steps):
     """``num_steps`` leapfrog steps from ``(x, p)``; returns the end point, its energy and
     gradient, and whether every energy and gradient on the way was finite."""
@@ -111,7 +78,7 @@ def _leapfrog(value_and_grad, params, cond, x, p, energy, grad, step_size, inv_m
     def body(_, carry):
         x, p, energy, grad, finite = carry
         p = p - 0.5 * step_size * grad / temperature
-        x = x + step_size * inv_mass * p
+        x = x + step_size * velocity(p)
         energy, grad = value_and_grad(params, x, *cond)
         p = p - 0.5 * step_size * grad / temperature
         return x, p, energy, grad, finite & all_finite(energy, grad)
@@ -126,9 +93,10 @@ def hmc_kernel(energy_fn: EnergyFn, num_leapfrog_steps: int, *, inverse_mass=Non
     Args:
       energy_fn: pure per-example energy ``energy_fn(params, x, *cond) -> scalar``.
       num_leapfrog_steps: ``L``, a positive int (static).
-      inverse_mass: ``None`` (identity mass) or a 1-D array ``[D]`` of positive finite
-        diagonal entries of ``M⁻¹``, ``D`` the position's flattened size. Set it to the
-        target's marginal variances to precondition.
+      inverse_mass: ``None`` (identity mass), a 1-D array ``[D]`` of positive finite
+        diagonal entries of ``M⁻¹`` or a dense symmetric positive definite ``M⁻¹ [D, D]``,
+        ``D`` the position's flattened size. Set it to the target's marginal variances (or
+        covariance) to precondition; it may be traced.
       temperature: ``T > 0``; the kernel targets ``exp(-E/T)``.
 
     Returns:
@@ -142,24 +110,23 @@ def hmc_kernel(energy_fn: EnergyFn, num_leapfrog_steps: int, *, inverse_mass=Non
       >>> state, info = kernel(jax.random.key(0), state, None, jnp.float32(0.2))
     """
     num_leapfrog_steps = check_int("num_leapfrog_steps", num_leapfrog_steps)
-    inverse_mass = _check_inverse_mass(inverse_mass)
+    inverse_mass = check_inverse_mass(inverse_mass)
     check_positive_finite("temperature", temperature)
     energy_and_grad = value_and_grad(energy_fn)
 
     def kernel(rng_key, state: HMCState, params, step_size, *cond):
         x, energy, grad = state
-        inv_mass = _mass_like(inverse_mass, x)
+        mass = mass_matrix(inverse_mass, x)
         key_momentum, key_accept = jax.random.split(rng_key)
-        # p ~ N(0, M) with M = diag(1 / inverse_mass).
-        p = jax.random.normal(key_momentum, x.shape, x.dtype) / jnp.sqrt(inv_mass)
+        p = mass.momentum(jax.random.normal(key_momentum, x.shape, x.dtype))  # p ~ N(0, M)
         x_new, p_new, energy_new, grad_new, finite = _leapfrog(
-            energy_and_grad, params, cond, x, p, energy, grad, step_size, inv_mass, temperature,
-            num_leapfrog_steps)
-        h_old = energy / temperature + 0.5 * jnp.sum(inv_mass * jnp.square(p))
-        h_new = energy_new / temperature + 0.5 * jnp.sum(inv_mass * jnp.square(p_new))
+            energy_and_grad, params, cond, x, p, energy, grad, step_size, mass.velocity,
+            temperature, num_leapfrog_steps)
+        h_old = energy / temperature + mass.kinetic_energy(p)
+        h_new = energy_new / temperature + mass.kinetic_energy(p_new)
         energy_error = h_new - h_old
         acceptance_rate, accept, ok = metropolis(key_accept, -energy_error,
-                                                  finite & jnp.isfinite(energy_error))
+                                                 finite & jnp.isfinite(energy_error))
         new_state = HMCState(jnp.where(accept, x_new, x), jnp.where(accept, energy_new, energy),
                              jnp.where(accept, grad_new, grad))
         info = HMCInfo(energy, grad_norm(grad), acceptance_rate, accept,
@@ -183,9 +150,10 @@ def hmc(energy_fn: EnergyFn, step_size: float, num_leapfrog_steps: int, *, inver
         it started and the chain barely moves while accepting almost everything (seen at
         ``L ε ≈ 12``); keep ``L ε`` below about 5 there, or use NUTS
         (:mod:`~ebm_jax.samplers.blackjax_adapter`).
-      inverse_mass: ``None`` (identity) or a 1-D array ``[D]`` of positive finite diagonal
-        entries of ``M⁻¹``, ``D`` the flattened position size (checked in ``init``);
-        :func:`~ebm_jax.samplers.window_adaptation` estimates it.
+      inverse_mass: ``None`` (identity), a 1-D array ``[D]`` of positive finite diagonal
+        entries of ``M⁻¹`` or a dense ``M⁻¹ [D, D]`` (symmetric positive definite), ``D``
+        the flattened position size (checked in ``init``);
+        :func:`~ebm_jax.samplers.window_adaptation` estimates either.
       temperature: ``T > 0``.
 
     Returns:
@@ -204,11 +172,11 @@ def hmc(energy_fn: EnergyFn, step_size: float, num_leapfrog_steps: int, *, inver
     check_positive_finite("step_size", step_size)
     kernel = hmc_kernel(energy_fn, num_leapfrog_steps, inverse_mass=inverse_mass,
                         temperature=temperature)
-    checked_mass = _check_inverse_mass(inverse_mass)
+    checked_mass = check_inverse_mass(inverse_mass)
 
     def init(position, params, *cond) -> HMCState:
         position = jnp.asarray(position)
-        _check_mass_size(checked_mass, position.shape)
+        check_mass_size(checked_mass, position.shape)
         return HMCState(*init_cached(energy_fn, position, params, *cond))
 
     def step(rng_key, state: HMCState, params, *cond):

@@ -2,10 +2,14 @@
 
 The target is ``π(x) ∝ exp(-E(x) / T)``. One step proposes a Langevin move::
 
-    x' = x - h ∇E(x) + sqrt(2 h T) ε,   ε ~ N(0, I)
+    x' = x - h Σ ∇E(x) + sqrt(2 h T) L ε,   ε ~ N(0, I),   Σ = L Lᵀ
 
-so that ``q(x' | x) = N(x'; x - h ∇E(x), 2 h T I)``, and accepts it with
-probability ``min(1, exp(-(E(x') - E(x)) / T) q(x | x') / q(x' | x))``.
+so that ``q(x' | x) = N(x'; x - h Σ ∇E(x), 2 h T Σ)``, and accepts it with
+probability ``min(1, exp(-(E(x') - E(x)) / T) q(x | x') / q(x' | x))``. The
+preconditioner ``Σ`` (``inverse_mass``) is the identity by default, or a diagonal or a
+dense matrix set to (an estimate of) the target's covariance (see
+:mod:`~ebm_jax.samplers.mass_matrix`; :func:`~ebm_jax.samplers.window_adaptation`
+estimates it).
 This is the unadjusted Langevin step of :func:`~ebm_jax.samplers.langevin`
 (temperature form) plus a Metropolis-Hastings correction, which removes its
 discretisation bias: the chain leaves ``π`` exactly invariant at any step size.
@@ -23,7 +27,7 @@ Two levels, as in blackjax:
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +37,7 @@ from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers._gradients import (all_finite, grad_norm, init_cached, metropolis,
                                          value_and_grad)
 from ebm_jax.samplers.base import Sampler
+from ebm_jax.samplers.mass_matrix import check_inverse_mass, check_mass_size, mass_matrix
 
 
 class MALAState(NamedTuple):
@@ -73,25 +78,29 @@ class MALAInfo(NamedTuple):
 
 # -- MALA -----------------------------------------------------------------------------
 
-def _mala_log_ratio(x, energy, grad, x_new, energy_new, grad_new, step_size, temperature):
+def _mala_log_ratio(x, energy, grad, x_new, energy_new, grad_new, step_size, temperature,
+                    velocity):
     """``log [π(x') q(x | x')] - log [π(x) q(x' | x)]`` for ``π ∝ exp(-E/T)``.
 
-    With ``log q(b | a) = -|b - a + h ∇E(a)|² / (4 h T) + const``, ``δ = x' - x``,
-    ``g = ∇E(x)`` and ``g' = ∇E(x')``, the ``|δ|²`` terms cancel analytically::
+    With ``log q(b | a) = -(b - a + h Σ∇E(a))ᵀ Σ⁻¹ (b - a + h Σ∇E(a)) / (4 h T) + const``,
+    ``δ = x' - x``, ``g = ∇E(x)`` and ``g' = ∇E(x')``, the ``δᵀΣ⁻¹δ`` terms cancel
+    analytically::
 
-        log q(x | x') - log q(x' | x) = [δ·(g + g') / 2 + h (|g|² - |g'|²) / 4] / T
+        log q(x | x') - log q(x' | x) = [δ·(g + g') / 2 + h (gᵀΣg - g'ᵀΣg') / 4] / T
 
-    which has no ``1/h`` (no cancellation of large terms at small steps) and is exactly
-    0 for a flat energy (``g = g' = 0``).
+    which needs ``Σ`` (``velocity(v) = Σ v``) but not its inverse, has no ``1/h`` (no
+    cancellation of large terms at small steps) and is exactly 0 for a flat energy.
     """
     delta = x_new - x
     log_q_ratio = (0.5 * jnp.sum(delta * (grad + grad_new))
-                   + 0.25 * step_size * (jnp.sum(jnp.square(grad)) - jnp.sum(jnp.square(grad_new))))
+                   + 0.25 * step_size * (jnp.sum(grad * velocity(grad))
+                                         - jnp.sum(grad_new * velocity(grad_new))))
     return (log_q_ratio - (energy_new - energy)) / temperature
 
 
 def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0, *,
-                clip_range: Optional[tuple[float, float]] = None) -> Callable:
+                clip_range: Optional[tuple[float, float]] = None,
+                inverse_mass: Any = None) -> Callable:
     """The MALA transition with the step size as an argument.
 
     Args:
@@ -101,6 +110,9 @@ def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0, *,
         is rejected, so the target is ``exp(-E/T)`` restricted to the box (positions are
         never clamped: that would break the Metropolis correction). Chains must start
         inside the box.
+      inverse_mass: the preconditioner ``Σ``: ``None`` (identity), its diagonal ``[D]``
+        or a dense symmetric positive definite ``[D, D]``, ``D`` the position's
+        flattened size; it may be traced.
 
     Returns:
       ``kernel(rng_key, state, params, step_size, *cond) -> (MALAState, MALAInfo)`` for
@@ -115,16 +127,19 @@ def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0, *,
     """
     check_positive_finite("temperature", temperature)
     check_bounds("clip_range", clip_range, allow_none=True)
+    inverse_mass = check_inverse_mass(inverse_mass)
     energy_and_grad = value_and_grad(energy_fn)
 
     def kernel(rng_key, state: MALAState, params, step_size, *cond):
         x, energy, grad = state
+        mass = mass_matrix(inverse_mass, x)
         key_noise, key_accept = jax.random.split(rng_key)
-        noise = jax.random.normal(key_noise, x.shape, x.dtype)
-        x_new = x - step_size * grad + jnp.sqrt(2.0 * step_size * temperature) * noise
+        noise = mass.scale_noise(jax.random.normal(key_noise, x.shape, x.dtype))
+        x_new = (x - step_size * mass.velocity(grad)
+                 + jnp.sqrt(2.0 * step_size * temperature) * noise)
         energy_new, grad_new = energy_and_grad(params, x_new, *cond)
         log_ratio = _mala_log_ratio(x, energy, grad, x_new, energy_new, grad_new, step_size,
-                                    temperature)
+                                    temperature, mass.velocity)
         finite = all_finite(energy_new, grad_new)
         valid = finite
         if clip_range is not None:
@@ -142,18 +157,21 @@ def mala_kernel(energy_fn: EnergyFn, temperature: float = 1.0, *,
 
 
 def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0,
-         clip_range: Optional[tuple[float, float]] = None) -> Sampler:
+         clip_range: Optional[tuple[float, float]] = None, inverse_mass: Any = None) -> Sampler:
     """Build a MALA sampler targeting ``exp(-E/T)`` for the per-example ``energy_fn``.
 
     Args:
       energy_fn: pure per-example energy ``energy_fn(params, x, *cond) -> scalar``.
-      step_size: ``h > 0`` in ``x' = x - h ∇E(x) + sqrt(2 h T) ε``. A Python/NumPy number
+      step_size: ``h > 0`` in ``x' = x - h Σ ∇E(x) + sqrt(2 h T) L ε``. A Python/NumPy number
         is checked here; a JAX array (e.g. from :func:`~ebm_jax.samplers.adapt_step_size`)
         is used as is.
       temperature: ``T > 0``; the stationary law is ``exp(-E/T)`` (a Gaussian's
         covariance scales by ``T``).
       clip_range: if given, ``(low, high)``: proposals outside the box are rejected (the
         target restricted to the box; see :func:`mala_kernel`).
+      inverse_mass: the preconditioner ``Σ``: ``None`` (identity), a diagonal ``[D]`` or a
+        dense ``[D, D]`` (checked in ``init``);
+        :func:`~ebm_jax.samplers.window_adaptation` estimates either.
 
     Returns:
       A :class:`~ebm_jax.samplers.Sampler`: ``init(position, params, *cond) -> MALAState``
@@ -170,9 +188,12 @@ def mala(energy_fn: EnergyFn, step_size: float, *, temperature: float = 1.0,
       (64,)
     """
     check_positive_finite("step_size", step_size)
-    kernel = mala_kernel(energy_fn, temperature, clip_range=clip_range)
+    kernel = mala_kernel(energy_fn, temperature, clip_range=clip_range,
+                         inverse_mass=inverse_mass)
+    checked_mass = check_inverse_mass(inverse_mass)
 
     def init(position, params, *cond) -> MALAState:
+        check_mass_size(checked_mass, jnp.shape(position))
         return MALAState(*init_cached(energy_fn, position, params, *cond))
 
     def step(rng_key, state: MALAState, params, *cond):

@@ -36,7 +36,8 @@ from ebm_jax.samplers import (
     sample_chains,
     warmup_chains,
 )
-from ebm_jax.samplers.adaptation import regularised_variance, window_adaptation, warmup_windows
+from ebm_jax.samplers.adaptation import (regularised_covariance, regularised_variance,
+                                         window_adaptation, warmup_windows)
 from ebm_jax.samplers.diagnostics import effective_sample_size
 
 MEAN = np.array([1.0, -2.0])
@@ -312,3 +313,58 @@ def test_window_adaptation_learns_the_variances_and_beats_the_identity_mass():
     ess, plain_ess = (np.asarray(effective_sample_size(d.positions))[1]
                       for d in (draws, plain_draws))
     assert ess > 10 * plain_ess, (ess, plain_ess)
+
+
+def test_the_regularised_covariance_is_stans():
+    draws = jax.random.normal(jax.random.key(0), (20, 3)) @ jnp.array(
+        [[1.0, 0.5, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    n = 20
+    expected = (n / (n + 5) * np.cov(np.asarray(draws), rowvar=False, ddof=1)
+                + 1e-3 * 5 / (n + 5) * np.eye(3))
+    np.testing.assert_allclose(regularised_covariance(draws), expected, rtol=1e-5, atol=1e-7)
+    # Its diagonal is the regularised variance; one coordinate gives a [1, 1] matrix.
+    np.testing.assert_allclose(np.diag(regularised_covariance(draws)),
+                               regularised_variance(draws), rtol=1e-5)
+    assert regularised_covariance(draws[:, :1]).shape == (1, 1)
+
+
+# Correlated (0.9, 0.5, 0.7) with sds 0.2, 1 and 5: condition number ~4,000; whitened by
+# its variances alone the correlation matrix keeps a condition number of ~38.
+CORRELATED_COV = np.array([[0.04, 0.18, 0.5], [0.18, 1.0, 3.5], [0.5, 3.5, 25.0]])
+CORRELATED = gaussian(np.zeros(3), CORRELATED_COV)
+
+
+@pytest.mark.slow
+def test_dense_window_adaptation_learns_the_covariance_and_beats_the_diagonal():
+    """The correlated 3-D Gaussian, 16 HMC chains (L = 4), 300 warm-up steps: the dense
+    inverse mass within 20% of each variance and 0.1 of each correlation (measured 3% and
+    0.01), and the slowest coordinate's ESS over 300 draws at least 10 times that of the
+    same warm-up with the diagonal mass (measured 17,700 against 350: the diagonal's step
+    size is set by the correlations it leaves). The diagonal's estimate in place of the
+    covariance, or no update after the windows, fails."""
+    starts = jax.random.normal(jax.random.key(1), (16, 3))
+    run = jax.jit(lambda k, sampler, s: sample_chains(k, sampler, s, None, 300),
+                  static_argnums=1)
+    make = lambda h, m: hmc(CORRELATED.energy_fn, h, 4, inverse_mass=m)  # noqa: E731
+    warm, ess = {}, {}
+    for dense in (True, False):
+        warm[dense] = window_adaptation(jax.random.key(2), make, starts, None,
+                                        initial_step_size=0.1, num_warmup=300,
+                                        dense_mass=dense)
+        _, draws = run(jax.random.key(3), warm[dense].sampler, warm[dense].states)
+        ess[dense] = float(np.min(np.asarray(effective_sample_size(draws.positions))))
+    learnt = np.asarray(warm[True].inverse_mass)
+    assert learnt.shape == (3, 3) and warm[False].inverse_mass.shape == (3,)
+    sd, true_sd = np.sqrt(np.diag(learnt)), np.sqrt(np.diag(CORRELATED_COV))
+    np.testing.assert_allclose(sd**2, true_sd**2, rtol=0.2)
+    np.testing.assert_allclose(learnt / np.outer(sd, sd),
+                               CORRELATED_COV / np.outer(true_sd, true_sd), atol=0.1)
+    assert ess[True] > 10 * ess[False], ess
+
+
+def test_dense_mass_is_a_flag():
+    with pytest.raises(ValueError, match=r"dense_mass='yes'"):
+        window_adaptation(jax.random.key(0), lambda h, m: hmc(CORRELATED.energy_fn, h, 4,
+                                                              inverse_mass=m),
+                          jnp.zeros((4, 3)), None, initial_step_size=0.1, num_warmup=30,
+                          dense_mass="yes")

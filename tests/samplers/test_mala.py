@@ -44,12 +44,21 @@ COV = np.array([[1.0, 0.5], [0.5, 0.75]])
 # Two overlapping modes (3.0 apart along (2.2, 1.0), stds 0.6/0.8): bimodal, not Gaussian.
 MIXTURE = dict(weights=[0.4, 0.6], means=[[-1.2, -0.4], [1.0, 0.6]], stds=[0.6, 0.8])
 GAUSSIAN_TARGET, MIXTURE_TARGET = gaussian(MEAN, COV), gaussian_mixture(**MIXTURE)
+# Correlated (0.9, 0.5, 0.7) with sds 0.2, 1 and 5: condition number ~4,000.
+CORRELATED_MEAN = np.array([0.5, -1.0, 2.0])
+CORRELATED_COV = np.array([[0.04, 0.18, 0.5], [0.18, 1.0, 3.5], [0.5, 3.5, 25.0]])
+CORRELATED_TARGET = gaussian(CORRELATED_MEAN, CORRELATED_COV)
 
 
 # Samplers built inside sample_chains' jitted program from traced arguments: one compiled
 # chain program per function (both temperatures share one).
 def gaussian_mala(temperature):
     return mala(GAUSSIAN_TARGET.energy_fn, 0.5, temperature=temperature)
+
+
+def preconditioned_mala(inverse_mass, temperature):
+    return mala(CORRELATED_TARGET.energy_fn, 0.5, temperature=temperature,
+                inverse_mass=inverse_mass)
 
 
 def mixture_mala():
@@ -93,6 +102,27 @@ def test_gaussian_moments(temperature):
     xs, acc = sample_chains(jax.random.PRNGKey(0), gaussian_mala, x0, hyper=(temperature,))
     assert 0.5 < acc < 0.8  # a step size where the MH correction matters
     check_moments(xs, MEAN, temperature * COV)
+
+
+# Measured: acceptance 0.84 dense, 0.07 diagonal; every statistic within 0.9 SE.
+# Breakages caught (ebm_jax/samplers/mala.py edited, then restored): the drift h grad
+# instead of h Sigma grad (acceptance 1e-5: the chains stay at their exact starts, caught by
+# the dense case's acceptance); the noise unscaled by L (covariance 54 / 22 SE); the
+# ratio's g^T Sigma g taken as |g|^2 (covariance 31 / 3-5 SE).
+@pytest.mark.parametrize("dense", [True, False])
+def test_preconditioned_mala_targets_the_right_law(dense):
+    """With the preconditioner Sigma the step sees exp(-E/T) whitened: on the correlated
+    target at T = 1.5, h = 0.5 accepts about as on a unit Gaussian with the exact
+    covariance; the diagonal (the marginal variances) leaves the correlations and accepts
+    less at the same step. Either way the law is N(m, T S)."""
+    temperature = 1.5
+    start = CORRELATED_MEAN + np.sqrt(temperature) * (
+        CORRELATED_TARGET.sample(jax.random.PRNGKey(1), NUM_CHAINS) - CORRELATED_MEAN)
+    sigma = jnp.asarray(CORRELATED_COV)
+    xs, acc = sample_chains(jax.random.PRNGKey(0), preconditioned_mala, start,
+                            hyper=(sigma if dense else jnp.diag(sigma), temperature))
+    assert (0.5 < acc < 0.9) if dense else (0.0 < acc < 0.4), acc
+    check_moments(xs, CORRELATED_MEAN, temperature * CORRELATED_COV)
 
 
 # Breakages caught: MH sign flipped (covariance off by 86-232 SE); backward density
