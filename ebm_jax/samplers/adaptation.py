@@ -20,7 +20,8 @@ such as :func:`~ebm_jax.samplers.mala_kernel` or :func:`~ebm_jax.samplers.hmc_ke
 :func:`warmup_chains` is the one-call form: from a sampler constructor
 ``make_sampler(step_size) -> Sampler`` (``functools.partial(mala, energy_fn)``) it
 initialises the chains, adapts their shared step size and returns the sampler at that
-step size with the warmed-up states. :func:`window_adaptation` is Stan's warm-up: the step
+step size with the warmed-up states. :func:`window_adaptation` is Stan's warm-up (one
+compiled scan): the step
 size and a diagonal or dense mass matrix (the draws' regularised variances or covariance
 over doubling windows, :func:`warmup_windows`), for samplers built as
 ``make_sampler(step_size, inverse_mass)``.
@@ -280,25 +281,15 @@ def _first_sampler(make_sampler: Callable, args: tuple, shown: str) -> Sampler:
     return first
 
 
-class _PositionInfo(NamedTuple):
-    acceptance_rate: jax.Array
-    position: jax.Array
-
-
-@functools.partial(jax.jit, static_argnames=("make_sampler", "initial_step_size", "num_warmup",
-                                             "target_acceptance", "gamma", "t0", "kappa",
-                                             "record_positions"))
-def _shared_warmup(rng_key, states, params, cond, extra, *, make_sampler, initial_step_size,
-                   num_warmup, target_acceptance, gamma, t0, kappa, record_positions):
-    """:func:`adapt_step_size_chains` with the kernel ``make_sampler(h, *extra).step`` (one
-    compiled program); with ``record_positions`` the trace's ``info`` is the acceptance and
-    the position of every step (:class:`_PositionInfo`)."""
+@functools.partial(jax.jit, static_argnames=("make_sampler", "num_warmup", "target_acceptance",
+                                             "gamma", "t0", "kappa"))
+def _shared_warmup(rng_key, states, params, cond, initial_step_size, *, make_sampler, num_warmup,
+                   target_acceptance, gamma, t0, kappa):
+    """:func:`adapt_step_size_chains` with the kernel ``make_sampler(h).step``: one compiled
+    program whatever the initial step size (a traced argument)."""
 
     def kernel(key, state, kernel_params, step_size, *c):
-        state, info = make_sampler(step_size, *extra).step(key, state, kernel_params, *c)
-        if record_positions:
-            info = _PositionInfo(info.acceptance_rate, state.position)
-        return state, info
+        return make_sampler(step_size).step(key, state, kernel_params, *c)
 
     return adapt_step_size_chains(rng_key, kernel, states, params, *cond,
                                   initial_step_size=initial_step_size, num_warmup=num_warmup,
@@ -366,10 +357,9 @@ def warmup_chains(rng_key: jax.Array, make_sampler: Callable[[Any], Sampler], po
     first = _first_sampler(make_sampler, (initial_step_size,), f"{initial_step_size}")
     states = init_chains(first, positions, params, *cond)
     states, step_size, info = _shared_warmup(
-        rng_key, states, params, cond, (), make_sampler=make_sampler,
-        initial_step_size=float(initial_step_size), num_warmup=num_warmup,
-        target_acceptance=target_acceptance, gamma=gamma, t0=t0, kappa=kappa,
-        record_positions=False)
+        rng_key, states, params, cond, jnp.float32(initial_step_size), make_sampler=make_sampler,
+        num_warmup=num_warmup, target_acceptance=target_acceptance, gamma=gamma, t0=t0,
+        kappa=kappa)
     return Warmup(make_sampler(step_size), states, step_size, info)
 
 
@@ -409,6 +399,15 @@ def warmup_windows(num_warmup: int, initial_buffer: int = 75, final_buffer: int 
     return initial_buffer, windows, final_buffer
 
 
+def _shrink(estimate: jax.Array, n) -> jax.Array:
+    """Stan's regularisation of a variance (``[D]``) or covariance (``[D, D]``) estimated
+    from ``n`` draws: ``n / (n + 5) estimate + 1e-3 * 5 / (n + 5)`` (times the identity)."""
+    ridge = 1e-3 * 5.0 / (n + 5.0)
+    if estimate.ndim == 2:
+        ridge = ridge * jnp.eye(estimate.shape[0], dtype=estimate.dtype)
+    return n / (n + 5.0) * estimate + ridge
+
+
 def regularised_variance(draws: jax.Array) -> jax.Array:
     """Stan's regularised variance of ``draws [n, D]``: ``n / (n + 5) var + 1e-3 * 5 / (n + 5)``
     (shrunk toward a small multiple of the identity, so that a short window cannot give a
@@ -420,8 +419,7 @@ def regularised_variance(draws: jax.Array) -> jax.Array:
       >>> [round(float(v), 4) for v in regularised_variance(draws)]   # var 4 and 0, n = 3
       [1.5006, 0.0006]
     """
-    n = draws.shape[0]
-    return n / (n + 5.0) * jnp.var(draws, axis=0, ddof=1) + 1e-3 * 5.0 / (n + 5.0)
+    return _shrink(jnp.var(draws, axis=0, ddof=1), draws.shape[0])
 
 
 def regularised_covariance(draws: jax.Array) -> jax.Array:
@@ -435,21 +433,121 @@ def regularised_covariance(draws: jax.Array) -> jax.Array:
       >>> [[round(float(v), 4) for v in row] for row in regularised_covariance(draws)]
       [[0.3756, 0.75], [0.75, 1.5006]]
     """
-    n = draws.shape[0]
-    cov = jnp.cov(draws, rowvar=False, ddof=1).reshape(draws.shape[1], draws.shape[1])
-    return n / (n + 5.0) * cov + 1e-3 * 5.0 / (n + 5.0) * jnp.eye(draws.shape[1], dtype=cov.dtype)
+    size = draws.shape[1]
+    return _shrink(jnp.cov(draws, rowvar=False, ddof=1).reshape(size, size), draws.shape[0])
 
 
 class WindowWarmup(NamedTuple):
     """What :func:`window_adaptation` returns: :class:`Warmup`'s fields plus the adapted
     ``inverse_mass``: ``[D]`` (the draws' regularised variances) or, with
-    ``dense_mass=True``, ``[D, D]`` (their regularised covariance)."""
+    ``dense_mass=True``, ``[D, D]`` (their regularised covariance).
+
+    Attributes:
+      sampler: ``make_sampler(step_size, inverse_mass)``, the sampler to draw with.
+      states: the chains' states after warm-up ``[C, ...]``.
+      step_size: the adapted step size (a JAX float32 scalar).
+      inverse_mass: the adapted inverse mass, ``[D]`` or ``[D, D]``.
+      info: the :class:`AdaptationInfo` trace of the whole warm-up (``step_size`` and
+        ``acceptance_rate`` ``[num_warmup]``, the kernel's Info ``[num_warmup, C, ...]``).
+    """
 
     sampler: Sampler
     states: Any
     step_size: jax.Array
     inverse_mass: jax.Array
-    info: list
+    info: AdaptationInfo
+
+
+class _PooledMoments(NamedTuple):
+    """Running pooled moments of a window's draws: ``count``, ``mean [D]`` and ``scatter``,
+    the summed squared deviations from the mean (``[D]``, or ``[D, D]`` outer products)."""
+
+    count: jax.Array
+    mean: jax.Array
+    scatter: jax.Array
+
+
+def _no_moments(size: int, dense: bool) -> _PooledMoments:
+    shape = (size, size) if dense else (size,)
+    return _PooledMoments(jnp.zeros((), jnp.float32), jnp.zeros(size, jnp.float32),
+                          jnp.zeros(shape, jnp.float32))
+
+
+def _add_draws(moments: _PooledMoments, draws: jax.Array) -> _PooledMoments:
+    """Pool a batch ``draws [C, D]`` into the running moments (Chan et al.'s parallel update:
+    stable in float32, where sums of squares would cancel)."""
+    count, mean, scatter = moments
+    batch_count = jnp.float32(draws.shape[0])
+    batch_mean = draws.mean(axis=0)
+    centred = draws - batch_mean
+    dense = scatter.ndim == 2
+    batch_scatter = centred.T @ centred if dense else jnp.sum(jnp.square(centred), axis=0)
+    total = count + batch_count
+    delta = batch_mean - mean
+    cross = jnp.outer(delta, delta) if dense else jnp.square(delta)
+    return _PooledMoments(total, mean + delta * batch_count / total,
+                          scatter + batch_scatter + cross * count * batch_count / total)
+
+
+def _window_schedule(num_warmup: int, initial_buffer: int, windows: list):
+    """Per warm-up step: in a slow window, the last step of a window, the last step of a
+    phase (after which dual averaging restarts): three bool arrays ``[num_warmup]``."""
+    in_window, window_end, phase_end = (np.zeros(num_warmup, bool) for _ in range(3))
+    for start, end in windows:
+        in_window[start:end] = True
+        window_end[end - 1] = True
+        phase_end[end - 1] = True
+    if windows and initial_buffer:
+        phase_end[initial_buffer - 1] = True
+    return in_window, window_end, phase_end
+
+
+@functools.partial(jax.jit, static_argnames=("make_sampler", "num_warmup", "initial_buffer",
+                                             "windows", "dense", "target_acceptance", "gamma",
+                                             "t0", "kappa"))
+def _windowed_warmup(rng_key, states, params, cond, initial_step_size, *, make_sampler,
+                     num_warmup, initial_buffer, windows, dense, target_acceptance, gamma, t0,
+                     kappa):
+    """Stan's windowed warm-up as one ``lax.scan`` (one compiled program): returns
+    ``(states, step size, inverse mass, AdaptationInfo)``."""
+    num_chains = jax.tree.leaves(states)[0].shape[0]
+    size = int(np.prod(jnp.shape(states.position)[1:]))
+    in_axes = (0, 0, None) + (0,) * len(cond)
+
+    def transition(key, chain_states, step_size, inverse_mass):
+        step = make_sampler(step_size, inverse_mass).step
+        keys = jax.random.split(key, num_chains)
+        return jax.vmap(step, in_axes=in_axes)(keys, chain_states, params, *cond)
+
+    def body(carry, xs):
+        chain_states, da_state, inverse_mass, moments = carry
+        key, in_window, window_end, phase_end = xs
+        step_size = jnp.exp(da_state.log_step_size)
+        chain_states, info = transition(key, chain_states, step_size, inverse_mass)
+        acceptance = jnp.mean(info.acceptance_rate)
+        da_state = dual_averaging_update(da_state, acceptance, target_acceptance, gamma=gamma,
+                                         t0=t0, kappa=kappa)
+        draws = chain_states.position.reshape(num_chains, size).astype(jnp.float32)
+        moments = jax.tree.map(lambda new, old: jnp.where(in_window, new, old),
+                               _add_draws(moments, draws), moments)
+        # A window's end: the inverse mass from its pooled draws, and the moments start over.
+        variance = moments.scatter / jnp.maximum(moments.count - 1.0, 1.0)
+        inverse_mass = jnp.where(window_end, _shrink(variance, moments.count), inverse_mass)
+        moments = jax.tree.map(lambda fresh, old: jnp.where(window_end, fresh, old),
+                               _no_moments(size, dense), moments)
+        # A phase's end: dual averaging restarts from the averaged step size reached.
+        da_state = jax.tree.map(lambda fresh, old: jnp.where(phase_end, fresh, old),
+                                dual_averaging_init(final_step_size(da_state)), da_state)
+        return (chain_states, da_state, inverse_mass, moments), AdaptationInfo(
+            step_size, acceptance, info)
+
+    identity = jnp.eye(size, dtype=jnp.float32) if dense else jnp.ones(size, jnp.float32)
+    schedule = _window_schedule(num_warmup, initial_buffer, list(windows))
+    xs = (jax.random.split(rng_key, num_warmup),) + tuple(jnp.asarray(a) for a in schedule)
+    carry = (states, dual_averaging_init(initial_step_size), identity,
+             _no_moments(size, dense))
+    (states, da_state, inverse_mass, _), trace = jax.lax.scan(body, carry, xs)
+    return states, final_step_size(da_state), inverse_mass, trace
 
 
 def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], positions: Any,
@@ -465,16 +563,19 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
     (on the chains' mean acceptance); at the end of each slow window the inverse mass
     matrix becomes the :func:`regularised_variance` (or :func:`regularised_covariance`) of
     that window's draws, pooled over chains (``n`` = chains x window length), and dual
-    averaging restarts from the step size reached. The final buffer adapts the step size
-    to the last mass matrix.
+    averaging restarts from the averaged step size reached (as it does after the initial
+    buffer). The final buffer adapts the step size to the last mass matrix. The whole
+    warm-up is one compiled ``lax.scan`` (the schedule is data, the step size and the mass
+    matrix are carried), compiled once for a given sampler, chain count and warm-up length.
 
     Args:
       rng_key: one PRNG key.
       make_sampler: ``make_sampler(step_size, inverse_mass) -> Sampler`` whose steps report
         an ``acceptance_rate``, e.g. ``lambda h, m: hmc(energy_fn, h, 10, inverse_mass=m)``
-        or ``lambda h, m: mala(energy_fn, h, inverse_mass=m)`` (both arguments may be
+        or ``lambda h, m: mala(energy_fn, h, inverse_mass=m)`` (both arguments are
         traced); ``inverse_mass`` is ``[D]`` (``[D, D]`` with ``dense_mass``), ``D`` the
-        flattened position size.
+        flattened position size. Its states need a ``position`` field. Pass the same
+        function object to reuse the compiled warm-up.
       positions: chain starts ``[C, ...]``.
       params: shared energy parameters.
       initial_step_size, num_warmup, target_acceptance (default 0.8, Stan's), gamma, t0,
@@ -485,9 +586,8 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
         diagonal.
 
     Returns:
-      A :class:`WindowWarmup` ``(sampler, states, step_size, inverse_mass, info)``; ``info``
-      lists each phase's :class:`AdaptationInfo`. Call it outside ``jit`` (it returns a
-      sampler); each phase is one compiled ``lax.scan``.
+      A :class:`WindowWarmup` ``(sampler, states, step_size, inverse_mass, info)``. Call it
+      outside ``jit`` (it returns a sampler).
 
     Example::
 
@@ -504,29 +604,17 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
     _check_warmup(num_warmup, initial_step_size, target_acceptance)
     _check_hyperparameters(gamma, t0, kappa)
     dense_mass = check_flag("dense_mass", dense_mass)
-    num_positions = jax.tree.leaves(positions)[0].shape[0]
     size = int(np.prod(jnp.shape(positions)[1:]))
-    inverse_mass = jnp.eye(size, dtype=jnp.float32) if dense_mass else jnp.ones(size, jnp.float32)
-    estimate = regularised_covariance if dense_mass else regularised_variance
-    first = _first_sampler(make_sampler, (initial_step_size, inverse_mass),
+    identity = jnp.eye(size, dtype=jnp.float32) if dense_mass else jnp.ones(size, jnp.float32)
+    first = _first_sampler(make_sampler, (initial_step_size, identity),
                            f"{initial_step_size}, inverse_mass")
     states = init_chains(first, positions, params, *cond)
-    start, windows, end = warmup_windows(num_warmup, initial_buffer, final_buffer, first_window)
-    phases = ([start] if start else []) + [b - a for a, b in windows] + ([end] if end else [])
-    slow = [False] * bool(start) + [True] * len(windows) + [False] * bool(end)
-
-    step_size, infos = float(initial_step_size), []
-    for key, num_steps, is_slow in zip(jax.random.split(rng_key, len(phases)), phases, slow):
-        states, new_step, info = _shared_warmup(
-            key, states, params, cond, (inverse_mass,), make_sampler=make_sampler,
-            initial_step_size=step_size, num_warmup=num_steps,
-            target_acceptance=target_acceptance, gamma=gamma, t0=t0, kappa=kappa,
-            record_positions=True)
-        step_size = float(new_step)
-        infos.append(info)
-        if is_slow:  # a new mass matrix from this window's draws, pooled over chains
-            draws = info.info.position.reshape(num_steps * num_positions, size)
-            inverse_mass = estimate(draws).astype(jnp.float32)
-    sampler = make_sampler(jnp.float32(step_size), inverse_mass)
+    start, windows, _ = warmup_windows(num_warmup, initial_buffer, final_buffer, first_window)
+    states, step_size, inverse_mass, info = _windowed_warmup(
+        rng_key, states, params, cond, jnp.float32(initial_step_size),
+        make_sampler=make_sampler, num_warmup=num_warmup, initial_buffer=start,
+        windows=tuple(windows), dense=dense_mass, target_acceptance=target_acceptance,
+        gamma=gamma, t0=t0, kappa=kappa)
     # The cached energies and gradients of HMC/MALA states do not depend on the mass matrix.
-    return WindowWarmup(sampler, states, jnp.float32(step_size), inverse_mass, infos)
+    return WindowWarmup(make_sampler(step_size, inverse_mass), states, step_size, inverse_mass,
+                        info)

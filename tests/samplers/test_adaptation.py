@@ -10,6 +10,7 @@ must be within 0.05 of the target. Measured over keys 0-3: MALA adapts to h = 0.
 0.793-0.797 for target 0.8): within 0.015 of the target.
 """
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -300,7 +301,7 @@ def test_window_adaptation_learns_the_variances_and_beats_the_identity_mass():
     warm = window_adaptation(jax.random.key(2), make, starts, None, initial_step_size=0.1,
                              num_warmup=300)
     np.testing.assert_allclose(warm.inverse_mass, np.asarray(SCALES) ** 2, rtol=0.3)
-    assert len(warm.info) == 4  # initial buffer, two windows, final buffer
+    assert warm.info.step_size.shape == (300,) and warm.info.info.acceptance_rate.shape == (300, 16)
     run = jax.jit(lambda k, sampler, s: sample_chains(k, sampler, s, None, 300),
                   static_argnums=1)
     _, draws = run(jax.random.key(3), warm.sampler, warm.states)
@@ -368,3 +369,68 @@ def test_dense_mass_is_a_flag():
                                                               inverse_mass=m),
                           jnp.zeros((4, 3)), None, initial_step_size=0.1, num_warmup=30,
                           dense_mass="yes")
+
+
+class _DrawState(NamedTuple):
+    position: jax.Array
+
+
+class _DrawInfo(NamedTuple):
+    acceptance_rate: jax.Array
+
+
+def _independent_draws(step_size, inverse_mass):
+    """A stand-in sampler whose draws are iid N(0, diag(SCALES^2)) and whose acceptance is
+    exp(-step size x mean inverse mass): dual averaging converges on it without the chaos of
+    a real chain (where float rounding alone flips an accept after ~40 steps)."""
+    def step(key, state, params):
+        position = jax.random.normal(key, state.position.shape) * SCALES
+        return _DrawState(position), _DrawInfo(jnp.exp(-step_size * jnp.mean(inverse_mass)))
+
+    return Sampler(lambda position, params: _DrawState(position), step)
+
+
+def test_the_windowed_scan_is_stans_schedule_step_by_step():
+    """The one-scan warm-up against the schedule written out step by step in Python (the
+    same per-step keys): 300 steps are a 75-step buffer, windows (75, 100) and (100, 250)
+    and a 50-step buffer; dual averaging restarts after steps 75, 100 and 250 from its
+    averaged step size; after each window the inverse mass becomes the regularised variance
+    of that window's pooled draws (25 x 8, then 150 x 8). Restarting at the wrong step, a
+    window off by one, or the second window's mass from both windows' draws fails."""
+    num_chains, num_warmup = 8, 300
+    starts = jnp.zeros((num_chains, 2))
+    warm = window_adaptation(jax.random.key(2), _independent_draws, starts, None,
+                             initial_step_size=0.1, num_warmup=num_warmup)
+
+    @jax.jit
+    def step(key, states, step_size, inverse_mass):
+        sampler = _independent_draws(step_size, inverse_mass)
+        return jax.vmap(sampler.step, in_axes=(0, 0, None))(
+            jax.random.split(key, num_chains), states, None)
+
+    states = _DrawState(starts)
+    da, inverse_mass, window, steps = dual_averaging_init(0.1), jnp.ones(2), [], []
+    for i, key in enumerate(jax.random.split(jax.random.key(2), num_warmup)):
+        steps.append(jnp.exp(da.log_step_size))
+        states, info = step(key, states, steps[-1], inverse_mass)
+        da = dual_averaging_update(da, jnp.mean(info.acceptance_rate), 0.8)
+        if 75 <= i < 250:
+            window.append(states.position)
+        if i in (99, 249):
+            inverse_mass, window = regularised_variance(jnp.concatenate(window)), []
+        if i in (74, 99, 249):
+            da = dual_averaging_init(final_step_size(da))
+    np.testing.assert_allclose(warm.info.step_size, np.asarray(steps), rtol=1e-4)
+    np.testing.assert_allclose(warm.inverse_mass, inverse_mass, rtol=1e-4)
+    np.testing.assert_allclose(warm.step_size, final_step_size(da), rtol=1e-4)
+    np.testing.assert_allclose(warm.states.position, states.position, rtol=1e-5)
+
+
+def test_window_adaptation_compiles_once_for_any_key_and_initial_step():
+    from ebm_jax.samplers.adaptation import _windowed_warmup
+    make = lambda h, m: hmc(_wide_energy, h, 2, inverse_mass=m)  # noqa: E731
+    before = _windowed_warmup._cache_size()
+    for seed, initial in ((0, 0.1), (1, 0.3)):
+        window_adaptation(jax.random.key(seed), make, jnp.zeros((4, 2)), None,
+                          initial_step_size=initial, num_warmup=40)
+    assert _windowed_warmup._cache_size() == before + 1
