@@ -34,8 +34,8 @@ from ebm_jax.samplers.chain_starts import (ChainStart, RecoveryCondition, data_s
                                            pool_start, replay_buffer_start)
 from ebm_jax.samplers.descent import (DescentInfo, DescentState, descent, descent_kernel,
                                       pgd_chain, project_to_ball, random_ball_offset)
-from ebm_jax.samplers.diagnostics import (ChainSummary, chain_summary, effective_sample_size,
-                                          split_rhat)
+from ebm_jax.samplers.diagnostics import (ChainSummary, TailAcceptance, chain_summary,
+                                          effective_sample_size, split_rhat, tail_acceptance)
 from ebm_jax.samplers.hmc import HMCInfo, HMCState, hmc, hmc_kernel
 from ebm_jax.samplers.langevin import (LangevinInfo, LangevinState, langevin, langevin_kernel,
                                        temperature_noise_scale)
@@ -73,6 +73,7 @@ __all__ = [
     "RecoveryInfo",
     "ReplayBuffer",
     "Sampler",
+    "TailAcceptance",
     "Warmup",
     "WindowWarmup",
     "adapt_step_size",
@@ -124,6 +125,7 @@ __all__ = [
     "sample_chains",
     "song_ermon_step_sizes",
     "split_rhat",
+    "tail_acceptance",
     "temperature_noise_scale",
     "tweedie_denoise",
     "uniform_init",

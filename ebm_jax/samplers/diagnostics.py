@@ -1,4 +1,5 @@
-"""MCMC convergence diagnostics: effective sample size (mean, bulk, tail) and split R-hat.
+"""MCMC convergence diagnostics: effective sample size (mean, bulk, tail), split R-hat, and
+the acceptance of a Metropolis sampler's high-energy draws.
 
 Pure ``jax.numpy`` (they jit and vmap), for draws laid out ``[chains, draws]`` or
 ``[chains, draws, ...]`` (then computed independently per trailing element),
@@ -26,6 +27,12 @@ as implemented in Stan and ArviZ:
   chains with different locations, the folded part chains with different scales
   (ArviZ ``rhat(method="rank")``). ``rank_normalize=False`` gives the classic split
   R-hat (Gelman et al., BDA3) of the raw draws.
+
+* :func:`tail_acceptance`: the mean acceptance probability of the steps that start from
+  the highest-energy draws against that of all steps. A step size tuned to the mean
+  acceptance can be too large where the target curves more, out in its tails: there the
+  chains are rejected, get stuck or never go, and the tails are under-sampled while R-hat
+  and the ESSs look perfect (measured on a banana, README "Samplers against blackjax").
 
 Ranks are average ranks (ties share their mean rank, as ``scipy.stats.rankdata``).
 As in ArviZ, constant draws have an ESS of ``C * N`` and an R-hat of NaN (no variance
@@ -285,3 +292,65 @@ def chain_summary(samples, statistic: Optional[Callable] = None) -> ChainSummary
     return ChainSummary(mean, sd, effective_sample_size(x), split_rhat(x),
                         effective_sample_size(x, method="bulk"),
                         effective_sample_size(x, method="tail"))
+
+
+class TailAcceptance(NamedTuple):
+    """What :func:`tail_acceptance` returns (float32 scalars).
+
+    Attributes:
+      tail: the mean acceptance probability of the steps that started from a draw whose
+        energy is above the ``quantile`` of all the draws' energies.
+      overall: the mean acceptance probability of all the steps.
+      ratio: ``tail / overall``.
+    """
+
+    tail: jax.Array
+    overall: jax.Array
+    ratio: jax.Array
+
+
+def tail_acceptance(energy, acceptance_rate, *, quantile: float = 0.95) -> TailAcceptance:
+    """Acceptance out in the tails against acceptance overall, from a Metropolis sampler's
+    recorded Info (MALA, HMC: ``draws.info.energy`` is the energy a step started from,
+    ``draws.info.acceptance_rate`` that step's acceptance probability).
+
+    On a Gaussian, high-energy draws accept as well as the rest or better (HMC: measured
+    ratio 1.14 at target acceptance 0.8). A ratio well below 1 (below about 0.8) says the
+    step size that fits the bulk does not fit the tails: the chains are rejected there and
+    the tails are under-sampled, which R-hat and the bulk and tail ESS need not show. Raise
+    the target acceptance (0.9-0.95), reparameterise, or use a mass matrix that fits the
+    tails. On the README's banana at target 0.8 the ratio was 0.52-0.76 in each of ten runs,
+    the curved coordinate's variance 3-7 standard errors low in the runs R-hat passed; at
+    0.95, 0.97-0.98 and unbiased.
+
+    Args:
+      energy: ``[chains, draws]`` (or any shape) energies at the steps' starting points.
+      acceptance_rate: the matching acceptance probabilities (same shape).
+      quantile: in (0, 1): the tail is the draws above this quantile of the energies.
+
+    Returns:
+      A :class:`TailAcceptance` ``(tail, overall, ratio)``.
+
+    Example::
+
+      >>> energy = jnp.array([[0.1, 0.5, 3.0, 0.2], [0.3, 2.5, 0.4, 0.2]])
+      >>> acceptance = jnp.array([[0.9, 0.8, 0.1, 0.9], [0.8, 0.3, 0.9, 0.9]])
+      >>> result = tail_acceptance(energy, acceptance, quantile=0.75)   # the two highest
+      >>> round(float(result.tail), 3), round(float(result.overall), 3)
+      (0.2, 0.7)
+    """
+    if not (isinstance(quantile, (int, float)) and 0 < quantile < 1):
+        raise ValueError(f"quantile={quantile!r}: expected a number in (0, 1)")
+    energy, acceptance_rate = jnp.asarray(energy), jnp.asarray(acceptance_rate)
+    if energy.shape != acceptance_rate.shape or energy.size < 2:
+        raise ValueError(f"energy has shape {energy.shape} and acceptance_rate "
+                         f"{acceptance_rate.shape}: expected the same shape, two draws or more")
+    return _tail_acceptance(energy.ravel(), acceptance_rate.ravel(), quantile)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _tail_acceptance(energy, acceptance_rate, quantile):
+    in_tail = energy > jnp.quantile(energy, quantile)
+    tail = jnp.sum(jnp.where(in_tail, acceptance_rate, 0.0)) / jnp.maximum(jnp.sum(in_tail), 1)
+    overall = jnp.mean(acceptance_rate)
+    return TailAcceptance(tail, overall, tail / overall)
