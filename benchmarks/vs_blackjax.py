@@ -26,7 +26,8 @@ draws per chain (per sampler, :data:`WARMUP` and :data:`DRAWS`: MALA 5,000 and 2
 
 * ``mala``: the toolkit's ``mala`` preconditioned by a diagonal inverse mass, adapted by
   ``window_adaptation`` (Stan's windows, target acceptance 0.574, one step size and mass
-  shared by the chains); blackjax's ``mala`` has no mass matrix, so its own recipe is the dual
+  shared by the chains; dual averaging on their harmonic mean acceptance in the initial
+  buffer, their mean after); blackjax's ``mala`` has no mass matrix, so its own recipe is the dual
   averaging of ``blackjax.adaptation.step_size`` (target 0.574), each chain its own step;
 * ``hmc``: ``--leapfrog`` steps (10), diagonal mass; ``window_adaptation`` (target 0.8)
   against ``blackjax.window_adaptation(blackjax.hmc)`` run per chain (vmapped, as blackjax's

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_jax._checks import check_flag, check_int, check_positive_finite
+from ebm_jax._checks import check_choice, check_flag, check_int, check_positive_finite
 from ebm_jax.samplers.base import Sampler, init_chains
 
 GAMMA = 0.05
@@ -502,12 +502,30 @@ def _window_schedule(num_warmup: int, initial_buffer: int, windows: list):
     return in_window, window_end, phase_end
 
 
+ACCEPTANCE_MEANS = ("harmonic_initial", "harmonic", "arithmetic")
+
+
+def _pool_acceptance(acceptance_rate: jax.Array, how: str, initial: jax.Array) -> jax.Array:
+    """The chains' acceptance probabilities ``[C]`` as one number: their arithmetic mean, or
+    their harmonic mean (Hoffman, Radul & Sountsov 2021, ChEES), which a chain that accepts
+    nothing drives to 0, so that a step size too large for one chain shrinks;
+    ``"harmonic_initial"``: the harmonic mean where ``initial`` (the initial buffer), the
+    arithmetic mean after."""
+    arithmetic = jnp.mean(acceptance_rate)
+    harmonic = 1.0 / jnp.mean(1.0 / jnp.maximum(acceptance_rate, 1e-10))
+    if how == "arithmetic":
+        return arithmetic
+    if how == "harmonic":
+        return harmonic
+    return jnp.where(initial, harmonic, arithmetic)
+
+
 @functools.partial(jax.jit, static_argnames=("make_sampler", "num_warmup", "initial_buffer",
-                                             "windows", "dense", "target_acceptance", "gamma",
-                                             "t0", "kappa"))
+                                             "windows", "dense", "acceptance_mean",
+                                             "target_acceptance", "gamma", "t0", "kappa"))
 def _windowed_warmup(rng_key, states, params, cond, initial_step_size, *, make_sampler,
-                     num_warmup, initial_buffer, windows, dense, target_acceptance, gamma, t0,
-                     kappa):
+                     num_warmup, initial_buffer, windows, dense, acceptance_mean,
+                     target_acceptance, gamma, t0, kappa):
     """Stan's windowed warm-up as one ``lax.scan`` (one compiled program): returns
     ``(states, step size, inverse mass, AdaptationInfo)``."""
     num_chains = jax.tree.leaves(states)[0].shape[0]
@@ -521,10 +539,10 @@ def _windowed_warmup(rng_key, states, params, cond, initial_step_size, *, make_s
 
     def body(carry, xs):
         chain_states, da_state, inverse_mass, moments = carry
-        key, in_window, window_end, phase_end = xs
+        key, initial, in_window, window_end, phase_end = xs
         step_size = jnp.exp(da_state.log_step_size)
         chain_states, info = transition(key, chain_states, step_size, inverse_mass)
-        acceptance = jnp.mean(info.acceptance_rate)
+        acceptance = _pool_acceptance(info.acceptance_rate, acceptance_mean, initial)
         da_state = dual_averaging_update(da_state, acceptance, target_acceptance, gamma=gamma,
                                          t0=t0, kappa=kappa)
         draws = chain_states.position.reshape(num_chains, size).astype(jnp.float32)
@@ -543,7 +561,9 @@ def _windowed_warmup(rng_key, states, params, cond, initial_step_size, *, make_s
 
     identity = jnp.eye(size, dtype=jnp.float32) if dense else jnp.ones(size, jnp.float32)
     schedule = _window_schedule(num_warmup, initial_buffer, list(windows))
-    xs = (jax.random.split(rng_key, num_warmup),) + tuple(jnp.asarray(a) for a in schedule)
+    initial = np.arange(num_warmup) < (initial_buffer if windows else num_warmup)
+    xs = (jax.random.split(rng_key, num_warmup),) + tuple(
+        jnp.asarray(a) for a in (initial,) + schedule)
     carry = (states, dual_averaging_init(initial_step_size), identity,
              _no_moments(size, dense))
     (states, da_state, inverse_mass, _), trace = jax.lax.scan(body, carry, xs)
@@ -554,13 +574,15 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
                       params: Any, *cond: Any, initial_step_size, num_warmup: int,
                       target_acceptance: float = 0.8, initial_buffer: int = 75,
                       final_buffer: int = 50, first_window: int = 25,
-                      dense_mass: bool = False, gamma: float = GAMMA,
-                      t0: float = T0, kappa: float = KAPPA) -> WindowWarmup:
+                      dense_mass: bool = False, acceptance_mean: str = "harmonic_initial",
+                      gamma: float = GAMMA, t0: float = T0,
+                      kappa: float = KAPPA) -> WindowWarmup:
     """Stan's warm-up for chains that share a step size and a mass matrix (diagonal, or
     dense with ``dense_mass=True``).
 
     :func:`warmup_windows` gives the phases. Dual averaging adapts the step size throughout
-    (on the chains' mean acceptance); at the end of each slow window the inverse mass
+    (on the chains' acceptance: by default their harmonic mean in the initial buffer, their
+    mean after); at the end of each slow window the inverse mass
     matrix becomes the :func:`regularised_variance` (or :func:`regularised_covariance`) of
     that window's draws, pooled over chains (``n`` = chains x window length), and dual
     averaging restarts from the averaged step size reached (as it does after the initial
@@ -584,6 +606,15 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
       dense_mass: estimate a dense inverse mass (the covariance: correlations included;
         ``D (D + 1) / 2`` numbers, so use enough chains x window draws) instead of the
         diagonal.
+      acceptance_mean: how the chains' acceptance probabilities make the one number dual
+        averaging sees. ``"harmonic"``: their harmonic mean (ChEES's choice): a chain that
+        accepts nothing, e.g. one started where the gradient is huge, pulls it to 0 and the
+        shared step shrinks until that chain moves. ``"arithmetic"``: their mean (as
+        :func:`adapt_step_size_chains`); measured, a MALA chain of four on a logistic
+        regression stayed at its start through 5,000 warm-up steps. ``"harmonic_initial"``
+        (default): harmonic in the initial buffer, where chains travel to the typical set,
+        arithmetic after (the harmonic mean throughout settles on smaller steps: measured
+        ESS/s 0.7-0.9 times the arithmetic mean's on the logistic regression).
 
     Returns:
       A :class:`WindowWarmup` ``(sampler, states, step_size, inverse_mass, info)``. Call it
@@ -604,6 +635,7 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
     _check_warmup(num_warmup, initial_step_size, target_acceptance)
     _check_hyperparameters(gamma, t0, kappa)
     dense_mass = check_flag("dense_mass", dense_mass)
+    check_choice("acceptance_mean", acceptance_mean, ACCEPTANCE_MEANS)
     size = int(np.prod(jnp.shape(positions)[1:]))
     identity = jnp.eye(size, dtype=jnp.float32) if dense_mass else jnp.ones(size, jnp.float32)
     first = _first_sampler(make_sampler, (initial_step_size, identity),
@@ -613,7 +645,8 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
     states, step_size, inverse_mass, info = _windowed_warmup(
         rng_key, states, params, cond, jnp.float32(initial_step_size),
         make_sampler=make_sampler, num_warmup=num_warmup, initial_buffer=start,
-        windows=tuple(windows), dense=dense_mass, target_acceptance=target_acceptance,
+        windows=tuple(windows), dense=dense_mass, acceptance_mean=acceptance_mean,
+        target_acceptance=target_acceptance,
         gamma=gamma, t0=t0, kappa=kappa)
     # The cached energies and gradients of HMC/MALA states do not depend on the mass matrix.
     return WindowWarmup(make_sampler(step_size, inverse_mass), states, step_size, inverse_mass,

@@ -339,10 +339,12 @@ CORRELATED = gaussian(np.zeros(3), CORRELATED_COV)
 def test_dense_window_adaptation_learns_the_covariance_and_beats_the_diagonal():
     """The correlated 3-D Gaussian, 16 HMC chains (L = 4), 300 warm-up steps: the dense
     inverse mass within 20% of each variance and 0.1 of each correlation (measured 3% and
-    0.01), and the slowest coordinate's ESS over 300 draws at least 10 times that of the
-    same warm-up with the diagonal mass (measured 17,700 against 350: the diagonal's step
-    size is set by the correlations it leaves). The diagonal's estimate in place of the
-    covariance, or no update after the windows, fails."""
+    0.01); the adapted step at least 3 times the diagonal mass's (measured 1.0 against 0.23:
+    the diagonal's step is set by the correlations it leaves) and the slowest coordinate's
+    ESS over 300 draws at least 5 times (measured 2,700-17,700 against 250-420: with L = 4
+    fixed, the ESS on a whitened Gaussian swings with the step size's place against the
+    period, which float rounding under the suite's compile flags moves). The diagonal's
+    estimate in place of the covariance, or no update after the windows, fails."""
     starts = jax.random.normal(jax.random.key(1), (16, 3))
     run = jax.jit(lambda k, sampler, s: sample_chains(k, sampler, s, None, 300),
                   static_argnums=1)
@@ -360,7 +362,8 @@ def test_dense_window_adaptation_learns_the_covariance_and_beats_the_diagonal():
     np.testing.assert_allclose(sd**2, true_sd**2, rtol=0.2)
     np.testing.assert_allclose(learnt / np.outer(sd, sd),
                                CORRELATED_COV / np.outer(true_sd, true_sd), atol=0.1)
-    assert ess[True] > 10 * ess[False], ess
+    assert float(warm[True].step_size) > 3 * float(warm[False].step_size)
+    assert ess[True] > 5 * ess[False], ess
 
 
 def test_dense_mass_is_a_flag():
@@ -434,3 +437,29 @@ def test_window_adaptation_compiles_once_for_any_key_and_initial_step():
         window_adaptation(jax.random.key(seed), make, jnp.zeros((4, 2)), None,
                           initial_step_size=initial, num_warmup=40)
     assert _windowed_warmup._cache_size() == before + 1
+
+
+def _quartic(params, x):
+    return 0.25 * jnp.sum(x ** 4)
+
+
+def test_a_chain_that_accepts_nothing_pulls_the_shared_step_down():
+    """Four MALA chains on exp(-sum x^4 / 4), one started at (6, 6) where the gradient is
+    216 a coordinate: a step that suits the three started at 0 throws it hundreds away, so it
+    accepts nothing. Pooled by the arithmetic mean (the three accept ~0.6-0.8) the step stays
+    there and the chain never moves (measured: still at (6, 6) after 300 steps); the harmonic
+    mean, throughout or in the initial buffer (the default), shrinks the step until it moves
+    and it joins the others (|x| < 3)."""
+    make = lambda h, m: mala(_quartic, h, inverse_mass=m)  # noqa: E731
+    starts = jnp.array([[0.0, 0.0], [0.1, -0.1], [-0.1, 0.1], [6.0, 6.0]])
+    stuck = window_adaptation(jax.random.key(0), make, starts, None, initial_step_size=0.1,
+                              num_warmup=300, target_acceptance=0.574,
+                              acceptance_mean="arithmetic")
+    np.testing.assert_array_equal(stuck.states.position[3], starts[3])
+    for mean in ("harmonic_initial", "harmonic"):
+        moved = window_adaptation(jax.random.key(0), make, starts, None, initial_step_size=0.1,
+                                  num_warmup=300, target_acceptance=0.574, acceptance_mean=mean)
+        assert float(jnp.max(jnp.abs(moved.states.position[3]))) < 3.0, (mean, moved.states)
+    with pytest.raises(ValueError, match=r"acceptance_mean='geometric': expected one of"):
+        window_adaptation(jax.random.key(0), make, starts, None, initial_step_size=0.1,
+                          num_warmup=30, acceptance_mean="geometric")
