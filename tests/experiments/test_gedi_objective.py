@@ -18,7 +18,7 @@ def test_presets_are_the_benchmarks_settings():
     assert circles.run.num_steps == 3000 and circles.model.hidden == (128, 128)
     digits = make_config("gedi_digits")
     assert digits.objective.generative_weight == 0.03 and digits.objective.max_shift == 1
-    assert digits.run.num_steps == 3000
+    assert digits.run.num_steps == 6000
 
 
 @pytest.mark.parametrize("preset,overrides,message", [
