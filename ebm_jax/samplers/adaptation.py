@@ -20,11 +20,10 @@ such as :func:`~ebm_jax.samplers.mala_kernel` or :func:`~ebm_jax.samplers.hmc_ke
 :func:`warmup_chains` is the one-call form: from a sampler constructor
 ``make_sampler(step_size) -> Sampler`` (``functools.partial(mala, energy_fn)``) it
 initialises the chains, adapts their shared step size and returns the sampler at that
-step size with the warmed-up states. :func:`window_adaptation` is Stan's warm-up (one
-compiled scan): the step
-size and a diagonal or dense mass matrix (the draws' regularised variances or covariance
-over doubling windows, :func:`warmup_windows`), for samplers built as
-``make_sampler(step_size, inverse_mass)``.
+step size with the warmed-up states. :func:`window_adaptation` is Stan's warm-up, one
+compiled scan: the step size and a diagonal or dense mass matrix (the draws' regularised
+variances or covariance over doubling windows, :func:`warmup_windows`), for samplers built
+as ``make_sampler(step_size, inverse_mass)``.
 
 Targets: 0.574 is optimal for MALA (Roberts & Rosenthal 1998), about 0.65-0.8 for HMC.
 """
