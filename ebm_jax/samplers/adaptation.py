@@ -362,7 +362,7 @@ def warmup_chains(rng_key: jax.Array, make_sampler: Callable[[Any], Sampler], po
     return Warmup(make_sampler(step_size), states, step_size, info)
 
 
-# -- Stan's windowed adaptation of the step size and a diagonal mass matrix ------------------
+# -- Stan's windowed adaptation of the step size and a diagonal or dense mass matrix ---------
 
 def warmup_windows(num_warmup: int, initial_buffer: int = 75, final_buffer: int = 50,
                    first_window: int = 25) -> tuple[int, list, int]:

@@ -9,7 +9,7 @@ stay a runtime argument (one compilation across param values).
 blackjax stays an optional dependency: this module never imports it; the caller
 passes the algorithm's constructor (``blackjax.mala``, ``blackjax.hmc``, ...).
 
-NUTS with Stan's warm-up (step size and diagonal mass matrix) is the adapter inside
+NUTS with Stan's warm-up (step size and a diagonal or dense mass matrix) is the adapter inside
 :func:`~ebm_jax.samplers.window_adaptation`::
 
     warm = window_adaptation(key, lambda h, m: from_blackjax(
