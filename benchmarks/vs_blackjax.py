@@ -162,6 +162,34 @@ def _timed(fn, *args, calls: int = 1):
     return out, best
 
 
+class _PhaseTimer:
+    """One runner's warm-up and sampling times, compile apart: the first warm-up runs first
+    with another key (its time over the timed run's is the compile); the sampling program is
+    lowered and compiled once, then timed (the best of :data:`TIMED_CALLS` calls)."""
+
+    def __init__(self):
+        self.first_warmup: Optional[float] = None
+        self.sample_compile: Optional[float] = None
+        self._sample = None
+
+    def warmup(self, adapt: Callable, first_args: tuple, args: tuple):
+        """``(adapt(*args), its seconds, the compile's seconds)``."""
+        if self.first_warmup is None:
+            start = time.perf_counter()
+            jax.block_until_ready(adapt(*first_args))
+            self.first_warmup = time.perf_counter() - start
+        out, seconds = _timed(adapt, *args)
+        return out, seconds, max(self.first_warmup - seconds, 0.0)
+
+    def sample(self, jitted: Callable, args: tuple):
+        """``(the compiled jitted(*args), its best seconds)``."""
+        if self._sample is None:
+            start = time.perf_counter()
+            self._sample = jitted.lower(*args).compile()
+            self.sample_compile = time.perf_counter() - start
+        return _timed(self._sample, *args, calls=TIMED_CALLS)
+
+
 # -- the toolkit -----------------------------------------------------------------------------
 
 def toolkit_runner(sampler: str, target: Target, num_warmup: int, num_draws: int,
@@ -192,22 +220,13 @@ def toolkit_runner(sampler: str, target: Target, num_warmup: int, num_draws: int
                                  target_acceptance=TARGET_ACCEPTANCE[sampler])
         return warm.states, warm.step_size, warm.inverse_mass
 
-    compiled = {}
+    timer = _PhaseTimer()
 
     def run(key, starts) -> Run:
         key_warm, key_sample = jax.random.split(key)
-        first = time.perf_counter()
-        if "warmup" not in compiled:  # compile (and run) once with another key
-            jax.block_until_ready(adapt(jax.random.fold_in(key_warm, 1), starts))
-            compiled["warmup"] = time.perf_counter() - first
-        (states, step_size, inverse_mass), warm_s = _timed(adapt, key_warm, starts)
-        if "sample" not in compiled:
-            start = time.perf_counter()
-            compiled["sample_fn"] = sample.lower(key_sample, states, step_size,
-                                                 inverse_mass).compile()
-            compiled["sample"] = time.perf_counter() - start
-        draws, sample_s = _timed(compiled["sample_fn"], key_sample, states, step_size,
-                                 inverse_mass, calls=TIMED_CALLS)
+        (states, step_size, inverse_mass), warm_s, warm_compile = timer.warmup(
+            adapt, (jax.random.fold_in(key_warm, 1), starts), (key_warm, starts))
+        draws, sample_s = timer.sample(sample, (key_sample, states, step_size, inverse_mass))
         if sampler == "nuts":
             grad_evals = int(np.sum(draws.info.num_integration_steps))
             divergences = int(np.sum(draws.info.is_divergent))
@@ -215,8 +234,8 @@ def toolkit_runner(sampler: str, target: Target, num_warmup: int, num_draws: int
             grad_evals = int(draws.positions.shape[0] * num_draws * (leapfrog if sampler == "hmc"
                                                                      else 1))
             divergences = int(np.sum(draws.info.nonfinite))
-        return Run(np.asarray(draws.positions), warm_s, sample_s,
-                   max(compiled["warmup"] - warm_s, 0.0), compiled["sample"], grad_evals,
+        return Run(np.asarray(draws.positions), warm_s, sample_s, warm_compile,
+                   timer.sample_compile, grad_evals,
                    float(np.mean(draws.info.acceptance_rate)), float(step_size), divergences)
 
     return run
@@ -286,27 +305,17 @@ def blackjax_runner(sampler: str, target: Target, num_warmup: int, num_draws: in
         return jax.lax.scan(body, state, jax.random.split(key, num_draws))[1]
 
     sample = jax.jit(jax.vmap(one_chain))
-    compiled = {}
+    timer = _PhaseTimer()
 
     def run(key, starts) -> Run:
         key_warm, key_sample = jax.random.split(key)
         num_chains = starts.shape[0]
-        warm_keys = jax.random.split(key_warm, num_chains)
-        first = time.perf_counter()
-        if "warmup" not in compiled:
-            jax.block_until_ready(adapt(jax.random.split(jax.random.fold_in(key_warm, 1),
-                                                         num_chains), starts))
-            compiled["warmup"] = time.perf_counter() - first
-        (states, params), warm_s = _timed(adapt, warm_keys, starts)
-        sample_keys = jax.random.split(key_sample, num_chains)
-        if "sample" not in compiled:
-            start = time.perf_counter()
-            compiled["sample_fn"] = sample.lower(sample_keys, states, params).compile()
-            compiled["sample"] = time.perf_counter() - start
-        (positions, acceptance, steps, divergent), sample_s = _timed(
-            compiled["sample_fn"], sample_keys, states, params, calls=TIMED_CALLS)
-        return Run(np.asarray(positions), warm_s, sample_s,
-                   max(compiled["warmup"] - warm_s, 0.0), compiled["sample"],
+        first_keys = jax.random.split(jax.random.fold_in(key_warm, 1), num_chains)
+        (states, params), warm_s, warm_compile = timer.warmup(
+            adapt, (first_keys, starts), (jax.random.split(key_warm, num_chains), starts))
+        (positions, acceptance, steps, divergent), sample_s = timer.sample(
+            sample, (jax.random.split(key_sample, num_chains), states, params))
+        return Run(np.asarray(positions), warm_s, sample_s, warm_compile, timer.sample_compile,
                    int(np.sum(steps)), float(np.mean(acceptance)),
                    float(np.mean(params["step_size"])),
                    int(np.sum(divergent)) if sampler != "mala" else None)

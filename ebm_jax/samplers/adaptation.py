@@ -253,17 +253,25 @@ def adapt_step_size_chains(rng_key: jax.Array, kernel: Callable, states: Any, pa
     """
     _check_warmup(num_warmup, initial_step_size, target_acceptance)
     _check_hyperparameters(gamma, t0, kappa)
-    num_chains = jax.tree.leaves(states)[0].shape[0]
-    in_axes = (0, 0, None, None) + (0,) * len(cond)
-    vmapped = jax.vmap(kernel, in_axes=in_axes)
 
     def transition(key, chain_states, step_size):
-        keys = jax.random.split(key, num_chains)
-        chain_states, info = vmapped(keys, chain_states, params, step_size, *cond)
+        def step(k, state, step_params, *c):
+            return kernel(k, state, step_params, step_size, *c)
+
+        chain_states, info = _step_chains(step, key, chain_states, params, cond)
         return chain_states, info, jnp.mean(info.acceptance_rate)
 
     return _warmup(rng_key, transition, states, initial_step_size, num_warmup,
                    target_acceptance, gamma, t0, kappa)
+
+
+def _step_chains(step: Callable, key: jax.Array, states: Any, params: Any, cond: tuple):
+    """One ``step(key, state, params, *cond)`` of every chain ``[C, ...]``, a key each (every
+    ``cond`` is ``[C, ...]`` too; ``params`` are shared)."""
+    num_chains = jax.tree.leaves(states)[0].shape[0]
+    in_axes = (0, 0, None) + (0,) * len(cond)
+    return jax.vmap(step, in_axes=in_axes)(jax.random.split(key, num_chains), states, params,
+                                           *cond)
 
 
 def _check_constructor(make_sampler: Any, expected: str) -> None:
@@ -466,10 +474,11 @@ class _PooledMoments(NamedTuple):
     scatter: jax.Array
 
 
-def _no_moments(size: int, dense: bool) -> _PooledMoments:
-    shape = (size, size) if dense else (size,)
-    return _PooledMoments(jnp.zeros((), jnp.float32), jnp.zeros(size, jnp.float32),
-                          jnp.zeros(shape, jnp.float32))
+def _no_moments(inverse_mass: jax.Array) -> _PooledMoments:
+    """No draws yet, for an inverse mass ``[D]`` or ``[D, D]`` (the scatter's shape)."""
+    return _PooledMoments(jnp.zeros((), jnp.float32),
+                          jnp.zeros(inverse_mass.shape[0], jnp.float32),
+                          jnp.zeros_like(inverse_mass, jnp.float32))
 
 
 def _add_draws(moments: _PooledMoments, draws: jax.Array) -> _PooledMoments:
@@ -489,8 +498,10 @@ def _add_draws(moments: _PooledMoments, draws: jax.Array) -> _PooledMoments:
 
 
 def _window_schedule(num_warmup: int, initial_buffer: int, windows: list):
-    """Per warm-up step: in a slow window, the last step of a window, the last step of a
-    phase (after which dual averaging restarts): three bool arrays ``[num_warmup]``."""
+    """Per warm-up step: in the initial buffer (all of the warm-up without windows), in a
+    slow window, the last step of a window, the last step of a phase (after which dual
+    averaging restarts): four bool arrays ``[num_warmup]``."""
+    initial = np.arange(num_warmup) < (initial_buffer if windows else num_warmup)
     in_window, window_end, phase_end = (np.zeros(num_warmup, bool) for _ in range(3))
     for start, end in windows:
         in_window[start:end] = True
@@ -498,7 +509,7 @@ def _window_schedule(num_warmup: int, initial_buffer: int, windows: list):
         phase_end[end - 1] = True
     if windows and initial_buffer:
         phase_end[initial_buffer - 1] = True
-    return in_window, window_end, phase_end
+    return initial, in_window, window_end, phase_end
 
 
 ACCEPTANCE_MEANS = ("harmonic_initial", "harmonic", "arithmetic")
@@ -520,27 +531,23 @@ def _pool_acceptance(acceptance_rate: jax.Array, how: str, initial: jax.Array) -
 
 
 @functools.partial(jax.jit, static_argnames=("make_sampler", "num_warmup", "initial_buffer",
-                                             "windows", "dense", "acceptance_mean",
+                                             "windows", "acceptance_mean",
                                              "target_acceptance", "gamma", "t0", "kappa"))
-def _windowed_warmup(rng_key, states, params, cond, initial_step_size, *, make_sampler,
-                     num_warmup, initial_buffer, windows, dense, acceptance_mean,
+def _windowed_warmup(rng_key, states, params, cond, initial_step_size, initial_mass, *,
+                     make_sampler, num_warmup, initial_buffer, windows, acceptance_mean,
                      target_acceptance, gamma, t0, kappa):
-    """Stan's windowed warm-up as one ``lax.scan`` (one compiled program): returns
+    """Stan's windowed warm-up as one ``lax.scan`` (one compiled program) from the inverse
+    mass ``initial_mass`` (``[D]``, or ``[D, D]`` to adapt a dense one): returns
     ``(states, step size, inverse mass, AdaptationInfo)``."""
-    num_chains = jax.tree.leaves(states)[0].shape[0]
-    size = int(np.prod(jnp.shape(states.position)[1:]))
-    in_axes = (0, 0, None) + (0,) * len(cond)
-
-    def transition(key, chain_states, step_size, inverse_mass):
-        step = make_sampler(step_size, inverse_mass).step
-        keys = jax.random.split(key, num_chains)
-        return jax.vmap(step, in_axes=in_axes)(keys, chain_states, params, *cond)
+    num_chains, size = jax.tree.leaves(states)[0].shape[0], initial_mass.shape[0]
+    no_draws = _no_moments(initial_mass)
 
     def body(carry, xs):
         chain_states, da_state, inverse_mass, moments = carry
         key, initial, in_window, window_end, phase_end = xs
         step_size = jnp.exp(da_state.log_step_size)
-        chain_states, info = transition(key, chain_states, step_size, inverse_mass)
+        chain_states, info = _step_chains(make_sampler(step_size, inverse_mass).step, key,
+                                          chain_states, params, cond)
         acceptance = _pool_acceptance(info.acceptance_rate, acceptance_mean, initial)
         da_state = dual_averaging_update(da_state, acceptance, target_acceptance, gamma=gamma,
                                          t0=t0, kappa=kappa)
@@ -551,20 +558,16 @@ def _windowed_warmup(rng_key, states, params, cond, initial_step_size, *, make_s
         variance = moments.scatter / jnp.maximum(moments.count - 1.0, 1.0)
         inverse_mass = jnp.where(window_end, _shrink(variance, moments.count), inverse_mass)
         moments = jax.tree.map(lambda fresh, old: jnp.where(window_end, fresh, old),
-                               _no_moments(size, dense), moments)
+                               no_draws, moments)
         # A phase's end: dual averaging restarts from the averaged step size reached.
         da_state = jax.tree.map(lambda fresh, old: jnp.where(phase_end, fresh, old),
                                 dual_averaging_init(final_step_size(da_state)), da_state)
         return (chain_states, da_state, inverse_mass, moments), AdaptationInfo(
             step_size, acceptance, info)
 
-    identity = jnp.eye(size, dtype=jnp.float32) if dense else jnp.ones(size, jnp.float32)
     schedule = _window_schedule(num_warmup, initial_buffer, list(windows))
-    initial = np.arange(num_warmup) < (initial_buffer if windows else num_warmup)
-    xs = (jax.random.split(rng_key, num_warmup),) + tuple(
-        jnp.asarray(a) for a in (initial,) + schedule)
-    carry = (states, dual_averaging_init(initial_step_size), identity,
-             _no_moments(size, dense))
+    xs = (jax.random.split(rng_key, num_warmup),) + tuple(jnp.asarray(a) for a in schedule)
+    carry = (states, dual_averaging_init(initial_step_size), initial_mass, no_draws)
     (states, da_state, inverse_mass, _), trace = jax.lax.scan(body, carry, xs)
     return states, final_step_size(da_state), inverse_mass, trace
 
@@ -642,11 +645,10 @@ def window_adaptation(rng_key: jax.Array, make_sampler: Callable[..., Sampler], 
     states = init_chains(first, positions, params, *cond)
     start, windows, _ = warmup_windows(num_warmup, initial_buffer, final_buffer, first_window)
     states, step_size, inverse_mass, info = _windowed_warmup(
-        rng_key, states, params, cond, jnp.float32(initial_step_size),
+        rng_key, states, params, cond, jnp.float32(initial_step_size), identity,
         make_sampler=make_sampler, num_warmup=num_warmup, initial_buffer=start,
-        windows=tuple(windows), dense=dense_mass, acceptance_mean=acceptance_mean,
-        target_acceptance=target_acceptance,
-        gamma=gamma, t0=t0, kappa=kappa)
+        windows=tuple(windows), acceptance_mean=acceptance_mean,
+        target_acceptance=target_acceptance, gamma=gamma, t0=t0, kappa=kappa)
     # The cached energies and gradients of HMC/MALA states do not depend on the mass matrix.
     return WindowWarmup(make_sampler(step_size, inverse_mass), states, step_size, inverse_mass,
                         info)

@@ -80,6 +80,26 @@ def init_chains(sampler: Sampler, positions: Any, params: Any, *cond: Any) -> An
     return jax.vmap(sampler.init, in_axes=in_axes)(positions, params, *cond)
 
 
+def _steps(sampler: Sampler, state: Any, params: Any, keys: jax.Array, cond: tuple,
+           unroll: int) -> tuple[Any, Any]:
+    """One step per key; only the last Info is kept: ``len(keys) - 1`` steps in a
+    ``lax.scan`` without outputs, then one more."""
+    def body(carry, key):
+        return sampler.step(key, carry, params, *cond)[0], None
+
+    state, _ = jax.lax.scan(body, state, keys[:-1], unroll=unroll)
+    return sampler.step(keys[-1], state, params, *cond)
+
+
+def _over_chains(rng_key: jax.Array, states: Any, cond: tuple, one: Callable) -> Any:
+    """``one(key, state, *cond)`` vmapped over chains ``[C, ...]``, a key each; under a device
+    mesh the chains are split across devices (a no-op on one device)."""
+    num_chains = _check_chain_axis("states", states, cond)
+    keys = jax.random.split(rng_key, num_chains)
+    keys, states, cond = split_along_data((keys, states, cond))
+    return jax.vmap(one)(keys, states, *cond)
+
+
 def run_chain(rng_key: jax.Array, sampler: Sampler, state: Any, params: Any, num_steps: int,
               *cond: Any, unroll: int = 1, trace: bool = False) -> tuple[Any, Any]:
     """Run one chain for ``num_steps`` steps as a single ``lax.scan``.
@@ -107,16 +127,12 @@ def run_chain(rng_key: jax.Array, sampler: Sampler, state: Any, params: Any, num
     """
     num_steps = check_int("num_steps", num_steps, expected="a positive Python int")
     keys = jax.random.split(rng_key, num_steps)
-
-    def body(carry, key):
-        new_state, info = sampler.step(key, carry, params, *cond)
-        return new_state, info
-
     if trace:
+        def body(carry, key):
+            return sampler.step(key, carry, params, *cond)
+
         return jax.lax.scan(body, state, keys, unroll=unroll)
-    # Only the last Info is kept: run num_steps - 1 steps without outputs, then one more.
-    state, _ = jax.lax.scan(lambda c, k: (body(c, k)[0], None), state, keys[:-1], unroll=unroll)
-    return body(state, keys[-1])
+    return _steps(sampler, state, params, keys, cond, unroll)
 
 
 def run_chains(rng_key: jax.Array, sampler: Sampler, states: Any, params: Any, num_steps: int,
@@ -127,15 +143,10 @@ def run_chains(rng_key: jax.Array, sampler: Sampler, states: Any, params: Any, n
     ``params`` are shared. Info gains the chain axis first (``[C, ...]``, or
     ``[C, num_steps, ...]`` with ``trace=True``).
     """
-    num_chains = _check_chain_axis("states", states, cond)
-    keys = jax.random.split(rng_key, num_chains)
-    # Under a device mesh, chains are split across devices (a no-op on one device).
-    keys, states, cond = split_along_data((keys, states, cond))
-
     def one(key, state, *c):
         return run_chain(key, sampler, state, params, num_steps, *c, unroll=unroll, trace=trace)
 
-    return jax.vmap(one)(keys, states, *cond)
+    return _over_chains(rng_key, states, cond, one)
 
 
 class Draws(NamedTuple):
@@ -190,11 +201,7 @@ def sample_chain(rng_key: jax.Array, sampler: Sampler, state: Any, params: Any, 
     keys = keys.reshape((num_draws, thin) + keys.shape[1:])
 
     def one_draw(carry, draw_keys):
-        def body(s, key):
-            return sampler.step(key, s, params, *cond)[0], None
-
-        carry, _ = jax.lax.scan(body, carry, draw_keys[:-1], unroll=unroll)
-        carry, info = sampler.step(draw_keys[-1], carry, params, *cond)
+        carry, info = _steps(sampler, carry, params, draw_keys, cond, unroll)
         return carry, (_position(carry), info)
 
     state, (positions, info) = jax.lax.scan(one_draw, state, keys)
@@ -219,12 +226,8 @@ def sample_chains(rng_key: jax.Array, sampler: Sampler, states: Any, params: Any
       >>> chain_summary(draws.positions).mean.shape  # draws [4, 200, 2] -> per coordinate
       (2,)
     """
-    num_chains = _check_chain_axis("states", states, cond)
-    keys = jax.random.split(rng_key, num_chains)
-    keys, states, cond = split_along_data((keys, states, cond))
-
     def one(key, state, *c):
         return sample_chain(key, sampler, state, params, num_draws, *c, thin=thin,
                             unroll=unroll)
 
-    return jax.vmap(one)(keys, states, *cond)
+    return _over_chains(rng_key, states, cond, one)

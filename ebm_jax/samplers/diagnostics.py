@@ -48,6 +48,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
+from ebm_jax._checks import check_in_range
+
 _MIN_DRAWS = 4
 
 
@@ -339,8 +341,8 @@ def tail_acceptance(energy, acceptance_rate, *, quantile: float = 0.95) -> TailA
       >>> round(float(result.tail), 3), round(float(result.overall), 3)
       (0.2, 0.7)
     """
-    if not (isinstance(quantile, (int, float)) and 0 < quantile < 1):
-        raise ValueError(f"quantile={quantile!r}: expected a number in (0, 1)")
+    quantile = check_in_range("quantile", quantile, 0, 1, include_low=False,
+                              include_high=False, expected="a number in (0, 1)")
     energy, acceptance_rate = jnp.asarray(energy), jnp.asarray(acceptance_rate)
     if energy.shape != acceptance_rate.shape or energy.size < 2:
         raise ValueError(f"energy has shape {energy.shape} and acceptance_rate "
