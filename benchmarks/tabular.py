@@ -7,8 +7,8 @@
 For each dataset, ``n_real`` (iris 20, 50; wine and breast_cancer 20, 50, 100) and seed: one
 stratified split (:func:`ebm_jax.applications.tabular.evaluation.evaluate_split`), every
 method (real only, jitter, SMOTE, TabEBM with the kernel and the network backends, the kernel
-with the reference code's batch-averaged gradient, the shared-model ablation, and the kernel
-and the ablation sampled in the temperature form) and every
+with the reference code's batch-averaged gradient, the shared-model ablation, and the kernel,
+the ablation and the network sampled in the temperature form) and every
 downstream classifier (logistic regression, k-NN, random forest, MLP). Rows (JSON lines, to
 benchmarks/results/<device>-<date>.json with ``benchmark: "tabular"``): ``dataset``,
 ``n_real``, ``method``, ``classifier``, ``seed``, ``balanced_accuracy``, ``ks_mean``, ``mmd``,

@@ -39,7 +39,8 @@ class TabEBM(BaseEstimator):
 
     Args:
       backend: ``"kernel"`` (training-free kernel classifier), ``"network"`` (an MLP per
-        class against uniform noise), ``"in_context"`` (your ``logits_fn``), or a
+        class against a Gaussian fitted to it; sample it with ``noise_scale=None``),
+        ``"in_context"`` (your ``logits_fn``), or a
         :class:`~ebm_jax.applications.tabular.ClassEnergyBackend`.
       bandwidth: the kernel backend's ``"scott"``, ``"loo"`` or a number.
       categorical: categorical columns (names for a DataFrame, positions for an array).

@@ -14,9 +14,10 @@ noise of 0.1 standardised units), ``smote`` (imbalanced-learn's SMOTE, the imple
 know), ``tabebm_kernel`` / ``tabebm_network`` (:class:`TabEBM` with each backend),
 ``tabebm_kernel_batch_mean`` (the reference code's batch-averaged gradient),
 ``shared_kernel`` (the paper's ablation: one classifier over all classes), and
-``tabebm_kernel_langevin`` / ``shared_kernel_langevin``: the same two energies sampled in the
-temperature form (noise ``sqrt(2 step)``, so that the chains sample ``exp(-E)`` rather than
-descend to its modes under the paper's noise 0.01).
+``tabebm_kernel_langevin`` / ``shared_kernel_langevin`` / ``tabebm_network_langevin``: the kernel,
+the ablation's and the network's energies sampled in the temperature form (noise
+``sqrt(2 step)``, so that the chains sample ``exp(-E)`` rather than descend to its modes under
+the paper's noise 0.01).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from ebm_jax.applications.tabular.estimator import TabEBM
 
 METHODS = ("real", "jitter", "smote", "tabebm_kernel", "tabebm_network",
            "tabebm_kernel_batch_mean", "shared_kernel", "tabebm_kernel_langevin",
-           "shared_kernel_langevin")
+           "shared_kernel_langevin", "tabebm_network_langevin")
 CLASSIFIERS = ("logistic_regression", "knn", "random_forest", "mlp")
 JITTER_SIGMA = 0.1
 
@@ -92,6 +93,7 @@ def smote_rows(X: np.ndarray, y: np.ndarray, n_per_class: int, seed: int):
 TABEBM_SETTINGS = {
     "tabebm_kernel": {},
     "tabebm_network": {"backend": "network"},
+    "tabebm_network_langevin": {"backend": "network", "noise_scale": None},
     "tabebm_kernel_batch_mean": {"batch_mean_gradient": True},
     "shared_kernel": {"class_energies": "shared"},
     "tabebm_kernel_langevin": {"noise_scale": None},
