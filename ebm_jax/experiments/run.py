@@ -29,7 +29,7 @@ from ebm_jax import plots
 from ebm_jax.data import Batches, DatasetNotPreparedError
 from ebm_jax.data.files import DataFileError
 from ebm_jax.experiments.build import Experiment, build, initial_state, num_train_examples
-from ebm_jax.experiments.config import Config, ConfigError, config_differences
+from ebm_jax.experiments.config import Config, ConfigError, config_differences, flatten
 from ebm_jax.experiments.data import derived_settings, describe_derived, with_measured_data
 from ebm_jax.experiments.evaluation import (BASELINE_WARNINGS, CURVE_PANELS, PREDICTIONS_FIGURE,
                                             baseline_comparison, evaluate, quick_eval_fn,
@@ -235,13 +235,17 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
         train_started = time.perf_counter()
         first_step = int(state.step)
         run = config.run
-        state, _ = fit(train_step, state, global_batches(exp, mesh, first_step, per_call),
-                       run.num_steps,
-                       log_every=run.log_every, eval_fn=on_primary(quick_eval_fn(exp)),
-                       eval_every=run.eval_every, checkpointer=checkpointer,
-                       metrics_path=metrics_path if primary else None,
-                       progress=progress and primary, rollback=rollback,
-                       restart_batches=lambda step: global_batches(exp, mesh, step, per_call))
+        try:
+            state, _ = fit(train_step, state, global_batches(exp, mesh, first_step, per_call),
+                           run.num_steps,
+                           log_every=run.log_every, eval_fn=on_primary(quick_eval_fn(exp)),
+                           eval_every=run.eval_every, checkpointer=checkpointer,
+                           metrics_path=metrics_path if primary else None,
+                           progress=progress and primary, rollback=rollback,
+                           restart_batches=lambda step: global_batches(exp, mesh, step,
+                                                                       per_call))
+        except TrainingDiverged as error:  # advise only the settings this run's config has
+            raise error.with_advice(flatten(config).__contains__) from None
         train_seconds = time.perf_counter() - train_started
         host_state = gather_to_host(state)  # every process takes part; process 0 evaluates
         if not primary:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ebm_jax.parallel import any_process
 from ebm_jax.train.checkpoint import Checkpointer
-from ebm_jax.train.guard import (CAUSE_ADVICE, RollbackPolicy, TrainingDiverged,
+from ebm_jax.train.guard import (RollbackPolicy, TrainingDiverged, divergence_advice,
                                  learning_rate_scale, scale_learning_rate)
 from ebm_jax.train.state import TrainState, copy_arrays
 
@@ -211,11 +211,6 @@ def _window_divergence(window: dict, last_step: int) -> Optional[_Divergence]:
                        int(hit.size), cause_steps)
 
 
-def _advice(causes: list) -> str:
-    return "; ".join(f"{c}: {CAUSE_ADVICE[c]}" for c in causes if c in CAUSE_ADVICE) or \
-        "a smaller learning rate or SGLD step, energy_l2 > 0, or gradient clipping"
-
-
 class _LastGood:
     """Where a rollback returns to: the last good checkpoint or, before the first one (or
     without a checkpointer), a copy of the state at the last clean logging step, kept on the
@@ -261,10 +256,10 @@ def _roll_back(state, step, last_good, rollback, retries, writer, bar, divergenc
         writer.write({"step": step, "event": "stopped", "causes": causes,
                       "diverged_step": divergence.first_step, "diverged_steps": divergence.steps,
                       "cause_steps": divergence.cause_steps, "last_good_step": good})
-        raise TrainingDiverged(
-            f"training diverged at step {step} ({', '.join(causes) or 'diverged'}) after "
-            f"{rollback.max_retries} rollbacks: stopped; {last_good.where()}; expected "
-            f"{_advice(causes)}", causes=causes, step=step)
+        situation = (f"training diverged at step {step} ({', '.join(causes) or 'diverged'}) "
+                     f"after {rollback.max_retries} rollbacks: stopped; {last_good.where()}")
+        raise TrainingDiverged(f"{situation}; expected {divergence_advice(causes)}",
+                               causes=causes, step=step, situation=situation)
     restored = last_good.restore(state)
     key = jax.random.fold_in(restored.rng_key, 7_919 * retries)
     restored = restored._replace(rng_key=key)

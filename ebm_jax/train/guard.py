@@ -22,33 +22,79 @@ hand). Two layers keep a run alive:
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
 
-# What to change when a criterion keeps firing: the pure API's argument and the command
-# line's setting. Read by TrainingDiverged's message and by `ebm-jax doctor`.
-CAUSE_ADVICE = {
-    "nonfinite": "a smaller learning rate (optimizer.learning_rate) or sampler step "
-                 "(objective.sampler.step_size)",
-    "energy": "energy_l2 > 0 (objective.energy_l2=0.1) or a smaller learning rate",
-    "grad_norm": "gradient clipping (optimizer.clip_grad_norm=1.0) or a smaller learning rate",
-    "sampler": "a smaller sampler step (objective.sampler.step_size) or sampler grad_clip "
-               "(objective.sampler.grad_clip=0.01)",
-    "energy_scale": "energy_l2 > 0 (objective.energy_l2=0.1): energies left 10x their early "
-                    "scale",
-    "energy_gap": "energy_l2 > 0 (objective.energy_l2=0.1), or more or larger sampler steps "
-                  "(objective.num_steps, objective.sampler.step_size): samples drifted away "
-                  "from the data's energies",
-    "loss_rise": "a smaller learning rate (optimizer.learning_rate) or a lower generative "
-                 "weight (objective.generative_weight): the classifier's loss rose 2 nats "
-                 "above its best",
-    "grad_spike": "gradient clipping (optimizer.clip_grad_norm=1.0) or a smaller learning "
-                  "rate: the gradient norm jumped 100x its moving average",
+class Remedy(NamedTuple):
+    """One thing to change when a guard criterion keeps firing: ``text`` names the pure API's
+    argument and, in brackets, ``setting``, the command line's (None: no single setting)."""
+
+    text: str
+    setting: Optional[str] = None
+
+
+# What to change when a criterion keeps firing, as alternatives (joined by "or"), then why.
+# Read by TrainingDiverged's message (:func:`divergence_advice`) and by `ebm-jax doctor`.
+CAUSE_REMEDIES = {
+    "nonfinite": ((Remedy("a smaller learning rate", "optimizer.learning_rate"),
+                   Remedy("sampler step", "objective.sampler.step_size")), ""),
+    "energy": ((Remedy("energy_l2 > 0", "objective.energy_l2=0.1"),
+                Remedy("a smaller learning rate", "optimizer.learning_rate")), ""),
+    "grad_norm": ((Remedy("gradient clipping", "optimizer.clip_grad_norm=1.0"),
+                   Remedy("a smaller learning rate", "optimizer.learning_rate")), ""),
+    "sampler": ((Remedy("a smaller sampler step", "objective.sampler.step_size"),
+                 Remedy("sampler grad_clip", "objective.sampler.grad_clip=0.01")), ""),
+    "energy_scale": ((Remedy("energy_l2 > 0", "objective.energy_l2=0.1"),
+                      Remedy("a smaller learning rate", "optimizer.learning_rate")),
+                     "energies left 10x their early scale"),
+    "energy_gap": ((Remedy("energy_l2 > 0", "objective.energy_l2=0.1"),
+                    Remedy("more sampler steps", "objective.num_steps"),
+                    Remedy("a larger sampler step", "objective.sampler.step_size")),
+                   "samples drifted away from the data's energies"),
+    "loss_rise": ((Remedy("a smaller learning rate", "optimizer.learning_rate"),
+                   Remedy("a lower generative weight", "objective.generative_weight")),
+                  "the classifier's loss rose 2 nats above its best"),
+    "grad_spike": ((Remedy("gradient clipping", "optimizer.clip_grad_norm=1.0"),
+                    Remedy("a smaller learning rate", "optimizer.learning_rate")),
+                   "the gradient norm jumped 100x its moving average"),
 }
+GENERIC_ADVICE = "a smaller learning rate or sampler step, energy_l2 > 0, or gradient clipping"
+
+
+def divergence_advice(causes, has_setting: Optional[Callable[[str], bool]] = None) -> str:
+    """What to change for each of ``causes`` (guard criteria): ``"cause: a or b: why; ..."``.
+
+    ``has_setting(key)`` (the setting's key, without ``=value``) keeps only the remedies a run
+    can apply: a command-line run passes its config's keys, so that a run whose objective has
+    no ``energy_l2`` is not told to set it (a remedy without a setting is always kept).
+
+    Example::
+
+      >>> print(divergence_advice(["sampler"]).replace(" or ", "\\n  or "))
+      sampler: a smaller sampler step (objective.sampler.step_size)
+        or sampler grad_clip (objective.sampler.grad_clip=0.01)
+      >>> divergence_advice(["grad_norm"], lambda key: key != "optimizer.clip_grad_norm")
+      'grad_norm: a smaller learning rate (optimizer.learning_rate)'
+    """
+    parts = []
+    for cause in causes:
+        if cause not in CAUSE_REMEDIES:
+            continue
+        remedies, why = CAUSE_REMEDIES[cause]
+        kept = [r for r in remedies if r.setting is None or has_setting is None
+                or has_setting(r.setting.split("=")[0])]
+        if not kept:
+            continue
+        text = " or ".join(r.text + (f" ({r.setting})" if r.setting else "") for r in kept)
+        parts.append(f"{cause}: {text}" + (f": {why}" if why else ""))
+    return "; ".join(parts) or GENERIC_ADVICE
+
+
+CAUSE_ADVICE = {cause: divergence_advice([cause]).split(": ", 1)[1] for cause in CAUSE_REMEDIES}
 
 
 class TrainingDiverged(RuntimeError):
@@ -59,10 +105,21 @@ class TrainingDiverged(RuntimeError):
       step: the step at which training stopped.
     """
 
-    def __init__(self, message: str, causes: tuple = (), step: Optional[int] = None):
+    def __init__(self, message: str, causes: tuple = (), step: Optional[int] = None,
+                 situation: Optional[str] = None):
         super().__init__(message)
         self.causes = tuple(causes)
         self.step = step
+        self.situation = situation  # the message before its advice
+
+    def with_advice(self, has_setting: Callable[[str], bool]) -> "TrainingDiverged":
+        """The same stop, its advice kept to the settings ``has_setting`` accepts (see
+        :func:`divergence_advice`)."""
+        if self.situation is None:
+            return self
+        return TrainingDiverged(
+            f"{self.situation}; expected {divergence_advice(self.causes, has_setting)}",
+            self.causes, self.step, self.situation)
 
 
 class DivergenceGuard(NamedTuple):

@@ -371,3 +371,23 @@ def test_a_run_directory_of_release_0_1_resumes_bit_exactly_and_evaluates(tmp_pa
     assert leg_20["params_fingerprint"] == summary["params_fingerprint"]
     if _has_avx512():
         assert summary["params_fingerprint"] == V0_1_FINGERPRINT_AT_20
+
+
+def test_a_stopped_run_is_advised_only_settings_its_config_has(tmp_path, monkeypatch):
+    """``ebm-jax train`` of an objective without ``energy_l2`` (denoising score matching) that
+    the guard stops: the message keeps the learning rate and drops ``objective.energy_l2``,
+    which ``--set`` would refuse as an unknown key."""
+    import ebm_jax.experiments.run as run_module
+    from ebm_jax.train import TrainingDiverged, divergence_advice
+
+    def stopped(*args, **kwargs):
+        situation = "training diverged at step 5 (energy_scale) after 3 rollbacks: stopped"
+        raise TrainingDiverged(f"{situation}; expected {divergence_advice(['energy_scale'])}",
+                               causes=("energy_scale",), step=5, situation=situation)
+
+    monkeypatch.setattr(run_module, "fit", stopped)
+    with pytest.raises(TrainingDiverged) as stop:
+        train(tiny("dsm_2d_8gaussians"), str(tmp_path / "run"), progress=False, devices=1)
+    message = str(stop.value)
+    assert message.startswith("training diverged at step 5 (energy_scale)")
+    assert "optimizer.learning_rate" in message and "energy_l2" not in message

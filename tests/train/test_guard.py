@@ -8,8 +8,10 @@ import optax
 import pytest
 
 from ebm_jax.losses import LossTransform
-from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, TrainingDiverged,
-                           fit, init_train_state, make_train_step, with_lr_scale)
+from ebm_jax.train import (CAUSE_ADVICE, CAUSE_REMEDIES, Checkpointer, DivergenceGuard,
+                           RollbackPolicy, TrainingDiverged, divergence_advice, fit,
+                           init_train_state, make_train_step, with_lr_scale)
+from ebm_jax.train.guard import GENERIC_ADVICE
 
 
 def _quadratic():
@@ -334,3 +336,26 @@ def test_a_gradient_norm_of_the_energy_is_no_energy():
     assert not bool(flags["energy"])
     assert float(_energy_magnitude(info)) == 4.0
     assert is_energy_key("generative/energy_sample") and not is_energy_key("energy_grad_norm")
+
+
+def test_the_advice_keeps_to_the_settings_a_run_has():
+    """Each cause names its alternatives with their settings; a filter drops the ones a run
+    cannot set (CDRL has no ``objective.energy_l2``), and a cause left with none says nothing
+    rather than advise an unknown key."""
+    every = divergence_advice(["energy_scale", "grad_spike"])
+    assert every == ("energy_scale: energy_l2 > 0 (objective.energy_l2=0.1) or a smaller "
+                     "learning rate (optimizer.learning_rate): energies left 10x their early "
+                     "scale; grad_spike: gradient clipping (optimizer.clip_grad_norm=1.0) or a "
+                     "smaller learning rate (optimizer.learning_rate): the gradient norm jumped "
+                     "100x its moving average")
+    no_l2 = divergence_advice(["energy_scale"], lambda key: key != "objective.energy_l2")
+    assert "energy_l2" not in no_l2 and "optimizer.learning_rate" in no_l2
+    assert divergence_advice(["energy"], lambda key: False) == GENERIC_ADVICE
+    assert divergence_advice(["unknown"]) == GENERIC_ADVICE
+    for cause, (remedies, _) in CAUSE_REMEDIES.items():
+        assert CAUSE_ADVICE[cause] == divergence_advice([cause]).split(": ", 1)[1]
+    stop = TrainingDiverged("x; expected y", causes=("energy_scale",), step=9, situation="x")
+    filtered = stop.with_advice(lambda key: key != "objective.energy_l2")
+    assert str(filtered) == f"x; expected {no_l2}" and filtered.causes == ("energy_scale",)
+    assert filtered.step == 9
+    assert TrainingDiverged("plain").with_advice(lambda key: False).args == ("plain",)
