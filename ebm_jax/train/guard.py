@@ -38,7 +38,7 @@ class Remedy(NamedTuple):
 
 
 # What to change when a criterion keeps firing, as alternatives (joined by "or"), then why.
-# Read by TrainingDiverged's message (:func:`divergence_advice`) and by `ebm-jax doctor`.
+# Read by TrainingDiverged's message (:func:`divergence_advice`).
 CAUSE_REMEDIES = {
     "nonfinite": ((Remedy("a smaller learning rate", "optimizer.learning_rate"),
                    Remedy("sampler step", "objective.sampler.step_size")), ""),
@@ -80,21 +80,23 @@ def divergence_advice(causes, has_setting: Optional[Callable[[str], bool]] = Non
       >>> divergence_advice(["grad_norm"], lambda key: key != "optimizer.clip_grad_norm")
       'grad_norm: a smaller learning rate (optimizer.learning_rate)'
     """
-    parts = []
-    for cause in causes:
-        if cause not in CAUSE_REMEDIES:
-            continue
-        remedies, why = CAUSE_REMEDIES[cause]
-        kept = [r for r in remedies if r.setting is None or has_setting is None
-                or has_setting(r.setting.split("=")[0])]
-        if not kept:
-            continue
-        text = " or ".join(r.text + (f" ({r.setting})" if r.setting else "") for r in kept)
-        parts.append(f"{cause}: {text}" + (f": {why}" if why else ""))
-    return "; ".join(parts) or GENERIC_ADVICE
+    parts = [(cause, _remedy_text(cause, has_setting)) for cause in causes
+             if cause in CAUSE_REMEDIES]
+    return "; ".join(f"{cause}: {text}" for cause, text in parts if text) or GENERIC_ADVICE
 
 
-CAUSE_ADVICE = {cause: divergence_advice([cause]).split(": ", 1)[1] for cause in CAUSE_REMEDIES}
+def _remedy_text(cause: str, has_setting: Optional[Callable[[str], bool]] = None) -> str:
+    """``"a (setting) or b (setting): why"`` of the remedies kept ("" when none is)."""
+    remedies, why = CAUSE_REMEDIES[cause]
+    kept = [r for r in remedies if r.setting is None or has_setting is None
+            or has_setting(r.setting.split("=")[0])]
+    if not kept:
+        return ""
+    text = " or ".join(r.text + (f" ({r.setting})" if r.setting else "") for r in kept)
+    return text + (f": {why}" if why else "")
+
+
+CAUSE_ADVICE = {cause: _remedy_text(cause) for cause in CAUSE_REMEDIES}
 
 
 class TrainingDiverged(RuntimeError):

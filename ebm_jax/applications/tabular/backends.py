@@ -108,12 +108,16 @@ BANDWIDTH_RULES = ("scott", "loo")
 LOO_GRID = tuple(float(f) for f in jnp.geomspace(0.02, 2.0, 40))
 
 
-def _masked_std(rows, mask):
-    """The mean over features of each feature's standard deviation over the masked rows."""
+def _masked_moments(rows, mask):
+    """Each feature's mean and variance ``[D]`` over the masked rows."""
     weights = mask / jnp.sum(mask)
     mean = weights @ rows
-    var = weights @ (rows - mean) ** 2
-    return jnp.maximum(jnp.mean(jnp.sqrt(var)), 1e-3)
+    return mean, weights @ (rows - mean) ** 2
+
+
+def _masked_std(rows, mask):
+    """The mean over features of each feature's standard deviation over the masked rows."""
+    return jnp.maximum(jnp.mean(jnp.sqrt(_masked_moments(rows, mask)[1])), 1e-3)
 
 
 def scott_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
@@ -313,9 +317,7 @@ def _network_backend(hidden, num_steps, learning_rate, noise_per_row, min_noise,
     def fit(rng_key, initial, rows, row_mask, negatives):
         row_mask = jnp.asarray(row_mask, rows.dtype)
         num_noise = max(min_noise, noise_per_row * rows.shape[0])
-        count = jnp.sum(row_mask)
-        mean = jnp.sum(rows * row_mask[:, None], 0) / count
-        var = jnp.sum((rows - mean) ** 2 * row_mask[:, None], 0) / count
+        mean, var = _masked_moments(rows, row_mask)
         std = noise_scale * jnp.sqrt(var + NOISE_MIN_STD ** 2)
         initial = NetworkParams(initial.network, mean, std)
         batched = jax.vmap(nce_logit, (None, 0))
