@@ -102,3 +102,26 @@ def test_the_count_sees_a_retrace(change):
         step(state._replace(step=int(state.step)), batch(1))
     assert len(traces) == 2, traces
     assert step._cache_size() == 2
+
+
+def _guard_checks_in_program(num_layers):
+    """``is-finite`` instructions in the compiled train step (divergence guard on) of a
+    cross-entropy MLP with ``num_layers`` hidden layers."""
+    model = pure(MLP(D, (8,) * num_layers, K, rngs=nnx.Rngs(0)))
+    loss = cross_entropy(model.apply)
+    optimizer = optax.adam(1e-3)
+    state = init_train_state(jax.random.PRNGKey(0), model.params, optimizer, loss, batch(0))
+    step = jax.jit(make_train_step(loss, optimizer), donate_argnums=0)
+    return step.lower(state, batch(0)).compile().as_text().count("is-finite(")
+
+
+def test_the_guards_verdict_is_computed_once_not_per_parameter():
+    """The guard rolls every leaf of the state back on one verdict (``diverged``, from a few
+    finiteness checks and comparisons). XLA copies a cheap scalar's computation into every
+    fusion that reads it, so unless the verdict is materialised once, each leaf's select
+    carries its own copy of the checks: measured, twice the compiled step's instructions
+    and 10-30% more compile time on the slowest presets. The checks in the program must not
+    grow with the number of parameter arrays (each hidden layer adds 2 parameter leaves and
+    4 of Adam's moments; measured with the checks copied: 63 for 1 layer, 183 for 6)."""
+    few, many = _guard_checks_in_program(1), _guard_checks_in_program(6)
+    assert many == few, (few, many)
