@@ -93,7 +93,8 @@ def make_train_step(loss: LossTransform, optimizer: optax.GradientTransformation
             # The verdict through a cond, so that it is computed once: XLA copies a cheap
             # scalar's computation into every fusion that reads it, and each leaf's select
             # below would carry its own copy of the checks (twice the compiled step's
-            # instructions, 10-30% more compile time on the slowest presets). Same values.
+            # instructions; compile time on the 35 slowest presets 0.93x median, 0.73-1.27x,
+            # with it computed once). Same values.
             diverged = jax.lax.cond(diverged, lambda: jnp.bool_(True), lambda: jnp.bool_(False))
             kept = state._replace(step=new_state.step, rng_key=rng_key)
             new_state = jax.tree.map(lambda new, old: jnp.where(diverged, old, new), new_state,
