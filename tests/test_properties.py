@@ -428,6 +428,7 @@ BUFFER = rb.init_buffer(KEY, (D,), capacity=6)
 CLASS_BUFFER = rb.init_buffer(KEY, (D,), capacity=6, num_classes=K)
 
 
+@pytest.mark.slow
 @props(40)
 @given(fault=st.sampled_from(["valid", "empty", "bad_hyperparameter", "bad_type",
                               "label_out_of_range", "mismatched_size", "wrong_dtype"]),
@@ -747,6 +748,7 @@ CLASSIFICATION_FAULTS = ("valid", "huge", "nan", "inf", "empty", "wrong_rank", "
                          "mismatched_size", "label_out_of_range")
 
 
+@pytest.mark.slow
 @props(75)
 @given(fault=st.sampled_from(CLASSIFICATION_FAULTS), k=st.sampled_from([1, 3]), data=st.data())
 def test_classification_metrics(fault, k, data):

@@ -113,6 +113,7 @@ def test_inpaint_10d_gaussian_with_mala_matches_the_conditional_law():
 # at this step size: compared with the exact conditional covariance instead of the ULA
 # one, the variances are off by up to 11 SE (|z| < 2.1 against the ULA law), so the test
 # pins the sampler to ULA's law, not merely to something near the conditional.
+@pytest.mark.slow
 def test_inpaint_10d_gaussian_with_sgld_matches_the_ula_conditional_law():
     target, x, x64 = gaussian10_draws()
     step_size = 0.3

@@ -20,6 +20,7 @@ KEYS = ("method", "dataset", "seed", "langevin_steps", "mmd", "kl_nats", "freche
         "seconds_per_sample", "guidance_w", "class_accuracy")
 
 
+@pytest.mark.slow
 def test_a_row_carries_the_issues_summary_keys_and_generation_is_timed():
     exp = build(tiny("cdrl_2d_rings", "data.batch_size=48", "objective.initializer_hidden=16",
                      "objective.sample_langevin_steps=2"))
@@ -31,6 +32,7 @@ def test_a_row_carries_the_issues_summary_keys_and_generation_is_timed():
     assert row["langevin_steps"] == 2 and row["guidance_w"] is None
 
 
+@pytest.mark.slow
 def test_level_gradient_variances_are_one_positive_number_per_level():
     exp = build(tiny("cdrl_2d_rings", "data.batch_size=48", "objective.initializer_hidden=16",
                      "objective.num_langevin_steps=2"))

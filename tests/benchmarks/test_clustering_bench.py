@@ -49,6 +49,7 @@ def _params(weights, warmup):
     return jax.tree_util.tree_leaves(params)
 
 
+@pytest.mark.slow
 def test_the_warmup_trains_the_generative_term_alone():
     import numpy as np
 

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.fast_compile
 TINY = ("objective.num_steps=2", "objective.chain_start.capacity=32", "data.batch_size=8")
 
 
+@pytest.mark.slow
 def test_toolkit_rows_without_torch():
     rows = bench.measure_arch("conv_digits", 2, torch_rows=False, min_seconds=0.0,
                               num_batches=2, extra=TINY)

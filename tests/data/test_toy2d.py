@@ -238,6 +238,7 @@ def test_histogram_matches_log_prob(name):
     assert chi2 < _chi2_bound(df), (chi2, df)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["8gaussians", "rings", "two_spirals"])
 def test_mean_log_prob_of_samples_is_minus_entropy(name):
     # E_p[log p] from the samples vs -H(p) = ∫ p log p by quadrature (same grid and

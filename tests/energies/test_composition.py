@@ -126,6 +126,7 @@ def check_moments(xs, mean, cov):
 #  - weights ignored (plain sum): the pointwise check fails; with that check removed, the
 #    MALA moments are off by 18-96 SE (correct: |z| < 1.8, acceptance 0.83);
 #  - weight applied to the wrong part (w[i] -> w[n-1-i]): the pointwise check fails.
+@pytest.mark.slow
 def test_product_of_gaussians_is_the_gaussian_with_summed_precisions():
     weights = (1.0, 2.0)
     mean, cov = _gaussian_product(weights)

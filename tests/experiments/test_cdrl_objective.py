@@ -36,6 +36,7 @@ def test_a_bad_setting_names_the_field(overrides, message):
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_the_digits_presets_diffuse_the_data_by_their_data_noise():
     from flax import nnx
 
@@ -96,6 +97,7 @@ def tiny_conditional(*extra):
                 "objective.initializer_hidden=16", *extra)
 
 
+@pytest.mark.slow
 def test_a_conditional_run_embeds_every_level_and_class_and_guidance_reaches_the_samples():
     """One embedding row per (level, class) and the null class, in both networks; with
     perturbed params (at initialisation every condition computes the same function),
@@ -130,6 +132,7 @@ def test_a_tiny_conditional_run_reports_class_accuracy_and_spread_at_each_guidan
     assert np.isfinite(summary["kl_nats"])
 
 
+@pytest.mark.slow
 def test_a_conditional_digits_evaluation_asks_the_digit_classifier_at_each_guidance(tmp_path):
     exp = build(tiny("cdrl_digits_conditional", "data.batch_size=48",
                      "objective.initializer_hidden=16", "objective.num_langevin_steps=1"))

@@ -50,6 +50,7 @@ def test_batches_carry_the_concepts_of_their_examples():
         Batches(data.x_train, data.y_train, 32, seed=0, extras={"c": data.c_train[:3]})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["ecbm_digits", "cbm_digits"])
 def test_the_config_builds_the_loss_of_its_settings(preset):
     weight = "objective.global_weight=0.5" if preset == "ecbm_digits" else \

@@ -69,6 +69,7 @@ def test_batch_norm_is_refused_for_objectives_that_do_not_train_it():
         make_config("at_digits", ["model.batch_norm=true"])
 
 
+@pytest.mark.slow
 def test_a_users_pool_is_checked_and_a_fifth_held_out(tmp_path):
     good = tmp_path / "pool.npz"
     np.savez(good, x=np.zeros((10, 64), np.float32))
@@ -81,6 +82,7 @@ def test_a_users_pool_is_checked_and_a_fifth_held_out(tmp_path):
         _exp(f"objective.ood_pool={bad}")
 
 
+@pytest.mark.slow
 def test_the_config_builds_the_loss_of_its_settings():
     """Stage 1 is PGD-AT under the batch's statistics; stage 2 DAT with these settings, frozen:
     the same values as the factories' (same keys), and other settings give other values."""
@@ -123,6 +125,7 @@ def _train_step(exp):
     return step
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze", [True, False])
 def test_the_statistics_move_in_stage_one_and_stay_in_stage_two(freeze):
     exp = _exp(f"objective.freeze_statistics={str(freeze).lower()}")
@@ -142,6 +145,7 @@ def test_the_statistics_move_in_stage_one_and_stay_in_stage_two(freeze):
         assert moved[2] > 0 and moved[3] > 0
 
 
+@pytest.mark.slow
 def test_the_second_stage_trains_at_its_share_of_the_learning_rate():
     """Adam's first update has the size of the learning rate on every weight with a
     gradient: stage 2's is a tenth of stage 1's (``stage2_learning_rate=0.1``)."""

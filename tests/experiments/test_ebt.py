@@ -175,6 +175,7 @@ def test_denoising_metrics_on_an_analytic_energy_are_the_closed_form():
     assert set(quick) == {"psnr", "psnr_noisy", "mse", "step_size"}
 
 
+@pytest.mark.slow
 def test_branch_metrics_on_an_analytic_energy():
     """E(x, y) = ½ min over branches of (y - branch)²: 8 steps of 0.5 from N(0, 1) starts end
     on a branch (within 0.4% of the start's distance), about half on each; predicting the mean

@@ -37,6 +37,7 @@ def test_a_bad_setting_names_the_field(overrides, message):
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_the_config_builds_the_loss_of_its_settings():
     overrides = ["model.hidden=16", "data.batch_size=8", "objective.queue_size=16",
                  "objective.temperature=0.3", "objective.generative_weight=0.5"]

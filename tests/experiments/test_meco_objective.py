@@ -39,6 +39,7 @@ def test_a_bad_setting_names_the_field(overrides, message):
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_the_config_builds_the_loss_of_its_settings():
     config = tiny("meco_2d_rings", "objective.rate=0.25", "objective.noise_ratio=2")
     exp = build(config)

@@ -120,6 +120,7 @@ def guide_objective(tmp_path, monkeypatch):
     sys.modules.pop("ebm_jax.experiments.objectives.msdsm", None)
 
 
+@pytest.mark.slow
 @pytest.mark.fast_compile
 @pytest.mark.usefixtures("guide_objective")
 def test_the_guides_new_objective_needs_no_other_file(tmp_path):

@@ -45,6 +45,7 @@ def test_augment_writes_rows_of_every_class_in_the_tables_own_form(table, tmp_pa
     assert set(synthetic["soil"]) <= {"clay", "sand"}
 
 
+@pytest.mark.slow
 def test_evaluate_prints_a_json_row_per_method_and_classifier(table, capsys):
     path, _ = table
     numeric = pd.read_csv(path).drop(columns=["soil"])

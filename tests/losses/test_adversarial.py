@@ -178,6 +178,7 @@ def energies(params, x):
 ATTACK = dict(epsilon=0.3, num_steps=3, norm="l2")  # few L2 steps: not at an optimum
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ce_input", ["natural", "adversarial"])
 def test_gradient_holds_the_examples_fixed_and_flows_through_both_inputs(mlp_problem,
                                                                          ce_input):

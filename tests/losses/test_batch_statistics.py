@@ -27,6 +27,7 @@ def _by_hand(params):
     return jnp.mean(jax.nn.logsumexp(logits, -1) - picked)
 
 
+@pytest.mark.slow
 def test_the_wrapped_loss_is_the_batched_networks_loss():
     loss = with_batch_statistics(cross_entropy(MODEL.apply), MODEL.apply_batch)
     state = loss.init(jax.random.key(0), MODEL.params, BATCH)

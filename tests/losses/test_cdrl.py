@@ -111,6 +111,7 @@ def _gaussian_model(scales):
     return energy_fn, initializer_fn
 
 
+@pytest.mark.slow
 def test_each_term_trains_its_own_network_only():
     scales = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False)
     energy_fn, initializer_fn = _gaussian_model(scales)
@@ -174,6 +175,7 @@ def test_an_energy_that_is_not_decoupled_keeps_the_steps_and_weighs_e_directly()
         cdrl_scales(COSINE, decoupled=1)
 
 
+@pytest.mark.slow
 def test_mala_refinement_reports_its_acceptance():
     scales = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False)
     energy_fn, initializer_fn = _gaussian_model(scales)

@@ -46,6 +46,7 @@ def test_cd_buffer_fills_from_the_sampler_box_unless_told(chain_start, clip, exp
     assert expected[1] - 0.02 * width < high <= expected[1]
 
 
+@pytest.mark.slow
 def test_jem_passes_the_box_to_its_buffer_and_restarts_there():
     logits_fn = lambda w, x: x @ w  # noqa: E731
     sampler = langevin(energy_from_logits(logits_fn), 1.0, 0.01, clip_range=(-4.0, 4.0))

@@ -75,6 +75,7 @@ def test_perturbation_flips_the_share_of_examples_and_concepts():
     assert int(perturb_concept_vectors(jax.random.key(3), c, perturb_examples=0.0).sum()) == 0
 
 
+@pytest.mark.slow
 def test_pseudo_likelihood_is_the_exact_conditional_of_the_global_energy(tiny):
     model, _ = tiny
     c, y = jnp.array([1, 0, 1]), 2
@@ -88,6 +89,7 @@ def test_pseudo_likelihood_is_the_exact_conditional_of_the_global_energy(tiny):
         np.testing.assert_allclose(got[k], expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_pseudo_likelihood_term_enters_the_loss(tiny):
     model, batch = tiny
     values = [ecbm_loss(model.class_energies, model.concept_energies, model.global_energies,

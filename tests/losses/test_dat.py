@@ -33,6 +33,7 @@ def test_contrastive_samples_climb_the_labels_logit_by_normalised_steps():
     np.testing.assert_array_equal(unchanged, x0 + 0.2)
 
 
+@pytest.mark.slow
 def test_the_energy_term_is_the_bce_of_real_against_detached_samples():
     loss = dat_energy(linear, pool_start(POOL), initial_steps=3, auroc_images=8)
     batch = {"x": jnp.full((8, 3), 0.4), "y": jnp.array([0, 1] * 4)}

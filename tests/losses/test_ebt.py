@@ -61,6 +61,7 @@ def _descent_ok(descend) -> bool:
                 and np.allclose(dy_dh, want, rtol=1e-4))
 
 
+@pytest.mark.slow
 def test_the_descent_passes_and_broken_descents_fail_the_known_answer():
     def good(h):
         return ebt_descent(quadratic, 2.0, X, Y0, num_steps=3, step_size=h).y
@@ -204,6 +205,7 @@ def test_system1_averages_the_steps_and_system2_takes_the_final_step():
     assert float(info2["mean_steps"]) == 3.0
 
 
+@pytest.mark.slow
 def test_the_learned_step_size_and_the_energy_receive_gradient_in_both_modes():
     params, batch = ebt_params(jnp.float32(0.5), 0.3), batch_of()
     for loss in (ebt(scaled, num_steps=2),
@@ -295,6 +297,7 @@ def test_calibration_and_stationarity_vanish_for_the_ideal_energy():
     assert float(info["calibration"]) > 1e-3
 
 
+@pytest.mark.slow
 def test_contrastive_term_prefers_an_energy_whose_minimum_is_the_target():
     batch = batch_of(n=8)
     right = {"x": batch["y"], "y": batch["y"]}       # E(x, y) minimal at the target

@@ -39,6 +39,7 @@ def plain_game_loss(flow, params, batch, key):
     return (jnp.sum(jax.nn.softplus(-g_data)) + jnp.sum(jax.nn.softplus(g_noise))) / (2 * len(x))
 
 
+@pytest.mark.slow
 def test_on_a_moving_step_the_ebm_descends_and_the_flow_ascends_the_same_loss():
     flow, params, batch = setup()
     key = jax.random.key(5)

@@ -46,6 +46,7 @@ def test_symmetric_cross_entropy_matches_numpy():
                                expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_invariance_gradient_flows_through_both_views():
     """No stop-gradient: each view's logits get a gradient from the term."""
     a = jnp.array([[1.0, -0.5, 0.2], [0.3, 0.1, -1.0]])
@@ -120,6 +121,7 @@ def _small_gedi(**weights):
                            chain_start=replay_buffer_start(capacity=16), **weights)
 
 
+@pytest.mark.slow
 def test_zero_weights_drop_the_terms_from_the_value():
     w = 0.3 * jax.random.normal(jax.random.key(0), (2, 3))
     batch = {"x": jax.random.normal(jax.random.key(1), (8, 2))}
@@ -162,6 +164,7 @@ def test_bad_settings_and_batches_raise_clear_errors():
         term.init(jax.random.key(0), jnp.ones((2, 1)), {"x": jnp.ones((3, 2))})
 
 
+@pytest.mark.slow
 @pytest.mark.optimised
 def test_a_short_run_clusters_two_blobs_and_the_prior_keeps_them_balanced():
     """A tiny network, 300 steps on two separated blobs: GEDI splits them (both ways round)."""

@@ -81,6 +81,7 @@ def test_value_matches_a_hand_computed_example(normalize, batch_negatives):
     assert abs(float(term.loss(w, fresh, second, jax.random.key(2))[0]) - expected) > 1e-2
 
 
+@pytest.mark.slow
 def test_no_gradient_flows_into_the_queue():
     term, w, batch = _setup()
     state = term.init(jax.random.key(0), w, batch)

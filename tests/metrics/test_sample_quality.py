@@ -197,6 +197,7 @@ def test_kernel_mmd_gaussian_is_our_mmd():
                                          [0.5, 2.0])), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_kid_is_unbiased():
     """Mean over many small subsets = the population MMD².
 
@@ -218,6 +219,7 @@ def test_kid_is_unbiased():
     assert abs(result.mean - truth) < tolerance, (result.mean, truth, tolerance)
 
 
+@pytest.mark.slow
 def test_kid_of_one_distribution_is_near_zero():
     """Same distribution: every subset estimate has mean 0, and their average varies much
     less than one subset's (std); measured |mean| / std = 0.26 here. A shift of 0.3 in

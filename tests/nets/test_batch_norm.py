@@ -31,6 +31,7 @@ def test_batch_mode_normalises_each_feature_by_the_batch():
     np.testing.assert_allclose(model.apply(model.params, XS[0]), XS[0], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_running_statistics_follow_the_running_average():
     model, rate = _model(), 0.1
     opt = with_running_statistics(optax.adam(1e-2), update_rate=rate)
@@ -102,6 +103,7 @@ def test_a_bad_update_rate_is_refused():
         with_running_statistics(optax.sgd(0.1), update_rate=0.0)
 
 
+@pytest.mark.slow
 def test_a_wide_resnet_with_batch_norm_normalises_before_every_activation():
     from ebm_jax.nets import WideResNet
     net = WideResNet((8, 8, 3), 4, depth=10, widen_factor=1, batch_norm=True,

@@ -51,6 +51,7 @@ def _points(seed, n=64):
     return jnp.concatenate([x, jnp.array([[6.0, -6.0], [-6.5, 0.3], [0.2, 7.0]])])
 
 
+@pytest.mark.slow
 def test_a_new_flow_is_the_identity_with_a_standard_normal_density():
     for name, make in FLOWS.items():
         flow = flow_functions(make())

@@ -68,6 +68,7 @@ def test_mlp_output_shapes():
     assert _mlp(out=1)(x).shape == (5, 1)
 
 
+@pytest.mark.slow
 def test_convnet_output_shapes_flat_and_image_inputs():
     net = _convnet()
     x = jnp.asarray(_np_normal(0, (3, 144)))

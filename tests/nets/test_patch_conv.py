@@ -31,6 +31,7 @@ def test_conv2d_patches_equals_lax_conv(padding, strides, hw, kernel_hw):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["patches", "patch_grad"])
 @pytest.mark.parametrize("strides", [1, 2])
 def test_input_and_kernel_gradients_equal_lax_conv(strides, impl):

@@ -265,6 +265,7 @@ def test_conditioned_resnet_shapes_and_conditioned_energy_adapter():
                                atol=1e-6)
 
 
+@pytest.mark.slow
 def test_conditioned_resnet_levels_change_the_energy_and_gradients_reach_the_embedding():
     params, energies_and_grads = _conditioned_energies()
     x = jnp.broadcast_to(jnp.asarray(_np_normal(5, IMAGE)), (4, *IMAGE))

@@ -146,6 +146,7 @@ def test_shared_step_size_reaches_the_target(sampler_name, target):
     assert abs(float(acceptance) - target) < 0.05, (float(step_size), float(acceptance))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["mala", "hmc"])
 def test_warmup_chains_is_the_three_step_recipe_in_one_call(family):
     """From a constructor alone: the same states and step size as a sampler's init_chains,
@@ -393,6 +394,7 @@ def _independent_draws(step_size, inverse_mass):
     return Sampler(lambda position, params: _DrawState(position), step)
 
 
+@pytest.mark.slow
 def test_the_windowed_scan_is_stans_schedule_step_by_step():
     """The one-scan warm-up against the schedule written out step by step in Python (the
     same per-step keys): 300 steps are a 75-step buffer, windows (75, 100) and (100, 250)

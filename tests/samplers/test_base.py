@@ -20,6 +20,7 @@ def gaussian_energy(params, x):
     return 0.5 * jnp.sum((x / SCALES) ** 2)
 
 
+@pytest.mark.slow
 def test_the_draws_are_the_states_run_chain_reaches_every_thin_steps():
     """With thin = 3: draw i is the position run_chain reaches after 3 (i + 1) steps from the
     same key, and the final state is run_chain's after all 12 steps (to float rounding: the

@@ -94,6 +94,7 @@ def test_gaussian_moments(temperature, step_size):
 # Breakages caught: kinetic energy without the inverse mass (151 SE, acceptance 0.03);
 # momentum drawn with sd sqrt(inverse_mass) instead of 1/sqrt(inverse_mass) (184 SE);
 # full first kick (48 SE); last half kick dropped (57 SE); MH sign flipped (41 SE).
+@pytest.mark.slow
 def test_diagonal_inverse_mass_targets_the_right_law():
     """Preconditioned by the marginal variances, eps = 0.7 is fine on a target whose
     smallest sd is 0.2 (identity mass would diverge); the law must still be exact."""
@@ -108,6 +109,7 @@ def test_diagonal_inverse_mass_targets_the_right_law():
 # as L z instead of L^-T z (acceptance 0.41, covariance 130-200 SE); kinetic energy
 # 1/2 |p|^2 instead of 1/2 p^T Sigma p (acceptance 0.05, covariance 50 SE); drift p instead
 # of Sigma p (acceptance 0.00: the chains stay at their exact starts, caught by acc > 0.9).
+@pytest.mark.slow
 def test_dense_inverse_mass_targets_the_right_law():
     """Preconditioned by the exact covariance, eps = 0.7 sees a unit Gaussian and accepts
     nearly always on a target of condition number ~4,000; the diagonal alone at the same
@@ -125,6 +127,7 @@ def test_dense_inverse_mass_targets_the_right_law():
 # Measured: acceptance 0.89, every statistic within 1.0 SE. Breakage caught: the jitter's
 # factor taken from the chain's position (u = 1 + 0.9 tanh(x_0)), not drawn independently of
 # it: no longer a mixture of kernels that each leave the target invariant (mean off by 107 SE).
+@pytest.mark.slow
 def test_a_jittered_step_keeps_the_law():
     """Each trajectory's step from eps U(0.1, 1.9): a mixture of HMC kernels, each leaving the
     target invariant, so the law is exact."""
@@ -135,6 +138,7 @@ def test_a_jittered_step_keeps_the_law():
     check_moments(xs, MEAN, COV)
 
 
+@pytest.mark.slow
 def test_jitter_breaks_the_fixed_paths_resonance():
     """N(0, diag(1, 100)) preconditioned by its variances, 10 leapfrog steps of
     2 sin(pi / 10) = 0.618: each step turns the whitened phase by 2 pi / 10, so a trajectory
@@ -160,6 +164,7 @@ def test_jitter_breaks_the_fixed_paths_resonance():
 
 
 # Breakages caught: full first kick (21 SE); last half kick dropped (62 SE).
+@pytest.mark.slow
 def test_mixture_moments():
     """The bimodal mixture, chains started from exact draws: invariance of the true law."""
     target = MIXTURE_TARGET

@@ -104,6 +104,7 @@ def test_temperature_form_matches_ula_stationary_law(temperature):
     check_moments(x, MEAN, ula_covariance(COV, step_size, t))
 
 
+@pytest.mark.slow
 def test_large_step_bias_is_visible():
     """At h = 0.4 ULA's covariance is inflated by 1/(1 - 0.4/(2*0.359)) ~ 2.26 on the
     small eigenvalue: the chains match the biased law and clearly miss the true one,

@@ -109,6 +109,7 @@ def test_gaussian_moments(temperature):
 # instead of h Sigma grad (acceptance 1e-5: the chains stay at their exact starts, caught by
 # the dense case's acceptance); the noise unscaled by L (covariance 54 / 22 SE); the
 # ratio's g^T Sigma g taken as |g|^2 (covariance 31 / 3-5 SE).
+@pytest.mark.slow
 @pytest.mark.parametrize("dense", [True, False])
 def test_preconditioned_mala_targets_the_right_law(dense):
     """With the preconditioner Sigma the step sees exp(-E/T) whitened: on the correlated

@@ -25,6 +25,7 @@ def _fit(per_call: int):
     return jax.device_get(state), history
 
 
+@pytest.mark.slow
 def test_five_steps_per_call_take_the_same_twenty_steps():
     """Same step count, log records at the same steps with the same means, same parameters
     (to rounding: the scanned program is compiled as a loop). A loop that counted calls as

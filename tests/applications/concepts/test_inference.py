@@ -26,6 +26,7 @@ def _relaxed_joint(model, x, a, b, weights=(3.0, 1.0, 1.0)):
     return jnp.dot(jnp.asarray(weights), terms)
 
 
+@pytest.mark.slow
 def test_gradient_inference_descends_the_joint_energy(model):
     start = infer(model, model.params, X, num_steps=0)
     assert float(jnp.abs(start.class_logits).max()) == 0.0
@@ -37,6 +38,7 @@ def test_gradient_inference_descends_the_joint_energy(model):
     assert (after < before - 1e-3).all()
 
 
+@pytest.mark.slow
 def test_exact_inference_is_the_brute_force_minimiser(model):
     out = infer_exact(model, model.params, X)
     pairs = [(y, c) for y in range(3) for c in itertools.product((0, 1), repeat=3)]

@@ -61,6 +61,7 @@ def test_bandwidths_are_scotts_rule_and_the_leave_one_out_optimum(seed):
                                rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_padding_rows_changes_nothing():
     """Rows past the mask (any values) leave bandwidths, logits and gradients as they were."""
     rows, negatives = _class(n=9)
@@ -128,6 +129,7 @@ def test_the_network_reads_the_log_density_of_a_gaussian_class():
     assert float(backend.step_scale(params)) == pytest.approx(std ** 2, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_network_chains_sample_their_class_in_30_dimensions():
     """Two 30-D Gaussian classes of 20 rows (std 1, one column std 0.05), sampled in the
     temperature form for 200 steps from the rows: the chains sample the class (per-coordinate

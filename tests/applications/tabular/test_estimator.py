@@ -82,6 +82,7 @@ def test_the_in_context_path_agrees_with_the_vmapped_kernel(iris_small):
     np.testing.assert_allclose(mine.energies(X), ours.energies(X), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_table_with_categories_and_integers_comes_back_in_its_own_types():
     rng = np.random.default_rng(0)
     n = 40

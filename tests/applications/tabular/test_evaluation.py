@@ -59,6 +59,7 @@ def test_fidelity_is_near_zero_for_the_same_law_and_grows_with_a_shift():
     assert abs(same["mmd"]) < 0.02 < shifted["mmd"]
 
 
+@pytest.mark.slow
 def test_one_split_makes_a_row_per_method_and_classifier_with_every_key():
     X, y = load_iris(return_X_y=True)
     rows = evaluate_split("iris", X, y, 20, seed=0, methods=("real", "tabebm_kernel"),

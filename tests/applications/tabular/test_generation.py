@@ -3,6 +3,7 @@ reference code's batch-averaged gradient is reproduced exactly by its flag."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from ebm_jax.applications.tabular import class_sampler, jittered_starts
 
@@ -33,6 +34,7 @@ def test_chains_reach_the_gaussian_they_sample():
     np.testing.assert_allclose(x.var(0), variance, rtol=5 * np.sqrt(2 / 2000))
 
 
+@pytest.mark.slow
 def test_the_batch_mean_flag_is_the_reference_codes_mean_energy_gradient():
     """The reference differentiates the batch's mean energy: x <- x - h ∇_x mean_i E(x_i) + s ε.
     Written out here with the sampler's own keys, it gives the flag's chains to rounding, and
