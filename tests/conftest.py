@@ -195,6 +195,22 @@ def _compile_mode_test(request, _compile_mode_module):
             yield
 
 
+# -- temporary files ------------------------------------------------------------------------
+# tensorflow-datasets makes an empty ``tmp*tfds`` directory in the system's temporary folder
+# each time it builds a dataset's info with no prepared files (``initialize_from_bucket``)
+# and never removes it: about a thousand per run of the suite. Temporary files made in this
+# process go under the session's pytest folder instead, which pytest prunes (it keeps the
+# last three runs').
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_in_the_session_folder(tmp_path_factory):
+    import tempfile
+
+    before = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempfile"))
+    yield
+    tempfile.tempdir = before
+
+
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
