@@ -45,6 +45,7 @@ What this file sets up, once for every test:
   tests; one cheap law test per sampler stays in it). ``pytest -m "not slow"`` is the inner
   loop; ``python -m pytest`` (what CI runs) runs everything.
 """
+import gc
 import os
 import sys
 
@@ -88,6 +89,20 @@ from hypothesis import settings  # noqa: E402
 # Eight CPU devices, so the data-parallel tests run a real mesh (tests/parallel/);
 # everything else runs on the first device as before.
 jax.config.update("jax_num_cpu_devices", 8)
+
+# -- Python's garbage collector -------------------------------------------------------------
+# A worker holds millions of long-lived objects (jax, flax, scikit-learn, tensorflow-datasets,
+# every test module, JAX's caches), and each full collection walked all of them: 25-29 full
+# collections a worker, 15-16 s of the inner loop's 170 worker-seconds. Everything imported by
+# the end of collection is frozen out of the collector (``gc.freeze``) and collections run
+# less often; garbage is still collected. Measured, `pytest -m "not slow"` warm, two paired
+# runs: 90 and 86 s against 95 and 103 s; time in the collector 3.8 s against 15.7 s.
+gc.set_threshold(10_000, 20, 50)
+
+
+def pytest_collection_finish(session):
+    gc.freeze()
+
 
 # -- hypothesis profiles --------------------------------------------------------------------
 DEV_MAX_EXAMPLES = 10
