@@ -81,6 +81,7 @@ MODULES = [
     "ebm_jax.metrics.digit_yardstick",
     "ebm_jax.metrics.ood",
     "ebm_jax.metrics.sample_quality",
+    "ebm_jax.metrics.samples",
     "ebm_jax.nets.patch_conv",
     "ebm_jax.parallel.mesh",
     "ebm_jax.parallel.sharding",

@@ -106,6 +106,27 @@ def test_classifier_sample_quality():
     assert out["sample_in_range_fraction"] == pytest.approx(7 / 8)  # 2.0 is outside [-1.1, 1.1]
 
 
+def test_the_reference_classifier_is_fitted_once_per_content_of_its_data():
+    """The same rows (another array of the same values) read back the fitted judge; a changed
+    row, label or seed fits another, and the judge of the changed rows is the one a fresh
+    fit gives."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    y = (x[:, 0] > 0).astype(np.int64)
+    judge = metrics.fit_reference_classifier(x, y)
+    assert metrics.fit_reference_classifier(x.copy(), y.copy()) is judge
+    moved = x.copy()
+    moved[0, 0] = -moved[0, 0] + 5.0
+    other = metrics.fit_reference_classifier(moved, y)
+    assert other is not judge
+    fresh = LogisticRegression(max_iter=2000, random_state=0).fit(moved, y)
+    np.testing.assert_allclose(other.coef_, fresh.coef_)
+    assert metrics.fit_reference_classifier(x, 1 - y) is not judge
+    assert metrics.fit_reference_classifier(x, y, seed=1) is not judge
+
+
 @pytest.mark.slow
 def test_mmd_is_near_zero_for_the_same_distribution_and_grows_with_a_shift():
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
