@@ -62,6 +62,9 @@ def _add_group_arguments(parser: argparse.ArgumentParser) -> None:
                        help="CPU devices this process brings (testing on one machine)")
     group.add_argument("--join-timeout", type=float, default=None, metavar="S",
                        help="seconds to wait for every process to join (default: 60)")
+    group.add_argument("--heartbeat-timeout", type=float, default=None, metavar="S",
+                       help="seconds a process may go silent (dead or hung) before the others "
+                            "stop (default: 20)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -225,10 +228,16 @@ def _join(args, group, config, workdir) -> None:
         raise ConfigError(f"--local-devices {args.local_devices}: expected a positive int")
     if args.join_timeout is not None and not args.join_timeout > 0:
         raise ConfigError(f"--join-timeout {args.join_timeout}: expected seconds > 0")
+    heartbeat = args.heartbeat_timeout  # the runtime counts whole seconds
+    if heartbeat is not None and not (1 <= heartbeat < float("inf")
+                                      and heartbeat == int(heartbeat)):
+        raise ConfigError(f"--heartbeat-timeout {heartbeat:g}: expected whole seconds >= 1")
     if group is None:
         start_single_process(args.local_devices)
         return
-    options = {} if args.join_timeout is None else {"timeout_s": args.join_timeout}
+    options = {name: value for name, value in (("timeout_s", args.join_timeout),
+                                               ("heartbeat_timeout_s", args.heartbeat_timeout))
+               if value is not None}
     quiet_native_stdout()  # started by `ebm-jax launch`: without Gloo's lines
     join_run(group, config, workdir, resume=args.resume, overwrite=args.overwrite,
              local_devices=args.local_devices, **options)

@@ -20,8 +20,9 @@ import json
 from typing import Optional
 
 from ebm_jax.experiments.config import Config, ConfigError, config_differences, config_from_dict
-from ebm_jax.parallel.distributed import (JOIN_TIMEOUT_S, DistributedError, ProcessGroup, agree,
-                                          join, process_group, use_cpu_devices)
+from ebm_jax.parallel.distributed import (HEARTBEAT_TIMEOUT_S, JOIN_TIMEOUT_S, DistributedError,
+                                          ProcessGroup, agree, join, process_group,
+                                          use_cpu_devices)
 
 __all__ = ["join_run", "run_process_group", "start_single_process"]
 
@@ -42,8 +43,11 @@ def run_process_group(coordinator=None, num_processes=None, process_id=None, *,
 
 def join_run(group: ProcessGroup, config: Config, workdir: str, *, resume: bool,
              overwrite: bool, local_devices: Optional[int] = None,
-             timeout_s: float = JOIN_TIMEOUT_S) -> None:
+             timeout_s: float = JOIN_TIMEOUT_S,
+             heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S) -> None:
     """Join ``group`` and check that every process trains ``config`` in ``workdir`` the same way.
+
+    ``timeout_s`` and ``heartbeat_timeout_s`` are :func:`ebm_jax.parallel.join`'s.
 
     Raises:
       ConfigError: the group cannot be formed (a bad setting, the coordinator's port taken,
@@ -51,7 +55,8 @@ def join_run(group: ProcessGroup, config: Config, workdir: str, *, resume: bool,
         fields), another workdir, or other ``--resume``/``--overwrite`` flags.
     """
     try:
-        join(group, local_devices=local_devices, timeout_s=timeout_s)
+        join(group, local_devices=local_devices, timeout_s=timeout_s,
+             heartbeat_timeout_s=int(heartbeat_timeout_s))
         mine = _as_json({"config": config.to_dict(), "workdir": workdir, "resume": resume,
                          "overwrite": overwrite})
         runs = agree("run", mine, timeout_s=timeout_s)

@@ -186,6 +186,11 @@ def test_softmax_baseline_has_no_buffer_and_still_reports_samples(softmax_run_di
      "data.batch_size=5000: expected at most the 1437 training examples"),
     (["config", "jem_digits", "--set", "objective.num_steps=0"],
      "objective.num_steps=0: expected a positive int"),
+    (["train", "--join-timeout", "0"], "--join-timeout 0.0: expected seconds > 0"),
+    (["train", "--heartbeat-timeout", "0.5"],
+     "--heartbeat-timeout 0.5: expected whole seconds >= 1"),
+    (["train", "--heartbeat-timeout", "inf"],
+     "--heartbeat-timeout inf: expected whole seconds >= 1"),
 ])
 def test_cli_bad_input_is_one_clear_line_and_exit_status_2(tmp_path, capsys, argv, message):
     workdir = ["--workdir", str(tmp_path / "w")] if argv[0] == "train" else []
