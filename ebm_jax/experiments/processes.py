@@ -56,7 +56,7 @@ def join_run(group: ProcessGroup, config: Config, workdir: str, *, resume: bool,
     """
     try:
         join(group, local_devices=local_devices, timeout_s=timeout_s,
-             heartbeat_timeout_s=int(heartbeat_timeout_s))
+             heartbeat_timeout_s=heartbeat_timeout_s)
         mine = _as_json({"config": config.to_dict(), "workdir": workdir, "resume": resume,
                          "overwrite": overwrite})
         runs = agree("run", mine, timeout_s=timeout_s)

@@ -1,7 +1,6 @@
 """Sample-quality measures that no one tuned: an independent classifier's view of samples."""
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from typing import Callable
 
@@ -65,10 +64,11 @@ def fit_reference_classifier(x_train: np.ndarray, y_train: np.ndarray, seed: int
       >>> fit_reference_classifier(x.copy(), np.array([0, 0, 1, 1])) is judge
       True
     """
-    x = np.ascontiguousarray(x_train, np.float64).reshape(len(x_train), -1)
-    y = np.ascontiguousarray(y_train)
-    key = (x.shape, y.dtype.str, int(seed),
-           hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest())
+    from ebm_jax.train.checkpoint import params_fingerprint  # bytes, dtypes and shapes
+
+    x = np.asarray(x_train, np.float64).reshape(len(x_train), -1)
+    y = np.asarray(y_train)
+    key = (params_fingerprint((x, y)), int(seed))
     if key in _JUDGES:
         _JUDGES.move_to_end(key)
         return _JUDGES[key]
