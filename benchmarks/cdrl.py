@@ -4,6 +4,7 @@ and classifier-free guidance on labelled 8 Gaussians (issue 20's targets).
     python benchmarks/cdrl.py                                # checkerboard, rings; seeds 0-2
     python benchmarks/cdrl.py --toys rings --seeds 0 --no-guidance
     python benchmarks/cdrl.py --quick --no-save              # 1/10 of the steps, print only
+    python benchmarks/cdrl.py --toys rings --no-guidance --set objective.step_scale=5e-4
 
 For each toy and seed, in one process:
 
@@ -19,7 +20,9 @@ quadrature: one value per trained model), ``seconds_per_sample`` (generating 2,0
 compiled, median of 3 repeats, divided by 2,000), ``train_seconds``, ``frechet_distance``
 (None on the toys), ``guidance_w`` and ``class_accuracy`` (None without labels),
 ``stopped_at`` (the step the guard stopped the run at, measured then at its last good
-checkpoint; None for a run that finished).
+checkpoint; None for a run that finished), ``overrides`` (``--set KEY=VALUE`` given to the
+CDRL presets, a variant measured beside recovery likelihood; ``[]`` for the presets as
+they are).
 With guidance (default): ``cdrl_2d_labelled_8gaussians`` per seed, one row per ``w`` in
 0, 1, 3 with ``class_accuracy`` (the share of samples of class ``c`` nearest the data's mean of
 ``c``) and ``class_spread``. With ``--variance`` (default): per trained CDRL model, the
@@ -49,7 +52,7 @@ from results_file import append_row, results_path  # noqa: E402
 
 from ebm_jax import metrics  # noqa: E402
 from ebm_jax.experiments import build, make_config, train  # noqa: E402
-from ebm_jax.experiments.config import apply_overrides  # noqa: E402
+from ebm_jax.experiments.config import ConfigError, apply_overrides  # noqa: E402
 from ebm_jax.experiments.data import TOY_LIMIT  # noqa: E402
 from ebm_jax.experiments.evaluation import load_run  # noqa: E402
 from ebm_jax.experiments.objectives.cdrl import build_model, make_loss  # noqa: E402
@@ -149,24 +152,29 @@ def trained(preset: str, overrides: list, quick: bool):
     return summary, exp, state
 
 
-def compare(toy: str, seed: int, quick: bool, variance: bool = True) -> list:
-    """The rows of CDRL (K = 0, 5, 15) and RL (K = 15) on ``toy`` for ``seed`` (and the
-    gradient variances of the CDRL model)."""
+def compare(toy: str, seed: int, quick: bool, variance: bool = True,
+            overrides: tuple = ()) -> list:
+    """The rows of CDRL (K = 0, 5, 15; its preset changed by ``overrides``, dotted
+    ``key=value``) and RL (K = 15) on ``toy`` for ``seed`` (and the gradient variances of the
+    CDRL model)."""
     rows = []
-    summary, exp, state = trained(f"cdrl_2d_{toy}", [f"run.seed={seed}"], quick)
+    summary, exp, state = trained(f"cdrl_2d_{toy}", [f"run.seed={seed}", *overrides], quick)
     if variance and state is not None:
-        rows += variance_rows(toy, seed, exp, state.ema_params)
+        rows += [{**r, "overrides": list(overrides)}
+                 for r in variance_rows(toy, seed, exp, state.ema_params)]
     for steps in CDRL_STEPS:   # a run stopped before any checkpoint: rows without figures
         measured = {}
         if state is not None:
             config = apply_overrides(exp.config, [f"objective.sample_langevin_steps={steps}"])
             measured = measure_generation(build(config), state.ema_params)
-        rows.append(row("cdrl", toy, seed, steps, summary, measured))
+        rows.append(row("cdrl", toy, seed, steps, summary, measured,
+                        overrides=list(overrides)))
     summary, exp, state = trained(f"rl_2d_{toy}", [f"run.seed={seed}",
                                                    f"objective.num_langevin_steps={RL_STEPS}"],
                                   quick)
     rows.append(row("rl", toy, seed, RL_STEPS, summary,
-                    {} if state is None else measure_generation(exp, state.ema_params)))
+                    {} if state is None else measure_generation(exp, state.ema_params),
+                    overrides=[]))
     return rows
 
 
@@ -175,7 +183,8 @@ def guidance(seed: int, quick: bool) -> list:
     summary, _, _ = trained("cdrl_2d_labelled_8gaussians", [f"run.seed={seed}"], quick)
     return [row("cdrl", "labelled_8gaussians", seed, 15, summary, {"mmd": summary.get("mmd")},
                 guidance_w=w, class_accuracy=summary.get(f"class_accuracy_w{w:g}"),
-                class_spread=summary.get(f"class_spread_w{w:g}")) for w in GUIDANCE]
+                class_spread=summary.get(f"class_spread_w{w:g}"), overrides=[])
+            for w in GUIDANCE]
 
 
 def main(argv=None) -> None:
@@ -186,11 +195,21 @@ def main(argv=None) -> None:
     parser.add_argument("--no-variance", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a tenth of each preset's steps")
     parser.add_argument("--no-save", action="store_true", help="print the rows only")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="change the CDRL presets (repeatable; e.g. "
+                        "objective.step_scale=5e-4): recorded in each row as overrides")
     args = parser.parse_args(argv)
+    for toy in args.toys:            # a bad key or value: one line, before any training
+        try:
+            make_config(f"cdrl_2d_{toy}", args.overrides)
+        except ConfigError as error:
+            parser.error(f"--set: {error}")
     path = results_path()
     for seed in args.seeds:
         rows = [r for toy in args.toys
-                for r in compare(toy, seed, args.quick, not args.no_variance)]
+                for r in compare(toy, seed, args.quick, not args.no_variance,
+                                 tuple(args.overrides))]
         if not args.no_guidance:
             rows += guidance(seed, args.quick)
         for r in rows:

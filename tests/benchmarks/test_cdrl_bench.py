@@ -59,3 +59,27 @@ def test_a_run_stopped_before_its_first_checkpoint_gives_rows_without_figures(mo
         ("cdrl", 0), ("cdrl", 5), ("cdrl", 15), ("rl", 15)]
     assert all(r["stopped_at"] == 300 and r["mmd"] is None and r["kl_nats"] is None
                for r in rows)
+
+
+def test_set_changes_the_cdrl_presets_only_and_rows_record_it(monkeypatch, capsys):
+    """``--set KEY=VALUE`` reaches the CDRL run (not recovery likelihood's) and its rows; a bad
+    key is one line and exit 2 before any training."""
+    from ebm_jax.train.guard import TrainingDiverged
+
+    configs = []
+
+    def stops_early(config, workdir, progress=True):
+        configs.append(config)
+        os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)
+        raise TrainingDiverged("diverged", ("energy_scale",), step=300)
+
+    monkeypatch.setattr(cdrl_bench, "train", stops_early)
+    rows = cdrl_bench.compare("rings", 2, quick=True, overrides=("objective.step_scale=5e-4",))
+    assert [c.objective.kind for c in configs] == ["cdrl", "rl"]
+    assert configs[0].objective.step_scale == 5e-4
+    assert [r["overrides"] for r in rows] == [["objective.step_scale=5e-4"]] * 3 + [[]]
+    configs.clear()
+    with pytest.raises(SystemExit) as stopped:
+        cdrl_bench.main(["--toys", "rings", "--no-save", "--set", "objective.step_scal=1"])
+    assert stopped.value.code == 2 and not configs
+    assert "objective.step_scal" in capsys.readouterr().err.splitlines()[-1]
