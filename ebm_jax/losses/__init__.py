@@ -5,8 +5,8 @@ from ebm_jax.losses.base import LossTransform, WarmupState, after_warmup, combin
 from ebm_jax.losses.batch_statistics import (freeze_statistics, with_batch_statistics,
                                              with_frozen_statistics)
 from ebm_jax.losses.classification import cross_entropy
-from ebm_jax.losses.cdrl import (CDRLScales, cdrl, cdrl_optimizer, cdrl_params, cdrl_scales,
-                                 decoupled_energy, residual_initializer)
+from ebm_jax.losses.cdrl import (CDRLScales, CDRLState, cdrl, cdrl_optimizer, cdrl_params,
+                                 cdrl_scales, decoupled_energy, residual_initializer)
 from ebm_jax.losses.concept_bottleneck import concept_bottleneck_loss
 from ebm_jax.losses.contrastive_divergence import CDState, contrastive_divergence
 from ebm_jax.losses.dat import DATState, dat, dat_energy, pgd_contrastive_samples
@@ -28,8 +28,9 @@ from ebm_jax.losses.score_matching import denoising_score_matching, sliced_score
 from ebm_jax.losses.two_stage import TwoStageState, two_stage
 
 __all__ = ["after_warmup", "cdrl", "cdrl_optimizer", "cdrl_params", "cdrl_scales", "CDRLScales",
-           "CDState", "combine", "concept_bottleneck_loss", "concept_pseudo_likelihood",
-           "contrastive_divergence", "cross_entropy", "dat", "dat_energy", "DATState",
+           "CDRLState", "CDState", "combine", "concept_bottleneck_loss",
+           "concept_pseudo_likelihood", "contrastive_divergence", "cross_entropy", "dat",
+           "dat_energy", "DATState",
            "decoupled_energy", "denoising_pairs", "denoising_score_matching", "ebt",
            "ebt_descent", "ebt_energy", "ebt_params", "ebt_step_size", "EBTDescent", "EBTState",
            "ecbm_loss", "energy_cross_entropy", "fce", "fce_optimizer", "fce_params",

@@ -20,6 +20,13 @@ As in the reference code:
 * 15 unadjusted Langevin steps; a final Tweedie step at sampling
   (:func:`~ebm_jax.samplers.tweedie_denoise`).
 
+Beyond the reference, with MALA refinement (``metropolis=True``), each level's step can be
+adapted during training to keep its acceptance rate at ``target_acceptance``
+(``adapt_rate > 0``; the state :class:`CDRLState`), as diffusion recovery likelihood's
+reference code adapts its steps: a level whose energy sharpens past its step would otherwise
+stop moving its chains, and its EBM, trained against samples stuck at their proposals, runs
+away.
+
 Both networks' params live in one pytree, ``cdrl_params(energy, initializer)``, trained in one
 jitted step by :func:`cdrl_optimizer` (each network its own optimizer state, clipping and
 learning rate).
@@ -57,8 +64,8 @@ from ebm_jax.samplers.chain_starts import RecoveryCondition, initializer_start
 from ebm_jax.samplers.recovery import recovery_chain_options, recovery_chains
 from ebm_jax.samplers.schedules import as_noise_schedule, diffuse, diffuse_shared, float32_array
 
-__all__ = ["CDRLScales", "cdrl", "cdrl_optimizer", "cdrl_params", "cdrl_scales",
-           "decoupled_energy", "residual_initializer"]
+__all__ = ["CDRLScales", "CDRLState", "adapt_log_step_multipliers", "cdrl", "cdrl_optimizer",
+           "cdrl_params", "cdrl_scales", "decoupled_energy", "residual_initializer"]
 
 ENERGY_KEY, INITIALIZER_KEY = "energy", "initializer"
 REFERENCE_DATA_NOISE = math.sqrt(1.0 / (1.0 + math.exp(9.8)))   # sqrt(sigmoid(-9.8)) ≈ 0.0074
@@ -89,6 +96,34 @@ class CDRLScales(NamedTuple):
     loss_weights: np.ndarray
     data_noise: float
     marginal_top: bool
+
+
+class CDRLState(NamedTuple):
+    """:func:`cdrl`'s state when it adapts its steps (``adapt_rate > 0``; else ``()``).
+
+    Attributes:
+      log_step_multipliers: ``[T]`` float32, the log of each level's step multiplier
+        (``<= 0``: the configured step is the largest), 0 at the start.
+    """
+
+    log_step_multipliers: jax.Array
+
+
+def adapt_log_step_multipliers(log_multipliers: jax.Array, acceptance: jax.Array,
+                               rate: float, target: float) -> jax.Array:
+    """One Robbins-Monro step towards ``acceptance == target`` per level, capped at 0.
+
+    ``log m_t <- min(0, log m_t + rate (a_t - target))``: a level accepting less than the
+    target takes a smaller step next time, one accepting more grows back towards the
+    configured step, never past it.
+
+    Example::
+
+      >>> new = adapt_log_step_multipliers(jnp.zeros(3), jnp.array([0.5, 0.9, 1.0]), 0.1, 0.9)
+      >>> [round(float(v), 3) for v in new]
+      [-0.04, 0.0, 0.0]
+    """
+    return jnp.minimum(0.0, log_multipliers + rate * (acceptance - target))
 
 
 def cdrl_scales(schedule: Any = "cosine", *, data_noise: float = REFERENCE_DATA_NOISE,
@@ -229,7 +264,8 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
          split_batch: bool = True,
          initializer_weight: float = 1.0, null_label: Optional[int] = None,
          label_drop: float = 0.1, per_level_info: bool = False,
-         unroll: int = 1) -> LossTransform:
+         unroll: int = 1, adapt_rate: float = 0.0,
+         target_acceptance: float = 0.9) -> LossTransform:
     """CDRL as a :class:`~ebm_jax.losses.LossTransform` over both networks (all levels).
 
     For every level ``t`` (a ``jax.vmap`` over levels; each takes ``B / T`` examples with
@@ -265,14 +301,22 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
       null_label: the null class of classifier-free guidance: with it, ``batch["y"]`` holds
         the classes, both networks take a label, and each label is replaced by ``null_label``
         with probability ``label_drop`` (the reference: 0.1).
-      per_level_info: add ``loss/level_t`` and ``initializer_loss/level_t``.
+      per_level_info: add ``loss/level_t``, ``initializer_loss/level_t`` and (with
+        ``metropolis``) ``acceptance/level_t``.
       unroll: scan unroll of the chains.
+      adapt_rate: ``> 0`` adapts each level's step during training
+        (:func:`adapt_log_step_multipliers` after every call, on that call's acceptance
+        rates; needs ``metropolis``); 0 keeps the configured steps.
+      target_acceptance: the acceptance rate in ``(0, 1)`` the adaptation keeps.
 
-    State: ``()``. Info: ``energy_data``, ``energy_sample`` (means over levels of
+    State: ``()``, or a :class:`CDRLState` with ``adapt_rate > 0``. Info: ``energy_data``,
+    ``energy_sample`` (means over levels of
     ``s_t² E``: the network's ``-f`` for a decoupled energy, on one scale at every level),
     ``initializer_loss``,
     ``refinement_distance`` (mean distance a chain moved from its proposal),
-    ``sample_grad_norm``, ``nonfinite_steps``.
+    ``sample_grad_norm``, ``nonfinite_steps``; with ``metropolis``, ``acceptance_rate``;
+    with ``adapt_rate > 0``, ``step_multiplier_min`` (the smallest level's multiplier, before
+    this call's update) and, with ``per_level_info``, ``step_multiplier/level_t``.
     """
     schedule = as_noise_schedule(schedule)
     scales = cdrl_scales(schedule) if scales is None else scales
@@ -292,6 +336,15 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
         check_int("null_label", null_label, minimum=0)
         check_in_range("label_drop", label_drop, 0, 1, expected="a probability in [0, 1]")
     metropolis = check_flag("metropolis", metropolis)
+    check_weight("adapt_rate", adapt_rate, 0.0, expected="a number >= 0 (0: no step adaptation)")
+    adapt_rate = float(adapt_rate)
+    check_in_range("target_acceptance", target_acceptance, 0, 1, include_low=False,
+                   include_high=False, expected="an acceptance rate in (0, 1)")
+    adapting = adapt_rate > 0
+    if adapting and not metropolis:
+        raise ValueError(f"adapt_rate={adapt_rate!r} with metropolis=False: expected "
+                         "metropolis=True (unadjusted Langevin accepts every step, so there is "
+                         "no acceptance rate to adapt to) or adapt_rate=0")
     options = recovery_chain_options(num_steps=num_langevin_steps, metropolis=metropolis,
                                      chain_init="rescaled", step_sizes=scales.step_sizes,
                                      marginal_top=scales.marginal_top, unroll=unroll)
@@ -314,13 +367,13 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
     def init(rng_key, params, example_batch):
         del rng_key, params
         check_batch(example_batch)
-        return ()
+        return CDRLState(jnp.zeros(num_levels, jnp.float32)) if adapting else ()
 
     def loss(params, state, batch, rng_key):
         check_batch(batch)
         frozen = jax.lax.stop_gradient(params)
 
-        def one_level(level, x, y, key):
+        def one_level(level, x, y, key, log_multiplier):
             k_data, k_pair, k_drop, k_start, k_chain = jax.random.split(key, 5)
             x0 = data_scale * x + scales.data_noise * jax.random.normal(k_data, x.shape, x.dtype)
             x_t, x_next = pair(k_pair, schedule, x0, level)
@@ -332,7 +385,8 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
                                   labels)[0]
             samples, info = recovery_chains(k_chain, energy_fn, frozen, schedule, level, x_next,
                                             options, start=jax.lax.stop_gradient(proposal),
-                                            labels=labels)
+                                            labels=labels,
+                                            step_multiplier=jnp.exp(log_multiplier))
             samples = jax.lax.stop_gradient(samples)
             extra = () if labels is None else (labels,)
             e_data = per_example(params, x_t, level, *extra)
@@ -353,15 +407,22 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
         keys = jax.random.split(rng_key, num_levels)
         x = batch["x"]
         y = batch["y"] if conditional else jnp.zeros(x.shape[0], jnp.int32)
+        log_multipliers = (state.log_step_multipliers if adapting
+                           else jnp.zeros(num_levels, jnp.float32))
         if split_batch:
             size = x.shape[0] // num_levels
             xs = x.reshape(num_levels, size, *x.shape[1:])
             ys = y.reshape(num_levels, size)
-            ebm_values, init_values, stats = jax.vmap(one_level)(levels, xs, ys, keys)
+            ebm_values, init_values, stats = jax.vmap(one_level)(levels, xs, ys, keys,
+                                                                 log_multipliers)
         else:
-            ebm_values, init_values, stats = jax.vmap(one_level, in_axes=(0, None, None, 0))(
-                levels, x, y, keys)
+            ebm_values, init_values, stats = jax.vmap(
+                one_level, in_axes=(0, None, None, 0, 0))(levels, x, y, keys, log_multipliers)
         e_data, e_sample, displacement, grad_norm, nonfinite, acceptance = stats
+        if adapting:
+            state = CDRLState(adapt_log_step_multipliers(
+                log_multipliers, jax.lax.stop_gradient(acceptance), adapt_rate,
+                target_acceptance))
         value = jnp.mean(ebm_values) + initializer_weight * jnp.mean(init_values)
         info = {"energy_data": jnp.mean(e_data), "energy_sample": jnp.mean(e_sample),
                 "initializer_loss": jnp.mean(init_values),
@@ -369,10 +430,16 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
                 "sample_grad_norm": jnp.mean(grad_norm), "nonfinite_steps": jnp.sum(nonfinite)}
         if metropolis:
             info["acceptance_rate"] = jnp.mean(acceptance)
+        if adapting:
+            info["step_multiplier_min"] = jnp.exp(jnp.min(log_multipliers))
         if per_level_info:
             for t in range(num_levels):
                 info[f"loss/level_{t}"] = ebm_values[t]
                 info[f"initializer_loss/level_{t}"] = init_values[t]
+                if metropolis:
+                    info[f"acceptance/level_{t}"] = acceptance[t]
+                if adapting:
+                    info[f"step_multiplier/level_{t}"] = jnp.exp(log_multipliers[t])
         return value, (state, info)
 
     return LossTransform(init, loss)

@@ -244,7 +244,9 @@ def check_step_sizes(options: RecoveryChainOptions, schedule: NoiseSchedule) -> 
 def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
                     schedule: NoiseSchedule, level, x_next: jax.Array,
                     options: RecoveryChainOptions, *, start: Optional[jax.Array] = None,
-                    labels: Optional[jax.Array] = None) -> tuple[jax.Array, RecoveryInfo]:
+                    labels: Optional[jax.Array] = None,
+                    step_multiplier: Optional[jax.Array] = None
+                    ) -> tuple[jax.Array, RecoveryInfo]:
     """:func:`recovery_langevin` with settings validated by :func:`recovery_chain_options`.
 
     ``schedule`` must be a :class:`NoiseSchedule` and ``level`` is not range-checked (it is
@@ -256,6 +258,8 @@ def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
       labels: ``[N]`` int classes: the energy is then ``energy_fn(params, x, t, label)``
         (class-conditional and guided energies); any pytree of ``[N, ...]`` arrays is passed
         to the energy the same way, one entry per chain.
+      step_multiplier: a positive scalar (traced or not) multiplying the level's step size:
+        a step adapted during training (CDRL's ``adapt_rate``); ``None`` for 1.
 
     Example::
 
@@ -276,6 +280,8 @@ def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
         step_size = step_size_scale * jnp.square(sigma)
     else:
         step_size = float32_array(np.asarray(step_sizes))[level]
+    if step_multiplier is not None:
+        step_size = step_size * step_multiplier
 
     def level_energy(p, x, *label):
         return energy_fn(p, x, level, *label)

@@ -29,6 +29,10 @@ def tiny_cdrl(*extra):
     (["objective.label_drop=1.5"], "objective.label_drop=1.5"),
     (["objective.data_noise=0"], "objective.data_noise=0"),
     (["objective.data_noise=1"], "objective.data_noise=1"),
+    (["objective.step_adaptation=-0.1"], "objective.step_adaptation=-0.1"),
+    (["objective.target_acceptance=1"], "objective.target_acceptance=1"),
+    (["objective.metropolis=false"],
+     "objective.step_adaptation=0.05 with objective.metropolis=False"),
 ])
 def test_a_bad_setting_names_the_field(overrides, message):
     with pytest.raises(ConfigError) as error:
@@ -66,6 +70,8 @@ def test_one_train_state_holds_both_networks_and_both_optimizer_states():
     while not hasattr(inner, "inner_states"):      # through the rollback's lr multiplier
         inner = inner.inner_state if hasattr(inner, "inner_state") else inner[0]
     assert sorted(inner.inner_states) == ["energy", "initializer"]
+    # the rings preset adapts its steps: one log multiplier per level, in the loss state
+    np.testing.assert_array_equal(state.loss_state.log_step_multipliers, np.zeros(6))
     # the initializer's head starts at zero: its proposal mean is x_next / a_t
     head = state.params["initializer"]["head"]["linear"]["kernel"]
     assert float(jnp.abs(head).max()) == 0.0
@@ -82,7 +88,9 @@ def test_a_tiny_run_trains_draws_levels_and_resumes_bit_exactly(tmp_path, capsys
     records = run_records(workdir)
     assert not [r for r in records if r.get("event") == "rollback"]
     assert all(np.isfinite(r["initializer_loss"]) for r in records if "initializer_loss" in r)
-    assert_resumes_bit_exactly(workdir, summary, capsys)
+    multipliers = [r["step_multiplier_min"] for r in records if "step_multiplier_min" in r]
+    assert multipliers and all(0 < m <= 1 for m in multipliers)
+    assert_resumes_bit_exactly(workdir, summary, capsys)     # the multipliers resume too
 
 
 def test_generation_with_no_refinement_is_the_initializer_alone():

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from ebm_jax.losses.cdrl import (cdrl, cdrl_optimizer, cdrl_params, cdrl_scales,
+from ebm_jax.losses.cdrl import (CDRLState, cdrl, cdrl_optimizer, cdrl_params, cdrl_scales,
                                  decoupled_energy, residual_initializer)
 from ebm_jax.samplers import (cosine_logsnr, diffuse_shared, noise_schedule,
                               progressive_sample, tweedie_denoise)
@@ -189,6 +189,56 @@ def test_mala_refinement_reports_its_acceptance():
     assert 0.0 < float(info["acceptance_rate"]) <= 1.0
     with pytest.raises(ValueError, match="metropolis"):
         cdrl(energy_fn, initializer_fn, COSINE, scales=scales, metropolis="yes")
+
+
+def _acceptance_under_adaptation(adapt_rate, calls=150):
+    """Per-level acceptance and step multipliers over ``calls`` loss calls with fixed params
+    (the state threaded through), level 0's energy 1,000x sharper than its conditional's
+    Gaussian term, so that its configured MALA step is far too large."""
+    scales = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False)
+    energy_fn, initializer_fn = _gaussian_model(scales)
+    # level 0's energy variance: 1e-3 of the diffusion's posterior variance (σ_0 / a_0)²
+    sharp = math.log(1e-3 * (COSINE.sigmas[0] / COSINE.alphas[0]) ** 2)
+    params = cdrl_params({"mean": jnp.zeros((6, 2)),
+                          "log_var": jnp.zeros(6).at[0].set(sharp)}, jnp.zeros(6))
+    loss = cdrl(energy_fn, initializer_fn, COSINE, scales=scales, num_langevin_steps=5,
+                metropolis=True, adapt_rate=adapt_rate, per_level_info=True)
+    batch = {"x": jnp.zeros((96, 2))}
+
+    def call(state, key):
+        state, info = loss.loss(params, state, batch, key)[1]
+        return state, jnp.stack([info[f"acceptance/level_{t}"] for t in range(6)])
+
+    state, acceptance = jax.jit(lambda s: jax.lax.scan(
+        call, s, jax.random.split(jax.random.key(0), calls)))(loss.init(None, params, batch))
+    return np.asarray(acceptance), state
+
+
+@pytest.mark.slow
+def test_step_adaptation_brings_a_too_large_step_to_the_target_acceptance():
+    """Robbins-Monro on each level's log step: level 0's acceptance (0 with its configured step,
+    measured over 20 calls) settles at the target, 0.9 (the mean of the last 50 calls within
+    0.05; measured 0.90); the levels already above the target keep their steps (multipliers
+    within 5% of 1). A flipped update, or a multiplier that does not reach the chains, leaves
+    level 0 near 0."""
+    fixed, state = _acceptance_under_adaptation(0.0, calls=20)
+    assert state == () and fixed[:, 0].mean() < 0.3
+    adapted, state = _acceptance_under_adaptation(0.2)
+    assert isinstance(state, CDRLState)
+    multipliers = np.exp(np.asarray(state.log_step_multipliers))
+    assert abs(adapted[-50:, 0].mean() - 0.9) < 0.05 and multipliers[0] < 0.1
+    assert np.all(adapted[-50:, 1:].mean(0) > 0.9)
+    assert np.all(multipliers[1:] > 0.95)     # a noisy call below 0.9 nudges, then grows back
+
+
+def test_step_adaptation_is_checked_before_compute():
+    scales = cdrl_scales(COSINE)
+    energy_fn, initializer_fn = _gaussian_model(scales)
+    for kwargs, message in [(dict(adapt_rate=-0.1, metropolis=True), "adapt_rate=-0.1"),
+                            (dict(adapt_rate=0.1), "adapt_rate=0.1 with metropolis=False"),
+                            (dict(target_acceptance=1.0), "target_acceptance=1.0")]:
+        with pytest.raises(ValueError, match=message):
+            cdrl(energy_fn, initializer_fn, COSINE, scales=scales, **kwargs)
 
 
 def test_progressive_sampling_from_the_initializer_alone_returns_its_proposals():
