@@ -385,8 +385,8 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
                                   labels)[0]
             samples, info = recovery_chains(k_chain, energy_fn, frozen, schedule, level, x_next,
                                             options, start=jax.lax.stop_gradient(proposal),
-                                            labels=labels,
-                                            step_multiplier=jnp.exp(log_multiplier))
+                                            labels=labels, step_multiplier=jnp.exp(
+                                                log_multiplier) if adapting else None)
             samples = jax.lax.stop_gradient(samples)
             extra = () if labels is None else (labels,)
             e_data = per_example(params, x_t, level, *extra)
