@@ -49,6 +49,8 @@ CAUSE_REMEDIES = {
     "sampler": ((Remedy("a smaller sampler step", "objective.sampler.step_size"),
                  Remedy("sampler grad_clip", "objective.sampler.grad_clip=0.01")), ""),
     "energy_scale": ((Remedy("energy_l2 > 0", "objective.energy_l2=0.1"),
+                      Remedy("MALA steps adapted to an acceptance rate",
+                             "objective.step_adaptation=0.05"),
                       Remedy("a smaller learning rate", "optimizer.learning_rate")),
                      "energies left 10x their early scale"),
     "energy_gap": ((Remedy("energy_l2 > 0", "objective.energy_l2=0.1"),

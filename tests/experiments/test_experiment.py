@@ -378,10 +378,17 @@ def test_a_run_directory_of_release_0_1_resumes_bit_exactly_and_evaluates(tmp_pa
         assert summary["params_fingerprint"] == V0_1_FINGERPRINT_AT_20
 
 
-def test_a_stopped_run_is_advised_only_settings_its_config_has(tmp_path, monkeypatch):
-    """``ebm-jax train`` of an objective without ``energy_l2`` (denoising score matching) that
-    the guard stops: the message keeps the learning rate and drops ``objective.energy_l2``,
-    which ``--set`` would refuse as an unknown key."""
+@pytest.mark.parametrize("preset, extra, kept, dropped", [
+    ("dsm_2d_8gaussians", [], [], ["energy_l2", "step_adaptation"]),
+    ("cdrl_2d_checkerboard", ["data.batch_size=48"], ["objective.step_adaptation=0.05"],
+     ["energy_l2"]),
+])
+def test_a_stopped_run_is_advised_only_settings_its_config_has(tmp_path, monkeypatch, preset,
+                                                               extra, kept, dropped):
+    """``ebm-jax train`` of an objective without ``energy_l2`` (denoising score matching, CDRL)
+    that the guard stops: the message keeps the learning rate and drops
+    ``objective.energy_l2``, which ``--set`` would refuse as an unknown key; CDRL's own
+    remedy, its adapted steps, stays."""
     import ebm_jax.experiments.run as run_module
     from ebm_jax.train import TrainingDiverged, divergence_advice
 
@@ -392,7 +399,8 @@ def test_a_stopped_run_is_advised_only_settings_its_config_has(tmp_path, monkeyp
 
     monkeypatch.setattr(run_module, "fit", stopped)
     with pytest.raises(TrainingDiverged) as stop:
-        train(tiny("dsm_2d_8gaussians"), str(tmp_path / "run"), progress=False, devices=1)
+        train(tiny(preset, *extra), str(tmp_path / "run"), progress=False, devices=1)
     message = str(stop.value)
     assert message.startswith("training diverged at step 5 (energy_scale)")
-    assert "optimizer.learning_rate" in message and "energy_l2" not in message
+    assert "optimizer.learning_rate" in message
+    assert all(key in message for key in kept) and not any(key in message for key in dropped)

@@ -343,9 +343,10 @@ def test_the_advice_keeps_to_the_settings_a_run_has():
     cannot set (CDRL has no ``objective.energy_l2``), and a cause left with none says nothing
     rather than advise an unknown key."""
     every = divergence_advice(["energy_scale", "grad_spike"])
-    assert every == ("energy_scale: energy_l2 > 0 (objective.energy_l2=0.1) or a smaller "
-                     "learning rate (optimizer.learning_rate): energies left 10x their early "
-                     "scale; grad_spike: gradient clipping (optimizer.clip_grad_norm=1.0) or a "
+    assert every == ("energy_scale: energy_l2 > 0 (objective.energy_l2=0.1) or MALA steps "
+                     "adapted to an acceptance rate (objective.step_adaptation=0.05) or a "
+                     "smaller learning rate (optimizer.learning_rate): energies left 10x their "
+                     "early scale; grad_spike: gradient clipping (optimizer.clip_grad_norm=1.0) or a "
                      "smaller learning rate (optimizer.learning_rate): the gradient norm jumped "
                      "100x its moving average")
     no_l2 = divergence_advice(["energy_scale"], lambda key: key != "objective.energy_l2")
