@@ -13,8 +13,10 @@ MALA chains per noise level) and ``dsm_2d_8gaussians`` (denoising score matching
 
 The step is the one ``ebm-jax train`` runs on one device:
 ``ebm_jax.experiments.experiment_train_step(build(config))`` (loss, optimizer, EMA and the
-divergence guard when ``config.guard.enabled``), under ``jax.jit`` with the state donated, on
-the preset's data.
+divergence guard when ``config.guard.enabled``), under ``jax.jit`` with the state donated and
+the XLA options that ``ebm-jax train`` compiles it with (``compiler_options`` in the row: on
+CPU, those of ``run.cpu_compile``, ``"o2"`` unless ``--set run.cpu_compile=xla`` or
+``fast``), on the preset's data.
 
 Timing: ``compile_seconds`` is lowering + compilation, timed apart; one warm-up step
 (``warmup_seconds``); then ``--steps`` steps (batches drawn beforehand) are dispatched
@@ -63,7 +65,7 @@ from results_file import append_row, device_name, results_path  # noqa: E402
 
 from ebm_jax.experiments import (build, experiment_train_step, initial_state,  # noqa: E402
                                  make_config)
-from ebm_jax.experiments.run import local_batches  # noqa: E402
+from ebm_jax.experiments.run import local_batches, train_step_compiler_options  # noqa: E402
 
 PRESETS = ["jem_digits", "cd_digits", "nce_2d_8gaussians", "rl_digits", "dsm_2d_8gaussians"]
 QUICK_STEPS = 20
@@ -112,7 +114,9 @@ def measure(preset: str, overrides: list[str], steps: int) -> dict:
     config, step_fn, state, prepared = program(preset, overrides, steps + 1)
     model = jaxpr_flops(step_fn, state, prepared[0])  # traces only, nothing runs
     started = time.perf_counter()
-    compiled = jax.jit(step_fn, donate_argnums=0).lower(state, prepared[0]).compile()
+    options = train_step_compiler_options(config)
+    compiled = jax.jit(step_fn, donate_argnums=0, compiler_options=options or None).lower(
+        state, prepared[0]).compile()
     compile_seconds = time.perf_counter() - started
     xla = compiled_flops(compiled)
 
@@ -150,6 +154,7 @@ def measure(preset: str, overrides: list[str], steps: int) -> dict:
         "examples_per_s": steps_per_s * config.data.batch_size,
         "chain_steps_per_s": None if chains is None else steps_per_s * chains * sampler_steps,
         "compile_seconds": compile_seconds,
+        "compiler_options": options,
         "warmup_seconds": warmup_seconds,
         "flops_per_step": model.flops,
         "conv_flops_per_step": model.conv_flops,

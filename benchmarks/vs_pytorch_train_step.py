@@ -30,7 +30,8 @@ Architectures (``ARCHS``; the torch networks are benchmarks/vs_pytorch.py's):
 Rows:
 
 * ``toolkit``: ``ebm_jax.experiments.experiment_train_step(build(config))``, the step
-  ``ebm-jax train`` runs (divergence guard included), under ``jax.jit`` with the state donated.
+  ``ebm-jax train`` runs (divergence guard included), under ``jax.jit`` with the state donated
+  and the XLA options ``ebm-jax train`` compiles it with (``compiler_options`` in its row).
 * ``torch_eager``: the reference code's structure: the buffer draw and write-back with
   tensor indexing, a Python loop of ``torch.autograd.grad`` SGLD steps, one forward of the
   data batch whose logits give both terms, ``loss.backward()``, ``torch.optim.Adam``. Two
@@ -70,6 +71,7 @@ from scaling import synthetic_cifar  # noqa: E402
 from ebm_jax.data import Batches  # noqa: E402
 from ebm_jax.experiments import (build, experiment_train_step, initial_state,  # noqa: E402
                                  load_data, make_config)
+from ebm_jax.experiments.run import train_step_compiler_options  # noqa: E402
 
 
 class StepArch(NamedTuple):
@@ -237,13 +239,15 @@ def torch_jem(config, arch: vs_pytorch.Arch, params, device: str):
 
 
 class ToolkitTimed(vs_pytorch.Timed):
-    def __init__(self, step_fn, state, batches):
+    def __init__(self, step_fn, state, batches, compiler_options=None):
         self.step_fn, self.state = step_fn, state
         self.batches = [jax.device_put(b) for b in batches]
+        self.compiler_options = compiler_options or {}
 
     def prepare(self) -> None:
         started = time.perf_counter()
-        self.compiled = jax.jit(self.step_fn, donate_argnums=0).lower(
+        self.compiled = jax.jit(self.step_fn, donate_argnums=0,
+                                compiler_options=self.compiler_options or None).lower(
             self.state, self.batches[0]).compile()
         self.compile_seconds = time.perf_counter() - started
         self.state, metrics = self.compiled(self.state, self.batches[0])  # warm-up
@@ -310,7 +314,7 @@ def measure_arch(name: str, repeats: int, *, torch_rows: bool, min_seconds: floa
         jem = torch_jem(config, arch, params, device)
         timed["torch_eager"] = TorchStepTimed(jem, [to_torch_batch(arch, b, device)
                                                     for b in batches])
-    timed["toolkit"] = ToolkitTimed(step_fn, state, batches)
+    timed["toolkit"] = ToolkitTimed(step_fn, state, batches, train_step_compiler_options(config))
     for row, t in timed.items():
         print(f"  {name}: preparing {row}", file=sys.stderr, flush=True)
         t.prepare()
@@ -351,7 +355,9 @@ def measure_arch(name: str, repeats: int, *, torch_rows: bool, min_seconds: floa
         }
         if is_torch:
             out["torch_tf32"] = t.device == "cuda"
-        elif "torch_eager" in rates:
+        else:
+            out["compiler_options"] = t.compiler_options
+        if not is_torch and "torch_eager" in rates:
             out["ratio_vs_torch_eager"] = rate / rates["torch_eager"]
             paired = sorted(b / a for a, b in zip(times[row], times["torch_eager"]))
             out["ratio_vs_torch_eager_range"] = [paired[0], paired[-1]]

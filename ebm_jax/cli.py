@@ -24,9 +24,10 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from ebm_jax.experiments.config import ConfigError
+from ebm_jax.experiments.config import ConfigError, apply_overrides
 from ebm_jax.experiments.objectives import get_objective
-from ebm_jax.experiments.presets import PRESETS, make_config, presets_by_objective
+from ebm_jax.experiments.presets import (PRESETS, load_config_file, make_config,
+                                         presets_by_objective)
 
 DEFAULT_PRESET = "jem_digits"
 SUMMARY_KEYS = ("test_accuracy", "ece", "softmax_accuracy", "softmax_ece", "accuracy_warning",
@@ -269,10 +270,10 @@ def train_config(args):
     """The config of ``ebm-jax train``: ``--config`` (default: the workdir's saved config when
     resuming, else :data:`DEFAULT_PRESET`) with the ``--set`` overrides."""
     preset = args.config
-    if preset is None and args.resume and args.workdir is not None:
-        saved = os.path.join(args.workdir, "config.json")
-        if os.path.isfile(saved):
-            preset = saved
+    if preset is None and args.resume and args.workdir is not None \
+            and os.path.isfile(os.path.join(args.workdir, "config.json")):
+        saved = load_config_file(os.path.join(args.workdir, "config.json"), saved_run=True)
+        return apply_overrides(saved, args.overrides)
     return make_config(preset or DEFAULT_PRESET, args.overrides)
 
 

@@ -192,6 +192,12 @@ class RunConfig:
     # a fast step on an accelerator needs; the step counts above must be multiples of it. The
     # same run with another value agrees to float rounding, not to the bit.
     steps_per_call: int = setting(1, *POSITIVE_INT)
+    # how XLA:CPU compiles the train step (ebm_jax.train.CPU_COMPILE_MODES): "xla" its
+    # defaults, "o2" LLVM at -O2 (about two thirds of the compile time, same step speed),
+    # "fast" -O2 and the older loop emitters (about half, steps 3-14% slower); ignored off
+    # CPU. Like steps_per_call, it changes values by float rounding only; a run saved before
+    # the setting existed resumes with "xla".
+    cpu_compile: str = setting("o2", *one_of("xla", "o2", "fast"))
 
 
 @dataclass(frozen=True)
@@ -228,7 +234,8 @@ class Config:
 RESUMABLE_FIELDS = frozenset({"run.num_steps", "run.eval_every", "run.log_every",
                               "run.checkpoint_every", "run.keep_checkpoints",
                               "run.num_eval_samples", "run.fresh_sample_steps",
-                              "run.robust_eval_examples", "run.steps_per_call", "data.data_dir",
+                              "run.robust_eval_examples", "run.steps_per_call",
+                              "run.cpu_compile", "data.data_dir",
                               "guard.rollback_retries"})
 
 

@@ -51,9 +51,10 @@ from ebm_jax.data import is_data_file, offline_ood_sets
 from ebm_jax.energies import batch_energy, joint_energy_from_logits
 from ebm_jax.energies.composition import composed_class_energy
 from ebm_jax.experiments.build import Experiment, build, find_buffer, initial_state
-from ebm_jax.experiments.config import Config, ConfigError, config_from_dict
+from ebm_jax.experiments.config import Config, ConfigError
 from ebm_jax.experiments.data import TOY_LIMIT, Data
 from ebm_jax.experiments.objectives import objective_of
+from ebm_jax.experiments.presets import load_config_file
 from ebm_jax.experiments.sampling import generator_from_noise
 from ebm_jax.metrics.digit_yardstick import MIN_SAMPLES as YARDSTICK_MIN_SAMPLES
 from ebm_jax.metrics.digit_yardstick import YARDSTICK_KEYS, digit_diversity, score_digits
@@ -271,8 +272,7 @@ def read_run_config(run_dir: str) -> Config:
     if not os.path.isfile(config_path):
         raise ConfigError(f"run_dir={run_dir!r}: no config.json: expected a run directory "
                           "written by `ebm-jax train --workdir RUN_DIR`")
-    with open(config_path) as f:
-        return config_from_dict(json.load(f))
+    return load_config_file(config_path, saved_run=True)
 
 
 def load_run(run_dir: str) -> tuple[Experiment, TrainState]:

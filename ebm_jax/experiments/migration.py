@@ -1,5 +1,7 @@
 """Configs written by ebm_jax 0.1: one flat object of 66 fields. :func:`migrate_flat` maps
-them onto the nested schema, so old run directories resume and evaluate.
+them onto the nested schema, so old run directories resume and evaluate. And settings added
+since runs were saved: :func:`saved_run_values` gives a run directory's ``config.json`` the
+values under which it ran (:data:`SAVED_RUN_DEFAULTS`).
 
 One table, :data:`FLAT_FIELDS`, says where each old field went. Paths under ``objective.``
 exist only in some objectives: an old field whose path the run's objective lacks was inert
@@ -108,4 +110,30 @@ def migrate_flat(values: dict) -> dict:
     return nested
 
 
-__all__ = ["FLAT_FIELDS", "is_flat", "migrate_flat"]
+# Settings added after runs were saved whose default changes how a saved run continues: a run
+# directory's config.json without one ran before it existed, so it takes the value here (the
+# behaviour it ran with), while a hand-written config takes the default.
+SAVED_RUN_DEFAULTS = {"run.cpu_compile": "xla"}
+
+
+def saved_run_values(values: dict) -> dict:
+    """The nested values of a run directory's saved config (flat 0.1 configs migrated), with
+    :data:`SAVED_RUN_DEFAULTS` filled in where the file has no such field.
+
+    Example::
+
+      >>> saved_run_values({"run": {"num_steps": 10}})
+      {'run': {'num_steps': 10, 'cpu_compile': 'xla'}}
+      >>> saved_run_values({"run": {"cpu_compile": "o2"}})
+      {'run': {'cpu_compile': 'o2'}}
+    """
+    nested = dict(migrate_flat(values) if is_flat(values) else values)
+    for path, value in SAVED_RUN_DEFAULTS.items():
+        section, leaf = path.split(".")
+        part = nested.get(section, {})
+        if isinstance(part, dict) and leaf not in part:  # a non-object: the schema refuses it
+            nested[section] = {**part, leaf: value}
+    return nested
+
+
+__all__ = ["FLAT_FIELDS", "SAVED_RUN_DEFAULTS", "is_flat", "migrate_flat", "saved_run_values"]

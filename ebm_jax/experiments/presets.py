@@ -15,6 +15,7 @@ import json
 from typing import Iterable
 
 from ebm_jax.experiments.config import Config, ConfigError, apply_overrides, config_from_dict
+from ebm_jax.experiments.migration import saved_run_values
 from ebm_jax.experiments.objectives import get_objective, objective_kinds
 
 
@@ -41,9 +42,11 @@ def presets_by_objective() -> dict[str, list[str]]:
     return {kind: sorted(get_objective(kind).presets) for kind in objective_kinds()}
 
 
-def load_config_file(path: str) -> Config:
+def load_config_file(path: str, saved_run: bool = False) -> Config:
     """A config from a JSON file: a run's ``config.json`` (nested, or the flat one of
     ebm_jax 0.1), or a hand-written subset (missing fields take their defaults), validated.
+    With ``saved_run``, the file is a run directory's: settings added since it was written
+    take the values it ran under (:func:`~ebm_jax.experiments.migration.saved_run_values`).
 
     Raises:
       ConfigError: a missing or unreadable file, invalid JSON (with line and column), not an
@@ -66,7 +69,7 @@ def load_config_file(path: str) -> Config:
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path!r} holds a {type(values).__name__}: expected a "
                           "JSON object of config fields")
-    return config_from_dict(values)
+    return config_from_dict(saved_run_values(values) if saved_run else values)
 
 
 def make_config(preset: str = "jem_digits", overrides: Iterable[str] = ()) -> Config:

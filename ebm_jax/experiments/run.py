@@ -37,8 +37,8 @@ from ebm_jax.experiments.evaluation import (BASELINE_WARNINGS, CURVE_PANELS, PRE
 from ebm_jax.experiments.sampling import ReplayBufferConfig
 from ebm_jax.parallel import (MeshError, barrier, gather_to_host, is_primary, make_data_mesh,
                               shard_batch, shard_stacked_batches)
-from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, fit, make_train_step,
-                           shard_state, sharded_train_step)
+from ebm_jax.train import (Checkpointer, DivergenceGuard, RollbackPolicy, cpu_compile_options,
+                           fit, make_train_step, shard_state, sharded_train_step)
 from ebm_jax.train.guard import TrainingDiverged
 
 RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "config.json", "samples.png",
@@ -181,6 +181,21 @@ def experiment_train_step(exp: Experiment):
                            guard=guard)
 
 
+def train_step_compiler_options(config: Config, mesh=None) -> dict:
+    """The XLA options ``ebm-jax train`` compiles its step with: those of
+    ``run.cpu_compile`` (:func:`~ebm_jax.train.cpu_compile_options`) on the mesh's platform
+    (default: jax's default backend).
+
+    Example::
+
+      >>> from ebm_jax.experiments import make_config
+      >>> train_step_compiler_options(make_config("jem_digits", ["run.cpu_compile=xla"]))
+      {}
+    """
+    platform = mesh.devices.flat[0].platform if mesh is not None else None
+    return cpu_compile_options(config.run.cpu_compile, platform)
+
+
 def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True, devices: Optional[int] = None) -> dict:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint with ``resume``).
@@ -230,7 +245,8 @@ def train(config: Config, workdir: str, *, resume: bool = False, overwrite: bool
                               f"{int(state.step)}, expected a multiple of it (resume with "
                               "--set run.steps_per_call=1)")
         train_step = sharded_train_step(experiment_train_step(exp), mesh, state,
-                                        steps_per_call=per_call)
+                                        steps_per_call=per_call,
+                                        compiler_options=train_step_compiler_options(config, mesh))
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         train_started = time.perf_counter()
         first_step = int(state.step)
@@ -294,4 +310,4 @@ def _finite(summary: dict) -> dict:
 # The failures that end `ebm-jax train` with one line (re-exported for the command line).
 __all__ = ["DataFileError", "DatasetNotPreparedError", "TrainingDiverged", "device_mesh",
            "experiment_train_step", "global_batches", "local_batches", "prepare_workdir",
-           "train"]
+           "train", "train_step_compiler_options"]

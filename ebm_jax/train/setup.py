@@ -62,7 +62,8 @@ def setup_training(loss: LossTransform, optimizer: optax.GradientTransformation,
                    guard: Optional[DivergenceGuard] = DivergenceGuard(),
                    rollback: Optional[RollbackPolicy] = RollbackPolicy(),
                    ema_decay: Optional[float] = None, save_every: int = 1000,
-                   max_to_keep: int = 3, resume: bool = True) -> Training:
+                   max_to_keep: int = 3, resume: bool = True,
+                   compiler_options: Optional[dict] = None) -> Training:
     """Set up a guarded run in one call (what ``ebm-jax train`` does around the step).
 
     Args:
@@ -76,6 +77,9 @@ def setup_training(loss: LossTransform, optimizer: optax.GradientTransformation,
       ema_decay: keep an exponential moving average of the parameters.
       save_every, max_to_keep: the checkpoint period and how many to keep.
       resume: start from the latest checkpoint in ``workdir`` when there is one.
+      compiler_options: XLA options for the step's program (``jax.jit``'s), e.g.
+        :func:`~ebm_jax.train.cpu_compile_options` (what ``ebm-jax train`` uses on CPU);
+        None: XLA's defaults.
 
     Example::
 
@@ -104,7 +108,7 @@ def setup_training(loss: LossTransform, optimizer: optax.GradientTransformation,
             if restored is not None:
                 state = restored
     train_step = jax.jit(make_train_step(loss, optimizer, ema_decay=ema_decay, guard=guard),
-                         donate_argnums=0)
+                         donate_argnums=0, compiler_options=compiler_options or None)
     return Training(state, train_step, checkpointer, rollback, metrics_path)
 
 

@@ -10,7 +10,7 @@ replay buffers are.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 from jax.sharding import Mesh
@@ -52,7 +52,8 @@ def shard_state(state: Any, mesh: Mesh) -> Any:
 
 
 def sharded_train_step(train_step: Callable, mesh: Mesh, state: Any, *,
-                       donate: bool = True, steps_per_call: int = 1) -> Callable:
+                       donate: bool = True, steps_per_call: int = 1,
+                       compiler_options: Optional[dict] = None) -> Callable:
     """Jit ``train_step(state, batch)`` over ``mesh``: one XLA program for all devices.
 
     Args:
@@ -63,6 +64,8 @@ def sharded_train_step(train_step: Callable, mesh: Mesh, state: Any, *,
       steps_per_call: with ``K > 1``, one call runs ``K`` steps (a ``lax.scan``) on batches
         stacked ``[K, B, ...]`` (:func:`~ebm_jax.parallel.shard_stacked_batches`) and returns
         metrics stacked ``[K]``; :func:`~ebm_jax.train.fit` reads ``step.steps_per_call``.
+      compiler_options: XLA options for the program (``jax.jit``'s), e.g.
+        :func:`~ebm_jax.train.cpu_compile_options`; None: XLA's defaults.
 
     Returns:
       ``step(state, batch) -> (state, metrics)`` taking a state placed by
@@ -98,7 +101,8 @@ def sharded_train_step(train_step: Callable, mesh: Mesh, state: Any, *,
         batch_sh = stacked_data_sharding(mesh)
     jitted = jax.jit(program, in_shardings=(state_sh, batch_sh),
                      out_shardings=(state_sh, replicated(mesh)),
-                     donate_argnums=(0,) if donate else ())
+                     donate_argnums=(0,) if donate else (),
+                     compiler_options=compiler_options or None)
 
     def step(state, batch):
         with jax.set_mesh(mesh):
