@@ -8,6 +8,7 @@ class sampler.
 from ebm_jax.applications.tabular.backends import (
     BANDWIDTH_RULES,
     LOO_GRID,
+    MIN_DIAGONAL_SHARE,
     ClassEnergyBackend,
     InContextParams,
     KernelParams,
@@ -18,6 +19,7 @@ from ebm_jax.applications.tabular.backends import (
     loo_bandwidth,
     network_backend,
     scott_bandwidth,
+    scott_diagonal_bandwidth,
     shared_kernel_energy,
     shared_step_scale,
 )
@@ -27,9 +29,11 @@ from ebm_jax.applications.tabular.estimator import BACKENDS, CLASS_ENERGIES, Tab
 from ebm_jax.applications.tabular.generation import class_sampler, jittered_starts
 from ebm_jax.applications.tabular.negatives import surrogate_negatives
 
-__all__ = ["BACKENDS", "BANDWIDTH_RULES", "CLASS_ENERGIES", "LOO_GRID", "ClassEnergyBackend",
+__all__ = ["BACKENDS", "BANDWIDTH_RULES", "CLASS_ENERGIES", "LOO_GRID", "MIN_DIAGONAL_SHARE",
+           "ClassEnergyBackend",
            "ColumnSpec", "InContextParams", "KernelParams", "SharedKernelParams", "TabEBM",
            "TableEncoding", "class_energy", "class_sampler", "decode", "encode", "fit_encoding",
            "in_context_backend", "jittered_starts", "kernel_backend", "loo_bandwidth",
-           "network_backend", "scott_bandwidth", "shared_kernel_energy", "shared_step_scale",
+           "network_backend", "scott_bandwidth", "scott_diagonal_bandwidth",
+           "shared_kernel_energy", "shared_step_scale",
            "surrogate_negatives"]

@@ -94,7 +94,7 @@ class KernelParams(NamedTuple):
       rows: ``[N, D]`` the class's standardised rows (padding included).
       log_weights: ``[N]``: 0 for a row, ``-inf`` for padding.
       negatives: ``[M, D]`` surrogate negatives.
-      bandwidth: scalar ``h``.
+      bandwidth: a scalar ``h``, or ``[D]`` one per feature (a diagonal bandwidth matrix).
     """
 
     rows: jax.Array
@@ -103,7 +103,10 @@ class KernelParams(NamedTuple):
     bandwidth: jax.Array
 
 
-BANDWIDTH_RULES = ("scott", "loo")
+BANDWIDTH_RULES = ("scott", "loo", "scott_diagonal")
+# A feature's diagonal bandwidth is at least this share of the class's mean feature std (a
+# feature constant within a class, a one-hot column, would otherwise get a zero bandwidth).
+MIN_DIAGONAL_SHARE = 0.1
 # Leave-one-out likelihood searches h over these multiples of the class's mean std.
 LOO_GRID = tuple(float(f) for f in jnp.geomspace(0.02, 2.0, 40))
 
@@ -132,6 +135,25 @@ def scott_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
     """
     n = jnp.sum(row_mask)
     return _masked_std(rows, row_mask) * n ** (-1.0 / (rows.shape[-1] + 4))
+
+
+def scott_diagonal_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
+    """Scott's rule per feature, ``[D]``: ``h_j = s_j n^(-1/(D+4))`` with ``s_j`` feature
+    ``j``'s standard deviation over the ``n`` masked rows (at least :data:`MIN_DIAGONAL_SHARE`
+    of their mean): the diagonal of the bandwidth matrix that scipy's ``gaussian_kde`` takes
+    as Scott's factor times the data's covariance. A class spread wide in one feature and
+    narrow in another gets a kernel of the same shape.
+
+    Example::
+
+      >>> rows = jax.random.normal(jax.random.key(0), (100, 2)) * jnp.array([1.0, 0.1])
+      >>> [round(float(h), 2) for h in scott_diagonal_bandwidth(rows, jnp.ones(100, bool))]
+      [0.45, 0.04]
+    """
+    n = jnp.sum(row_mask)
+    std = jnp.sqrt(_masked_moments(rows, row_mask)[1])
+    floor = MIN_DIAGONAL_SHARE * _masked_std(rows, row_mask)
+    return jnp.maximum(std, floor) * n ** (-1.0 / (rows.shape[-1] + 4))
 
 
 def loo_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
@@ -164,8 +186,9 @@ def kernel_backend(bandwidth: Union[str, float] = "scott") -> ClassEnergyBackend
     """The training-free in-context kernel classifier (TabPFN's role, no weights needed).
 
     Args:
-      bandwidth: ``"scott"`` (:func:`scott_bandwidth`), ``"loo"`` (:func:`loo_bandwidth`), or
-        a positive number in standardised units.
+      bandwidth: ``"scott"`` (:func:`scott_bandwidth`), ``"loo"`` (:func:`loo_bandwidth`),
+        ``"scott_diagonal"`` (:func:`scott_diagonal_bandwidth`, one per feature), or a
+        positive number in standardised units.
 
     Example::
 
@@ -177,7 +200,8 @@ def kernel_backend(bandwidth: Union[str, float] = "scott") -> ClassEnergyBackend
     """
     if isinstance(bandwidth, str):
         check_choice("bandwidth", bandwidth, list(BANDWIDTH_RULES))
-        rule = scott_bandwidth if bandwidth == "scott" else loo_bandwidth
+        rule = {"scott": scott_bandwidth, "loo": loo_bandwidth,
+                "scott_diagonal": scott_diagonal_bandwidth}[bandwidth]
     else:
         check_positive_finite("bandwidth", bandwidth,
                               f"a positive number or one of {list(BANDWIDTH_RULES)}")
@@ -196,12 +220,16 @@ def kernel_backend(bandwidth: Union[str, float] = "scott") -> ClassEnergyBackend
                             rule(rows, row_mask))
 
     def logits(params, x):
-        scale = 1.0 / (2.0 * params.bandwidth ** 2)
-        real = jax.nn.logsumexp(-jnp.sum((x - params.rows) ** 2, -1) * scale + params.log_weights)
-        surrogate = jax.nn.logsumexp(-jnp.sum((x - params.negatives) ** 2, -1) * scale)
+        scale = 1.0 / (2.0 * params.bandwidth ** 2)  # a scalar, or one per feature
+        real = jax.nn.logsumexp(-jnp.sum((x - params.rows) ** 2 * scale, -1)
+                                + params.log_weights)
+        surrogate = jax.nn.logsumexp(-jnp.sum((x - params.negatives) ** 2 * scale, -1))
         return jnp.stack([real, surrogate])
 
     def step_scale(params):
+        # per feature for a diagonal bandwidth: a diagonal preconditioner, each coordinate's
+        # step in units of its own squared bandwidth (with noise sqrt(2 step) per coordinate
+        # the chains still sample exp(-E))
         return params.bandwidth ** 2
 
     return ClassEnergyBackend("kernel", init, fit, logits, step_scale=step_scale)
@@ -396,7 +424,8 @@ class SharedKernelParams(NamedTuple):
 
     Attributes:
       rows: ``[K, N, D]`` every class's rows (padded), ``log_weights`` ``[K, N]`` their mask
-        (0 or ``-inf``), ``bandwidths`` ``[K]`` each class's bandwidth, ``label`` this class.
+        (0 or ``-inf``), ``bandwidths`` ``[K]`` each class's bandwidth (``[K, D]`` diagonal
+        ones), ``label`` this class.
     """
 
     rows: jax.Array
@@ -406,7 +435,8 @@ class SharedKernelParams(NamedTuple):
 
 
 def shared_step_scale(params: SharedKernelParams) -> jax.Array:
-    """The shared ablation's step scale: the class's own squared bandwidth (as the kernel's)."""
+    """The shared ablation's step scale: the class's own squared bandwidth (as the kernel's;
+    per feature for diagonal bandwidths)."""
     return params.bandwidths[params.label] ** 2
 
 
@@ -423,9 +453,11 @@ def shared_kernel_energy(params: SharedKernelParams, x: jax.Array) -> jax.Array:
       >>> bool(shared_kernel_energy(params, jnp.array([-3.0])) < 1e-3)  # far is as good
       True
     """
-    d = x.shape[-1]
-    scale = 1.0 / (2.0 * params.bandwidths ** 2)  # class k's kernel has its own bandwidth
-    sq = jnp.sum((x - params.rows) ** 2, -1)
-    f = (jax.nn.logsumexp(-sq * scale[:, None] + params.log_weights, axis=1)
-         - d * jnp.log(params.bandwidths))
+    widths = params.bandwidths  # class k's kernel has its own bandwidth, [K] or [K, D]
+    widths = jnp.broadcast_to(widths if widths.ndim == 2 else widths[:, None],
+                              widths.shape[:1] + x.shape[-1:])
+    scale = 1.0 / (2.0 * widths ** 2)
+    sq = jnp.sum((x - params.rows) ** 2 * scale[:, None, :], -1)
+    f = (jax.nn.logsumexp(-sq + params.log_weights, axis=1)
+         - jnp.sum(jnp.log(widths), -1))
     return -(f[params.label] - jax.nn.logsumexp(f))

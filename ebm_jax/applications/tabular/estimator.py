@@ -42,15 +42,16 @@ class TabEBM(BaseEstimator):
         class against a Gaussian fitted to it; sample it with ``noise_scale=None``),
         ``"in_context"`` (your ``logits_fn``), or a
         :class:`~ebm_jax.applications.tabular.ClassEnergyBackend`.
-      bandwidth: the kernel backend's ``"scott"``, ``"loo"`` or a number.
+      bandwidth: the kernel backend's ``"scott"``, ``"loo"``, ``"scott_diagonal"`` (one per
+        feature) or a number.
       categorical: categorical columns (names for a DataFrame, positions for an array).
       negative_distance: the surrogate corners' distance in standardised units (5).
       num_negative_pairs: corner pairs with three or more encoded features (2, i.e. 4 corners).
       num_steps, step_size, noise_scale, start_noise: SGLD (200, 0.1, 0.01, 0.01); the kernel
-        backend's step is ``step_size`` times each class's squared bandwidth
-        (:func:`~ebm_jax.applications.tabular.kernel_backend`). ``noise_scale=None`` takes the
-        temperature form, ``sqrt(2 step)``: the chains then sample ``exp(-E_c)`` (for the
-        kernel, its density) instead of descending to its modes.
+        backend's step is ``step_size`` times each class's squared bandwidth (per feature
+        for a diagonal one; :func:`~ebm_jax.applications.tabular.kernel_backend`).
+        ``noise_scale=None`` takes the temperature form, ``sqrt(2 step)``: the chains then
+        sample ``exp(-E_c)`` (for the kernel, its density) instead of descending to its modes.
       batch_mean_gradient: the reference code's batch-averaged gradient (each chain's step
         divided by the number of chains); default off: per-example gradients.
       hidden, network_steps, network_learning_rate: the network backend's MLP and training.
@@ -169,7 +170,8 @@ class TabEBM(BaseEstimator):
                 params = SharedKernelParams(
                     jnp.broadcast_to(params.rows, (k,) + params.rows.shape),
                     jnp.broadcast_to(params.log_weights, (k,) + params.log_weights.shape),
-                    jnp.broadcast_to(params.bandwidth, (k, k)), jnp.arange(k))
+                    jnp.broadcast_to(params.bandwidth, (k,) + params.bandwidth.shape),
+                    jnp.arange(k))
         else:
             params = [backend.fit(fit_keys[c], initial[c], jnp.asarray(rows[c, :counts[c]]),
                                   jnp.ones(counts[c], bool), negatives[c])

@@ -17,7 +17,8 @@ know), ``tabebm_kernel`` / ``tabebm_network`` (:class:`TabEBM` with each backend
 ``tabebm_kernel_langevin`` / ``shared_kernel_langevin`` / ``tabebm_network_langevin``: the kernel,
 the ablation's and the network's energies sampled in the temperature form (noise
 ``sqrt(2 step)``, so that the chains sample ``exp(-E)`` rather than descend to its modes under
-the paper's noise 0.01).
+the paper's noise 0.01); ``tabebm_kernel_diagonal`` / ``tabebm_kernel_diagonal_langevin``: the
+kernel with one Scott bandwidth per feature, under each sampler.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from ebm_jax.applications.tabular.estimator import TabEBM
 
 METHODS = ("real", "jitter", "smote", "tabebm_kernel", "tabebm_network",
            "tabebm_kernel_batch_mean", "shared_kernel", "tabebm_kernel_langevin",
-           "shared_kernel_langevin", "tabebm_network_langevin")
+           "shared_kernel_langevin", "tabebm_network_langevin", "tabebm_kernel_diagonal",
+           "tabebm_kernel_diagonal_langevin")
 CLASSIFIERS = ("logistic_regression", "knn", "random_forest", "mlp")
 JITTER_SIGMA = 0.1
 
@@ -98,6 +100,8 @@ TABEBM_SETTINGS = {
     "shared_kernel": {"class_energies": "shared"},
     "tabebm_kernel_langevin": {"noise_scale": None},
     "shared_kernel_langevin": {"class_energies": "shared", "noise_scale": None},
+    "tabebm_kernel_diagonal": {"bandwidth": "scott_diagonal"},
+    "tabebm_kernel_diagonal_langevin": {"bandwidth": "scott_diagonal", "noise_scale": None},
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ebm_jax.samplers import langevin, run_chains
+from ebm_jax.samplers import Sampler, langevin, langevin_kernel, run_chains
 
 
 def jittered_starts(rng_key: jax.Array, rows: jax.Array, row_mask: jax.Array, num_chains: int,
@@ -46,7 +46,8 @@ def class_sampler(energy_fn: Callable[[Any, jax.Array], jax.Array], num_chains: 
     -> [num_chains, D]``: TabEBM's chains on one class, pure (jit it; vmap it over classes with
     padded rows). The step is ``step_size * step_scale`` (divided by ``num_chains`` with
     ``batch_mean_gradient``); ``step_scale`` may be traced, one per class (the kernel
-    backend's squared bandwidth, :attr:`ClassEnergyBackend.step_scale`). A ``noise`` given to
+    backend's squared bandwidth, :attr:`ClassEnergyBackend.step_scale`), a scalar or one per
+    feature (``[D]``: a diagonal preconditioner). A ``noise`` given to
     ``sample`` (possibly traced) replaces ``noise_scale``, so that one compiled program serves
     any steps and noises.
 
@@ -59,10 +60,15 @@ def class_sampler(energy_fn: Callable[[Any, jax.Array], jax.Array], num_chains: 
       [1.0, 1.0]
     """
     step = step_size / num_chains if batch_mean_gradient else step_size
-    langevin(energy_fn, step, noise_scale)  # checks the settings now, before any compute
+    checked = langevin(energy_fn, step, noise_scale)  # checks the settings now, before compute
+    kernel = langevin_kernel(energy_fn)
 
     def sample(rng_key, params, rows, row_mask, step_scale=1.0, noise=None):
-        sampler = langevin(energy_fn, step * step_scale, noise_scale if noise is None else noise)
+        # the kernel takes the step and the noise as arguments: scalars, or one per feature
+        # (a diagonal preconditioner, from a per-feature step_scale)
+        chain_step, chain_noise = step * step_scale, noise_scale if noise is None else noise
+        sampler = Sampler(checked.init, lambda key, state, p: kernel(key, state, p, chain_step,
+                                                                     chain_noise))
         start_key, chain_key = jax.random.split(rng_key)
         starts = jittered_starts(start_key, rows, row_mask, num_chains, start_noise)
         states = jax.vmap(sampler.init)(starts)
