@@ -89,6 +89,7 @@ MODULES = [
     "ebm_jax.samplers.replay_buffer",
     "ebm_jax.samplers.schedules",
     "ebm_jax.train.checkpoint",
+    "ebm_jax.train.compile_options",
     "ebm_jax.train.fit",
     "ebm_jax.train.guard",
     "ebm_jax.train.sharded",
