@@ -357,10 +357,10 @@ def measure_arch(name: str, repeats: int, *, torch_rows: bool, min_seconds: floa
             out["torch_tf32"] = t.device == "cuda"
         else:
             out["compiler_options"] = t.compiler_options
-        if not is_torch and "torch_eager" in rates:
-            out["ratio_vs_torch_eager"] = rate / rates["torch_eager"]
-            paired = sorted(b / a for a, b in zip(times[row], times["torch_eager"]))
-            out["ratio_vs_torch_eager_range"] = [paired[0], paired[-1]]
+            if "torch_eager" in rates:
+                out["ratio_vs_torch_eager"] = rate / rates["torch_eager"]
+                paired = sorted(b / a for a, b in zip(times[row], times["torch_eager"]))
+                out["ratio_vs_torch_eager_range"] = [paired[0], paired[-1]]
         rows.append(out)
     return rows
 

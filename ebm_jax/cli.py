@@ -270,10 +270,10 @@ def train_config(args):
     """The config of ``ebm-jax train``: ``--config`` (default: the workdir's saved config when
     resuming, else :data:`DEFAULT_PRESET`) with the ``--set`` overrides."""
     preset = args.config
-    if preset is None and args.resume and args.workdir is not None \
-            and os.path.isfile(os.path.join(args.workdir, "config.json")):
-        saved = load_config_file(os.path.join(args.workdir, "config.json"), saved_run=True)
-        return apply_overrides(saved, args.overrides)
+    if preset is None and args.resume and args.workdir is not None:
+        saved = os.path.join(args.workdir, "config.json")
+        if os.path.isfile(saved):
+            return apply_overrides(load_config_file(saved, saved_run=True), args.overrides)
     return make_config(preset or DEFAULT_PRESET, args.overrides)
 
 
