@@ -28,6 +28,7 @@ from ebm_jax.experiments.config import ConfigError, apply_overrides
 from ebm_jax.experiments.objectives import get_objective
 from ebm_jax.experiments.presets import (PRESETS, load_config_file, make_config,
                                          presets_by_objective)
+from ebm_jax.experiments.tabular import SAMPLERS
 
 DEFAULT_PRESET = "jem_digits"
 SUMMARY_KEYS = ("test_accuracy", "ece", "softmax_accuracy", "softmax_ece", "accuracy_warning",
@@ -149,6 +150,14 @@ def _add_tabular_parser(sub) -> None:
                          help="categorical columns besides the detected ones (strings, "
                               "booleans)")
     augment.add_argument("--backend", default="kernel", choices=["kernel", "network"])
+    augment.add_argument("--bandwidth", default="scott_pooled",
+                         help="the kernel's bandwidth: scott, loo, scott_diagonal, "
+                              "scott_pooled (default: one per feature from the classes' "
+                              "pooled spread, the best measured) or a number")
+    augment.add_argument("--sampler", default="temperature", choices=SAMPLERS,
+                         help="temperature (default): SGLD noise sqrt(2 step), the chains "
+                              "sample each class's energy; paper: noise 0.01, the chains "
+                              "descend to its modes")
     augment.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--n-real", type=int, nargs="+", default=[20, 50], metavar="N",
                           help="training rows drawn per split (default 20 50)")
@@ -200,7 +209,8 @@ def _tabular(args) -> int:
         if args.per_class < 1:
             raise ConfigError(f"--per-class {args.per_class}: expected a positive int")
         written = augment_csv(args.csv, args.target, args.per_class, args.out,
-                              args.categorical, args.backend, args.seed)
+                              args.categorical, args.backend, args.seed,
+                              _number_or_name(args.bandwidth), args.sampler)
         print(f"wrote {sum(written.values())} rows ({written}) to {args.out}")
         return 0
     if args.seeds < 1:
@@ -209,6 +219,14 @@ def _tabular(args) -> int:
                         on_row=lambda row: print(json.dumps(row), flush=True))
     print(f"{len(rows)} rows")
     return 0
+
+
+def _number_or_name(text: str):
+    """``"0.5"`` -> 0.5; a name stays a string (the estimator checks either)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _process_group(args):

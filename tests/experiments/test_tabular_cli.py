@@ -45,6 +45,32 @@ def test_augment_writes_rows_of_every_class_in_the_tables_own_form(table, tmp_pa
     assert set(synthetic["soil"]) <= {"clay", "sand"}
 
 
+def test_augment_samples_the_best_measured_setting_unless_told_otherwise(table, tmp_path,
+                                                                         capsys, monkeypatch):
+    """By default the command fits per-feature bandwidths of the pooled within-class spread
+    and samples in the temperature form (noise None); ``--bandwidth`` and ``--sampler paper``
+    reach the estimator (the paper's noise is its default); a bad bandwidth is one line."""
+    from ebm_jax.applications import tabular
+
+    seen = []
+
+    class Recording(tabular.TabEBM):
+        def fit(self, X, y):
+            seen.append(self.get_params())
+            return super().fit(X, y)
+
+    monkeypatch.setattr(tabular, "TabEBM", Recording)
+    path, _ = table
+    argv = ["tabular", "augment", str(path), "--target", "species", "--per-class", "3",
+            "--out", str(tmp_path / "o.csv")]
+    assert _run(argv, capsys)[0] == 0
+    assert _run(argv + ["--bandwidth", "0.5", "--sampler", "paper"], capsys)[0] == 0
+    assert (seen[0]["bandwidth"], seen[0]["noise_scale"]) == ("scott_pooled", None)
+    assert (seen[1]["bandwidth"], seen[1]["noise_scale"]) == (0.5, 0.01)
+    code, _, err = _run(argv + ["--bandwidth", "wide"], capsys)
+    assert code == 2 and "bandwidth='wide': expected one of" in err
+
+
 @pytest.mark.slow
 def test_evaluate_prints_a_json_row_per_method_and_classifier(table, capsys):
     path, _ = table

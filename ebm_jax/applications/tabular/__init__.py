@@ -18,8 +18,10 @@ from ebm_jax.applications.tabular.backends import (
     kernel_backend,
     loo_bandwidth,
     network_backend,
+    pooled_within_class_std,
     scott_bandwidth,
     scott_diagonal_bandwidth,
+    scott_pooled_bandwidth,
     shared_kernel_energy,
     shared_step_scale,
 )
@@ -34,6 +36,7 @@ __all__ = ["BACKENDS", "BANDWIDTH_RULES", "CLASS_ENERGIES", "LOO_GRID", "MIN_DIA
            "ColumnSpec", "InContextParams", "KernelParams", "SharedKernelParams", "TabEBM",
            "TableEncoding", "class_energy", "class_sampler", "decode", "encode", "fit_encoding",
            "in_context_backend", "jittered_starts", "kernel_backend", "loo_bandwidth",
-           "network_backend", "scott_bandwidth", "scott_diagonal_bandwidth",
+           "network_backend", "pooled_within_class_std", "scott_bandwidth",
+           "scott_diagonal_bandwidth", "scott_pooled_bandwidth",
            "shared_kernel_energy", "shared_step_scale",
            "surrogate_negatives"]

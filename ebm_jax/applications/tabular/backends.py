@@ -56,6 +56,9 @@ class ClassEnergyBackend(NamedTuple):
       vmappable: whether ``fit`` and ``logits`` may be vmapped over classes with padded rows.
       step_scale: ``step_scale(params) -> scalar`` multiplying the sampler's step for this
         class (None: 1), for an energy whose curvature is set by its params.
+      init_from_table: ``init_from_table(rows [K, N, D], row_mask [K, N]) -> initial params``
+        stacked over the ``K`` classes, for a backend whose class fits share a statistic of
+        the whole table (the kernel's pooled within-class spread); None: ``init`` per class.
     """
 
     name: str
@@ -64,9 +67,9 @@ class ClassEnergyBackend(NamedTuple):
     logits: Callable[[Any, jax.Array], jax.Array]
     vmappable: bool = True
     step_scale: Optional[Callable[[Any], jax.Array]] = None
+    init_from_table: Optional[Callable[[jax.Array, jax.Array], Any]] = None
 
 
-@functools.lru_cache(maxsize=64)  # one per backend: jitted uses compile once
 def class_energy(backend: ClassEnergyBackend) -> Callable[[Any, jax.Array], jax.Array]:
     """The class energy ``E_c(x) = -logsumexp(logits(params, x))``, a per-example scalar.
 
@@ -80,8 +83,15 @@ def class_energy(backend: ClassEnergyBackend) -> Callable[[Any, jax.Array], jax.
       >>> bool(energy(params, jnp.zeros(2)) < energy(params, jnp.array([3.0, 3.0])))
       True
     """
+    return _energy_of_logits(backend.logits)
+
+
+# One energy per logits function, not per backend: the kernel's bandwidth rules share their
+# logits, so their jitted samplers compile once a shape.
+@functools.lru_cache(maxsize=64)
+def _energy_of_logits(logits: Callable) -> Callable[[Any, jax.Array], jax.Array]:
     def energy(params, x):
-        return -jax.nn.logsumexp(backend.logits(params, x))
+        return -jax.nn.logsumexp(logits(params, x))
 
     return energy
 
@@ -103,7 +113,7 @@ class KernelParams(NamedTuple):
     bandwidth: jax.Array
 
 
-BANDWIDTH_RULES = ("scott", "loo", "scott_diagonal")
+BANDWIDTH_RULES = ("scott", "loo", "scott_diagonal", "scott_pooled")
 # A feature's diagonal bandwidth is at least this share of the class's mean feature std (a
 # feature constant within a class, a one-hot column, would otherwise get a zero bandwidth).
 MIN_DIAGONAL_SHARE = 0.1
@@ -156,6 +166,46 @@ def scott_diagonal_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
     return jnp.maximum(std, floor) * n ** (-1.0 / (rows.shape[-1] + 4))
 
 
+def pooled_within_class_std(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
+    """Each feature's within-class standard deviation pooled over the classes, ``[D]``: the
+    squared deviations of every row from its own class's mean, summed over all classes and
+    divided by ``n - K`` (``rows`` ``[K, N, D]`` padded, ``row_mask`` ``[K, N]``), the spread
+    a linear discriminant assumes every class shares.
+
+    Example::
+
+      >>> rows = jnp.array([[[0.0, 0.0], [2.0, 0.0]], [[10.0, 1.0], [12.0, 3.0]]])
+      >>> pooled_within_class_std(rows, jnp.ones((2, 2), bool)).tolist()
+      [1.4142135381698608, 1.0]
+    """
+    mask = jnp.asarray(row_mask, rows.dtype)
+    counts = jnp.sum(mask, 1, keepdims=True)
+    means = jnp.einsum("kn,knd->kd", mask, rows) / counts
+    squares = jnp.einsum("kn,knd->d", mask, (rows - means[:, None]) ** 2)
+    return jnp.sqrt(squares / (jnp.sum(mask) - rows.shape[0]))
+
+
+def scott_pooled_bandwidth(rows: jax.Array, row_mask: jax.Array,
+                           pooled_std: jax.Array) -> jax.Array:
+    """Scott's rule per feature with the table's pooled within-class spread, ``[D]``:
+    ``h_j = s_j n^(-1/(D+4))``, ``s_j`` feature ``j``'s :func:`pooled_within_class_std` (at
+    least :data:`MIN_DIAGONAL_SHARE` of their mean) and ``n`` this class's masked rows. A
+    class of 6 rows estimates 13 spreads poorly; pooled over the classes, every row of the
+    table informs them (as standardisation already uses every row), while each class keeps
+    its own rows as kernel centres and its own energy.
+
+    Example::
+
+      >>> rows = jnp.zeros((16, 2))
+      >>> [round(float(h), 3) for h in scott_pooled_bandwidth(rows, jnp.ones(16, bool),
+      ...                                                    jnp.array([1.0, 0.01]))]
+      [0.63, 0.032]
+    """
+    n = jnp.sum(row_mask)
+    floor = MIN_DIAGONAL_SHARE * jnp.mean(pooled_std)
+    return jnp.maximum(pooled_std, floor) * n ** (-1.0 / (rows.shape[-1] + 4))
+
+
 def loo_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
     """The bandwidth on a grid (:data:`LOO_GRID` times the mean feature std) that maximises the
     leave-one-out log-likelihood of the masked rows under the kernel density of the others.
@@ -187,8 +237,11 @@ def kernel_backend(bandwidth: Union[str, float] = "scott") -> ClassEnergyBackend
 
     Args:
       bandwidth: ``"scott"`` (:func:`scott_bandwidth`), ``"loo"`` (:func:`loo_bandwidth`),
-        ``"scott_diagonal"`` (:func:`scott_diagonal_bandwidth`, one per feature), or a
-        positive number in standardised units.
+        ``"scott_diagonal"`` (:func:`scott_diagonal_bandwidth`, one per feature),
+        ``"scott_pooled"`` (:func:`scott_pooled_bandwidth`, one per feature from the
+        table's pooled within-class spread, which ``init_from_table`` hands each class's
+        ``fit`` as its initial params; ``init`` gives unit spreads for a class fitted
+        alone), or a positive number in standardised units.
 
     Example::
 
@@ -200,39 +253,49 @@ def kernel_backend(bandwidth: Union[str, float] = "scott") -> ClassEnergyBackend
     """
     if isinstance(bandwidth, str):
         check_choice("bandwidth", bandwidth, list(BANDWIDTH_RULES))
-        rule = {"scott": scott_bandwidth, "loo": loo_bandwidth,
-                "scott_diagonal": scott_diagonal_bandwidth}[bandwidth]
+        rules = {"scott": scott_bandwidth, "loo": loo_bandwidth,
+                 "scott_diagonal": scott_diagonal_bandwidth}
+        pooled = bandwidth == "scott_pooled"
+        rule = scott_pooled_bandwidth if pooled else (
+            lambda rows, mask, initial: rules[bandwidth](rows, mask))
     else:
         check_positive_finite("bandwidth", bandwidth,
                               f"a positive number or one of {list(BANDWIDTH_RULES)}")
-        h = float(bandwidth)
+        h, pooled = float(bandwidth), False
 
-        def rule(rows, mask):
+        def rule(rows, mask, initial):
             return jnp.asarray(h, rows.dtype)
 
     def init(rng_key, num_features):
-        return ()
+        return jnp.ones(num_features) if pooled else ()
+
+    def init_from_table(rows, row_mask):  # every class fits with the same pooled spread
+        spread = pooled_within_class_std(rows, row_mask)
+        return jnp.broadcast_to(spread, (rows.shape[0],) + spread.shape)
 
     def fit(rng_key, initial, rows, row_mask, negatives):
-        del rng_key, initial
+        del rng_key
         row_mask = jnp.asarray(row_mask, bool)
         return KernelParams(rows, jnp.where(row_mask, 0.0, -jnp.inf), negatives,
-                            rule(rows, row_mask))
+                            rule(rows, row_mask, initial))
 
-    def logits(params, x):
-        scale = 1.0 / (2.0 * params.bandwidth ** 2)  # a scalar, or one per feature
-        real = jax.nn.logsumexp(-jnp.sum((x - params.rows) ** 2 * scale, -1)
-                                + params.log_weights)
-        surrogate = jax.nn.logsumexp(-jnp.sum((x - params.negatives) ** 2 * scale, -1))
-        return jnp.stack([real, surrogate])
+    return ClassEnergyBackend("kernel", init, fit, _kernel_logits, step_scale=_kernel_step_scale,
+                              init_from_table=init_from_table if pooled else None)
 
-    def step_scale(params):
-        # per feature for a diagonal bandwidth: a diagonal preconditioner, each coordinate's
-        # step in units of its own squared bandwidth (with noise sqrt(2 step) per coordinate
-        # the chains still sample exp(-E))
-        return params.bandwidth ** 2
 
-    return ClassEnergyBackend("kernel", init, fit, logits, step_scale=step_scale)
+def _kernel_logits(params: KernelParams, x: jax.Array) -> jax.Array:
+    """The kernel classifier's ``[real, surrogate]`` logits (every bandwidth rule's)."""
+    scale = 1.0 / (2.0 * params.bandwidth ** 2)  # a scalar, or one per feature
+    real = jax.nn.logsumexp(-jnp.sum((x - params.rows) ** 2 * scale, -1) + params.log_weights)
+    surrogate = jax.nn.logsumexp(-jnp.sum((x - params.negatives) ** 2 * scale, -1))
+    return jnp.stack([real, surrogate])
+
+
+def _kernel_step_scale(params: KernelParams) -> jax.Array:
+    # per feature for a diagonal bandwidth: a diagonal preconditioner, each coordinate's step
+    # in units of its own squared bandwidth (with noise sqrt(2 step) per coordinate the chains
+    # still sample exp(-E))
+    return params.bandwidth ** 2
 
 
 # -- the network backend ----------------------------------------------------------------

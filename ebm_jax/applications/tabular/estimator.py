@@ -43,7 +43,8 @@ class TabEBM(BaseEstimator):
         ``"in_context"`` (your ``logits_fn``), or a
         :class:`~ebm_jax.applications.tabular.ClassEnergyBackend`.
       bandwidth: the kernel backend's ``"scott"``, ``"loo"``, ``"scott_diagonal"`` (one per
-        feature) or a number.
+        feature from the class's rows), ``"scott_pooled"`` (one per feature from every
+        class's spread around its own mean, pooled) or a number.
       categorical: categorical columns (names for a DataFrame, positions for an array).
       negative_distance: the surrogate corners' distance in standardised units (5).
       num_negative_pairs: corner pairs with three or more encoded features (2, i.e. 4 corners).
@@ -160,7 +161,11 @@ class TabEBM(BaseEstimator):
         negatives = jnp.stack([surrogate_negatives(k, width, self.negative_distance,
                                                    min(self.num_negative_pairs, width))
                                for k in negative_keys])
-        initial = [backend.init(k, width) for k in init_keys]
+        if backend.init_from_table is not None:  # class fits that share a table statistic
+            stacked = backend.init_from_table(jnp.asarray(rows), jnp.asarray(mask))
+            initial = [jax.tree.map(lambda leaf: leaf[c], stacked) for c in range(len(classes))]
+        else:
+            initial = [backend.init(k, width) for k in init_keys]
         if backend.vmappable:
             initial = jax.tree.map(lambda *leaves: jnp.stack(leaves), *initial)
             params = _jitted_fit(backend)(fit_keys, initial, jnp.asarray(rows),

@@ -18,7 +18,8 @@ know), ``tabebm_kernel`` / ``tabebm_network`` (:class:`TabEBM` with each backend
 the ablation's and the network's energies sampled in the temperature form (noise
 ``sqrt(2 step)``, so that the chains sample ``exp(-E)`` rather than descend to its modes under
 the paper's noise 0.01); ``tabebm_kernel_diagonal`` / ``tabebm_kernel_diagonal_langevin``: the
-kernel with one Scott bandwidth per feature, under each sampler.
+kernel with one Scott bandwidth per feature, under each sampler; ``tabebm_kernel_pooled`` /
+``tabebm_kernel_pooled_langevin``: the same with the spreads pooled within classes.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ from ebm_jax.applications.tabular.estimator import TabEBM
 METHODS = ("real", "jitter", "smote", "tabebm_kernel", "tabebm_network",
            "tabebm_kernel_batch_mean", "shared_kernel", "tabebm_kernel_langevin",
            "shared_kernel_langevin", "tabebm_network_langevin", "tabebm_kernel_diagonal",
-           "tabebm_kernel_diagonal_langevin")
+           "tabebm_kernel_diagonal_langevin", "tabebm_kernel_pooled",
+           "tabebm_kernel_pooled_langevin")
 CLASSIFIERS = ("logistic_regression", "knn", "random_forest", "mlp")
 JITTER_SIGMA = 0.1
 
@@ -102,6 +104,8 @@ TABEBM_SETTINGS = {
     "shared_kernel_langevin": {"class_energies": "shared", "noise_scale": None},
     "tabebm_kernel_diagonal": {"bandwidth": "scott_diagonal"},
     "tabebm_kernel_diagonal_langevin": {"bandwidth": "scott_diagonal", "noise_scale": None},
+    "tabebm_kernel_pooled": {"bandwidth": "scott_pooled"},
+    "tabebm_kernel_pooled_langevin": {"bandwidth": "scott_pooled", "noise_scale": None},
 }
 
 

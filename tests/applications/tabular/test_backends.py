@@ -12,7 +12,8 @@ from scipy.special import logsumexp
 from ebm_jax.applications.tabular import (LOO_GRID, MIN_DIAGONAL_SHARE, SharedKernelParams,
                                           class_energy, class_sampler, in_context_backend,
                                           kernel_backend, loo_bandwidth, network_backend,
-                                          scott_bandwidth, scott_diagonal_bandwidth,
+                                          pooled_within_class_std, scott_bandwidth,
+                                          scott_diagonal_bandwidth, scott_pooled_bandwidth,
                                           shared_kernel_energy)
 
 
@@ -71,6 +72,35 @@ def test_the_diagonal_bandwidth_is_scotts_rule_per_feature_with_a_floor():
     expected = np.maximum(std, MIN_DIAGONAL_SHARE * std.mean()) * n ** (-1 / (d + 4))
     np.testing.assert_allclose(scott_diagonal_bandwidth(rows, np.ones(n, bool)), expected,
                                rtol=1e-5)
+
+
+def test_the_pooled_bandwidth_is_scotts_rule_per_feature_with_the_within_class_spread():
+    """Two classes of 7 and 4 rows in 3 features, padded to 7 with values that must not count:
+    each feature's spread is the squared deviations from each row's own class mean, summed
+    and divided by 11 - 2 (computed in NumPy); each class's bandwidth takes Scott's factor of
+    its own count. The table-level statistic is what the backend hands each class's fit."""
+    rng = np.random.default_rng(4)
+    first = (rng.normal(size=(7, 3)) * [1.0, 0.2, 0.0]).astype(np.float32)
+    second = (rng.normal(size=(4, 3)) * [0.5, 0.4, 0.0] + 3.0).astype(np.float32)
+    rows = np.full((2, 7, 3), 9.0, np.float32)
+    rows[0], rows[1, :4] = first, second
+    mask = np.arange(7)[None] < np.array([[7], [4]])
+    deviations = np.concatenate([first - first.mean(0), second - second.mean(0)])
+    spread = np.sqrt((deviations ** 2).sum(0) / (11 - 2))
+    np.testing.assert_allclose(pooled_within_class_std(rows, mask), spread, rtol=1e-5)
+    floored = np.maximum(spread, MIN_DIAGONAL_SHARE * spread.mean())  # the constant feature
+    backend = kernel_backend("scott_pooled")
+    initial = backend.init_from_table(jnp.asarray(rows), jnp.asarray(mask))
+    for c, n in enumerate((7, 4)):
+        expected = floored * n ** (-1 / (3 + 4))
+        np.testing.assert_allclose(scott_pooled_bandwidth(rows[c], mask[c], spread), expected,
+                                   rtol=1e-5)
+        params = backend.fit(None, initial[c], rows[c], mask[c], np.zeros((2, 3), np.float32))
+        np.testing.assert_allclose(params.bandwidth, expected, rtol=1e-5)
+    alone = backend.fit(None, backend.init(None, 3), first, np.ones(7, bool),
+                        np.zeros((2, 3), np.float32))  # a class fitted alone: unit spreads
+    np.testing.assert_allclose(alone.bandwidth, np.full(3, 7 ** (-1 / 7)), rtol=1e-5)
+    assert kernel_backend("scott_diagonal").init_from_table is None
 
 
 def test_a_diagonal_bandwidth_reads_the_kernel_sums_per_feature():
@@ -150,7 +180,8 @@ def test_an_in_context_function_gets_the_rows_then_the_negatives():
 
 
 @pytest.mark.parametrize("bad,message", [
-    ("silverman", r"bandwidth='silverman': expected one of \['scott', 'loo', 'scott_diagonal'\]"),
+    ("silverman", r"bandwidth='silverman': expected one of \['scott', 'loo', 'scott_diagonal', "
+                  r"'scott_pooled'\]"),
     (-1.0, "bandwidth=-1.0"),
 ])
 def test_a_bad_bandwidth_is_named(bad, message):

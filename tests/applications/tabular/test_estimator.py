@@ -171,6 +171,22 @@ def test_a_tight_class_keeps_its_chains_at_the_paper_step():
     assert np.abs(Z).max() < np.abs(model.rows_).max() + 0.5
 
 
+def test_pooled_bandwidths_come_from_every_class_of_the_table(iris_small):
+    """``bandwidth="scott_pooled"``: the estimator hands each class's fit the spread of the
+    whole table's rows around their own class means (computed here in NumPy from the
+    standardised rows it keeps), not the unit spreads a class fitted alone gets."""
+    X_train, y_train, _, _ = iris_small
+    model = TabEBM(bandwidth="scott_pooled", noise_scale=None, num_steps=20)
+    model.fit(X_train, y_train)
+    classes = [model.rows_[c][model.row_mask_[c]] for c in range(3)]
+    deviations = np.concatenate([rows - rows.mean(0) for rows in classes])
+    spread = np.sqrt((deviations ** 2).sum(0) / (len(deviations) - 3))
+    expected = np.maximum(spread, 0.1 * spread.mean()) * 8 ** (-1 / (4 + 4))
+    np.testing.assert_allclose(model.class_params_.bandwidth, np.tile(expected, (3, 1)),
+                               rtol=1e-5)
+    assert model.generate(5, seed=0)[0].shape == (15, 4)
+
+
 @pytest.mark.slow  # a long statistical check (over 1.5 s)
 def test_the_temperature_form_samples_the_kernel_density():
     """With noise sqrt(2 step) the kernel backend's chains sample exp(-E_c): near the rows, the
