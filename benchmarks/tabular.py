@@ -17,7 +17,8 @@ benchmarks/results/<device>-<date>.json with ``benchmark: "tabular"``): ``datase
 method and ``n_real``, the mean balanced accuracy over datasets, classifiers and seeds and its
 difference from real-only (points), and the mean fidelity and privacy figures. Two procedural
 sets of heavily overlapping classes (``overlapping_blobs``, ``noisy_circles``; 50 training rows)
-run real-only, TabEBM's kernel and the shared-model ablation (both sampler settings), for their
+run real-only, TabEBM's kernel and the shared-model ablation (both sampler settings, and both
+with pooled bandwidths in the temperature form), for their
 class-conditional MMD.
 """
 from __future__ import annotations
@@ -43,7 +44,10 @@ DATASETS = {"iris": (20, 50), "wine": (20, 50, 100), "breast_cancer": (20, 50, 1
 # class-conditional MMD): 600 rows each, 50 for training.
 PROCEDURAL = {"overlapping_blobs": (50,), "noisy_circles": (50,)}
 PROCEDURAL_METHODS = ("real", "tabebm_kernel", "shared_kernel", "tabebm_kernel_langevin",
-                      "shared_kernel_langevin")
+                      "shared_kernel_langevin", "tabebm_kernel_pooled_langevin",
+                      "shared_kernel_pooled_langevin")
+# Methods for the procedural sets' question only: the tables run them when --methods names them.
+PROCEDURAL_ONLY = ("shared_kernel_pooled_langevin",)
 
 
 def load(name: str):
@@ -123,7 +127,9 @@ def main(argv=None) -> list:
     parser.add_argument("--n-real", nargs="+", type=int, default=None,
                         help="training rows (default: each dataset's sizes)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..S-1 (default 10)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                        help="default: every method (on the tables, all but "
+                             f"{', '.join(PROCEDURAL_ONLY)})")
     parser.add_argument("--quick", action="store_true", help="seeds 0-2")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes, each running whole (dataset, n_real) groups "
@@ -149,7 +155,10 @@ def main(argv=None) -> list:
         print(f"{group[0]} n_real={group[1]}: {seeds} seeds, "
               f"{time.perf_counter() - start:.0f} s so far", flush=True)
 
-    jobs = [(dataset, n_real, seeds, args.methods) for dataset, n_real in groups]
+    methods = args.methods or [m for m in METHODS if m not in PROCEDURAL_ONLY]
+    procedural = args.methods or list(METHODS)
+    jobs = [(dataset, n_real, seeds, procedural if dataset in PROCEDURAL else methods)
+            for dataset, n_real in groups]
     if min(args.workers, len(jobs)) == 1:
         for job in jobs:
             keep(job[:2], run_group(*job))

@@ -19,7 +19,8 @@ the ablation's and the network's energies sampled in the temperature form (noise
 ``sqrt(2 step)``, so that the chains sample ``exp(-E)`` rather than descend to its modes under
 the paper's noise 0.01); ``tabebm_kernel_diagonal`` / ``tabebm_kernel_diagonal_langevin``: the
 kernel with one Scott bandwidth per feature, under each sampler; ``tabebm_kernel_pooled`` /
-``tabebm_kernel_pooled_langevin``: the same with the spreads pooled within classes.
+``tabebm_kernel_pooled_langevin``: the same with the spreads pooled within classes, and
+``shared_kernel_pooled_langevin`` the ablation's counterpart of the last.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ METHODS = ("real", "jitter", "smote", "tabebm_kernel", "tabebm_network",
            "tabebm_kernel_batch_mean", "shared_kernel", "tabebm_kernel_langevin",
            "shared_kernel_langevin", "tabebm_network_langevin", "tabebm_kernel_diagonal",
            "tabebm_kernel_diagonal_langevin", "tabebm_kernel_pooled",
-           "tabebm_kernel_pooled_langevin")
+           "tabebm_kernel_pooled_langevin", "shared_kernel_pooled_langevin")
 CLASSIFIERS = ("logistic_regression", "knn", "random_forest", "mlp")
 JITTER_SIGMA = 0.1
 
@@ -106,6 +107,8 @@ TABEBM_SETTINGS = {
     "tabebm_kernel_diagonal_langevin": {"bandwidth": "scott_diagonal", "noise_scale": None},
     "tabebm_kernel_pooled": {"bandwidth": "scott_pooled"},
     "tabebm_kernel_pooled_langevin": {"bandwidth": "scott_pooled", "noise_scale": None},
+    "shared_kernel_pooled_langevin": {"class_energies": "shared", "bandwidth": "scott_pooled",
+                                      "noise_scale": None},
 }
 
 
