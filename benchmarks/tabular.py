@@ -101,6 +101,9 @@ def summarise_procedural(rows: list) -> list:
             for (dataset, method), group in sorted(groups.items())]
 
 
+_BLAS_LIMITS = None  # a worker's thread limit, kept alive for the worker's life
+
+
 def one_blas_thread():
     """A worker's BLAS on one thread: the workers already fill the cores (measured, the quick
     run on 2 cores: 255 s against 281 s, the same rows)."""
