@@ -143,8 +143,12 @@ def scott_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
       >>> round(float(scott_bandwidth(rows, jnp.ones(100, bool))), 2)
       0.45
     """
-    n = jnp.sum(row_mask)
-    return _masked_std(rows, row_mask) * n ** (-1.0 / (rows.shape[-1] + 4))
+    return _masked_std(rows, row_mask) * _scott_factor(row_mask, rows.shape[-1])
+
+
+def _scott_factor(row_mask: jax.Array, num_features: int) -> jax.Array:
+    """Scott's factor ``n^(-1/(D+4))`` of the ``n`` masked rows in ``D`` dimensions."""
+    return jnp.sum(row_mask) ** (-1.0 / (num_features + 4))
 
 
 def scott_diagonal_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
@@ -160,10 +164,9 @@ def scott_diagonal_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
       >>> [round(float(h), 2) for h in scott_diagonal_bandwidth(rows, jnp.ones(100, bool))]
       [0.45, 0.04]
     """
-    n = jnp.sum(row_mask)
     std = jnp.sqrt(_masked_moments(rows, row_mask)[1])
     floor = MIN_DIAGONAL_SHARE * _masked_std(rows, row_mask)
-    return jnp.maximum(std, floor) * n ** (-1.0 / (rows.shape[-1] + 4))
+    return jnp.maximum(std, floor) * _scott_factor(row_mask, rows.shape[-1])
 
 
 def pooled_within_class_std(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
@@ -201,9 +204,8 @@ def scott_pooled_bandwidth(rows: jax.Array, row_mask: jax.Array,
       ...                                                    jnp.array([1.0, 0.01]))]
       [0.63, 0.032]
     """
-    n = jnp.sum(row_mask)
     floor = MIN_DIAGONAL_SHARE * jnp.mean(pooled_std)
-    return jnp.maximum(pooled_std, floor) * n ** (-1.0 / (rows.shape[-1] + 4))
+    return jnp.maximum(pooled_std, floor) * _scott_factor(row_mask, rows.shape[-1])
 
 
 def loo_bandwidth(rows: jax.Array, row_mask: jax.Array) -> jax.Array:
@@ -253,17 +255,16 @@ def kernel_backend(bandwidth: Union[str, float] = "scott") -> ClassEnergyBackend
     """
     if isinstance(bandwidth, str):
         check_choice("bandwidth", bandwidth, list(BANDWIDTH_RULES))
-        rules = {"scott": scott_bandwidth, "loo": loo_bandwidth,
-                 "scott_diagonal": scott_diagonal_bandwidth}
-        pooled = bandwidth == "scott_pooled"
-        rule = scott_pooled_bandwidth if pooled else (
-            lambda rows, mask, initial: rules[bandwidth](rows, mask))
+        pooled = bandwidth == "scott_pooled"  # the rule reads the fit's initial params
+        rule = {"scott": scott_bandwidth, "loo": loo_bandwidth,
+                "scott_diagonal": scott_diagonal_bandwidth,
+                "scott_pooled": None}[bandwidth]
     else:
         check_positive_finite("bandwidth", bandwidth,
                               f"a positive number or one of {list(BANDWIDTH_RULES)}")
         h, pooled = float(bandwidth), False
 
-        def rule(rows, mask, initial):
+        def rule(rows, mask):
             return jnp.asarray(h, rows.dtype)
 
     def init(rng_key, num_features):
@@ -276,8 +277,9 @@ def kernel_backend(bandwidth: Union[str, float] = "scott") -> ClassEnergyBackend
     def fit(rng_key, initial, rows, row_mask, negatives):
         del rng_key
         row_mask = jnp.asarray(row_mask, bool)
-        return KernelParams(rows, jnp.where(row_mask, 0.0, -jnp.inf), negatives,
-                            rule(rows, row_mask, initial))
+        widths = (scott_pooled_bandwidth(rows, row_mask, initial) if pooled
+                  else rule(rows, row_mask))
+        return KernelParams(rows, jnp.where(row_mask, 0.0, -jnp.inf), negatives, widths)
 
     return ClassEnergyBackend("kernel", init, fit, _kernel_logits, step_scale=_kernel_step_scale,
                               init_from_table=init_from_table if pooled else None)
