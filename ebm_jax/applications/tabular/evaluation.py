@@ -32,11 +32,23 @@ import numpy as np
 from ebm_jax._checks import check_choice, check_int
 from ebm_jax.applications.tabular.estimator import TabEBM
 
-METHODS = ("real", "jitter", "smote", "tabebm_kernel", "tabebm_network",
-           "tabebm_kernel_batch_mean", "shared_kernel", "tabebm_kernel_langevin",
-           "shared_kernel_langevin", "tabebm_network_langevin", "tabebm_kernel_diagonal",
-           "tabebm_kernel_diagonal_langevin", "tabebm_kernel_pooled",
-           "tabebm_kernel_pooled_langevin", "shared_kernel_pooled_langevin")
+# Each TabEBM method is its estimator settings; the methods run in this order.
+TABEBM_SETTINGS = {
+    "tabebm_kernel": {},
+    "tabebm_network": {"backend": "network"},
+    "tabebm_kernel_batch_mean": {"batch_mean_gradient": True},
+    "shared_kernel": {"class_energies": "shared"},
+    "tabebm_kernel_langevin": {"noise_scale": None},
+    "shared_kernel_langevin": {"class_energies": "shared", "noise_scale": None},
+    "tabebm_network_langevin": {"backend": "network", "noise_scale": None},
+    "tabebm_kernel_diagonal": {"bandwidth": "scott_diagonal"},
+    "tabebm_kernel_diagonal_langevin": {"bandwidth": "scott_diagonal", "noise_scale": None},
+    "tabebm_kernel_pooled": {"bandwidth": "scott_pooled"},
+    "tabebm_kernel_pooled_langevin": {"bandwidth": "scott_pooled", "noise_scale": None},
+    "shared_kernel_pooled_langevin": {"class_energies": "shared", "bandwidth": "scott_pooled",
+                                      "noise_scale": None},
+}
+METHODS = ("real", "jitter", "smote") + tuple(TABEBM_SETTINGS)
 CLASSIFIERS = ("logistic_regression", "knn", "random_forest", "mlp")
 JITTER_SIGMA = 0.1
 
@@ -93,23 +105,6 @@ def smote_rows(X: np.ndarray, y: np.ndarray, n_per_class: int, seed: int):
                   random_state=seed)
     X_all, y_all = smote.fit_resample(X, y)
     return X_all[len(X):], y_all[len(X):]  # SMOTE appends its rows after the real ones
-
-
-TABEBM_SETTINGS = {
-    "tabebm_kernel": {},
-    "tabebm_network": {"backend": "network"},
-    "tabebm_network_langevin": {"backend": "network", "noise_scale": None},
-    "tabebm_kernel_batch_mean": {"batch_mean_gradient": True},
-    "shared_kernel": {"class_energies": "shared"},
-    "tabebm_kernel_langevin": {"noise_scale": None},
-    "shared_kernel_langevin": {"class_energies": "shared", "noise_scale": None},
-    "tabebm_kernel_diagonal": {"bandwidth": "scott_diagonal"},
-    "tabebm_kernel_diagonal_langevin": {"bandwidth": "scott_diagonal", "noise_scale": None},
-    "tabebm_kernel_pooled": {"bandwidth": "scott_pooled"},
-    "tabebm_kernel_pooled_langevin": {"bandwidth": "scott_pooled", "noise_scale": None},
-    "shared_kernel_pooled_langevin": {"class_energies": "shared", "bandwidth": "scott_pooled",
-                                      "noise_scale": None},
-}
 
 
 def augment(method: str, X: np.ndarray, y: np.ndarray, n_per_class: int, seed: int):
