@@ -61,7 +61,8 @@ from ebm_jax._checks import check_flag, check_in_range, check_int, check_weight
 from ebm_jax.energies import EnergyFn
 from ebm_jax.losses.base import LossTransform, require_keys
 from ebm_jax.samplers.chain_starts import RecoveryCondition, initializer_start
-from ebm_jax.samplers.recovery import recovery_chain_options, recovery_chains
+from ebm_jax.samplers.recovery import (mixture_importance_start, recovery_chain_options,
+                                       recovery_chains)
 from ebm_jax.samplers.schedules import as_noise_schedule, diffuse, diffuse_shared, float32_array
 
 __all__ = ["CDRLScales", "CDRLState", "adapt_log_step_multipliers", "cdrl", "cdrl_optimizer",
@@ -265,7 +266,7 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
          initializer_weight: float = 1.0, null_label: Optional[int] = None,
          label_drop: float = 0.1, per_level_info: bool = False,
          unroll: int = 1, adapt_rate: float = 0.0,
-         target_acceptance: float = 0.9) -> LossTransform:
+         target_acceptance: float = 0.9, num_candidates: int = 0) -> LossTransform:
     """CDRL as a :class:`~ebm_jax.losses.LossTransform` over both networks (all levels).
 
     For every level ``t`` (a ``jax.vmap`` over levels; each takes ``B / T`` examples with
@@ -308,6 +309,16 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
         (:func:`adapt_log_step_multipliers` after every call, on that call's acceptance
         rates; needs ``metropolis``); 0 keeps the configured steps.
       target_acceptance: the acceptance rate in ``(0, 1)`` the adaptation keeps.
+      num_candidates: 0 starts every chain at the initializer's proposal (the reference); an
+        even int ``>= 2`` starts it at an importance-resampled pick among that many
+        candidates, half from the initializer and half from the level's Gaussian
+        (:func:`~ebm_jax.samplers.mixture_importance_start`). Chains that start at
+        the proposal and move a few steps leave the relative weights of separated modes of
+        ``E(·, t)`` without gradient (the proposal already puts samples in every mode, in
+        its own proportions), so the level-0 energy drifts from the density while the
+        samples stay right; the picks follow the EBM's own conditional and pin them. The
+        initializer still regresses its own proposal onto the refined samples. Costs
+        ``num_candidates`` energy evaluations per chain.
 
     State: ``()``, or a :class:`CDRLState` with ``adapt_rate > 0``. Info: ``energy_data``,
     ``energy_sample`` (means over levels of
@@ -341,6 +352,11 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
     check_in_range("target_acceptance", target_acceptance, 0, 1, include_low=False,
                    include_high=False, expected="an acceptance rate in (0, 1)")
     adapting = adapt_rate > 0
+    num_candidates = check_int("num_candidates", num_candidates, minimum=0)
+    if num_candidates % 2:
+        raise ValueError(f"num_candidates={num_candidates!r}: expected 0 (chains start at the "
+                         "initializer's proposal) or an even int >= 2 (half drawn from the "
+                         "initializer, half from the level's Gaussian)")
     if adapting and not metropolis:
         raise ValueError(f"adapt_rate={adapt_rate!r} with metropolis=False: expected "
                          "metropolis=True (unadjusted Langevin accepts every step, so there is "
@@ -349,6 +365,9 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
                                      chain_init="rescaled", step_sizes=scales.step_sizes,
                                      marginal_top=scales.marginal_top, unroll=unroll)
     start = initializer_start(initializer_fn, scales.proposal_stds)
+    proposal_stds = float32_array(scales.proposal_stds)
+    initializer_means = jax.vmap(initializer_fn, in_axes=(None, 0, None) + (
+        (0,) if conditional else ()))
     weights = float32_array(scales.loss_weights)
     energy_scales = float32_array(scales.energy_scales)
     input_scales = float32_array(scales.input_scales)
@@ -383,8 +402,16 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
                 labels = jnp.where(drop, null_label, y)
             proposal = start.draw(k_start, (), params, RecoveryCondition(x_next, level),
                                   labels)[0]
+            chain_start = jax.lax.stop_gradient(proposal)
+            if num_candidates:
+                k_chain, k_pick = jax.random.split(k_chain)
+                extra = () if labels is None else (labels,)
+                chain_start = mixture_importance_start(
+                    k_pick, energy_fn, frozen, schedule, level, x_next,
+                    initializer_means(frozen, x_next, level, *extra), proposal_stds[level],
+                    num_candidates, marginal_top=scales.marginal_top, labels=labels)
             samples, info = recovery_chains(k_chain, energy_fn, frozen, schedule, level, x_next,
-                                            options, start=jax.lax.stop_gradient(proposal),
+                                            options, start=chain_start,
                                             labels=labels, step_multiplier=jnp.exp(
                                                 log_multiplier) if adapting else None)
             samples = jax.lax.stop_gradient(samples)

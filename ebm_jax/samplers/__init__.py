@@ -41,7 +41,8 @@ from ebm_jax.samplers.langevin import (LangevinInfo, LangevinState, langevin, la
                                        temperature_noise_scale)
 from ebm_jax.samplers.mala import MALAInfo, MALAState, mala, mala_kernel
 from ebm_jax.samplers.mass_matrix import MassMatrix, mass_matrix
-from ebm_jax.samplers.recovery import (RecoveryChainOptions, RecoveryInfo, progressive_sample,
+from ebm_jax.samplers.recovery import (RecoveryChainOptions, RecoveryInfo,
+                                       mixture_importance_start, progressive_sample,
                                        recovery_chain_options, recovery_chains, recovery_langevin,
                                        tweedie_denoise)
 from ebm_jax.samplers.replay_buffer import ReplayBuffer, init_buffer, push, sample, uniform_init
@@ -103,6 +104,7 @@ __all__ = [
     "mala",
     "mala_kernel",
     "mass_matrix",
+    "mixture_importance_start",
     "noise_schedule",
     "noise_start",
     "pgd_chain",

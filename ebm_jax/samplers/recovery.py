@@ -53,8 +53,9 @@ from ebm_jax.samplers.schedules import (NoiseSchedule, as_noise_schedule, check_
 
 CHAIN_INITS = ("rescaled", "noisy", "posterior_mean", "importance")
 
-__all__ = ["CHAIN_INITS", "RecoveryChainOptions", "RecoveryInfo", "progressive_sample",
-           "recovery_chain_options", "recovery_chains", "recovery_langevin", "tweedie_denoise"]
+__all__ = ["CHAIN_INITS", "RecoveryChainOptions", "RecoveryInfo", "mixture_importance_start",
+           "progressive_sample", "recovery_chain_options", "recovery_chains", "recovery_langevin",
+           "tweedie_denoise"]
 
 
 class RecoveryChainOptions(NamedTuple):
@@ -148,6 +149,87 @@ def _importance_init(rng_key, energy_fn, params, level, mean, sigma, num_candida
     log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
     pick = jax.random.categorical(k_pick, log_w, axis=0)
     return candidates[pick, jnp.arange(mean.shape[0])]
+
+
+def mixture_importance_start(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
+                             schedule: NoiseSchedule, level, x_next: jax.Array,
+                             proposal_mean: jax.Array, proposal_std, num_candidates: int, *,
+                             marginal_top: bool = False, labels: Any = None) -> jax.Array:
+    """Chain starts drawn by sampling-importance-resampling from a defensive mixture.
+
+    For each chain, ``num_candidates`` candidates: half from a learned proposal
+    ``N(proposal_mean, proposal_std² I)`` (CDRL's initializer), half from the conditional's
+    own Gaussian ``N(a_t x_{t+1}, σ_t² I)`` (``N(0, I)`` at a marginal top level), one picked
+    with probability proportional to ``π(y) / q(y)``: ``π`` the level's conditional
+    ``exp(-E(y, t) - a_t² ||y - x̃||² / 2σ_t²)``, ``q`` the equal mixture of the two Gaussians.
+    The wide half lets the pick cross between the conditional's modes in proportions that
+    follow the energy (what pins the relative weights of separated modes; the learned
+    proposal alone is a point guess at levels where its std is small); the learned half keeps
+    the pick near the modes where the proposal is good.
+
+    Args:
+      rng_key: a PRNG key.
+      energy_fn: per-example ``energy_fn(params, x, t[, label]) -> scalar``.
+      params: the energy's params (held constant).
+      schedule: a :class:`NoiseSchedule`.
+      level: ``t`` (traced int scalar).
+      x_next: ``[N, ...]``.
+      proposal_mean: ``[N, ...]`` the learned proposal's means.
+      proposal_std: the learned proposal's std (a scalar, traced or not, > 0).
+      num_candidates: candidates per chain, an even int >= 2 (half from each Gaussian).
+      marginal_top: the top level is a marginal EBM (no quadratic term).
+      labels: ``[N]`` classes passed to the energy, or None.
+
+    Returns:
+      ``[N, ...]`` chain starts.
+
+    Example::
+
+      >>> from ebm_jax.samplers import noise_schedule
+      >>> starts = mixture_importance_start(
+      ...     jax.random.key(0), lambda p, x, t: 0.5 * x @ x, None, noise_schedule("t6"), 0,
+      ...     jnp.zeros((8, 2)), jnp.zeros((8, 2)), 0.1, 4)
+      >>> starts.shape
+      (8, 2)
+    """
+    num_candidates = check_int("num_candidates", num_candidates, minimum=2)
+    if num_candidates % 2:
+        raise ValueError(f"num_candidates={num_candidates!r}: expected an even int >= 2 (half "
+                         "from the learned proposal, half from the level's Gaussian)")
+    half = num_candidates // 2
+    level = jnp.asarray(level, jnp.int32)
+    sigma = float32_array(schedule.sigmas)[level]
+    alpha = float32_array(schedule.alphas)[level]
+    precision = jnp.square(alpha / sigma)
+    wide_mean, wide_std = alpha * x_next, sigma
+    if marginal_top:
+        top = level == schedule.num_levels - 1
+        precision = jnp.where(top, 0.0, precision)
+        wide_mean = jnp.where(top, jnp.zeros_like(x_next), wide_mean)
+        wide_std = jnp.where(top, 1.0, wide_std)
+    proposal_std = jnp.asarray(proposal_std, x_next.dtype)
+    k_learned, k_wide, k_pick = jax.random.split(rng_key, 3)
+    shape = (half, *x_next.shape)
+    candidates = jnp.concatenate([
+        proposal_mean[None] + proposal_std * jax.random.normal(k_learned, shape, x_next.dtype),
+        wide_mean[None] + wide_std * jax.random.normal(k_wide, shape, x_next.dtype)])
+    flat = candidates.reshape(num_candidates, x_next.shape[0], -1)
+    dim = flat.shape[-1]
+
+    def log_normal(mean, std):
+        diff = flat - mean.reshape(1, x_next.shape[0], -1)
+        return -0.5 * jnp.sum(jnp.square(diff), -1) / jnp.square(std) - dim * jnp.log(std)
+
+    log_q = jnp.logaddexp(log_normal(proposal_mean, proposal_std), log_normal(wide_mean, wide_std))
+    per_chain = jax.vmap(energy_fn, in_axes=(None, 0, None) + (() if labels is None else (0,)))
+    extra = () if labels is None else (labels,)
+    energy = jax.vmap(lambda y: per_chain(params, y, level, *extra))(candidates)
+    x_tilde = (x_next / alpha).reshape(1, x_next.shape[0], -1)
+    log_pi = -energy - 0.5 * precision * jnp.sum(jnp.square(flat - x_tilde), -1)
+    log_w = log_pi - log_q
+    log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
+    pick = jax.random.categorical(k_pick, log_w, axis=0)
+    return candidates[pick, jnp.arange(x_next.shape[0])]
 
 
 def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,

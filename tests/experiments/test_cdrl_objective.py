@@ -31,6 +31,8 @@ def tiny_cdrl(*extra):
     (["objective.data_noise=1"], "objective.data_noise=1"),
     (["objective.step_adaptation=-0.1"], "objective.step_adaptation=-0.1"),
     (["objective.target_acceptance=1"], "objective.target_acceptance=1"),
+    (["objective.num_candidates=3"], "objective.num_candidates=3: expected 0 or an even int"),
+    (["objective.num_candidates=-2"], "objective.num_candidates=-2"),
     (["objective.metropolis=false"],
      "objective.step_adaptation=0.05 with objective.metropolis=False"),
 ])

@@ -241,6 +241,27 @@ def test_step_adaptation_is_checked_before_compute():
             cdrl(energy_fn, initializer_fn, COSINE, scales=scales, **kwargs)
 
 
+@pytest.mark.slow
+def test_importance_resampled_starts_reach_the_chains_and_bad_counts_are_refused():
+    # The initializer proposes 50x its input, far from the energy's unit wells around 0: chains
+    # started there (and moved by one small step) keep a huge sample energy; picks among
+    # candidates half of which come from each level's Gaussian land in the wells.
+    scales = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False)
+    energy_fn, initializer_fn = _gaussian_model(scales)
+    params = cdrl_params({"mean": jnp.zeros((6, 2)), "log_var": jnp.zeros(6)}, jnp.full(6, 50.0))
+    batch = {"x": 0.5 * jax.random.normal(jax.random.key(1), (60, 2))}
+
+    def sample_energy(num_candidates):
+        loss = cdrl(energy_fn, initializer_fn, COSINE, scales=scales, num_langevin_steps=1,
+                    num_candidates=num_candidates)
+        return float(loss.loss(params, (), batch, jax.random.key(0))[1][1]["energy_sample"])
+
+    far, picked = sample_energy(0), sample_energy(32)
+    assert picked < 0.01 * far, (picked, far)
+    with pytest.raises(ValueError, match="num_candidates=3"):
+        cdrl(energy_fn, initializer_fn, COSINE, scales=scales, num_candidates=3)
+
+
 def test_progressive_sampling_from_the_initializer_alone_returns_its_proposals():
     scales = cdrl_scales(COSINE, step_scale=2e-3, per_level_c=False)
     energy_fn, initializer_fn = _gaussian_model(scales)
