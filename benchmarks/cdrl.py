@@ -15,7 +15,9 @@ For each toy and seed, in one process:
   preset's 30 set to 15), the same MLP and batch.
 
 Each row: ``method``, ``dataset``, ``seed``, ``langevin_steps`` (generation's ``K``),
-``mmd`` (2,000 samples against 2,000 test draws), ``kl_nats`` (the level-0 energy's, by
+``mmd`` (the mean over 8 generations of 2,000 samples, each against the same 2,000 test
+points; ``mmd_sd`` their standard deviation, ``mmd_draws`` 8; rows before 2026-12-06's last
+runs used one generation), ``kl_nats`` (the level-0 energy's, by
 quadrature: one value per trained model), ``seconds_per_sample`` (generating 2,000 samples,
 compiled, median of 3 repeats, divided by 2,000), ``train_seconds``, ``frechet_distance``
 (None on the toys), ``guidance_w`` and ``class_accuracy`` (None without labels),
@@ -63,22 +65,31 @@ CDRL_STEPS = (0, 5, 15)
 RL_STEPS = 15
 GUIDANCE = (0.0, 1.0, 3.0)
 NUM_SAMPLES = 2000
+MMD_DRAWS = 8
 
 
-def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3) -> dict:
-    """``mmd`` of ``num`` fresh samples against the test set and ``seconds_per_sample`` of the
-    compiled generation (median of ``repeats``)."""
+def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3,
+                       draws: int = MMD_DRAWS) -> dict:
+    """``mmd``: the mean over ``draws`` independent generations of ``num`` samples of their MMD
+    against the test set's first ``num`` points (``mmd_sd`` their standard deviation; one
+    draw's MMD varies by about 0.0006 on rings, as much as the methods differ), and
+    ``seconds_per_sample`` of the compiled generation (median of ``repeats``)."""
     generate = jax.jit(exp.generate, static_argnums=2)
-    samples = jax.block_until_ready(generate(jax.random.key(1), params, num))  # compiles
+    jax.block_until_ready(generate(jax.random.key(1), params, num))  # compiles
     times = []
     for r in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(generate(jax.random.key(2 + r), params, num))
         times.append(time.perf_counter() - start)
-    samples = np.asarray(samples)
-    finite = bool(np.all(np.isfinite(samples)))
-    mmd = float(metrics.mmd(samples[:num], exp.data.x_test[:num])) if finite else None
-    return {"mmd": mmd, "seconds_per_sample": statistics.median(times) / num}
+    mmds = []
+    for d in range(draws):
+        samples = np.asarray(generate(jax.random.key(100 + d), params, num))
+        if not np.all(np.isfinite(samples)):
+            return {"mmd": None, "mmd_sd": None, "mmd_draws": draws,
+                    "seconds_per_sample": statistics.median(times) / num}
+        mmds.append(float(metrics.mmd(samples, exp.data.x_test[:num])))
+    return {"mmd": float(np.mean(mmds)), "mmd_sd": float(np.std(mmds)), "mmd_draws": draws,
+            "seconds_per_sample": statistics.median(times) / num}
 
 
 def level_gradient_variances(exp, params, *, shared_noise: bool, draws: int = 64,
@@ -120,6 +131,7 @@ def variance_rows(toy: str, seed: int, exp, params) -> list:
 def row(method, toy, seed, steps, summary, measured, **extra) -> dict:
     return {"benchmark": "cdrl", "method": method, "dataset": toy, "seed": seed,
             "langevin_steps": steps, "mmd": measured.get("mmd"),
+            "mmd_sd": measured.get("mmd_sd"), "mmd_draws": measured.get("mmd_draws"),
             "kl_nats": summary.get("kl_nats"),
             "seconds_per_sample": measured.get("seconds_per_sample"),
             "train_seconds": summary.get("train_seconds"), "frechet_distance": None,

@@ -16,16 +16,19 @@ from tests.experiments.tiny import tiny  # noqa: E402
 
 pytestmark = pytest.mark.fast_compile
 
-KEYS = ("method", "dataset", "seed", "langevin_steps", "mmd", "kl_nats", "frechet_distance",
-        "seconds_per_sample", "guidance_w", "class_accuracy")
+KEYS = ("method", "dataset", "seed", "langevin_steps", "mmd", "mmd_sd", "mmd_draws", "kl_nats",
+        "frechet_distance", "seconds_per_sample", "guidance_w", "class_accuracy")
 
 
 @pytest.mark.slow
 def test_a_row_carries_the_issues_summary_keys_and_generation_is_timed():
     exp = build(tiny("cdrl_2d_rings", "data.batch_size=48", "objective.initializer_hidden=16",
                      "objective.sample_langevin_steps=2"))
-    measured = cdrl_bench.measure_generation(exp, initial_state(exp).params, num=32, repeats=1)
+    measured = cdrl_bench.measure_generation(exp, initial_state(exp).params, num=32, repeats=1,
+                                             draws=2)
     assert np.isfinite(measured["mmd"]) and measured["seconds_per_sample"] > 0
+    # the MMD is a mean over independent generations: two draws differ
+    assert measured["mmd_draws"] == 2 and measured["mmd_sd"] > 0
     row = cdrl_bench.row("cdrl", "rings", 0, 2, {"kl_nats": 1.0, "train_seconds": 3.0},
                          measured)
     assert set(KEYS) <= set(row)

@@ -10,7 +10,9 @@ Adam at ``initializer_learning_rate`` (both clipped by ``optimizer.clip_grad_nor
 run's EMA averages both. Fresh samples: progressive sampling from noise, the initializer's
 proposal then ``num_langevin_steps`` of refinement at each level, and Tweedie's denoising
 step at the end. The evaluation adds ``predictions.png``: proposals and refined samples level
-by level.
+by level. With ``num_candidates`` (the rings and checkerboard presets) the training chains
+start at importance-resampled picks among candidates from the initializer and the level's
+Gaussian instead of at the proposal, which pins the relative weights of separated modes.
 
 With ``conditional`` (a labelled dataset: the digits, ``labelled_8gaussians``) both networks
 also take the class, dropped to the null class ``C`` with probability ``label_drop`` in
