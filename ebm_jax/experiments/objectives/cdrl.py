@@ -351,7 +351,7 @@ _TOY_STEP_ADAPTATION = {"rings": 0.05}
 # (half the initializer's, half the level's Gaussian): 0.32 / 0.16 / 0.14; with an EMA of
 # 0.995 instead of 0.999 (a 200-step horizon in a 4,000-step run) 0.05 / 0.06 / 0.03; the
 # EMA alone 0.66 on seed 1. The checkerboard: 0.24 / 0.10 / 0.13 as before, 0.13 / 0.13 /
-# 0.13 with the starts alone, 0.09 on seed 0 with both (README).
+# 0.13 with the starts alone, 0.095 / 0.102 / 0.098 with both (README).
 _TOY_STARTS = {"rings": 64, "checkerboard": 64}
 
 
