@@ -402,10 +402,10 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
                 labels = jnp.where(drop, null_label, y)
             proposal = start.draw(k_start, (), params, RecoveryCondition(x_next, level),
                                   labels)[0]
+            extra = () if labels is None else (labels,)
             chain_start = jax.lax.stop_gradient(proposal)
             if num_candidates:
                 k_chain, k_pick = jax.random.split(k_chain)
-                extra = () if labels is None else (labels,)
                 chain_start = mixture_importance_start(
                     k_pick, energy_fn, frozen, schedule, level, x_next,
                     initializer_means(frozen, x_next, level, *extra), proposal_stds[level],
@@ -415,7 +415,6 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
                                             labels=labels, step_multiplier=jnp.exp(
                                                 log_multiplier) if adapting else None)
             samples = jax.lax.stop_gradient(samples)
-            extra = () if labels is None else (labels,)
             e_data = per_example(params, x_t, level, *extra)
             e_sample = per_example(params, samples, level, *extra)
             ebm_value = weights[level] * (jnp.mean(e_data) - jnp.mean(e_sample))

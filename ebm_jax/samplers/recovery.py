@@ -145,10 +145,26 @@ def _importance_init(rng_key, energy_fn, params, level, mean, sigma, num_candida
     energy = jax.vmap(jax.vmap(energy_fn, in_axes=(None, 0, None)), in_axes=(None, 0, None))(
         params, candidates, level)
     sq_norm = jnp.sum(jnp.square(candidates.reshape(*candidates.shape[:2], -1)), axis=-1)
-    log_w = -energy + 0.5 * sq_norm
+    return _resample(k_pick, candidates, -energy + 0.5 * sq_norm)
+
+
+def _level_gaussian(schedule: NoiseSchedule, level: jax.Array, marginal_top: bool):
+    """``(σ_t, a_t, a_t² / σ_t²)`` of (traced) level ``t``: the conditional's Gaussian term
+    ``a_t² ||x - x̃||² / 2σ_t²`` has that precision, 0 at the top level of a marginal EBM."""
+    sigma = float32_array(schedule.sigmas)[level]
+    alpha = float32_array(schedule.alphas)[level]
+    precision = jnp.square(alpha / sigma)
+    if marginal_top:
+        precision = jnp.where(level == schedule.num_levels - 1, 0.0, precision)
+    return sigma, alpha, precision
+
+
+def _resample(rng_key, candidates, log_w):
+    """``[N, ...]``: one of the ``[M, N, ...]`` candidates per chain, drawn with probability
+    ∝ ``exp(log_w [M, N])`` (non-finite weights never picked)."""
     log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
-    pick = jax.random.categorical(k_pick, log_w, axis=0)
-    return candidates[pick, jnp.arange(mean.shape[0])]
+    pick = jax.random.categorical(rng_key, log_w, axis=0)
+    return candidates[pick, jnp.arange(candidates.shape[1])]
 
 
 def mixture_importance_start(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
@@ -198,13 +214,10 @@ def mixture_importance_start(rng_key: jax.Array, energy_fn: EnergyFn, params: An
                          "from the learned proposal, half from the level's Gaussian)")
     half = num_candidates // 2
     level = jnp.asarray(level, jnp.int32)
-    sigma = float32_array(schedule.sigmas)[level]
-    alpha = float32_array(schedule.alphas)[level]
-    precision = jnp.square(alpha / sigma)
+    sigma, alpha, precision = _level_gaussian(schedule, level, marginal_top)
     wide_mean, wide_std = alpha * x_next, sigma
     if marginal_top:
         top = level == schedule.num_levels - 1
-        precision = jnp.where(top, 0.0, precision)
         wide_mean = jnp.where(top, jnp.zeros_like(x_next), wide_mean)
         wide_std = jnp.where(top, 1.0, wide_std)
     proposal_std = jnp.asarray(proposal_std, x_next.dtype)
@@ -226,10 +239,7 @@ def mixture_importance_start(rng_key: jax.Array, energy_fn: EnergyFn, params: An
     energy = jax.vmap(lambda y: per_chain(params, y, level, *extra))(candidates)
     x_tilde = (x_next / alpha).reshape(1, x_next.shape[0], -1)
     log_pi = -energy - 0.5 * precision * jnp.sum(jnp.square(flat - x_tilde), -1)
-    log_w = log_pi - log_q
-    log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
-    pick = jax.random.categorical(k_pick, log_w, axis=0)
-    return candidates[pick, jnp.arange(x_next.shape[0])]
+    return _resample(k_pick, candidates, log_pi - log_q)
 
 
 def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
@@ -353,11 +363,7 @@ def recovery_chains(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
     (num_steps, step_size_scale, chain_init, num_candidates, metropolis, grad_clip, clip_range,
      unroll, step_sizes, marginal_top) = options
     level = jnp.asarray(level, jnp.int32)
-    sigma = float32_array(schedule.sigmas)[level]
-    alpha = float32_array(schedule.alphas)[level]
-    precision = jnp.square(alpha / sigma)
-    if marginal_top:
-        precision = jnp.where(level == schedule.num_levels - 1, 0.0, precision)
+    sigma, alpha, precision = _level_gaussian(schedule, level, marginal_top)
     if step_sizes is None:
         step_size = step_size_scale * jnp.square(sigma)
     else:
