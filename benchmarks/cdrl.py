@@ -1,18 +1,19 @@
-"""Cooperative diffusion recovery likelihood against diffusion recovery likelihood on 2-D toys,
-and classifier-free guidance on labelled 8 Gaussians (issue 20's targets).
+"""Cooperative diffusion recovery likelihood against diffusion recovery likelihood on 2-D toys
+and the digits, and classifier-free guidance (issue 20's targets).
 
     python benchmarks/cdrl.py                                # checkerboard, rings; seeds 0-2
-    python benchmarks/cdrl.py --toys rings --seeds 0 --no-guidance
+    python benchmarks/cdrl.py --datasets rings --seeds 0 --no-guidance
+    python benchmarks/cdrl.py --datasets digits --no-variance   # FD on the digit yardstick
     python benchmarks/cdrl.py --quick --no-save              # 1/10 of the steps, print only
-    python benchmarks/cdrl.py --toys rings --no-guidance --set objective.step_scale=5e-4
+    python benchmarks/cdrl.py --datasets rings --no-guidance --set objective.step_scale=5e-4
 
-For each toy and seed, in one process:
+For each dataset and seed, in one process:
 
-* ``cdrl``: ``cdrl_2d_<toy>`` trained (15 Langevin steps per level), then generation with
-  ``K`` = 0 (the initializer alone), 5 and 15 refinement steps per level from the same EMA
-  params: one row per ``K``;
-* ``rl``: ``rl_2d_<toy>`` trained and sampled with ``K`` = 15 MALA steps per level (the
-  preset's 30 set to 15), the same MLP and batch.
+* ``cdrl``: ``cdrl_2d_<toy>`` (``cdrl_digits``) trained (15 Langevin steps per level), then
+  generation with ``K`` = 0 (the initializer alone), 5 and 15 refinement steps per level from
+  the same EMA params: one row per ``K``;
+* ``rl``: ``rl_2d_<toy>`` (``rl_digits``) trained and sampled with ``K`` = 15 MALA steps per
+  level (the preset's 30 set to 15), the same MLP and batch.
 
 Each row: ``method``, ``dataset``, ``seed``, ``langevin_steps`` (generation's ``K``),
 ``mmd`` (the mean over 8 generations of 2,000 samples, each against the same 2,000 test
@@ -20,14 +21,18 @@ points; ``mmd_sd`` their standard deviation, ``mmd_draws`` 8; rows before 2026-1
 runs used one generation), ``kl_nats`` (the level-0 energy's, by
 quadrature: one value per trained model), ``seconds_per_sample`` (generating 2,000 samples,
 compiled, median of 3 repeats, divided by 2,000), ``train_seconds``, ``frechet_distance``
-(None on the toys), ``guidance_w`` and ``class_accuracy`` (None without labels),
+(None on the toys; on the digits the yardstick's, :func:`ebm_jax.metrics.score_digits`, the
+mean over 3 generations of 1,000 digits, ``frechet_sd`` their spread, ``mmd`` None),
+``guidance_w`` and ``class_accuracy`` (None without labels),
 ``stopped_at`` (the step the guard stopped the run at, measured then at its last good
 checkpoint; None for a run that finished), ``overrides`` (``--set KEY=VALUE`` given to the
 CDRL presets, a variant measured beside recovery likelihood; ``[]`` for the presets as
 they are).
-With guidance (default): ``cdrl_2d_labelled_8gaussians`` per seed, one row per ``w`` in
-0, 1, 3 with ``class_accuracy`` (the share of samples of class ``c`` nearest the data's mean of
-``c``) and ``class_spread``. With ``--variance`` (default): per trained CDRL model, the
+With guidance (default): ``cdrl_2d_labelled_8gaussians`` per seed (and
+``cdrl_digits_conditional`` when the digits are measured), one row per ``w`` in 0, 1, 3 with
+``class_accuracy`` (on the toy the share of samples of class ``c`` nearest the data's mean of
+``c``; on the digits the shipped digit classifier's agreement with ``c``) and
+``class_spread``. With ``--variance`` (default): per trained CDRL model, the
 variance over 64 draws (one example per level each, the same params) of each level's EBM
 gradient estimate with shared-noise pairs against the diffusion's own pairs (``x_{t+1}``
 drawn from ``x_t``: the joint that posterior sampling also draws), rows ``variance_ratio``
@@ -61,11 +66,19 @@ from ebm_jax.experiments.objectives.cdrl import build_model, make_loss  # noqa: 
 from ebm_jax.train.guard import TrainingDiverged  # noqa: E402
 
 TOYS = ("checkerboard", "rings")
+# dataset -> (the CDRL preset, recovery likelihood's preset with the same networks and batch)
+PRESETS = {"checkerboard": ("cdrl_2d_checkerboard", "rl_2d_checkerboard"),
+           "rings": ("cdrl_2d_rings", "rl_2d_rings"),
+           "digits": ("cdrl_digits", "rl_digits")}
+GUIDED = {"labelled_8gaussians": "cdrl_2d_labelled_8gaussians",
+          "digits": "cdrl_digits_conditional"}
 CDRL_STEPS = (0, 5, 15)
 RL_STEPS = 15
 GUIDANCE = (0.0, 1.0, 3.0)
 NUM_SAMPLES = 2000
 MMD_DRAWS = 8
+NUM_DIGITS = 1000  # the yardstick's sample size (sample_quality.py): FD is biased by it
+FRECHET_DRAWS = 3
 
 
 def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3,
@@ -73,7 +86,8 @@ def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3,
     """``mmd``: the mean over ``draws`` independent generations of ``num`` samples of their MMD
     against the test set's first ``num`` points (``mmd_sd`` their standard deviation; one
     draw's MMD varies by about 0.0006 on rings, as much as the methods differ), and
-    ``seconds_per_sample`` of the compiled generation (median of ``repeats``)."""
+    ``seconds_per_sample`` of the compiled generation (median of ``repeats``). On the digits,
+    ``frechet_distance`` instead (the yardstick's, ``frechet_sd``, ``frechet_draws``)."""
     generate = jax.jit(exp.generate, static_argnums=2)
     jax.block_until_ready(generate(jax.random.key(1), params, num))  # compiles
     times = []
@@ -81,15 +95,21 @@ def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3,
         start = time.perf_counter()
         jax.block_until_ready(generate(jax.random.key(2 + r), params, num))
         times.append(time.perf_counter() - start)
-    mmds = []
+    timing = {"seconds_per_sample": statistics.median(times) / num}
+    digits = exp.config.data.dataset == "digits"
+    name = "frechet" if digits else "mmd"
+    scores = []
     for d in range(draws):
         samples = np.asarray(generate(jax.random.key(100 + d), params, num))
         if not np.all(np.isfinite(samples)):
-            return {"mmd": None, "mmd_sd": None, "mmd_draws": draws,
-                    "seconds_per_sample": statistics.median(times) / num}
-        mmds.append(float(metrics.mmd(samples, exp.data.x_test[:num])))
-    return {"mmd": float(np.mean(mmds)), "mmd_sd": float(np.std(mmds)), "mmd_draws": draws,
-            "seconds_per_sample": statistics.median(times) / num}
+            scores = None
+            break
+        scores.append(metrics.score_digits(samples.reshape(num, -1))["frechet_distance"]
+                      if digits else float(metrics.mmd(samples, exp.data.x_test[:num])))
+    key = "frechet_distance" if digits else "mmd"
+    return {key: None if scores is None else float(np.mean(scores)),
+            f"{name}_sd": None if scores is None else float(np.std(scores)),
+            f"{name}_draws": draws, **timing}
 
 
 def level_gradient_variances(exp, params, *, shared_noise: bool, draws: int = 64,
@@ -134,7 +154,9 @@ def row(method, toy, seed, steps, summary, measured, **extra) -> dict:
             "mmd_sd": measured.get("mmd_sd"), "mmd_draws": measured.get("mmd_draws"),
             "kl_nats": summary.get("kl_nats"),
             "seconds_per_sample": measured.get("seconds_per_sample"),
-            "train_seconds": summary.get("train_seconds"), "frechet_distance": None,
+            "train_seconds": summary.get("train_seconds"),
+            "frechet_distance": measured.get("frechet_distance"),
+            "frechet_sd": measured.get("frechet_sd"),
             "guidance_w": None, "class_accuracy": None,
             "stopped_at": summary.get("stopped_at"), **extra,
             "date": datetime.date.today().isoformat()}
@@ -164,13 +186,24 @@ def trained(preset: str, overrides: list, quick: bool):
     return summary, exp, state
 
 
+def generation_measure(dataset: str):
+    """How :func:`compare` measures a model's generation on ``dataset``: 8 draws of 2,000
+    samples on a toy (MMD), 3 of 1,000 digits (the yardstick's FD)."""
+    if dataset == "digits":
+        return lambda exp, params: measure_generation(exp, params, NUM_DIGITS,
+                                                      draws=FRECHET_DRAWS)
+    return measure_generation
+
+
 def compare(toy: str, seed: int, quick: bool, variance: bool = True,
             overrides: tuple = ()) -> list:
     """The rows of CDRL (K = 0, 5, 15; its preset changed by ``overrides``, dotted
-    ``key=value``) and RL (K = 15) on ``toy`` for ``seed`` (and the gradient variances of the
-    CDRL model)."""
+    ``key=value``) and RL (K = 15) on ``toy`` (a key of :data:`PRESETS`) for ``seed`` (and
+    the gradient variances of the CDRL model)."""
     rows = []
-    summary, exp, state = trained(f"cdrl_2d_{toy}", [f"run.seed={seed}", *overrides], quick)
+    cdrl_preset, rl_preset = PRESETS[toy]
+    measure = generation_measure(toy)
+    summary, exp, state = trained(cdrl_preset, [f"run.seed={seed}", *overrides], quick)
     if variance and state is not None:
         rows += [{**r, "overrides": list(overrides)}
                  for r in variance_rows(toy, seed, exp, state.ema_params)]
@@ -178,30 +211,33 @@ def compare(toy: str, seed: int, quick: bool, variance: bool = True,
         measured = {}
         if state is not None:
             config = apply_overrides(exp.config, [f"objective.sample_langevin_steps={steps}"])
-            measured = measure_generation(build(config), state.ema_params)
+            measured = measure(build(config), state.ema_params)
         rows.append(row("cdrl", toy, seed, steps, summary, measured,
                         overrides=list(overrides)))
-    summary, exp, state = trained(f"rl_2d_{toy}", [f"run.seed={seed}",
-                                                   f"objective.num_langevin_steps={RL_STEPS}"],
+    summary, exp, state = trained(rl_preset, [f"run.seed={seed}",
+                                              f"objective.num_langevin_steps={RL_STEPS}"],
                                   quick)
     rows.append(row("rl", toy, seed, RL_STEPS, summary,
-                    {} if state is None else measure_generation(exp, state.ema_params),
+                    {} if state is None else measure(exp, state.ema_params),
                     overrides=[]))
     return rows
 
 
-def guidance(seed: int, quick: bool) -> list:
-    """One row per ``w``: class accuracy and spread of guided samples on labelled 8 Gaussians."""
-    summary, _, _ = trained("cdrl_2d_labelled_8gaussians", [f"run.seed={seed}"], quick)
-    return [row("cdrl", "labelled_8gaussians", seed, 15, summary, {"mmd": summary.get("mmd")},
-                guidance_w=w, class_accuracy=summary.get(f"class_accuracy_w{w:g}"),
+def guidance(seed: int, quick: bool, dataset: str = "labelled_8gaussians") -> list:
+    """One row per ``w``: class accuracy and spread of guided samples on ``dataset`` (a key of
+    :data:`GUIDED`; on the digits the accuracy is the shipped classifier's agreement)."""
+    summary, _, _ = trained(GUIDED[dataset], [f"run.seed={seed}"], quick)
+    accuracy = "classifier_accuracy" if dataset == "digits" else "class_accuracy"
+    return [row("cdrl", dataset, seed, 15, summary, {"mmd": summary.get("mmd")},
+                guidance_w=w, class_accuracy=summary.get(f"{accuracy}_w{w:g}"),
                 class_spread=summary.get(f"class_spread_w{w:g}"), overrides=[])
             for w in GUIDANCE]
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--toys", nargs="+", default=list(TOYS), choices=TOYS)
+    parser.add_argument("--datasets", "--toys", dest="datasets", nargs="+", default=list(TOYS),
+                        choices=list(PRESETS), help="the 2-D toys by default; digits on demand")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-guidance", action="store_true")
     parser.add_argument("--no-variance", action="store_true")
@@ -212,18 +248,20 @@ def main(argv=None) -> None:
                         help="change the CDRL presets (repeatable; e.g. "
                         "objective.step_scale=5e-4): recorded in each row as overrides")
     args = parser.parse_args(argv)
-    for toy in args.toys:            # a bad key or value: one line, before any training
+    for toy in args.datasets:        # a bad key or value: one line, before any training
         try:
-            make_config(f"cdrl_2d_{toy}", args.overrides)
+            make_config(PRESETS[toy][0], args.overrides)
         except ConfigError as error:
             parser.error(f"--set: {error}")
     path = results_path()
     for seed in args.seeds:
-        rows = [r for toy in args.toys
+        rows = [r for toy in args.datasets
                 for r in compare(toy, seed, args.quick, not args.no_variance,
                                  tuple(args.overrides))]
         if not args.no_guidance:
             rows += guidance(seed, args.quick)
+            if "digits" in args.datasets:
+                rows += guidance(seed, args.quick, "digits")
         for r in rows:
             r["quick"] = args.quick
             print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()},

@@ -86,3 +86,45 @@ def test_set_changes_the_cdrl_presets_only_and_rows_record_it(monkeypatch, capsy
         cdrl_bench.main(["--toys", "rings", "--no-save", "--set", "objective.step_scal=1"])
     assert stopped.value.code == 2 and not configs
     assert "objective.step_scal" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_on_the_digits_a_row_carries_the_yardsticks_frechet_distance_instead_of_mmd():
+    exp = build(tiny("cdrl_digits", "data.batch_size=12", "objective.initializer_hidden=16",
+                     "objective.sample_langevin_steps=1"))
+    measured = cdrl_bench.measure_generation(exp, initial_state(exp).params, num=16, repeats=1,
+                                             draws=2)
+    assert "mmd" not in measured and np.isfinite(measured["frechet_distance"])
+    assert measured["frechet_draws"] == 2 and measured["frechet_sd"] > 0   # distinct draws
+    row = cdrl_bench.row("cdrl", "digits", 0, 1, {"train_seconds": 3.0}, measured)
+    assert set(KEYS) <= set(row)
+    assert row["frechet_distance"] == measured["frechet_distance"] and row["mmd"] is None
+
+
+def test_digits_compare_cdrl_digits_with_rl_digits_and_guide_the_conditional_preset(
+        monkeypatch):
+    """``--datasets digits``: CDRL's and recovery likelihood's digit presets (RL at K = 15),
+    and guidance rows of ``cdrl_digits_conditional`` with the classifier's agreement."""
+    from ebm_jax.train.guard import TrainingDiverged
+
+    configs = []
+
+    def stops_early(config, workdir, progress=True):
+        configs.append(config)
+        os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)
+        raise TrainingDiverged("diverged", ("energy_scale",), step=300)
+
+    monkeypatch.setattr(cdrl_bench, "train", stops_early)
+    rows = cdrl_bench.compare("digits", 1, quick=True)
+    assert [c.name for c in configs] == ["cdrl_digits", "rl_digits"]
+    assert configs[1].objective.num_langevin_steps == cdrl_bench.RL_STEPS
+    assert [(r["dataset"], r["method"], r["langevin_steps"]) for r in rows] == [
+        ("digits", "cdrl", 0), ("digits", "cdrl", 5), ("digits", "cdrl", 15),
+        ("digits", "rl", 15)]
+    summary = {"class_accuracy_w1": 0.5, "classifier_accuracy_w1": 0.9, "class_spread_w1": 2.0}
+    monkeypatch.setattr(cdrl_bench, "trained", lambda preset, overrides, quick: (
+        configs.append(preset) or summary, None, None))
+    guided = cdrl_bench.guidance(1, quick=True, dataset="digits")
+    assert configs[-1] == "cdrl_digits_conditional"
+    assert [r["guidance_w"] for r in guided] == list(cdrl_bench.GUIDANCE)
+    assert guided[1]["class_accuracy"] == 0.9 and guided[1]["class_spread"] == 2.0
