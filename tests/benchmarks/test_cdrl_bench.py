@@ -47,14 +47,22 @@ def test_level_gradient_variances_are_one_positive_number_per_level():
     assert not np.allclose(shared, joint)      # the pairs differ
 
 
-def test_a_run_stopped_before_its_first_checkpoint_gives_rows_without_figures(monkeypatch):
+def _stopping_train(monkeypatch, configs=None):
+    """Make the benchmark's ``train`` stop at step 300 before any checkpoint (recording each
+    config it was given in ``configs``): the rows' bookkeeping without training."""
     from ebm_jax.train.guard import TrainingDiverged
 
     def stops_early(config, workdir, progress=True):
+        if configs is not None:
+            configs.append(config)
         os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)
         raise TrainingDiverged("diverged", ("energy_scale",), step=300)
 
     monkeypatch.setattr(cdrl_bench, "train", stops_early)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_gives_rows_without_figures(monkeypatch):
+    _stopping_train(monkeypatch)
     summary, exp, state = cdrl_bench.trained("cdrl_2d_rings", ["run.seed=2"], quick=True)
     assert summary == {"stopped_at": 300} and exp is None and state is None
     rows = cdrl_bench.compare("rings", 2, quick=True)
@@ -67,16 +75,8 @@ def test_a_run_stopped_before_its_first_checkpoint_gives_rows_without_figures(mo
 def test_set_changes_the_cdrl_presets_only_and_rows_record_it(monkeypatch, capsys):
     """``--set KEY=VALUE`` reaches the CDRL run (not recovery likelihood's) and its rows; a bad
     key is one line and exit 2 before any training."""
-    from ebm_jax.train.guard import TrainingDiverged
-
     configs = []
-
-    def stops_early(config, workdir, progress=True):
-        configs.append(config)
-        os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)
-        raise TrainingDiverged("diverged", ("energy_scale",), step=300)
-
-    monkeypatch.setattr(cdrl_bench, "train", stops_early)
+    _stopping_train(monkeypatch, configs)
     rows = cdrl_bench.compare("rings", 2, quick=True, overrides=("objective.step_scale=5e-4",))
     assert [c.objective.kind for c in configs] == ["cdrl", "rl"]
     assert configs[0].objective.step_scale == 5e-4
@@ -105,16 +105,8 @@ def test_digits_compare_cdrl_digits_with_rl_digits_and_guide_the_conditional_pre
         monkeypatch):
     """``--datasets digits``: CDRL's and recovery likelihood's digit presets (RL at K = 15),
     and guidance rows of ``cdrl_digits_conditional`` with the classifier's agreement."""
-    from ebm_jax.train.guard import TrainingDiverged
-
     configs = []
-
-    def stops_early(config, workdir, progress=True):
-        configs.append(config)
-        os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)
-        raise TrainingDiverged("diverged", ("energy_scale",), step=300)
-
-    monkeypatch.setattr(cdrl_bench, "train", stops_early)
+    _stopping_train(monkeypatch, configs)
     rows = cdrl_bench.compare("digits", 1, quick=True)
     assert [c.name for c in configs] == ["cdrl_digits", "rl_digits"]
     assert configs[1].objective.num_langevin_steps == cdrl_bench.RL_STEPS
