@@ -55,9 +55,10 @@ def test_the_digits_presets_diffuse_the_data_by_their_data_noise():
         config = make_config(name)
         model = build_model(config, load_data(config), nnx.Rngs(0))
         assert model.scales.data_noise == pytest.approx(0.1) and model.num_classes == classes
-        # σ̄_0 sets the level-0 step: c_0 = σ̄_0/σ̄_0 = 1, so s_0² = b σ_0²
+        # σ̄_0 sets the steps: c_t = 1/σ̄_0 at every level, so s_t² = b σ_t² / 0.1
+        assert config.objective.per_level_c is False
         expected = cdrl_scales(noise_schedule("cosine", num_levels=6), data_noise=0.1,
-                               step_scale=config.objective.step_scale)
+                               step_scale=config.objective.step_scale, per_level_c=False)
         np.testing.assert_allclose(model.scales.step_sizes, expected.step_sizes, rtol=1e-6)
     rings = build_model(make_config("cdrl_2d_rings"), load_data(make_config("cdrl_2d_rings")),
                         nnx.Rngs(0))

@@ -329,8 +329,8 @@ def _digits_preset(**changes) -> Config:
     return Config(name=name, data=DataConfig(batch_size=120),
                   objective=CDRLConfig(data_noise=0.1, initializer_hidden=(256, 256),
                                        initializer_learning_rate=1e-3, step_scale=2e-2,
-                                       metropolis=True, decoupled=False, tweedie=False,
-                                       **changes),
+                                       per_level_c=False, metropolis=True, decoupled=False,
+                                       tweedie=False, **changes),
                   optimizer=OptimizerConfig(schedule="cosine", ema_decay=0.999,
                                             clip_grad_norm=1.0),
                   run=RunConfig(num_steps=4000, num_eval_samples=500))
@@ -388,12 +388,17 @@ PRESETS = {
         batch_size=240, num_steps=4000),
     # The digits: recovery likelihood's network, batch, budget and level-0 noise (rl_digits:
     # MLP 64-256-256 conditioned on the level, batch 120, 4,000 steps, cosine learning rate,
-    # EMA 0.999, σ̄_0 = 0.1 for the 16 grey levels), an initializer MLP of the same widths,
-    # the reference's clipping and c_t = σ̄_t/σ̄_0. Measured on seed 0 (FD of 500 samples):
-    # the reference's image steps (b = 4e-4, ULA, -f/s_t²) give noise (FD 6.4; 3.1 without
+    # EMA 0.999, σ̄_0 = 0.1 for the 16 grey levels), an initializer MLP of the same widths
+    # and the reference's clipping. Measured on seed 0 (FD of 500 samples): the reference's
+    # image steps (b = 4e-4, ULA, -f/s_t², c_t = σ̄_t/σ̄_0) give noise (FD 6.4; 3.1 without
     # the Tweedie step); MALA with -f: b = 4e-4 FD 3.5 (acceptance 0.997), 4e-3 1.38, 2e-2
     # 0.77 (acceptance 0.84), 6e-2 diverges. With σ̄_0 = 0.1 the final Tweedie step, which
-    # reads the level-0 EBM as the marginal score, doubles the FD: off.
+    # reads the level-0 EBM as the marginal score, doubles the FD: off. c_t = 1/σ̄_0 at every
+    # level (the reference's 2-D choice) instead of σ̄_t/σ̄_0: the low levels, which accepted
+    # 0.94-0.98 of their MALA steps, step 1/σ̄_t times further (10x at level 0, the top level
+    # unchanged); FD at K = 5 / 15 (3 generations of 1,000, benchmarks/cdrl.py): seed 0 0.92
+    # / 0.54 against 1.05 / 0.67, seed 1 1.17 / 0.66 against 1.44 / 0.96, seed 2 0.96 / 0.58
+    # against 1.28 / 1.02 (README).
     "cdrl_digits": _digits_preset(),
     # Class-conditional (the null class is label 10, dropped to 10% of the time): the
     # evaluation reports class accuracy and spread at w = 0, 1, 3.
