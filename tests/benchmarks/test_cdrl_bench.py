@@ -20,12 +20,18 @@ KEYS = ("method", "dataset", "seed", "langevin_steps", "mmd", "mmd_sd", "mmd_dra
         "frechet_distance", "seconds_per_sample", "guidance_w", "class_accuracy")
 
 
+def _measured_untrained(preset: str, batch_size: int, num: int) -> dict:
+    """The benchmark's generation measure (2 draws, 1 timing) of an untrained tiny ``preset``
+    refining with 2 steps a level."""
+    exp = build(tiny(preset, f"data.batch_size={batch_size}", "objective.initializer_hidden=16",
+                     "objective.sample_langevin_steps=2"))
+    return cdrl_bench.measure_generation(exp, initial_state(exp).params, num=num, repeats=1,
+                                         draws=2)
+
+
 @pytest.mark.slow
 def test_a_row_carries_the_issues_summary_keys_and_generation_is_timed():
-    exp = build(tiny("cdrl_2d_rings", "data.batch_size=48", "objective.initializer_hidden=16",
-                     "objective.sample_langevin_steps=2"))
-    measured = cdrl_bench.measure_generation(exp, initial_state(exp).params, num=32, repeats=1,
-                                             draws=2)
+    measured = _measured_untrained("cdrl_2d_rings", 48, 32)
     assert np.isfinite(measured["mmd"]) and measured["seconds_per_sample"] > 0
     # the MMD is a mean over independent generations: two draws differ
     assert measured["mmd_draws"] == 2 and measured["mmd_sd"] > 0
@@ -90,13 +96,10 @@ def test_set_changes_the_cdrl_presets_only_and_rows_record_it(monkeypatch, capsy
 
 @pytest.mark.slow
 def test_on_the_digits_a_row_carries_the_yardsticks_frechet_distance_instead_of_mmd():
-    exp = build(tiny("cdrl_digits", "data.batch_size=12", "objective.initializer_hidden=16",
-                     "objective.sample_langevin_steps=1"))
-    measured = cdrl_bench.measure_generation(exp, initial_state(exp).params, num=16, repeats=1,
-                                             draws=2)
+    measured = _measured_untrained("cdrl_digits", 12, 16)
     assert "mmd" not in measured and np.isfinite(measured["frechet_distance"])
     assert measured["frechet_draws"] == 2 and measured["frechet_sd"] > 0   # distinct draws
-    row = cdrl_bench.row("cdrl", "digits", 0, 1, {"train_seconds": 3.0}, measured)
+    row = cdrl_bench.row("cdrl", "digits", 0, 2, {"train_seconds": 3.0}, measured)
     assert set(KEYS) <= set(row)
     assert row["frechet_distance"] == measured["frechet_distance"] and row["mmd"] is None
 
