@@ -20,7 +20,8 @@ Each row: ``method``, ``dataset``, ``seed``, ``langevin_steps`` (generation's ``
 points; ``mmd_sd`` their standard deviation, ``mmd_draws`` 8; rows before 2026-12-06's last
 runs used one generation), ``kl_nats`` (the level-0 energy's, by
 quadrature: one value per trained model), ``seconds_per_sample`` (generating 2,000 samples,
-compiled, median of 3 repeats, divided by 2,000), ``train_seconds``, ``frechet_distance``
+1,000 on the digits, compiled, median of 3 repeats, divided by their number),
+``train_seconds``, ``frechet_distance``
 (None on the toys; on the digits the yardstick's, :func:`ebm_jax.metrics.score_digits`, the
 mean over 3 generations of 1,000 digits, ``frechet_sd`` their spread, ``mmd`` None),
 ``guidance_w`` and ``class_accuracy`` (None without labels),
