@@ -48,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -71,8 +72,9 @@ TOYS = ("checkerboard", "rings")
 PRESETS = {"checkerboard": ("cdrl_2d_checkerboard", "rl_2d_checkerboard"),
            "rings": ("cdrl_2d_rings", "rl_2d_rings"),
            "digits": ("cdrl_digits", "rl_digits")}
-GUIDED = {"labelled_8gaussians": "cdrl_2d_labelled_8gaussians",
-          "digits": "cdrl_digits_conditional"}
+# dataset -> (its guided preset, the summary key its class accuracy is read from)
+GUIDED = {"labelled_8gaussians": ("cdrl_2d_labelled_8gaussians", "class_accuracy"),
+          "digits": ("cdrl_digits_conditional", "classifier_accuracy")}
 CDRL_STEPS = (0, 5, 15)
 RL_STEPS = 15
 GUIDANCE = (0.0, 1.0, 3.0)
@@ -82,13 +84,17 @@ NUM_DIGITS = 1000  # the yardstick's sample size (sample_quality.py): FD is bias
 FRECHET_DRAWS = 3
 
 
-def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3,
-                       draws: int = MMD_DRAWS) -> dict:
+def measure_generation(exp, params, num: Optional[int] = None, repeats: int = 3,
+                       draws: Optional[int] = None) -> dict:
     """``mmd``: the mean over ``draws`` independent generations of ``num`` samples of their MMD
     against the test set's first ``num`` points (``mmd_sd`` their standard deviation; one
     draw's MMD varies by about 0.0006 on rings, as much as the methods differ), and
     ``seconds_per_sample`` of the compiled generation (median of ``repeats``). On the digits,
-    ``frechet_distance`` instead (the yardstick's, ``frechet_sd``, ``frechet_draws``)."""
+    ``frechet_distance`` instead (the yardstick's, ``frechet_sd``, ``frechet_draws``). ``num``
+    and ``draws`` default to 2,000 and 8 on a toy, 1,000 and 3 on the digits."""
+    digits = exp.config.data.dataset == "digits"
+    num = num or (NUM_DIGITS if digits else NUM_SAMPLES)
+    draws = draws or (FRECHET_DRAWS if digits else MMD_DRAWS)
     generate = jax.jit(exp.generate, static_argnums=2)
     jax.block_until_ready(generate(jax.random.key(1), params, num))  # compiles
     times = []
@@ -97,8 +103,7 @@ def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3,
         jax.block_until_ready(generate(jax.random.key(2 + r), params, num))
         times.append(time.perf_counter() - start)
     timing = {"seconds_per_sample": statistics.median(times) / num}
-    digits = exp.config.data.dataset == "digits"
-    name = "frechet" if digits else "mmd"
+    key, name = ("frechet_distance", "frechet") if digits else ("mmd", "mmd")
     scores = []
     for d in range(draws):
         samples = np.asarray(generate(jax.random.key(100 + d), params, num))
@@ -107,7 +112,6 @@ def measure_generation(exp, params, num: int = NUM_SAMPLES, repeats: int = 3,
             break
         scores.append(metrics.score_digits(samples.reshape(num, -1))["frechet_distance"]
                       if digits else float(metrics.mmd(samples, exp.data.x_test[:num])))
-    key = "frechet_distance" if digits else "mmd"
     return {key: None if scores is None else float(np.mean(scores)),
             f"{name}_sd": None if scores is None else float(np.std(scores)),
             f"{name}_draws": draws, **timing}
@@ -187,15 +191,6 @@ def trained(preset: str, overrides: list, quick: bool):
     return summary, exp, state
 
 
-def generation_measure(dataset: str):
-    """How :func:`compare` measures a model's generation on ``dataset``: 8 draws of 2,000
-    samples on a toy (MMD), 3 of 1,000 digits (the yardstick's FD)."""
-    if dataset == "digits":
-        return lambda exp, params: measure_generation(exp, params, NUM_DIGITS,
-                                                      draws=FRECHET_DRAWS)
-    return measure_generation
-
-
 def compare(toy: str, seed: int, quick: bool, variance: bool = True,
             overrides: tuple = ()) -> list:
     """The rows of CDRL (K = 0, 5, 15; its preset changed by ``overrides``, dotted
@@ -203,7 +198,6 @@ def compare(toy: str, seed: int, quick: bool, variance: bool = True,
     the gradient variances of the CDRL model)."""
     rows = []
     cdrl_preset, rl_preset = PRESETS[toy]
-    measure = generation_measure(toy)
     summary, exp, state = trained(cdrl_preset, [f"run.seed={seed}", *overrides], quick)
     if variance and state is not None:
         rows += [{**r, "overrides": list(overrides)}
@@ -212,14 +206,14 @@ def compare(toy: str, seed: int, quick: bool, variance: bool = True,
         measured = {}
         if state is not None:
             config = apply_overrides(exp.config, [f"objective.sample_langevin_steps={steps}"])
-            measured = measure(build(config), state.ema_params)
+            measured = measure_generation(build(config), state.ema_params)
         rows.append(row("cdrl", toy, seed, steps, summary, measured,
                         overrides=list(overrides)))
     summary, exp, state = trained(rl_preset, [f"run.seed={seed}",
                                               f"objective.num_langevin_steps={RL_STEPS}"],
                                   quick)
     rows.append(row("rl", toy, seed, RL_STEPS, summary,
-                    {} if state is None else measure(exp, state.ema_params),
+                    {} if state is None else measure_generation(exp, state.ema_params),
                     overrides=[]))
     return rows
 
@@ -227,8 +221,8 @@ def compare(toy: str, seed: int, quick: bool, variance: bool = True,
 def guidance(seed: int, quick: bool, dataset: str = "labelled_8gaussians") -> list:
     """One row per ``w``: class accuracy and spread of guided samples on ``dataset`` (a key of
     :data:`GUIDED`; on the digits the accuracy is the shipped classifier's agreement)."""
-    summary, _, _ = trained(GUIDED[dataset], [f"run.seed={seed}"], quick)
-    accuracy = "classifier_accuracy" if dataset == "digits" else "class_accuracy"
+    preset, accuracy = GUIDED[dataset]
+    summary, _, _ = trained(preset, [f"run.seed={seed}"], quick)
     return [row("cdrl", dataset, seed, 15, summary, {"mmd": summary.get("mmd")},
                 guidance_w=w, class_accuracy=summary.get(f"{accuracy}_w{w:g}"),
                 class_spread=summary.get(f"class_spread_w{w:g}"), overrides=[])
