@@ -100,6 +100,31 @@ jax.config.update("jax_num_cpu_devices", 8)
 gc.set_threshold(10_000, 20, 50)
 
 
+# -- one MLIR context for every lowering ------------------------------------------------------
+# jax lowers each program into a fresh MLIR context (``mlir.make_ir_context``): loading its
+# dialects and tearing it down again is a third of an eagerly run op's cost on XLA:CPU (perf:
+# ``MLIRContext::getOrLoadDialect`` and ``~MLIRContext``), and the suite runs about 8,000
+# eager ops and 8,000 other programs. Every lowering in a test process shares one context
+# instead; the module jax hands to XLA is the same text, so the same programs and cache keys.
+# ``EBM_JAX_TESTS_FRESH_MLIR_CONTEXT=1`` keeps jax's own behaviour.
+def _share_one_mlir_context():
+    from jax._src.interpreters import mlir
+    make = getattr(mlir, "make_ir_context", None)
+    if make is None or getattr(make, "_shared_by_ebm_jax_tests", False):
+        return  # another jax, or already shared
+    context = make()
+
+    def shared_context():
+        return context
+
+    shared_context._shared_by_ebm_jax_tests = True
+    mlir.make_ir_context = shared_context
+
+
+if os.environ.get("EBM_JAX_TESTS_FRESH_MLIR_CONTEXT") != "1":
+    _share_one_mlir_context()
+
+
 def pytest_collection_finish(session):
     gc.freeze()
 
