@@ -4,6 +4,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 
@@ -14,6 +15,6 @@ def test_every_lowering_shares_one_mlir_context():
 
     shared = mlir.make_ir_context()
     assert mlir.make_ir_context() is shared
-    lowered = jax.jit(lambda x: jnp.sin(x) + 1.0).lower(jnp.ones(3))
+    lowered = jax.jit(lambda x: jnp.sin(x) + 1.0).lower(jnp.zeros(3))
     assert lowered.compiler_ir().context is shared
-    assert float(jax.jit(lambda x: jnp.sin(x) + 1.0)(0.0)) == 1.0
+    np.testing.assert_array_equal(lowered.compile()(jnp.zeros(3)), np.ones(3))  # it runs
