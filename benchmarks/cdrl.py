@@ -29,8 +29,8 @@ mean over 3 generations of 1,000 digits, ``frechet_sd`` their spread, ``mmd`` No
 checkpoint; None for a run that finished), ``overrides`` (``--set KEY=VALUE`` given to the
 CDRL presets, a variant measured beside recovery likelihood; ``[]`` for the presets as
 they are).
-With guidance (default): ``cdrl_2d_labelled_8gaussians`` per seed (and
-``cdrl_digits_conditional`` when the digits are measured), one row per ``w`` in 0, 1, 3 with
+With guidance (default), per seed: ``cdrl_2d_labelled_8gaussians`` when a toy is measured,
+``cdrl_digits_conditional`` when the digits are; one row per ``w`` in 0, 1, 3 with
 ``class_accuracy`` (on the toy the share of samples of class ``c`` nearest the data's mean of
 ``c``; on the digits the shipped digit classifier's agreement with ``c``) and
 ``class_spread``. With ``--variance`` (default): per trained CDRL model, the
@@ -75,6 +75,9 @@ PRESETS = {"checkerboard": ("cdrl_2d_checkerboard", "rl_2d_checkerboard"),
 # dataset -> (its guided preset, the summary key its class accuracy is read from)
 GUIDED = {"labelled_8gaussians": ("cdrl_2d_labelled_8gaussians", "class_accuracy"),
           "digits": ("cdrl_digits_conditional", "classifier_accuracy")}
+# measured dataset -> the guided dataset that goes with it (the toys share the labelled one)
+GUIDED_WITH = {"checkerboard": "labelled_8gaussians", "rings": "labelled_8gaussians",
+               "digits": "digits"}
 CDRL_STEPS = (0, 5, 15)
 RL_STEPS = 15
 GUIDANCE = (0.0, 1.0, 3.0)
@@ -229,6 +232,11 @@ def guidance(seed: int, quick: bool, dataset: str = "labelled_8gaussians") -> li
             for w in GUIDANCE]
 
 
+def guided_datasets(datasets) -> list:
+    """The guided datasets that go with the measured ``datasets``, each once, in order."""
+    return list(dict.fromkeys(GUIDED_WITH[d] for d in datasets))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", "--toys", dest="datasets", nargs="+", default=list(TOYS),
@@ -254,9 +262,8 @@ def main(argv=None) -> None:
                 for r in compare(toy, seed, args.quick, not args.no_variance,
                                  tuple(args.overrides))]
         if not args.no_guidance:
-            rows += guidance(seed, args.quick)
-            if "digits" in args.datasets:
-                rows += guidance(seed, args.quick, "digits")
+            for guided in guided_datasets(args.datasets):
+                rows += guidance(seed, args.quick, guided)
         for r in rows:
             r["quick"] = args.quick
             print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()},

@@ -104,6 +104,22 @@ def test_on_the_digits_a_row_carries_the_yardsticks_frechet_distance_instead_of_
     assert row["frechet_distance"] == measured["frechet_distance"] and row["mmd"] is None
 
 
+def test_each_measured_dataset_brings_its_own_guided_preset_once():
+    assert cdrl_bench.guided_datasets(["digits"]) == ["digits"]
+    assert cdrl_bench.guided_datasets(["rings", "checkerboard"]) == ["labelled_8gaussians"]
+    assert cdrl_bench.guided_datasets(["checkerboard", "digits"]) == [
+        "labelled_8gaussians", "digits"]
+
+
+def test_the_digits_alone_guide_only_the_digits(monkeypatch):
+    guided = []
+    monkeypatch.setattr(cdrl_bench, "compare", lambda *args: [])
+    monkeypatch.setattr(cdrl_bench, "guidance", lambda seed, quick, dataset: guided.append(
+        dataset) or [])
+    cdrl_bench.main(["--datasets", "digits", "--seeds", "0", "--no-save"])
+    assert guided == ["digits"]
+
+
 def test_digits_compare_cdrl_digits_with_rl_digits_and_guide_the_conditional_preset(
         monkeypatch):
     """``--datasets digits``: CDRL's and recovery likelihood's digit presets (RL at K = 15),
