@@ -571,6 +571,7 @@ def loss_state(name: str):
     return transform.init(KEY, params, example)
 
 
+@pytest.mark.slow
 @props(90)
 @given(name=st.sampled_from(LOSS_NAMES),
        fault=st.sampled_from(["valid", "nan", "inf", "huge", "empty", "wrong_rank",
@@ -807,6 +808,7 @@ def test_classification_metrics(fault, k, data):
 SCORE_FAULTS = ("valid", "inf", "huge", "nan", "empty", "wrong_rank", "wrong_dtype")
 
 
+@pytest.mark.slow
 @props(60)
 @given(fault=st.sampled_from(SCORE_FAULTS), data=st.data())
 def test_auroc_aupr_roc(fault, data):

@@ -127,6 +127,7 @@ def test_sample_composed_or_of_classes():
 # mean off by 380 SE); alpha ignored (precision 0, a linear energy: the chains run off,
 # >600 SE); classes_and keeping only its first class (118 SE); classes_or over all the
 # classes (164 SE). Measured |z| < 1.7.
+@pytest.mark.slow
 @pytest.mark.parametrize("query, mean, var", [
     (dict(all_of=(0, 1)), np.array([0.0, 2.0]), 0.5),                      # (W0 + W1) / 2
     (dict(any_of=(0,), none_of=(2,), alpha=0.5), np.array([6.0, 6.0]), 2.0),  # (W0 - W2/2)/0.5

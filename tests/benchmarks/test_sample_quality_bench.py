@@ -52,6 +52,7 @@ class _State:
     step = 7
 
 
+@pytest.mark.slow
 def test_the_command_line_scores_every_set_of_each_preset(monkeypatch, capsys, tmp_path):
     calls = []
 

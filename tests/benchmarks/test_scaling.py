@@ -153,6 +153,7 @@ def test_scaling_defaults_are_dotted_overrides_of_the_preset():
     assert quick.objective.chain_start is not None  # JEM: SGLD chains from a replay buffer
 
 
+@pytest.mark.slow
 @pytest.mark.fast_compile
 def test_scaling_measures_a_tiny_row():
     # The jem_cifar10 step as `ebm-jax train` builds it, with a tiny ConvNet: one timed step.

@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import tabular as tabular_bench  # noqa: E402
 
 
+@pytest.mark.slow
 def test_a_one_split_run_summarises_gain_over_real_only(capsys):
     rows = tabular_bench.main(["--datasets", "iris", "--n-real", "20", "--seeds", "1",
                                "--methods", "real", "jitter", "--no-save"])

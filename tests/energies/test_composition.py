@@ -151,6 +151,7 @@ def test_product_of_gaussians_is_the_gaussian_with_summed_precisions():
 # |z| < 2.5, acceptance 0.70); weights not normalised (log w_i instead of log(w_i / Σ w)):
 # the pointwise check (the mixture of normalised parts must be *exactly* the normalised
 # mixture, with no offset); sign of -E_i flipped inside the logsumexp: pointwise check.
+@pytest.mark.slow
 def test_or_of_normalised_gaussians_is_their_mixture():
     mix = gaussian_mixture(**MIXTURE)
     parts = [gaussian(np.asarray(m), s**2 * np.eye(2))

@@ -178,6 +178,7 @@ def _start_for(kind: str) -> tuple[str, list[str]]:
         return next(iter(get_objective(kind).presets)), []
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(FIELDS),

@@ -45,6 +45,7 @@ def test_augment_writes_rows_of_every_class_in_the_tables_own_form(table, tmp_pa
     assert set(synthetic["soil"]) <= {"clay", "sand"}
 
 
+@pytest.mark.slow
 def test_augment_samples_the_best_measured_setting_unless_told_otherwise(table, tmp_path,
                                                                          capsys, monkeypatch):
     """By default the command fits per-feature bandwidths of the pooled within-class spread

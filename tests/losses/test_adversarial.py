@@ -215,6 +215,7 @@ def test_the_attack_is_not_differentiated(mlp_problem, make):
     assert _loops(jax.make_jaxpr(grad_fn)(params).jaxpr) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("energy_input", ["natural", "adversarial"])
 def test_weat_is_trades_weighted_by_the_energy(mlp_problem, energy_input):
     params, batch = mlp_problem

@@ -57,6 +57,7 @@ def test_on_a_moving_step_the_ebm_descends_and_the_flow_ascends_the_same_loss():
     assert optax.tree.norm(grads["flow"]) > 1e-3
 
 
+@pytest.mark.slow
 def test_on_a_still_step_the_flow_gets_no_gradient_and_the_ebm_gets_nce_s():
     flow, params, batch = setup()
     key = jax.random.key(5)

@@ -224,6 +224,7 @@ def test_conditional_chain_converges_to_the_bayes_posterior():
     np.testing.assert_allclose(samples.var(0), stationary_var, rtol=Z * np.sqrt(2.0 / N_CHAINS))
 
 
+@pytest.mark.slow
 def test_metropolis_chains_sample_the_exact_conditional():
     """MALA removes the discretisation bias: at a large step (h P = 0.8, where ULA inflates the
     variance by 1 / (1 - 0.4) = 1.67) the variance must be the exact 1/P. Each chain's end is

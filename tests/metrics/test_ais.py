@@ -167,6 +167,7 @@ def test_gaussian_2d(name):
     check_estimate(result, float(target.log_z) - SHIFT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TARGETS_10D))
 def test_gaussian_10d(name):
     # Measured (key 0): diagonal error -0.040 (se 0.037), correlated -0.009 (se 0.028).
@@ -200,6 +201,7 @@ def test_gaussian_mixture():
     assert 0.2 < left < 0.4
 
 
+@pytest.mark.slow
 def test_reverse_ais_recovers_log_z():
     """Reverse AIS from exact target draws (an upper bound in expectation) is accurate too.
     Measured (key 0): error -0.022, se 0.028."""

@@ -37,7 +37,10 @@ def _perturbed(params, scale, seed=1):
                                         for p, k in zip(leaves, keys)])
 
 
-@pytest.fixture(scope="module", params=sorted(FLOWS))
+# the spline flow takes 1.3-2 s a test (compilation): its cases are slow
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=pytest.mark.slow) if name == "nsf" else name
+    for name in sorted(FLOWS)])
 def flow_and_params(request):
     """(name, FlowFunctions, non-identity params) for each flow, shared by the module."""
     flow = flow_functions(FLOWS[request.param]())

@@ -286,6 +286,7 @@ def test_conditioned_resnet_levels_change_the_energy_and_gradients_reach_the_emb
             assert float(jnp.abs(block["projection"]["kernel"]).max()) > 0
 
 
+@pytest.mark.slow
 def test_conditioned_resnet_blocks_read_the_level():
     # With a level-independent head weight (zero head kernel, so w(t) = bias),
     # the only way t can reach the energy is through the blocks' projections.

@@ -205,6 +205,7 @@ def test_sharded_buffer_blocks_draw_from_their_own_block():
         rb.init_buffer(jax.random.PRNGKey(0), (1,), capacity=80, num_shards=3)
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_network_is_refused_before_reading(tmp_path):
     exp, _ = _jem(8)
     ckpt = Checkpointer(str(tmp_path / "ckpt"))

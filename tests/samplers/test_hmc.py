@@ -80,6 +80,7 @@ def mixture_hmc():
 #    148 / 15 SE; last half kick dropped: 50 / 119 SE;
 #  - MH sign flipped (accepting exp(+dH)): 69 / 57 SE;
 #  - T = 2.5 only: the Hamiltonian's E not divided by T: 370 SE (acceptance 0.41).
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature, step_size", [(1.0, 0.6), (2.5, 0.8)])
 def test_gaussian_moments(temperature, step_size):
     """exp(-E/T) for the N(m, S) energy is N(m, T S)."""

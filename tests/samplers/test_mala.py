@@ -339,6 +339,7 @@ def test_init_rejects_integer_positions():
         mala(lambda p, x: jnp.sum(x**2), 0.1).init(jnp.zeros(2, jnp.int32), None)
 
 
+@pytest.mark.slow
 def test_clip_range_samples_the_target_restricted_to_the_box():
     """With clip_range proposals outside the box are rejected, so the chains sample
     exp(-E) restricted to it. On a standard normal per coordinate restricted to [0, 5],

@@ -70,7 +70,9 @@ def fresh_state(name, seed):
         optimizer
 
 
-@pytest.mark.parametrize("name", SETUPS)
+@pytest.mark.parametrize("name", [  # contrastive divergence's chains: about 1 s
+    pytest.param(name, marks=pytest.mark.slow) if name == "contrastive_divergence" else name
+    for name in SETUPS])
 def test_new_params_and_new_batches_do_not_retrace(name):
     state, loss, optimizer = fresh_state(name, 0)
     step, traces = counted_step(loss, optimizer)

@@ -23,6 +23,7 @@ def _params(theta):
     return {"theta": jnp.full((1,), theta, jnp.float32)}
 
 
+@pytest.mark.slow
 def test_a_slow_blow_up_rolls_back_halves_the_rate_and_stops_naming_the_cause(tmp_path):
     # SGD with rate -0.01 grows θ 1% a step (energy θ² 2% a step): a slow blow-up that the
     # absolute limits miss. The plain optimizer is wrapped so the rollback can halve the

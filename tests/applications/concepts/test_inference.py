@@ -57,6 +57,7 @@ def test_exact_inference_is_the_brute_force_minimiser(model):
         assert int(after.classes[i]) == y and after.concepts[i].tolist() == list(c)
 
 
+@pytest.mark.slow
 def test_interventions_pin_told_concepts_frozen_or_drifting(model):
     before = infer(model, model.params, X, num_steps=10)
     known = jnp.zeros((4, 3), bool).at[:, 1].set(True)

@@ -127,6 +127,7 @@ def test_a_diagonal_bandwidth_reads_the_kernel_sums_per_feature():
                                shared_kernel_energy(shared[0], point), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_diagonal_steps_sample_the_kernel_density_in_every_feature():
     """Five rows spread 1 and 0.1 apart in two features; the temperature form with each
     feature's step in units of its own squared bandwidth (noise ``sqrt(2 step)`` per feature)

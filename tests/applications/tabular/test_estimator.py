@@ -27,6 +27,7 @@ def _nearest_centroid(X_train, y_train, X):
     return np.argmin(((X[:, None] - centroids[None]) ** 2).sum(-1), 1)
 
 
+@pytest.mark.slow
 def test_samples_of_each_class_look_like_that_class_and_copy_no_row(iris_small):
     X, y, X_all, y_all = iris_small
     model = TabEBM(num_steps=100).fit(X, y)
@@ -64,6 +65,7 @@ def test_per_example_chains_descend_and_batch_mean_chains_random_walk(iris_small
     assert 0.09 < ends[True][1] < 0.16 and ends[False][1] < 0.09, ends
 
 
+@pytest.mark.slow
 def test_the_in_context_path_agrees_with_the_vmapped_kernel(iris_small):
     """The kernel's logits written as a user's in-context function, fitted class by class on
     unpadded rows, give the vmapped kernel backend's samples (its step unscaled, as a user
