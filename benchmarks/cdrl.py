@@ -32,8 +32,10 @@ they are).
 With guidance (default), per seed: ``cdrl_2d_labelled_8gaussians`` when a toy is measured,
 ``cdrl_digits_conditional`` when the digits are; one row per ``w`` in 0, 1, 3 with
 ``class_accuracy`` (on the toy the share of samples of class ``c`` nearest the data's mean of
-``c``; on the digits the shipped digit classifier's agreement with ``c``) and
-``class_spread``. With ``--variance`` (default): per trained CDRL model, the
+``c``; on the digits the shipped digit classifier's agreement with ``c``),
+``class_spread`` and ``class_spread_se`` (its standard error), from ``guidance_samples``
+samples a ``w`` (16,000 on the toy, 2,000 on the digits); ``--no-compare`` gives these rows
+alone. With ``--variance`` (default): per trained CDRL model, the
 variance over 64 draws (one example per level each, the same params) of each level's EBM
 gradient estimate with shared-noise pairs against the diffusion's own pairs (``x_{t+1}``
 drawn from ``x_t``: the joint that posterior sampling also draws), rows ``variance_ratio``
@@ -75,6 +77,11 @@ PRESETS = {"checkerboard": ("cdrl_2d_checkerboard", "rl_2d_checkerboard"),
 # dataset -> (its guided preset, the summary key its class accuracy is read from)
 GUIDED = {"labelled_8gaussians": ("cdrl_2d_labelled_8gaussians", "class_accuracy"),
           "digits": ("cdrl_digits_conditional", "classifier_accuracy")}
+# guided dataset -> samples per w of its guidance sweep: on the toy the exact guided law's
+# spread falls by 0.0025 from w = 1 to 3 (quadrature, README), under half of 2,000 samples'
+# standard error (0.0056); 16,000 bring it to 0.002 (common draws across w cut the
+# difference's further)
+GUIDANCE_SAMPLES = {"labelled_8gaussians": 16000, "digits": 2000}
 # measured dataset -> the guided dataset that goes with it (the toys share the labelled one)
 GUIDED_WITH = {"checkerboard": "labelled_8gaussians", "rings": "labelled_8gaussians",
                "digits": "digits"}
@@ -225,10 +232,13 @@ def guidance(seed: int, quick: bool, dataset: str = "labelled_8gaussians") -> li
     """One row per ``w``: class accuracy and spread of guided samples on ``dataset`` (a key of
     :data:`GUIDED`; on the digits the accuracy is the shipped classifier's agreement)."""
     preset, accuracy = GUIDED[dataset]
-    summary, _, _ = trained(preset, [f"run.seed={seed}"], quick)
+    samples = f"objective.guidance_samples={GUIDANCE_SAMPLES[dataset]}"
+    summary, _, _ = trained(preset, [f"run.seed={seed}", samples], quick)
     return [row("cdrl", dataset, seed, 15, summary, {"mmd": summary.get("mmd")},
                 guidance_w=w, class_accuracy=summary.get(f"{accuracy}_w{w:g}"),
-                class_spread=summary.get(f"class_spread_w{w:g}"), overrides=[])
+                class_spread=summary.get(f"class_spread_w{w:g}"),
+                class_spread_se=summary.get(f"class_spread_se_w{w:g}"),
+                guidance_samples=GUIDANCE_SAMPLES[dataset], overrides=[])
             for w in GUIDANCE]
 
 
@@ -243,6 +253,8 @@ def main(argv=None) -> None:
                         choices=list(PRESETS), help="the 2-D toys by default; digits on demand")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-guidance", action="store_true")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="only the guidance rows (no CDRL against recovery likelihood)")
     parser.add_argument("--no-variance", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a tenth of each preset's steps")
     parser.add_argument("--no-save", action="store_true", help="print the rows only")
@@ -258,9 +270,9 @@ def main(argv=None) -> None:
             parser.error(f"--set: {error}")
     path = results_path()
     for seed in args.seeds:
-        rows = [r for toy in args.datasets
-                for r in compare(toy, seed, args.quick, not args.no_variance,
-                                 tuple(args.overrides))]
+        rows = [] if args.no_compare else [
+            r for toy in args.datasets
+            for r in compare(toy, seed, args.quick, not args.no_variance, tuple(args.overrides))]
         if not args.no_guidance:
             for guided in guided_datasets(args.datasets):
                 rows += guidance(seed, args.quick, guided)

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import cdrl as cdrl_bench  # noqa: E402
 
-from ebm_jax.experiments import build, initial_state  # noqa: E402
+from ebm_jax.experiments import build, initial_state, make_config  # noqa: E402
 from tests.experiments.tiny import tiny  # noqa: E402
 
 pytestmark = pytest.mark.fast_compile
@@ -109,6 +109,28 @@ def test_each_measured_dataset_brings_its_own_guided_preset_once():
     assert cdrl_bench.guided_datasets(["rings", "checkerboard"]) == ["labelled_8gaussians"]
     assert cdrl_bench.guided_datasets(["checkerboard", "digits"]) == [
         "labelled_8gaussians", "digits"]
+
+
+def test_the_toy_s_guidance_sweep_draws_16000_samples_and_rows_carry_the_spread_s_se(
+        monkeypatch):
+    calls = []
+    summary = {"class_accuracy_w3": 1.0, "class_spread_w3": 0.47, "class_spread_se_w3": 0.002}
+    monkeypatch.setattr(cdrl_bench, "trained", lambda preset, overrides, quick: (
+        calls.append((preset, overrides)) or summary, None, None))
+    rows = cdrl_bench.guidance(0, quick=True)
+    assert calls == [("cdrl_2d_labelled_8gaussians",
+                      ["run.seed=0", "objective.guidance_samples=16000"])]
+    assert rows[2]["class_spread_se"] == 0.002 and rows[2]["guidance_samples"] == 16000
+    make_config(*calls[0])   # a valid override
+
+
+def test_no_compare_gives_the_guidance_rows_alone(monkeypatch):
+    guided = []
+    monkeypatch.setattr(cdrl_bench, "compare", lambda *args: pytest.fail("compared"))
+    monkeypatch.setattr(cdrl_bench, "guidance", lambda seed, quick, dataset: guided.append(
+        dataset) or [])
+    cdrl_bench.main(["--datasets", "rings", "--seeds", "0", "--no-save", "--no-compare"])
+    assert guided == ["labelled_8gaussians"]
 
 
 def test_the_digits_alone_guide_only_the_digits(monkeypatch):

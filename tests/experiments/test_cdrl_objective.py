@@ -33,6 +33,7 @@ def tiny_cdrl(*extra):
     (["objective.target_acceptance=1"], "objective.target_acceptance=1"),
     (["objective.num_candidates=3"], "objective.num_candidates=3: expected 0 or an even int"),
     (["objective.num_candidates=-2"], "objective.num_candidates=-2"),
+    (["objective.guidance_samples=10"], "objective.guidance_samples=10: expected an int >= 20"),
     (["objective.metropolis=false"],
      "objective.step_adaptation=0.05 with objective.metropolis=False"),
 ])
@@ -96,6 +97,23 @@ def test_a_tiny_run_trains_draws_levels_and_resumes_bit_exactly(tmp_path, capsys
     assert_resumes_bit_exactly(workdir, summary, capsys)     # the multipliers resume too
 
 
+def test_the_spread_s_standard_error_is_its_sd_over_repeated_samples():
+    """8 classes of 250 draws of N(0, 0.354² I) in 2-D (the labelled toy's components): the
+    reported standard error against the spread's sd over 200 repeats (the sd's own error about
+    5%); without the 4 of the delta method it is 2x too large, without the division by the
+    number of classes 8x."""
+    from ebm_jax.experiments.objectives.cdrl import class_sample_statistics
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(2000) % 8
+    stats = [class_sample_statistics(rng.normal(size=(2000, 2)) * 0.354, labels,
+                                     np.zeros((8, 2))) for _ in range(200)]
+    spreads = [s["class_spread"] for s in stats]
+    assert np.mean(spreads) == pytest.approx(0.5, abs=0.002)
+    standard_error = np.mean([s["class_spread_se"] for s in stats])
+    assert standard_error == pytest.approx(np.std(spreads), rel=0.15)
+
+
 def test_generation_with_no_refinement_is_the_initializer_alone():
     exp = build(tiny_cdrl("objective.sample_langevin_steps=0", "objective.tweedie=false"))
     state = initial_state(exp)
@@ -140,6 +158,7 @@ def test_a_tiny_conditional_run_reports_class_accuracy_and_spread_at_each_guidan
     for w in ("0", "1", "3"):
         assert 0.0 <= summary[f"class_accuracy_w{w}"] <= 1.0
         assert np.isfinite(summary[f"class_spread_w{w}"])
+        assert 0 < summary[f"class_spread_se_w{w}"] < summary[f"class_spread_w{w}"]
     assert np.isfinite(summary["kl_nats"])
 
 

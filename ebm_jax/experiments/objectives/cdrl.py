@@ -96,6 +96,9 @@ class CDRLConfig(ObjectiveConfig):
     conditional: bool = setting(False)
     label_drop: float = setting(0.1, *PROBABILITY)
     guidance: float = setting(0.0, *NON_NEGATIVE)      # w of classifier-free guidance
+    # samples per w (the classes in turn) of a conditional run's guidance sweep in evaluation
+    guidance_samples: int = setting(NUM_GUIDANCE_SAMPLES, lambda v: v >= 20,
+                                    "an int >= 20 (two samples of each of 10 classes)")
     # each level's training step adapted to keep MALA's acceptance at target_acceptance (the
     # rate of the log step's update; 0: the configured steps; needs metropolis)
     step_adaptation: float = setting(0.0, *NON_NEGATIVE)
@@ -135,21 +138,29 @@ def class_sample_statistics(samples: np.ndarray, labels: np.ndarray,
                             class_means: np.ndarray) -> dict:
     """``class_accuracy``: the share of samples nearest to their own class's mean (of the
     data); ``class_spread``: the root-mean-square distance of a class's samples to their own
-    mean, averaged over classes.
+    mean, averaged over classes; ``class_spread_se``: its standard error (the delta method:
+    ``sd(d²) / (2 rms sqrt(n))`` a class, independent classes).
 
     Example::
 
       >>> means = np.array([[0.0, 0.0], [4.0, 0.0]])
       >>> x = np.array([[0.5, 0.0], [-0.5, 0.0], [3.0, 0.0], [1.0, 0.0]])
-      >>> class_sample_statistics(x, np.array([0, 0, 1, 1]), means)
-      {'class_accuracy': 0.75, 'class_spread': 0.75}
+      >>> stats = class_sample_statistics(x, np.array([0, 0, 1, 1]), means)
+      >>> stats["class_accuracy"], stats["class_spread"], stats["class_spread_se"]
+      (0.75, 0.75, 0.0)
     """
     flat = samples.reshape(len(samples), -1)
     nearest = np.argmin(((flat[:, None] - class_means[None]) ** 2).sum(-1), axis=1)
-    spreads = [np.sqrt(((flat[labels == c] - flat[labels == c].mean(0)) ** 2).sum(-1).mean())
-               for c in np.unique(labels)]
+    spreads, variances = [], []
+    for c in np.unique(labels):
+        members = flat[labels == c]
+        squared = ((members - members.mean(0)) ** 2).sum(-1)
+        rms = np.sqrt(squared.mean())
+        spreads.append(rms)
+        variances.append(squared.var() / (4 * rms**2 * len(squared)) if rms > 0 else 0.0)
     return {"class_accuracy": float(np.mean(nearest == labels)),
-            "class_spread": float(np.mean(spreads))}
+            "class_spread": float(np.mean(spreads)),
+            "class_spread_se": float(np.sqrt(np.sum(variances)) / len(spreads))}
 
 
 class CDRLModel(NamedTuple):
@@ -257,10 +268,11 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
 
     def guidance_sweep(params, rng_key):
         """Class accuracy and spread of samples for the classes in turn, at each w."""
-        labels = jnp.arange(NUM_GUIDANCE_SAMPLES, dtype=jnp.int32) % num_classes
+        num = settings.guidance_samples
+        labels = jnp.arange(num, dtype=jnp.int32) % num_classes
         class_means = np.stack([data.x_train[data.y_train == c].reshape(
             -1, in_features).mean(0) for c in range(num_classes)])
-        sample = jax.jit(lambda k, p, w: progressive(k, p, NUM_GUIDANCE_SAMPLES, labels, w))
+        sample = jax.jit(lambda k, p, w: progressive(k, p, num, labels, w))
         out = {}
         for w in GUIDANCE_SWEEP:      # one program: w is traced
             samples = np.asarray(sample(rng_key, params, jnp.float32(w)))
