@@ -66,6 +66,13 @@ def test_the_digits_presets_diffuse_the_data_by_their_data_noise():
     assert rings.scales.data_noise == pytest.approx(0.0074, rel=0.01)  # the reference's
 
 
+def test_the_conditional_presets_drop_labels_5_percent_of_the_time():
+    """The reference drops 10%; with it the guided spread rose from w = 1 to 3 (README)."""
+    for name in ("cdrl_2d_labelled_8gaussians", "cdrl_digits_conditional"):
+        assert make_config(name).objective.label_drop == 0.05, name
+    assert make_config("cdrl_2d_rings").objective.label_drop == 0.1   # the field's default
+
+
 def test_one_train_state_holds_both_networks_and_both_optimizer_states():
     exp = build(tiny_cdrl())
     state = initial_state(exp)
