@@ -74,14 +74,12 @@ TOYS = ("checkerboard", "rings")
 PRESETS = {"checkerboard": ("cdrl_2d_checkerboard", "rl_2d_checkerboard"),
            "rings": ("cdrl_2d_rings", "rl_2d_rings"),
            "digits": ("cdrl_digits", "rl_digits")}
-# dataset -> (its guided preset, the summary key its class accuracy is read from)
-GUIDED = {"labelled_8gaussians": ("cdrl_2d_labelled_8gaussians", "class_accuracy"),
-          "digits": ("cdrl_digits_conditional", "classifier_accuracy")}
-# guided dataset -> samples per w of its guidance sweep: on the toy the exact guided law's
-# spread falls by 0.0025 from w = 1 to 3 (quadrature, README), under half of 2,000 samples'
-# standard error (0.0056); 16,000 bring it to 0.002 (common draws across w cut the
-# difference's further)
-GUIDANCE_SAMPLES = {"labelled_8gaussians": 16000, "digits": 2000}
+# dataset -> (its guided preset, the summary key its class accuracy is read from, samples per
+# w of its guidance sweep). On the toy the exact guided law's spread falls by 0.0025 from w = 1
+# to 3 (quadrature, README), under half of 2,000 samples' standard error (0.0056); 16,000
+# bring it to 0.002 (common draws across w cut the difference's further).
+GUIDED = {"labelled_8gaussians": ("cdrl_2d_labelled_8gaussians", "class_accuracy", 16000),
+          "digits": ("cdrl_digits_conditional", "classifier_accuracy", 2000)}
 # measured dataset -> the guided dataset that goes with it (the toys share the labelled one)
 GUIDED_WITH = {"checkerboard": "labelled_8gaussians", "rings": "labelled_8gaussians",
                "digits": "digits"}
@@ -231,14 +229,14 @@ def compare(toy: str, seed: int, quick: bool, variance: bool = True,
 def guidance(seed: int, quick: bool, dataset: str = "labelled_8gaussians") -> list:
     """One row per ``w``: class accuracy and spread of guided samples on ``dataset`` (a key of
     :data:`GUIDED`; on the digits the accuracy is the shipped classifier's agreement)."""
-    preset, accuracy = GUIDED[dataset]
-    samples = f"objective.guidance_samples={GUIDANCE_SAMPLES[dataset]}"
-    summary, _, _ = trained(preset, [f"run.seed={seed}", samples], quick)
+    preset, accuracy, samples = GUIDED[dataset]
+    summary, _, _ = trained(preset, [f"run.seed={seed}", f"objective.guidance_samples={samples}"],
+                            quick)
     return [row("cdrl", dataset, seed, 15, summary, {"mmd": summary.get("mmd")},
                 guidance_w=w, class_accuracy=summary.get(f"{accuracy}_w{w:g}"),
                 class_spread=summary.get(f"class_spread_w{w:g}"),
                 class_spread_se=summary.get(f"class_spread_se_w{w:g}"),
-                guidance_samples=GUIDANCE_SAMPLES[dataset], overrides=[])
+                guidance_samples=samples, overrides=[])
             for w in GUIDANCE]
 
 
