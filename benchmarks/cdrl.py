@@ -39,7 +39,10 @@ alone. With ``--variance`` (default): per trained CDRL model, the
 variance over 64 draws (one example per level each, the same params) of each level's EBM
 gradient estimate with shared-noise pairs against the diffusion's own pairs (``x_{t+1}``
 drawn from ``x_t``: the joint that posterior sampling also draws), rows ``variance_ratio``
-at levels 1-3. Rows go to benchmarks/results/<device>-<date>.json.
+at levels 1-3 (``estimate: chains``); and the same with exact chains, the training set
+taken as the data law so that ``q(x_t | x_{t+1})`` can be drawn exactly, with the positive
+phase's variance given ``x_{t+1}`` (``positive_ratio``; ``estimate: exact``, 64 and 1,024
+draws; :func:`exact_chain_variances`). Rows go to benchmarks/results/<device>-<date>.json.
 """
 from __future__ import annotations
 
@@ -152,13 +155,114 @@ def level_gradient_variances(exp, params, *, shared_noise: bool, draws: int = 64
     return np.asarray(jnp.sum(jnp.var(grads, axis=0), axis=-1))
 
 
+def exact_chain_variances(grad_fn, data, schedule, levels, *, data_noise: float,
+                          draws: int = 64, seed: int = 0) -> dict:
+    """Each level's gradient variances when the chains sample ``q(x_t | x_{t+1})`` exactly.
+
+    The data is the empirical law of ``data`` (``[N, ...]``, level 0 diffused once by
+    ``data_noise``), so that both couplings' posteriors are exact
+    (:func:`ebm_jax.samplers.pair_posterior`). Per draw: ``x_{t+1}`` from its marginal (the
+    same for both couplings), two draws ``x_t, x_t'`` of each coupling's ``x_t`` given it, and
+    ``y`` from the diffusion's posterior (an exact chain). ``grad_fn(x, t)`` is the flat
+    gradient ``g`` of one example's energy in the EBM's params. Returns ``[len(levels)]``
+    arrays, each summed over the params:
+
+    * ``positive_shared``, ``positive_joint``: ``E Var(g(x_t) | x_{t+1})``, the positive
+      phase's variance given the condition the negative phase shares (mean of
+      ``|g(x_t) - g(x_t')|² / 2``); the diffusion's own pairs are posterior sampling's law;
+    * ``whole_shared``, ``whole_joint``: the variance over draws of ``g(x_t) - g(y)``, one
+      example's whole recovery-likelihood gradient with exact chains. As ``y`` is independent of
+      ``x_t`` given ``x_{t+1}`` and matches the joint's conditional, the joint's is
+      ``2 E Var_q(g | x_{t+1})`` while the shared pairs' keeps ``E Var_q(g | x_{t+1})``: their
+      ratio is at least 1/2 whatever ``g``, the data and the schedule.
+    """
+    from ebm_jax.samplers import pair_posterior, sample_pair_posterior
+
+    data = jnp.asarray(data)
+    scale = float(np.sqrt(1.0 - data_noise**2))
+    mean_scales = np.asarray(schedule.marginal_alphas)
+    noise_scales = np.asarray(schedule.marginal_sigmas)
+
+    def one_draw(key, level):
+        k_i, k_n, k_e, k_s, k_j, k_y = jax.random.split(key, 6)
+        x0 = (scale * data[jax.random.randint(k_i, (), 0, data.shape[0])]
+              + data_noise * jax.random.normal(k_n, data.shape[1:]))
+        x_next = (jnp.asarray(mean_scales, jnp.float32)[level + 1] * x0
+                  + jnp.asarray(noise_scales, jnp.float32)[level + 1]
+                  * jax.random.normal(k_e, data.shape[1:]))
+        out = {}
+        exact_chain = None
+        for name, shared, k in (("joint", False, k_j), ("shared", True, k_s)):
+            post = pair_posterior(schedule, data, x_next, level, shared_noise=shared,
+                                  data_noise=data_noise)
+            k1, k2 = jax.random.split(k)
+            g1 = grad_fn(sample_pair_posterior(k1, post), level)
+            g2 = grad_fn(sample_pair_posterior(k2, post), level)
+            if exact_chain is None:
+                exact_chain = grad_fn(sample_pair_posterior(k_y, post), level)
+            out[f"positive_{name}"] = 0.5 * jnp.sum(jnp.square(g1 - g2))
+            out[f"whole_{name}"] = g1 - exact_chain
+        return out
+
+    result = {k: [] for k in ("positive_shared", "positive_joint", "whole_shared",
+                              "whole_joint")}
+    all_draws = jax.jit(jax.vmap(one_draw, in_axes=(0, None)))   # one program for every level
+    for level in levels:
+        keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), level), draws)
+        out = all_draws(keys, jnp.int32(level))
+        for name in ("positive_shared", "positive_joint"):
+            result[name].append(float(jnp.mean(out[name])))
+        for name in ("whole_shared", "whole_joint"):
+            result[name].append(float(jnp.sum(jnp.var(out[name], axis=0))))
+    return {k: np.asarray(v) for k, v in result.items()}
+
+
+def energy_gradient_fn(model, params):
+    """``grad_fn(x, t)`` for :func:`exact_chain_variances`: the flat gradient of one example's
+    level-``t`` energy in the EBM's params (``params`` of a CDRL ``model``)."""
+
+    def grad_fn(x, level):
+        grads = jax.grad(lambda p: model.level_energy({**params, "energy": p}, x, level))(
+            params["energy"])
+        return jnp.concatenate([leaf.reshape(-1) for leaf in jax.tree.leaves(grads)])
+
+    return grad_fn
+
+
+VARIANCE_LEVELS = (1, 2, 3)
+EXACT_DRAWS = (64, 1024)   # the issue's 64, and enough to read the ratio to a few percent
+
+
 def variance_rows(toy: str, seed: int, exp, params) -> list:
+    """Rows ``cdrl_variance`` per level 1-3: with the run's chains (``estimate: chains``, 64
+    draws) and with exact chains over the training set (``estimate: exact``, 64 and 1,024
+    draws; also the positive phase's conditional variances, ``positive_*``)."""
     shared = level_gradient_variances(exp, params, shared_noise=True, seed=seed)
     joint = level_gradient_variances(exp, params, shared_noise=False, seed=seed)
-    return [{"benchmark": "cdrl_variance", "method": "cdrl", "dataset": toy, "seed": seed,
-             "level": t, "draws": 64, "variance_shared": float(shared[t]),
-             "variance_joint": float(joint[t]), "variance_ratio": float(shared[t] / joint[t]),
-             "date": datetime.date.today().isoformat()} for t in (1, 2, 3)]
+    today = datetime.date.today().isoformat()
+    base = {"benchmark": "cdrl_variance", "method": "cdrl", "dataset": toy, "seed": seed}
+    rows = [{**base, "level": t, "estimate": "chains", "draws": 64,
+             "variance_shared": float(shared[t]), "variance_joint": float(joint[t]),
+             "variance_ratio": float(shared[t] / joint[t]), "date": today}
+            for t in VARIANCE_LEVELS]
+    model = build_model(exp.config, exp.data, nnx.Rngs(0))
+    for draws in EXACT_DRAWS:
+        exact = exact_chain_variances(energy_gradient_fn(model, params), exp.data.x_train,
+                                      model.schedule, VARIANCE_LEVELS,
+                                      data_noise=float(model.scales.data_noise), draws=draws,
+                                      seed=seed)
+        for i, t in enumerate(VARIANCE_LEVELS):
+            rows.append({**base, "level": t, "estimate": "exact", "draws": draws,
+                         "variance_shared": float(exact["whole_shared"][i]),
+                         "variance_joint": float(exact["whole_joint"][i]),
+                         "variance_ratio": float(exact["whole_shared"][i]
+                                                 / exact["whole_joint"][i]),
+                         "positive_shared": float(exact["positive_shared"][i]),
+                         "positive_joint": float(exact["positive_joint"][i]),
+                         "positive_ratio": float(exact["positive_shared"][i]
+                                                 / exact["positive_joint"][i]),
+                         "date": today})
+    return rows
 
 
 def row(method, toy, seed, steps, summary, measured, **extra) -> dict:

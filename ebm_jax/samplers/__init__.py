@@ -46,8 +46,9 @@ from ebm_jax.samplers.recovery import (RecoveryChainOptions, RecoveryInfo,
                                        recovery_chain_options, recovery_chains, recovery_langevin,
                                        tweedie_denoise)
 from ebm_jax.samplers.replay_buffer import ReplayBuffer, init_buffer, push, sample, uniform_init
-from ebm_jax.samplers.schedules import (NoiseSchedule, cosine_logsnr, diffuse, diffuse_shared,
-                                        noise_schedule)
+from ebm_jax.samplers.schedules import (NoiseSchedule, PairPosterior, cosine_logsnr, diffuse,
+                                        diffuse_shared, noise_schedule, pair_posterior,
+                                        sample_pair_posterior)
 
 __all__ = [
     "AdaptationInfo",
@@ -69,6 +70,7 @@ __all__ = [
     "MALAState",
     "MassMatrix",
     "NoiseSchedule",
+    "PairPosterior",
     "RecoveryChainOptions",
     "RecoveryCondition",
     "RecoveryInfo",
@@ -107,6 +109,7 @@ __all__ = [
     "mixture_importance_start",
     "noise_schedule",
     "noise_start",
+    "pair_posterior",
     "pgd_chain",
     "pool_start",
     "progressive_sample",
@@ -125,6 +128,7 @@ __all__ = [
     "sample",
     "sample_chain",
     "sample_chains",
+    "sample_pair_posterior",
     "song_ermon_step_sizes",
     "split_rhat",
     "tail_acceptance",

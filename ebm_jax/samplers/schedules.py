@@ -302,6 +302,99 @@ def diffuse_shared(rng_key: jax.Array, schedule: NoiseSchedule, x0: jax.Array,
             mean_scales[level + 1] * x0 + noise_scales[level + 1] * eps)
 
 
+class PairPosterior(NamedTuple):
+    """The law of ``x_t`` given ``x_{t+1}`` when the data is a finite set (an empirical law).
+
+    A mixture over the data points ``i``: pick ``i`` with probability ``exp(log_weights[i])``,
+    then ``x_t ~ N(means[i], std² I)``.
+
+    Attributes:
+      log_weights: ``[N]``: ``log p(i | x_{t+1})``, normalised.
+      means: ``[N, ...]``: ``E[x_t | x_{t+1}, i]``, shaped like the data.
+      std: a scalar: the std of each coordinate of ``x_t`` given ``x_{t+1}`` and ``i`` (0 for
+        shared-noise pairs without data noise: ``x_t`` is then a function of both).
+    """
+
+    log_weights: jax.Array
+    means: jax.Array
+    std: jax.Array
+
+
+def pair_posterior(schedule: NoiseSchedule, data: jax.Array, x_next: jax.Array, level, *,
+                   shared_noise: bool, data_noise: float = 0.0) -> PairPosterior:
+    """The exact law of ``x_t`` given one ``x_{t+1}``, the data being the points ``data``.
+
+    Level 0 is ``sqrt(1 - d²) x_i + d n`` for a data point ``x_i`` drawn uniformly (``d =
+    data_noise``; CDRL's data diffused once) and the pair ``(x_t, x_{t+1})`` is drawn from it
+    by :func:`diffuse_shared` (``shared_noise=True``) or by the diffusion itself
+    (:func:`diffuse`). Given ``i``, ``u = x_t - ᾱ_t c x_i`` and ``v = x_{t+1} - ᾱ_{t+1} c x_i``
+    (``c = sqrt(1 - d²)``) are per coordinate a zero-mean Gaussian pair with
+    ``var u = ᾱ_t² d² + σ̄_t²``, ``var v = ᾱ_{t+1}² d² + σ̄_{t+1}²`` and covariance
+    ``ᾱ_t ᾱ_{t+1} d² + σ̄_t σ̄_{t+1}`` (shared noise) or ``a_t var u`` (the diffusion), so the
+    posterior is a mixture of Gaussians over ``i``. With ``shared_noise=False`` it is recovery
+    likelihood's exact target ``q(x_t | x_{t+1})`` for the empirical law: an exact sampler to
+    hold chains against, and the baseline of CDRL's variance reduction
+    (``benchmarks/cdrl.py``).
+
+    Args:
+      schedule: a :class:`NoiseSchedule`.
+      data: ``[N, ...]``: the data points.
+      x_next: one ``x_{t+1}``, shaped like a data point.
+      level: ``t`` in ``[0, T)``.
+      shared_noise: which pairs (above).
+      data_noise: ``d`` in ``[0, 1)``.
+
+    Returns:
+      A :class:`PairPosterior`.
+
+    Example::
+
+      >>> data = jnp.array([[-2.0], [2.0]])
+      >>> post = pair_posterior(noise_schedule("cosine"), data, jnp.array([1.9]), 1,
+      ...                       shared_noise=False)
+      >>> bool(jnp.exp(post.log_weights[1]) > 0.99), post.means.shape
+      (True, (2, 1))
+    """
+    schedule = as_noise_schedule(schedule)
+    check_level(level, schedule.num_levels)
+    data_noise = check_in_range("data_noise", data_noise, 0.0, 1.0, include_high=False)
+    data, x_next = jnp.asarray(data), jnp.asarray(x_next)
+    if x_next.shape != data.shape[1:]:
+        raise ValueError(f"x_next.shape={x_next.shape}: expected one data point's shape "
+                         f"{data.shape[1:]}")
+    mean_scales = float32_array(schedule.marginal_alphas)
+    noise_scales = float32_array(schedule.marginal_sigmas)
+    m_t, m_next = mean_scales[level], mean_scales[level + 1]
+    s_t, s_next = noise_scales[level], noise_scales[level + 1]
+    d_sq = jnp.float32(data_noise) ** 2
+    var_u = m_t**2 * d_sq + s_t**2
+    var_v = m_next**2 * d_sq + s_next**2
+    cov = (m_t * m_next * d_sq + s_t * s_next if shared_noise
+           else float32_array(schedule.alphas)[level] * var_u)
+    points = jnp.sqrt(1.0 - d_sq) * data
+    v = x_next - m_next * points
+    sq_dist = jnp.sum(jnp.square(v).reshape(data.shape[0], -1), axis=-1)
+    log_weights = jax.nn.log_softmax(-sq_dist / (2.0 * var_v))
+    means = m_t * points + (cov / var_v) * v
+    return PairPosterior(log_weights, means, jnp.sqrt(jnp.maximum(var_u - cov**2 / var_v, 0.0)))
+
+
+def sample_pair_posterior(rng_key: jax.Array, posterior: PairPosterior) -> jax.Array:
+    """One draw of ``x_t`` from a :class:`PairPosterior` (shaped like a data point).
+
+    Example::
+
+      >>> post = pair_posterior(noise_schedule("cosine"), jnp.zeros((3, 2)), jnp.ones(2), 0,
+      ...                       shared_noise=True, data_noise=0.1)
+      >>> sample_pair_posterior(jax.random.key(0), post).shape
+      (2,)
+    """
+    k_pick, k_noise = jax.random.split(rng_key)
+    i = jax.random.categorical(k_pick, posterior.log_weights)
+    mean = posterior.means[i]
+    return mean + posterior.std * jax.random.normal(k_noise, mean.shape, mean.dtype)
+
+
 def check_level(level, num_levels: int) -> None:
     """Raise unless a concrete ``level`` is an int scalar in ``[0, num_levels)`` (a traced
     one is left alone)."""
