@@ -11,7 +11,8 @@ For each dataset and seed, in one process:
 
 * ``cdrl``: ``cdrl_2d_<toy>`` (``cdrl_digits``) trained (15 Langevin steps per level), then
   generation with ``K`` = 0 (the initializer alone), 5 and 15 refinement steps per level from
-  the same EMA params: one row per ``K``;
+  the same EMA params: one row per ``K`` (``sample_candidates``: the candidates generation's
+  chains start from a pick among, 0 for the initializer's proposal itself);
 * ``rl``: ``rl_2d_<toy>`` (``rl_digits``) trained and sampled with ``K`` = 15 MALA steps per
   level (the preset's 30 set to 15), the same MLP and batch.
 
@@ -315,12 +316,15 @@ def compare(toy: str, seed: int, quick: bool, variance: bool = True,
         rows += [{**r, "overrides": list(overrides)}
                  for r in variance_rows(toy, seed, exp, state.ema_params)]
     for steps in CDRL_STEPS:   # a run stopped before any checkpoint: rows without figures
-        measured = {}
+        measured, candidates = {}, None
         if state is not None:
-            config = apply_overrides(exp.config, [f"objective.sample_langevin_steps={steps}"])
+            # K = 0 is the initializer alone, whatever starts the refinement otherwise
+            config = apply_overrides(exp.config, [f"objective.sample_langevin_steps={steps}"]
+                                     + (["objective.sample_candidates=0"] if steps == 0 else []))
+            candidates = config.objective.sample_candidates
             measured = measure_generation(build(config), state.ema_params)
         rows.append(row("cdrl", toy, seed, steps, summary, measured,
-                        overrides=list(overrides)))
+                        sample_candidates=candidates, overrides=list(overrides)))
     summary, exp, state = trained(rl_preset, [f"run.seed={seed}",
                                               f"objective.num_langevin_steps={RL_STEPS}"],
                                   quick)

@@ -42,6 +42,7 @@ from ebm_jax.samplers.langevin import (LangevinInfo, LangevinState, langevin, la
 from ebm_jax.samplers.mala import MALAInfo, MALAState, mala, mala_kernel
 from ebm_jax.samplers.mass_matrix import MassMatrix, mass_matrix
 from ebm_jax.samplers.recovery import (RecoveryChainOptions, RecoveryInfo,
+                                       mixture_importance_chain_start,
                                        mixture_importance_start, progressive_sample,
                                        recovery_chain_options, recovery_chains, recovery_langevin,
                                        tweedie_denoise)
@@ -106,6 +107,7 @@ __all__ = [
     "mala",
     "mala_kernel",
     "mass_matrix",
+    "mixture_importance_chain_start",
     "mixture_importance_start",
     "noise_schedule",
     "noise_start",

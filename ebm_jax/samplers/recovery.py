@@ -242,6 +242,75 @@ def mixture_importance_start(rng_key: jax.Array, energy_fn: EnergyFn, params: An
     return _resample(k_pick, candidates, log_pi - log_q)
 
 
+def mixture_importance_chain_start(energy_fn: EnergyFn, initializer_fn, schedule: NoiseSchedule,
+                                   proposal_stds: Sequence[float], num_candidates: int, *,
+                                   marginal_top: bool = False) -> ChainStart:
+    """:func:`mixture_importance_start` as a chain start: every level's chains start at a pick
+    among ``num_candidates`` candidates, half from the initializer's proposal
+    ``N(g(x_{t+1}, t), proposal_stds[t]²)``, half from the level's Gaussian (how CDRL trains
+    with ``num_candidates``; for generation, the proposal alone is
+    :func:`~ebm_jax.samplers.initializer_start`).
+
+    Args:
+      energy_fn: per-example ``energy_fn(params, x, t[, label])``.
+      initializer_fn: per-example ``initializer_fn(params, x_next, t[, label])``, the
+        proposal's mean.
+      schedule: a :class:`NoiseSchedule`.
+      proposal_stds: ``[T]`` the proposal's std per level (> 0).
+      num_candidates: an even int >= 2.
+      marginal_top: the top level is a marginal EBM.
+
+    Returns:
+      A stateless :class:`~ebm_jax.samplers.ChainStart` drawing from a
+      :class:`~ebm_jax.samplers.RecoveryCondition`.
+
+    Example::
+
+      >>> from ebm_jax.samplers import noise_schedule
+      >>> start = mixture_importance_chain_start(lambda p, x, t: 0.5 * x @ x,
+      ...                                        lambda p, x, t: 0.9 * x,
+      ...                                        noise_schedule("t6"), [0.1] * 6, 8)
+      >>> x0, _, _ = start.draw(jax.random.key(0), (), None,
+      ...                       RecoveryCondition(jnp.ones((4, 2)), 2))
+      >>> x0.shape
+      (4, 2)
+    """
+    schedule = as_noise_schedule(schedule)
+    num_candidates = check_int("num_candidates", num_candidates, minimum=2)
+    if num_candidates % 2:
+        raise ValueError(f"num_candidates={num_candidates!r}: expected an even int >= 2 (half "
+                         "from the learned proposal, half from the level's Gaussian)")
+    stds = np.asarray(proposal_stds, np.float64)
+    if stds.shape != (schedule.num_levels,) or not np.all(np.isfinite(stds) & (stds > 0)):
+        raise ValueError(f"proposal_stds={proposal_stds!r}: expected one finite std > 0 per "
+                         f"level ({schedule.num_levels})")
+    stds = jnp.asarray(stds.astype(np.float32))
+
+    def init(rng_key, sample_shape):
+        del rng_key, sample_shape
+        return ()
+
+    def draw(rng_key, state, params, x, labels=None):
+        del state
+        if not isinstance(x, RecoveryCondition):
+            raise TypeError("mixture_importance_chain_start draws from a "
+                            f"RecoveryCondition(x_next, level), got {type(x).__name__}")
+        x_next, level = jnp.asarray(x.x_next), x.level
+        extra = () if labels is None else (labels,)
+        means = jax.vmap(initializer_fn, in_axes=(None, 0, None) + ((0,) if extra else ()))(
+            params, x_next, level, *extra)
+        starts = mixture_importance_start(rng_key, energy_fn, params, schedule, level, x_next,
+                                          means, stds[level], num_candidates,
+                                          marginal_top=marginal_top, labels=labels)
+        return starts, labels, None
+
+    def update(state, samples, handle):
+        del samples, handle
+        return state
+
+    return ChainStart(init, draw, update)
+
+
 def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
                       schedule: NoiseSchedule, level, x_next: jax.Array, *,
                       num_steps: int = 30, step_size_scale: float = 0.05,

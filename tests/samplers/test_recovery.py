@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ebm_jax.samplers import noise_schedule
-from ebm_jax.samplers import mixture_importance_start
+from ebm_jax.samplers import (RecoveryCondition, mixture_importance_chain_start,
+                              mixture_importance_start, noise_schedule)
 
 T6 = noise_schedule("t6")
 MODES, WEIGHTS, WIDTH = np.array([-0.3, 0.3]), np.array([0.2, 0.8]), 0.05
@@ -62,3 +62,22 @@ def test_an_odd_or_empty_candidate_count_is_refused(num_candidates):
     with pytest.raises(ValueError, match=f"num_candidates={num_candidates}"):
         mixture_importance_start(jax.random.key(0), two_wells, None, T6, 0, jnp.zeros((2, 1)),
                                  jnp.zeros((2, 1)), 0.1, num_candidates)
+
+
+def test_the_chain_start_picks_as_the_function_does_around_the_initializer_s_mean():
+    # the start reads the proposal's mean from the initializer and its std from the level
+    def initializer(params, x_next, level):
+        return params * x_next
+
+    start = mixture_importance_chain_start(two_wells, initializer, T6, [0.01] * 6, 8)
+    x_next = jnp.linspace(-0.5, 0.5, 16)[:, None]
+    starts, labels, _ = start.draw(jax.random.key(3), start.init(None, ()), 0.5,
+                                   RecoveryCondition(x_next, 2))
+    direct = mixture_importance_start(jax.random.key(3), two_wells, 0.5, T6, 2, x_next,
+                                      0.5 * x_next, 0.01, 8)
+    np.testing.assert_array_equal(starts, direct)
+    assert labels is None
+    with pytest.raises(ValueError, match="proposal_stds"):
+        mixture_importance_chain_start(two_wells, initializer, T6, [0.01] * 5, 8)
+    with pytest.raises(ValueError, match="num_candidates=3"):
+        mixture_importance_chain_start(two_wells, initializer, T6, [0.01] * 6, 3)
