@@ -45,7 +45,7 @@ from ebm_jax._checks import (check_bounds, check_choice, check_flag, check_in_ra
                              is_int)
 from ebm_jax.energies import EnergyFn
 from ebm_jax.samplers.base import init_chains, run_chains
-from ebm_jax.samplers.chain_starts import ChainStart, RecoveryCondition
+from ebm_jax.samplers.chain_starts import ChainStart, RecoveryCondition, initializer_start
 from ebm_jax.samplers.langevin import LangevinInfo, langevin
 from ebm_jax.samplers.mala import mala
 from ebm_jax.samplers.schedules import (NoiseSchedule, as_noise_schedule, check_level,
@@ -280,15 +280,12 @@ def mixture_importance_chain_start(energy_fn: EnergyFn, initializer_fn, schedule
     if num_candidates % 2:
         raise ValueError(f"num_candidates={num_candidates!r}: expected an even int >= 2 (half "
                          "from the learned proposal, half from the level's Gaussian)")
-    stds = np.asarray(proposal_stds, np.float64)
-    if stds.shape != (schedule.num_levels,) or not np.all(np.isfinite(stds) & (stds > 0)):
-        raise ValueError(f"proposal_stds={proposal_stds!r}: expected one finite std > 0 per "
-                         f"level ({schedule.num_levels})")
-    stds = jnp.asarray(stds.astype(np.float32))
-
-    def init(rng_key, sample_shape):
-        del rng_key, sample_shape
-        return ()
+    proposal_start = initializer_start(initializer_fn, proposal_stds)    # checks the stds
+    stds = np.asarray(proposal_stds, np.float32)
+    if stds.shape != (schedule.num_levels,) or not np.all(stds > 0):
+        raise ValueError(f"proposal_stds={proposal_stds!r}: expected one std > 0 per level "
+                         f"({schedule.num_levels})")
+    stds = jnp.asarray(stds)
 
     def draw(rng_key, state, params, x, labels=None):
         del state
@@ -304,11 +301,7 @@ def mixture_importance_chain_start(energy_fn: EnergyFn, initializer_fn, schedule
                                           marginal_top=marginal_top, labels=labels)
         return starts, labels, None
 
-    def update(state, samples, handle):
-        del samples, handle
-        return state
-
-    return ChainStart(init, draw, update)
+    return ChainStart(proposal_start.init, draw, proposal_start.update)   # stateless
 
 
 def recovery_langevin(rng_key: jax.Array, energy_fn: EnergyFn, params: Any,
