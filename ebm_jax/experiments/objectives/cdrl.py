@@ -9,7 +9,7 @@ last layer starts at zero. The EBM trains with the config's optimizer, the initi
 Adam at ``initializer_learning_rate`` (both clipped by ``optimizer.clip_grad_norm``); the
 run's EMA averages both. Fresh samples: progressive sampling from noise, the initializer's
 proposal then ``num_langevin_steps`` of refinement at each level, and Tweedie's denoising
-step at the end. The evaluation adds ``predictions.png``: proposals and refined samples level
+step at the end. The evaluation adds ``predictions.png``: chain starts and refined samples level
 by level. With ``num_candidates`` (the rings and checkerboard presets) the training chains
 start at importance-resampled picks among candidates from the initializer and the level's
 Gaussian instead of at the proposal, which pins the relative weights of separated modes;
@@ -304,7 +304,9 @@ def build(config: Config, data, rngs, *, num_devices: int = 1) -> Pieces:
                                      return_trajectory=True, return_proposals=True))(
             rng_key, params)
         levels = list(range(schedule.num_levels - 1, -1, -1))
-        rows = {"proposal g(x_t+1)": np.asarray(proposals)[levels].reshape(
+        starts = ("proposal g(x_t+1)" if not settings.sample_candidates
+                  else f"pick of {settings.sample_candidates} candidates")
+        rows = {starts: np.asarray(proposals)[levels].reshape(
                     len(levels), NUM_FIGURE_SAMPLES, -1),
                 f"{sample_steps} Langevin steps": np.asarray(trajectory)[
                     levels].reshape(len(levels), NUM_FIGURE_SAMPLES, -1)}
