@@ -71,6 +71,7 @@ from ebm_jax.experiments.config import ConfigError, apply_overrides  # noqa: E40
 from ebm_jax.experiments.data import TOY_LIMIT  # noqa: E402
 from ebm_jax.experiments.evaluation import load_run  # noqa: E402
 from ebm_jax.experiments.objectives.cdrl import build_model, make_loss  # noqa: E402
+from ebm_jax.samplers import pair_posterior, sample_pair_posterior  # noqa: E402
 from ebm_jax.train.guard import TrainingDiverged  # noqa: E402
 
 TOYS = ("checkerboard", "rings")
@@ -177,8 +178,6 @@ def exact_chain_variances(grad_fn, data, schedule, levels, *, data_noise: float,
       ``2 E Var_q(g | x_{t+1})`` while the shared pairs' keeps ``E Var_q(g | x_{t+1})``: their
       ratio is at least 1/2 whatever ``g``, the data and the schedule.
     """
-    from ebm_jax.samplers import pair_posterior, sample_pair_posterior
-
     data = jnp.asarray(data)
     scale = float(np.sqrt(1.0 - data_noise**2))
     mean_scales = np.asarray(schedule.marginal_alphas)
@@ -191,16 +190,15 @@ def exact_chain_variances(grad_fn, data, schedule, levels, *, data_noise: float,
         x_next = (jnp.asarray(mean_scales, jnp.float32)[level + 1] * x0
                   + jnp.asarray(noise_scales, jnp.float32)[level + 1]
                   * jax.random.normal(k_e, data.shape[1:]))
+        posteriors = {name: pair_posterior(schedule, data, x_next, level, shared_noise=shared,
+                                           data_noise=data_noise)
+                      for name, shared in (("joint", False), ("shared", True))}
+        exact_chain = grad_fn(sample_pair_posterior(k_y, posteriors["joint"]), level)
         out = {}
-        exact_chain = None
-        for name, shared, k in (("joint", False, k_j), ("shared", True, k_s)):
-            post = pair_posterior(schedule, data, x_next, level, shared_noise=shared,
-                                  data_noise=data_noise)
+        for name, k in (("joint", k_j), ("shared", k_s)):
             k1, k2 = jax.random.split(k)
-            g1 = grad_fn(sample_pair_posterior(k1, post), level)
-            g2 = grad_fn(sample_pair_posterior(k2, post), level)
-            if exact_chain is None:
-                exact_chain = grad_fn(sample_pair_posterior(k_y, post), level)
+            g1 = grad_fn(sample_pair_posterior(k1, posteriors[name]), level)
+            g2 = grad_fn(sample_pair_posterior(k2, posteriors[name]), level)
             out[f"positive_{name}"] = 0.5 * jnp.sum(jnp.square(g1 - g2))
             out[f"whole_{name}"] = g1 - exact_chain
         return out
