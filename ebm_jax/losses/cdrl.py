@@ -61,7 +61,7 @@ from ebm_jax._checks import check_flag, check_in_range, check_int, check_weight
 from ebm_jax.energies import EnergyFn
 from ebm_jax.losses.base import LossTransform, require_keys
 from ebm_jax.samplers.chain_starts import RecoveryCondition, initializer_start
-from ebm_jax.samplers.recovery import (mixture_importance_start, recovery_chain_options,
+from ebm_jax.samplers.recovery import (mixture_importance_chain_start, recovery_chain_options,
                                        recovery_chains)
 from ebm_jax.samplers.schedules import as_noise_schedule, diffuse, diffuse_shared, float32_array
 
@@ -365,9 +365,10 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
                                      chain_init="rescaled", step_sizes=scales.step_sizes,
                                      marginal_top=scales.marginal_top, unroll=unroll)
     start = initializer_start(initializer_fn, scales.proposal_stds)
-    proposal_stds = float32_array(scales.proposal_stds)
-    initializer_means = jax.vmap(initializer_fn, in_axes=(None, 0, None) + (
-        (0,) if conditional else ()))
+    picks = (mixture_importance_chain_start(energy_fn, initializer_fn, schedule,
+                                            scales.proposal_stds, num_candidates,
+                                            marginal_top=scales.marginal_top)
+             if num_candidates else None)
     weights = float32_array(scales.loss_weights)
     energy_scales = float32_array(scales.energy_scales)
     input_scales = float32_array(scales.input_scales)
@@ -400,16 +401,13 @@ def cdrl(energy_fn: EnergyFn, initializer_fn: Callable[..., jax.Array],
             if conditional:
                 drop = jax.random.bernoulli(k_drop, label_drop, y.shape)
                 labels = jnp.where(drop, null_label, y)
-            proposal = start.draw(k_start, (), params, RecoveryCondition(x_next, level),
-                                  labels)[0]
+            condition = RecoveryCondition(x_next, level)
+            proposal = start.draw(k_start, (), params, condition, labels)[0]
             extra = () if labels is None else (labels,)
             chain_start = jax.lax.stop_gradient(proposal)
-            if num_candidates:
+            if picks is not None:
                 k_chain, k_pick = jax.random.split(k_chain)
-                chain_start = mixture_importance_start(
-                    k_pick, energy_fn, frozen, schedule, level, x_next,
-                    initializer_means(frozen, x_next, level, *extra), proposal_stds[level],
-                    num_candidates, marginal_top=scales.marginal_top, labels=labels)
+                chain_start = picks.draw(k_pick, (), frozen, condition, labels)[0]
             samples, info = recovery_chains(k_chain, energy_fn, frozen, schedule, level, x_next,
                                             options, start=chain_start,
                                             labels=labels, step_multiplier=jnp.exp(
